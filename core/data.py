@@ -1,0 +1,127 @@
+"""Splits and token batches: dataset frame -> seeded stratified splits -> padded tensors.
+
+A batch is a plain ``dict`` with ``input_ids``, ``attention_mask`` and ``labels`` tensors, which is exactly
+what a Hugging Face sequence classifier takes as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+
+from .config import DataConfig
+
+Batch = dict[str, torch.Tensor]
+
+
+class DataError(ValueError):
+    """The data cannot be used as given; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    label_names: tuple[str, ...]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def _cap(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
+    if len(frame) <= cap:
+        return frame
+    try:
+        kept, _ = train_test_split(frame, train_size=cap, stratify=frame["label"], random_state=seed)
+    except ValueError:  # a class too rare to stratify at this cap: fall back to a seeded sample
+        kept = frame.sample(n=cap, random_state=seed)
+    return kept
+
+
+def make_splits(frame: pd.DataFrame, label_names: list[str] | tuple[str, ...], cfg: DataConfig) -> Splits:
+    """Seeded, stratified train/validation/test splits, each capped by ``cfg``.
+
+    ``frame`` has columns ``text`` and ``label`` (integer codes into ``label_names``). When it also has a
+    ``split`` column with ``test`` rows (datasets shipped with an official test set), those rows form the
+    test pool; otherwise the test pool is carved out of the data stratified by label.
+    """
+    if not {"text", "label"} <= set(frame.columns):
+        raise DataError("The dataset needs a 'text' and a 'label' column.")
+    frame = frame.reset_index(drop=True)
+    counts = frame["label"].value_counts()
+    if len(counts) < 2:
+        raise DataError("The dataset has a single class after cleaning; a classifier needs at least two.")
+    if int(counts.min()) < 3:
+        rare = [label_names[int(i)] for i in counts[counts < 3].index]
+        raise DataError(f"Class(es) {', '.join(map(str, rare))} have fewer than 3 rows: too few to split into "
+                        "train/validation/test. Remove them or add rows.")
+    seed = cfg.seed
+    if "split" in frame.columns and (frame["split"] == "test").any():
+        pool, test = frame[frame["split"] != "test"], frame[frame["split"] == "test"]
+    else:
+        pool, test = train_test_split(frame, test_size=cfg.test_fraction, stratify=frame["label"],
+                                      random_state=seed)
+    train, val = train_test_split(pool, test_size=cfg.val_fraction / (1 - cfg.test_fraction),
+                                  stratify=pool["label"], random_state=seed + 1)
+    out = []
+    for part, cap, salt in ((train, cfg.train_cap, 2), (val, cfg.val_cap, 3), (test, cfg.test_cap, 4)):
+        part = _cap(part, cap, seed + salt)
+        out.append(part[["text", "label"]].reset_index(drop=True))
+    return Splits(out[0], out[1], out[2], tuple(str(n) for n in label_names))
+
+
+def encode(tokenizer, frame: pd.DataFrame, max_length: int) -> Batch:
+    """Tokenise a whole split once into padded tensors (padding to the longest, at most ``max_length``)."""
+    enc = tokenizer(list(frame["text"].astype(str)), truncation=True, max_length=max_length,
+                    padding="longest", return_tensors="pt", return_token_type_ids=False)
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+            "labels": torch.tensor(frame["label"].to_numpy(dtype=np.int64))}
+
+
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def batches(data: Batch, batch_size: int, shuffle: bool = False, seed: int = 0,
+            device: torch.device | str | None = None) -> Iterator[Batch]:
+    """Yield mini-batches of every tensor in ``data`` (extra per-row tensors such as cached teacher logits
+    travel along), trimmed to their longest real sequence so short texts cost less compute."""
+    n = data["input_ids"].shape[0]
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    else:
+        order = torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        width = max(int(data["attention_mask"][idx].sum(dim=1).max()), 1)
+        batch = {k: (v[idx, :width] if k in SEQUENCE_KEYS else v[idx]) for k, v in data.items()}
+        if device is not None:
+            batch = {k: v.to(device) for k, v in batch.items()}
+        yield batch
+
+
+def model_inputs(batch: Batch) -> Batch:
+    """The keyword arguments a classifier's forward takes (no labels: losses are computed by the caller)."""
+    return {k: v for k, v in batch.items() if k in SEQUENCE_KEYS}
+
+
+def num_batches(data: Batch, batch_size: int) -> int:
+    return (data["input_ids"].shape[0] + batch_size - 1) // batch_size
+
+
+def take(data: Batch, n: int) -> Batch:
+    """The first ``n`` rows of an encoded split (a calibration subset)."""
+    return {k: v[:n] for k, v in data.items()}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,78 @@
+"""Shared fixtures. Every test runs offline against a private cache and run store."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# one cache for the whole session (the e5 conversion is done once); reuse a developer's cache when given
+os.environ.setdefault("PRUNE_CACHE_DIR", tempfile.mkdtemp(prefix="prune-cache-"))
+os.environ["PRUNE_STORE_DIR"] = tempfile.mkdtemp(prefix="prune-store-")
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def keyword_frame(n: int = 240, seed: int = 0, classes: int = 2) -> pd.DataFrame:
+    """A synthetic task the tiny model learns in seconds: the label is given by one keyword."""
+    from core.models import TINY_WORDS
+
+    keys = [["good", "great", "love"], ["bad", "awful", "hate"], ["football", "tennis", "match"]][:classes]
+    rng = random.Random(seed)
+    filler = TINY_WORDS[:40]
+    rows = []
+    for i in range(n):
+        label = i % classes
+        left = " ".join(rng.choice(filler) for _ in range(rng.randint(2, 8)))
+        right = " ".join(rng.choice(filler) for _ in range(rng.randint(2, 8)))
+        rows.append((f"{left} {rng.choice(keys[label])} {right}", label))
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from core.models import load_tokenizer
+
+    return load_tokenizer("tiny-bert")
+
+
+@pytest.fixture()
+def tiny_model():
+    """A fresh tiny random 12-layer BERT classifier (hidden 32, 4 heads, 2 labels)."""
+    from core.models import load_classifier
+
+    return load_classifier("tiny-bert", num_labels=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def keyword_splits():
+    from core.config import DataConfig
+    from core.data import make_splits
+
+    return make_splits(keyword_frame(), ["pos", "neg"], DataConfig(train_cap=160, val_cap=40, test_cap=40))
+
+
+@pytest.fixture(scope="session")
+def keyword_batches(keyword_splits, tiny_tokenizer):
+    """Encoded train/val/test splits of the keyword task for the tiny tokenizer (max length 32)."""
+    from core.data import encode
+
+    return {name: encode(tiny_tokenizer, getattr(keyword_splits, name), 32) for name in ("train", "val", "test")}
+
+
+@pytest.fixture(scope="session")
+def e5_dir() -> Path:
+    """The real embedded 12-layer model, converted once per session (integration tests)."""
+    from core.models import model_dir
+
+    return Path(model_dir("e5-small"))
