@@ -1,0 +1,155 @@
+"""Runs pruning/merging jobs outside the caller's process and records them in the run store.
+
+:func:`execute_run` consumes a run's event generator and writes everything to the store (events, steps,
+profiles, artifacts); it checks the cancel flag after every event, i.e. within one training batch.
+:class:`Runner` starts a worker process per submission (several runs of one submission share a worker
+and run one after another, so they share the cached teacher and do not fight over two CPU cores).
+The UI keeps only run ids: any page, tab or reload re-attaches by reading the store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .store import RunStore
+
+
+class Cancelled(Exception):
+    pass
+
+
+def _record(store: RunStore, run_id: str, ev: Any) -> None:
+    """Write one event (and the tables/artifacts it carries) to the store."""
+    step = ev.step
+    if ev.tables:
+        for name, frame in ev.tables.items():
+            store.write_table(run_id, f"steps/{step}/{name}.csv", frame)
+    if ev.stage == "choice":
+        store.write_json(run_id, f"steps/{step}/choice.json", ev.payload)
+        profile = ev.tables.get("profile")
+        if profile is not None:
+            store.add_profile(run_id, step, profile["model"].iloc[0], profile["dataset"].iloc[0], profile)
+        payload = {"layer": ev.payload.get("layer")}
+    elif ev.stage == "step_done":
+        store.add_step(run_id, step, ev.payload)
+        payload = ev.payload
+    elif ev.stage == "done":
+        model = ev.artifacts.get("model")
+        if model is not None:
+            from .surgery import save_model
+
+            save_model(model, ev.artifacts.get("tokenizer"), store.run_dir(run_id) / "model")
+        store.write_json(run_id, "summary.json", ev.payload)
+        payload = ev.payload
+    else:
+        payload = ev.payload
+    store.add_event(run_id, ev.stage, step=step, progress=ev.progress, message=ev.message, payload=payload)
+
+
+def _events_for(store: RunStore, run: dict[str, Any]) -> Iterator[Any]:
+    if run["kind"] == "prune":
+        from .prune import PruneConfig, prune_events
+
+        cfg = PruneConfig.from_dict(run["config"])
+        profiles = store.profiles(model=cfg.model)
+        if not profiles.empty:
+            profiles = profiles[profiles["run_id"] != run["id"]]
+        return prune_events(cfg, run_id=run["id"], profiles=profiles, dataset=_upload_for(store, cfg.dataset))
+    if run["kind"] == "merge":
+        from .merge import MergeConfig, merge_events
+
+        cfg = MergeConfig.from_dict(run["config"])
+        return merge_events(cfg, run_id=run["id"], dataset=_upload_for(store, cfg.dataset))
+    raise ValueError(f"unknown run kind {run['kind']!r}")
+
+
+def _upload_for(store: RunStore, dataset: str) -> Any:
+    """Uploaded datasets are stored as Parquet in the store (``upload:<digest>``); registry keys pass through."""
+    if not dataset.startswith("upload:"):
+        return None
+    from .uploads_store import load_saved_upload
+
+    return load_saved_upload(store, dataset)
+
+
+def execute_run(store: RunStore, run_id: str, on_event: Callable[[Any], None] | None = None) -> str:
+    """Run ``run_id`` to completion in this process; returns its final status."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise ValueError(f"no run {run_id!r}")
+    if run["status"] != "queued":
+        return run["status"]
+    if store.cancel_requested(run_id):
+        store.finish(run_id, "cancelled")
+        return "cancelled"
+    store.mark_running(run_id, os.getpid())
+    try:
+        for ev in _events_for(store, run):
+            _record(store, run_id, ev)
+            if on_event is not None:
+                on_event(ev)
+            if store.cancel_requested(run_id):
+                raise Cancelled()
+            if ev.stage == "done":
+                store.finish(run_id, "done", summary=ev.payload)
+                return "done"
+        store.finish(run_id, "done")
+        return "done"
+    except Cancelled:
+        store.add_event(run_id, "cancelled", message="Cancelled by the user")
+        store.finish(run_id, "cancelled")
+        return "cancelled"
+    except Exception as exc:  # the run fails, the store and the app do not
+        store.add_event(run_id, "failed", message=f"{type(exc).__name__}: {exc}",
+                        payload={"traceback": traceback.format_exc()[-4000:]})
+        store.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+
+
+def _worker(store_root: str, run_ids: list[str]) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
+    store = RunStore(store_root)
+    for run_id in run_ids:
+        execute_run(store, run_id)
+
+
+class Runner:
+    """Starts worker processes for runs and tracks them. Safe to share (e.g. in ``st.cache_resource``)."""
+
+    def __init__(self, store_root: Path | str | None = None) -> None:
+        self.store = RunStore(store_root)
+        self.store.recover()
+        self._procs: dict[str, mp.process.BaseProcess] = {}
+        self._ctx = mp.get_context("spawn")
+
+    def submit(self, kind: str, configs: list[dict[str, Any]], *, group_id: str | None = None) -> list[str]:
+        """Create one run per config and start one worker that runs them in order."""
+        ids = []
+        for cfg in configs:
+            ids.append(self.store.create_run(kind=kind, model=cfg["model"], dataset=cfg["dataset"],
+                                             strategy=cfg.get("strategy", "merge"), config=cfg,
+                                             group_id=group_id))
+        proc = self._ctx.Process(target=_worker, args=(str(self.store.root), ids), daemon=False,
+                                 name=f"prune-worker-{ids[0]}")
+        proc.start()
+        for run_id in ids:
+            self._procs[run_id] = proc
+        return ids
+
+    def cancel(self, run_id: str) -> None:
+        self.store.request_cancel(run_id)
+
+    def alive(self, run_id: str) -> bool:
+        proc = self._procs.get(run_id)
+        return bool(proc and proc.is_alive())
+
+    def join(self, run_id: str, timeout: float | None = None) -> None:
+        proc = self._procs.get(run_id)
+        if proc is not None:
+            proc.join(timeout)

@@ -1,0 +1,359 @@
+"""The run store: an embedded SQLite database (WAL mode) plus one artifact folder per run.
+
+Tables
+------
+``runs``      one row per run: kind (prune | merge), model, dataset, strategy, status, config, times, pid,
+              heartbeat, error, summary, cancel flag.
+``events``    the run's event log (stage, step, progress, message, payload) in order: what the live page polls.
+``steps``     one row per finished pruning/merging step: what was removed and the measured metrics.
+``profiles``  per (run, step, layer): the twelve signals and the oracle; the fusion rankers' training data.
+
+Artifacts live in ``<store>/runs/<run_id>/`` and are written atomically (temporary file, then
+``os.replace``). A run is ``done`` only after all its artifacts are written, so nothing half written is
+ever read as complete. A run whose worker died is marked ``interrupted`` by :meth:`RunStore.recover`, which
+the runner calls on start. Every connection is short-lived, so several processes (the UI and its workers)
+share the database safely.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from .paths import store_dir
+
+ACTIVE = ("queued", "running")
+FINAL = ("done", "failed", "cancelled", "interrupted")
+HEARTBEAT_TIMEOUT_S = 120.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    model TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    group_id TEXT,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    heartbeat_at REAL,
+    pid INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    stage TEXT NOT NULL,
+    step INTEGER,
+    progress REAL,
+    message TEXT,
+    payload TEXT,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    rows TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+"""
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None, numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(_clean(obj), allow_nan=False)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (finished child not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class RunStore:
+    """Access to the store at ``root`` (default: :func:`core.paths.store_dir`)."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root else store_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "runs.sqlite"
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(SCHEMA)
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA foreign_keys=ON")
+        con.execute("PRAGMA busy_timeout=30000")
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    # ------------------------------------------------------------------ runs
+    def create_run(self, *, kind: str, model: str, dataset: str, strategy: str, config: dict[str, Any],
+                   name: str | None = None, group_id: str | None = None) -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        name = name or f"{strategy} · {model} · {dataset}"
+        with self._tx() as con:
+            con.execute("INSERT INTO runs (id, kind, name, model, dataset, strategy, group_id, status, config,"
+                        " created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, kind, name, model, dataset, strategy, group_id, "queued", dumps(config),
+                         time.time()))
+        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir(run_id) / "config.json", json.dumps(_clean(config), indent=2))
+        return run_id
+
+    def mark_running(self, run_id: str, pid: int | None = None) -> None:
+        now = time.time()
+        with self._tx() as con:
+            con.execute("UPDATE runs SET status='running', started_at=?, heartbeat_at=?, pid=? WHERE id=?",
+                        (now, now, pid or os.getpid(), run_id))
+
+    def heartbeat(self, run_id: str) -> None:
+        with self._tx() as con:
+            con.execute("UPDATE runs SET heartbeat_at=? WHERE id=?", (time.time(), run_id))
+
+    def finish(self, run_id: str, status: str, *, error: str | None = None,
+               summary: dict[str, Any] | None = None) -> None:
+        if status not in FINAL:
+            raise ValueError(f"status must be one of {FINAL}, got {status!r}")
+        with self._tx() as con:
+            con.execute("UPDATE runs SET status=?, finished_at=?, error=?, summary=COALESCE(?, summary) "
+                        "WHERE id=?", (status, time.time(), error, dumps(summary) if summary else None, run_id))
+
+    def request_cancel(self, run_id: str) -> None:
+        with self._tx() as con:
+            con.execute("UPDATE runs SET cancel_requested=1 WHERE id=?", (run_id,))
+            con.execute("UPDATE runs SET status='cancelled', finished_at=? WHERE id=? AND status='queued'",
+                        (time.time(), run_id))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with self._connect() as con:
+            row = con.execute("SELECT cancel_requested FROM runs WHERE id=?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return self._run_dict(row) if row else None
+
+    @staticmethod
+    def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        d["config"] = json.loads(d["config"]) if d["config"] else {}
+        d["summary"] = json.loads(d["summary"]) if d["summary"] else {}
+        return d
+
+    def list_runs(self, *, kind: str | None = None, status: str | None = None, model: str | None = None,
+                  dataset: str | None = None) -> list[dict[str, Any]]:
+        clauses, args = [], []
+        for col, val in (("kind", kind), ("status", status), ("model", model), ("dataset", dataset)):
+            if val is not None:
+                clauses.append(f"{col}=?")
+                args.append(val)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._connect() as con:
+            rows = con.execute(f"SELECT * FROM runs {where} ORDER BY created_at DESC", args).fetchall()
+        return [self._run_dict(r) for r in rows]
+
+    def runs_frame(self, **filters: Any) -> pd.DataFrame:
+        runs = self.list_runs(**filters)
+        cols = ["id", "kind", "name", "model", "dataset", "strategy", "group_id", "status", "created_at",
+                "started_at", "finished_at", "error"]
+        frame = pd.DataFrame([{c: r[c] for c in cols} for r in runs], columns=cols)
+        return frame
+
+    def delete_run(self, run_id: str) -> None:
+        run = self.get_run(run_id)
+        if run and run["status"] in ACTIVE and pid_alive(run["pid"]):
+            raise RuntimeError(f"run {run_id} is still running: cancel it first")
+        with self._tx() as con:
+            con.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def recover(self) -> list[str]:
+        """Mark runs whose worker died as ``interrupted``; returns their ids."""
+        now = time.time()
+        lost = []
+        for run in self.list_runs():
+            if run["status"] not in ACTIVE:
+                continue
+            if run["status"] == "queued" and run["pid"] is None and now - run["created_at"] < HEARTBEAT_TIMEOUT_S:
+                continue  # just created, its worker is starting
+            stale = run["heartbeat_at"] is not None and now - run["heartbeat_at"] > HEARTBEAT_TIMEOUT_S * 10
+            if not pid_alive(run["pid"]) or stale:
+                lost.append(run["id"])
+        for run_id in lost:
+            self.finish(run_id, "interrupted", error="The worker stopped before the run finished "
+                                                       "(process killed or app restarted).")
+        return lost
+
+    # ------------------------------------------------------------------ events
+    def add_event(self, run_id: str, stage: str, *, step: int | None = None, progress: float | None = None,
+                  message: str = "", payload: dict[str, Any] | None = None) -> int:
+        now = time.time()
+        with self._tx() as con:
+            seq = con.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id=?",
+                              (run_id,)).fetchone()[0]
+            con.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)",
+                        (run_id, seq, now, stage, step, progress, message, dumps(payload) if payload else None))
+            con.execute("UPDATE runs SET heartbeat_at=? WHERE id=?", (now, run_id))
+        return seq
+
+    def events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM events WHERE run_id=? AND seq>? ORDER BY seq",
+                               (run_id, after)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["payload"] = json.loads(d["payload"]) if d["payload"] else {}
+            out.append(d)
+        return out
+
+    def last_event(self, run_id: str) -> dict[str, Any] | None:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM events WHERE run_id=? ORDER BY seq DESC LIMIT 1",
+                              (run_id,)).fetchone()
+        if not row:
+            return None
+        d = dict(row)
+        d["payload"] = json.loads(d["payload"]) if d["payload"] else {}
+        return d
+
+    # ------------------------------------------------------------------ steps and profiles
+    def add_step(self, run_id: str, step: int, data: dict[str, Any]) -> None:
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO steps VALUES (?,?,?)", (run_id, step, dumps(data)))
+
+    def steps(self, run_id: str) -> pd.DataFrame:
+        with self._connect() as con:
+            rows = con.execute("SELECT step, data FROM steps WHERE run_id=? ORDER BY step", (run_id,)).fetchall()
+        return pd.DataFrame([{"step": r["step"], **json.loads(r["data"])} for r in rows])
+
+    def all_steps(self, run_ids: list[str] | None = None) -> pd.DataFrame:
+        with self._connect() as con:
+            rows = con.execute("SELECT run_id, step, data FROM steps ORDER BY run_id, step").fetchall()
+        frame = pd.DataFrame([{"run_id": r["run_id"], "step": r["step"], **json.loads(r["data"])} for r in rows])
+        if run_ids is not None and not frame.empty:
+            frame = frame[frame["run_id"].isin(run_ids)]
+        return frame
+
+    def add_profile(self, run_id: str, step: int, model: str, dataset: str, rows: pd.DataFrame) -> None:
+        records = rows.to_dict(orient="records")
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO profiles VALUES (?,?,?,?,?)",
+                        (run_id, step, model, dataset, dumps(records)))
+
+    def profiles(self, model: str | None = None) -> pd.DataFrame:
+        """All stored (run, step, layer) profile rows, optionally for one model; only from finished steps."""
+        with self._connect() as con:
+            if model is None:
+                rows = con.execute("SELECT * FROM profiles").fetchall()
+            else:
+                rows = con.execute("SELECT * FROM profiles WHERE model=?", (model,)).fetchall()
+        records = []
+        for r in rows:
+            for rec in json.loads(r["rows"]):
+                records.append({**rec, "run_id": r["run_id"], "step": r["step"], "model": r["model"],
+                                "dataset": r["dataset"]})
+        return pd.DataFrame(records)
+
+    # ------------------------------------------------------------------ artifacts
+    def write_json(self, run_id: str, relpath: str, obj: Any) -> Path:
+        path = self.run_dir(run_id) / relpath
+        atomic_write_text(path, json.dumps(_clean(obj), indent=1, allow_nan=False))
+        return path
+
+    def read_json(self, run_id: str, relpath: str) -> Any | None:
+        path = self.run_dir(run_id) / relpath
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+    def write_table(self, run_id: str, relpath: str, frame: pd.DataFrame) -> Path:
+        path = self.run_dir(run_id) / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+        return path
+
+    def read_table(self, run_id: str, relpath: str) -> pd.DataFrame | None:
+        path = self.run_dir(run_id) / relpath
+        return pd.read_csv(path) if path.exists() else None

@@ -1,0 +1,72 @@
+"""A prepared task: one model spec + one dataset + one data config, tokenised once.
+
+Teacher fine-tuning, pruning runs and feed-forward merging all start from a :class:`Task`. Its
+``fingerprint`` hashes everything that determines the data a model sees, so caches keyed by it are safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from .config import DataConfig, to_dict
+from .data import Batch, Splits, encode, make_splits
+from .models import ModelSpec, get_model_spec, load_tokenizer
+
+
+@dataclass(frozen=True)
+class Task:
+    model: ModelSpec
+    dataset_key: str
+    dataset_name: str
+    data_cfg: DataConfig
+    splits: Splits
+    tokenizer: Any = field(repr=False)
+    encoded: dict[str, Batch] = field(repr=False)
+    fingerprint: str = ""
+
+    @property
+    def num_labels(self) -> int:
+        return self.splits.num_labels
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.splits.label_names
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model.key, "dataset": self.dataset_key, "dataset_name": self.dataset_name,
+                "data": to_dict(self.data_cfg), "sizes": self.splits.sizes(),
+                "labels": list(self.label_names), "fingerprint": self.fingerprint}
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """A content hash of a dataset frame (text, label, split), stable across processes."""
+    h = hashlib.sha256()
+    cols = [c for c in ("text", "label", "split") if c in frame.columns]
+    h.update(pd.util.hash_pandas_object(frame[cols], index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | None = None) -> Task:
+    """Load (or take) a dataset, split it, and tokenise every split once for ``model``.
+
+    ``dataset`` is a registry key (``core.datasets``) or an already loaded ``LoadedDataset`` (an upload).
+    """
+    from .datasets import load_dataset
+
+    data_cfg = data_cfg or DataConfig()
+    spec = get_model_spec(model) if isinstance(model, str) else model
+    loaded = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    splits = make_splits(loaded.frame, loaded.label_names, data_cfg)
+    tokenizer = load_tokenizer(spec)
+    encoded = {name: encode(tokenizer, getattr(splits, name), data_cfg.max_length)
+               for name in ("train", "val", "test")}
+    payload = json.dumps({"model": spec.key, "dataset": loaded.spec.key, "data": frame_digest(loaded.frame),
+                          "labels": list(loaded.label_names), "cfg": to_dict(data_cfg)}, sort_keys=True)
+    fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return Task(model=spec, dataset_key=loaded.spec.key, dataset_name=loaded.spec.display_name,
+                data_cfg=data_cfg, splits=splits, tokenizer=tokenizer, encoded=encoded, fingerprint=fingerprint)
