@@ -86,6 +86,98 @@ def cmd_teach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str):
+    from .prune import PruneConfig
+    from .train import DistillConfig
+
+    return PruneConfig(model=args.model, dataset=dataset, strategy=strategy, layers_to_remove=args.layers,
+                       step_epochs=args.epochs, distill=args.distill, data=_data_cfg(args),
+                       kd=DistillConfig(epochs=args.kd_epochs), accuracy_floor=args.floor, seed=args.seed)
+
+
+def _run_with_bar(store, run_id: str, quiet: bool) -> str:
+    from tqdm import tqdm
+
+    from .runner import execute_run
+
+    bar = tqdm(total=1000, desc=run_id, disable=quiet, bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def on_event(ev) -> None:
+        if ev.progress is not None:
+            bar.n = int(1000 * min(max(ev.progress, 0.0), 1.0))
+        bar.set_postfix_str(ev.message[:70])
+        bar.refresh()
+
+    status = execute_run(store, run_id, on_event=on_event)
+    bar.close()
+    return status
+
+
+def _print_steps(store, run_id: str) -> str:
+    steps = store.steps(run_id)
+    cols = [c for c in ("step", "n_layers", "removed", "val_accuracy", "test_accuracy", "test_macro_f1",
+                        "params_total", "latency_ms", "oracle_best", "ratio") if c in steps.columns]
+    return steps[cols].to_string(index=False) if not steps.empty else "(no steps)"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .store import RunStore
+
+    store = RunStore()
+    cfg = _prune_cfg(args, args.strategy, _dataset(args))
+    run_id = store.create_run(kind="prune", model=cfg.model, dataset=cfg.dataset, strategy=cfg.strategy,
+                              config=cfg.to_dict())
+    status = _run_with_bar(store, run_id, args.json)
+    run = store.get_run(run_id)
+    summary = store.read_json(run_id, "summary.json") or {}
+    payload = {"run_id": run_id, "status": status, "error": run["error"], "summary": summary,
+               "steps": store.steps(run_id).to_dict(orient="records")}
+    text = f"run {run_id}: {status}" + (f" ({run['error']})" if run["error"] else "") + "\n" + \
+        _print_steps(store, run_id)
+    if summary.get("after_kd"):
+        text += (f"\nafter KD: test accuracy {summary['after_kd']['test_accuracy']:.4f} "
+                 f"(before {summary['before_kd']['test_accuracy']:.4f})")
+    if summary.get("timings_s"):
+        text += "\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items())
+    _emit(args, payload, text)
+    return 0 if status == "done" else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import compare_table
+    from .store import RunStore
+
+    store = RunStore()
+    ids = []
+    for dataset in args.datasets:
+        for strategy in args.strategies:
+            cfg = _prune_cfg(args, strategy, dataset)
+            rid = store.create_run(kind="prune", model=cfg.model, dataset=dataset, strategy=strategy,
+                                   config=cfg.to_dict(), group_id="compare")
+            _run_with_bar(store, rid, args.json)
+            ids.append(rid)
+    table = compare_table(store, ids)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "compare.csv", index=False)
+    table.to_json(out / "compare.json", orient="records", indent=1)
+    _emit(args, table.to_dict(orient="records"),
+          table.drop(columns=["run_id"]).to_string(index=False, float_format=lambda v: f"{v:.4f}") +
+          f"\nwritten {out / 'compare.csv'} and {out / 'compare.json'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+    from .store import RunStore
+
+    path = export_model(RunStore(), args.run_id, args.dir)
+    _emit(args, {"path": str(path)}, f"wrote {path}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     benches: dict[str, Callable[[list[str]], int | None]] = {}
     if args.what == "signals":
@@ -116,6 +208,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_teach)
+
+    def add_run_args(p: argparse.ArgumentParser) -> None:
+        _add_data_args(p)
+        p.add_argument("--layers", type=int, default=6, help="layers to remove (default 6)")
+        p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs after each removal")
+        p.add_argument("--distill", action="store_true", help="distil the pruned model from the teacher")
+        p.add_argument("--kd-epochs", type=float, default=2.0)
+        p.add_argument("--floor", type=float, default=0.0, help="stop when validation accuracy falls below")
+        p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("run", help="prune one model on one dataset with one strategy")
+    add_run_args(p)
+    p.add_argument("--strategy", default="rf_fusion")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("compare", help="run datasets x strategies and print the paper-style table")
+    add_run_args(p)
+    p.add_argument("--datasets", nargs="+", required=True)
+    p.add_argument("--strategies", nargs="+", required=True)
+    p.add_argument("--out", default="data/compare", help="folder for compare.csv / compare.json")
+    p.set_defaults(fn=cmd_compare)
+
+    p = sub.add_parser("export", help="write a run's pruned model as a plain Hugging Face folder")
+    p.add_argument("run_id")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency")
     p.add_argument("what", choices=["signals", "oracle", "latency"])

@@ -28,7 +28,7 @@ IndexKind = Literal["original", "position"]
 
 
 @contextlib.contextmanager
-def _quiet_hf() -> Iterator[None]:
+def quiet_hf() -> Iterator[None]:
     """Silence transformers' per-shard progress bars while saving/loading (restored afterwards)."""
     from transformers.utils import logging as hf_logging
 
@@ -124,7 +124,7 @@ def save_model(model: nn.Module, tokenizer, folder: str | Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp", dir=folder.parent))
     try:
-        with _quiet_hf():
+        with quiet_hf():
             model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -155,7 +155,7 @@ def load_model(folder: str | Path) -> nn.Module:
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{folder} is not a saved model folder (no config.json).")
-    with _quiet_hf():
+    with quiet_hf():
         model = load_pretrained(folder)
     original_layer_indices(model)  # raises if kept_layers and the layer count disagree
     return model.eval()

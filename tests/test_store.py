@@ -1,0 +1,105 @@
+"""Run store: schema, events, artifacts, crash recovery, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from core.store import RunStore, pid_alive
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return RunStore(tmp_path / "store")
+
+
+def _new(store, **kw):
+    return store.create_run(kind="prune", model="tiny-bert", dataset="keywords", strategy=kw.get("s", "oracle"),
+                            config={"model": "tiny-bert", "x": float("nan")})
+
+
+def test_wal_mode_and_roundtrip(store):
+    import sqlite3
+
+    con = sqlite3.connect(store.db_path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    rid = _new(store)
+    run = store.get_run(rid)
+    assert run["status"] == "queued" and run["config"]["x"] is None  # NaN stored as null, valid JSON
+    store.mark_running(rid)
+    store.add_event(rid, "signals", step=1, progress=0.1, message="m", payload={"a": 1})
+    store.add_event(rid, "oracle", step=1, progress=0.2)
+    evs = store.events(rid)
+    assert [e["seq"] for e in evs] == [0, 1] and evs[0]["payload"] == {"a": 1}
+    assert store.events(rid, after=0)[0]["stage"] == "oracle"
+    store.add_step(rid, 0, {"n_layers": 12, "test_accuracy": 0.9})
+    store.add_step(rid, 1, {"n_layers": 11, "test_accuracy": 0.8})
+    steps = store.steps(rid)
+    assert list(steps["n_layers"]) == [12, 11]
+    store.finish(rid, "done", summary={"ok": True})
+    assert store.get_run(rid)["summary"] == {"ok": True}
+    with pytest.raises(ValueError):
+        store.finish(rid, "weird")
+
+
+def test_artifacts_are_atomic(store):
+    rid = _new(store)
+    frame = pd.DataFrame({"a": [1, 2]})
+    store.write_table(rid, "steps/1/signals.csv", frame)
+    assert store.read_table(rid, "steps/1/signals.csv").equals(frame)
+    store.write_json(rid, "x.json", {"v": [1, 2]})
+    assert store.read_json(rid, "x.json") == {"v": [1, 2]}
+    assert store.read_json(rid, "missing.json") is None
+    assert not list(store.run_dir(rid).rglob(".*tmp*"))
+
+
+def test_recover_marks_dead_workers_interrupted(store):
+    rid = _new(store)
+    dead = mp.get_context("spawn").Process(target=time.sleep, args=(0,))
+    dead.start()
+    dead.join()
+    store.mark_running(rid, pid=dead.pid)
+    alive = _new(store)
+    store.mark_running(alive, pid=os.getpid())
+    assert not pid_alive(dead.pid)
+    assert store.recover() == [rid]
+    assert store.get_run(rid)["status"] == "interrupted"
+    assert store.get_run(alive)["status"] == "running"
+
+
+def test_cancel_and_delete(store):
+    rid = _new(store)
+    store.request_cancel(rid)
+    assert store.cancel_requested(rid) and store.get_run(rid)["status"] == "cancelled"
+    running = _new(store)
+    store.mark_running(running, pid=os.getpid())
+    with pytest.raises(RuntimeError, match="cancel it first"):
+        store.delete_run(running)
+    store.delete_run(rid)
+    assert store.get_run(rid) is None and not store.run_dir(rid).exists()
+
+
+def _writer(root: str, run_id: str, n: int) -> None:
+    s = RunStore(root)
+    for i in range(n):
+        s.add_event(run_id, "finetune", step=1, progress=i / n)
+        s.add_step(run_id, i, {"i": i})
+
+
+def test_two_writers_do_not_corrupt(store):
+    a, b = _new(store), _new(store)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(store.root), rid, 60)) for rid in (a, b)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    for rid in (a, b):
+        evs = store.events(rid)
+        assert [e["seq"] for e in evs] == list(range(60))
+        assert list(store.steps(rid)["i"]) == list(range(60))
