@@ -97,13 +97,17 @@ class ModelMetrics:
 
 # --------------------------------------------------------------------------------- per-model pieces
 def safetensors_bytes(model: nn.Module) -> int:
-    """Size in bytes of the model's weights as ``save_pretrained`` writes them (safetensors; tied and
-    shared tensors stored once, header included): the model is saved to a temporary folder and measured."""
-    from .surgery import quiet_hf
+    """Size in bytes of the model's weights as one safetensors file, header included, every tied or shared
+    tensor stored once. Written to a temporary file by ``safetensors.torch.save_model`` (which drops
+    duplicate names itself, so models with weights shared by hand, e.g. merged feed-forward sublayers,
+    work too) and measured. For an untied model this equals the ``model.safetensors`` of
+    ``save_pretrained``."""
+    from safetensors.torch import save_model as save_safetensors
 
-    with tempfile.TemporaryDirectory(prefix="st-size-") as tmp, quiet_hf():
-        model.save_pretrained(tmp, safe_serialization=True)
-        return sum(p.stat().st_size for p in Path(tmp).glob("*.safetensors"))
+    with tempfile.TemporaryDirectory(prefix="st-size-") as tmp:
+        path = Path(tmp) / "model.safetensors"
+        save_safetensors(model, str(path), metadata={"format": "pt"})
+        return path.stat().st_size
 
 
 def latency_batch(model: nn.Module, cfg: LatencyConfig) -> dict[str, torch.Tensor]:

@@ -1,0 +1,39 @@
+"""The layer-pruning explorer: ``streamlit run app.py``.
+
+This entry point is the router and the shared frame: page config (wide), the navigation with sections,
+and the shared model/dataset selectors in the sidebar. Every page lives in ``pages/`` and only reads the
+run store and draws; long jobs run in worker processes started by ``core.runner.Runner``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import state
+
+st.set_page_config(page_title="Layer-pruning explorer", page_icon="✂️", layout="wide",
+                   initial_sidebar_state="expanded")
+
+PAGES = {
+    "Start": [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/setup.py", title="Setup", icon=":material/tune:"),
+    ],
+    "Prune": [
+        st.Page("pages/live.py", title="Live pruning", icon=":material/play_circle:"),
+        st.Page("pages/signals.py", title="Signals", icon=":material/insights:"),
+        st.Page("pages/fusion.py", title="Fusion & SHAP", icon=":material/account_tree:"),
+    ],
+    "Results": [
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("pages/runs.py", title="Runs & export", icon=":material/folder_zip:"),
+    ],
+    "Merge": [
+        st.Page("pages/merging.py", title="FFN merging", icon=":material/merge:"),
+    ],
+}
+
+state.init()
+page = st.navigation(PAGES, position="sidebar", expanded=True)
+state.sidebar()
+page.run()

@@ -1,0 +1,105 @@
+"""Compare: the paper-style table across strategies and datasets, accuracy-vs-depth curves, before/after
+distillation, and Pareto plots of accuracy against parameters and measured latency."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.report import compare_table
+
+from ui import catalog, plots, state, tables, widgets
+from ui import store as ustore
+
+state.init()
+widgets.page_header("Compare", "Every stored pruning run side by side: which strategy keeps the most accuracy "
+                               "at each depth, what distillation wins back, and what it costs.")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _table(root: str, key: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    return compare_table(ustore.store(), [run_id for run_id, _ in key])
+
+
+runs = [r for r in ustore.runs(kind="prune") if r["status"] in ("done", "running", "cancelled", "interrupted")]
+if not runs:
+    widgets.empty_state("Nothing to compare yet. Start runs on the Live pruning page: several strategies on the "
+                        "same model and dataset make the most useful comparison.", widgets.LIVE_PAGE, "Live pruning")
+    st.stop()
+
+models = sorted({r["model"] for r in runs})
+f1, f2, f3, f4 = st.columns([1, 2, 2, 1])
+model_default = state.model() if state.model() in models else models[0]
+model = f1.selectbox("Model", models, index=models.index(model_default), key="cmp_model")
+of_model = [r for r in runs if r["model"] == model]
+datasets = sorted({r["dataset"] for r in of_model})
+chosen_ds = f2.multiselect("Datasets", datasets, default=datasets, format_func=state.dataset_label, key="cmp_ds")
+strategies = sorted({r["strategy"] for r in of_model}, key=catalog.strategy_label)
+chosen_st = f3.multiselect("Strategies", strategies, default=strategies, format_func=catalog.strategy_label,
+                           key="cmp_st")
+finished_only = f4.toggle("Finished only", value=False, key="cmp_done",
+                          help="Hide runs that are still running or stopped early.")
+selected = [r for r in of_model if r["dataset"] in chosen_ds and r["strategy"] in chosen_st
+            and (r["status"] == "done" or not finished_only)]
+if not selected:
+    st.info("No run matches these filters: widen them above.", icon="💡")
+    st.stop()
+
+key = tuple(sorted((r["id"], ustore.version(r)) for r in selected))
+table = _table(ustore.root(), key)
+steps = ustore.all_steps(selected)
+meta = {r["id"]: r for r in selected}
+summaries = {r["id"]: ustore.summary(r) for r in selected}
+
+st.subheader("The table")
+if table.empty:
+    st.info("The selected runs have no finished step yet.", icon="💡")
+else:
+    show = table.copy()
+    show.insert(show.columns.get_loc("strategy") + 1, "strategy name", [catalog.strategy_label(s) for s in show["strategy"]])
+    acc_cols = [c for c in show.columns if c.startswith("acc@") or c in ("teacher", "best", "after_kd")]
+    config = {c: st.column_config.NumberColumn(c.replace("acc@", "") + " layers" if c.startswith("acc@") else c,
+                                               format="%.3f") for c in acc_cols}
+    config["ratio"] = st.column_config.NumberColumn("acc-to-size ratio", format="%.2f",
+                                                    help="(accuracy / teacher accuracy) / (parameters / teacher "
+                                                         "parameters); our definition, the paper's is not public")
+    config["best_layers"] = st.column_config.NumberColumn("best at (layers)", format="%d")
+    st.dataframe(show.drop(columns=["strategy"]), hide_index=True, column_config=config)
+    st.caption("Test accuracy after removing layers down to N and fine-tuning; **best** is the maximum accuracy "
+               "over pruning depth (the paper's headline number); **after_kd** is the final model distilled "
+               "from the teacher.")
+    st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "compare.csv", "text/csv",
+                       key="cmp_csv")
+
+st.subheader("Accuracy as layers are removed")
+if steps.empty:
+    st.info("No finished step yet.", icon="💡")
+else:
+    steps["strategy"] = [meta[i]["strategy"] for i in steps["run_id"]]
+    steps["dataset"] = [meta[i]["dataset"] for i in steps["run_id"]]
+    ds_list = sorted(steps["dataset"].unique())
+    cols = st.columns(min(len(ds_list), 2))
+    for i, ds in enumerate(ds_list):
+        with cols[i % len(cols)]:
+            st.plotly_chart(plots.curves_by_strategy(steps[steps["dataset"] == ds],
+                                                     title=f"{state.dataset_label(ds)}: test accuracy"),
+                            key=f"cmp_curve_{ds}")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("What distillation wins back")
+    st.plotly_chart(plots.kd_bars(tables.kd_frame(selected, summaries)), key="cmp_kd")
+with right:
+    st.subheader("Accuracy vs size")
+    points = tables.compare_points(steps, selected, summaries) if not steps.empty else pd.DataFrame()
+    if points.empty:
+        st.info("No measured models yet.", icon="💡")
+    else:
+        st.plotly_chart(plots.pareto_plot(points, "params", "parameters", "Accuracy vs parameters"),
+                        key="cmp_pareto_params")
+if not steps.empty and not points.empty:
+    st.plotly_chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch (ms)",
+                                      "Accuracy vs measured latency"), key="cmp_pareto_latency")
+    st.caption("Diamonds: teachers; circles: pruned models after each step's fine-tuning; stars: after "
+               "distillation. The dashed line is the Pareto front: no model is both smaller (or faster) and "
+               "more accurate than a model on it. Latency is the median CPU time of one fixed batch.")

@@ -1,0 +1,184 @@
+"""Fusion & SHAP: why the fusion ranker removed each layer, which signals drive it, how good it is.
+
+Everything is drawn from what the run stored per step (``steps/<k>/choice.json``: the ranker as JSON,
+its SHAP values, predictions, the oracle, the protocol). SHAP explanations are rebuilt as
+``shap.Explanation`` objects from the stored numbers: no model or ranker is re-run here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ui import catalog, plots, state, tables, widgets
+from ui import store as ustore
+
+FUSION = ("rf_fusion", "lr_fusion")
+
+state.init()
+widgets.page_header("Fusion & SHAP", "A random forest (and a linear regression) learn from the twelve signals "
+                                     "which layer costs least to remove. SHAP shows why they chose as they did.")
+
+
+@st.cache_data(show_spinner="Drawing SHAP's plot…", max_entries=64)
+def _beeswarm(run_id: str, token: str, _rows: tables.ShapRows) -> bytes:
+    return plots.shap_beeswarm_png(_rows)
+
+
+@st.cache_data(show_spinner="Drawing SHAP's waterfall…", max_entries=256)
+def _waterfall(run_id: str, token: str, index: int, _rows: tables.ShapRows) -> bytes:
+    return plots.shap_waterfall_png(_rows, index)
+
+
+def _choices(run: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {k: ustore.json_artifact(run["id"], f"steps/{k}/choice.json") or {}
+            for k in ustore.artifact_steps(run["id"], "choice.json")}
+
+
+runs = [r for r in ustore.runs(kind="prune") if r["strategy"] in FUSION]
+if not runs:
+    widgets.empty_state("No fusion run yet. Start a run with the *Random-forest fusion* (or linear) strategy on "
+                        "the Live pruning page; the explanations appear after its first step.",
+                        widgets.LIVE_PAGE, "Live pruning")
+    st.stop()
+
+preferred = [r for r in runs if r["model"] == state.model() and r["dataset"] == state.dataset()
+             and r["strategy"] == "rf_fusion"]
+run = widgets.pick_run(runs, key="fus_run", default_id=(preferred or runs)[0]["id"])
+choices = _choices(run)
+rows = tables.shap_rows(choices)
+token = ustore.version(run)
+steps = ustore.steps(run)
+
+tab_global, tab_why, tab_side, tab_quality = st.tabs(
+    ["Which signals matter", "Why this layer?", "Forest vs linear", "Ranker quality & protocol"])
+
+with tab_global:
+    if rows is None:
+        first = choices.get(min(choices)) if choices else None
+        proto = tables.protocol_text((first or {}).get("info") or {})[1] if first else ""
+        st.info("No SHAP values stored for this run yet. At the first step of the first run there is nothing "
+                "to train the ranker on, so layers are ranked by the signal vote and there is nothing to "
+                f"explain. {proto} Later steps (or a second run on another dataset) train the ranker.",
+                icon="💡")
+    else:
+        mean_abs = np.abs(rows.values).mean(axis=0)
+        left, right = st.columns(2)
+        with left:
+            st.plotly_chart(plots.importance_bars(rows.feature_names, mean_abs,
+                                                  "Global importance: mean |SHAP value|",
+                                                  "mean |SHAP| (effect on the predicted score)"),
+                            key="fus_global")
+            st.caption(f"Over {len(rows.steps)} (step, layer) rows from {len(set(rows.steps))} step(s). Bars are "
+                       "coloured by signal family.")
+        with right:
+            st.image(_beeswarm(run["id"], token, rows),
+                     caption="SHAP beeswarm: one dot per (step, layer); colour = the signal's normalised value "
+                             "(red high, blue low); right of 0 = pushes the layer towards removal.")
+
+with tab_why:
+    if rows is None:
+        st.info("Waterfalls need stored SHAP values (see the first tab).", icon="💡")
+    else:
+        avail = sorted(set(rows.steps))
+        c1, c2 = st.columns(2)
+        step = c1.selectbox("Step", avail, index=len(avail) - 1, key="fus_step")
+        in_step = [i for i, s in enumerate(rows.steps) if s == step]
+        layers = [rows.layers[i] for i in in_step]
+        chosen_layer = (choices.get(step) or {}).get("layer")
+        default = layers.index(chosen_layer) if chosen_layer in layers else 0
+        layer = c2.selectbox("Layer (original index)", layers, index=default, key="fus_layer",
+                             format_func=lambda l: f"L{l}" + (" (removed at this step)" if l == chosen_layer else ""))
+        i = in_step[layers.index(layer)]
+        score = float(rows.base_values[i] + rows.values[i].sum())
+        scores = {rows.layers[j]: float(rows.base_values[j] + rows.values[j].sum()) for j in in_step}
+        rank = sorted(scores, key=scores.get, reverse=True).index(layer) + 1
+        verdict = "so it was removed" if layer == chosen_layer else f"while L{chosen_layer} scored highest and was removed"
+        st.markdown(f"**Why L{layer} at step {step}?** The ranker scored it **{score:.3f}** (rank {rank} of "
+                    f"{len(in_step)}; higher = cheaper to remove), {verdict}. The waterfall starts at the average "
+                    f"score over the training rows ({rows.base_values[i]:.3f}) and adds each signal's push.")
+        st.image(_waterfall(run["id"], token, i, rows))
+        info = (choices.get(step) or {}).get("info") or {}
+        if info.get("measured") and info.get("candidates"):
+            measured = dict(zip(info["candidates"], info["measured"]))
+            st.caption(f"The oracle measured validation accuracy {measured.get(layer, float('nan')):.3f} without "
+                       f"L{layer}; the best single removal at this step kept {max(info['measured']):.3f}.")
+
+with tab_side:
+    step_choices = {k: c for k, c in choices.items() if (c.get("info") or {}).get("ranker")}
+    if not step_choices:
+        st.info("This run has not trained a ranker yet (see the first tab).", icon="💡")
+    else:
+        step = st.select_slider("Step", sorted(step_choices), value=max(step_choices), key="fus_side_step")
+        ranker = step_choices[step]["info"]["ranker"]
+        names = ranker.get("feature_names_in") or (rows.feature_names if rows else None)
+        companions = [r for r in ustore.runs(kind="prune") if r["id"] != run["id"] and r["strategy"] in FUSION
+                      and r["strategy"] != run["strategy"] and r["model"] == run["model"]
+                      and r["dataset"] == run["dataset"]]
+        other = None
+        if companions:
+            other_choices = _choices(companions[0])
+            usable = {k: c for k, c in other_choices.items() if (c.get("info") or {}).get("ranker")}
+            if usable:
+                other = usable.get(step) or usable[max(usable)]
+        left, right = st.columns(2)
+        for col, rk, who in ((left, ranker, run), (right, (other or {}).get("info", {}).get("ranker"),
+                                                     companions[0] if companions else None)):
+            with col:
+                if rk is None:
+                    missing = "lr_fusion" if run["strategy"] == "rf_fusion" else "rf_fusion"
+                    st.info(f"To compare, run **{catalog.strategy_label(missing)}** on the same model and dataset "
+                            "(Live pruning, several strategies side by side).", icon="💡")
+                    continue
+                feat = rk.get("feature_names_in") or names or [f"x{j}" for j in range(rk.get("n_features_in", 0))]
+                if rk.get("kind") == "forest":
+                    st.plotly_chart(plots.importance_bars(feat, rk["feature_importances"],
+                                                          f"{catalog.strategy_label(who['strategy'])}: impurity importance",
+                                                          "share of variance reduction"), key=f"side_{who['id']}")
+                elif rk.get("kind") == "linear":
+                    st.plotly_chart(plots.importance_bars(feat, rk["coef"],
+                                                          f"{catalog.strategy_label(who['strategy'])}: coefficients",
+                                                          "coefficient on the standardised feature", signed=True),
+                                    key=f"side_{who['id']}")
+                    st.caption(f"Regressor: {rk.get('regressor', 'linear')}; intercept {rk.get('intercept', 0):.3f}. "
+                               "Positive: a higher (normalised) value makes removal look cheaper.")
+                st.caption(f"Run `{who['id']}` · ranker trained for step {step}.")
+
+with tab_quality:
+    fusion_runs = [r for r in ustore.runs(kind="prune") if r["strategy"] in FUSION and r["model"] == run["model"]]
+    frames = []
+    for r in fusion_runs:
+        s = ustore.steps(r)
+        if not s.empty and "ranker_spearman" in s:
+            frames.append(s[s["step"] > 0].assign(run_id=r["id"], strategy=r["strategy"], dataset=r["dataset"]))
+    quality = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    this = quality[quality["run_id"] == run["id"]] if not quality.empty else quality
+    c = st.columns(3)
+    if not this.empty:
+        rho = pd.to_numeric(this["ranker_spearman"], errors="coerce")
+        c[0].metric("Mean Spearman ρ with the oracle", f"{rho.mean():.2f}" if rho.notna().any() else "–")
+        hits = this["ranker_top1"].dropna().astype(float) if "ranker_top1" in this else pd.Series(dtype=float)
+        c[1].metric("Top-1 hit rate", f"{hits.mean():.0%}" if len(hits) else "–",
+                    help="Share of steps where the removed layer was among the oracle's best.")
+        c[2].metric("Steps", f"{len(this)}")
+    st.plotly_chart(plots.quality_lines(this), key="fus_quality")
+    proto_rows = []
+    for k, ch in sorted(choices.items()):
+        key, sentence = tables.protocol_text(ch.get("info") or {})
+        proto_rows.append({"step": k, "removed": f"L{ch.get('layer')}", "protocol": key, "what it means": sentence})
+    if proto_rows:
+        st.markdown("**Training protocol per step** (leave-one-dataset-out is the honest one: the ranker never "
+                    "sees the dataset it prunes)")
+        st.dataframe(pd.DataFrame(proto_rows), hide_index=True)
+    if len(fusion_runs) > 1 and not quality.empty:
+        summary = quality.groupby(["strategy", "dataset"]).agg(
+            mean_rho=("ranker_spearman", lambda s: pd.to_numeric(s, errors="coerce").mean()),
+            top1=("ranker_top1", lambda s: s.dropna().astype(float).mean()), steps=("step", "count")).reset_index()
+        summary["strategy"] = [catalog.strategy_label(s) for s in summary["strategy"]]
+        st.markdown(f"**All fusion runs of {run['model']}**")
+        st.dataframe(summary, hide_index=True,
+                     column_config={"mean_rho": st.column_config.NumberColumn("mean ρ", format="%.2f"),
+                                    "top1": st.column_config.NumberColumn("top-1 hit rate", format="percent")})

@@ -1,0 +1,106 @@
+"""Home: what the app does, and a first run with one click (offline, embedded model and data)."""
+
+from __future__ import annotations
+
+import statistics
+
+import streamlit as st
+
+from ui import catalog, state, widgets
+from ui import store as ustore
+
+state.init()
+widgets.page_header("✂️ Layer-pruning explorer",
+                    "Watch a 12-layer BERT lose its layers one by one, and see why each one goes.")
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.markdown(
+        """
+Pick a BERT-family model and a text-classification dataset. The app fine-tunes the model once (the
+**teacher**), then removes one encoder layer per step:
+
+1. **Measure**: twelve layer-importance **signals** in five families (activation, mutual information,
+   gradient, weight, attention), computed in one instrumented pass.
+2. **Decide**: a single signal, a baseline, or a **fusion ranker** (random forest or linear regression)
+   trained to predict what removing each layer costs; **SHAP** explains its choice. The **oracle**
+   (actually removing each layer and measuring) is the truth every strategy is judged against.
+3. **Recover**: fine-tune after each removal, then **distil** from the unpruned teacher.
+
+Everything runs offline on this machine: the embedded 12-layer model *multilingual-e5-small* ships
+inside a Python package, and so do several datasets. Based on *Strategic Fusion Optimizes Transformer
+Compression* (arXiv 2501.03273).
+"""
+    )
+
+model_key = state.model()
+dataset_key = state.dataset()
+runs = ustore.runs(kind="prune")
+
+
+def _typical_minutes(model: str) -> str:
+    """A time estimate from this machine's own finished runs of the same model (none: say so)."""
+    totals = []
+    for run in runs:
+        if run["status"] == "done" and run["model"] == model:
+            total = (ustore.summary(run).get("timings_s") or {}).get("total")
+            if total:
+                totals.append(float(total))
+    if not totals:
+        return "no run of this model has finished here yet; the teacher is fine-tuned once, then cached"
+    return f"about {statistics.median(totals) / 60:.0f} min here, judging by {len(totals)} earlier run(s)"
+
+
+with right:
+    with st.container(border=True):
+        st.subheader("Start here")
+        st.markdown(f"**{state.model_label(model_key)}**  \non **{state.dataset_label(dataset_key)}**, "
+                    f"strategy **{catalog.strategy_label('rf_fusion')}**")
+        st.caption(_typical_minutes(model_key) + ". Change model, dataset and budgets on the Setup page.")
+        if st.button("▶ Start my first pruning run", type="primary", width="stretch", key="home_start"):
+            ids = widgets.start_runs(["rf_fusion"])
+            if ids:
+                widgets.go_live(ids)
+        st.divider()
+        st.markdown("**Instant demo**: the tiny random 12-layer BERT on the synthetic keywords task "
+                    "(seconds per step; for trying the pipeline, not for findings).")
+        if st.button("⚡ Run the tiny demo", width="stretch", key="home_tiny"):
+            ids = widgets.start_runs(["rf_fusion"], model_key="tiny-bert", dataset_key="keywords",
+                                     train_cap=400, val_cap=100, test_cap=100, layers_to_remove=6,
+                                     step_epochs=1.0, kd_epochs=2.0, calibration_size=64)
+            if ids:
+                widgets.go_live(ids)
+
+active = [r for r in runs if r["status"] in ("queued", "running")]
+if active:
+    st.subheader("Running now")
+    for run in active:
+        last = ustore.store().last_event(run["id"])
+        st.markdown(f"- {widgets.run_label(run)}: {last['message'] if last else 'waiting for the worker'}")
+    widgets.empty_state("Open the Live pruning page to watch them.", widgets.LIVE_PAGE, "Live pruning")
+
+st.subheader("Recent runs")
+if not runs:
+    widgets.empty_state("No runs yet. Start one above (the tiny demo finishes in about a minute), or set "
+                        "up your own model and dataset first.", "pages/setup.py", "Setup")
+else:
+    for run in runs[:6]:
+        st.markdown(f"- {widgets.run_label(run)}")
+    st.caption(f"{len(runs)} pruning run(s) in the store at `{ustore.root()}`. See them all on Runs & export.")
+
+with st.expander("The pages, in order"):
+    st.markdown(
+        """
+- **Setup**: model card (layers, hidden size, parameters per layer), dataset (embedded, hub, or your CSV)
+  with a preview, and budgets (rows, sequence length, epochs, seed).
+- **Live pruning**: start one strategy or several side by side; watch the layers go, the accuracy curve
+  against the oracle, the signal heatmap and the ranker's predictions, live; replay finished runs.
+- **Signals**: the twelve signals per layer and step, how well each agrees with the oracle, and what each
+  one means (formula, intuition).
+- **Fusion & SHAP**: why the random forest picked a layer (waterfall), which signals matter (beeswarm),
+  linear coefficients, ranker quality and training protocol.
+- **Compare**: the paper's table across strategies and datasets, curves, distillation gains, Pareto plots.
+- **Runs & export**: list, filter, delete; download a pruned model as a plain Hugging Face folder.
+- **FFN merging**: the second compression method (arrives with its own issue).
+"""
+    )

@@ -1,0 +1,252 @@
+"""Live pruning: start runs, watch them (a fragment polls the run store), cancel, replay finished runs.
+
+The run ids live in the URL (``?run=<id>[,<id>...]``), so a reload or a second tab re-attaches. The page
+never waits on a run: the worker process writes to the store and the fragment re-reads it every
+``POLL_S`` seconds while a run is active.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ui import catalog, plots, state, tables, widgets
+from ui import store as ustore
+
+POLL_S = 1.5
+STAGE_LABELS = {"prepare": "Preparing data", "teacher": "Fine-tuning the teacher", "signals": "Computing signals",
+                "oracle": "Measuring the oracle", "choice": "Choosing a layer", "finetune": "Fine-tuning",
+                "evaluate": "Evaluating", "step_done": "Step finished", "distill": "Distilling",
+                "done": "Finished", "failed": "Failed", "cancelled": "Cancelled"}
+
+state.init()
+widgets.page_header("Live pruning", "One layer per step: signals → choice → removal → fine-tuning, then "
+                                    "distillation. Runs continue in the background if you leave this page.")
+
+
+# ------------------------------------------------------------------------------------------ start
+def _start_form() -> None:
+    try:
+        keys = catalog.strategy_keys()
+    except catalog.CatalogError as exc:
+        st.error(str(exc))
+        return
+    b = state.budgets()
+    with st.form("start_form", border=False):
+        c1, c2, c3 = st.columns([3, 1, 1])
+        chosen = c1.multiselect("Strategies (several run one after another, sharing the cached teacher)", keys,
+                                default=["rf_fusion"], format_func=catalog.strategy_label, key="live_strategies")
+        layers = c2.number_input("Layers to remove", 1, 11, int(b["layers_to_remove"]), key="live_layers")
+        epochs = c3.number_input("Epochs per step", 0.0, 10.0, float(b["step_epochs"]), 0.5, key="live_epochs")
+        st.caption(f"Model **{state.model_label(state.model())}**, dataset **{state.dataset_label(state.dataset())}**"
+                   " (change them in the sidebar; rows, length, seed and distillation on the Setup page).")
+        submitted = st.form_submit_button("▶ Start", type="primary")
+    if submitted:
+        ids = widgets.start_runs(list(chosen), layers_to_remove=int(layers), step_epochs=float(epochs))
+        if ids:
+            st.session_state["attached_runs"] = ids
+            widgets.set_query_runs(ids)
+            st.rerun()
+
+
+all_runs = ustore.runs(kind="prune")
+by_id = {r["id"]: r for r in all_runs}
+attached = [i for i in widgets.query_run_ids() if i in by_id]
+if not attached:
+    attached = [i for i in st.session_state.get("attached_runs", []) if i in by_id]
+if not attached and all_runs:
+    active = [r for r in all_runs if r["status"] in ("queued", "running")]
+    first = (active or all_runs)[0]
+    attached = [r["id"] for r in all_runs if first.get("group_id") and r.get("group_id") == first["group_id"]] \
+        or [first["id"]]
+    attached = sorted(attached, key=lambda i: by_id[i]["created_at"])
+
+with st.expander("Start a new run", expanded=not attached):
+    _start_form()
+
+if not attached:
+    if widgets.query_run_ids():
+        st.error(f"Run(s) {', '.join(widgets.query_run_ids())} are not in the store at {ustore.root()}: they "
+                 "may have been deleted. Start a new run above or pick one on Runs & export.")
+    else:
+        widgets.empty_state("No run yet: pick strategies above and press Start. The tiny model on the "
+                            "keywords dataset finishes in about a minute; the 12-layer e5 model takes minutes.")
+    st.stop()
+
+if sorted(widgets.query_run_ids()) != sorted(attached):
+    widgets.set_query_runs(attached)
+
+ids_in_view = set(attached)
+others = [r for r in all_runs if r["id"] not in ids_in_view]
+with st.sidebar:
+    choice = widgets.pick_run([by_id[attached[0]]] + others, key="live_switch", label="Watch another run")
+    if choice is not None and choice["id"] not in ids_in_view:
+        group = [r["id"] for r in all_runs if choice.get("group_id") and r.get("group_id") == choice["group_id"]]
+        attached = sorted(group or [choice["id"]], key=lambda i: by_id[i]["created_at"])
+        st.session_state["attached_runs"] = attached
+        widgets.set_query_runs(attached)
+        st.rerun()
+
+
+# ------------------------------------------------------------------------------------------ panel
+def _n_original(run: dict[str, Any], steps: pd.DataFrame) -> int:
+    if not steps.empty and "n_layers" in steps:
+        return int(steps.iloc[0]["n_layers"])
+    try:
+        spec = catalog.models().get(run["model"])
+    except catalog.CatalogError:
+        spec = None
+    return int(getattr(spec, "num_layers", None) or 12)
+
+
+def _progress(run: dict[str, Any]) -> None:
+    last = ustore.store().last_event(run["id"])
+    status = run["status"]
+    if status == "failed":
+        st.error(f"The run failed: {run.get('error') or (last or {}).get('message')}. Check the model and "
+                 "dataset on the Setup page (or lower the budgets) and start it again.")
+        return
+    if status == "interrupted":
+        st.warning(f"{run.get('error') or 'The worker stopped.'} Start the run again to redo it.")
+        return
+    if status == "cancelled":
+        st.info("Cancelled. Its finished steps stay in the store.")
+        return
+    if last is None:
+        st.progress(0.0, text="Queued: waiting for the worker to start…")
+        return
+    stage = STAGE_LABELS.get(last["stage"], last["stage"])
+    value = float(last["progress"]) if last["progress"] is not None else 0.0
+    st.progress(min(max(value, 0.0), 1.0), text=f"**{stage}** · {last['message']}")
+
+
+def _view_step(run: dict[str, Any], steps: pd.DataFrame, compact: bool) -> int:
+    """The step to show: the latest while running, a replay slider once finished."""
+    latest = int(steps["step"].max()) if not steps.empty else 0
+    if run["status"] in ("queued", "running") or latest == 0:
+        return latest
+    return int(st.slider("Replay: step", 0, latest, latest, key=f"replay_{run['id']}",
+                         help="Slide back to see the run as it was after each step."))
+
+
+def _detail_step(run: dict[str, Any], view: int) -> int:
+    """While running: the step in progress (its choice is already stored); in replay: the step viewed."""
+    if run["status"] in ("queued", "running") and view + 1 in ustore.artifact_steps(run["id"], "choice.json"):
+        return view + 1
+    return view
+
+
+def _details(run: dict[str, Any], steps: pd.DataFrame, shown: int) -> None:
+    """Heatmap of the signals and the ranker's predictions at step ``shown``."""
+    if shown == 0:
+        st.caption("Signals and the ranker's choice appear once step 1 has been computed.")
+        return
+    choice = ustore.json_artifact(run["id"], f"steps/{shown}/choice.json") or {}
+    chosen = choice.get("layer")
+    signals = ustore.table(run["id"], f"steps/{shown}/signals.csv")
+    heat_col, pred_col = st.columns([3, 2])
+    with heat_col:
+        if signals is None:
+            st.caption(f"Step {shown}: signals are being computed…")
+        else:
+            data = tables.heatmap_data(signals, catalog.signal_keys(), _n_original(run, steps))
+            st.plotly_chart(plots.signal_heatmap(data, f"Signals at step {shown} (L{chosen} chosen)"
+                                                 if chosen is not None else f"Signals at step {shown}", chosen),
+                            key=f"heat_{run['id']}_{shown}")
+    with pred_col:
+        info = choice.get("info") or {}
+        if info.get("predicted") is not None:
+            st.plotly_chart(plots.predicted_vs_measured(info, chosen, f"Ranker vs oracle at step {shown}"),
+                            key=f"pred_{run['id']}_{shown}")
+            proto, sentence = tables.protocol_text(info)
+            st.caption(f"Training protocol: **{proto}**. {sentence}")
+        else:
+            oracle = ustore.table(run["id"], f"steps/{shown}/oracle.csv")
+            st.plotly_chart(plots.oracle_bars(oracle, chosen, f"Oracle at step {shown}: accuracy without each layer"),
+                            key=f"orc_{run['id']}_{shown}")
+
+
+def _metrics(steps: pd.DataFrame, view: int, run: dict[str, Any]) -> None:
+    if steps.empty:
+        return
+    teacher = steps.iloc[0]
+    now = steps[steps["step"] == view].iloc[-1]
+    c = st.columns(4)
+    c[0].metric("Teacher accuracy", f"{teacher.get('test_accuracy', float('nan')):.3f}")
+    delta = now.get("test_accuracy", float("nan")) - teacher.get("test_accuracy", float("nan"))
+    c[1].metric(f"After step {view}", f"{now.get('test_accuracy', float('nan')):.3f}",
+                f"{delta:+.3f}" if view else None)
+    c[2].metric("Layers", f"{int(now['n_layers'])}", f"-{view}" if view else None, delta_color="off")
+    if "params_total" in now and teacher.get("params_total"):
+        c[3].metric("Parameters", f"{now['params_total'] / 1e6:.2f} M",
+                    f"{now['params_total'] / teacher['params_total'] - 1:+.0%}" if view else None, delta_color="off")
+    summary = ustore.summary(run)
+    after = (summary.get("after_kd") or {}).get("test_accuracy")
+    if after is not None and view == int(steps["step"].max()):
+        st.success(f"After distillation from the teacher: test accuracy **{after:.3f}** "
+                   f"(before: {(summary.get('before_kd') or {}).get('test_accuracy', float('nan')):.3f}).")
+
+
+def _run_block(run: dict[str, Any], compact: bool) -> None:
+    steps = ustore.steps(run)
+    head, button = st.columns([5, 1])
+    head.markdown(f"### {widgets.STATUS_ICONS.get(run['status'], '')} {catalog.strategy_label(run['strategy'])}")
+    head.caption(f"{run['model']} · {state.dataset_label(run['dataset'])} · run `{run['id']}`")
+    if run["status"] in ("queued", "running"):
+        if button.button("Cancel", key=f"cancel_{run['id']}", help="Stops within one training batch"):
+            widgets.cancel_run(run["id"])
+            st.toast("Cancel requested: the worker stops after the current batch.")
+    _progress(run)
+    view = _view_step(run, steps, compact)
+    removed = [int(x) for x in (steps[steps["step"] == view].iloc[-1]["removed_order"] or [])] \
+        if not steps.empty and "removed_order" in steps else []
+    nxt = (ustore.json_artifact(run["id"], f"steps/{view + 1}/choice.json") or {}).get("layer") \
+        if run["status"] in ("queued", "running") else None
+    widgets.layer_strip(_n_original(run, steps), removed, nxt)
+    _metrics(steps, view, run)
+    if not compact:
+        max_removed = int(run["config"].get("layers_to_remove", 0)) or None
+        st.plotly_chart(plots.accuracy_curve(steps[steps["step"] <= view], run["strategy"], max_removed),
+                        key=f"curve_{run['id']}")
+        _details(run, steps, _detail_step(run, view))
+
+
+def panel(ids: list[str]) -> None:
+    runs = [r for r in (ustore.get_run(i) for i in ids) if r is not None]
+    if not runs:
+        st.error("The attached runs were deleted. Start a new run above.")
+        return
+    active_now = widgets.any_active(runs)
+    if len(runs) == 1:
+        _run_block(runs[0], compact=False)
+    else:
+        frames = []
+        for run in runs:
+            s = ustore.steps(run)
+            if not s.empty:
+                frames.append(s.assign(run_id=run["id"], strategy=run["strategy"]))
+        merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        st.plotly_chart(plots.curves_by_strategy(merged, title="Side by side: test accuracy vs layers removed"),
+                        key="side_curve")
+        cols = st.columns(min(len(runs), 3))
+        for i, run in enumerate(runs):
+            with cols[i % len(cols)]:
+                with st.container(border=True):
+                    _run_block(run, compact=True)
+        tabs = st.tabs([catalog.strategy_label(r["strategy"]) for r in runs])
+        for tab, run in zip(tabs, runs):
+            with tab:
+                steps = ustore.steps(run)
+                view = int(steps["step"].max()) if not steps.empty else 0
+                _details(run, steps, _detail_step(run, view))
+    was_active = st.session_state.get("live_was_active", False)
+    st.session_state["live_was_active"] = active_now
+    if was_active and not active_now:
+        st.rerun()  # switch the panel from polling to replay mode
+
+
+runs_now = [by_id[i] for i in attached]
+polling = widgets.any_active(runs_now)
+st.fragment(panel, run_every=POLL_S if polling else None)(attached)

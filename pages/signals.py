@@ -1,0 +1,114 @@
+"""Signals: the twelve layer-importance signals per layer and step, their agreement with the oracle, and a
+teaching panel per signal rendered from its registry entry (nothing about a signal is written here)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import catalog, plots, state, tables, theme, widgets
+from ui import store as ustore
+
+state.init()
+widgets.page_header("Signals", "Twelve ways to guess how much a layer matters, in five families, "
+                               "and how well each guess agrees with the measured truth (the oracle).")
+
+try:
+    registry = catalog.signals()
+except catalog.CatalogError as exc:
+    st.error(str(exc))
+    st.stop()
+
+keys = list(registry)
+widgets.family_legend(catalog.families())
+
+runs = [r for r in ustore.runs(kind="prune") if ustore.artifact_steps(r["id"], "signals.csv")]
+tab_heat, tab_agree, tab_learn = st.tabs(["Heatmap per step", "Agreement with the oracle", "What each signal means"])
+
+with tab_heat:
+    if not runs:
+        widgets.empty_state("No run has computed signals yet. Start one on the Live pruning page; the heatmap "
+                            "fills in after its first step.", widgets.LIVE_PAGE, "Live pruning")
+    else:
+        preferred = [r for r in runs if r["model"] == state.model() and r["dataset"] == state.dataset()]
+        run = widgets.pick_run(runs, key="sig_run", default_id=(preferred or runs)[0]["id"])
+        steps_avail = ustore.artifact_steps(run["id"], "signals.csv")
+        step = steps_avail[0] if len(steps_avail) == 1 else st.select_slider(
+            "Step", steps_avail, value=steps_avail[-1], key="sig_step",
+            help="Step k ranks the layers left after k-1 removals (original layer indices).")
+        signals = ustore.table(run["id"], f"steps/{step}/signals.csv")
+        choice = ustore.json_artifact(run["id"], f"steps/{step}/choice.json") or {}
+        first = ustore.steps(run)
+        n_original = int(first.iloc[0]["n_layers"]) if not first.empty else None
+        data = tables.heatmap_data(signals, keys, n_original)
+        chosen = choice.get("layer")
+        st.plotly_chart(plots.signal_heatmap(
+            data, f"Step {step}: each signal normalised across the remaining layers"
+                  + (f" · {catalog.strategy_label(run['strategy'])} removed L{chosen}" if chosen is not None else "")),
+            key="sig_heatmap")
+        st.caption("Colour runs from the signal's lowest value (pale) to its highest (dark) at this step; hover "
+                   "for the raw value. Blank columns are layers already removed. Whether low or high means "
+                   "\"prune first\" depends on the signal: see the third tab.")
+        oracle = ustore.table(run["id"], f"steps/{step}/oracle.csv")
+        st.plotly_chart(plots.oracle_bars(oracle, chosen, f"The oracle at step {step}: validation accuracy "
+                                                          "with each layer removed (no fine-tuning)"),
+                        key="sig_oracle")
+
+with tab_agree:
+    profiles = ustore.profiles()
+    if profiles.empty:
+        widgets.empty_state("The agreement needs at least one finished pruning step (signals and oracle are "
+                            "stored together per step).", widgets.LIVE_PAGE, "Live pruning")
+    else:
+        scope = st.radio("Steps from", ["this model, every run", "the selected model and dataset only"],
+                         horizontal=True, key="sig_scope")
+        use = profiles[profiles["model"] == state.model()] if "model" in profiles else profiles
+        if scope.startswith("the selected"):
+            use = use[use["dataset"] == state.dataset()]
+        if use.empty:
+            st.info(f"No profiled step for {state.model_label(state.model())}"
+                    + ("" if scope.startswith("this") else f" on {state.dataset_label(state.dataset())}")
+                    + ". Pick another model in the sidebar or run one.")
+        else:
+            directions = {k: e.direction for k, e in registry.items()}
+            agree = tables.signal_oracle_agreement(use, directions)
+            st.plotly_chart(plots.agreement_bars(agree), key="sig_agree")
+            n_steps = use.groupby(["run_id", "step"]).ngroups
+            st.caption(f"Over {n_steps} profiled step(s) of {use['run_id'].nunique()} run(s). For each step, ρ "
+                       "is the Spearman correlation between the order in which the signal would remove the "
+                       "remaining layers and the oracle's validation accuracy after removing each one: +1 means "
+                       "the signal orders layers exactly as the measured truth does. Hover for the share of steps "
+                       "where the signal's first pick was among the oracle's best.")
+            show = agree.assign(signal=[catalog.signal_label(k) for k in agree["signal"]],
+                                family=[theme.family_label(registry[k].family) for k in agree["signal"]])
+            st.dataframe(show[["signal", "family", "mean_rho", "median_rho", "top1", "steps"]]
+                         .sort_values("mean_rho", ascending=False), hide_index=True,
+                         column_config={"mean_rho": st.column_config.NumberColumn("mean ρ", format="%.2f"),
+                                        "median_rho": st.column_config.NumberColumn("median ρ", format="%.2f"),
+                                        "top1": st.column_config.NumberColumn("first pick best", format="percent")})
+
+with tab_learn:
+    st.markdown("Each card is rendered from the signal's registry entry in `core/signals/registry.py`. "
+                "**paper**: the paper names the signal; **our definition**: the formula (or the whole signal) is "
+                "ours because the paper does not publish it; **literature**: a published baseline.")
+    baseline_entries = catalog.baseline_entries()
+    groups = [(f, [e for e in registry.values() if e.family == f]) for f in catalog.families()]
+    if baseline_entries:
+        groups.append(("baseline", list(baseline_entries.values())))
+    fam_tabs = st.tabs([theme.family_label(f) for f, _ in groups])
+    for tab, (family, entries) in zip(fam_tabs, groups):
+        with tab:
+            for entry in entries:
+                with st.container(border=True):
+                    color = theme.family_color(entry.family)
+                    st.markdown(f"<h4 style='color:{color};margin-bottom:0'>{entry.display_name}</h4>",
+                                unsafe_allow_html=True)
+                    origin = {"paper": "paper", "our definition": "our definition"}.get(entry.origin, entry.origin)
+                    st.caption(f"`{entry.key}` · family: {theme.family_label(entry.family)} · origin: **{origin}** · "
+                               f"needs: {', '.join(entry.needs) or 'nothing'}")
+                    st.latex(entry.formula_latex)
+                    st.markdown(entry.intuition)
+                    st.markdown(f"**Pruned first:** the layer with the **{entry.direction}** value.")
+                    if entry.note:
+                        st.caption(entry.note)
+                    if entry.reference and entry.origin == "literature":
+                        st.caption(f"Reference: {entry.reference}")

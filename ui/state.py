@@ -1,0 +1,200 @@
+"""The shared selection (model, dataset, budgets) in ``st.session_state`` and the sidebar that edits it.
+
+Canonical values live under plain keys (``sel_model``, ``sel_dataset``, ``budgets``) that no widget owns,
+so they survive page switches, and a page run on its own (AppTest) reads the same defaults. Widgets copy
+their value into them in ``on_change`` callbacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import streamlit as st
+
+from core.config import ConfigError, DataConfig
+
+from . import catalog
+
+MODEL_KEY = "sel_model"
+DATASET_KEY = "sel_dataset"
+BUDGETS_KEY = "budgets"
+CUSTOM_MODELS_KEY = "custom_models"
+CUSTOM_DATASETS_KEY = "custom_datasets"
+
+#: budget fields and their meaning (Setup page labels); values default to the engine's configs
+BUDGET_HELP = {
+    "train_cap": "Training rows (teacher fine-tuning and each step's fine-tuning)",
+    "val_cap": "Validation rows (the oracle and the accuracy floor)",
+    "test_cap": "Test rows (reported accuracy)",
+    "max_length": "Max sequence length in tokens (the paper uses 32)",
+    "layers_to_remove": "Layers to remove, one per step",
+    "step_epochs": "Fine-tuning epochs after each removal",
+    "calibration_size": "Calibration examples for the signals",
+    "distill": "Distil from the unpruned teacher at the end",
+    "kd_epochs": "Distillation epochs",
+    "accuracy_floor": "Stop early when validation accuracy falls below (0 = never)",
+    "seed": "Random seed (splits, training, random baseline)",
+}
+
+
+def default_budgets() -> dict[str, Any]:
+    """The engine's own defaults (``DataConfig``, ``PruneConfig``, ``DistillConfig``)."""
+    from core.prune import PruneConfig
+    from core.train import DistillConfig
+
+    data, kd = DataConfig(), DistillConfig()
+    fields = {f.name: f.default for f in dataclasses.fields(PruneConfig)
+              if f.default is not dataclasses.MISSING}
+    return {"train_cap": data.train_cap, "val_cap": data.val_cap, "test_cap": data.test_cap,
+            "max_length": data.max_length, "layers_to_remove": fields["layers_to_remove"],
+            "step_epochs": float(fields["step_epochs"]), "calibration_size": fields["calibration_size"],
+            "distill": bool(fields["distill"]), "kd_epochs": float(kd.epochs),
+            "accuracy_floor": float(fields["accuracy_floor"]), "seed": fields["seed"]}
+
+
+def init() -> None:
+    """Fill missing session keys with defaults (safe to call on every run of every page)."""
+    ss = st.session_state
+    if MODEL_KEY not in ss:
+        ss[MODEL_KEY] = catalog.default_model()
+    if DATASET_KEY not in ss:
+        ss[DATASET_KEY] = catalog.default_dataset()
+    if BUDGETS_KEY not in ss:
+        try:
+            ss[BUDGETS_KEY] = default_budgets()
+        except Exception:  # engine config not importable yet: the pages that need it say so
+            ss[BUDGETS_KEY] = {}
+    ss.setdefault(CUSTOM_MODELS_KEY, [])
+    ss.setdefault(CUSTOM_DATASETS_KEY, [])
+
+
+def model() -> str:
+    init()
+    return str(st.session_state[MODEL_KEY])
+
+
+def dataset() -> str:
+    init()
+    return str(st.session_state[DATASET_KEY])
+
+
+def budgets() -> dict[str, Any]:
+    init()
+    merged = dict(default_budgets())
+    merged.update(st.session_state[BUDGETS_KEY] or {})
+    return merged
+
+
+def set_model(key: str) -> None:
+    st.session_state[MODEL_KEY] = key
+
+
+def set_dataset(key: str) -> None:
+    st.session_state[DATASET_KEY] = key
+
+
+def set_budgets(values: dict[str, Any]) -> None:
+    st.session_state[BUDGETS_KEY] = dict(values)
+
+
+def model_options() -> list[str]:
+    init()
+    try:
+        keys = list(catalog.models())
+    except catalog.CatalogError:
+        keys = []
+    for extra in [*st.session_state[CUSTOM_MODELS_KEY], st.session_state[MODEL_KEY]]:
+        if extra not in keys:
+            keys.append(extra)
+    return keys
+
+
+def dataset_options() -> list[str]:
+    """Registry datasets (offline first), the store's uploads, and hub names the user typed."""
+    init()
+    try:
+        specs = catalog.datasets()
+        keys = sorted(specs, key=lambda k: (not specs[k].offline, k != catalog.default_dataset()))
+    except catalog.CatalogError:
+        keys = []
+    try:
+        from core.uploads_store import list_uploads
+
+        from .store import store
+
+        keys += [u["ref"] for u in list_uploads(store())]
+    except Exception:  # no uploads folder yet, or the store is unreadable: the Setup page says so
+        pass
+    for extra in [*st.session_state[CUSTOM_DATASETS_KEY], st.session_state[DATASET_KEY]]:
+        if extra not in keys:
+            keys.append(extra)
+    return keys
+
+
+def model_label(key: str) -> str:
+    try:
+        spec = catalog.models().get(key)
+    except catalog.CatalogError:
+        spec = None
+    return spec.display_name if spec is not None else f"{key} (hub)"
+
+
+def dataset_label(key: str) -> str:
+    if key.startswith("upload:"):
+        try:
+            from core.uploads_store import list_uploads
+
+            from .store import store
+
+            for u in list_uploads(store()):
+                if u["ref"] == key:
+                    return f"{u['name']} (uploaded, {u['rows']} rows)"
+        except Exception:
+            pass
+    return catalog.dataset_label(key)
+
+
+def _copy(src: str, dst: str) -> None:
+    st.session_state[dst] = st.session_state[src]
+
+
+def sidebar() -> None:
+    """The shared selectors, drawn by app.py on every page."""
+    init()
+    models, datasets = model_options(), dataset_options()
+    st.session_state["_w_model"] = model()
+    st.session_state["_w_dataset"] = dataset() if dataset() in datasets else datasets[0]
+    with st.sidebar:
+        st.markdown("#### Working on")
+        st.selectbox("Model", models, key="_w_model", format_func=model_label, on_change=_copy,
+                     args=("_w_model", MODEL_KEY), help="Change or add models on the Setup page.")
+        st.selectbox("Dataset", datasets, key="_w_dataset", format_func=dataset_label, on_change=_copy,
+                     args=("_w_dataset", DATASET_KEY), help="Upload your own CSV on the Setup page.")
+        b = budgets()
+        st.caption(f"Budget: {b['train_cap']:,} train rows · length {b['max_length']} · remove "
+                   f"{b['layers_to_remove']} layers · {b['step_epochs']:g} epoch(s)/step"
+                   + (" · then KD" if b["distill"] else ""))
+
+
+def prune_config(strategy: str, model_key: str | None = None, dataset_key: str | None = None,
+                 **overrides: Any) -> dict[str, Any]:
+    """A validated ``PruneConfig`` dict for ``strategy`` from the current selection and budgets.
+
+    Raises :class:`~core.config.ConfigError` with a message naming the bad field.
+    """
+    from core.prune import PruneConfig
+    from core.train import DistillConfig
+
+    b = {**budgets(), **overrides}
+    data = DataConfig(train_cap=int(b["train_cap"]), val_cap=int(b["val_cap"]), test_cap=int(b["test_cap"]),
+                      max_length=int(b["max_length"]), seed=int(b["seed"]))
+    kd = dataclasses.replace(DistillConfig(), epochs=float(b["kd_epochs"]))
+    cfg = PruneConfig(model=model_key or model(), dataset=dataset_key or dataset(), strategy=strategy,
+                      layers_to_remove=int(b["layers_to_remove"]), step_epochs=float(b["step_epochs"]),
+                      calibration_size=int(b["calibration_size"]), distill=bool(b["distill"]), kd=kd, data=data,
+                      accuracy_floor=float(b["accuracy_floor"]), seed=int(b["seed"]))
+    return cfg.to_dict()
+
+
+__all__ = ["ConfigError", "budgets", "dataset", "init", "model", "prune_config", "sidebar"]

@@ -1,0 +1,158 @@
+"""Cached, read-mostly access to the run store for the pages.
+
+* The :class:`~core.store.RunStore` and the :class:`~core.runner.Runner` live in ``st.cache_resource``
+  (one per store folder, shared by every session and page).
+* Tables read from the store live in ``st.cache_data`` keyed by a *version*: finished runs never change,
+  so their tables are read once; a running run's tables are keyed by its last event, so a poll re-reads
+  only when something happened. Artifacts (CSV/JSON per step) are keyed by the file's modification time,
+  and a missing file is never cached.
+
+The store folder is ``PRUNE_STORE_DIR`` (``core.paths.store_dir``), read on every call so tests can point
+pages at a temporary store.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.paths import store_dir
+from core.runner import Runner
+from core.store import ACTIVE, RunStore
+
+
+def root() -> str:
+    return str(store_dir())
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> RunStore:
+    return RunStore(path)
+
+
+@st.cache_resource(show_spinner=False)
+def _runner(path: str) -> Runner:
+    return Runner(path)
+
+
+def store() -> RunStore:
+    """The run store (shared)."""
+    return _store(root())
+
+
+def runner() -> Runner:
+    """The job runner (shared); starting it marks runs whose worker died as interrupted."""
+    return _runner(root())
+
+
+def clear() -> None:
+    """Forget cached tables (after deleting runs)."""
+    _steps.clear()
+    _json_file.clear()
+    _csv_file.clear()
+    _all_steps.clear()
+    _profiles.clear()
+
+
+# ---------------------------------------------------------------------------------------- runs
+def runs(**filters: Any) -> list[dict[str, Any]]:
+    """All runs, newest first (one small SQLite query: not cached, so statuses are always fresh)."""
+    return store().list_runs(**filters)
+
+
+def get_run(run_id: str) -> dict[str, Any] | None:
+    return store().get_run(run_id)
+
+
+def version(run: dict[str, Any]) -> str:
+    """A token that changes whenever the run's stored tables may have changed."""
+    if run["status"] in ACTIVE:
+        last = store().last_event(run["id"])
+        return f"{run['status']}:{last['seq'] if last else -1}"
+    return f"{run['status']}:{run.get('finished_at')}"
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _steps(path: str, run_id: str, token: str) -> pd.DataFrame:
+    return _store(path).steps(run_id)
+
+
+def steps(run: dict[str, Any]) -> pd.DataFrame:
+    """One row per finished step of ``run`` (step 0 is the unpruned teacher)."""
+    return _steps(root(), run["id"], version(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _all_steps(path: str, key: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    return _store(path).all_steps([run_id for run_id, _ in key])
+
+
+def all_steps(run_list: list[dict[str, Any]]) -> pd.DataFrame:
+    """The steps of several runs in one frame (column ``run_id``)."""
+    key = tuple(sorted((r["id"], version(r)) for r in run_list))
+    frame = _all_steps(root(), key)
+    return frame.copy()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _profiles(path: str, model: str | None, key: tuple[str, ...]) -> pd.DataFrame:
+    return _store(path).profiles(model=model)
+
+
+def profiles(model: str | None = None) -> pd.DataFrame:
+    """All stored (run, step, layer) rows of signals + oracle, optionally for one model."""
+    key = tuple(sorted(f"{r['id']}:{version(r)}" for r in runs(kind="prune")))
+    return _profiles(root(), model, key)
+
+
+# ----------------------------------------------------------------------------------- artifacts
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _csv_file(path: str, mtime: int) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _json_file(path: str, mtime: int) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def table(run_id: str, relpath: str) -> pd.DataFrame | None:
+    """A CSV artifact of a run (e.g. ``steps/3/signals.csv``), or None while it does not exist."""
+    path = store().run_dir(run_id) / relpath
+    mtime = _mtime(path)
+    return None if mtime is None else _csv_file(str(path), mtime).copy()
+
+
+def json_artifact(run_id: str, relpath: str) -> Any | None:
+    """A JSON artifact of a run (e.g. ``steps/3/choice.json``, ``summary.json``), or None."""
+    path = store().run_dir(run_id) / relpath
+    mtime = _mtime(path)
+    return None if mtime is None else _json_file(str(path), mtime)
+
+
+def artifact_steps(run_id: str, name: str = "signals.csv") -> list[int]:
+    """Steps of a run that have the artifact ``steps/<k>/<name>``, ascending."""
+    folder = store().run_dir(run_id) / "steps"
+    if not folder.exists():
+        return []
+    found = [int(p.parent.name) for p in folder.glob(f"*/{name}") if p.parent.name.isdigit()]
+    return sorted(found)
+
+
+def summary(run: dict[str, Any]) -> dict[str, Any]:
+    return json_artifact(run["id"], "summary.json") or run.get("summary") or {}
+
+
+def has_model(run_id: str) -> bool:
+    return (store().run_dir(run_id) / "model" / "config.json").exists()

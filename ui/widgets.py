@@ -1,0 +1,156 @@
+"""Small reusable pieces of page: the layer strip, run pickers, status badges, starting runs, errors.
+
+Widgets here read the store through :mod:`ui.store` and never compute a model.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+import uuid
+from typing import Any, Iterable
+
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from core.config import ConfigError
+from core.store import ACTIVE
+
+from . import catalog, state, theme
+from . import store as ustore
+
+LIVE_PAGE = "pages/live.py"
+RUN_PARAM = "run"
+
+STATUS_ICONS = {"queued": "⏳", "running": "🔄", "done": "✅", "failed": "❌", "cancelled": "⏹️",
+                "interrupted": "⚠️"}
+
+
+def page_header(title: str, subtitle: str) -> None:
+    st.markdown(theme.CSS, unsafe_allow_html=True)
+    st.title(title)
+    st.caption(subtitle)
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def layer_strip_html(n_original: int, removed_order: Iterable[int], next_layer: int | None = None) -> str:
+    """HTML for a row of ``n_original`` layer cells: removed ones greyed out with the order they went in,
+    the layer about to go (``next_layer``) outlined."""
+    order = {int(layer): i + 1 for i, layer in enumerate(removed_order)}
+    cells = []
+    for layer in range(n_original):
+        if layer in order:
+            cls, tag = "layer-cell layer-removed", f"{ordinal(order[layer])} out"
+        else:
+            cls, tag = "layer-cell layer-kept", "kept"
+        if next_layer is not None and layer == next_layer and layer not in order:
+            cls += " layer-next"
+            tag = "next"
+        title = f"layer {layer}: " + (f"removed {ordinal(order[layer])}" if layer in order else "kept")
+        cells.append(f'<div class="{cls}" title="{html.escape(title)}"><span class="idx">L{layer}</span>'
+                     f'<span class="tag">{tag}</span></div>')
+    return '<div class="layer-strip">' + "".join(cells) + "</div>"
+
+
+def layer_strip(n_original: int, removed_order: Iterable[int], next_layer: int | None = None) -> None:
+    st.markdown(layer_strip_html(n_original, removed_order, next_layer), unsafe_allow_html=True)
+
+
+def family_legend(families: Iterable[str]) -> None:
+    chips = "".join(f'<span class="legend-chip" style="background:{theme.family_color(f)}">'
+                    f"{html.escape(theme.family_label(f))}</span>" for f in families)
+    st.markdown(chips, unsafe_allow_html=True)
+
+
+def run_label(run: dict[str, Any]) -> str:
+    icon = STATUS_ICONS.get(run["status"], "•")
+    when = time.strftime("%d %b %H:%M", time.localtime(run["created_at"]))
+    return (f"{icon} {catalog.strategy_label(run['strategy']) if run['kind'] == 'prune' else run['kind']} · "
+            f"{run['model']} · {state.dataset_label(run['dataset'])} · {when} · {run['id'][-6:]}")
+
+
+def pick_run(runs: list[dict[str, Any]], key: str, label: str = "Run", default_id: str | None = None
+             ) -> dict[str, Any] | None:
+    """A selectbox over ``runs`` (newest first); returns the chosen run."""
+    if not runs:
+        return None
+    ids = [r["id"] for r in runs]
+    index = ids.index(default_id) if default_id in ids else 0
+    by_id = {r["id"]: r for r in runs}
+    chosen = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: run_label(by_id[i]))
+    return by_id.get(chosen)
+
+
+def query_run_ids() -> list[str]:
+    """Run ids attached through the URL (``?run=a,b``)."""
+    raw = st.query_params.get_all(RUN_PARAM)
+    ids: list[str] = []
+    for value in raw:
+        ids += [v for v in str(value).split(",") if v]
+    return ids
+
+
+def set_query_runs(ids: list[str]) -> None:
+    st.query_params[RUN_PARAM] = ",".join(ids)
+
+
+def go_live(ids: list[str]) -> None:
+    """Open the Live page attached to ``ids`` (falls back to a message when pages are not registered,
+    e.g. a page file run on its own)."""
+    st.session_state["attached_runs"] = list(ids)
+    try:
+        st.switch_page(LIVE_PAGE, query_params={RUN_PARAM: ",".join(ids)})
+    except StreamlitAPIException:
+        set_query_runs(ids)
+        st.success(f"Started {len(ids)} run(s): {', '.join(ids)}. Open the Live pruning page to watch.")
+
+
+def start_runs(strategies: list[str], *, model_key: str | None = None, dataset_key: str | None = None,
+               **overrides: Any) -> list[str] | None:
+    """Validate configs for ``strategies`` and hand them to the runner (one worker, run in order, sharing
+    the cached teacher). Shows an ``st.error`` and returns None when a value is invalid."""
+    if not strategies:
+        st.error("Pick at least one strategy to start a run.")
+        return None
+    try:
+        configs = [state.prune_config(s, model_key, dataset_key, **overrides) for s in strategies]
+    except ConfigError as exc:
+        st.error(f"Cannot start: {exc}. Fix the value on the Setup page and try again.")
+        return None
+    except catalog.CatalogError as exc:
+        st.error(str(exc))
+        return None
+    group = uuid.uuid4().hex[:8] if len(configs) > 1 else None
+    try:
+        ids = ustore.runner().submit("prune", configs, group_id=group)
+    except Exception as exc:  # e.g. the store folder is read-only
+        st.error(f"Could not start the run ({type(exc).__name__}: {exc}). Check that the run store folder "
+                 f"{ustore.root()} is writable, then try again.")
+        return None
+    return ids
+
+
+def cancel_run(run_id: str) -> None:
+    ustore.store().request_cancel(run_id)
+
+
+def any_active(runs: Iterable[dict[str, Any]]) -> bool:
+    return any(r["status"] in ACTIVE for r in runs)
+
+
+def empty_state(message: str, page: str | None = None, label: str | None = None) -> None:
+    """An explanation of what to do next, with a link to the page that does it when pages are registered."""
+    st.info(message, icon="💡")
+    if page:
+        try:
+            st.page_link(page, label=label or "Go there", icon="➡️")
+        except (StreamlitAPIException, KeyError):
+            pass
+
+
+def show_error(what: str, exc: BaseException, todo: str) -> None:
+    st.error(f"{what}: {type(exc).__name__}: {exc}. {todo}")
