@@ -265,7 +265,7 @@ def encode_labels(values: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
     ``values`` must have no missing entries (drop them first).
     """
     names = label_strings(values)
-    order = tuple(sorted(set(names), key=_label_sort_key))
+    order = tuple(sorted((str(n) for n in names.unique()), key=_label_sort_key))
     codes = pd.Categorical(names, categories=order).codes.astype(np.int64)
     return codes, order
 

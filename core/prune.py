@@ -9,7 +9,6 @@ touches the run store. :func:`core.runner.execute_run` records the events in the
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -98,14 +97,20 @@ def _step_lr_default(cfg: PruneConfig) -> float:
     return 1e-3 if cfg.model == "tiny-bert" else cfg.step_lr
 
 
-def _model_metrics(model: torch.nn.Module, data_val, data_test, device) -> dict[str, Any]:
+def model_metrics(model: torch.nn.Module, data_val, data_test, device) -> dict[str, Any]:
+    """Test-split metrics of ``model`` (accuracy, F1, size, latency) plus validation accuracy, flat."""
     from .metrics import measure_model
 
-    return measure_model(model, data_val, data_test, device=device).to_dict()
+    m = measure_model(model, data_test, device=device).to_dict()
+    val = evaluate(model, data_val, device=device)
+    out = {f"test_{k}": m.pop(k) for k in ("accuracy", "macro_f1", "loss")}
+    out.update(val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"], val_loss=val["loss"])
+    out.update(m)
+    return out
 
 
 def choose_layer(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: pd.DataFrame,
-                 profiles: pd.DataFrame, run_id: str, dataset_key: str, rng: random.Random
+                 profiles: pd.DataFrame, run_id: str, dataset_key: str, n_original: int
                  ) -> tuple[int, dict[str, Any]]:
     """Pick the original index of the layer to remove, and explain the choice (JSON-ready)."""
     from .signals import rank_layers
@@ -116,22 +121,24 @@ def choose_layer(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: pd.
         best = oracle.sort_values(["accuracy", "loss"], ascending=[False, True]).iloc[0]
         return int(best["original_layer"]), info
     if strategy in FUSION:
-        return _fusion_choice(cfg, step, signals, oracle, profiles, run_id, dataset_key, info)
+        return _fusion_choice(cfg, step, signals, oracle, profiles, run_id, dataset_key, info, n_original)
     order = rank_layers(signals, strategy, seed=cfg.seed + step)
     info["order"] = [int(i) for i in order]
     return int(order[0]), info
 
 
 def _fusion_choice(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: pd.DataFrame,
-                   profiles: pd.DataFrame, run_id: str, dataset_key: str, info: dict[str, Any]
-                   ) -> tuple[int, dict[str, Any]]:
+                   profiles: pd.DataFrame, run_id: str, dataset_key: str, info: dict[str, Any],
+                   n_original: int) -> tuple[int, dict[str, Any]]:
     from . import fusion
 
     current = signals.merge(oracle[["original_layer", "accuracy", "loss"]], on="original_layer")
     current = current.rename(columns={"accuracy": "oracle_accuracy", "loss": "oracle_loss"})
     current["oracle_drop"] = current["oracle_accuracy"].max() - current["oracle_accuracy"]
     current = current.assign(run_id=run_id, dataset=dataset_key, model=cfg.model, step=step,
-                             n_layers=len(current))
+                             n_layers=len(current), n_original=n_original)
+    if profiles.empty:
+        profiles = current.iloc[0:0]
     rows, protocol = fusion.choose_training_rows(profiles, cfg.model, dataset_key, run_id, step)
     info["protocol"] = protocol
     X_now = fusion.make_features(current, normalise=cfg.normalise, depth_feature=cfg.depth_feature)
@@ -146,8 +153,8 @@ def _fusion_choice(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: p
         est.fit(X_train, y_train)
         scores = est.predict(X_now)
         info["ranker"] = fusion.to_json(est)
-        info["shap"] = fusion.explain(est, X_train, X_now)
-        info["shap"]["original_layer"] = [int(i) for i in current["original_layer"]]
+        info["shap"] = fusion.explain(est, X_train, X_now, row_ids=[int(i) for i in current["original_layer"]],
+                                      random_state=cfg.seed)
     scores = np.asarray(scores, dtype=float)
     info["predicted"] = [float(s) for s in scores]
     info["candidates"] = [int(i) for i in current["original_layer"]]
@@ -171,7 +178,6 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
 
     device = device or default_device()
     torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
     profiles = profiles if profiles is not None else pd.DataFrame()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -198,7 +204,7 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
     teacher = result.load().to(device).eval()
     t = tick("teacher", t)
     val, test = task.encoded["val"], task.encoded["test"]
-    base_metrics = _model_metrics(teacher, val, test, device)
+    base_metrics = model_metrics(teacher, val, test, device)
     n_original = len(original_layer_indices(teacher))
     step0 = {"n_layers": n_original, "removed": None, "removed_order": [], **base_metrics,
              "teacher_cached": result.cached}
@@ -226,7 +232,7 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
         oracle = compute_oracle(model, val, device=device)
         t = tick("oracle", t)
         known = pd.concat([profiles, *own_profiles], ignore_index=True) if own_profiles else profiles
-        layer, info = choose_layer(cfg, step, signals, oracle, known, run_id, task.dataset_key, rng)
+        layer, info = choose_layer(cfg, step, signals, oracle, known, run_id, task.dataset_key, n_original)
         t = tick("choice", t)
         profile = signals.merge(oracle[["original_layer", "accuracy", "loss", "accuracy_drop"]],
                                 on="original_layer").rename(columns={"accuracy": "oracle_accuracy",
@@ -245,14 +251,14 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
                         message=f"Step {step}: fine-tuning {p.step}/{p.total_steps}, loss {p.loss:.3f}",
                         payload={"loss": p.loss, "fraction": p.fraction})
         t = tick("finetune", t)
-        metrics = _model_metrics(model, val, test, device)
+        metrics = model_metrics(model, val, test, device)
         t = tick("evaluate", t)
         oracle_best = int(oracle.sort_values(["accuracy", "loss"], ascending=[False, True]).iloc[0]["original_layer"])
         row = {"n_layers": n_original - step, "removed": layer, "removed_order": list(removed), **metrics,
                "oracle_best": oracle_best, "oracle_best_accuracy": float(oracle["accuracy"].max()),
                "chosen_oracle_accuracy": float(oracle.loc[oracle["original_layer"] == layer, "accuracy"].iloc[0]),
-               "ratio": accuracy_to_size_ratio(metrics["test_accuracy"], base_metrics["test_accuracy"],
-                                               metrics["params_total"], base_metrics["params_total"])}
+               "ratio": accuracy_to_size_ratio(metrics["test_accuracy"], metrics["params_total"],
+                                               base_metrics["test_accuracy"], base_metrics["params_total"])}
         if "quality" in info:
             row["ranker_spearman"] = info["quality"].get("spearman")
             row["ranker_top1"] = info["quality"].get("top1_hit")
@@ -282,16 +288,16 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
             yield Event("distill", progress=p.fraction, message=f"Distillation {p.step}/{p.total_steps}, "
                         f"loss {p.loss:.3f}", payload={"loss": p.loss})
         t = tick("distill", t)
-        after = _model_metrics(model, val, test, device)
+        after = model_metrics(model, val, test, device)
         summary["after_kd"] = {k: after[k] for k in ("test_accuracy", "test_macro_f1", "val_accuracy")}
         summary["after_kd_metrics"] = after
-        summary["ratio_after_kd"] = accuracy_to_size_ratio(after["test_accuracy"], base_metrics["test_accuracy"],
-                                                           after["params_total"], base_metrics["params_total"])
+        summary["ratio_after_kd"] = accuracy_to_size_ratio(after["test_accuracy"], after["params_total"],
+                                                           base_metrics["test_accuracy"], base_metrics["params_total"])
         t = tick("evaluate", t)
     if removed:
         final = summary.get("after_kd_metrics") or history[-1]
-        summary["ratio"] = accuracy_to_size_ratio(final["test_accuracy"], base_metrics["test_accuracy"],
-                                                  final["params_total"], base_metrics["params_total"])
+        summary["ratio"] = accuracy_to_size_ratio(final["test_accuracy"], final["params_total"],
+                                                  base_metrics["test_accuracy"], base_metrics["params_total"])
     timings["total"] = time.perf_counter() - t0
     summary["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     yield Event("done", progress=1.0, message="Finished", payload=summary,

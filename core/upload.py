@@ -21,11 +21,14 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Callable, TypeVar
 
 import pandas as pd
 
 from .data import DataError
 from .datasets import LoadedDataset, encode_labels, label_strings, upload_spec
+
+T = TypeVar("T")
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_ROWS = 2_000_000
@@ -366,6 +369,7 @@ def clean_upload(table: pd.DataFrame, text_column: str, label_column: str,
 
 # ------------------------------------------------------------------------------------------------- public
 def _parse(data: object, filename: str, max_bytes: int) -> UploadPreview:
+    filename = str(filename or "upload")
     raw = _as_bytes(data, filename)
     _check_size(raw, filename, max_bytes)
     file_format = _detect_format(raw, filename)
@@ -387,7 +391,7 @@ def _parse(data: object, filename: str, max_bytes: int) -> UploadPreview:
                          encoding, notes)
 
 
-def _guarded(filename: str, fn, *args):
+def _guarded(filename: str, fn: Callable[..., T], *args: object) -> T:
     """Run ``fn``; any exception other than DataError becomes one (callers need a single ``except``)."""
     try:
         return fn(*args)
@@ -403,17 +407,21 @@ def inspect_upload(data: bytes, filename: str, max_bytes: int = MAX_UPLOAD_BYTES
     return _guarded(filename, _parse, data, filename, max_bytes)
 
 
-def _read(data: object, filename: str, text_column: str, label_column: str, max_bytes: int) -> LoadedDataset:
-    preview = _parse(data, filename, max_bytes)
-    frame, names, notes = clean_upload(preview.table, text_column, label_column, filename)
+def _from_preview(preview: UploadPreview, text_column: str, label_column: str) -> LoadedDataset:
+    frame, names, notes = clean_upload(preview.table, text_column, label_column, preview.filename)
     all_notes = " ".join((*preview.notes, *notes))
-    description = (f"Uploaded {preview.file_format.upper()} {filename}: text column {text_column!r}, label "
-                   f"column {label_column!r}, {len(frame)} rows, {len(names)} classes. {all_notes}").strip()
-    spec = upload_spec(f"upload:{filename}", filename, len(names), len(frame), description)
+    description = (f"Uploaded {preview.file_format.upper()} {preview.filename}: text column {text_column!r}, "
+                   f"label column {label_column!r}, {len(frame)} rows, {len(names)} classes. {all_notes}").strip()
+    spec = upload_spec(f"upload:{preview.filename}", preview.filename, len(names), len(frame), description)
     return LoadedDataset(frame, names, spec)
+
+
+def dataset_from_preview(preview: UploadPreview, text_column: str, label_column: str) -> LoadedDataset:
+    """The cleaned dataset from an earlier :func:`inspect_upload` (no second parse of the file)."""
+    return _guarded(preview.filename, _from_preview, preview, text_column, label_column)
 
 
 def read_upload(data: bytes, filename: str, text_column: str, label_column: str,
                 max_bytes: int = MAX_UPLOAD_BYTES) -> LoadedDataset:
     """An uploaded file as a cleaned :class:`LoadedDataset` (see :func:`clean_upload` for the cleaning)."""
-    return _guarded(filename, _read, data, filename, text_column, label_column, max_bytes)
+    return _guarded(filename, lambda: _from_preview(_parse(data, filename, max_bytes), text_column, label_column))

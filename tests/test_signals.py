@@ -262,7 +262,7 @@ def test_gradient_signals_match_plain_autograd(tiny_model, calib):
                 a.add_(next(flat))
     table = compute_signals(tiny_model, calib, signals=GRADIENT)
     norm = [math.sqrt(sum(float(g.square().sum()) for g in acc)) for acc in mean_grad]
-    dot = [abs(sum(float((g * p).sum()) for g, p in zip(acc, layer.parameters())))
+    dot = [abs(sum(float((g * p.detach()).sum()) for g, p in zip(acc, layer.parameters())))
            for acc, layer in zip(mean_grad, layers)]
     np.testing.assert_allclose(table["gradient_norm"], norm, rtol=1e-4)
     np.testing.assert_allclose(table["taylor"], dot, rtol=1e-3, atol=1e-12)
@@ -270,15 +270,15 @@ def test_gradient_signals_match_plain_autograd(tiny_model, calib):
 
 def test_fisher_with_single_example_batches_is_the_exact_empirical_fisher(tiny_model, calib):
     layers = encoder_layers(tiny_model)
-    singles = [{k: v[i:i + 1] for k, v in calib[0].items()} for i in range(8)]
+    singles = [{k: v[i:i + 1] for k, v in calib[0].items()} for i in range(6)]
     tiny_model.eval()
     exact = np.zeros(len(layers))
     for b in singles:
         loss = torch.nn.functional.cross_entropy(
             tiny_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+        grads = iter(torch.autograd.grad(loss, list(layers.parameters())))
         for i, layer in enumerate(layers):
-            exact[i] += sum(float(g.square().sum()) for g in torch.autograd.grad(loss, list(layer.parameters()),
-                                                                                  retain_graph=True))
+            exact[i] += sum(float(next(grads).square().sum()) for _ in layer.parameters())
     table = compute_signals(tiny_model, singles, signals=("gradient_fisher",))
     np.testing.assert_allclose(table["gradient_fisher"], exact / len(singles), rtol=1e-4)
 

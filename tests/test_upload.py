@@ -12,8 +12,8 @@ import pytest
 
 from core.config import DataConfig
 from core.data import DataError, make_splits
-from core.upload import (MAX_UPLOAD_BYTES, UploadPreview, clean_upload, guess_columns, inspect_upload, read_upload,
-                         sniff_delimiter)
+from core.upload import (MAX_UPLOAD_BYTES, UploadPreview, clean_upload, dataset_from_preview, guess_columns,
+                         inspect_upload, read_upload, sniff_delimiter)
 
 TODO_WORDS = ("upload", "pick", "save", "export", "add", "remove", "check", "give", "re-save")
 
@@ -275,6 +275,15 @@ def test_fuzzed_inputs_raise_only_data_errors():
                 read_upload(bytes(data[:cut] if i % 3 == 0 else data), name, "review", "sentiment")
             except DataError:
                 pass
+
+
+def test_dataset_from_preview_matches_read_upload():
+    preview = inspect_upload(csv_bytes(table()), "r.csv")
+    direct = read_upload(csv_bytes(table()), "r.csv", "review", "sentiment")
+    via = dataset_from_preview(preview, preview.text_column, preview.label_column)
+    assert via.frame.equals(direct.frame) and via.label_names == direct.label_names
+    with pytest.raises(DataError, match="no text column 'body'"):
+        dataset_from_preview(preview, "body", "sentiment")
 
 
 def test_clean_upload_is_usable_on_a_frame():

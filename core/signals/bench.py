@@ -7,7 +7,7 @@ In one process, on the same calibration batches, it times
 (c) a naive extraction that runs a separate pass per signal (``compute_signals(..., signals=[key])``);
 
 and prints the times and the ratios one-pass / plain (goal: <= 1.5) and naive / one-pass. Each timing is
-the median of ``repeats`` runs after one warm-up run. Run it with ``python -m core.signals.bench`` (the
+the median of ``repeats`` interleaved rounds after one warm-up round. Run it with ``python -m core.signals.bench`` (the
 lead wires ``python -m core bench signals`` to :func:`main`).
 
 Calibration text: a seeded generator of varied English sentences with a sentiment keyword as label
@@ -70,23 +70,23 @@ def naive_pass(model: torch.nn.Module, calib: Sequence[Batch]) -> None:
         compute_signals(model, calib, signals=(key,))
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: lazy hook installation, allocator, scikit-learn imports
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _seconds(fn: Callable[[], object]) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def run_bench(model_name: str = "e5-small", n: int = 256, max_length: int = 32, batch_size: int = 32,
               repeats: int = 3, device: torch.device | str | None = None) -> dict:
-    """Time (a) plain forward+backward, (b) one-pass extraction, (c) naive per-signal extraction."""
+    """Time (a) plain forward+backward, (b) one-pass extraction, (c) naive per-signal extraction.
+
+    The three are interleaved in every repeat (a, b, c, a, b, c, ...) after one warm-up round, and each
+    time is the median over repeats, so load from other processes hits all three alike.
+    """
     device = torch.device(device) if device is not None else default_device()
     model = load_classifier(model_name, num_labels=2, seed=0).to(device)
     for name, p in model.named_parameters():  # as core.train fine-tunes by default: word embeddings frozen
@@ -94,14 +94,20 @@ def run_bench(model_name: str = "e5-small", n: int = 256, max_length: int = 32, 
             p.requires_grad_(False)
     data = encode(load_tokenizer(model_name), calibration_frame(n), max_length)
     calib = list(batches(data, batch_size, device=device))
-    plain = _median_seconds(lambda: plain_pass(model, calib), repeats)
-    one = _median_seconds(lambda: compute_signals(model, calib), repeats)
-    naive = _median_seconds(lambda: naive_pass(model, calib), repeats)
+    passes = {"plain_s": lambda: plain_pass(model, calib), "one_pass_s": lambda: compute_signals(model, calib),
+              "naive_s": lambda: naive_pass(model, calib)}
+    for fn in passes.values():  # warm-up: lazy hook installation, allocator, scikit-learn imports
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in passes}
+    for _ in range(repeats):
+        for key, fn in passes.items():
+            times[key].append(_seconds(fn))
+    med = {k: statistics.median(v) for k, v in times.items()}
     return {"model": model_name, "device": str(device), "n": n, "max_length": max_length,
             "batch_size": batch_size, "batches": len(calib), "repeats": repeats,
-            "threads": torch.get_num_threads(), "signals": len(SIGNAL_KEYS),
-            "plain_s": plain, "one_pass_s": one, "naive_s": naive,
-            "one_pass_over_plain": one / plain, "naive_over_one_pass": naive / one}
+            "threads": torch.get_num_threads(), "signals": len(SIGNAL_KEYS), **med,
+            "one_pass_over_plain": med["one_pass_s"] / med["plain_s"],
+            "naive_over_one_pass": med["naive_s"] / med["one_pass_s"]}
 
 
 def format_result(r: dict) -> str:

