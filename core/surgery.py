@@ -97,7 +97,8 @@ def remove_layers(model: nn.Module, layers: Iterable[int], *, by: IndexKind = "o
 
 
 def keep_layers(model: nn.Module, kept_original: Iterable[int]) -> nn.Module:
-    """A deep copy of ``model`` keeping exactly the given original layers (all others removed)."""
+    """A deep copy of ``model`` keeping exactly the given original layers, in the model's order (all others
+    removed)."""
     keep = [int(i) for i in kept_original]
     current = original_layer_indices(model)
     if not keep:

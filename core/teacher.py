@@ -30,7 +30,7 @@ TEACHER_VERSION = 1
 
 #: default hyperparameters per model; chosen by measurement (see README: "Teacher defaults")
 DEFAULT_TRAIN = {
-    "tiny-bert": TrainConfig(epochs=8, lr=2e-3, batch_size=16, freeze_word_embeddings=False,
+    "tiny-bert": TrainConfig(epochs=15, lr=3e-3, batch_size=16, freeze_word_embeddings=False,
                              head_lr_multiplier=1.0),
 }
 

@@ -56,7 +56,9 @@ if table.empty:
     st.info("The selected runs have no finished step yet.", icon="💡")
 else:
     show = table.copy()
-    show.insert(show.columns.get_loc("strategy") + 1, "strategy name", [catalog.strategy_label(s) for s in show["strategy"]])
+    show.insert(0, "strategy name", [catalog.strategy_label(s) for s in show["strategy"]])
+    show["dataset"] = [state.dataset_label(d) for d in show["dataset"]]
+    show = show[[c for c in show.columns if c != "run_id"] + ["run_id"]]
     acc_cols = [c for c in show.columns if c.startswith("acc@") or c in ("teacher", "best", "after_kd")]
     config = {c: st.column_config.NumberColumn(c.replace("acc@", "") + " layers" if c.startswith("acc@") else c,
                                                format="%.3f") for c in acc_cols}
@@ -81,24 +83,24 @@ else:
     cols = st.columns(min(len(ds_list), 2))
     for i, ds in enumerate(ds_list):
         with cols[i % len(cols)]:
-            st.plotly_chart(plots.curves_by_strategy(steps[steps["dataset"] == ds],
+            widgets.chart(plots.curves_by_strategy(steps[steps["dataset"] == ds],
                                                      title=f"{state.dataset_label(ds)}: test accuracy"),
                             key=f"cmp_curve_{ds}")
 
 left, right = st.columns(2)
 with left:
     st.subheader("What distillation wins back")
-    st.plotly_chart(plots.kd_bars(tables.kd_frame(selected, summaries)), key="cmp_kd")
+    widgets.chart(plots.kd_bars(tables.kd_frame(selected, summaries)), key="cmp_kd")
 with right:
     st.subheader("Accuracy vs size")
     points = tables.compare_points(steps, selected, summaries) if not steps.empty else pd.DataFrame()
     if points.empty:
         st.info("No measured models yet.", icon="💡")
     else:
-        st.plotly_chart(plots.pareto_plot(points, "params", "parameters", "Accuracy vs parameters"),
+        widgets.chart(plots.pareto_plot(points, "params", "parameters", "Accuracy vs parameters"),
                         key="cmp_pareto_params")
 if not steps.empty and not points.empty:
-    st.plotly_chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch (ms)",
+    widgets.chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch (ms)",
                                       "Accuracy vs measured latency"), key="cmp_pareto_latency")
     st.caption("Diamonds: teachers; circles: pruned models after each step's fine-tuning; stars: after "
                "distillation. The dashed line is the Pareto front: no model is both smaller (or faster) and "

@@ -68,7 +68,7 @@ with tab_global:
         mean_abs = np.abs(rows.values).mean(axis=0)
         left, right = st.columns(2)
         with left:
-            st.plotly_chart(plots.importance_bars(rows.feature_names, mean_abs,
+            widgets.chart(plots.importance_bars(rows.feature_names, mean_abs,
                                                   "Global importance: mean |SHAP value|",
                                                   "mean |SHAP| (effect on the predicted score)"),
                             key="fus_global")
@@ -135,11 +135,11 @@ with tab_side:
                     continue
                 feat = rk.get("feature_names_in") or names or [f"x{j}" for j in range(rk.get("n_features_in", 0))]
                 if rk.get("kind") == "forest":
-                    st.plotly_chart(plots.importance_bars(feat, rk["feature_importances"],
+                    widgets.chart(plots.importance_bars(feat, rk["feature_importances"],
                                                           f"{catalog.strategy_label(who['strategy'])}: impurity importance",
                                                           "share of variance reduction"), key=f"side_{who['id']}")
                 elif rk.get("kind") == "linear":
-                    st.plotly_chart(plots.importance_bars(feat, rk["coef"],
+                    widgets.chart(plots.importance_bars(feat, rk["coef"],
                                                           f"{catalog.strategy_label(who['strategy'])}: coefficients",
                                                           "coefficient on the standardised feature", signed=True),
                                     key=f"side_{who['id']}")
@@ -164,7 +164,7 @@ with tab_quality:
         c[1].metric("Top-1 hit rate", f"{hits.mean():.0%}" if len(hits) else "–",
                     help="Share of steps where the removed layer was among the oracle's best.")
         c[2].metric("Steps", f"{len(this)}")
-    st.plotly_chart(plots.quality_lines(this), key="fus_quality")
+    widgets.chart(plots.quality_lines(this), key="fus_quality")
     proto_rows = []
     for k, ch in sorted(choices.items()):
         key, sentence = tables.protocol_text(ch.get("info") or {})

@@ -10,7 +10,7 @@ from ui import catalog, state, widgets
 from ui import store as ustore
 
 state.init()
-widgets.page_header("✂️ Layer-pruning explorer",
+widgets.page_header(":material/content_cut: Layer-pruning explorer",
                     "Watch a 12-layer BERT lose its layers one by one, and see why each one goes.")
 
 left, right = st.columns([3, 2], gap="large")
@@ -57,14 +57,15 @@ with right:
         st.markdown(f"**{state.model_label(model_key)}**  \non **{state.dataset_label(dataset_key)}**, "
                     f"strategy **{catalog.strategy_label('rf_fusion')}**")
         st.caption(_typical_minutes(model_key) + ". Change model, dataset and budgets on the Setup page.")
-        if st.button("▶ Start my first pruning run", type="primary", width="stretch", key="home_start"):
+        if st.button("Start my first pruning run", type="primary", width="stretch", key="home_start",
+                     icon=":material/play_arrow:"):
             ids = widgets.start_runs(["rf_fusion"])
             if ids:
                 widgets.go_live(ids)
         st.divider()
         st.markdown("**Instant demo**: the tiny random 12-layer BERT on the synthetic keywords task "
                     "(seconds per step; for trying the pipeline, not for findings).")
-        if st.button("⚡ Run the tiny demo", width="stretch", key="home_tiny"):
+        if st.button("Run the tiny demo", width="stretch", key="home_tiny", icon=":material/bolt:"):
             ids = widgets.start_runs(["rf_fusion"], model_key="tiny-bert", dataset_key="keywords",
                                      train_cap=400, val_cap=100, test_cap=100, layers_to_remove=6,
                                      step_epochs=1.0, kd_epochs=2.0, calibration_size=64)

@@ -42,7 +42,7 @@ def _start_form() -> None:
         epochs = c3.number_input("Epochs per step", 0.0, 10.0, float(b["step_epochs"]), 0.5, key="live_epochs")
         st.caption(f"Model **{state.model_label(state.model())}**, dataset **{state.dataset_label(state.dataset())}**"
                    " (change them in the sidebar; rows, length, seed and distillation on the Setup page).")
-        submitted = st.form_submit_button("▶ Start", type="primary")
+        submitted = st.form_submit_button("Start", type="primary", icon=":material/play_arrow:")
     if submitted:
         ids = widgets.start_runs(list(chosen), layers_to_remove=int(layers), step_epochs=float(epochs))
         if ids:
@@ -114,6 +114,10 @@ def _progress(run: dict[str, Any]) -> None:
     if status == "cancelled":
         st.info("Cancelled. Its finished steps stay in the store.")
         return
+    if status == "done":
+        took = (run["finished_at"] or 0) - (run["started_at"] or 0)
+        st.progress(1.0, text=f"**Finished** in {took / 60:.1f} min")
+        return
     if last is None:
         st.progress(0.0, text="Queued: waiting for the worker to start…")
         return
@@ -152,19 +156,19 @@ def _details(run: dict[str, Any], steps: pd.DataFrame, shown: int) -> None:
             st.caption(f"Step {shown}: signals are being computed…")
         else:
             data = tables.heatmap_data(signals, catalog.signal_keys(), _n_original(run, steps))
-            st.plotly_chart(plots.signal_heatmap(data, f"Signals at step {shown} (L{chosen} chosen)"
+            widgets.chart(plots.signal_heatmap(data, f"Signals at step {shown} (L{chosen} chosen)"
                                                  if chosen is not None else f"Signals at step {shown}", chosen),
                             key=f"heat_{run['id']}_{shown}")
     with pred_col:
         info = choice.get("info") or {}
         if info.get("predicted") is not None:
-            st.plotly_chart(plots.predicted_vs_measured(info, chosen, f"Ranker vs oracle at step {shown}"),
+            widgets.chart(plots.predicted_vs_measured(info, chosen, f"Ranker vs oracle at step {shown}"),
                             key=f"pred_{run['id']}_{shown}")
             proto, sentence = tables.protocol_text(info)
             st.caption(f"Training protocol: **{proto}**. {sentence}")
         else:
             oracle = ustore.table(run["id"], f"steps/{shown}/oracle.csv")
-            st.plotly_chart(plots.oracle_bars(oracle, chosen, f"Oracle at step {shown}: accuracy without each layer"),
+            widgets.chart(plots.oracle_bars(oracle, chosen, f"Oracle at step {shown}: accuracy without each layer"),
                             key=f"orc_{run['id']}_{shown}")
 
 
@@ -208,7 +212,7 @@ def _run_block(run: dict[str, Any], compact: bool) -> None:
     _metrics(steps, view, run)
     if not compact:
         max_removed = int(run["config"].get("layers_to_remove", 0)) or None
-        st.plotly_chart(plots.accuracy_curve(steps[steps["step"] <= view], run["strategy"], max_removed),
+        widgets.chart(plots.accuracy_curve(steps[steps["step"] <= view], run["strategy"], max_removed),
                         key=f"curve_{run['id']}")
         _details(run, steps, _detail_step(run, view))
 
@@ -228,7 +232,7 @@ def panel(ids: list[str]) -> None:
             if not s.empty:
                 frames.append(s.assign(run_id=run["id"], strategy=run["strategy"]))
         merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        st.plotly_chart(plots.curves_by_strategy(merged, title="Side by side: test accuracy vs layers removed"),
+        widgets.chart(plots.curves_by_strategy(merged, title="Side by side: test accuracy vs layers removed"),
                         key="side_curve")
         cols = st.columns(min(len(runs), 3))
         for i, run in enumerate(runs):

@@ -47,7 +47,7 @@ def _row(run: dict) -> dict:
     summary = ustore.summary(run)
     final = (summary.get("after_kd") or summary.get("before_kd") or {}).get("test_accuracy")
     took = (run["finished_at"] - run["started_at"]) if run.get("finished_at") and run.get("started_at") else None
-    return {"run": run["id"], "status": f"{widgets.STATUS_ICONS.get(run['status'], '')} {run['status']}",
+    return {"run": run["id"], "status": run["status"],
             "strategy": catalog.strategy_label(run["strategy"]) if run["kind"] == "prune" else run["strategy"],
             "model": run["model"], "dataset": state.dataset_label(run["dataset"]),
             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created_at"])),

@@ -77,12 +77,9 @@ def _model_section() -> None:
     options = state.model_options()
     left, right = st.columns([2, 3], gap="large")
     with left:
-        current = state.model()
-        picked = st.radio("Model", options, index=options.index(current) if current in options else 0,
-                          format_func=state.model_label, key="setup_model")
-        if picked != current:
-            state.set_model(picked)
-            st.rerun()
+        st.session_state["setup_model"] = state.model()
+        st.radio("Model", options, format_func=state.model_label, key="setup_model",
+                 on_change=lambda: state.set_model(st.session_state["setup_model"]))
         with st.form("hub_model_form", border=True):
             hub_id = st.text_input("…or a Hugging Face hub id (needs a network)", placeholder="bert-base-uncased",
                                    key="setup_hub_model")
@@ -138,7 +135,7 @@ def _model_card(key: str) -> None:
         c[3].metric("Parameters", f"{arch['counts']['total'] / 1e6:.1f} M")
         per_layer = arch["per_layer"]
         enc_share = arch["counts"]["encoder"] / max(arch["counts"]["total"], 1)
-        st.plotly_chart(plots.per_layer_params(per_layer), key="setup_params")
+        widgets.chart(plots.per_layer_params(per_layer), key="setup_params")
         st.caption(f"Each encoder layer holds {per_layer[0]:,} parameters; the encoder is {enc_share:.0%} of the "
                    f"model (the rest is embeddings, {arch['counts']['embeddings']:,}, and the pooler), so removing "
                    f"one layer saves {per_layer[0] / max(arch['counts']['total'], 1):.1%} of the parameters. "
@@ -159,14 +156,15 @@ def _dataset_section() -> None:
             table = None
         if table is not None:
             keys = table["key"].tolist()
-            current = state.dataset()
-            picked = st.selectbox("Dataset", keys, index=keys.index(current) if current in keys else 0,
-                                  format_func=lambda k: f"{state.dataset_label(k)}"
-                                  + ("" if table.set_index("key").loc[k, "offline"] == "yes" else "  (needs a network)"),
-                                  key="setup_dataset")
-            if picked != current and st.button("Use this dataset", key="setup_use_ds", type="primary"):
-                state.set_dataset(picked)
-                st.rerun()
+            offline = dict(zip(table["key"], table["offline"]))
+            if state.dataset() in keys:
+                st.session_state["setup_dataset"] = state.dataset()
+            else:  # an upload or a typed hub name is selected: this list shows no choice
+                st.session_state["setup_dataset"] = None
+            st.selectbox("Dataset", keys, key="setup_dataset", placeholder="(an uploaded or hub dataset is selected)",
+                         format_func=lambda k: state.dataset_label(k)
+                         + ("" if offline.get(k) == "yes" else "  (needs a network)"),
+                         on_change=lambda: state.set_dataset(st.session_state["setup_dataset"] or state.dataset()))
             st.dataframe(table, hide_index=True, height=280)
     with tab_hub:
         with st.form("hub_ds_form"):
@@ -254,18 +252,18 @@ def _preview() -> None:
     c[3].metric("Official test split", "yes" if "split" in frame and (frame["split"] == "test").any() else "no")
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(plots.class_balance(frame, names), key="setup_balance")
+        widgets.chart(plots.class_balance(frame, names), key="setup_balance")
     with right:
         max_len = int(state.budgets()["max_length"])
         try:
             lengths = _token_lengths(model_key, key, ustore.root())
             fig = plots.text_lengths(lengths, max_len, f"Text length in {model_key} tokens")
             fig.update_xaxes(title="tokens per text (sample of up to 2,000)")
-            st.plotly_chart(fig, key="setup_lengths")
+            widgets.chart(fig, key="setup_lengths")
             st.caption(f"{(lengths > max_len).mean():.0%} of texts are longer than {max_len} tokens and get truncated.")
         except Exception:  # no tokenizer (hub model offline): words instead
             words = frame["text"].astype(str).str.split().str.len()
-            st.plotly_chart(plots.text_lengths(words, None), key="setup_lengths")
+            widgets.chart(plots.text_lengths(words, None), key="setup_lengths")
             st.caption("Counted in words: the selected model's tokenizer is not available here.")
     sample = frame.sample(min(6, len(frame)), random_state=0)
     st.dataframe(pd.DataFrame({"label": [names[int(i)] for i in sample["label"]], "text": sample["text"]}),

@@ -41,15 +41,15 @@ with tab_heat:
         n_original = int(first.iloc[0]["n_layers"]) if not first.empty else None
         data = tables.heatmap_data(signals, keys, n_original)
         chosen = choice.get("layer")
-        st.plotly_chart(plots.signal_heatmap(
+        widgets.chart(plots.signal_heatmap(
             data, f"Step {step}: each signal normalised across the remaining layers"
-                  + (f" · {catalog.strategy_label(run['strategy'])} removed L{chosen}" if chosen is not None else "")),
-            key="sig_heatmap")
-        st.caption("Colour runs from the signal's lowest value (pale) to its highest (dark) at this step; hover "
+                  + (f" · {catalog.strategy_label(run['strategy'])} removed L{chosen}" if chosen is not None else ""),
+            chosen), key="sig_heatmap")
+        st.caption("Colour runs from the signal's lowest value at this step (dark) to its highest (yellow); hover "
                    "for the raw value. Blank columns are layers already removed. Whether low or high means "
                    "\"prune first\" depends on the signal: see the third tab.")
         oracle = ustore.table(run["id"], f"steps/{step}/oracle.csv")
-        st.plotly_chart(plots.oracle_bars(oracle, chosen, f"The oracle at step {step}: validation accuracy "
+        widgets.chart(plots.oracle_bars(oracle, chosen, f"The oracle at step {step}: validation accuracy "
                                                           "with each layer removed (no fine-tuning)"),
                         key="sig_oracle")
 
@@ -71,7 +71,7 @@ with tab_agree:
         else:
             directions = {k: e.direction for k, e in registry.items()}
             agree = tables.signal_oracle_agreement(use, directions)
-            st.plotly_chart(plots.agreement_bars(agree), key="sig_agree")
+            widgets.chart(plots.agreement_bars(agree), key="sig_agree")
             n_steps = use.groupby(["run_id", "step"]).ngroups
             st.caption(f"Over {n_steps} profiled step(s) of {use['run_id'].nunique()} run(s). For each step, ρ "
                        "is the Spearman correlation between the order in which the signal would remove the "

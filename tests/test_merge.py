@@ -18,6 +18,16 @@ from core.train import DistillConfig, fine_tune, run_to_end
 WINDOW = (4, 5, 6)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model's ops are too small to share between threads: on the shared, busy 2-core machine two
+    threads made each training step ~25x slower (threads waiting for each other), one thread does not."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _batch(tokenizer, texts):
     enc = tokenizer(texts, padding="longest", return_tensors="pt", return_token_type_ids=False)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -153,6 +163,7 @@ def test_ffn_similarity_heatmap(model, calib):
 
 
 # -------------------------------------------------------------------------------------- alignment
+@torch.no_grad()
 def test_permuted_layer_computes_the_same_function(model, batch):
     layer = encoder_layers(model)[2]
     hidden = model.bert.embeddings(input_ids=batch["input_ids"])

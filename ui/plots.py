@@ -24,6 +24,14 @@ def _layout(fig: go.Figure, title: str | None = None, height: int = 380, **kw: A
     return fig
 
 
+def accuracy_axis(fig: go.Figure, values: Any, title: str = "test accuracy", row: int | None = None) -> None:
+    """An accuracy y-axis zoomed on the data but never past [0, 1] (differences of a few points show)."""
+    vals = pd.to_numeric(pd.Series(np.ravel(np.asarray(values, dtype=object))), errors="coerce").dropna()
+    lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
+    pad = max(0.02, 0.08 * (hi - lo))
+    fig.update_yaxes(title=title, range=[max(0.0, lo - pad), min(1.0, hi) + pad])
+
+
 def empty_figure(message: str, height: int = 300) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, font=dict(size=theme.FONT_SIZE + 1, color="#6B7280"),
@@ -62,7 +70,8 @@ def accuracy_curve(steps: pd.DataFrame, strategy: str, max_removed: int | None =
                                  hovertemplate="step %{x}<br>chosen removal: val %{y:.3f}<extra></extra>"))
     top = int(max_removed if max_removed is not None else max(int(x.max()), 1))
     fig.update_xaxes(title="layers removed", range=[-0.3, top + 0.3], dtick=1)
-    fig.update_yaxes(title="accuracy", rangemode="tozero", range=[0, 1.02])
+    cols = [c for c in ("test_accuracy", "oracle_best_accuracy", "chosen_oracle_accuracy") if c in steps]
+    accuracy_axis(fig, steps[cols].to_numpy(), "accuracy")
     return _layout(fig, title, height=400, legend=dict(orientation="h", y=-0.25, x=0))
 
 
@@ -84,7 +93,7 @@ def curves_by_strategy(frame: pd.DataFrame, y: str = "test_accuracy", title: str
                           f"<extra>{run_id[-6:]}</extra>"))
         shown.add(strategy)
     fig.update_xaxes(title="layers removed", dtick=1)
-    fig.update_yaxes(title=y.replace("_", " "))
+    accuracy_axis(fig, frame[y], y.replace("_", " "))
     return _layout(fig, title, height=420)
 
 
@@ -146,7 +155,7 @@ def oracle_bars(oracle: pd.DataFrame, chosen: int | None, title: str | None = No
     fig = go.Figure(go.Bar(x=[f"L{int(l)}" for l in oracle["original_layer"]], y=oracle["accuracy"],
                            marker_color=colors,
                            hovertemplate="without %{x}: val accuracy %{y:.3f}<extra></extra>"))
-    fig.update_yaxes(title="val accuracy without the layer", range=[0, 1.02])
+    accuracy_axis(fig, oracle["accuracy"], "val accuracy without the layer")
     return _layout(fig, title, height=340)
 
 
@@ -293,7 +302,7 @@ def pareto_plot(points: pd.DataFrame, x: str, xtitle: str, title: str, log_x: bo
     fig.add_trace(go.Scatter(x=front[x], y=front["accuracy"], mode="lines", name="Pareto front",
                              line=dict(color="#1B1F24", dash="dash", width=1.5, shape="hv"), hoverinfo="skip"))
     fig.update_xaxes(title=xtitle, type="log" if log_x else "linear")
-    fig.update_yaxes(title="test accuracy")
+    accuracy_axis(fig, pts["accuracy"])
     return _layout(fig, title, height=440)
 
 

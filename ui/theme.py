@@ -131,8 +131,8 @@ button[data-baseweb="tab"] p { font-size: 1.05rem; }
 .layer-cell .idx { font-size: 1.05rem; }
 .layer-cell .tag { font-size: 0.78rem; font-weight: 500; display: block; min-height: 1em; }
 .layer-kept { background: #3949AB; color: white; }
-.layer-removed { background: #E3E6EA; color: #8A939C; text-decoration: line-through; }
-.layer-removed .tag { text-decoration: none; }
+.layer-removed { background: #E3E6EA; color: #8A939C; }
+.layer-removed .idx { text-decoration: line-through; }
 .layer-next { border-color: #D81B60; box-shadow: 0 0 0 2px #D81B6055; }
 .legend-chip { display: inline-block; padding: 2px 10px; border-radius: 12px; color: white;
                font-size: 0.85rem; margin: 0 6px 4px 0; }

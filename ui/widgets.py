@@ -22,8 +22,20 @@ from . import store as ustore
 LIVE_PAGE = "pages/live.py"
 RUN_PARAM = "run"
 
-STATUS_ICONS = {"queued": "⏳", "running": "🔄", "done": "✅", "failed": "❌", "cancelled": "⏹️",
-                "interrupted": "⚠️"}
+#: Material icons (rendered by Streamlit's own font, so they show on machines without emoji fonts)
+STATUS_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/sync:", "done": ":material/check_circle:",
+                "failed": ":material/error:", "cancelled": ":material/cancel:", "interrupted": ":material/warning:"}
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def chart(fig: Any, key: str) -> None:
+    """A Plotly figure with our template (not Streamlit's theme, which would override the colours)."""
+    st.plotly_chart(fig, theme=None, key=key, config=PLOTLY_CONFIG)
+
+
+def status_text(status: str) -> str:
+    """Markdown for a run status with its icon."""
+    return f"{STATUS_ICONS.get(status, '')} {status}"
 
 
 def page_header(title: str, subtitle: str) -> None:
@@ -67,9 +79,8 @@ def family_legend(families: Iterable[str]) -> None:
 
 
 def run_label(run: dict[str, Any]) -> str:
-    icon = STATUS_ICONS.get(run["status"], "•")
     when = time.strftime("%d %b %H:%M", time.localtime(run["created_at"]))
-    return (f"{icon} {catalog.strategy_label(run['strategy']) if run['kind'] == 'prune' else run['kind']} · "
+    return (f"[{run['status']}] {catalog.strategy_label(run['strategy']) if run['kind'] == 'prune' else run['kind']} · "
             f"{run['model']} · {state.dataset_label(run['dataset'])} · {when} · {run['id'][-6:]}")
 
 

@@ -1,0 +1,313 @@
+"""AppTest for every page of the dashboard, on a temporary run store holding real runs of the tiny model.
+
+The session fixture makes two real pruning runs with the engine's own code (``core.runner.execute_run``)
+on the tiny random 12-layer BERT and the synthetic keywords task; every page is then run on its own with
+``streamlit.testing.v1.AppTest`` (session state seeded), plus the router (``app.py``), and one test starts
+a run through the Live page's own controls, waits for the worker, and finds the result on the Live and
+Compare pages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.config import DataConfig
+from core.prune import PruneConfig
+from core.runner import execute_run
+from core.store import RunStore
+from core.train import DistillConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ROOT / "pages"
+#: small budgets: every tiny run shares one cached teacher (same data config)
+TINY_DATA = {"train_cap": 120, "val_cap": 40, "test_cap": 40, "max_length": 32, "seed": 0}
+TINY_BUDGETS = {**TINY_DATA, "layers_to_remove": 2, "step_epochs": 0.5, "calibration_size": 32, "distill": True,
+                "kd_epochs": 1.0, "accuracy_floor": 0.0}
+RUN_TIMEOUT_S = 240
+
+
+def tiny_config(strategy: str, layers: int = 2) -> dict:
+    return PruneConfig(model="tiny-bert", dataset="keywords", strategy=strategy, layers_to_remove=layers,
+                       step_epochs=TINY_BUDGETS["step_epochs"], calibration_size=TINY_BUDGETS["calibration_size"],
+                       kd=DistillConfig(epochs=TINY_BUDGETS["kd_epochs"]),
+                       data=DataConfig(**TINY_DATA)).to_dict()
+
+
+@pytest.fixture(scope="session")
+def app_store(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A store with two finished tiny runs (random-forest fusion and top-down) on the keywords task."""
+    root = tmp_path_factory.mktemp("app-store")
+    store = RunStore(root)
+    ids = {}
+    for strategy in ("rf_fusion", "top_down"):
+        run_id = store.create_run(kind="prune", model="tiny-bert", dataset="keywords", strategy=strategy,
+                                  config=tiny_config(strategy))
+        status = execute_run(store, run_id)
+        assert status == "done", store.get_run(run_id)["error"]
+        ids[strategy] = run_id
+    return root, ids
+
+
+@pytest.fixture()
+def store_env(app_store, monkeypatch) -> tuple[Path, dict[str, str]]:
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(app_store[0]))
+    return app_store
+
+
+def page(name: str, **session: object) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=90)
+    at.session_state["sel_model"] = "tiny-bert"
+    at.session_state["sel_dataset"] = "keywords"
+    at.session_state["budgets"] = dict(TINY_BUDGETS)
+    for key, value in session.items():
+        at.session_state[key] = value
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Every piece of text the page showed, joined (markdown, captions, titles, alerts, metrics)."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "success", "warning", "error"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    return "\n".join(parts)
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(node.proto.spec) for node in at.get("plotly_chart")]
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [((c["layout"].get("title") or {}).get("text") or "") for c in charts(at)]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+# ------------------------------------------------------------------------------------------ pages
+def test_home_invites_a_first_run_and_lists_runs(store_env):
+    _, ids = store_env
+    at = page("home").run()
+    assert_clean(at)
+    labels = [b.label for b in at.button]
+    assert "Start my first pruning run" in labels and "Run the tiny demo" in labels
+    shown = texts(at)
+    assert "Layer-pruning explorer" in shown
+    assert all(run_id[-6:] in shown for run_id in ids.values())
+
+
+def test_home_empty_store_explains_the_next_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path / "empty"))
+    at = page("home").run()
+    assert_clean(at)
+    assert "No runs yet" in texts(at)
+
+
+def test_setup_shows_model_card_dataset_preview_and_budgets(store_env):
+    at = page("setup").run()
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Layers"] == "12"
+    assert metrics["Classes"] == "3"
+    titles = chart_titles(at)
+    assert "Parameters per encoder layer" in titles and "Class balance" in titles
+    per_layer = next(c for c in charts(at) if c["layout"]["title"]["text"] == "Parameters per encoder layer")
+    assert len(per_layer["data"][0]["y"]) == 12 and len(set(per_layer["data"][0]["y"])) == 1
+    assert any("tokens" in t for t in titles)
+    assert at.dataframe, "the dataset table and the examples are shown"
+
+
+def test_setup_budgets_apply_and_reset(store_env):
+    at = page("setup").run()
+    next(n for n in at.number_input if n.label.startswith("Training rows")).set_value(150)
+    next(n for n in at.number_input if n.label.startswith("Layers to remove")).set_value(3)
+    next(b for b in at.get("form_submit_button") if b.label == "Apply").click().run()
+    assert_clean(at)
+    assert at.session_state["budgets"]["train_cap"] == 150 and at.session_state["budgets"]["layers_to_remove"] == 3
+    assert any("Budgets applied" in s.value for s in at.success)
+    next(b for b in at.get("form_submit_button") if b.label.startswith("Reset")).click().run()
+    assert_clean(at)
+    assert at.session_state["budgets"]["train_cap"] == DataConfig().train_cap
+
+
+def test_setup_upload_bad_file_is_an_error_and_good_file_becomes_the_dataset(store_env):
+    at = page("setup").run()
+    at.file_uploader[0].upload("junk.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "text/csv")
+    at.run()
+    assert not at.exception
+    assert at.error, "a binary file must produce an st.error"
+    assert at.session_state["sel_dataset"] == "keywords"
+    rows = "\n".join(f"{'good great' if i % 2 else 'bad awful'} film number {i},{'pos' if i % 2 else 'neg'}"
+                     for i in range(40))
+    at.file_uploader[0].set_value(("reviews.csv", f"review,sentiment\n{rows}\n".encode(), "text/csv"))
+    at.run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.selectbox if s.label == "Text column"] == ["review"]
+    next(b for b in at.button if b.label == "Use this file").click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["sel_dataset"].startswith("upload:")
+    assert any("Stored as upload:" in s.value for s in at.success)
+
+
+def test_live_attaches_from_the_url_and_replays(store_env):
+    _, ids = store_env
+    at = page("live")
+    at.query_params["run"] = ids["rf_fusion"]
+    at.run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "Random-forest fusion" in shown and ids["rf_fusion"] in shown
+    strip = next(m.value for m in at.markdown if "layer-strip" in m.value)
+    assert strip.count("layer-removed") == 2 and "1st out" in strip and "2nd out" in strip
+    assert "Accuracy as layers are removed" in chart_titles(at)
+    assert any(t.startswith("Signals at step 2") for t in chart_titles(at))
+    curve = next(c for c in charts(at) if c["layout"]["title"]["text"] == "Accuracy as layers are removed")
+    assert len(curve["data"][0]["x"]) == 3  # teacher + 2 steps
+    replay = at.slider(key=f"replay_{ids['rf_fusion']}")
+    replay.set_value(1).run()
+    assert_clean(at)
+    strip = next(m.value for m in at.markdown if "layer-strip" in m.value)
+    assert strip.count("layer-removed") == 1
+    curve = next(c for c in charts(at) if c["layout"]["title"]["text"] == "Accuracy as layers are removed")
+    assert len(curve["data"][0]["x"]) == 2
+    assert at.query_params["run"] == ids["rf_fusion"]
+
+
+def test_live_unknown_run_in_url_is_a_clear_error(store_env):
+    at = page("live")
+    at.query_params["run"] = "no-such-run"
+    at.run()
+    assert not at.exception
+    assert any("not in the store" in e.value for e in at.error)
+
+
+def test_signals_heatmap_agreement_and_teaching_cards(store_env):
+    from core.signals import BASELINES, SIGNALS
+
+    _, ids = store_env
+    at = page("signals", sig_run=ids["rf_fusion"]).run()
+    assert_clean(at)
+    heat = next(c for c in charts(at) if c["data"][0]["type"] == "heatmap")
+    assert len(heat["data"][0]["y"]) == len(SIGNALS) and len(heat["data"][0]["x"]) == 12
+    z = heat["data"][0]["z"]
+    assert sum(v is None for v in z[0]) == 1  # at step 2 one layer is already gone
+    assert any("Agreement with the oracle" in t for t in chart_titles(at))
+    assert len(at.latex) == len(SIGNALS) + len(BASELINES)
+    assert {l.value for l in at.latex} == {i.formula_latex for i in (*SIGNALS.values(), *BASELINES.values())}
+
+
+def test_fusion_page_explains_the_ranker_from_stored_values(store_env):
+    _, ids = store_env
+    at = page("fusion", fus_run=ids["rf_fusion"]).run()
+    assert_clean(at)
+    assert len(at.image) >= 2, "beeswarm and waterfall rendered as images"
+    shown = texts(at)
+    assert "Why L" in shown and "within_run" in shown
+    titles = chart_titles(at)
+    assert "Global importance: mean |SHAP value|" in titles
+    assert any("impurity importance" in t for t in titles)
+
+
+def test_fusion_page_without_fusion_runs_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path / "empty"))
+    at = page("fusion").run()
+    assert not at.exception
+    assert "No fusion run yet" in texts(at)
+
+
+def test_compare_table_curves_kd_and_pareto(store_env):
+    _, ids = store_env
+    at = page("compare").run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert set(table["run_id"]) == set(ids.values())
+    assert {"teacher", "best", "after_kd", "ratio"} <= set(table.columns)
+    titles = chart_titles(at)
+    assert "Before and after distillation" in titles
+    assert "Accuracy vs parameters" in titles and "Accuracy vs measured latency" in titles
+    curves = next(c for c in charts(at) if c["layout"]["title"]["text"].endswith("test accuracy"))
+    assert len(curves["data"]) == 2
+
+
+def test_runs_page_lists_exports_and_deletes(store_env):
+    root, ids = store_env
+    store = RunStore(root)
+    doomed = store.create_run(kind="prune", model="tiny-bert", dataset="keywords", strategy="random",
+                              config=tiny_config("random"))
+    store.request_cancel(doomed)  # a queued run that never ran: cancelled
+    at = page("runs").run()
+    assert_clean(at)
+    listed = at.dataframe[0].value
+    assert set(ids.values()) | {doomed} <= set(listed["run"])
+    at.selectbox(key="runs_export").set_value(ids["rf_fusion"]).run()
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Report (JSON)", "Steps (CSV)", "Pruned model (zip)"]
+    at.multiselect(key="runs_delete").set_value([doomed])
+    at.checkbox(key="runs_sure").check()
+    at.button(key="runs_delete_btn").click().run()
+    assert not at.exception
+    assert store.get_run(doomed) is None
+    assert store.get_run(ids["rf_fusion"]) is not None
+
+
+def test_merging_slot_explains_and_shows_no_fake_result(store_env):
+    at = page("merging").run()
+    assert_clean(at)
+    assert "coming" in texts(at)
+    assert not at.get("plotly_chart") and not at.dataframe
+
+
+def test_router_shows_every_page_with_the_sidebar(store_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.session_state["sel_model"] = "tiny-bert"
+    at.session_state["sel_dataset"] = "keywords"
+    at.run()
+    assert_clean(at)
+    assert [s.label for s in at.sidebar.selectbox][:2] == ["Model", "Dataset"]
+    for name in ("live", "signals", "fusion", "compare", "runs", "merging", "setup"):
+        at.switch_page(f"pages/{name}.py").run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert at.sidebar.selectbox(key="_w_model").value == "tiny-bert"
+
+
+# ------------------------------------------------------------------------------------------ end to end
+def test_start_a_run_from_the_live_page_and_see_it_finish(store_env):
+    root, before = store_env
+    store = RunStore(root)
+    at = page("live").run()
+    at.multiselect(key="live_strategies").set_value(["gradient_fisher"])
+    at.number_input(key="live_layers").set_value(2)
+    at.number_input(key="live_epochs").set_value(0.5)
+    next(b for b in at.get("form_submit_button") if b.label == "Start").click().run()
+    assert not at.exception and not at.error
+    new_id = at.query_params["run"]
+    run = store.get_run(new_id)
+    assert run is not None and run["strategy"] == "gradient_fisher" and run["model"] == "tiny-bert"
+    assert run["config"]["data"]["train_cap"] == TINY_DATA["train_cap"]
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while store.get_run(new_id)["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"run did not finish in {RUN_TIMEOUT_S} s: {store.last_event(new_id)}"
+        time.sleep(2)
+    assert store.get_run(new_id)["status"] == "done", store.get_run(new_id)["error"]
+
+    live = page("live")
+    live.query_params["run"] = new_id
+    live.run()
+    assert_clean(live)
+    assert "Gradient-Fisher" in texts(live) and "Finished" in texts(live)
+    assert "After step 2" in [m.label for m in live.metric]
+
+    compare = page("compare").run()
+    assert_clean(compare)
+    table = compare.dataframe[0].value
+    row = table[table["run_id"] == new_id]
+    assert len(row) == 1 and row["strategy name"].iloc[0] == "Gradient-Fisher"
+    assert os.path.exists(root / "runs" / new_id / "model" / "config.json")

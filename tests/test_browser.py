@@ -1,0 +1,225 @@
+"""A real browser walk through the dashboard: ``streamlit run app.py`` on a free port with a temporary store,
+driven by headless Chromium from Debian (``/usr/bin/chromium``) through the Python ``playwright`` package.
+
+It visits every page (empty states first), starts the tiny demo run with one click on Home, follows it on
+the Live page (which polls the store) until it finishes, re-attaches after a reload, and saves a screenshot
+of every page under ``tests/artifacts/``. Timings (cold start to first paint, each page's render, page
+switches while the run trains) are printed, never asserted; run with ``-s`` to see them.
+
+As a benchmark on an existing store (e.g. one holding 10 runs):
+``python tests/test_browser.py --store DIR [--runs-while-training]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+#: url path -> the page's title (h1)
+PAGES = {"": "Layer-pruning explorer", "setup": "Setup", "live": "Live pruning", "signals": "Signals",
+         "fusion": "Fusion & SHAP", "compare": "Compare", "runs": "Runs & export", "merging": "Feed-forward merging"}
+NAV_LABELS = {"": "Home", "setup": "Setup", "live": "Live pruning", "signals": "Signals", "fusion": "Fusion & SHAP",
+              "compare": "Compare", "runs": "Runs & export", "merging": "FFN merging"}
+RUN_TIMEOUT_S = 420
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def streamlit_server(store: Path, log: Path) -> Iterator[tuple[str, float]]:
+    """``streamlit run app.py`` on a free port; yields (base url, the time it was started)."""
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "PRUNE_STORE_DIR": str(store), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                                 "--server.port", str(port), "--server.address", "127.0.0.1",
+                                 "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start; see {log}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url, started
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def settled(page, title: str, timeout_ms: int = 90_000) -> None:
+    """Wait until the page's h1 is ``title`` and its script has finished running."""
+    page.wait_for_function(
+        """(title) => {
+            const h = document.querySelector('h1');
+            const app = document.querySelector('[data-test-script-state]');
+            return h && h.innerText.includes(title) && app
+                   && app.getAttribute('data-test-script-state') === 'notRunning';
+        }""", arg=title, timeout=timeout_ms)
+
+
+def no_exception(page) -> None:
+    shown = page.locator("[data-testid='stException']")
+    assert shown.count() == 0, shown.first.inner_text()
+
+
+def screenshot(page, name: str) -> Path:
+    """A screenshot of the whole page (the main area scrolls inside the app, so the viewport is grown)."""
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : 1000; }")
+    page.set_viewport_size({"width": 1600, "height": min(int(height) + 40, 7000)})
+    page.wait_for_timeout(1200)  # plotly redraws at the new size
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    return path
+
+
+def open_page(page, base: str, slug: str, query: str = "") -> float:
+    """Load a page by URL (a fresh session); seconds until it has rendered."""
+    t0 = time.perf_counter()
+    page.goto(f"{base}/{slug}{query}")
+    settled(page, PAGES[slug])
+    return time.perf_counter() - t0
+
+
+def switch_page(page, slug: str) -> float:
+    """Click the sidebar link (same session, like a user); seconds until the new page has rendered."""
+    t0 = time.perf_counter()
+    page.get_by_test_id("stSidebarNav").get_by_text(NAV_LABELS[slug], exact=True).click()
+    settled(page, PAGES[slug])
+    return time.perf_counter() - t0
+
+
+def launch(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_walk_every_page_start_a_tiny_run_and_screenshot(browser, tmp_path):
+    store = tmp_path / "store"
+    with streamlit_server(store, tmp_path / "streamlit.log") as (base, started):
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(base)
+        settled(page, PAGES[""], timeout_ms=120_000)
+        print(f"\ncold start to first paint of Home: {time.perf_counter() - started:.2f} s")
+        no_exception(page)
+        assert page.get_by_text("No runs yet").count() == 1
+
+        for slug in PAGES:  # empty store: every page explains what to do
+            seconds = switch_page(page, slug)
+            no_exception(page)
+            print(f"  {NAV_LABELS[slug]:<14} (empty store) {seconds:.2f} s")
+
+        switch_page(page, "")
+        page.get_by_role("button", name="Run the tiny demo").click()
+        page.wait_for_url("**/live?run=*", timeout=60_000)
+        run_id = page.url.split("run=")[1].split("&")[0]
+        settled(page, PAGES["live"])
+        no_exception(page)
+
+        switches = []
+        for slug in ("signals", "compare", "runs", "live"):  # responsiveness while the worker trains
+            switches.append(switch_page(page, slug))
+        print(f"page switch while a run trains: median {statistics.median(switches):.2f} s, "
+              f"max {max(switches):.2f} s over {len(switches)}")
+        assert run_id in page.url
+
+        page.reload()  # a reload re-attaches through the URL
+        settled(page, PAGES["live"])
+        assert page.get_by_text(run_id).count() >= 1
+
+        page.get_by_text("Finished in").wait_for(timeout=RUN_TIMEOUT_S * 1000)
+        settled(page, PAGES["live"])
+        no_exception(page)
+        assert page.locator(".layer-removed").count() >= 1
+        screenshot(page, "live")
+
+        for slug in ("", "setup", "signals", "fusion", "compare", "runs", "merging"):
+            seconds = switch_page(page, slug)
+            no_exception(page)
+            assert page.get_by_text("Traceback").count() == 0
+            screenshot(page, slug or "home")
+            print(f"  {NAV_LABELS[slug]:<14} (1 finished run) {seconds:.2f} s")
+        page.close()
+    for name in ("home", "setup", "live", "signals", "fusion", "compare", "runs", "merging"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------------ benchmark
+def bench(store: Path, repeats: int = 3) -> None:
+    """Print cold start, and per page: first load (new session) and switch (same session) times."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw, streamlit_server(store, Path("/tmp/streamlit-bench.log")) as (base, started):
+        b = launch(pw)
+        page = b.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(base)
+        settled(page, PAGES[""], timeout_ms=120_000)
+        print(f"cold start (process start to first paint of Home): {time.perf_counter() - started:.2f} s")
+        print(f"{'page':<16}{'load (new session)':>20}{'switch (median)':>18}")
+        for slug in PAGES:
+            load = open_page(page, base, slug)
+            switches = []
+            for _ in range(repeats):
+                switch_page(page, "" if slug else "setup")
+                switches.append(switch_page(page, slug))
+            print(f"{NAV_LABELS[slug]:<16}{load:>19.2f}s{statistics.median(switches):>17.2f}s")
+        b.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    bench(args.store, args.repeats)
