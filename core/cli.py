@@ -236,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_export)
 
+    p = sub.add_parser("merge", help="merge feed-forward sublayers of a layer window (see `merge --help`)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=lambda a: __import__("core.merge", fromlist=["cli_main"]).cli_main(a.rest))
+
     p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency")
     p.add_argument("what", choices=["signals", "oracle", "latency"])
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -39,23 +39,14 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .config import ConfigError, check_choice, check_float, check_int
+from .signals.registry import SIGNAL_KEYS, SIGNALS
 
-#: the fusion features, in registry order (the lead points this at the signal registry)
-SIGNAL_FEATURES: tuple[str, ...] = (
-    "inhibition", "intensity", "energy", "task_relevance_mi", "redundancy_mi", "gradient_norm",
-    "gradient_fisher", "taylor", "weight_magnitude", "weight_entropy", "attention_entropy",
-    "attention_weight",
-)
+#: the fusion features: the twelve signals, in registry order (one source of truth: core.signals.registry)
+SIGNAL_FEATURES: tuple[str, ...] = SIGNAL_KEYS
 
-#: which end of each signal is pruned first, as in the signals issue's table ("lowest" or "highest");
-#: used only by the :func:`signal_vote` fallback. weight_entropy's direction is chosen by the signal's
-#: author; "lowest" (a low-entropy, concentrated weight histogram carries little) until the registry says.
-SIGNAL_PRUNE_END: Mapping[str, str] = MappingProxyType({
-    "inhibition": "lowest", "intensity": "lowest", "energy": "lowest", "task_relevance_mi": "lowest",
-    "redundancy_mi": "highest", "gradient_norm": "lowest", "gradient_fisher": "lowest", "taylor": "lowest",
-    "weight_magnitude": "lowest", "weight_entropy": "lowest", "attention_entropy": "highest",
-    "attention_weight": "lowest",
-})
+#: which end of each signal is pruned first ("lowest" or "highest"), read from the registry; used only by
+#: the :func:`signal_vote` fallback.
+SIGNAL_PRUNE_END: Mapping[str, str] = MappingProxyType({k: SIGNALS[k].direction for k in SIGNAL_KEYS})
 
 GROUP_KEYS: tuple[str, str] = ("run_id", "step")
 DEPTH_FEATURE = "relative_depth"

@@ -447,12 +447,12 @@ def test_cli(capsys, monkeypatch, tmp_path):
 @pytest.mark.integration
 def test_e5_merge_round_trip(tmp_path):
     from core.data import batches, encode
-    from core.datasets import keyword_frame
+    from core.datasets import load_dataset
     from core.models import load_classifier, load_tokenizer
 
-    model = load_classifier("e5-small", 3).eval()
+    model = load_classifier("e5-small", 6).eval()
     tokenizer = load_tokenizer("e5-small")
-    data = encode(tokenizer, keyword_frame(rows=48), 32)
+    data = encode(tokenizer, load_dataset("trec").frame.head(48), 32)
     acts = M.ffn_activations(model, list(batches(data, 16)))
     assert acts[0].shape[1] == 1536
     merged, table = M.merge_ffns(model, (4, 5, 6), acts)
