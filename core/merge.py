@@ -91,7 +91,9 @@ class MergeConfig:
     """One merging run. ``window`` ("4-6", layer positions, inclusive) fixes the layers; otherwise a window
     of ``auto_k`` layers (default :data:`DEFAULT_WINDOW_SIZE`) is chosen by ``selection``. ``lr=None`` is
     our per-model default (1e-3 for tiny-bert, 1e-4 otherwise). ``epochs`` of fine-tuning and ``kd`` are
-    the budget both the merged and (``compare_pruning``) the matched pruned model get."""
+    the budget both the merged and (``compare_pruning``) the matched pruned model get. Activations come from
+    the first ``calibration_size`` training rows; CKA uses at most ``max_cka_tokens`` of their tokens.
+    ``reference`` is the layer the others are aligned to (the paper's default: the first)."""
 
     model: str = "e5-small"
     dataset: str = "trec"
@@ -663,8 +665,9 @@ def _recover(model: nn.Module, rec: _Recovery, clock: _Clock, label: str, stages
     clock.tick(f"{prefix}evaluate")
     if rec.kd is not None and rec.train_kd is not None and rec.kd_cfg is not None:
         for p in fine_tune(model, rec.train_kd, rec.kd_cfg, distill=rec.kd, device=rec.device):
-            yield Event(stages[1], step=1, progress=0.5 + 0.5 * p.fraction, message=f"{label}: distillation "
-                        f"{p.step}/{p.total_steps}, loss {p.loss:.3f}", payload={"loss": p.loss, "fraction": p.fraction})
+            yield Event(stages[1], step=1, progress=0.5 + 0.5 * p.fraction,
+                        message=f"{label}: distillation {p.step}/{p.total_steps}, loss {p.loss:.3f}",
+                        payload={"loss": p.loss, "fraction": p.fraction})
         clock.tick(f"{prefix}distill")
         out["distilled"] = model_scores(model, rec.val, rec.test, rec.device)
         clock.tick(f"{prefix}evaluate")
@@ -679,7 +682,7 @@ def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: _Clock
 
     model, removed = teacher, []
     for d in range(1, depth + 1):
-        yield Event("compare", step=1, progress=0.0, message=f"Pruning side: oracle {d}/{depth} "
+        yield Event("compare", step=1, progress=0.2 * (d - 1) / depth, message=f"Pruning side: oracle {d}/{depth} "
                     f"on {len(encoder_layers(model))} layers")
         oracle = compute_oracle(model, rec.val, device=rec.device)
         best = int(oracle.sort_values(["accuracy", "loss"], ascending=[False, True]).iloc[0]["original_layer"])
@@ -688,8 +691,8 @@ def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: _Clock
     clock.tick("prune_select")
     scores = {"no_tuning": model_scores(model, rec.val, rec.test, rec.device)}
     clock.tick("prune_evaluate")
-    scores.update((yield from _recover(model, rec, clock, f"Pruning side ({depth} layers)", ("compare", "compare"),
-                                       prefix="prune_")))
+    scores.update((yield from _map_progress(_recover(model, rec, clock, f"Pruning side ({depth} layers)",
+                                                     ("compare", "compare"), prefix="prune_"), 0.2, 1.0)))
     scores["latency_ms"] = model_latency(model)
     clock.tick("prune_evaluate")
     return {"strategy": PRUNING_STRATEGY, "depth": depth, "removed_layers": removed,
@@ -720,85 +723,23 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
     """Run the whole method (and the matched pruning side), yielding :class:`core.prune.Event` objects.
 
     Stages: prepare, teacher, step_done (step 0: the teacher), similarity (table ``ffn_similarity``),
-    choice (table ``windows``), align (table ``alignment``), merge, evaluate, finetune, distill, step_done
-    (step 1: the merged model), compare (the pruning side), done (summary, table ``comparison``, the merged
-    model). ``dataset`` may be a loaded upload instead of ``cfg.dataset``; ``run_id`` is unused (kept for
-    the runner's common call).
+    select (one per scored candidate), choice (table ``windows``), align (table ``alignment``), merge,
+    finetune, distill, step_done (step 1: the merged model), compare (the pruning side), done (summary,
+    table ``comparison``, the merged model). ``dataset`` may be a loaded upload instead of ``cfg.dataset``;
+    ``run_id`` is unused (the runner passes it to every kind of run).
     """
-    from .task import prepare_task
-    from .teacher import TeacherResult, default_train_config, train_teacher
-
     del run_id
     device = device or default_device()
     torch.manual_seed(cfg.seed)
     clock = _Clock()
-
-    yield Event("prepare", message=f"Loading {cfg.dataset} and tokenising for {cfg.model}")
-    task = prepare_task(cfg.model, dataset if dataset is not None else cfg.dataset, cfg.data)
-    yield Event("prepare", progress=1.0, message="Data ready", payload={"task": task.describe()})
-    clock.tick("prepare")
-
-    teacher_cfg = cfg.teacher or default_train_config(task.model.key)
-    result = None
-    for ev in train_teacher(task, teacher_cfg, device):
-        if isinstance(ev, TeacherResult):
-            result = ev
-        else:
-            yield Event("teacher", progress=ev.fraction, message=f"Fine-tuning the teacher: step {ev.step}/"
-                        f"{ev.total_steps}, loss {ev.loss:.3f}", payload={"loss": ev.loss})
-    assert result is not None
-    teacher = result.load().to(device).eval()
-    clock.tick("teacher")
-    val, test = task.encoded["val"], task.encoded["test"]
-    base = {**model_scores(teacher, val, test, device), "latency_ms": model_latency(teacher)}
-    yield Event("step_done", step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
-                payload={**base, "window": None, "teacher_cached": result.cached})
-    clock.tick("evaluate")
-
-    n_layers = len(encoder_layers(teacher))
-    size = cfg.window_size
-    fixed = parse_window(cfg.window) if cfg.window else None
-    if fixed is not None:
-        check_window(teacher, fixed)
-    elif size > n_layers:
-        raise ValueError(f"auto_k={size} is larger than the model's {n_layers} layers")
-    yield Event("similarity", step=0, progress=0.0, message="Recording FFN activations on calibration tokens")
-    calib = list(batches(take(task.encoded["train"], cfg.calibration_size), 32))
-    acts = ffn_activations(teacher, calib, device=device)
-    clock.tick("activations")
-    similarity = cka_matrix(acts, list(range(n_layers)), max_tokens=cfg.max_cka_tokens, seed=cfg.seed)
-    labelled = similarity.copy()
-    labelled.index = labelled.columns = original_layer_indices(teacher)
-    labelled.index.name = "layer"
-    yield Event("similarity", step=0, progress=0.05, message=f"FFN similarity (linear CKA) of {n_layers} layers "
-                f"on {next(iter(acts.values())).shape[0]} tokens", tables={"ffn_similarity": labelled.reset_index()})
-    clock.tick("similarity")
-
-    window, table = yield from _select(cfg, teacher, size, fixed, acts, similarity, val, device)
-    clock.tick("selection")
-    choice = {"window": [int(i) for i in window], "label": window_label(window),
-              "selection": "fixed" if fixed else cfg.selection, "size": len(window),
-              "scores": table.to_dict(orient="records")}
-    yield Event("choice", step=1, progress=0.15, message=f"Merging the FFNs of layers {window_label(window)} "
-                f"({choice['selection']})", payload=choice, tables={"windows": table})
-
-    yield Event("align", step=1, progress=0.15, message=f"Aligning {len(window) - 1} layer(s) to the reference")
-    perms, alignment = align_window(teacher, window, acts, cfg.reference)
-    clock.tick("align")
-    yield Event("align", step=1, progress=0.17, message="Neurons aligned (Hungarian assignment on correlations)",
-                payload={"alignment": alignment.to_dict(orient="records")}, tables={"alignment": alignment})
-    merged = merge_aligned(teacher, window, perms, cfg.reference)
+    task, teacher, teacher_cfg, base = yield from _teacher_phase(cfg, dataset, device, clock)
+    acts, similarity = yield from _similarity_phase(cfg, task, teacher, device, clock)
+    window, choice = yield from _select(cfg, teacher, acts, similarity, task.encoded["val"], device, clock)
+    merged, no_tuning = yield from _merge_phase(cfg, teacher, window, acts, base, task, device, clock)
     del acts
-    clock.tick("merge")
     budget = matched_pruning_depth(teacher, len(window))
-    no_tuning = model_scores(merged, val, test, device)
-    clock.tick("evaluate")
-    yield Event("merge", step=1, progress=0.2, message=f"Merged: {base['params_total'] - no_tuning['params_total']:,}"
-                f" parameters removed; validation accuracy without tuning {no_tuning['val_accuracy']:.3f}",
-                payload={"no_tuning": no_tuning, "budget": budget})
-
     rec = _recovery(cfg, task, teacher, teacher_cfg, device)
-    clock.tick("distill")
+    clock.tick("distill" if cfg.distill else "finetune")
     hi = 0.6 if cfg.compare_pruning else 0.95
     merged_scores = {"no_tuning": no_tuning}
     merged_scores.update((yield from _map_progress(
@@ -811,7 +752,6 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
            "finetuned_test_accuracy": merged_scores["finetuned"]["test_accuracy"], "ffn_still_shared": shared}
     yield Event("step_done", step=1, progress=hi, message=f"Merged model: test accuracy {final['test_accuracy']:.3f}",
                 payload=row)
-
     pruning = None
     if cfg.compare_pruning:
         pruning = yield from _map_progress(_prune_side(teacher, budget["depth"], rec, clock), hi, 0.98)
@@ -821,23 +761,101 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
                 artifacts={"model": merged, "tokenizer": task.tokenizer})
 
 
-def _select(cfg: MergeConfig, teacher: nn.Module, size: int, fixed: tuple[int, ...] | None,
-            acts: Mapping[int, torch.Tensor], similarity: pd.DataFrame, val: Batch, device: torch.device
-            ) -> Generator[Event, None, tuple[tuple[int, ...], pd.DataFrame]]:
-    """The window (fixed, or the best candidate) and the table of candidate scores, with a progress event
-    per scored candidate."""
-    if fixed is not None:
-        row = score_window(teacher, fixed, acts, similarity, "similarity")
-        return fixed, rank_windows([row], "similarity")
-    windows = candidate_windows(teacher, size)
-    rows = []
-    for done, window in enumerate(windows, start=1):
-        rows.append(score_window(teacher, window, acts, similarity, cfg.selection, val=val,
-                                 reference=cfg.reference, device=device))
-        score = rows[-1].get("val_accuracy", rows[-1]["mean_cka"])
-        yield Event("select", step=1, progress=0.05 + 0.1 * done / len(windows),
-                    message=f"Window {done}/{len(windows)} ({rows[-1]['window']}): {cfg.selection} {score:.3f}")
-    return chosen_window(rank_windows(rows, cfg.selection)), rank_windows(rows, cfg.selection)
+def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: _Clock
+                   ) -> Generator[Event, None, tuple[Any, nn.Module, TrainConfig, dict[str, Any]]]:
+    """Data, the (cached) teacher and its scores (step 0)."""
+    from .task import prepare_task
+    from .teacher import TeacherResult, default_train_config, train_teacher
+
+    yield Event("prepare", message=f"Loading {cfg.dataset} and tokenising for {cfg.model}")
+    task = prepare_task(cfg.model, dataset if dataset is not None else cfg.dataset, cfg.data)
+    yield Event("prepare", progress=1.0, message="Data ready", payload={"task": task.describe()})
+    clock.tick("prepare")
+    teacher_cfg = cfg.teacher or default_train_config(task.model.key)
+    result = None
+    for ev in train_teacher(task, teacher_cfg, device):
+        if isinstance(ev, TeacherResult):
+            result = ev
+        else:
+            yield Event("teacher", progress=ev.fraction, message=f"Fine-tuning the teacher: step {ev.step}/"
+                        f"{ev.total_steps}, loss {ev.loss:.3f}", payload={"loss": ev.loss})
+    assert result is not None
+    teacher = result.load().to(device).eval()
+    clock.tick("teacher")
+    base = {**model_scores(teacher, task.encoded["val"], task.encoded["test"], device),
+            "latency_ms": model_latency(teacher)}
+    yield Event("step_done", step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
+                payload={**base, "window": None, "teacher_cached": result.cached})
+    clock.tick("evaluate")
+    return task, teacher, teacher_cfg, base
+
+
+def _similarity_phase(cfg: MergeConfig, task: Any, teacher: nn.Module, device: torch.device, clock: _Clock
+                      ) -> Generator[Event, None, tuple[dict[int, torch.Tensor], pd.DataFrame]]:
+    """FFN activations on the calibration rows and their layers x layers CKA (indexed by position)."""
+    n_layers = len(encoder_layers(teacher))
+    if cfg.window:
+        check_window(teacher, parse_window(cfg.window))
+    elif cfg.window_size > n_layers:
+        raise ValueError(f"auto_k={cfg.window_size} is larger than the model's {n_layers} layers")
+    yield Event("similarity", step=0, progress=0.0, message="Recording FFN activations on calibration tokens")
+    calib = list(batches(take(task.encoded["train"], cfg.calibration_size), 32))
+    acts = ffn_activations(teacher, calib, device=device)
+    clock.tick("activations")
+    similarity = cka_matrix(acts, list(range(n_layers)), max_tokens=cfg.max_cka_tokens, seed=cfg.seed)
+    labelled = similarity.copy()
+    labelled.index = labelled.columns = original_layer_indices(teacher)
+    labelled.index.name = "layer"
+    yield Event("similarity", step=0, progress=0.05, message=f"FFN similarity (linear CKA) of {n_layers} layers "
+                f"on {acts[0].shape[0]} tokens", tables={"ffn_similarity": labelled.reset_index()})
+    clock.tick("similarity")
+    return acts, similarity
+
+
+def _select(cfg: MergeConfig, teacher: nn.Module, acts: Mapping[int, torch.Tensor], similarity: pd.DataFrame,
+            val: Batch, device: torch.device, clock: _Clock
+            ) -> Generator[Event, None, tuple[tuple[int, ...], dict[str, Any]]]:
+    """The window (fixed, or the best candidate) and the choice payload, with a progress event per scored
+    candidate and the ``choice`` event carrying the table of candidates."""
+    if cfg.window:
+        rows = [score_window(teacher, parse_window(cfg.window), acts, similarity, "similarity")]
+        table = rank_windows(rows, "similarity")
+    else:
+        windows = candidate_windows(teacher, cfg.window_size)
+        rows = []
+        for done, window in enumerate(windows, start=1):
+            rows.append(score_window(teacher, window, acts, similarity, cfg.selection, val=val,
+                                     reference=cfg.reference, device=device))
+            score = rows[-1].get("val_accuracy", rows[-1]["mean_cka"])
+            yield Event("select", step=1, progress=0.05 + 0.1 * done / len(windows),
+                        message=f"Window {done}/{len(windows)} ({rows[-1]['window']}): {cfg.selection} {score:.3f}")
+        table = rank_windows(rows, cfg.selection)
+    window = chosen_window(table)
+    clock.tick("selection")
+    choice = {"window": list(window), "label": window_label(window), "size": len(window),
+              "selection": "fixed" if cfg.window else cfg.selection, "scores": table.to_dict(orient="records")}
+    yield Event("choice", step=1, progress=0.15, message=f"Merging the FFNs of layers {window_label(window)} "
+                f"({choice['selection']})", payload=choice, tables={"windows": table})
+    return window, choice
+
+
+def _merge_phase(cfg: MergeConfig, teacher: nn.Module, window: tuple[int, ...], acts: Mapping[int, torch.Tensor],
+                 base: dict[str, Any], task: Any, device: torch.device, clock: _Clock
+                 ) -> Generator[Event, None, tuple[nn.Module, dict[str, Any]]]:
+    """Align, merge and tie; the merged model and its scores without tuning."""
+    yield Event("align", step=1, progress=0.15, message=f"Aligning {len(window) - 1} layer(s) to the reference")
+    perms, alignment = align_window(teacher, window, acts, cfg.reference)
+    clock.tick("align")
+    yield Event("align", step=1, progress=0.17, message="Neurons aligned (Hungarian assignment on correlations)",
+                payload={"alignment": alignment.to_dict(orient="records")}, tables={"alignment": alignment})
+    merged = merge_aligned(teacher, window, perms, cfg.reference)
+    clock.tick("merge")
+    no_tuning = model_scores(merged, task.encoded["val"], task.encoded["test"], device)
+    clock.tick("evaluate")
+    yield Event("merge", step=1, progress=0.2, message=f"Merged: {base['params_total'] - no_tuning['params_total']:,}"
+                f" parameters removed; validation accuracy without tuning {no_tuning['val_accuracy']:.3f}",
+                payload={"no_tuning": no_tuning})
+    return merged, no_tuning
 
 
 def _map_progress(gen: Generator[Event, None, Any], lo: float, hi: float) -> Generator[Event, None, Any]:

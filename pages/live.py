@@ -53,10 +53,15 @@ def _start_form() -> None:
 
 all_runs = ustore.runs(kind="prune")
 by_id = {r["id"]: r for r in all_runs}
-attached = [i for i in widgets.query_run_ids() if i in by_id]
-if not attached:
+requested = widgets.query_run_ids()
+missing = [i for i in requested if i not in by_id]
+attached = [i for i in requested if i in by_id]
+if missing:
+    st.error(f"Run(s) {', '.join(missing)} from the address are not in the store at {ustore.root()}: they may have "
+             "been deleted. Pick another run in the sidebar, or start a new one below.")
+if not requested:
     attached = [i for i in st.session_state.get("attached_runs", []) if i in by_id]
-if not attached and all_runs:
+if not attached and not requested and all_runs:
     active = [r for r in all_runs if r["status"] in ("queued", "running")]
     first = (active or all_runs)[0]
     attached = [r["id"] for r in all_runs if first.get("group_id") and r.get("group_id") == first["group_id"]] \
@@ -66,28 +71,31 @@ if not attached and all_runs:
 with st.expander("Start a new run", expanded=not attached):
     _start_form()
 
+def _watch() -> None:
+    """Attach to the run picked in the sidebar (with the other runs of its group, side by side)."""
+    picked = by_id.get(st.session_state.get("live_switch"))
+    if picked is None:
+        return
+    group = [r["id"] for r in all_runs if picked.get("group_id") and r.get("group_id") == picked["group_id"]]
+    ids = sorted(group or [picked["id"]], key=lambda i: by_id[i]["created_at"])
+    st.session_state["attached_runs"] = ids
+    widgets.set_query_runs(ids)
+
+
+if all_runs:
+    with st.sidebar:
+        st.session_state["live_switch"] = attached[0] if attached else None
+        st.selectbox("Watch another run", [r["id"] for r in all_runs], key="live_switch", on_change=_watch,
+                     format_func=lambda i: widgets.run_label(by_id[i]), placeholder="pick a run")
+
 if not attached:
-    if widgets.query_run_ids():
-        st.error(f"Run(s) {', '.join(widgets.query_run_ids())} are not in the store at {ustore.root()}: they "
-                 "may have been deleted. Start a new run above or pick one on Runs & export.")
-    else:
-        widgets.empty_state("No run yet: pick strategies above and press Start. The tiny model on the "
-                            "keywords dataset finishes in about a minute; the 12-layer e5 model takes minutes.")
+    if not missing:
+        widgets.empty_state("No run yet: pick strategies above and press Start. The tiny model on the keywords "
+                            "dataset finishes in a minute or two; the 12-layer e5 model takes minutes per step.")
     st.stop()
 
-if sorted(widgets.query_run_ids()) != sorted(attached):
+if sorted(requested) != sorted(attached):
     widgets.set_query_runs(attached)
-
-ids_in_view = set(attached)
-others = [r for r in all_runs if r["id"] not in ids_in_view]
-with st.sidebar:
-    choice = widgets.pick_run([by_id[attached[0]]] + others, key="live_switch", label="Watch another run")
-    if choice is not None and choice["id"] not in ids_in_view:
-        group = [r["id"] for r in all_runs if choice.get("group_id") and r.get("group_id") == choice["group_id"]]
-        attached = sorted(group or [choice["id"]], key=lambda i: by_id[i]["created_at"])
-        st.session_state["attached_runs"] = attached
-        widgets.set_query_runs(attached)
-        st.rerun()
 
 
 # ------------------------------------------------------------------------------------------ panel

@@ -48,7 +48,8 @@ def test_prune_config_validation_names_field():
     assert PruneConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_teacher_is_cached_and_deterministic():
+def test_teacher_is_cached_and_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_CACHE_DIR", str(tmp_path / "cache"))
     task = prepare_task("tiny-bert", "keywords", SMALL)
     first = ensure_teacher(task)
     assert not first.cached and first.metrics["test"]["accuracy"] >= 0.9
