@@ -214,7 +214,9 @@ def ffn_activations(model: nn.Module, data: Iterable[Batch], layers: Iterable[in
             model(**model_inputs(batch))
             keep = batch["attention_mask"].bool()
             for i, chunks in captured.items():
-                out.setdefault(i, []).append(chunks.pop()[keep].float().cpu())
+                whole = torch.cat(chunks, dim=1)  # several chunks when chunk_size_feed_forward > 0
+                chunks.clear()
+                out.setdefault(i, []).append(whole[keep].float().cpu())
     if not out or not any(len(v) for v in out.values()):
         raise ValueError("ffn_activations got no batches")
     return {i: torch.cat(chunks) for i, chunks in out.items()}

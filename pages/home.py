@@ -66,9 +66,9 @@ with right:
         st.markdown("**Instant demo**: the tiny random 12-layer BERT on the synthetic keywords task "
                     "(seconds per step; for trying the pipeline, not for findings).")
         if st.button("Run the tiny demo", width="stretch", key="home_tiny", icon=":material/bolt:"):
-            ids = widgets.start_runs(["rf_fusion"], model_key="tiny-bert", dataset_key="keywords",
-                                     train_cap=400, val_cap=100, test_cap=100, layers_to_remove=6,
-                                     step_epochs=1.0, kd_epochs=2.0, calibration_size=64)
+            demo = dict(state.TINY_DEMO)
+            ids = widgets.start_runs(["rf_fusion"], model_key=demo.pop("model"), dataset_key=demo.pop("dataset"),
+                                     **demo)
             if ids:
                 widgets.go_live(ids)
 

@@ -220,7 +220,8 @@ def _run_block(run: dict[str, Any], compact: bool) -> None:
     _metrics(steps, view, run)
     if not compact:
         max_removed = int(run["config"].get("layers_to_remove", 0)) or None
-        widgets.chart(plots.accuracy_curve(steps[steps["step"] <= view], run["strategy"], max_removed),
+        shown = steps[steps["step"] <= view] if not steps.empty else steps
+        widgets.chart(plots.accuracy_curve(shown, run["strategy"], max_removed),
                         key=f"curve_{run['id']}")
         _details(run, steps, _detail_step(run, view))
 

@@ -25,11 +25,13 @@ from core.prune import PruneConfig
 from core.runner import execute_run
 from core.store import RunStore
 from core.train import DistillConfig
+from ui.state import TINY_DEMO
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "pages"
-#: small budgets: every tiny run shares one cached teacher (same data config)
-TINY_DATA = {"train_cap": 120, "val_cap": 40, "test_cap": 40, "max_length": 32, "seed": 0}
+#: the Home page's tiny demo data sizes: every tiny run here (and the browser test's demo) shares one cached teacher
+TINY_DATA = {"train_cap": TINY_DEMO["train_cap"], "val_cap": TINY_DEMO["val_cap"], "test_cap": TINY_DEMO["test_cap"],
+             "max_length": 32, "seed": 0}
 TINY_BUDGETS = {**TINY_DATA, "layers_to_remove": 2, "step_epochs": 0.5, "calibration_size": 32, "distill": True,
                 "kd_epochs": 1.0, "accuracy_floor": 0.0}
 RUN_TIMEOUT_S = 240
@@ -231,7 +233,10 @@ def test_fusion_page_explains_the_ranker_from_stored_values(store_env):
     assert_clean(at)
     assert len(at.image) >= 2, "beeswarm and waterfall rendered as images"
     shown = texts(at)
-    assert "Why L" in shown and "within_run" in shown
+    assert "Why L" in shown
+    protocols = next(d.value for d in at.dataframe if "protocol" in d.value.columns)
+    assert list(protocols["step"]) == [1, 2]
+    assert protocols["protocol"].iloc[1] == "within_run"  # step 2 trains on step 1 of the same run
     titles = chart_titles(at)
     assert "Global importance: mean |SHAP value|" in titles
     assert any("impurity importance" in t for t in titles)
@@ -272,7 +277,7 @@ def test_runs_page_lists_exports_and_deletes(store_env):
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Report (JSON)", "Steps (CSV)", "Pruned model (zip)"]
     at.multiselect(key="runs_delete").set_value([doomed])
-    at.checkbox(key="runs_sure").check()
+    at.checkbox(key="runs_sure").check().run()
     at.button(key="runs_delete_btn").click().run()
     assert not at.exception
     assert store.get_run(doomed) is None
@@ -293,10 +298,12 @@ def test_router_shows_every_page_with_the_sidebar(store_env):
     at.run()
     assert_clean(at)
     assert [s.label for s in at.sidebar.selectbox][:2] == ["Model", "Dataset"]
-    for name in ("live", "signals", "fusion", "compare", "runs", "merging", "setup"):
+    for name, title in (("live", "Live pruning"), ("signals", "Signals"), ("fusion", "Fusion & SHAP"),
+                        ("compare", "Compare"), ("runs", "Runs & export"), ("merging", "Feed-forward merging"),
+                        ("setup", "Setup")):
         at.switch_page(f"pages/{name}.py").run()
         assert not at.exception, (name, [e.value for e in at.exception])
-        assert at.sidebar.selectbox(key="_w_model").value == "tiny-bert"
+        assert at.title[0].value == title
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -323,7 +330,9 @@ def test_start_a_run_from_the_live_page_and_see_it_finish(store_env):
     live.query_params["run"] = new_id
     live.run()
     assert_clean(live)
-    assert "Gradient-Fisher" in texts(live) and "Finished" in texts(live)
+    assert "Gradient-Fisher" in texts(live)
+    progress = [node.proto.text for node in live.get("progress")]
+    assert progress and progress[0].startswith("**Finished**")
     assert "After step 2" in [m.label for m in live.metric]
 
     compare = page("compare").run()

@@ -88,7 +88,9 @@ def settled(page, title: str, timeout_ms: int = 90_000) -> None:
         """(title) => {
             const h = document.querySelector('h1');
             const app = document.querySelector('[data-test-script-state]');
-            return h && h.innerText.includes(title) && app
+            const loading = document.querySelector(
+                '[data-testid="stSkeleton"], [data-testid="stSkeletonElement"], [data-testid="stAppSkeleton"]');
+            return h && h.innerText.includes(title) && app && !loading
                    && app.getAttribute('data-test-script-state') === 'notRunning';
         }""", arg=title, timeout=timeout_ms)
 

@@ -38,6 +38,13 @@ BUDGET_HELP = {
 }
 
 
+#: the Home page's instant demo: the tiny random BERT on the synthetic keywords task, sized to finish in
+#: a minute or two on two CPU cores (the tests use the same data sizes, so they share its cached teacher)
+TINY_DEMO: dict[str, Any] = {"model": "tiny-bert", "dataset": "keywords", "train_cap": 160, "val_cap": 48,
+                             "test_cap": 48, "layers_to_remove": 4, "step_epochs": 1.0, "kd_epochs": 1.0,
+                             "calibration_size": 48}
+
+
 def default_budgets() -> dict[str, Any]:
     """The engine's own defaults (``DataConfig``, ``PruneConfig``, ``DistillConfig``)."""
     from core.prune import PruneConfig

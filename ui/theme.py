@@ -106,7 +106,7 @@ def color_map(keys: list[str]) -> dict[str, str]:
 def _register_template() -> None:
     base = pio.templates["plotly_white"]
     tpl = go.layout.Template(base)
-    tpl.layout.font = dict(size=FONT_SIZE, family="Inter, 'Source Sans Pro', 'Segoe UI', sans-serif",
+    tpl.layout.font = dict(size=FONT_SIZE, family="'Source Sans 3', 'Source Sans Pro', 'Segoe UI', sans-serif",
                            color="#1B1F24")
     tpl.layout.title = dict(font=dict(size=FONT_SIZE + 3))
     tpl.layout.legend = dict(font=dict(size=FONT_SIZE - 1))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from sklearn.feature_selection import mutual_info_classif
+from threadpoolctl import threadpool_limits
 
 from .stats import PassStats, as_numpy
 
@@ -37,13 +38,21 @@ def linear_cka(xx: np.ndarray, yy: np.ndarray, yx: np.ndarray) -> float:
     return float(np.square(yx).sum() / denom)
 
 
-def histogram_entropy(values: torch.Tensor, bins: int = ENTROPY_BINS) -> float:
-    """Shannon entropy (nats) of a ``bins``-bin histogram spanning the values' own range; 0 if constant."""
-    values = values.detach().float().flatten()
-    lo, hi = float(values.min()), float(values.max())
+def histogram_entropy(values: torch.Tensor | list[torch.Tensor], bins: int = ENTROPY_BINS) -> float:
+    """Shannon entropy (nats) of a ``bins``-bin histogram spanning the values' own range; 0 if constant.
+
+    ``values`` may be a list of tensors (a layer's matrices), histogrammed together without concatenating.
+    """
+    parts = [v.detach().float() for v in (values if isinstance(values, (list, tuple)) else [values])]
+    parts = [v for v in parts if v.numel()]
+    if not parts:
+        return 0.0
+    ranges = [torch.aminmax(v) for v in parts]
+    lo = min(float(r.min) for r in ranges)
+    hi = max(float(r.max) for r in ranges)
     if not hi > lo:
         return 0.0
-    counts = torch.histc(values, bins=bins, min=lo, max=hi).double()
+    counts = sum(torch.histc(v, bins=bins, min=lo, max=hi).double() for v in parts)
     p = counts / counts.sum()
     return float(-torch.special.xlogy(p, p).sum())
 
@@ -56,7 +65,8 @@ def principal_components(pooled: np.ndarray, components: int, seed: int) -> np.n
     if x.shape[0] < 2 or not scale > 0.0:
         return np.zeros((x.shape[0], 0))
     k = max(1, min(components, x.shape[0] - 1, x.shape[1]))
-    z = PCA(n_components=k, svd_solver="full", random_state=seed).fit_transform(x / scale)
+    with threadpool_limits(limits=1):  # tiny matrices: BLAS threads only add synchronisation
+        z = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit_transform(x / scale)
     return z[:, z.std(axis=0) > 1e-9]  # drop numerically empty components
 
 
@@ -73,8 +83,9 @@ def label_mi(blocks: list[np.ndarray], labels: np.ndarray, seed: int) -> np.ndar
     widths = [b.shape[1] for b in blocks]
     if sum(widths) == 0:
         return out
-    mi = mutual_info_classif(np.concatenate(blocks, axis=1), labels, discrete_features=False,
-                             n_neighbors=MI_NEIGHBORS, random_state=seed)
+    with threadpool_limits(limits=1):
+        mi = mutual_info_classif(np.concatenate(blocks, axis=1), labels, discrete_features=False,
+                                 n_neighbors=MI_NEIGHBORS, random_state=seed)
     bounds = np.cumsum([0] + widths)
     return np.array([mi[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])])
 
@@ -118,8 +129,12 @@ def redundancy_mi(s: PassStats) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- gradient
+def _norm64(tensors: list[torch.Tensor]) -> float:
+    return float(torch.stack([torch.linalg.vector_norm(t, dtype=torch.float64) for t in tensors]).norm())
+
+
 def gradient_norm(s: PassStats) -> np.ndarray:
-    return np.array([float(g.double().norm()) for g in s.grad_sum]) / s.n_examples
+    return np.array([_norm64(layer) for layer in s.grad_sum]) / s.n_examples
 
 
 def gradient_fisher(s: PassStats) -> np.ndarray:
@@ -127,7 +142,9 @@ def gradient_fisher(s: PassStats) -> np.ndarray:
 
 
 def taylor(s: PassStats) -> np.ndarray:
-    return np.abs(as_numpy(s.grad_dot_w_sum, s.n_layers) / s.n_examples)
+    dots = [sum(float(torch.vdot(g.flatten(), p.detach().flatten().to(g.dtype))) for g, p in zip(layer, params))
+            for layer, params in zip(s.grad_sum, s.params)]
+    return np.abs(np.array(dots)) / s.n_examples
 
 
 # ----------------------------------------------------------------------------------------------- weight
@@ -135,14 +152,12 @@ def weight_magnitude(s: PassStats) -> np.ndarray:
     out = []
     for layer in s.layers:
         mats = _weight_matrices(layer)
-        total = sum(float(m.double().square().sum()) for m in mats)
-        out.append(np.sqrt(total / max(sum(m.numel() for m in mats), 1)))
+        out.append(_norm64(mats) / np.sqrt(max(sum(m.numel() for m in mats), 1)) if mats else 0.0)
     return np.array(out)
 
 
 def weight_entropy(s: PassStats) -> np.ndarray:
-    return np.array([histogram_entropy(torch.cat([m.flatten() for m in _weight_matrices(layer)]))
-                     for layer in s.layers])
+    return np.array([histogram_entropy(_weight_matrices(layer)) for layer in s.layers])
 
 
 # -------------------------------------------------------------------------------------------- attention

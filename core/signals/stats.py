@@ -50,11 +50,9 @@ class PassStats:
     att_entropy_sum: torch.Tensor | None = None
     att_max_sum: torch.Tensor | None = None
     att_count: torch.Tensor | None = None
-    # gradient: sum_b B_b * grad_b (one flat vector per layer), sum_b B_b^2 ||grad_b||^2, sum_b B_b * <grad_b, w>
-    grad_sum: list[torch.Tensor] | None = None
-    weights_flat: list[torch.Tensor] | None = None
+    # gradient: sum_b B_b * grad_b (per parameter of each layer) and sum_b B_b^2 ||grad_b||^2
+    grad_sum: list[list[torch.Tensor]] | None = None
     fisher_sum: torch.Tensor | None = None
-    grad_dot_w_sum: torch.Tensor | None = None
 
     @property
     def n_layers(self) -> int:
@@ -126,22 +124,20 @@ def update_attention(stats: PassStats, attention: torch.Tensor, mask: torch.Tens
 
 
 def update_gradients(stats: PassStats, grads: list[list[torch.Tensor]], batch_size: int) -> None:
-    """Fold the per-layer gradients of one batch's mean loss into ``stats`` (one flat vector per layer,
-    so the per-batch cost is a few vector operations per layer, not per parameter tensor)."""
+    """Fold the per-layer gradients of one batch's mean loss into ``stats``: in-place sums, no copies.
+
+    Taylor needs no per-batch term: ``sum_b B_b <g_b, w> = <sum_b B_b g_b, w>`` is read from ``grad_sum``.
+    """
     b = float(batch_size)
-    flat = [torch.cat([g.detach().float().flatten() for g in layer]) for layer in grads]
-    if stats.weights_flat is None:
-        stats.weights_flat = [torch.cat([p.detach().float().flatten() for p in layer])
-                              for layer in stats.params]
     if stats.grad_sum is None:
-        stats.grad_sum = [g * b for g in flat]
+        stats.grad_sum = [[g.detach().float() * b for g in layer] for layer in grads]
     else:
-        for acc, g in zip(stats.grad_sum, flat):
-            acc.add_(g, alpha=b)
-    sq = torch.stack([g.dot(g) for g in flat])
-    dot = torch.stack([g.dot(w) for g, w in zip(flat, stats.weights_flat)])
+        for acc, layer in zip(stats.grad_sum, grads):
+            for a, g in zip(acc, layer):
+                a.add_(g.detach(), alpha=b)
+    sq = torch.stack([torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32) for g in layer]).square().sum()
+                      for layer in grads])
     stats.fisher_sum = _add(stats.fisher_sum, sq * (b * b))
-    stats.grad_dot_w_sum = _add(stats.grad_dot_w_sum, dot * b)
 
 
 def update_counts(stats: PassStats, mask: torch.Tensor, labels: torch.Tensor | None) -> None:
