@@ -51,9 +51,36 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
-    """Build ``cls`` from a dict, ignoring unknown keys (older stored configs stay readable)."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in names})
+    """Build ``cls`` from a dict, ignoring unknown keys (older stored configs stay readable).
+
+    Nested config dataclasses (fields whose default is a dataclass instance or whose annotation names a
+    dataclass) are rebuilt recursively, so ``from_dict(PruneConfig, to_dict(cfg)) == cfg``.
+    """
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        nested = _dataclass_in(hints.get(f.name))
+        if nested is not None and isinstance(value, Mapping):
+            value = from_dict(nested, value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass type named by a field annotation (``X`` or ``X | None``), if any."""
+    import typing
+
+    if dataclasses.is_dataclass(hint):
+        return hint  # type: ignore[return-value]
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg  # type: ignore[return-value]
+    return None
 
 
 @dataclass(frozen=True)

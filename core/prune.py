@@ -71,10 +71,6 @@ class PruneConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PruneConfig":
-        d = dict(d)
-        d["kd"] = from_dict(DistillConfig, d.get("kd") or {})
-        d["data"] = from_dict(DataConfig, d.get("data") or {})
-        d["teacher"] = from_dict(TrainConfig, d["teacher"]) if d.get("teacher") else None
         return from_dict(cls, d)
 
 
