@@ -7,9 +7,16 @@ run store and draws; long jobs run in worker processes started by ``core.runner.
 
 from __future__ import annotations
 
-import streamlit as st
+import os
 
-from ui import state
+# Worker processes inherit this: idle OpenMP threads sleep instead of spinning, so the page stays responsive
+# while a run trains on the same cores (spinning threads slow a busy 2-core machine down by an order of
+# magnitude). Set before torch is imported anywhere; an explicit user setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import streamlit as st  # noqa: E402
+
+from ui import state  # noqa: E402
 
 st.set_page_config(page_title="Layer-pruning explorer", page_icon="✂️", layout="wide",
                    initial_sidebar_state="expanded")
@@ -33,7 +40,8 @@ PAGES = {
     ],
 }
 
-state.init()
 page = st.navigation(PAGES, position="sidebar", expanded=True)
-state.sidebar()
-page.run()
+try:
+    page.run()
+finally:  # after the page, so its first lines paint before the engine's imports; also after st.stop()
+    state.sidebar()

@@ -84,8 +84,8 @@ else:
     for i, ds in enumerate(ds_list):
         with cols[i % len(cols)]:
             widgets.chart(plots.curves_by_strategy(steps[steps["dataset"] == ds],
-                                                     title=f"{state.dataset_label(ds)}: test accuracy"),
-                            key=f"cmp_curve_{ds}")
+                                                   title=f"{state.dataset_label(ds)}: test accuracy"),
+                          key=f"cmp_curve_{ds}")
 
 left, right = st.columns(2)
 with left:
@@ -98,10 +98,10 @@ with right:
         st.info("No measured models yet.", icon="💡")
     else:
         widgets.chart(plots.pareto_plot(points, "params", "parameters", "Accuracy vs parameters"),
-                        key="cmp_pareto_params")
+                      key="cmp_pareto_params")
 if not steps.empty and not points.empty:
     widgets.chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch (ms)",
-                                      "Accuracy vs measured latency"), key="cmp_pareto_latency")
+                                    "Accuracy vs measured latency"), key="cmp_pareto_latency")
     st.caption("Diamonds: teachers; circles: pruned models after each step's fine-tuning; stars: after "
                "distillation. The dashed line is the Pareto front: no model is both smaller (or faster) and "
                "more accurate than a model on it. Latency is the median CPU time of one fixed batch.")

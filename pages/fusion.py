@@ -38,6 +38,27 @@ def _choices(run: dict[str, Any]) -> dict[int, dict[str, Any]]:
             for k in ustore.artifact_steps(run["id"], "choice.json")}
 
 
+def _ranker_chart(ranker: dict[str, Any] | None, who: dict[str, Any] | None, step: int,
+                  names: list[str] | None, missing: str = "") -> None:
+    """A stored ranker's own view of the signals: forest impurity importances or linear coefficients."""
+    if ranker is None or who is None:
+        st.info(f"To compare, run **{catalog.strategy_label(missing)}** on the same model and dataset "
+                "(Live pruning, several strategies side by side).", icon="💡")
+        return
+    feat = ranker.get("feature_names_in") or names or [f"x{j}" for j in range(ranker.get("n_features_in", 0))]
+    label = catalog.strategy_label(who["strategy"])
+    if ranker.get("kind") == "forest":
+        widgets.chart(plots.importance_bars(feat, ranker["feature_importances"], f"{label}: impurity importance",
+                                            "share of variance reduction"), key=f"side_{who['id']}")
+    elif ranker.get("kind") == "linear":
+        widgets.chart(plots.importance_bars(feat, ranker["coef"], f"{label}: coefficients",
+                                            "coefficient on the standardised feature", signed=True),
+                      key=f"side_{who['id']}")
+        st.caption(f"Regressor: {ranker.get('regressor', 'linear')}; intercept {ranker.get('intercept', 0):.3f}. "
+                   "Positive: a higher (normalised) value makes removal look cheaper.")
+    st.caption(f"Run `{who['id']}` · ranker trained for step {step}.")
+
+
 runs = [r for r in ustore.runs(kind="prune") if r["strategy"] in FUSION]
 if not runs:
     widgets.empty_state("No fusion run yet. Start a run with the *Random-forest fusion* (or linear) strategy on "
@@ -66,12 +87,17 @@ with tab_global:
                 icon="💡")
     else:
         mean_abs = np.abs(rows.values).mean(axis=0)
+        if not mean_abs.any():
+            st.info("Every SHAP value is zero: the ranker predicts the same score for every layer, because in its "
+                    "training rows every removal measured the same oracle accuracy (a task this easy loses nothing "
+                    "whichever layer goes). A harder dataset or a larger model gives the ranker something to learn.",
+                    icon="💡")
         left, right = st.columns(2)
         with left:
             widgets.chart(plots.importance_bars(rows.feature_names, mean_abs,
-                                                  "Global importance: mean |SHAP value|",
-                                                  "mean |SHAP| (effect on the predicted score)"),
-                            key="fus_global")
+                                                "Global importance: mean |SHAP value|",
+                                                "mean |SHAP| (effect on the predicted score)"),
+                          key="fus_global")
             st.caption(f"Over {len(rows.steps)} (step, layer) rows from {len(set(rows.steps))} step(s). Bars are "
                        "coloured by signal family.")
         with right:
@@ -96,7 +122,8 @@ with tab_why:
         score = float(rows.base_values[i] + rows.values[i].sum())
         scores = {rows.layers[j]: float(rows.base_values[j] + rows.values[j].sum()) for j in in_step}
         rank = sorted(scores, key=scores.get, reverse=True).index(layer) + 1
-        verdict = "so it was removed" if layer == chosen_layer else f"while L{chosen_layer} scored highest and was removed"
+        verdict = ("so it was removed" if layer == chosen_layer
+                   else f"while L{chosen_layer} scored highest and was removed")
         st.markdown(f"**Why L{layer} at step {step}?** The ranker scored it **{score:.3f}** (rank {rank} of "
                     f"{len(in_step)}; higher = cheaper to remove), {verdict}. The waterfall starts at the average "
                     f"score over the training rows ({rows.base_values[i]:.3f}) and adds each signal's push.")
@@ -124,28 +151,13 @@ with tab_side:
             usable = {k: c for k, c in other_choices.items() if (c.get("info") or {}).get("ranker")}
             if usable:
                 other = usable.get(step) or usable[max(usable)]
+        partner = companions[0] if companions else None
         left, right = st.columns(2)
-        for col, rk, who in ((left, ranker, run), (right, (other or {}).get("info", {}).get("ranker"),
-                                                     companions[0] if companions else None)):
-            with col:
-                if rk is None:
-                    missing = "lr_fusion" if run["strategy"] == "rf_fusion" else "rf_fusion"
-                    st.info(f"To compare, run **{catalog.strategy_label(missing)}** on the same model and dataset "
-                            "(Live pruning, several strategies side by side).", icon="💡")
-                    continue
-                feat = rk.get("feature_names_in") or names or [f"x{j}" for j in range(rk.get("n_features_in", 0))]
-                if rk.get("kind") == "forest":
-                    widgets.chart(plots.importance_bars(feat, rk["feature_importances"],
-                                                          f"{catalog.strategy_label(who['strategy'])}: impurity importance",
-                                                          "share of variance reduction"), key=f"side_{who['id']}")
-                elif rk.get("kind") == "linear":
-                    widgets.chart(plots.importance_bars(feat, rk["coef"],
-                                                          f"{catalog.strategy_label(who['strategy'])}: coefficients",
-                                                          "coefficient on the standardised feature", signed=True),
-                                    key=f"side_{who['id']}")
-                    st.caption(f"Regressor: {rk.get('regressor', 'linear')}; intercept {rk.get('intercept', 0):.3f}. "
-                               "Positive: a higher (normalised) value makes removal look cheaper.")
-                st.caption(f"Run `{who['id']}` · ranker trained for step {step}.")
+        with left:
+            _ranker_chart(ranker, run, step, names)
+        with right:
+            _ranker_chart((other or {}).get("info", {}).get("ranker"), partner, step, names,
+                          missing="lr_fusion" if run["strategy"] == "rf_fusion" else "rf_fusion")
 
 with tab_quality:
     fusion_runs = [r for r in ustore.runs(kind="prune") if r["strategy"] in FUSION and r["model"] == run["model"]]

@@ -9,7 +9,6 @@ import streamlit as st
 from ui import catalog, state, widgets
 from ui import store as ustore
 
-state.init()
 widgets.page_header(":material/content_cut: Layer-pruning explorer",
                     "Watch a 12-layer BERT lose its layers one by one, and see why each one goes.")
 
@@ -33,6 +32,7 @@ Compression* (arXiv 2501.03273).
 """
     )
 
+state.init()  # after the text above, so it paints before the engine's first (slow) imports
 model_key = state.model()
 dataset_key = state.dataset()
 runs = ustore.runs(kind="prune")

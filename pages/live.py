@@ -134,7 +134,7 @@ def _progress(run: dict[str, Any]) -> None:
     st.progress(min(max(value, 0.0), 1.0), text=f"**{stage}** · {last['message']}")
 
 
-def _view_step(run: dict[str, Any], steps: pd.DataFrame, compact: bool) -> int:
+def _view_step(run: dict[str, Any], steps: pd.DataFrame) -> int:
     """The step to show: the latest while running, a replay slider once finished."""
     latest = int(steps["step"].max()) if not steps.empty else 0
     if run["status"] in ("queued", "running") or latest == 0:
@@ -165,19 +165,19 @@ def _details(run: dict[str, Any], steps: pd.DataFrame, shown: int) -> None:
         else:
             data = tables.heatmap_data(signals, catalog.signal_keys(), _n_original(run, steps))
             widgets.chart(plots.signal_heatmap(data, f"Signals at step {shown} (L{chosen} chosen)"
-                                                 if chosen is not None else f"Signals at step {shown}", chosen),
-                            key=f"heat_{run['id']}_{shown}")
+                                               if chosen is not None else f"Signals at step {shown}", chosen),
+                          key=f"heat_{run['id']}_{shown}")
     with pred_col:
         info = choice.get("info") or {}
         if info.get("predicted") is not None:
             widgets.chart(plots.predicted_vs_measured(info, chosen, f"Ranker vs oracle at step {shown}"),
-                            key=f"pred_{run['id']}_{shown}")
+                          key=f"pred_{run['id']}_{shown}")
             proto, sentence = tables.protocol_text(info)
             st.caption(f"Training protocol: **{proto}**. {sentence}")
         else:
             oracle = ustore.table(run["id"], f"steps/{shown}/oracle.csv")
             widgets.chart(plots.oracle_bars(oracle, chosen, f"Oracle at step {shown}: accuracy without each layer"),
-                            key=f"orc_{run['id']}_{shown}")
+                          key=f"orc_{run['id']}_{shown}")
 
 
 def _metrics(steps: pd.DataFrame, view: int, run: dict[str, Any]) -> None:
@@ -210,8 +210,9 @@ def _run_block(run: dict[str, Any], compact: bool) -> None:
         if button.button("Cancel", key=f"cancel_{run['id']}", help="Stops within one training batch"):
             widgets.cancel_run(run["id"])
             st.toast("Cancel requested: the worker stops after the current batch.")
+            st.rerun()
     _progress(run)
-    view = _view_step(run, steps, compact)
+    view = _view_step(run, steps)
     removed = [int(x) for x in (steps[steps["step"] == view].iloc[-1]["removed_order"] or [])] \
         if not steps.empty and "removed_order" in steps else []
     nxt = (ustore.json_artifact(run["id"], f"steps/{view + 1}/choice.json") or {}).get("layer") \
@@ -222,7 +223,7 @@ def _run_block(run: dict[str, Any], compact: bool) -> None:
         max_removed = int(run["config"].get("layers_to_remove", 0)) or None
         shown = steps[steps["step"] <= view] if not steps.empty else steps
         widgets.chart(plots.accuracy_curve(shown, run["strategy"], max_removed),
-                        key=f"curve_{run['id']}")
+                      key=f"curve_{run['id']}")
         _details(run, steps, _detail_step(run, view))
 
 
@@ -242,7 +243,7 @@ def panel(ids: list[str]) -> None:
                 frames.append(s.assign(run_id=run["id"], strategy=run["strategy"]))
         merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         widgets.chart(plots.curves_by_strategy(merged, title="Side by side: test accuracy vs layers removed"),
-                        key="side_curve")
+                      key="side_curve")
         cols = st.columns(min(len(runs), 3))
         for i, run in enumerate(runs):
             with cols[i % len(cols)]:

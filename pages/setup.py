@@ -194,7 +194,8 @@ def _upload() -> None:
     file = st.file_uploader("CSV, TSV or Parquet with a header row", type=["csv", "tsv", "txt", "tab", "parquet", "pq"],
                             key="setup_upload", help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB.")
     if file is None:
-        st.caption("Nothing leaves this machine: the file is stored in the run store as Parquet so workers can read it.")
+        st.caption("Nothing leaves this machine: the file is stored in the run store as Parquet, so that the "
+                   "workers can read it.")
         return
     data = file.getvalue()
     try:
@@ -209,8 +210,8 @@ def _upload() -> None:
         st.info(note)
     cols = list(preview.columns)
     c1, c2 = st.columns(2)
-    text_col = c1.selectbox("Text column", cols, index=cols.index(preview.text_column) if preview.text_column in cols else 0,
-                            key="up_text")
+    text_default = cols.index(preview.text_column) if preview.text_column in cols else 0
+    text_col = c1.selectbox("Text column", cols, index=text_default, key="up_text")
     label_default = preview.label_column if preview.label_column in cols else cols[min(1, len(cols) - 1)]
     label_col = c2.selectbox("Label column", cols, index=cols.index(label_default), key="up_label")
     st.dataframe(preview.table.head(8), hide_index=True)
@@ -285,7 +286,8 @@ def _budgets_section() -> None:
         c = st.columns(4)
         values["layers_to_remove"] = c[0].number_input(state.BUDGET_HELP["layers_to_remove"], 1, 47,
                                                        int(b["layers_to_remove"]))
-        values["step_epochs"] = c[1].number_input(state.BUDGET_HELP["step_epochs"], 0.0, 50.0, float(b["step_epochs"]), 0.5)
+        values["step_epochs"] = c[1].number_input(state.BUDGET_HELP["step_epochs"], 0.0, 50.0,
+                                                  float(b["step_epochs"]), 0.5)
         values["calibration_size"] = c[2].number_input(state.BUDGET_HELP["calibration_size"], 8, 100_000,
                                                        int(b["calibration_size"]), 32)
         values["seed"] = c[3].number_input(state.BUDGET_HELP["seed"], 0, 2**31 - 1, int(b["seed"]))

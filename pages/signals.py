@@ -42,16 +42,16 @@ with tab_heat:
         data = tables.heatmap_data(signals, keys, n_original)
         chosen = choice.get("layer")
         widgets.chart(plots.signal_heatmap(
-            data, f"Step {step}: each signal normalised across the remaining layers"
-                  + (f" · {catalog.strategy_label(run['strategy'])} removed L{chosen}" if chosen is not None else ""),
-            chosen), key="sig_heatmap")
+          data, f"Step {step}: each signal normalised across the remaining layers"
+                + (f" · {catalog.strategy_label(run['strategy'])} removed L{chosen}" if chosen is not None else ""),
+          chosen), key="sig_heatmap")
         st.caption("Colour runs from the signal's lowest value at this step (dark) to its highest (yellow); hover "
                    "for the raw value. Blank columns are layers already removed. Whether low or high means "
                    "\"prune first\" depends on the signal: see the third tab.")
         oracle = ustore.table(run["id"], f"steps/{step}/oracle.csv")
         widgets.chart(plots.oracle_bars(oracle, chosen, f"The oracle at step {step}: validation accuracy "
-                                                          "with each layer removed (no fine-tuning)"),
-                        key="sig_oracle")
+                                                        "with each layer removed (no fine-tuning)"),
+                      key="sig_oracle")
 
 with tab_agree:
     profiles = ustore.profiles()
@@ -103,7 +103,8 @@ with tab_learn:
                     st.markdown(f"<h4 style='color:{color};margin-bottom:0'>{entry.display_name}</h4>",
                                 unsafe_allow_html=True)
                     origin = {"paper": "paper", "our definition": "our definition"}.get(entry.origin, entry.origin)
-                    st.caption(f"`{entry.key}` · family: {theme.family_label(entry.family)} · origin: **{origin}** · "
+                    st.caption(f"`{entry.key}` · family: {theme.family_label(entry.family)} · "
+                               f"origin: **{origin}** · "
                                f"needs: {', '.join(entry.needs) or 'nothing'}")
                     st.latex(entry.formula_latex)
                     st.markdown(entry.intuition)

@@ -203,6 +203,38 @@ def test_live_attaches_from_the_url_and_replays(store_env):
     assert at.query_params["run"] == ids["rf_fusion"]
 
 
+def test_live_shows_several_runs_side_by_side(store_env):
+    _, ids = store_env
+    at = page("live")
+    at.query_params["run"] = f"{ids['rf_fusion']},{ids['top_down']}"
+    at.run()
+    assert_clean(at)
+    side = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Side by side"))
+    assert {t["name"] for t in side["data"]} == {"Random-forest fusion", "Top-down (Poor Man's BERT)"}
+    colours = {t["name"]: t["line"]["color"] for t in side["data"]}
+    assert len(set(colours.values())) == 2
+    assert [t.label for t in at.tabs] == ["Random-forest fusion", "Top-down (Poor Man's BERT)"]
+    strips = [m.value for m in at.markdown if m.value.startswith('<div class="layer-strip">')]
+    assert len(strips) == 2
+
+
+def test_live_cancel_button_stops_a_queued_run(store_env):
+    root, _ = store_env
+    store = RunStore(root)
+    run_id = store.create_run(kind="prune", model="tiny-bert", dataset="keywords", strategy="random",
+                              config=tiny_config("random"))  # queued, no worker: cancelling it is immediate
+    at = page("live")
+    at.query_params["run"] = run_id
+    at.run()
+    assert_clean(at)
+    assert [node.proto.text for node in at.get("progress")][0].startswith("Queued")
+    at.button(key=f"cancel_{run_id}").click().run()
+    assert not at.exception
+    assert store.get_run(run_id)["status"] == "cancelled"
+    assert any("Cancelled" in i.value for i in at.info)
+    store.delete_run(run_id)
+
+
 def test_live_unknown_run_in_url_is_a_clear_error(store_env):
     at = page("live")
     at.query_params["run"] = "no-such-run"
@@ -224,7 +256,8 @@ def test_signals_heatmap_agreement_and_teaching_cards(store_env):
     assert np.nanmin(z) == 0.0 and np.nanmax(z) == 1.0
     assert any("Agreement with the oracle" in t for t in chart_titles(at))
     assert len(at.latex) == len(SIGNALS) + len(BASELINES)
-    assert {l.value.strip("$\n") for l in at.latex} == {i.formula_latex for i in (*SIGNALS.values(), *BASELINES.values())}
+    formulas = {i.formula_latex for i in (*SIGNALS.values(), *BASELINES.values())}
+    assert {l.value.strip("$\n") for l in at.latex} == formulas
 
 
 def test_fusion_page_explains_the_ranker_from_stored_values(store_env):
@@ -307,7 +340,8 @@ def test_router_shows_every_page_with_the_sidebar(store_env):
 
 
 # ------------------------------------------------------------------------------------------ end to end
-def test_start_a_run_from_the_live_page_and_see_it_finish(store_env):
+def test_start_a_run_from_the_live_page_and_see_it_finish(store_env, monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the worker process inherits it (see app.py)
     root, before = store_env
     store = RunStore(root)
     at = page("live").run()
@@ -321,9 +355,13 @@ def test_start_a_run_from_the_live_page_and_see_it_finish(store_env):
     assert run is not None and run["strategy"] == "gradient_fisher" and run["model"] == "tiny-bert"
     assert run["config"]["data"]["train_cap"] == TINY_DATA["train_cap"]
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    while store.get_run(new_id)["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, f"run did not finish in {RUN_TIMEOUT_S} s: {store.last_event(new_id)}"
-        time.sleep(2)
+    try:
+        while store.get_run(new_id)["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, f"run did not finish in {RUN_TIMEOUT_S} s: {store.last_event(new_id)}"
+            time.sleep(2)
+    finally:  # never leave a worker behind: it stops within one batch
+        if store.get_run(new_id)["status"] in ("queued", "running"):
+            store.request_cancel(new_id)
     assert store.get_run(new_id)["status"] == "done", store.get_run(new_id)["error"]
 
     live = page("live")

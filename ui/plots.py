@@ -66,7 +66,8 @@ def accuracy_curve(steps: pd.DataFrame, strategy: str, max_removed: int | None =
     if "chosen_oracle_accuracy" in pruned and pruned["chosen_oracle_accuracy"].notna().any():
         fig.add_trace(go.Scatter(x=pruned["step"], y=pruned["chosen_oracle_accuracy"], mode="lines+markers",
                                  name="this strategy's removal, before tuning (val)",
-                                 line=dict(color=color, dash="dot", width=2.5), marker=dict(size=8, symbol="circle-open"),
+                                 line=dict(color=color, dash="dot", width=2.5),
+                                 marker=dict(size=8, symbol="circle-open"),
                                  hovertemplate="step %{x}<br>chosen removal: val %{y:.3f}<extra></extra>"))
     top = int(max_removed if max_removed is not None else max(int(x.max()), 1))
     fig.update_xaxes(title="layers removed", range=[-0.3, top + 0.3], dtick=1)

@@ -80,8 +80,9 @@ def family_legend(families: Iterable[str]) -> None:
 
 def run_label(run: dict[str, Any]) -> str:
     when = time.strftime("%d %b %H:%M", time.localtime(run["created_at"]))
-    return (f"[{run['status']}] {catalog.strategy_label(run['strategy']) if run['kind'] == 'prune' else run['kind']} · "
-            f"{run['model']} · {state.dataset_label(run['dataset'])} · {when} · {run['id'][-6:]}")
+    what = catalog.strategy_label(run["strategy"]) if run["kind"] == "prune" else run["kind"]
+    return (f"[{run['status']}] {what} · {run['model']} · {state.dataset_label(run['dataset'])} · {when} · "
+            f"{run['id'][-6:]}")
 
 
 def pick_run(runs: list[dict[str, Any]], key: str, label: str = "Run", default_id: str | None = None
