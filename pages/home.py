@@ -47,8 +47,8 @@ def _typical_minutes(model: str) -> str:
             if total:
                 totals.append(float(total))
     if not totals:
-        return "no run of this model has finished here yet; the teacher is fine-tuned once, then cached"
-    return f"about {statistics.median(totals) / 60:.0f} min here, judging by {len(totals)} earlier run(s)"
+        return "No run of this model has finished here yet; its teacher is fine-tuned once, then cached"
+    return f"About {statistics.median(totals) / 60:.0f} min here, judging by {len(totals)} earlier run(s)"
 
 
 with right:
@@ -63,8 +63,9 @@ with right:
             if ids:
                 widgets.go_live(ids)
         st.divider()
-        st.markdown("**Instant demo**: the tiny random 12-layer BERT on the synthetic keywords task "
-                    "(seconds per step; for trying the pipeline, not for findings).")
+        st.markdown("**Instant demo**: the tiny random 12-layer BERT on the synthetic keywords task, texts cut "
+                    f"to {state.TINY_DEMO['max_length']} tokens so the keyword is sometimes lost (seconds per step; "
+                    "for trying the pipeline, not for findings).")
         if st.button("Run the tiny demo", width="stretch", key="home_tiny", icon=":material/bolt:"):
             demo = dict(state.TINY_DEMO)
             ids = widgets.start_runs(["rf_fusion"], model_key=demo.pop("model"), dataset_key=demo.pop("dataset"),

@@ -71,6 +71,10 @@ with tab_agree:
         else:
             directions = {k: e.direction for k, e in registry.items()}
             agree = tables.signal_oracle_agreement(use, directions)
+            if agree["mean_rho"].isna().all():
+                st.info("At every profiled step, removing any one layer measured the same validation accuracy: "
+                        "the oracle ranks no layer above another, so there is nothing for a signal to agree with. "
+                        "A harder dataset (or a larger validation split) separates the layers.", icon="💡")
             widgets.chart(plots.agreement_bars(agree), key="sig_agree")
             n_steps = use.groupby(["run_id", "step"]).ngroups
             st.caption(f"Over {n_steps} profiled step(s) of {use['run_id'].nunique()} run(s). For each step, ρ "

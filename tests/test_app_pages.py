@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "pages"
 #: the Home page's tiny demo data sizes: every tiny run here (and the browser test's demo) shares one cached teacher
 TINY_DATA = {"train_cap": TINY_DEMO["train_cap"], "val_cap": TINY_DEMO["val_cap"], "test_cap": TINY_DEMO["test_cap"],
-             "max_length": 32, "seed": 0}
+             "max_length": TINY_DEMO["max_length"], "seed": 0}
 TINY_BUDGETS = {**TINY_DATA, "layers_to_remove": 2, "step_epochs": 0.5, "calibration_size": 32, "distill": True,
                 "kd_epochs": 1.0, "accuracy_floor": 0.0}
 RUN_TIMEOUT_S = 240

@@ -270,7 +270,7 @@ def test_gradient_signals_match_plain_autograd(tiny_model, calib):
 
 def test_fisher_with_single_example_batches_is_the_exact_empirical_fisher(tiny_model, calib):
     layers = encoder_layers(tiny_model)
-    singles = [{k: v[i:i + 1] for k, v in calib[0].items()} for i in range(6)]
+    singles = [{k: v[i:i + 1] for k, v in calib[0].items()} for i in range(4)]
     tiny_model.eval()
     exact = np.zeros(len(layers))
     for b in singles:
@@ -296,6 +296,18 @@ def test_pass_leaves_grads_mode_and_flags_as_found(tiny_model, calib):
     assert not frozen.requires_grad
     assert torch.equal(tiny_model.classifier.weight.grad, marker)
     assert all(p.grad is None for n, p in tiny_model.named_parameters() if not n.startswith("classifier"))
+
+
+def test_sdpa_model_gets_attention_signals_and_is_given_back_as_sdpa(calib):
+    from transformers import AutoModelForSequenceClassification
+
+    from core.models import ensure_tiny_model
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(ensure_tiny_model()), num_labels=2,
+                                                               attn_implementation="sdpa")
+    table = compute_signals(model, calib, signals=("attention_weight",))
+    assert ((table["attention_weight"] > 0) & (table["attention_weight"] <= 1)).all()
+    assert model.config._attn_implementation == "sdpa"
 
 
 def _prune(model, keep: list[int]) -> None:
