@@ -24,13 +24,20 @@ widgets.page_header("Fusion & SHAP", "A random forest (and a linear regression) 
 
 
 @st.cache_data(show_spinner="Drawing SHAP's plot…", max_entries=64)
-def _beeswarm(run_id: str, token: str, _rows: tables.ShapRows) -> bytes:
-    return plots.shap_beeswarm_png(_rows)
+def _beeswarm(run_id: str, token: str, scale: float, _rows: tables.ShapRows) -> bytes:
+    return plots.shap_beeswarm_png(_rows, scale)
 
 
 @st.cache_data(show_spinner="Drawing SHAP's waterfall…", max_entries=256)
-def _waterfall(run_id: str, token: str, index: int, _rows: tables.ShapRows) -> bytes:
-    return plots.shap_waterfall_png(_rows, index)
+def _waterfall(run_id: str, token: str, index: int, scale: float, _rows: tables.ShapRows) -> bytes:
+    return plots.shap_waterfall_png(_rows, index, scale)
+
+
+def _units(choices: dict[int, dict[str, Any]]) -> tuple[float, str]:
+    """How to show ranker scores: the default target is an accuracy gap (0 = as good as the step's best
+    removal), shown in percentage points; any other target is shown as stored."""
+    targets = {(c.get("info") or {}).get("target", "gap") for c in choices.values()}
+    return (100.0, "points") if targets == {"gap"} else (1.0, "")
 
 
 def _choices(run: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -72,6 +79,7 @@ run = widgets.pick_run(runs, key="fus_run", default_id=(preferred or runs)[0]["i
 choices = _choices(run)
 rows = tables.shap_rows(choices)
 token = ustore.version(run)
+scale, unit = _units(choices)
 steps = ustore.steps(run)
 
 tab_global, tab_why, tab_side, tab_quality = st.tabs(
@@ -101,9 +109,10 @@ with tab_global:
             st.caption(f"Over {len(rows.steps)} (step, layer) rows from {len(set(rows.steps))} step(s). Bars are "
                        "coloured by signal family.")
         with right:
-            st.image(_beeswarm(run["id"], token, rows),
+            st.image(_beeswarm(run["id"], token, scale, rows),
                      caption="SHAP beeswarm: one dot per (step, layer); colour = the signal's normalised value "
-                             "(red high, blue low); right of 0 = pushes the layer towards removal.")
+                             "(red high, blue low); right of 0 = pushes the layer towards removal"
+                             + (" (SHAP values in accuracy points)." if unit else "."))
 
 with tab_why:
     if rows is None:
@@ -119,15 +128,19 @@ with tab_why:
         layer = c2.selectbox("Layer (original index)", layers, index=default, key="fus_layer",
                              format_func=lambda l: f"L{l}" + (" (removed at this step)" if l == chosen_layer else ""))
         i = in_step[layers.index(layer)]
-        score = float(rows.base_values[i] + rows.values[i].sum())
+        score = float(rows.base_values[i] + rows.values[i].sum()) * scale
+        base = float(rows.base_values[i]) * scale
         scores = {rows.layers[j]: float(rows.base_values[j] + rows.values[j].sum()) for j in in_step}
         rank = sorted(scores, key=scores.get, reverse=True).index(layer) + 1
         verdict = ("so it was removed" if layer == chosen_layer
                    else f"while L{chosen_layer} scored highest and was removed")
-        st.markdown(f"**Why L{layer} at step {step}?** The ranker scored it **{score:.3f}** (rank {rank} of "
-                    f"{len(in_step)}; higher = cheaper to remove), {verdict}. The waterfall starts at the average "
-                    f"score over the training rows ({rows.base_values[i]:.3f}) and adds each signal's push.")
-        st.image(_waterfall(run["id"], token, i, rows))
+        what = ("its predicted accuracy gap to the best removal of the step, in points"
+                if unit else "higher = cheaper to remove")
+        st.markdown(f"**Why L{layer} at step {step}?** The ranker scored it **{score:+.2f}** (rank {rank} of "
+                    f"{len(in_step)}; {what}), {verdict}. The waterfall starts at the average score over the "
+                    f"ranker's training rows ({base:+.2f}) and adds each signal's push; the grey numbers are the "
+                    "signals' normalised values for this layer.")
+        st.image(_waterfall(run["id"], token, i, scale, rows))
         info = (choices.get(step) or {}).get("info") or {}
         if info.get("measured") and info.get("candidates"):
             measured = dict(zip(info["candidates"], info["measured"]))
@@ -184,7 +197,7 @@ with tab_quality:
     if proto_rows:
         st.markdown("**Training protocol per step** (leave-one-dataset-out is the honest one: the ranker never "
                     "sees the dataset it prunes)")
-        st.dataframe(pd.DataFrame(proto_rows), hide_index=True)
+        st.table(pd.DataFrame(proto_rows).set_index("step"))
     if len(fusion_runs) > 1 and not quality.empty:
         summary = quality.groupby(["strategy", "dataset"]).agg(
             mean_rho=("ranker_spearman", lambda s: pd.to_numeric(s, errors="coerce").mean()),

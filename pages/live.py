@@ -188,7 +188,7 @@ def _metrics(steps: pd.DataFrame, view: int, run: dict[str, Any]) -> None:
     c = st.columns(4)
     c[0].metric("Teacher accuracy", f"{teacher.get('test_accuracy', float('nan')):.3f}")
     delta = now.get("test_accuracy", float("nan")) - teacher.get("test_accuracy", float("nan"))
-    c[1].metric(f"After step {view}", f"{now.get('test_accuracy', float('nan')):.3f}",
+    c[1].metric(f"After step {view}" if view else "Before pruning", f"{now.get('test_accuracy', float('nan')):.3f}",
                 f"{delta:+.3f}" if view else None)
     c[2].metric("Layers", f"{int(now['n_layers'])}", f"-{view}" if view else None, delta_color="off")
     if "params_total" in now and teacher.get("params_total"):

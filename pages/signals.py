@@ -85,7 +85,7 @@ with tab_agree:
             show = agree.assign(signal=[catalog.signal_label(k) for k in agree["signal"]],
                                 family=[theme.family_label(registry[k].family) for k in agree["signal"]])
             st.dataframe(show[["signal", "family", "mean_rho", "median_rho", "top1", "steps"]]
-                         .sort_values("mean_rho", ascending=False), hide_index=True,
+                         .sort_values("mean_rho", ascending=False), hide_index=True, height=36 * (len(show) + 1) + 4,
                          column_config={"mean_rho": st.column_config.NumberColumn("mean ρ", format="%.2f"),
                                         "median_rho": st.column_config.NumberColumn("median ρ", format="%.2f"),
                                         "top1": st.column_config.NumberColumn("first pick best", format="percent")})

@@ -10,6 +10,7 @@ Compare pages.
 from __future__ import annotations
 
 import base64
+import colorsys
 import json
 import os
 import time
@@ -267,8 +268,8 @@ def test_fusion_page_explains_the_ranker_from_stored_values(store_env):
     assert len(at.image) >= 2, "beeswarm and waterfall rendered as images"
     shown = texts(at)
     assert "Why L" in shown
-    protocols = next(d.value for d in at.dataframe if "protocol" in d.value.columns)
-    assert list(protocols["step"]) == [1, 2]
+    protocols = next(t.value for t in at.table if "protocol" in t.value.columns)
+    assert list(protocols.index) == [1, 2]
     assert protocols["protocol"].iloc[1] == "within_run"  # step 2 trains on step 1 of the same run
     titles = chart_titles(at)
     assert "Global importance: mean |SHAP value|" in titles
@@ -379,3 +380,55 @@ def test_start_a_run_from_the_live_page_and_see_it_finish(store_env, monkeypatch
     row = table[table["run_id"] == new_id]
     assert len(row) == 1 and row["strategy name"].iloc[0] == "Gradient-Fisher"
     assert os.path.exists(root / "runs" / new_id / "model" / "config.json")
+
+
+# ------------------------------------------------------------------------------------------ ui.tables
+def test_pareto_mask_keeps_only_undominated_models():
+    from ui.tables import pareto_mask
+
+    cost = [10, 8, 8, 5, 12]
+    quality = [0.90, 0.91, 0.85, 0.80, 0.95]
+    assert pareto_mask(cost, quality).tolist() == [False, True, False, True, True]
+
+
+def test_heatmap_normalises_each_signal_on_the_original_layer_axis():
+    import pandas as pd
+
+    from ui.tables import heatmap_data
+
+    signals = pd.DataFrame({"original_layer": [0, 2, 3], "a": [1.0, 3.0, 2.0], "b": [5.0, 5.0, 5.0]})
+    data = heatmap_data(signals, ["a", "b", "missing"], n_original=4)
+    assert data.keys == ["a", "b"] and data.layers == [0, 1, 2, 3]
+    assert np.allclose(data.normalised[0], [0.0, np.nan, 1.0, 0.5], equal_nan=True)
+    assert np.allclose(data.normalised[1], [0.5, np.nan, 0.5, 0.5], equal_nan=True)  # constant signal: mid
+    assert data.raw[0, 2] == 3.0 and np.isnan(data.raw[1, 1])
+
+
+def test_signal_agreement_is_one_for_a_signal_that_orders_layers_like_the_oracle():
+    import pandas as pd
+
+    from ui.tables import signal_oracle_agreement
+
+    oracle = [0.5, 0.9, 0.7, 0.6]
+    profile = pd.DataFrame({"run_id": "r", "step": 1, "original_layer": [0, 1, 2, 3], "oracle_accuracy": oracle,
+                            # "highest pruned first": a high value = remove first, like a high oracle accuracy
+                            "good": oracle, "score__good": [-v for v in oracle],
+                            # "lowest pruned first" on the same values: exactly backwards
+                            "bad": oracle})
+    agree = signal_oracle_agreement(profile, {"good": "highest", "bad": "lowest"}).set_index("signal")
+    assert agree.loc["good", "mean_rho"] == pytest.approx(1.0) and agree.loc["good", "top1"] == 1.0
+    assert agree.loc["bad", "mean_rho"] == pytest.approx(-1.0) and agree.loc["bad", "top1"] == 0.0
+
+
+def test_every_strategy_has_one_colour_shared_by_its_family():
+    from core.prune import strategy_keys
+    from core.signals import SIGNALS
+    from ui import theme
+
+    colours = {k: theme.strategy_color(k) for k in strategy_keys()}
+    assert all(c.startswith("#") and len(c) == 7 for c in colours.values())
+    assert len(set(colours.values())) == len(colours)  # no two strategies look alike
+    for family in {s.family for s in SIGNALS.values()}:
+        members = [k for k, s in SIGNALS.items() if s.family == family]
+        hues = [colorsys.rgb_to_hls(*(int(colours[k][i:i + 2], 16) / 255 for i in (1, 3, 5)))[0] for k in members]
+        assert max(hues) - min(hues) < 0.02, (family, hues)  # shades of one hue per family

@@ -154,9 +154,9 @@ def oracle_bars(oracle: pd.DataFrame, chosen: int | None, title: str | None = No
     colors = [theme.FIXED_STRATEGY_COLORS["rf_fusion"] if int(l) == chosen else theme.PRIMARY
               for l in oracle["original_layer"]]
     fig = go.Figure(go.Bar(x=[f"L{int(l)}" for l in oracle["original_layer"]], y=oracle["accuracy"],
-                           marker_color=colors,
+                           marker_color=colors, text=[f"{a:.3f}" for a in oracle["accuracy"]], textposition="outside",
                            hovertemplate="without %{x}: val accuracy %{y:.3f}<extra></extra>"))
-    accuracy_axis(fig, oracle["accuracy"], "val accuracy without the layer")
+    fig.update_yaxes(title="val accuracy without the layer", range=[0, 1.1])
     return _layout(fig, title, height=340)
 
 
@@ -195,14 +195,15 @@ def importance_bars(names: Sequence[str], values: Sequence[float], title: str, x
     return _layout(fig, title, height=90 + 30 * len(names))
 
 
-def shap_explanation(rows: ShapRows, index: Sequence[int] | int | None = None) -> Any:
-    """A ``shap.Explanation`` built from stored values (the ranker is not re-run)."""
+def shap_explanation(rows: ShapRows, index: Sequence[int] | int | None = None, scale: float = 1.0) -> Any:
+    """A ``shap.Explanation`` built from stored values (the ranker is not re-run); ``scale`` multiplies
+    values and base values (e.g. 100: an accuracy gap shown in percentage points)."""
     import shap
 
     idx = slice(None) if index is None else index
     names = [catalog.signal_label(n) for n in rows.feature_names]
-    return shap.Explanation(values=rows.values[idx], base_values=rows.base_values[idx], data=rows.data[idx],
-                            feature_names=names)
+    return shap.Explanation(values=rows.values[idx] * scale, base_values=rows.base_values[idx] * scale,
+                            data=rows.data[idx], feature_names=names)
 
 
 def _png(draw: Any, width: float = 9.0, height: float = 6.0) -> bytes:
@@ -224,19 +225,19 @@ def _png(draw: Any, width: float = 9.0, height: float = 6.0) -> bytes:
         plt.close("all")
 
 
-def shap_beeswarm_png(rows: ShapRows) -> bytes:
+def shap_beeswarm_png(rows: ShapRows, scale: float = 1.0) -> bytes:
     """SHAP's own beeswarm over every (step, layer) row of a run."""
     import shap
 
-    exp = shap_explanation(rows)
+    exp = shap_explanation(rows, scale=scale)
     return _png(lambda: shap.plots.beeswarm(exp, max_display=len(rows.feature_names), show=False), 9.5, 6.5)
 
 
-def shap_waterfall_png(rows: ShapRows, i: int) -> bytes:
+def shap_waterfall_png(rows: ShapRows, i: int, scale: float = 1.0) -> bytes:
     """SHAP's own waterfall for one (step, layer) row: how each signal moved the score from the base."""
     import shap
 
-    exp = shap_explanation(rows, i)
+    exp = shap_explanation(rows, i, scale)
     return _png(lambda: shap.plots.waterfall(exp, max_display=len(rows.feature_names), show=False), 9.5, 6.5)
 
 
