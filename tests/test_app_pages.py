@@ -148,6 +148,17 @@ def test_setup_shows_model_card_dataset_preview_and_budgets(store_env):
     assert at.dataframe, "the dataset table and the examples are shown"
 
 
+def test_setup_hub_model_offline_is_an_error_naming_the_offline_models(store_env):
+    at = page("setup", sel_model="bert-base-uncased").run()
+    assert not at.exception
+    message = " ".join(e.value for e in at.error)
+    assert "offline" in message and "e5-small" in message and "tiny-bert" in message
+    assert at.session_state["sel_model"] == "bert-base-uncased"  # the session lives on: pick another model
+    at.radio(key="setup_model").set_value("tiny-bert").run()
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Layers"] == "12"
+
+
 def test_setup_budgets_apply_and_reset(store_env):
     at = page("setup").run()
     next(n for n in at.number_input if n.label.startswith("Training rows")).set_value(150)

@@ -52,7 +52,6 @@ FIXED_STRATEGY_COLORS: dict[str, str] = {
 FAMILY_DASH: dict[str, str] = {"baseline": "dot", "oracle": "dash", "fusion": "solid"}
 
 PRIMARY = "#3949AB"
-REMOVED_GREY = "#CFD4DA"
 TEMPLATE = "prune"
 FONT_SIZE = 16
 
@@ -97,10 +96,6 @@ def strategy_color(key: str) -> str:
 
 def strategy_dash(key: str) -> str:
     return FAMILY_DASH.get(catalog.strategy_family(key), "solid")
-
-
-def color_map(keys: list[str]) -> dict[str, str]:
-    return {k: strategy_color(k) for k in keys}
 
 
 def _register_template() -> None:

@@ -33,11 +33,6 @@ def chart(fig: Any, key: str) -> None:
     st.plotly_chart(fig, theme=None, key=key, config=PLOTLY_CONFIG)
 
 
-def status_text(status: str) -> str:
-    """Markdown for a run status with its icon."""
-    return f"{STATUS_ICONS.get(status, '')} {status}"
-
-
 def page_header(title: str, subtitle: str) -> None:
     st.markdown(theme.CSS, unsafe_allow_html=True)
     st.title(title)
@@ -138,7 +133,7 @@ def start_runs(strategies: list[str], *, model_key: str | None = None, dataset_k
         return None
     group = uuid.uuid4().hex[:8] if len(configs) > 1 else None
     try:
-        ids = ustore.runner().submit("prune", configs, group_id=group)
+        ids = ustore.submit("prune", configs, group_id=group)
     except Exception as exc:  # e.g. the store folder is read-only
         st.error(f"Could not start the run ({type(exc).__name__}: {exc}). Check that the run store folder "
                  f"{ustore.root()} is writable, then try again.")
