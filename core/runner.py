@@ -9,8 +9,9 @@ The UI keeps only run ids: any page, tab or reload re-attaches by reading the st
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
+import subprocess
+import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -119,14 +120,17 @@ def _worker(store_root: str, run_ids: list[str]) -> None:
         execute_run(store, run_id)
 
 
+if __name__ == "__main__":  # the worker process: python -m core.runner STORE_ROOT RUN_ID [RUN_ID ...]
+    _worker(sys.argv[1], sys.argv[2:])
+
+
 class Runner:
     """Starts worker processes for runs and tracks them. Safe to share (e.g. in ``st.cache_resource``)."""
 
     def __init__(self, store_root: Path | str | None = None) -> None:
         self.store = RunStore(store_root)
         self.store.recover()
-        self._procs: dict[str, mp.process.BaseProcess] = {}
-        self._ctx = mp.get_context("spawn")
+        self._procs: dict[str, subprocess.Popen] = {}
 
     def submit(self, kind: str, configs: list[dict[str, Any]], *, group_id: str | None = None) -> list[str]:
         """Create one run per config and start one worker that runs them in order."""
@@ -135,9 +139,12 @@ class Runner:
             ids.append(self.store.create_run(kind=kind, model=cfg["model"], dataset=cfg["dataset"],
                                              strategy=cfg.get("strategy", "merge"), config=cfg,
                                              group_id=group_id))
-        proc = self._ctx.Process(target=_worker, args=(str(self.store.root), ids), daemon=False,
-                                 name=f"prune-worker-{ids[0]}")
-        proc.start()
+        # a fresh interpreter (not multiprocessing): the caller's __main__ (a Streamlit page, pytest) is never
+        # re-executed in the worker, and the worker outlives a reload of the page that started it
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        proc = subprocess.Popen([sys.executable, "-m", "core.runner", str(self.store.root), *ids], cwd=root,
+                                env=env, stdin=subprocess.DEVNULL, start_new_session=True)
         for run_id in ids:
             self._procs[run_id] = proc
         return ids
@@ -147,9 +154,12 @@ class Runner:
 
     def alive(self, run_id: str) -> bool:
         proc = self._procs.get(run_id)
-        return bool(proc and proc.is_alive())
+        return bool(proc and proc.poll() is None)
 
     def join(self, run_id: str, timeout: float | None = None) -> None:
         proc = self._procs.get(run_id)
         if proc is not None:
-            proc.join(timeout)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass

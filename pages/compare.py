@@ -60,6 +60,8 @@ else:
     show["dataset"] = [state.dataset_label(d) for d in show["dataset"]]
     show = show[[c for c in show.columns if c != "run_id"] + ["run_id"]]
     acc_cols = [c for c in show.columns if c.startswith("acc@") or c in ("teacher", "best", "after_kd")]
+    numeric = [c for c in [*acc_cols, "ratio", "best_layers"] if c in show]
+    show[numeric] = show[numeric].apply(pd.to_numeric, errors="coerce")
     config = {c: st.column_config.NumberColumn(c.replace("acc@", "") + " layers" if c.startswith("acc@") else c,
                                                format="%.3f") for c in acc_cols}
     config["ratio"] = st.column_config.NumberColumn("acc-to-size ratio", format="%.2f",
@@ -87,21 +89,22 @@ else:
                                                    title=f"{state.dataset_label(ds)}: test accuracy"),
                           key=f"cmp_curve_{ds}")
 
-left, right = st.columns(2)
-with left:
-    st.subheader("What distillation wins back")
-    widgets.chart(plots.kd_bars(tables.kd_frame(selected, summaries)), key="cmp_kd")
-with right:
-    st.subheader("Accuracy vs size")
-    points = tables.compare_points(steps, selected, summaries) if not steps.empty else pd.DataFrame()
-    if points.empty:
-        st.info("No measured models yet.", icon="💡")
-    else:
+st.subheader("What distillation wins back")
+widgets.chart(plots.kd_bars(tables.kd_frame(selected, summaries)), key="cmp_kd")
+
+st.subheader("Accuracy vs size and speed")
+points = tables.compare_points(steps, selected, summaries) if not steps.empty else pd.DataFrame()
+if points.empty:
+    st.info("No measured models yet.", icon="💡")
+else:
+    left, right = st.columns(2)
+    with left:
         widgets.chart(plots.pareto_plot(points, "params", "parameters", "Accuracy vs parameters"),
                       key="cmp_pareto_params")
-if not steps.empty and not points.empty:
-    widgets.chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch (ms)",
-                                    "Accuracy vs measured latency"), key="cmp_pareto_latency")
+    with right:
+        widgets.chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch (ms, log scale)",
+                                        "Accuracy vs measured latency", log_x=True), key="cmp_pareto_latency")
     st.caption("Diamonds: teachers; circles: pruned models after each step's fine-tuning; stars: after "
                "distillation. The dashed line is the Pareto front: no model is both smaller (or faster) and "
-               "more accurate than a model on it. Latency is the median CPU time of one fixed batch.")
+               "more accurate than a model on it. Latency is the median CPU time of one fixed batch, measured "
+               "while the run trained, so a busy machine shows in it.")

@@ -150,7 +150,8 @@ def test_runner_runs_in_a_worker_and_recovers_a_killed_one(tmp_path):
         time.sleep(0.2)
     proc = runner._procs[doomed]
     os.kill(proc.pid, signal.SIGKILL)
-    proc.join(30)
+    runner.join(doomed, 30)
+    assert not runner.alive(doomed)
     assert runner.store.get_run(doomed)["status"] == "running"
     again = Runner(tmp_path / "store")
     assert again.store.get_run(doomed)["status"] == "interrupted"

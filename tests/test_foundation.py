@@ -141,7 +141,9 @@ def test_batches_trim_padding_and_carry_extra_tensors(tiny_tokenizer):
 def test_fine_tune_learns_and_is_deterministic(keyword_batches):
     from core.models import load_classifier
 
-    cfg = TrainConfig(epochs=6, lr=2e-3, batch_size=16, freeze_word_embeddings=False, head_lr_multiplier=1)
+    from core.teacher import default_train_config
+
+    cfg = default_train_config("tiny-bert")
     results = []
     for _ in range(2):
         model = load_classifier("tiny-bert", 2, seed=0)

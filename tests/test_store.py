@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import time
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -59,9 +60,8 @@ def test_artifacts_are_atomic(store):
 
 def test_recover_marks_dead_workers_interrupted(store):
     rid = _new(store)
-    dead = mp.get_context("spawn").Process(target=time.sleep, args=(0,))
-    dead.start()
-    dead.join()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
     store.mark_running(rid, pid=dead.pid)
     alive = _new(store)
     store.mark_running(alive, pid=os.getpid())
@@ -83,22 +83,23 @@ def test_cancel_and_delete(store):
     assert store.get_run(rid) is None and not store.run_dir(rid).exists()
 
 
-def _writer(root: str, run_id: str, n: int) -> None:
-    s = RunStore(root)
-    for i in range(n):
-        s.add_event(run_id, "finetune", step=1, progress=i / n)
-        s.add_step(run_id, i, {"i": i})
+WRITER = """
+import sys
+from core.store import RunStore
+s = RunStore(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    s.add_event(sys.argv[2], "finetune", step=1, progress=i / 60)
+    s.add_step(sys.argv[2], i, {"i": i})
+"""
 
 
 def test_two_writers_do_not_corrupt(store):
     a, b = _new(store), _new(store)
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(store.root), rid, 60)) for rid in (a, b)]
+    root = Path(__file__).resolve().parent.parent
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(store.root), rid, "60"], cwd=root)
+             for rid in (a, b)]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        assert p.wait(120) == 0
     for rid in (a, b):
         evs = store.events(rid)
         assert [e["seq"] for e in evs] == list(range(60))

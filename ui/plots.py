@@ -278,6 +278,7 @@ def kd_bars(frame: pd.DataFrame, title: str = "Before and after distillation") -
             text=[f"{a:.3f}" for a in g["accuracy"]], textposition="outside",
             hovertemplate=f"{when}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(barmode="group")
+    fig.update_xaxes(tickangle=0)
     fig.update_yaxes(title="test accuracy", range=[0, 1.08])
     return _layout(fig, title, height=420)
 
@@ -290,22 +291,24 @@ def pareto_plot(points: pd.DataFrame, x: str, xtitle: str, title: str, log_x: bo
         return empty_figure("No measured models yet")
     fig = go.Figure()
     symbols = {"teacher": "diamond-wide", "pruned": "circle", "after KD": "star"}
+    shown: set[str] = set()
     for (strategy, stage), g in pts.groupby(["strategy", "stage"], sort=False):
         fig.add_trace(go.Scatter(
-            x=g[x], y=g["accuracy"], mode="markers", name=f"{catalog.strategy_label(strategy)} · {stage}",
-            legendgroup=strategy,
+            x=g[x], y=g["accuracy"], mode="markers", name=catalog.strategy_label(strategy),
+            legendgroup=strategy, showlegend=strategy not in shown,
             marker=dict(color=theme.strategy_color(strategy), symbol=symbols.get(stage, "circle"),
                         size=15 if stage != "pruned" else 11, line=dict(color="white", width=1)),
             customdata=np.stack([g["layers_removed"], g["dataset"], g["run_id"].str[-6:]], axis=-1),
-            hovertemplate="%{customdata[0]} removed · %{customdata[1]}<br>" + xtitle +
+            hovertemplate=f"{stage} · " + "%{customdata[0]} removed · %{customdata[1]}<br>" + xtitle +
                           " %{x:,.4g}<br>accuracy %{y:.3f}<extra>%{customdata[2]}</extra>"))
+        shown.add(strategy)
     mask = pareto_mask(pts[x].to_numpy(), pts["accuracy"].to_numpy())
     front = pts[mask].sort_values(x)
     fig.add_trace(go.Scatter(x=front[x], y=front["accuracy"], mode="lines", name="Pareto front",
                              line=dict(color="#1B1F24", dash="dash", width=1.5, shape="hv"), hoverinfo="skip"))
     fig.update_xaxes(title=xtitle, type="log" if log_x else "linear")
     accuracy_axis(fig, pts["accuracy"])
-    return _layout(fig, title, height=440)
+    return _layout(fig, title, height=440, legend=dict(orientation="h", y=-0.22, x=0))
 
 
 # ---------------------------------------------------------------------------------------- setup
