@@ -237,8 +237,10 @@ def test_walk_every_page_start_a_tiny_run_and_screenshot(browser, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ benchmark
-def bench(store: Path, repeats: int = 3) -> None:
-    """Print cold start, and per page: first load (new session) and switch (same session) times."""
+def bench(store: Path, repeats: int = 3, while_training: int = 12) -> None:
+    """Print cold start; per page, first load (new session) and switch (same session) times; then start the
+    tiny demo and time ``while_training`` page switches while its worker trains (the run is cancelled at
+    the end). ``store`` is used as is: pass a copy if it must stay unchanged."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw, streamlit_server(store, Path("/tmp/streamlit-bench.log")) as (base, started):
@@ -257,6 +259,21 @@ def bench(store: Path, repeats: int = 3) -> None:
                 switch_page(page, "" if slug else "setup")
                 switches.append(switch_page(page, slug))
             print(f"{NAV_LABELS[slug]:<16}{load:>19.2f}s{statistics.median(switches):>17.2f}s")
+        if while_training:
+            switch_page(page, "")
+            page.get_by_role("button", name="Run the tiny demo").click()
+            page.wait_for_url("**/live?run=*", timeout=60_000)
+            settled(page, PAGES["live"])
+            cycle = ["signals", "compare", "runs", "fusion", "", "live"]
+            times = {slug: [] for slug in cycle}
+            for i in range(while_training):
+                slug = cycle[i % len(cycle)]
+                times[slug].append(switch_page(page, slug))
+            every = [t for ts in times.values() for t in ts]
+            still = page.get_by_text("Finished in").count() == 0
+            print(f"page switch while a run trains ({'still training' if still else 'finished meanwhile'}): "
+                  f"median {statistics.median(every):.2f} s, max {max(every):.2f} s over {len(every)} switches; "
+                  + ", ".join(f"{NAV_LABELS[s]} {statistics.median(t):.2f}" for s, t in times.items() if t))
         b.close()
 
 
@@ -265,5 +282,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--while-training", type=int, default=12, help="page switches timed while a run trains")
     args = parser.parse_args()
-    bench(args.store, args.repeats)
+    bench(args.store, args.repeats, args.while_training)
