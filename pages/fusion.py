@@ -102,9 +102,10 @@ with tab_global:
                     icon="💡")
         left, right = st.columns(2)
         with left:
-            widgets.chart(plots.importance_bars(rows.feature_names, mean_abs,
+            widgets.chart(plots.importance_bars(rows.feature_names, mean_abs * scale,
                                                 "Global importance: mean |SHAP value|",
-                                                "mean |SHAP| (effect on the predicted score)"),
+                                                "mean |SHAP|" + (" (accuracy points)" if unit else
+                                                                 " (effect on the predicted score)")),
                           key="fus_global")
             st.caption(f"Over {len(rows.steps)} (step, layer) rows from {len(set(rows.steps))} step(s). Bars are "
                        "coloured by signal family.")

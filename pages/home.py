@@ -39,15 +39,19 @@ runs = ustore.runs(kind="prune")
 
 
 def _typical_minutes(model: str) -> str:
-    """A time estimate from this machine's own finished runs of the same model (none: say so)."""
+    """A time estimate from this machine's own finished runs of the same model and budget (none: say so)."""
+    b = state.budgets()
     totals = []
     for run in runs:
-        if run["status"] == "done" and run["model"] == model:
-            total = (ustore.summary(run).get("timings_s") or {}).get("total")
-            if total:
-                totals.append(float(total))
+        cfg = run["config"]
+        same = (run["model"] == model and (cfg.get("data") or {}).get("train_cap") == b["train_cap"]
+                and cfg.get("layers_to_remove") == b["layers_to_remove"])
+        total = (ustore.summary(run).get("timings_s") or {}).get("total") if run["status"] == "done" and same else None
+        if total:
+            totals.append(float(total))
     if not totals:
-        return "No run of this model has finished here yet; its teacher is fine-tuned once, then cached"
+        return ("No run of this model with these budgets has finished here yet; its teacher is fine-tuned once, "
+                "then cached")
     return f"About {statistics.median(totals) / 60:.0f} min here, judging by {len(totals)} earlier run(s)"
 
 

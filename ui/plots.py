@@ -128,11 +128,17 @@ def signal_heatmap(data: HeatmapData, title: str | None = None, chosen: int | No
 
 def predicted_vs_measured(info: Mapping[str, Any], chosen: int | None, title: str | None = None) -> go.Figure:
     """For each candidate layer: the ranker's predicted score (x) against the oracle's measured validation
-    accuracy after removing it (y). The chosen layer is the magenta star; the oracle's best is ringed."""
+    accuracy after removing it (y). The chosen layer is the magenta star; the oracle's best is ringed.
+    A trained ranker's default target is an accuracy gap, shown in points; without a ranker (first step)
+    the score is the signal vote."""
     cands, pred, meas = info.get("candidates"), info.get("predicted"), info.get("measured")
     if not cands or pred is None or meas is None:
         return empty_figure("This strategy stores no predictions")
-    cands, pred, meas = list(cands), np.asarray(pred, float), np.asarray(meas, float)
+    trained = bool(info.get("ranker")) and info.get("target", "gap") == "gap"
+    scale = 100.0 if trained else 1.0
+    xtitle = ("predicted gap to the best (points)" if trained
+              else "signal vote (no ranker yet)")
+    cands, pred, meas = list(cands), np.asarray(pred, float) * scale, np.asarray(meas, float)
     best = set(np.flatnonzero(meas >= np.nanmax(meas) - 1e-12).tolist())
     colors = [theme.FIXED_STRATEGY_COLORS["rf_fusion"] if c == chosen else theme.PRIMARY for c in cands]
     fig = go.Figure(go.Scatter(
@@ -142,7 +148,7 @@ def predicted_vs_measured(info: Mapping[str, Any], chosen: int | None, title: st
                     line=dict(width=[3 if i in best else 0 for i in range(len(cands))], color="#1B1F24")),
         hovertemplate="layer %{text}<br>predicted %{x:.3f}<br>measured val acc %{y:.3f}<extra></extra>",
         showlegend=False))
-    fig.update_xaxes(title="ranker's predicted score (higher = remove)")
+    fig.update_xaxes(title=xtitle)
     fig.update_yaxes(title="measured: val accuracy without it")
     return _layout(fig, title, height=380)
 
