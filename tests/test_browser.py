@@ -75,13 +75,15 @@ def streamlit_server(store: Path, log: Path) -> Iterator[tuple[str, float]]:
             time.sleep(0.2)
         yield url, started
     finally:
-        stop_workers(store, proc.pid)
-        proc.terminate()
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+            stop_workers(store, proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
 
 
 def _children(pid: int) -> list[int]:
