@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning
 # one cache for the whole session (the e5 conversion is done once); reuse a developer's cache when given
 os.environ.setdefault("PRUNE_CACHE_DIR", tempfile.mkdtemp(prefix="prune-cache-"))
 os.environ["PRUNE_STORE_DIR"] = tempfile.mkdtemp(prefix="prune-store-")

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import ConfigError, DataConfig
+from core.config import DataConfig
 
 from . import catalog
 
@@ -215,6 +215,3 @@ def prune_config(strategy: str, model_key: str | None = None, dataset_key: str |
                       calibration_size=int(b["calibration_size"]), distill=bool(b["distill"]), kd=kd, data=data,
                       accuracy_floor=float(b["accuracy_floor"]), seed=int(b["seed"]))
     return cfg.to_dict()
-
-
-__all__ = ["ConfigError", "budgets", "dataset", "init", "model", "prune_config", "sidebar"]
