@@ -146,10 +146,6 @@ class MergeConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MergeConfig":
-        d = dict(d)
-        d["kd"] = from_dict(DistillConfig, d.get("kd") or {})
-        d["data"] = from_dict(DataConfig, d.get("data") or {})
-        d["teacher"] = from_dict(TrainConfig, d["teacher"]) if d.get("teacher") else None
         return from_dict(cls, d)
 
 

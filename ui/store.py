@@ -14,11 +14,8 @@ pages at a temporary store.
 from __future__ import annotations
 
 import json
-import sys
-import types
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -52,24 +49,9 @@ def runner() -> Runner:
     return _runner(root())
 
 
-@contextmanager
-def _no_script_main() -> Iterator[None]:
-    """multiprocessing's "spawn" re-executes ``sys.modules['__main__'].__file__`` in every new worker. Under
-    Streamlit that is the app script (Streamlit installs each script run as ``__main__``), so a worker
-    would run page code before its job. A plain module without a file stands in while the worker starts."""
-    saved = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if saved is not None:
-            sys.modules["__main__"] = saved
-
-
 def submit(kind: str, configs: list[dict[str, Any]], group_id: str | None = None) -> list[str]:
     """Start runs on the shared runner (one worker process runs them in order); returns their ids."""
-    with _no_script_main():
-        return runner().submit(kind, configs, group_id=group_id)
+    return runner().submit(kind, configs, group_id=group_id)
 
 
 def clear() -> None:
