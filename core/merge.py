@@ -138,6 +138,11 @@ class MergeConfig:
         check_int(o, "seed", self.seed, 0, 2**31 - 1)
 
     @property
+    def strategy(self) -> str:
+        """The run store's strategy label: ``merge-fixed``, ``merge-accuracy`` or ``merge-similarity``."""
+        return f"merge-{'fixed' if self.window else self.selection}"
+
+    @property
     def window_size(self) -> int:
         return len(parse_window(self.window)) if self.window else (self.auto_k or DEFAULT_WINDOW_SIZE)
 
@@ -998,7 +1003,7 @@ def cli_main(argv: list[str] | None = None) -> int:
         return 2
     store = RunStore()
     run_id = store.create_run(kind="merge", model=cfg.model, dataset=cfg.dataset,
-                              strategy=f"merge-{cfg.selection if cfg.window is None else 'fixed'}",
+                              strategy=cfg.strategy,
                               config=cfg.to_dict())
     bar = tqdm(total=1000, desc=run_id, disable=args.json, bar_format="{l_bar}{bar}| {elapsed} {postfix}")
 

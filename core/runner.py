@@ -9,6 +9,7 @@ The UI keeps only run ids: any page, tab or reload re-attaches by reading the st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -115,6 +116,8 @@ def _worker(store_root: str, run_ids: list[str]) -> None:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2)))
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice (Windows)
+        os.nice(5)  # training takes the idle CPU; the app's server stays responsive while a run trains
     store = RunStore(store_root)
     for run_id in run_ids:
         execute_run(store, run_id)
@@ -132,12 +135,14 @@ class Runner:
         self.store.recover()
         self._procs: dict[str, subprocess.Popen] = {}
 
-    def submit(self, kind: str, configs: list[dict[str, Any]], *, group_id: str | None = None) -> list[str]:
-        """Create one run per config and start one worker that runs them in order."""
+    def submit(self, kind: str, configs: list[dict[str, Any]], *, group_id: str | None = None,
+               strategy: str | None = None) -> list[str]:
+        """Create one run per config and start one worker that runs them in order. A run's strategy is the
+        config's own ``strategy`` (pruning), else ``strategy`` (e.g. ``merge-accuracy``), else ``kind``."""
         ids = []
         for cfg in configs:
             ids.append(self.store.create_run(kind=kind, model=cfg["model"], dataset=cfg["dataset"],
-                                             strategy=cfg.get("strategy", "merge"), config=cfg,
+                                             strategy=cfg.get("strategy") or strategy or kind, config=cfg,
                                              group_id=group_id))
         # a fresh interpreter (not multiprocessing): the caller's __main__ (a Streamlit page, pytest) is never
         # re-executed in the worker, and the worker outlives a reload of the page that started it

@@ -1,47 +1,330 @@
-"""FFN merging: the navigation slot for the second compression method (arXiv 2501.06126).
+"""FFN merging (Verma, Murray, Duh, arXiv 2501.06126): start a merge run, watch it, and read its result.
 
-Its page (window choice, FFN similarity heatmap, prune-vs-merge at equal parameter budget, export) arrives
-with its own issue. Until then this page explains the method and lists merge runs already in the store;
-it shows no result it did not read from the store.
+A merge run (``core.merge.merge_events``, run by the same background worker as pruning) chooses a window of
+consecutive layers, aligns their FFN neurons, averages and ties them, fine-tunes and distils, then prunes
+the matched number of whole layers with the same budget. This page shows the stored FFN similarity
+heatmap, the window choice, accuracy against parameters removed for both methods, and exports the merged
+model. The run id lives in the URL (``?run=<id>``) like on the Live page.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
-from ui import state, widgets
+from core.config import ConfigError, DataConfig
+from core.export import model_zip_bytes
+from core.merge import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
+from core.train import DistillConfig
+
+from ui import catalog, merge_plots, state, widgets
 from ui import store as ustore
+
+POLL_S = 2.0
+STAGES = {"prepare": "Preparing data", "teacher": "Fine-tuning the teacher", "step_done": "Scored",
+          "similarity": "Measuring FFN similarity", "select": "Scoring candidate windows", "choice": "Window chosen",
+          "align": "Aligning neurons", "merge": "Merging", "finetune": "Fine-tuning the merged model",
+          "distill": "Distilling the merged model", "compare": "Pruning side (same budget)", "done": "Finished"}
+SELECTION_LABELS = {"accuracy": "validation accuracy after merging (measured, our default)",
+                    "similarity": "FFN similarity, mean CKA (no evaluation: fast)"}
 
 state.init()
 widgets.page_header("Feed-forward merging", "A second way to shrink a transformer: instead of removing whole "
                                             "layers, share one feed-forward block across several layers.")
 
-st.info("This page is coming with the feed-forward merging issue. The method is described below; runs made "
-        "with it (for example from the command line) are listed at the bottom.", icon="🚧")
-
-st.markdown(
-    """
+with st.expander("How merging works", expanded=False):
+    st.markdown(
+        """
 **Merging Feed-Forward Sublayers for Compressed Transformers** (Verma, Murray, Duh; arXiv 2501.06126):
 
-1. **Select** a window of consecutive layers whose feed-forward (FFN) sublayers look alike.
-2. **Align**: the neurons of each FFN are permuted to match a reference layer, by correlating their
-   activations on calibration text and solving an assignment problem (Hungarian algorithm). A permuted
+1. **Select** a window of consecutive layers: by the validation accuracy of the merged model without any
+   tuning (measured, our default) or by how alike their FFN activations are (linear CKA, no evaluation).
+2. **Align**: each layer's FFN neurons are permuted to match the reference layer's, by correlating their
+   activations on calibration tokens and solving an assignment problem (Hungarian algorithm). A permuted
    FFN computes exactly the same function.
 3. **Merge**: average the aligned weights and **tie** them, so every layer in the window uses one shared
-   FFN. Attention and layer norms stay per layer.
-4. **Fine-tune** (and optionally distil from the teacher).
+   FFN. Attention and layer norms stay per layer; the depth and the compute stay the same.
+4. **Recover**: fine-tune (the FFN stays shared) and distil from the unpruned teacher.
 
-Merging *k+1* FFNs removes *k* FFNs' worth of parameters, so it can be compared with layer pruning at the
-same parameter budget: that comparison, and the FFN similarity heatmap that shows which layers are
-mergeable, will live here.
+Merging *k + 1* FFNs removes *k* FFNs' worth of parameters. The run then removes the number of whole layers
+with the closest parameter count (chosen by the greedy oracle) and gives them the same fine-tuning and
+distillation: the two methods compared at the same budget.
 """
-)
+    )
+
+
+# ------------------------------------------------------------------------------------------ start
+def _n_layers(model_key: str) -> int:
+    spec = catalog.models().get(model_key)
+    return int(getattr(spec, "num_layers", None) or 12)
+
+
+def _merge_config(mode: str, k: int, window: tuple[int, int], selection: str, reference: str, epochs: float,
+                  distill: bool, kd_epochs: float, compare: bool, calibration: int) -> MergeConfig:
+    b = state.budgets()
+    data = DataConfig(train_cap=int(b["train_cap"]), val_cap=int(b["val_cap"]), test_cap=int(b["test_cap"]),
+                      max_length=int(b["max_length"]), seed=int(b["seed"]))
+    return MergeConfig(model=state.model(), dataset=state.dataset(),
+                       window=f"{window[0]}-{window[1]}" if mode == "fixed" else None,
+                       auto_k=int(k) if mode == "auto" else None, selection=selection, reference=reference,
+                       epochs=float(epochs), distill=bool(distill), kd=DistillConfig(epochs=float(kd_epochs)),
+                       data=data, calibration_size=int(calibration), compare_pruning=bool(compare),
+                       seed=int(b["seed"]))
+
+
+def _start_form() -> None:
+    n = _n_layers(state.model())
+    st.caption(f"Model **{state.model_label(state.model())}**, dataset **{state.dataset_label(state.dataset())}** "
+               "(change them in the sidebar; rows, length and seed on the Setup page).")
+    c1, c2, c3 = st.columns(3, gap="medium")
+    mode = c1.radio("Window", ["auto", "fixed"], horizontal=True, key="merge_mode",
+                    format_func={"auto": "choose for me", "fixed": "I pick the layers"}.get)
+    if mode == "auto":
+        k = c1.number_input("Layers to merge (K)", 2, n, min(DEFAULT_WINDOW_SIZE, n), key="merge_k",
+                            help=f"Merging K FFNs removes K − 1 FFNs' worth of parameters. Every window of K "
+                                 f"consecutive layers is scored ({n - 2 + 1} candidates for K = 2).")
+        selection = c1.selectbox("Score windows by", list(SELECTION_LABELS), key="merge_selection",
+                                 format_func=SELECTION_LABELS.get)
+        window = (0, 1)
+    else:
+        default = (max(0, n // 2 - 2), min(n - 1, n // 2 + 1))
+        window = c1.select_slider("Layers (first – last, inclusive)", options=list(range(n)), value=default,
+                                  key="merge_window")
+        k, selection = window[1] - window[0] + 1, "accuracy"
+    reference = c2.selectbox("Align the others to", REFERENCES, key="merge_reference",
+                             format_func=lambda r: f"the {r} layer of the window" +
+                             (" (the paper's default)" if r == "first" else ""))
+    epochs = c2.number_input("Fine-tuning epochs", 0.0, 10.0, 2.0, 0.5, key="merge_epochs")
+    calibration = c2.number_input("Calibration rows", 8, 5000, 256, 8, key="merge_calibration",
+                                  help="Training rows whose FFN activations drive the alignment and the CKA.")
+    distill = c3.toggle("Distil from the teacher", True, key="merge_distill")
+    kd_epochs = c3.number_input("Distillation epochs", 0.0, 10.0, float(DistillConfig().epochs), 0.5,
+                                key="merge_kd_epochs", disabled=not distill)
+    compare = c3.toggle("Compare with pruning at the same budget", True, key="merge_compare",
+                        help="Prunes the matched number of whole layers (greedy oracle) and gives them the same "
+                             "fine-tuning and distillation. Roughly doubles the run's time.")
+    if mode == "fixed" and window[1] <= window[0]:
+        st.warning("Pick at least two layers: move the right end of the slider.")
+        return
+    if st.button("Start merging", type="primary", icon=":material/call_merge:", key="merge_start"):
+        try:
+            cfg = _merge_config(mode, int(k), window, selection, reference, epochs, distill, kd_epochs, compare,
+                                int(calibration))
+        except ConfigError as exc:
+            st.error(f"Cannot start: {exc}. Fix the value (or the budgets on the Setup page) and try again.")
+            return
+        try:
+            ids = ustore.submit("merge", [cfg.to_dict()], strategy=cfg.strategy)
+        except Exception as exc:  # e.g. a read-only store folder
+            widgets.show_error("Could not start the merge run", exc,
+                               f"Check that the run store folder {ustore.root()} is writable, then try again.")
+            return
+        widgets.set_query_runs(ids)
+        st.rerun()
+
 
 merges = ustore.runs(kind="merge")
-st.subheader("Merge runs in the store")
+by_id = {r["id"]: r for r in merges}
+requested = [i for i in widgets.query_run_ids() if i in by_id]
+unknown = [i for i in widgets.query_run_ids() if i not in by_id]
+
+with st.expander("Start a merge run", expanded=not merges):
+    _start_form()
+
+if unknown and not requested:
+    st.warning(f"Run {', '.join(unknown)} from the address is not a merge run in the store at {ustore.root()}. "
+               "Showing the newest merge run instead.")
 if not merges:
-    st.caption("None yet.")
-else:
-    for run in merges:
-        st.markdown(f"- {widgets.run_label(run)}")
-    st.caption("Their results and models are on Runs & export.")
+    widgets.empty_state("No merge run yet. Start one above: the tiny model on the keywords dataset finishes in "
+                        "about a minute; the 12-layer e5 model takes a few minutes per stage on a laptop CPU.")
+    st.stop()
+
+run = widgets.pick_run(merges, key="merge_run", label="Merge run",
+                       default_id=requested[0] if requested else None)
+assert run is not None
+if widgets.query_run_ids() != [run["id"]]:
+    widgets.set_query_runs([run["id"]])
+
+
+# ------------------------------------------------------------------------------------------ panel
+def _count(n: float) -> str:
+    """A parameter count a person reads at a glance: 4,224 or 1.18 M."""
+    return f"{n / 1e6:.2f} M" if abs(n) >= 100_000 else f"{int(n):,}"
+
+
+def _progress(run: dict[str, Any]) -> None:
+    status = run["status"]
+    last = ustore.store().last_event(run["id"])
+    if status == "failed":
+        st.error(f"The run failed: {run.get('error') or (last or {}).get('message')}. Check the window and the "
+                 "model, or lower the budgets on the Setup page, and start it again.")
+    elif status == "interrupted":
+        st.warning(f"{run.get('error') or 'The worker stopped.'} Start the run again to redo it.")
+    elif status == "cancelled":
+        st.info("Cancelled. What it measured before stopping is shown below.")
+    elif status == "done":
+        took = (run["finished_at"] or 0) - (run["started_at"] or 0)
+        st.progress(1.0, text=f"**Finished** in {took / 60:.1f} min")
+    elif last is None:
+        st.progress(0.0, text="Queued: waiting for the worker to start…")
+    else:
+        value = min(max(float(last["progress"] or 0.0), 0.0), 1.0)
+        st.progress(value, text=f"**{STAGES.get(last['stage'], last['stage'])}** · {last['message']}")
+
+
+def _metrics(summary: dict[str, Any], steps: pd.DataFrame) -> None:
+    c = st.columns(4)
+    teacher = summary.get("teacher") or (steps.iloc[0].to_dict() if not steps.empty else {})
+    if teacher.get("test_accuracy") is not None:
+        c[0].metric("Teacher accuracy", f"{teacher['test_accuracy']:.3f}")
+    final = summary.get("final") or {}
+    if final:
+        before = (summary.get("before_kd") or {}).get("test_accuracy")
+        c[1].metric("Merged, after recovery", f"{final['test_accuracy']:.3f}",
+                    f"{final['test_accuracy'] - teacher['test_accuracy']:+.3f}",
+                    help=f"After fine-tuning: {before:.3f}" if before is not None else None)
+    p = summary.get("params")
+    if p:
+        c[2].metric("Parameters", _count(p["after"]), f"{-p['removed_fraction']:+.1%}", delta_color="off")
+        c[3].metric("Unique FFNs", f"{p['unique_ffns_after']}", f"{p['unique_ffns_after'] - p['unique_ffns_before']}",
+                    delta_color="off")
+
+
+def _verdict(summary: dict[str, Any]) -> None:
+    pr, final = summary.get("pruning"), summary.get("final") or {}
+    if not pr or not final:
+        return
+    side = pr.get("distilled") or pr.get("finetuned") or {}
+    if "test_accuracy" not in side:
+        return
+    m_acc, p_acc = final["test_accuracy"], side["test_accuracy"]
+    p_removed = summary["teacher"]["params_total"] - side["params_total"]
+    diff = m_acc - p_acc
+    better = "merging" if diff > 0 else "pruning" if diff < 0 else "neither"
+    st.markdown(
+        f"**At the same budget:** merging layers {summary['window_label']} removes "
+        f"{_count(summary['params']['removed'])} parameters; pruning {pr['depth']} whole layer(s) "
+        f"({', '.join(f'L{i}' for i in pr['removed_layers'])}) removes {_count(p_removed)}. "
+        f"After the same recovery, test accuracy is **{m_acc:.3f}** (merge) vs **{p_acc:.3f}** (prune): "
+        + (f"**{better}** is ahead by {abs(diff):.3f}." if better != "neither" else "a tie.")
+        + (f" Pruning also runs faster (latency {side.get('latency_ms', pr.get('latency_ms')):.1f} ms vs "
+           f"{final['latency_ms']:.1f} ms per batch): merging keeps every layer's compute."
+           if pr.get("latency_ms") and final.get("latency_ms") else ""))
+
+
+def _overview(run: dict[str, Any]) -> None:
+    """Every finished merge run of the same model and dataset: final accuracy vs parameters removed."""
+    same = [r for r in merges if r["status"] == "done" and r["model"] == run["model"]
+            and r["dataset"] == run["dataset"]]
+    if len(same) < 2:
+        return
+    rows, teacher_done = [], False
+    for r in same:
+        s = ustore.summary(r)
+        if not s.get("final"):
+            continue
+        if not teacher_done:
+            rows.append({"method": "teacher", "params_removed": 0, "test_accuracy": s["teacher"]["test_accuracy"],
+                         "label": "teacher"})
+            teacher_done = True
+        rows.append({"method": "merge", "params_removed": s["params"]["removed"],
+                     "test_accuracy": s["final"]["test_accuracy"],
+                     "label": f"merge {s['window_label']} · {r['id'][-6:]}"})
+        pr = s.get("pruning") or {}
+        side = pr.get("distilled") or pr.get("finetuned")
+        if side:
+            rows.append({"method": "prune", "params_removed": s["teacher"]["params_total"] - side["params_total"],
+                         "test_accuracy": side["test_accuracy"],
+                         "label": f"prune {pr['depth']} layer(s) · {r['id'][-6:]}"})
+    widgets.chart(merge_plots.merge_runs_overview(rows), key="merge_overview")
+    st.caption("Final models only (after fine-tuning and distillation). Teachers of runs with other data "
+               "settings may differ slightly; the first run's teacher is drawn.")
+
+
+def _export(run: dict[str, Any]) -> None:
+    rid = run["id"]
+    if not ustore.has_model(rid):
+        st.caption("The merged model is saved when the run finishes.")
+        return
+    st.download_button("Merged model (zip)", lambda: model_zip_bytes(ustore.store(), rid), f"{rid}-merged.zip",
+                       "application/zip", key="merge_dl", type="primary", icon=":material/download:")
+    st.caption("A plain Hugging Face folder: `AutoModelForSequenceClassification.from_pretrained(folder)` loads it "
+               "with every layer holding its own copy of the shared FFN (same logits); "
+               "`core.merge.load_merged(folder)` ties the copies again, so the model in memory has fewer unique "
+               f"parameters. From a shell: `python -m core export {rid} DIR`.")
+
+
+def panel(run_id: str) -> None:
+    run = ustore.get_run(run_id)
+    if run is None:
+        st.error("This run was deleted. Pick another one above.")
+        return
+    head, button = st.columns([5, 1])
+    head.markdown(f"### {widgets.STATUS_ICONS.get(run['status'], '')} Merge · {run['strategy']}")
+    head.caption(f"{run['model']} · {state.dataset_label(run['dataset'])} · run `{run['id']}`")
+    if run["status"] in ("queued", "running"):
+        if button.button("Cancel", key=f"merge_cancel_{run['id']}", help="Stops within one training batch"):
+            widgets.cancel_run(run["id"])
+            st.toast("Cancel requested: the worker stops after the current batch.")
+            st.rerun()
+    _progress(run)
+    steps = ustore.steps(run)
+    summary = ustore.summary(run)
+    _metrics(summary, steps)
+    choice = ustore.json_artifact(run["id"], "steps/1/choice.json")
+    window = [int(i) for i in (choice or {}).get("window") or []]
+
+    sim_col, win_col = st.columns([1, 1], gap="large")
+    with sim_col:
+        similarity = ustore.table(run["id"], "steps/0/ffn_similarity.csv")
+        widgets.chart(merge_plots.similarity_heatmap(similarity, window), key=f"merge_sim_{run['id']}")
+        st.caption("Linear CKA between the layers' FFN activations on calibration tokens (1 = the same up to a "
+                   "rotation and scale). Bright blocks on the diagonal are mergeable runs of layers"
+                   + (f"; the merged window {choice['label']} is outlined." if choice else "."))
+    with win_col:
+        windows = ustore.table(run["id"], "steps/1/windows.csv")
+        selection = (choice or {}).get("selection", run["config"].get("selection", "accuracy"))
+        widgets.chart(merge_plots.window_scores(windows, selection,
+                                                f"Window choice ({selection})" if choice else "Candidate windows"),
+                      key=f"merge_win_{run['id']}")
+        if selection == "accuracy":
+            st.caption("Each bar: validation accuracy of the model merged on that window, before any tuning. The "
+                       "best window (highlighted) is merged.")
+        elif selection == "similarity":
+            st.caption("Each bar: mean CKA among the window's layers; the most similar window is merged.")
+        else:
+            st.caption("A fixed window: chosen by hand, shown with its mean CKA.")
+
+    comparison = ustore.table(run["id"], "steps/1/comparison.csv")
+    st.subheader("Prune vs merge at the same budget")
+    widgets.chart(merge_plots.prune_vs_merge(comparison), key=f"merge_cmp_{run['id']}")
+    _verdict(summary)
+    if comparison is not None and not comparison.empty:
+        with st.expander("Comparison table"):
+            st.dataframe(comparison, hide_index=True,
+                         column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                        for c in ("val_accuracy", "test_accuracy", "test_macro_f1")})
+    alignment = ustore.table(run["id"], "steps/1/alignment.csv")
+    if alignment is not None and not alignment.empty:
+        with st.expander("Neuron alignment"):
+            st.dataframe(alignment, hide_index=True)
+            st.caption("Mean correlation of matched neurons with the reference layer, before (identity order) and "
+                       "after the Hungarian assignment, and the fraction of neurons that moved.")
+    _overview(run)
+    st.subheader("Export")
+    _export(run)
+    if summary.get("timings_s"):
+        with st.expander("Time per stage (s)"):
+            st.dataframe(pd.DataFrame([summary["timings_s"]]), hide_index=True)
+    with st.expander("Configuration"):
+        st.json(run["config"], expanded=False)
+    was = st.session_state.get("merge_was_active", False)
+    st.session_state["merge_was_active"] = run["status"] in ("queued", "running")
+    if was and not st.session_state["merge_was_active"]:
+        st.rerun()  # stop polling once the run has finished
+
+
+active = run["status"] in ("queued", "running")
+st.fragment(panel, run_every=POLL_S if active else None)(run["id"])

@@ -329,11 +329,111 @@ def test_runs_page_lists_exports_and_deletes(store_env):
     assert store.get_run(ids["rf_fusion"]) is not None
 
 
-def test_merging_slot_explains_and_shows_no_fake_result(store_env):
+def tiny_merge_config(**kw) -> dict:
+    from core.merge import MergeConfig
+
+    base = dict(model="tiny-bert", dataset="keywords", auto_k=3, epochs=0.5, kd=DistillConfig(epochs=0.5),
+                data=DataConfig(**TINY_DATA), calibration_size=32)
+    base.update(kw)
+    return MergeConfig(**base).to_dict()
+
+
+@pytest.fixture(scope="session")
+def merge_store(tmp_path_factory) -> tuple[Path, str]:
+    """A store with one finished tiny merge run (window chosen by accuracy, compared with pruning)."""
+    root = tmp_path_factory.mktemp("merge-store")
+    store = RunStore(root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = tiny_merge_config()
+        run_id = store.create_run(kind="merge", model="tiny-bert", dataset="keywords", strategy="merge-accuracy",
+                                  config=cfg)
+        assert execute_run(store, run_id) == "done", store.get_run(run_id)["error"]
+    finally:
+        torch.set_num_threads(threads)
+    return root, run_id
+
+
+def test_merging_page_shows_the_heatmap_window_choice_comparison_and_export(merge_store, monkeypatch):
+    root, run_id = merge_store
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(root))
+    summary = RunStore(root).read_json(run_id, "summary.json")
     at = page("merging").run()
     assert_clean(at)
-    assert "coming" in texts(at)
-    assert not at.get("plotly_chart") and not at.dataframe
+    assert at.query_params["run"] == run_id
+    figs = charts(at)
+    titles = chart_titles(at)
+    assert titles[:3] == ["FFN similarity between layers (linear CKA)", "Window choice (accuracy)",
+                          "Accuracy vs parameters removed"]
+    heat = figs[0]
+    assert np.asarray(array(heat["data"][0]["z"])).shape == (12, 12)
+    first, last = summary["window"][0], summary["window"][-1]
+    rect = heat["layout"]["shapes"][0]
+    assert (rect["x0"], rect["x1"]) == (first - 0.5, last + 0.5)  # the merged window is outlined
+    bars = figs[1]["data"][0]
+    assert len(array(bars["y"])) == 10  # 10 windows of 3 consecutive layers in 12
+    best = RunStore(root).read_table(run_id, "steps/1/windows.csv").sort_values("rank").iloc[0]
+    assert max(array(bars["y"])) == pytest.approx(best["val_accuracy"])
+    paths = {t["name"]: t for t in figs[2]["data"] if t.get("mode") == "lines+markers"}
+    merge_path = paths["FFN merging"]
+    assert array(merge_path["x"])[-1] == pytest.approx(summary["params"]["removed"] / 1e6)
+    assert array(merge_path["y"])[-1] == pytest.approx(summary["final"]["test_accuracy"])
+    assert "Layer pruning (greedy oracle)" in paths
+    shown = texts(at)
+    assert f"merging layers {summary['window_label']}" in shown and "At the same budget" in shown
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Unique FFNs"] == "10" and metrics["Teacher accuracy"] == f"{summary['teacher']['test_accuracy']:.3f}"
+    assert [b.label for b in at.get("download_button")] == ["Merged model (zip)"]
+
+
+def test_merging_page_starts_a_fixed_window_run_that_finishes(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path))
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    at = page("merging").run()
+    assert_clean(at)
+    assert "No merge run yet" in texts(at)
+    at.radio(key="merge_mode").set_value("fixed").run()
+    at.select_slider(key="merge_window").set_value((5, 8))
+    at.number_input(key="merge_epochs").set_value(0.5)
+    at.toggle(key="merge_distill").set_value(False)
+    at.toggle(key="merge_compare").set_value(False)
+    at.number_input(key="merge_calibration").set_value(32)
+    at.button(key="merge_start").click().run()
+    assert_clean(at)
+    store = RunStore(tmp_path)
+    [run] = store.list_runs(kind="merge")
+    assert run["strategy"] == "merge-fixed" and run["config"]["window"] == "5-8"
+    assert run["config"]["data"]["train_cap"] == TINY_DATA["train_cap"] and run["config"]["distill"] is False
+    assert at.query_params["run"] == run["id"]
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    try:
+        while store.get_run(run["id"])["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, store.last_event(run["id"])
+            time.sleep(1)
+    finally:
+        if store.get_run(run["id"])["status"] in ("queued", "running"):
+            store.request_cancel(run["id"])
+    assert store.get_run(run["id"])["status"] == "done", store.get_run(run["id"])["error"]
+    summary = store.read_json(run["id"], "summary.json")
+    assert summary["window"] == [5, 6, 7, 8] and summary["pruning"] is None
+    after = page("merging")
+    after.query_params["run"] = run["id"]
+    after.run()
+    assert_clean(after)
+    assert "Window choice (fixed)" in chart_titles(after)
+    assert {m.label: m.value for m in after.metric}["Unique FFNs"] == "9"
+
+
+def test_merging_page_with_an_unknown_run_in_the_url_says_so(merge_store, monkeypatch):
+    root, run_id = merge_store
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(root))
+    at = page("merging")
+    at.query_params["run"] = "20000101-000000-nosuch"
+    at.run()
+    assert not at.exception
+    assert "not a merge run" in " ".join(w.value for w in at.warning)
+    assert at.query_params["run"] == run_id
 
 
 def test_router_shows_every_page_with_the_sidebar(store_env):

@@ -49,9 +49,10 @@ def runner() -> Runner:
     return _runner(root())
 
 
-def submit(kind: str, configs: list[dict[str, Any]], group_id: str | None = None) -> list[str]:
+def submit(kind: str, configs: list[dict[str, Any]], group_id: str | None = None,
+           strategy: str | None = None) -> list[str]:
     """Start runs on the shared runner (one worker process runs them in order); returns their ids."""
-    return runner().submit(kind, configs, group_id=group_id)
+    return runner().submit(kind, configs, group_id=group_id, strategy=strategy)
 
 
 def clear() -> None:
