@@ -95,24 +95,6 @@ def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str):
                        kd=DistillConfig(epochs=args.kd_epochs), accuracy_floor=args.floor, seed=args.seed)
 
 
-def _run_with_bar(store, run_id: str, quiet: bool) -> str:
-    from tqdm import tqdm
-
-    from .runner import execute_run
-
-    bar = tqdm(total=1000, desc=run_id, disable=quiet, bar_format="{l_bar}{bar}| {elapsed} {postfix}")
-
-    def on_event(ev) -> None:
-        if ev.progress is not None:
-            bar.n = int(1000 * min(max(ev.progress, 0.0), 1.0))
-        bar.set_postfix_str(ev.message[:70])
-        bar.refresh()
-
-    status = execute_run(store, run_id, on_event=on_event)
-    bar.close()
-    return status
-
-
 def _print_steps(store, run_id: str) -> str:
     steps = store.steps(run_id)
     cols = [c for c in ("step", "n_layers", "removed", "val_accuracy", "test_accuracy", "test_macro_f1",
@@ -121,13 +103,14 @@ def _print_steps(store, run_id: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import execute_with_bar
     from .store import RunStore
 
     store = RunStore()
     cfg = _prune_cfg(args, args.strategy, _dataset(args))
     run_id = store.create_run(kind="prune", model=cfg.model, dataset=cfg.dataset, strategy=cfg.strategy,
                               config=cfg.to_dict())
-    status = _run_with_bar(store, run_id, args.json)
+    status = execute_with_bar(store, run_id, args.json)
     run = store.get_run(run_id)
     summary = store.read_json(run_id, "summary.json") or {}
     payload = {"run_id": run_id, "status": status, "error": run["error"], "summary": summary,
@@ -147,6 +130,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .report import compare_table
+    from .runner import execute_with_bar
     from .store import RunStore
 
     store = RunStore()
@@ -156,7 +140,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             cfg = _prune_cfg(args, strategy, dataset)
             rid = store.create_run(kind="prune", model=cfg.model, dataset=dataset, strategy=strategy,
                                    config=cfg.to_dict(), group_id="compare")
-            _run_with_bar(store, rid, args.json)
+            execute_with_bar(store, rid, args.json)
             ids.append(rid)
     table = compare_table(store, ids)
     out = Path(args.out)

@@ -990,9 +990,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     """``python -m core merge``: one merging run recorded in the run store, with a progress bar."""
     import json
 
-    from tqdm import tqdm
-
-    from .runner import execute_run
+    from .runner import execute_with_bar
     from .store import RunStore
 
     args = build_parser().parse_args(argv)
@@ -1005,16 +1003,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     run_id = store.create_run(kind="merge", model=cfg.model, dataset=cfg.dataset,
                               strategy=cfg.strategy,
                               config=cfg.to_dict())
-    bar = tqdm(total=1000, desc=run_id, disable=args.json, bar_format="{l_bar}{bar}| {elapsed} {postfix}")
-
-    def on_event(ev: Event) -> None:
-        if ev.progress is not None:
-            bar.n = int(1000 * min(max(ev.progress, 0.0), 1.0))
-        bar.set_postfix_str(ev.message[:70])
-        bar.refresh()
-
-    status = execute_run(store, run_id, on_event=on_event)
-    bar.close()
+    status = execute_with_bar(store, run_id, quiet=args.json)
     run = store.get_run(run_id) or {}
     summary = store.read_json(run_id, "summary.json") or {}
     comparison = store.read_table(run_id, "steps/1/comparison.csv")

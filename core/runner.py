@@ -112,6 +112,24 @@ def execute_run(store: RunStore, run_id: str, on_event: Callable[[Any], None] | 
         return "failed"
 
 
+def execute_with_bar(store: RunStore, run_id: str, quiet: bool = False) -> str:
+    """:func:`execute_run` in this process with a tqdm bar (the CLI's progress); returns the final status."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=run_id, disable=quiet, bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def on_event(ev: Any) -> None:
+        if ev.progress is not None:
+            bar.n = int(1000 * min(max(ev.progress, 0.0), 1.0))
+        bar.set_postfix_str(ev.message[:70])
+        bar.refresh()
+
+    try:
+        return execute_run(store, run_id, on_event=on_event)
+    finally:
+        bar.close()
+
+
 def _worker(store_root: str, run_ids: list[str]) -> None:
     import torch
 
