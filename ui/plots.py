@@ -297,17 +297,14 @@ def pareto_plot(points: pd.DataFrame, x: str, xtitle: str, title: str, log_x: bo
         return empty_figure("No measured models yet")
     fig = go.Figure()
     symbols = {"teacher": "diamond-wide", "pruned": "circle", "after KD": "star"}
-    shown: set[str] = set()
-    for (strategy, stage), g in pts.groupby(["strategy", "stage"], sort=False):
+    for strategy, g in pts.groupby("strategy", sort=False):  # one trace per strategy: stages by symbol
         fig.add_trace(go.Scatter(
             x=g[x], y=g["accuracy"], mode="markers", name=catalog.strategy_label(strategy),
-            legendgroup=strategy, showlegend=strategy not in shown,
-            marker=dict(color=theme.strategy_color(strategy), symbol=symbols.get(stage, "circle"),
-                        size=15 if stage != "pruned" else 11, line=dict(color="white", width=1)),
-            customdata=np.stack([g["layers_removed"], g["dataset"], g["run_id"].str[-6:]], axis=-1),
-            hovertemplate=f"{stage} · " + "%{customdata[0]} removed · %{customdata[1]}<br>" + xtitle +
-                          " %{x:,.4g}<br>accuracy %{y:.3f}<extra>%{customdata[2]}</extra>"))
-        shown.add(strategy)
+            marker=dict(color=theme.strategy_color(strategy), symbol=[symbols.get(s, "circle") for s in g["stage"]],
+                        size=[15 if s != "pruned" else 11 for s in g["stage"]], line=dict(color="white", width=1)),
+            customdata=np.stack([g["stage"], g["layers_removed"], g["dataset"], g["run_id"].str[-6:]], axis=-1),
+            hovertemplate="%{customdata[0]} · %{customdata[1]} removed · %{customdata[2]}<br>" + xtitle +
+                          " %{x:,.4g}<br>accuracy %{y:.3f}<extra>%{customdata[3]}</extra>"))
     mask = pareto_mask(pts[x].to_numpy(), pts["accuracy"].to_numpy())
     front = pts[mask].sort_values(x)
     fig.add_trace(go.Scatter(x=front[x], y=front["accuracy"], mode="lines", name="Pareto front",

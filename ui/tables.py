@@ -82,13 +82,14 @@ def signal_oracle_agreement(profiles: pd.DataFrame, directions: Mapping[str, str
     if profiles.empty or ORACLE_COL not in profiles.columns or not keys:
         return pd.DataFrame(columns=["signal", "mean_rho", "median_rho", "top1", "steps"])
     rows = []
-    groups = list(profiles.groupby(["run_id", "step"], sort=True))
+    groups = list(profiles.groupby(["run_id", "step"], sort=True).indices.values())  # row positions per step
+    oracle_all = profiles[ORACLE_COL].astype(float).to_numpy()
     for key in keys:
         rhos, hits = [], []
-        for _, g in groups:
-            oracle = g[ORACLE_COL].astype(float).to_numpy()
-            order = -prune_first_score(g, key, directions[key]).to_numpy()
-            if len(g) < 2 or not np.isfinite(order).all() or not np.isfinite(oracle).all():
+        order_all = -prune_first_score(profiles, key, directions[key]).to_numpy()
+        for idx in groups:
+            oracle, order = oracle_all[idx], order_all[idx]
+            if len(idx) < 2 or not np.isfinite(order).all() or not np.isfinite(oracle).all():
                 continue
             hits.append(bool(oracle[int(np.argmax(order))] >= oracle.max() - 1e-12))
             if np.ptp(order) > 0 and np.ptp(oracle) > 0:
