@@ -143,7 +143,9 @@ def _fusion_choice(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: p
         info["ranker"] = None
     else:
         X_train = fusion.make_features(rows, normalise=cfg.normalise, depth_feature=cfg.depth_feature)
-        y_train = fusion.make_target(rows)
+        target = fusion.FusionConfig().target  # "gap": the accuracy gap to the step's best removal
+        y_train = fusion.make_target(rows, target)
+        info["target"] = target  # the pages label predictions by it
         est = (fusion.ForestFusionRanker(random_state=cfg.seed) if cfg.strategy == "rf_fusion"
                else fusion.LinearFusionRanker())
         est.fit(X_train, y_train)

@@ -49,6 +49,7 @@ def _row(run: dict) -> dict:
     took = (run["finished_at"] - run["started_at"]) if run.get("finished_at") and run.get("started_at") else None
     return {"run": run["id"], "status": run["status"],
             "strategy": catalog.strategy_label(run["strategy"]) if run["kind"] == "prune" else run["strategy"],
+            "kind": run["kind"],
             "model": run["model"], "dataset": state.dataset_label(run["dataset"]),
             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created_at"])),
             "minutes": round(took / 60, 1) if took else None,
@@ -78,7 +79,8 @@ with left:
                            "text/csv", key="dl_csv", width="stretch", disabled=steps.empty)
         if ustore.has_model(run["id"]):
             rid = run["id"]
-            c3.download_button("Pruned model (zip)", lambda: model_zip_bytes(ustore.store(), rid),
+            noun = "Merged" if run["kind"] == "merge" else "Pruned"
+            c3.download_button(f"{noun} model (zip)", lambda: model_zip_bytes(ustore.store(), rid),
                                f"{rid}-model.zip", "application/zip", key="dl_zip", type="primary", width="stretch")
             st.caption("The zip holds a plain Hugging Face folder (config, safetensors weights, tokenizer): "
                        "`AutoModelForSequenceClassification.from_pretrained(folder)` loads it without this project. "

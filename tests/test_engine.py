@@ -97,6 +97,7 @@ def test_fusion_protocol_within_run_then_leave_one_dataset_out(store, monkeypatc
     first = store.read_json(rid, "steps/1/choice.json")["info"]["protocol"]
     second = store.read_json(rid, "steps/2/choice.json")["info"]["protocol"]
     assert first["protocol"] == "none" and second["protocol"] == "within_run"
+    assert store.read_json(rid, "steps/2/choice.json")["info"]["target"] == "gap"  # what the pages label by
     # profiles of another dataset for the same model exist -> leave-one-dataset-out, never the pruned dataset
     profiles = store.profiles("tiny-bert").assign(dataset="other-dataset", run_id="elsewhere")
     events = prune_events(tiny_cfg(strategy="lr_fusion", layers_to_remove=1), run_id="x", profiles=profiles)
