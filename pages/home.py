@@ -107,6 +107,7 @@ with st.expander("The pages, in order"):
   linear coefficients, ranker quality and training protocol.
 - **Compare**: the paper's table across strategies and datasets, curves, distillation gains, Pareto plots.
 - **Runs & export**: list, filter, delete; download a pruned model as a plain Hugging Face folder.
-- **FFN merging**: the second compression method (arrives with its own issue).
+- **FFN merging**: the second compression method (arXiv 2501.06126): share one feed-forward block across a
+  window of layers, see which layers are alike (CKA heatmap), and compare with pruning at the same budget.
 """
     )
