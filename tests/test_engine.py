@@ -53,9 +53,8 @@ def test_teacher_is_cached_and_deterministic(tmp_path, monkeypatch):
     task = prepare_task("tiny-bert", "keywords", SMALL)
     first = ensure_teacher(task)
     assert not first.cached and first.metrics["test"]["accuracy"] >= 0.9
-    start = time.perf_counter()
     second = ensure_teacher(task)
-    assert second.cached and time.perf_counter() - start < 1.0
+    assert second.cached  # read from disk, not trained (timings belong in benchmarks, not tests)
     assert second.metrics == first.metrics and second.path == first.path
     a, b = first.load(), second.load()
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
