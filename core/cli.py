@@ -170,6 +170,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .oracle import bench_main as fn
     elif args.what == "merge":
         from .merge import bench_main as fn
+    elif args.what == "train":
+        from .train import bench_main as fn
     else:
         from .metrics import bench_latency_main as fn
     benches[args.what] = fn
@@ -227,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=lambda a: __import__("core.merge", fromlist=["cli_main"]).cli_main(a.rest))
 
-    p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge")
-    p.add_argument("what", choices=["signals", "oracle", "latency", "merge"])
+    p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge | train")
+    p.add_argument("what", choices=["signals", "oracle", "latency", "merge", "train"])
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
     return parser

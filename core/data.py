@@ -91,12 +91,44 @@ def encode(tokenizer, frame: pd.DataFrame, max_length: int) -> Batch:
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def batches(data: Batch, batch_size: int, shuffle: bool = False, seed: int = 0,
-            device: torch.device | str | None = None) -> Iterator[Batch]:
-    """Yield mini-batches of every tensor in ``data`` (extra per-row tensors such as cached teacher logits
-    travel along), trimmed to their longest real sequence so short texts cost less compute."""
+#: batches per length-sorted mega-batch. Hugging Face uses 50; fewer keep batches closer to random samples
+#: (length often correlates with the label, e.g. TREC abbreviations are short) and still save 1.6x of
+#: TREC's tokens (50 saves 1.73x)
+MEGA_BATCHES = 8
+
+
+def lengths(data: Batch) -> torch.Tensor:
+    """Real (unpadded) length of every row."""
+    return data["attention_mask"].sum(dim=1)
+
+
+def length_grouped_order(data: Batch, batch_size: int, seed: int = 0) -> torch.Tensor:
+    """A shuffled row order in which each run of ``batch_size`` rows has similar lengths: a random
+    permutation is cut into mega-batches of ``MEGA_BATCHES * batch_size`` rows, each sorted by length
+    (longest first), and the resulting batches are shuffled. Every row appears once per epoch."""
     n = data["input_ids"].shape[0]
-    if shuffle:
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen)
+    lens = lengths(data)
+    mega = MEGA_BATCHES * batch_size
+    chunks = []
+    for start in range(0, n, mega):
+        part = perm[start:start + mega]
+        part = part[torch.argsort(-lens[part], stable=True)]
+        chunks += list(torch.split(part, batch_size))
+    order = torch.randperm(len(chunks), generator=gen)
+    return torch.cat([chunks[i] for i in order]) if chunks else perm
+
+
+def batches(data: Batch, batch_size: int, shuffle: bool = False, seed: int = 0,
+            device: torch.device | str | None = None, group_by_length: bool = False) -> Iterator[Batch]:
+    """Yield mini-batches of every tensor in ``data`` (extra per-row tensors such as cached teacher logits
+    travel along), trimmed to their longest real sequence so short texts cost less compute. With
+    ``shuffle`` and ``group_by_length``, rows of similar length share a batch (:func:`length_grouped_order`)."""
+    n = data["input_ids"].shape[0]
+    if shuffle and group_by_length:
+        order = length_grouped_order(data, batch_size, seed)
+    elif shuffle:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     else:
         order = torch.arange(n)
@@ -107,6 +139,15 @@ def batches(data: Batch, batch_size: int, shuffle: bool = False, seed: int = 0,
         if device is not None:
             batch = {k: v.to(device) for k, v in batch.items()}
         yield batch
+
+
+def sort_by_length(data: Batch, frame: pd.DataFrame | None = None) -> tuple[Batch, pd.DataFrame | None]:
+    """``data`` (and its source ``frame``, row for row) reordered by real length, longest first, stable.
+    Evaluation splits are kept in this order: their fixed batches then hold rows of similar length and
+    waste little compute on padding; accuracy, F1 and loss do not depend on the order of rows."""
+    order = torch.argsort(-lengths(data), stable=True)
+    out = {k: v[order] for k, v in data.items()}
+    return out, (frame.iloc[order.numpy()] if frame is not None else None)
 
 
 def model_inputs(batch: Batch) -> Batch:

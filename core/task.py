@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
 from .config import DataConfig, to_dict
-from .data import Batch, Splits, encode, make_splits
+from .data import Batch, Splits, encode, make_splits, sort_by_length
 from .models import ModelSpec, get_model_spec, load_tokenizer
 
 
@@ -65,6 +65,12 @@ def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | No
     tokenizer = load_tokenizer(spec)
     encoded = {name: encode(tokenizer, getattr(splits, name), data_cfg.max_length)
                for name in ("train", "val", "test")}
+    # evaluation splits in length order (their frames too, row for row): fixed batches of similar length
+    # waste little compute on padding; the training split keeps its seeded order (calibration takes its head)
+    sorted_frames = {}
+    for name in ("val", "test"):
+        encoded[name], sorted_frames[name] = sort_by_length(encoded[name], getattr(splits, name))
+    splits = replace(splits, **sorted_frames)
     payload = json.dumps({"model": spec.key, "dataset": loaded.spec.key, "data": frame_digest(loaded.frame),
                           "labels": list(loaded.label_names), "cfg": to_dict(data_cfg)}, sort_keys=True)
     fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]

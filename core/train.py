@@ -116,7 +116,8 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
     step = 0
     try:
         for epoch in range(int(math.ceil(epochs))):
-            for batch in batches(data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, device=device):
+            for batch in batches(data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, device=device,
+                                 group_by_length=cfg.group_by_length):
                 logits = model(**model_inputs(batch)).logits
                 if distill is not None:
                     loss = distillation_loss(logits, batch["teacher_logits"], batch["labels"],
@@ -171,3 +172,53 @@ def evaluate(model: nn.Module, data: Batch, batch_size: int = 128, device: torch
              ) -> dict[str, float]:
     """Accuracy, macro-F1 and mean cross-entropy of ``model`` on ``data``."""
     return scores_from_logits(predict_logits(model, data, batch_size, device), data["labels"])
+
+
+# --------------------------------------------------------------------------------------------- bench
+def bench_main(argv: list[str] | None = None) -> int:
+    """``python -m core bench train``: one epoch of fine-tuning with random batches against length-grouped
+    batches (``TrainConfig.group_by_length``), interleaved in one process from the same starting weights;
+    prints padded tokens, seconds and the ratio."""
+    import argparse
+    import copy
+    import time
+
+    from .config import DataConfig
+    from .data import lengths, take
+    from .task import prepare_task
+    from .teacher import default_train_config
+
+    p = argparse.ArgumentParser(prog="python -m core bench train")
+    p.add_argument("--model", default="e5-small")
+    p.add_argument("--dataset", default="trec")
+    p.add_argument("--rows", type=int, default=640, help="training rows per epoch")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv or [])
+    torch.set_num_threads(args.threads)
+    task = prepare_task(args.model, args.dataset, DataConfig(train_cap=max(args.rows, 10)))
+    from .models import load_classifier
+
+    base = load_classifier(task.model, task.num_labels).eval()
+    data = take(task.encoded["train"], args.rows)
+    cfg = default_train_config(task.model.key)
+    device = torch.device("cpu")
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    tokens: dict[bool, int] = {}
+    for _ in range(args.rounds):
+        for grouped in (False, True):
+            run_cfg = TrainConfig(**{**cfg.__dict__, "epochs": 1.0, "group_by_length": grouped})
+            tokens[grouped] = sum(b["input_ids"].numel() for b in batches(data, run_cfg.batch_size, shuffle=True,
+                                                                         seed=run_cfg.seed, group_by_length=grouped))
+            model = copy.deepcopy(base)
+            start = time.perf_counter()
+            run_to_end(fine_tune(model, data, run_cfg, device=device))
+            seconds[grouped].append(time.perf_counter() - start)
+    real = int(lengths(data).sum())
+    print(f"{task.model.key} on {task.dataset_key}: {len(data['labels'])} rows, batch {cfg.batch_size}, "
+          f"{torch.get_num_threads()} threads; real tokens {real:,}; best of {args.rounds} rounds, interleaved")
+    for grouped, label in ((False, "random batches"), (True, "length-grouped batches")):
+        print(f"{label:<24} padded tokens {tokens[grouped]:>8,}   epoch {min(seconds[grouped]):7.1f} s")
+    print(f"grouped / random: tokens {tokens[True] / tokens[False]:.2f}, time "
+          f"{min(seconds[True]) / min(seconds[False]):.2f}")
+    return 0

@@ -138,6 +138,45 @@ def test_batches_trim_padding_and_carry_extra_tensors(tiny_tokenizer):
     assert seen == 20
 
 
+def test_length_grouped_batches_cover_every_row_once_and_pad_less():
+    from core import data as D
+
+    gen = torch.Generator().manual_seed(0)
+    n, width = 1000, 40
+    lens = torch.randint(2, width + 1, (n,), generator=gen)
+    mask = (torch.arange(width)[None, :] < lens[:, None]).long()
+    data = {"input_ids": torch.arange(n)[:, None].repeat(1, width) * mask, "attention_mask": mask,
+            "labels": torch.arange(n)}
+
+    def padded(**kw):
+        rows, tokens = [], 0
+        for b in batches(data, 16, shuffle=True, seed=3, **kw):
+            rows += b["labels"].tolist()
+            tokens += b["input_ids"].numel()
+            assert torch.equal(b["input_ids"][:, 0], b["labels"])  # rows stay whole
+        return rows, tokens
+
+    grouped_rows, grouped_tokens = padded(group_by_length=True)
+    random_rows, random_tokens = padded()
+    assert sorted(grouped_rows) == list(range(n)) == sorted(random_rows)
+    assert grouped_tokens < 0.8 * random_tokens
+    assert grouped_rows != sorted(grouped_rows, key=lambda i: -int(lens[i]))  # shuffled, not one global sort
+    again, _ = padded(group_by_length=True)
+    assert again == grouped_rows  # seeded
+
+
+def test_evaluation_splits_are_in_length_order_with_their_frames(tiny_tokenizer):
+    from core.data import lengths, sort_by_length
+
+    frame = keyword_frame(n=30)
+    data = encode(tiny_tokenizer, frame, 32)
+    ordered, ordered_frame = sort_by_length(data, frame)
+    lens = lengths(ordered)
+    assert bool((lens[:-1] >= lens[1:]).all())
+    assert torch.equal(encode(tiny_tokenizer, ordered_frame, 32)["input_ids"][:, :ordered["input_ids"].shape[1]],
+                       ordered["input_ids"])  # the frame was reordered row for row
+
+
 def test_fine_tune_learns_and_is_deterministic(keyword_batches):
     from core.models import load_classifier
 
