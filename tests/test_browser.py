@@ -239,10 +239,11 @@ def test_walk_every_page_start_a_tiny_run_and_screenshot(browser, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ benchmark
-def bench(store: Path, repeats: int = 3, while_training: int = 12) -> None:
+def bench(store: Path, repeats: int = 3, while_training: int = 12, heavy: bool = False) -> None:
     """Print cold start; per page, first load (new session) and switch (same session) times; then start the
-    tiny demo and time ``while_training`` page switches while its worker trains (the run is cancelled at
-    the end). ``store`` is used as is: pass a copy if it must stay unchanged."""
+    tiny demo (``heavy``: the Home page's first run, the 12-layer e5 model) and time ``while_training`` page
+    switches while its worker trains (the run is cancelled at the end). ``store`` is used as is: pass a copy
+    if it must stay unchanged."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw, streamlit_server(store, Path("/tmp/streamlit-bench.log")) as (base, started):
@@ -263,9 +264,10 @@ def bench(store: Path, repeats: int = 3, while_training: int = 12) -> None:
             print(f"{NAV_LABELS[slug]:<16}{load:>19.2f}s{statistics.median(switches):>17.2f}s")
         if while_training:
             switch_page(page, "")
-            page.get_by_role("button", name="Run the tiny demo").click()
+            page.get_by_role("button", name="Start my first pruning run" if heavy else "Run the tiny demo").click()
             page.wait_for_url("**/live?run=*", timeout=60_000)
             settled(page, PAGES["live"])
+            page.wait_for_timeout(15_000)  # past the worker's start-up imports: time switches while it trains
             cycle = ["signals", "compare", "runs", "fusion", "", "live"]
             times = {slug: [] for slug in cycle}
             for i in range(while_training):
@@ -285,5 +287,6 @@ if __name__ == "__main__":
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--while-training", type=int, default=12, help="page switches timed while a run trains")
+    parser.add_argument("--heavy", action="store_true", help="train the 12-layer e5 model meanwhile, not the tiny one")
     args = parser.parse_args()
-    bench(args.store, args.repeats, args.while_training)
+    bench(args.store, args.repeats, args.while_training, args.heavy)
