@@ -230,14 +230,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=lambda a: __import__("core.merge", fromlist=["cli_main"]).cli_main(a.rest))
 
     p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge | train")
-    p.add_argument("what", choices=["signals", "oracle", "latency", "merge", "train"])
+    p.add_argument("what", choices=list(BENCHES))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
     return parser
 
 
+BENCHES = ("signals", "oracle", "latency", "merge", "train")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # `merge ...` and `bench WHAT ...` hand the rest of the line to their own parsers as is (argparse's
+    # REMAINDER would stop at the first option, e.g. `merge --model M`)
+    if argv[:1] == ["merge"]:
+        args = argparse.Namespace(fn=lambda a: __import__("core.merge", fromlist=["cli_main"]).cli_main(a.rest),
+                                  rest=argv[1:])
+    elif argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
+        args = argparse.Namespace(fn=cmd_bench, what=argv[1], rest=argv[2:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(args.fn(args) or 0)
     except (ConfigError, ValueError, RuntimeError) as exc:

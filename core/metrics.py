@@ -247,15 +247,30 @@ def bench_latency_main(argv: list[str] | None = None) -> int:
     model.eval()
     n = len(encoder_layers(model))
     k_max = min(args.max_removed, n - 1)
-    t0 = measure_latency(model, cfg)
+    models = [remove_layers(model, range(n - k, n), by="position").eval() if k else model
+              for k in range(k_max + 1)]
+    batch = latency_batch(model, cfg)
+    # interleaved rounds: every depth is timed once per round, so drift on a shared machine (other
+    # processes, frequency changes) lands on all of them alike; each depth's figure is its median
+    rounds = max(cfg.repeats, 3)
+    times: list[list[float]] = [[] for _ in models]
+    with torch.inference_mode():
+        for m in models:
+            for _ in range(cfg.warmup):
+                m(**batch)
+        for _ in range(rounds):
+            for k, m in enumerate(models):
+                t = time.perf_counter()
+                m(**batch)
+                times[k].append((time.perf_counter() - t) * 1000.0)
+    ms = [float(statistics.median(t)) for t in times]
+    t0 = ms[0]
     t_rest = _non_encoder_ms(model, cfg)
     print(f"model {used}: {n} layers; batch {cfg.batch_size} x {cfg.seq_length} tokens; median of "
-          f"{cfg.repeats}; {torch.get_num_threads()} threads")
+          f"{rounds} interleaved rounds; {torch.get_num_threads()} threads")
     print(f"embeddings + head alone: {t_rest:.1f} ms of {t0:.1f} ms ({100 * t_rest / t0:.1f} %)")
     print(f"{'removed':>7} {'layers':>6} {'ms':>9} {'speedup':>8} {'ideal':>7}")
-    for k in range(k_max + 1):
-        pruned = remove_layers(model, range(n - k, n), by="position") if k else model
-        t_k = t0 if k == 0 else measure_latency(pruned, cfg)
+    for k, t_k in enumerate(ms):
         ideal = t0 / (t_rest + (t0 - t_rest) * (n - k) / n)
         print(f"{k:>7} {n - k:>6} {t_k:>9.1f} {t0 / t_k:>8.2f} {ideal:>7.2f}")
     return 0

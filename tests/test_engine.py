@@ -196,3 +196,9 @@ def test_cli_lists_teaches_runs_exports_and_rejects_bad_values(tmp_path, monkeyp
     assert "PruneConfig.strategy" in capsys.readouterr().err
     assert cli.main(["teach", "--model", "tiny-bert", "--dataset", "keywords", "--max-length", "1"]) == 2
     assert "DataConfig.max_length" in capsys.readouterr().err
+    # `merge` and `bench WHAT` pass every option on to their own parsers
+    assert cli.main(["merge", "--model", "tiny-bert", "--layers", "5"]) == 2
+    assert "MergeConfig.window" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "oracle", "--help"])
+    assert exit_info.value.code == 0 and "--rows" in capsys.readouterr().out
