@@ -64,7 +64,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from .teacher import default_train_config, ensure_teacher
 
     task = prepare_task(args.model, _dataset(args), _data_cfg(args))
-    base = default_train_config(task.model.key)
+    base = default_train_config(task.model.key, task.num_labels)
     cfg = TrainConfig(**{**base.__dict__, **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr))
                                               if v is not None}})
     bar = tqdm(desc=f"teacher {task.model.key} on {task.dataset_key}", unit="step", disable=args.json)

@@ -774,7 +774,7 @@ def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: 
     task = prepare_task(cfg.model, dataset if dataset is not None else cfg.dataset, cfg.data)
     yield Event("prepare", progress=1.0, message="Data ready", payload={"task": task.describe()})
     clock.tick("prepare")
-    teacher_cfg = cfg.teacher or default_train_config(task.model.key)
+    teacher_cfg = cfg.teacher or default_train_config(task.model.key, task.num_labels)
     result = None
     for ev in train_teacher(task, teacher_cfg, device):
         if isinstance(ev, TeacherResult):

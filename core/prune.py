@@ -190,7 +190,7 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
     yield Event("prepare", progress=1.0, message="Data ready", payload={"task": task.describe()})
     t = tick("prepare", t0)
 
-    teacher_cfg = cfg.teacher or default_train_config(task.model.key)
+    teacher_cfg = cfg.teacher or default_train_config(task.model.key, task.num_labels)
     result = None
     for ev in train_teacher(task, teacher_cfg, device):
         if isinstance(ev, TeacherResult):

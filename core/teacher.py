@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -33,10 +33,19 @@ DEFAULT_TRAIN = {
     "tiny-bert": TrainConfig(epochs=15, lr=3e-3, batch_size=16, freeze_word_embeddings=False,
                              head_lr_multiplier=1.0),
 }
+#: tasks with more classes than this get :data:`MANY_CLASSES_EPOCHS` teacher epochs: with 2,000 rows,
+#: 20 Newsgroups has 100 per class and 3 epochs underfit (e5-small test accuracy 0.614, validation 0.664;
+#: 6 epochs: 0.694 and 0.758), while the 2-6 class sets are done after 3
+MANY_CLASSES = 10
+MANY_CLASSES_EPOCHS = 6.0
 
 
-def default_train_config(model_key: str) -> TrainConfig:
-    return DEFAULT_TRAIN.get(model_key, TrainConfig())
+def default_train_config(model_key: str, num_labels: int | None = None) -> TrainConfig:
+    """The teacher's default fine-tuning for ``model_key`` (and a task with ``num_labels`` classes)."""
+    cfg = DEFAULT_TRAIN.get(model_key, TrainConfig())
+    if num_labels is not None and num_labels > MANY_CLASSES and model_key not in DEFAULT_TRAIN:
+        cfg = replace(cfg, epochs=max(cfg.epochs, MANY_CLASSES_EPOCHS))
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,7 @@ def train_teacher(task: Task, train_cfg: TrainConfig | None = None, device: torc
 
     Stopping the iteration early (or ``close()``) abandons the run; nothing is written.
     """
-    train_cfg = train_cfg or default_train_config(task.model.key)
+    train_cfg = train_cfg or default_train_config(task.model.key, task.num_labels)
     hit = cached_teacher(task, train_cfg)
     if hit is not None:
         yield hit

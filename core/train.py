@@ -201,7 +201,7 @@ def bench_main(argv: list[str] | None = None) -> int:
 
     base = load_classifier(task.model, task.num_labels).eval()
     data = take(task.encoded["train"], args.rows)
-    cfg = default_train_config(task.model.key)
+    cfg = default_train_config(task.model.key, task.num_labels)
     device = torch.device("cpu")
     seconds: dict[bool, list[float]] = {False: [], True: []}
     tokens: dict[bool, int] = {}

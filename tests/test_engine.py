@@ -202,3 +202,12 @@ def test_cli_lists_teaches_runs_exports_and_rejects_bad_values(tmp_path, monkeyp
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["bench", "oracle", "--help"])
     assert exit_info.value.code == 0 and "--rows" in capsys.readouterr().out
+
+
+def test_teacher_defaults_give_many_class_tasks_more_epochs():
+    from core.teacher import MANY_CLASSES_EPOCHS, default_train_config
+
+    assert default_train_config("e5-small", 6).epochs == 3.0
+    assert default_train_config("e5-small").epochs == 3.0
+    assert default_train_config("minilm-l6", 20).epochs == MANY_CLASSES_EPOCHS
+    assert default_train_config("tiny-bert", 20) == default_train_config("tiny-bert")  # its own measured default
