@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
-from ui import state, warmup  # noqa: E402
+from ui import router, state, warmup  # noqa: E402
 
 st.set_page_config(page_title="Layer-pruning explorer", page_icon="✂️", layout="wide",
                    initial_sidebar_state="expanded")
@@ -42,12 +42,15 @@ PAGES = {
 
 page = st.navigation(PAGES, position="sidebar", expanded=True)
 try:
-    page.run()
+    with router.routing():
+        page.run()
+except router.PageDone:  # the page ended early (an empty state); the frame below still draws
+    pass
 except Exception as exc:  # a page must never end the session (st.stop/st.rerun are not Exceptions)
     st.error(f"This page hit an unexpected error ({type(exc).__name__}: {exc}). Your runs are safe in the run "
              "store. Reload the page; if the error stays, open another page and report the details below.")
     with st.expander("Details"):
         st.exception(exc)
-finally:  # after the page, so its first lines paint before the engine's imports; also after st.stop()
+finally:  # after the page, so its first lines paint before the engine's imports
     state.sidebar()
     warmup.start()

@@ -8,8 +8,10 @@ import streamlit as st
 
 from core.report import compare_table
 
-from ui import catalog, plots, state, tables, widgets
+from ui import catalog, plots, router, state, tables, widgets
 from ui import store as ustore
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 state.init()
 widgets.page_header("Compare", "Every stored pruning run side by side: which strategy keeps the most accuracy "
@@ -25,7 +27,7 @@ runs = [r for r in ustore.runs(kind="prune") if r["status"] in ("done", "running
 if not runs:
     widgets.empty_state("Nothing to compare yet. Start runs on the Live pruning page: several strategies on the "
                         "same model and dataset make the most useful comparison.", widgets.LIVE_PAGE, "Live pruning")
-    st.stop()
+    router.stop_page()
 
 models = sorted({r["model"] for r in runs})
 f1, f2, f3, f4 = st.columns([1, 2, 2, 1])
@@ -43,7 +45,7 @@ selected = [r for r in of_model if r["dataset"] in chosen_ds and r["strategy"] i
             and (r["status"] == "done" or not finished_only)]
 if not selected:
     st.info("No run matches these filters: widen them above.", icon="💡")
-    st.stop()
+    router.stop_page()
 
 key = tuple(sorted((r["id"], ustore.version(r)) for r in selected))
 table = _table(ustore.root(), key)

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import catalog, plots, state, tables, widgets
+from ui import catalog, plots, router, state, tables, widgets
 from ui import store as ustore
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 FUSION = ("rf_fusion", "lr_fusion")
 
@@ -71,7 +73,7 @@ if not runs:
     widgets.empty_state("No fusion run yet. Start a run with the *Random-forest fusion* (or linear) strategy on "
                         "the Live pruning page; the explanations appear after its first step.",
                         widgets.LIVE_PAGE, "Live pruning")
-    st.stop()
+    router.stop_page()
 
 preferred = [r for r in runs if r["model"] == state.model() and r["dataset"] == state.dataset()
              and r["strategy"] == "rf_fusion"]

@@ -6,8 +6,10 @@ import statistics
 
 import streamlit as st
 
-from ui import catalog, state, widgets
+from ui import catalog, router, state, widgets
 from ui import store as ustore
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 widgets.page_header(":material/content_cut: Layer-pruning explorer",
                     "Watch a 12-layer BERT lose its layers one by one, and see why each one goes.")

@@ -12,8 +12,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ui import catalog, plots, state, tables, widgets
+from ui import catalog, plots, router, state, tables, widgets
 from ui import store as ustore
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 POLL_S = 1.5
 STAGE_LABELS = {"prepare": "Preparing data", "teacher": "Fine-tuning the teacher", "signals": "Computing signals",
@@ -92,7 +94,7 @@ if not attached:
     if not missing:
         widgets.empty_state("No run yet: pick strategies above and press Start. The tiny model on the keywords "
                             "dataset finishes in a minute or two; the 12-layer e5 model takes minutes per step.")
-    st.stop()
+    router.stop_page()
 
 if sorted(requested) != sorted(attached):
     widgets.set_query_runs(attached)

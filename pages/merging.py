@@ -19,8 +19,10 @@ from core.export import model_zip_bytes
 from core.merge import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
 from core.train import DistillConfig
 
-from ui import catalog, merge_plots, state, widgets
+from ui import catalog, merge_plots, router, state, widgets
 from ui import store as ustore
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 POLL_S = 2.0
 STAGES = {"prepare": "Preparing data", "teacher": "Fine-tuning the teacher", "step_done": "Scored",
@@ -139,7 +141,7 @@ if unknown and not requested:
 if not merges:
     widgets.empty_state("No merge run yet. Start one above: the tiny model on the keywords dataset finishes in "
                         "about a minute; the 12-layer e5 model takes a few minutes per stage on a laptop CPU.")
-    st.stop()
+    router.stop_page()
 
 run = widgets.pick_run(merges, key="merge_run", label="Merge run",
                        default_id=requested[0] if requested else None)

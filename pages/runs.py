@@ -13,8 +13,10 @@ from core.export import model_zip_bytes
 from core.report import run_report
 from core.store import ACTIVE
 
-from ui import catalog, state, widgets
+from ui import catalog, router, state, widgets
 from ui import store as ustore
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 state.init()
 widgets.page_header("Runs & export", "Everything in the run store: filter, inspect, delete, and take a pruned "
@@ -25,7 +27,7 @@ st.caption(f"Store: `{ustore.root()}`")
 if not runs:
     widgets.empty_state("The store is empty. Start a run on the Home or Live pruning page.", widgets.LIVE_PAGE,
                         "Live pruning")
-    st.stop()
+    router.stop_page()
 
 f = st.columns(5)
 statuses = sorted({r["status"] for r in runs})

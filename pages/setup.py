@@ -14,8 +14,10 @@ import streamlit as st
 
 from core.config import ConfigError
 
-from ui import catalog, plots, state, widgets
+from ui import catalog, plots, router, state, widgets
 from ui import store as ustore
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 state.init()
 widgets.page_header("Setup", "What to prune, on which data, and how much compute to spend. The choices are "

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import catalog, plots, state, tables, theme, widgets
+from ui import catalog, plots, router, state, tables, theme, widgets
 from ui import store as ustore
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 state.init()
 widgets.page_header("Signals", "Twelve ways to guess how much a layer matters, in five families, "
@@ -16,7 +18,7 @@ try:
     registry = catalog.signals()
 except catalog.CatalogError as exc:
     st.error(str(exc))
-    st.stop()
+    router.stop_page()
 
 keys = list(registry)
 widgets.family_legend(catalog.families())

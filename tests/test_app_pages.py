@@ -451,6 +451,17 @@ def test_router_shows_every_page_with_the_sidebar(store_env):
         assert at.title[0].value == title
 
 
+def test_router_keeps_the_sidebar_on_pages_that_end_early(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path))  # empty store: Live, Signals, Compare... end early
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.run()
+    for name in ("live", "signals", "fusion", "compare", "runs", "merging"):
+        at.switch_page(f"pages/{name}.py").run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert [s.label for s in at.sidebar.selectbox][:2] == ["Model", "Dataset"], name
+        assert at.info, name  # the empty state says what to do
+
+
 # ------------------------------------------------------------------------------------------ end to end
 def test_start_a_run_from_the_live_page_and_see_it_finish(store_env, monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the worker process inherits it (see app.py)
