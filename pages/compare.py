@@ -99,11 +99,12 @@ points = tables.compare_points(steps, selected, summaries) if not steps.empty el
 if points.empty:
     st.info("No measured models yet.", icon="💡")
 else:
-    left, right = st.columns(2)
-    with left:
+    # one Pareto chart at a time: each Plotly chart costs the browser ~0.15 s per page switch (measured)
+    cost = st.radio("Cost axis", ["parameters", "measured CPU latency"], horizontal=True, key="cmp_cost")
+    if cost == "parameters":
         widgets.chart(plots.pareto_plot(points, "params", "parameters", "Accuracy vs parameters"),
                       key="cmp_pareto_params")
-    with right:
+    else:
         widgets.chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch (ms, log scale)",
                                         "Accuracy vs measured latency", log_x=True), key="cmp_pareto_latency")
     st.caption("Diamonds: teachers; circles: pruned models after each step's fine-tuning; stars: after "

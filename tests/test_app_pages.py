@@ -303,7 +303,11 @@ def test_compare_table_curves_kd_and_pareto(store_env):
     assert {"teacher", "best", "after_kd", "ratio"} <= set(table.columns)
     titles = chart_titles(at)
     assert "Before and after distillation" in titles
-    assert "Accuracy vs parameters" in titles and "Accuracy vs measured latency" in titles
+    assert "Accuracy vs parameters" in titles and "Accuracy vs measured latency" not in titles
+    at.radio(key="cmp_cost").set_value("measured CPU latency").run()
+    assert_clean(at)
+    titles = chart_titles(at)
+    assert "Accuracy vs measured latency" in titles and "Accuracy vs parameters" not in titles
     curves = next(c for c in charts(at) if c["layout"]["title"]["text"].endswith("test accuracy"))
     assert len(curves["data"]) == 2
 

@@ -284,9 +284,12 @@ def kd_bars(frame: pd.DataFrame, title: str = "Before and after distillation") -
             text=[f"{a:.3f}" for a in g["accuracy"]], textposition="outside",
             hovertemplate=f"{when}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(barmode="group")
-    fig.update_xaxes(tickangle=0)
+    crowded = frame["run_id"].nunique() > 4  # long labels would overlap: tilt them
+    fig.update_xaxes(tickangle=-35 if crowded else 0, automargin=True)
+    if crowded:
+        fig.update_traces(textposition="none")  # values on hover: printed values would collide
     fig.update_yaxes(title="test accuracy", range=[0, 1.08])
-    return _layout(fig, title, height=420)
+    return _layout(fig, title, height=500 if crowded else 420)
 
 
 def pareto_plot(points: pd.DataFrame, x: str, xtitle: str, title: str, log_x: bool = False) -> go.Figure:
