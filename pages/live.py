@@ -111,31 +111,6 @@ def _n_original(run: dict[str, Any], steps: pd.DataFrame) -> int:
     return int(getattr(spec, "num_layers", None) or 12)
 
 
-def _progress(run: dict[str, Any]) -> None:
-    last = ustore.store().last_event(run["id"])
-    status = run["status"]
-    if status == "failed":
-        st.error(f"The run failed: {run.get('error') or (last or {}).get('message')}. Check the model and "
-                 "dataset on the Setup page (or lower the budgets) and start it again.")
-        return
-    if status == "interrupted":
-        st.warning(f"{run.get('error') or 'The worker stopped.'} Start the run again to redo it.")
-        return
-    if status == "cancelled":
-        st.info("Cancelled. Its finished steps stay in the store.")
-        return
-    if status == "done":
-        took = (run["finished_at"] or 0) - (run["started_at"] or 0)
-        st.progress(1.0, text=f"**Finished** in {took / 60:.1f} min")
-        return
-    if last is None:
-        st.progress(0.0, text="Queued: waiting for the worker to start…")
-        return
-    stage = STAGE_LABELS.get(last["stage"], last["stage"])
-    value = float(last["progress"]) if last["progress"] is not None else 0.0
-    st.progress(min(max(value, 0.0), 1.0), text=f"**{stage}** · {last['message']}")
-
-
 def _view_step(run: dict[str, Any], steps: pd.DataFrame) -> int:
     """The step to show: the latest while running, a replay slider once finished."""
     latest = int(steps["step"].max()) if not steps.empty else 0
@@ -205,15 +180,9 @@ def _metrics(steps: pd.DataFrame, view: int, run: dict[str, Any]) -> None:
 
 def _run_block(run: dict[str, Any], compact: bool) -> None:
     steps = ustore.steps(run)
-    head, button = st.columns([5, 1])
-    head.markdown(f"### {widgets.STATUS_ICONS.get(run['status'], '')} {catalog.strategy_label(run['strategy'])}")
-    head.caption(f"{run['model']} · {state.dataset_label(run['dataset'])} · run `{run['id']}`")
-    if run["status"] in ("queued", "running"):
-        if button.button("Cancel", key=f"cancel_{run['id']}", help="Stops within one training batch"):
-            widgets.cancel_run(run["id"])
-            st.toast("Cancel requested: the worker stops after the current batch.")
-            st.rerun()
-    _progress(run)
+    widgets.run_heading(run, catalog.strategy_label(run["strategy"]), key_prefix="cancel_")
+    widgets.run_progress(run, STAGE_LABELS, "Check the model and dataset on the Setup page (or lower the budgets) "
+                         "and start it again.", "Cancelled. Its finished steps stay in the store.")
     view = _view_step(run, steps)
     removed = [int(x) for x in (steps[steps["step"] == view].iloc[-1]["removed_order"] or [])] \
         if not steps.empty and "removed_order" in steps else []

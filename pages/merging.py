@@ -156,26 +156,6 @@ def _count(n: float) -> str:
     return f"{n / 1e6:.2f} M" if abs(n) >= 100_000 else f"{int(n):,}"
 
 
-def _progress(run: dict[str, Any]) -> None:
-    status = run["status"]
-    last = ustore.store().last_event(run["id"])
-    if status == "failed":
-        st.error(f"The run failed: {run.get('error') or (last or {}).get('message')}. Check the window and the "
-                 "model, or lower the budgets on the Setup page, and start it again.")
-    elif status == "interrupted":
-        st.warning(f"{run.get('error') or 'The worker stopped.'} Start the run again to redo it.")
-    elif status == "cancelled":
-        st.info("Cancelled. What it measured before stopping is shown below.")
-    elif status == "done":
-        took = (run["finished_at"] or 0) - (run["started_at"] or 0)
-        st.progress(1.0, text=f"**Finished** in {took / 60:.1f} min")
-    elif last is None:
-        st.progress(0.0, text="Queued: waiting for the worker to start…")
-    else:
-        value = min(max(float(last["progress"] or 0.0), 0.0), 1.0)
-        st.progress(value, text=f"**{STAGES.get(last['stage'], last['stage'])}** · {last['message']}")
-
-
 def _metrics(summary: dict[str, Any], steps: pd.DataFrame) -> None:
     c = st.columns(4)
     teacher = summary.get("teacher") or (steps.iloc[0].to_dict() if not steps.empty else {})
@@ -263,15 +243,9 @@ def panel(run_id: str) -> None:
     if run is None:
         st.error("This run was deleted. Pick another one above.")
         return
-    head, button = st.columns([5, 1])
-    head.markdown(f"### {widgets.STATUS_ICONS.get(run['status'], '')} Merge · {run['strategy']}")
-    head.caption(f"{run['model']} · {state.dataset_label(run['dataset'])} · run `{run['id']}`")
-    if run["status"] in ("queued", "running"):
-        if button.button("Cancel", key=f"merge_cancel_{run['id']}", help="Stops within one training batch"):
-            widgets.cancel_run(run["id"])
-            st.toast("Cancel requested: the worker stops after the current batch.")
-            st.rerun()
-    _progress(run)
+    widgets.run_heading(run, f"Merge · {run['strategy']}", key_prefix="merge_cancel_")
+    widgets.run_progress(run, STAGES, "Check the window and the model, or lower the budgets on the Setup page, "
+                         "and start it again.", "Cancelled. What it measured before stopping is shown below.")
     steps = ustore.steps(run)
     summary = ustore.summary(run)
     _metrics(summary, steps)

@@ -161,3 +161,36 @@ def empty_state(message: str, page: str | None = None, label: str | None = None)
 
 def show_error(what: str, exc: BaseException, todo: str) -> None:
     st.error(f"{what}: {type(exc).__name__}: {exc}. {todo}")
+
+
+def run_heading(run: dict[str, Any], title: str, key_prefix: str) -> None:
+    """A run's title with its status icon, what it runs on, and a Cancel button while it is active."""
+    head, button = st.columns([5, 1])
+    head.markdown(f"### {STATUS_ICONS.get(run['status'], '')} {title}")
+    head.caption(f"{run['model']} · {state.dataset_label(run['dataset'])} · run `{run['id']}`")
+    if run["status"] in ("queued", "running"):
+        if button.button("Cancel", key=f"{key_prefix}{run['id']}", help="Stops within one training batch"):
+            cancel_run(run["id"])
+            st.toast("Cancel requested: the worker stops after the current batch.")
+            st.rerun()
+
+
+def run_progress(run: dict[str, Any], stages: dict[str, str], failed_hint: str, cancelled: str) -> None:
+    """The run's state from the store: a progress bar with the current stage and message while it runs,
+    or what happened to it (failed with ``failed_hint``, interrupted, ``cancelled``, finished in N min)."""
+    status = run["status"]
+    last = ustore.store().last_event(run["id"])
+    if status == "failed":
+        st.error(f"The run failed: {run.get('error') or (last or {}).get('message')}. {failed_hint}")
+    elif status == "interrupted":
+        st.warning(f"{run.get('error') or 'The worker stopped.'} Start the run again to redo it.")
+    elif status == "cancelled":
+        st.info(cancelled)
+    elif status == "done":
+        took = (run["finished_at"] or 0) - (run["started_at"] or 0)
+        st.progress(1.0, text=f"**Finished** in {took / 60:.1f} min")
+    elif last is None:
+        st.progress(0.0, text="Queued: waiting for the worker to start…")
+    else:
+        value = min(max(float(last["progress"] or 0.0), 0.0), 1.0)
+        st.progress(value, text=f"**{stages.get(last['stage'], last['stage'])}** · {last['message']}")
