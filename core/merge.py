@@ -43,7 +43,6 @@ import contextlib
 import copy
 import re
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator, Iterable, Iterator, Mapping, Sequence
@@ -58,7 +57,7 @@ from .config import (ConfigError, DataConfig, TrainConfig, check_choice, check_f
                      to_dict)
 from .data import Batch, batches, default_device, model_inputs, take
 from .models import count_parameters, encoder_layers, original_layer_indices, per_layer_parameters
-from .prune import Event
+from .prune import Event, StageClock, prepare_and_teach
 from .train import DistillConfig, attach_teacher_logits, evaluate, fine_tune
 
 SELECTIONS = ("accuracy", "similarity")
@@ -623,23 +622,6 @@ def model_latency(model: nn.Module) -> float:
     return measure_latency(model, LatencyConfig(repeats=5, warmup=1))
 
 
-class _Clock:
-    """Seconds spent per stage (a stage may be entered several times)."""
-
-    def __init__(self) -> None:
-        self.start = self.last = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def tick(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
-        self.last = now
-
-    def summary(self) -> dict[str, float]:
-        return {**{k: round(v, 2) for k, v in self.seconds.items()},
-                "total": round(time.perf_counter() - self.start, 2)}
-
-
 @dataclass
 class _Recovery:
     """What the merged and the pruned model both get: the same fine-tuning and distillation budget."""
@@ -654,7 +636,7 @@ class _Recovery:
     device: torch.device
 
 
-def _recover(model: nn.Module, rec: _Recovery, clock: _Clock, label: str, stages: tuple[str, str],
+def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, stages: tuple[str, str],
              prefix: str = "") -> Generator[Event, None, dict[str, dict[str, Any]]]:
     """Fine-tune then (optionally) distil ``model`` in place, yielding progress (0..1) under ``stages``
     (fine-tuning, distillation); returns the scores after each."""
@@ -677,7 +659,7 @@ def _recover(model: nn.Module, rec: _Recovery, clock: _Clock, label: str, stages
     return out
 
 
-def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: _Clock
+def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: StageClock
                 ) -> Generator[Event, None, dict[str, Any]]:
     """Remove ``depth`` layers by the greedy oracle, then give the pruned model the same recovery budget."""
     from .oracle import compute_oracle
@@ -734,7 +716,7 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
     del run_id
     device = device or default_device()
     torch.manual_seed(cfg.seed)
-    clock = _Clock()
+    clock = StageClock()
     task, teacher, teacher_cfg, base = yield from _teacher_phase(cfg, dataset, device, clock)
     acts, similarity = yield from _similarity_phase(cfg, task, teacher, device, clock)
     window, choice = yield from _select(cfg, teacher, acts, similarity, task.encoded["val"], device, clock)
@@ -764,36 +746,20 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
                 artifacts={"model": merged, "tokenizer": task.tokenizer})
 
 
-def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: _Clock
+def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: StageClock
                    ) -> Generator[Event, None, tuple[Any, nn.Module, TrainConfig, dict[str, Any]]]:
     """Data, the (cached) teacher and its scores (step 0)."""
-    from .task import prepare_task
-    from .teacher import TeacherResult, default_train_config, train_teacher
-
-    yield Event("prepare", message=f"Loading {cfg.dataset} and tokenising for {cfg.model}")
-    task = prepare_task(cfg.model, dataset if dataset is not None else cfg.dataset, cfg.data)
-    yield Event("prepare", progress=1.0, message="Data ready", payload={"task": task.describe()})
-    clock.tick("prepare")
-    teacher_cfg = cfg.teacher or default_train_config(task.model.key, task.num_labels)
-    result = None
-    for ev in train_teacher(task, teacher_cfg, device):
-        if isinstance(ev, TeacherResult):
-            result = ev
-        else:
-            yield Event("teacher", progress=ev.fraction, message=f"Fine-tuning the teacher: step {ev.step}/"
-                        f"{ev.total_steps}, loss {ev.loss:.3f}", payload={"loss": ev.loss})
-    assert result is not None
-    teacher = result.load().to(device).eval()
-    clock.tick("teacher")
+    task, teacher, teacher_cfg, cached = yield from prepare_and_teach(cfg.model, cfg.dataset, dataset, cfg.data,
+                                                                      cfg.teacher, device, clock)
     base = {**model_scores(teacher, task.encoded["val"], task.encoded["test"], device),
             "latency_ms": model_latency(teacher)}
     yield Event("step_done", step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
-                payload={**base, "window": None, "teacher_cached": result.cached})
+                payload={**base, "window": None, "teacher_cached": cached})
     clock.tick("evaluate")
     return task, teacher, teacher_cfg, base
 
 
-def _similarity_phase(cfg: MergeConfig, task: Any, teacher: nn.Module, device: torch.device, clock: _Clock
+def _similarity_phase(cfg: MergeConfig, task: Any, teacher: nn.Module, device: torch.device, clock: StageClock
                       ) -> Generator[Event, None, tuple[dict[int, torch.Tensor], pd.DataFrame]]:
     """FFN activations on the calibration rows and their layers x layers CKA (indexed by position)."""
     n_layers = len(encoder_layers(teacher))
@@ -816,7 +782,7 @@ def _similarity_phase(cfg: MergeConfig, task: Any, teacher: nn.Module, device: t
 
 
 def _select(cfg: MergeConfig, teacher: nn.Module, acts: Mapping[int, torch.Tensor], similarity: pd.DataFrame,
-            val: Batch, device: torch.device, clock: _Clock
+            val: Batch, device: torch.device, clock: StageClock
             ) -> Generator[Event, None, tuple[tuple[int, ...], dict[str, Any]]]:
     """The window (fixed, or the best candidate) and the choice payload, with a progress event per scored
     candidate and the ``choice`` event carrying the table of candidates."""
@@ -843,7 +809,7 @@ def _select(cfg: MergeConfig, teacher: nn.Module, acts: Mapping[int, torch.Tenso
 
 
 def _merge_phase(cfg: MergeConfig, teacher: nn.Module, window: tuple[int, ...], acts: Mapping[int, torch.Tensor],
-                 base: dict[str, Any], task: Any, device: torch.device, clock: _Clock
+                 base: dict[str, Any], task: Any, device: torch.device, clock: StageClock
                  ) -> Generator[Event, None, tuple[nn.Module, dict[str, Any]]]:
     """Align, merge and tie; the merged model and its scores without tuning."""
     yield Event("align", step=1, progress=0.15, message=f"Aligning {len(window) - 1} layer(s) to the reference")
@@ -903,7 +869,7 @@ def _shared_ok(model: nn.Module, window: Sequence[int]) -> bool:
 
 def _summary(cfg: MergeConfig, base: dict[str, Any], choice: dict[str, Any], budget: dict[str, int],
              merged: dict[str, dict[str, Any]], final: dict[str, Any], pruning: dict[str, Any] | None,
-             shared: bool, clock: _Clock) -> dict[str, Any]:
+             shared: bool, clock: StageClock) -> dict[str, Any]:
     from .metrics import accuracy_to_size_ratio
 
     acc = ("test_accuracy", "test_macro_f1", "val_accuracy")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import numpy as np
 import pandas as pd
@@ -162,35 +162,38 @@ def _fusion_choice(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: p
     return chosen, info
 
 
-def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame | None = None,
-                 device: torch.device | None = None, dataset: Any = None) -> Iterator[Event]:
-    """Run the whole method, yielding events. ``profiles`` are earlier runs' (signals + oracle) rows for
-    the fusion rankers; ``dataset`` may be a loaded upload instead of ``cfg.dataset``."""
-    from .metrics import accuracy_to_size_ratio
-    from .models import original_layer_indices
-    from .oracle import compute_oracle
-    from .signals import compute_signals
-    from .surgery import remove_layers
-    from .task import prepare_task
-    from .teacher import default_train_config, train_teacher, TeacherResult
+class StageClock:
+    """Seconds spent per stage of a run (a stage may be entered several times); ``summary`` adds the total."""
 
-    device = device or default_device()
-    torch.manual_seed(cfg.seed)
-    profiles = profiles if profiles is not None else pd.DataFrame()
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
 
-    def tick(name: str, since: float) -> float:
+    def tick(self, stage: str) -> None:
+        """Charge the time since the last tick to ``stage``."""
         now = time.perf_counter()
-        timings[name] = timings.get(name, 0.0) + now - since
-        return now
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
+        self.last = now
 
-    yield Event("prepare", message=f"Loading {cfg.dataset} and tokenising for {cfg.model}")
-    task = prepare_task(cfg.model, dataset if dataset is not None else cfg.dataset, cfg.data)
+    def summary(self) -> dict[str, float]:
+        return {**{k: round(v, 2) for k, v in self.seconds.items()},
+                "total": round(time.perf_counter() - self.start, 2)}
+
+
+def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConfig, teacher_cfg: TrainConfig | None,
+                      device: torch.device, clock: StageClock) -> Generator[Event, None, tuple[Any, Any, TrainConfig, bool]]:
+    """The first stages of every kind of run: load and tokenise the data, then fine-tune the teacher (or
+    load it from the cache), yielding ``prepare`` and ``teacher`` events. ``dataset`` may be a loaded upload
+    (else ``dataset_key`` is loaded); ``teacher_cfg=None`` is the model's default. Returns the task, the
+    teacher (eval mode, on ``device``), the teacher's config and whether it came from the cache."""
+    from .task import prepare_task
+    from .teacher import TeacherResult, default_train_config, train_teacher
+
+    yield Event("prepare", message=f"Loading {dataset_key} and tokenising for {model}")
+    task = prepare_task(model, dataset if dataset is not None else dataset_key, data)
     yield Event("prepare", progress=1.0, message="Data ready", payload={"task": task.describe()})
-    t = tick("prepare", t0)
-
-    teacher_cfg = cfg.teacher or default_train_config(task.model.key, task.num_labels)
+    clock.tick("prepare")
+    teacher_cfg = teacher_cfg or default_train_config(task.model.key, task.num_labels)
     result = None
     for ev in train_teacher(task, teacher_cfg, device):
         if isinstance(ev, TeacherResult):
@@ -200,15 +203,34 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
                         f"{ev.total_steps}, loss {ev.loss:.3f}", payload={"loss": ev.loss})
     assert result is not None
     teacher = result.load().to(device).eval()
-    t = tick("teacher", t)
+    clock.tick("teacher")
+    return task, teacher, teacher_cfg, result.cached
+
+
+def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame | None = None,
+                 device: torch.device | None = None, dataset: Any = None) -> Iterator[Event]:
+    """Run the whole method, yielding events. ``profiles`` are earlier runs' (signals + oracle) rows for
+    the fusion rankers; ``dataset`` may be a loaded upload instead of ``cfg.dataset``."""
+    from .metrics import accuracy_to_size_ratio
+    from .models import original_layer_indices
+    from .oracle import compute_oracle
+    from .signals import compute_signals
+    from .surgery import remove_layers
+
+    device = device or default_device()
+    torch.manual_seed(cfg.seed)
+    profiles = profiles if profiles is not None else pd.DataFrame()
+    clock = StageClock()
+    task, teacher, teacher_cfg, cached = yield from prepare_and_teach(cfg.model, cfg.dataset, dataset, cfg.data,
+                                                                      cfg.teacher, device, clock)
     val, test = task.encoded["val"], task.encoded["test"]
     base_metrics = model_metrics(teacher, val, test, device)
     n_original = len(original_layer_indices(teacher))
     step0 = {"n_layers": n_original, "removed": None, "removed_order": [], **base_metrics,
-             "teacher_cached": result.cached}
+             "teacher_cached": cached}
     yield Event("step_done", step=0, progress=0.0, message=f"Teacher: test accuracy "
                 f"{base_metrics['test_accuracy']:.3f}", payload=step0)
-    t = tick("evaluate", t)
+    clock.tick("evaluate")
 
     calib = take(task.encoded["train"], cfg.calibration_size)
     model = teacher
@@ -224,14 +246,14 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
         yield Event("signals", step=step, progress=frac0, message=f"Step {step}: computing the twelve signals "
                     f"on {len(original_layer_indices(model))} layers")
         signals = compute_signals(model, list(batches(calib, 32)), device=device, seed=cfg.seed)
-        t = tick("signals", t)
+        clock.tick("signals")
         yield Event("oracle", step=step, progress=frac0, message=f"Step {step}: oracle (remove each layer, "
                     "measure validation accuracy)")
         oracle = compute_oracle(model, val, device=device)
-        t = tick("oracle", t)
+        clock.tick("oracle")
         known = pd.concat([profiles, *own_profiles], ignore_index=True) if own_profiles else profiles
         layer, info = choose_layer(cfg, step, signals, oracle, known, run_id, task.dataset_key, n_original)
-        t = tick("choice", t)
+        clock.tick("choice")
         profile = signals.merge(oracle[["original_layer", "accuracy", "loss", "accuracy_drop"]],
                                 on="original_layer").rename(columns={"accuracy": "oracle_accuracy",
                                                                      "loss": "oracle_loss",
@@ -248,9 +270,9 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
             yield Event("finetune", step=step, progress=frac0 + p.fraction / target,
                         message=f"Step {step}: fine-tuning {p.step}/{p.total_steps}, loss {p.loss:.3f}",
                         payload={"loss": p.loss, "fraction": p.fraction})
-        t = tick("finetune", t)
+        clock.tick("finetune")
         metrics = model_metrics(model, val, test, device)
-        t = tick("evaluate", t)
+        clock.tick("evaluate")
         oracle_best = int(oracle.sort_values(["accuracy", "loss"], ascending=[False, True]).iloc[0]["original_layer"])
         row = {"n_layers": n_original - step, "removed": layer, "removed_order": list(removed), **metrics,
                "oracle_best": oracle_best, "oracle_best_accuracy": float(oracle["accuracy"].max()),
@@ -285,18 +307,17 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
         for p in fine_tune(model, train_kd, kd_cfg, distill=kd, device=device):
             yield Event("distill", progress=p.fraction, message=f"Distillation {p.step}/{p.total_steps}, "
                         f"loss {p.loss:.3f}", payload={"loss": p.loss})
-        t = tick("distill", t)
+        clock.tick("distill")
         after = model_metrics(model, val, test, device)
         summary["after_kd"] = {k: after[k] for k in ("test_accuracy", "test_macro_f1", "val_accuracy")}
         summary["after_kd_metrics"] = after
         summary["ratio_after_kd"] = accuracy_to_size_ratio(after["test_accuracy"], after["params_total"],
                                                            base_metrics["test_accuracy"], base_metrics["params_total"])
-        t = tick("evaluate", t)
+        clock.tick("evaluate")
     if removed:
         final = summary.get("after_kd_metrics") or history[-1]
         summary["ratio"] = accuracy_to_size_ratio(final["test_accuracy"], final["params_total"],
                                                   base_metrics["test_accuracy"], base_metrics["params_total"])
-    timings["total"] = time.perf_counter() - t0
-    summary["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
+    summary["timings_s"] = clock.summary()
     yield Event("done", progress=1.0, message="Finished", payload=summary,
                 artifacts={"model": model, "tokenizer": task.tokenizer})
