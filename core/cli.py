@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Any
 
-from .config import ConfigError, DataConfig, TrainConfig
+from .config import ConfigError, DataConfig
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -65,8 +66,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
     task = prepare_task(args.model, _dataset(args), _data_cfg(args))
     base = default_train_config(task.model.key, task.num_labels)
-    cfg = TrainConfig(**{**base.__dict__, **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr))
-                                              if v is not None}})
+    cfg = replace(base, **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None})
     bar = tqdm(desc=f"teacher {task.model.key} on {task.dataset_key}", unit="step", disable=args.json)
 
     def progress(p):
@@ -162,20 +162,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``python -m core bench WHAT``: the module and function that run each benchmark
+BENCHES = {"signals": ("core.signals.bench", "main"), "oracle": ("core.oracle", "bench_main"),
+           "latency": ("core.metrics", "bench_latency_main"), "merge": ("core.merge", "bench_main"),
+           "train": ("core.train", "bench_main")}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    benches: dict[str, Callable[[list[str]], int | None]] = {}
-    if args.what == "signals":
-        from .signals.bench import main as fn
-    elif args.what == "oracle":
-        from .oracle import bench_main as fn
-    elif args.what == "merge":
-        from .merge import bench_main as fn
-    elif args.what == "train":
-        from .train import bench_main as fn
-    else:
-        from .metrics import bench_latency_main as fn
-    benches[args.what] = fn
-    return int(benches[args.what](args.rest) or 0)
+    import importlib
+
+    module, name = BENCHES[args.what]
+    return int(getattr(importlib.import_module(module), name)(args.rest) or 0)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .merge import cli_main
+
+    return cli_main(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="merge feed-forward sublayers of a layer window (see `merge --help`)",
                        add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=lambda a: __import__("core.merge", fromlist=["cli_main"]).cli_main(a.rest))
+    p.set_defaults(fn=cmd_merge)
 
     p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge | train")
     p.add_argument("what", choices=list(BENCHES))
@@ -236,17 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-BENCHES = ("signals", "oracle", "latency", "merge", "train")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # `merge ...` and `bench WHAT ...` hand the rest of the line to their own parsers as is (argparse's
     # REMAINDER would stop at the first option, e.g. `merge --model M`)
     if argv[:1] == ["merge"]:
-        args = argparse.Namespace(fn=lambda a: __import__("core.merge", fromlist=["cli_main"]).cli_main(a.rest),
-                                  rest=argv[1:])
+        args = argparse.Namespace(fn=cmd_merge, rest=argv[1:])
     elif argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
         args = argparse.Namespace(fn=cmd_bench, what=argv[1], rest=argv[2:])
     else:

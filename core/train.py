@@ -182,9 +182,11 @@ def bench_main(argv: list[str] | None = None) -> int:
     import argparse
     import copy
     import time
+    from dataclasses import replace
 
     from .config import DataConfig
     from .data import lengths, take
+    from .models import load_classifier
     from .task import prepare_task
     from .teacher import default_train_config
 
@@ -197,22 +199,19 @@ def bench_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv or [])
     torch.set_num_threads(args.threads)
     task = prepare_task(args.model, args.dataset, DataConfig(train_cap=max(args.rows, 10)))
-    from .models import load_classifier
-
     base = load_classifier(task.model, task.num_labels).eval()
     data = take(task.encoded["train"], args.rows)
     cfg = default_train_config(task.model.key, task.num_labels)
-    device = torch.device("cpu")
+    configs = {grouped: replace(cfg, epochs=1.0, group_by_length=grouped) for grouped in (False, True)}
+    tokens = {grouped: sum(b["input_ids"].numel() for b in batches(data, c.batch_size, shuffle=True, seed=c.seed,
+                                                                    group_by_length=grouped))
+              for grouped, c in configs.items()}
     seconds: dict[bool, list[float]] = {False: [], True: []}
-    tokens: dict[bool, int] = {}
     for _ in range(args.rounds):
-        for grouped in (False, True):
-            run_cfg = TrainConfig(**{**cfg.__dict__, "epochs": 1.0, "group_by_length": grouped})
-            tokens[grouped] = sum(b["input_ids"].numel() for b in batches(data, run_cfg.batch_size, shuffle=True,
-                                                                         seed=run_cfg.seed, group_by_length=grouped))
+        for grouped, run_cfg in configs.items():
             model = copy.deepcopy(base)
             start = time.perf_counter()
-            run_to_end(fine_tune(model, data, run_cfg, device=device))
+            run_to_end(fine_tune(model, data, run_cfg, device=torch.device("cpu")))
             seconds[grouped].append(time.perf_counter() - start)
     real = int(lengths(data).sum())
     print(f"{task.model.key} on {task.dataset_key}: {len(data['labels'])} rows, batch {cfg.batch_size}, "

@@ -169,7 +169,7 @@ def _metrics(steps: pd.DataFrame, view: int, run: dict[str, Any]) -> None:
                 f"{delta:+.3f}" if view else None)
     c[2].metric("Layers", f"{int(now['n_layers'])}", f"-{view}" if view else None, delta_color="off")
     if "params_total" in now and teacher.get("params_total"):
-        c[3].metric("Parameters", f"{now['params_total'] / 1e6:.2f} M",
+        c[3].metric("Parameters", widgets.param_count(now["params_total"]),
                     f"{now['params_total'] / teacher['params_total'] - 1:+.0%}" if view else None, delta_color="off")
     summary = ustore.summary(run)
     after = (summary.get("after_kd") or {}).get("test_accuracy")

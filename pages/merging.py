@@ -151,11 +151,6 @@ if widgets.query_run_ids() != [run["id"]]:
 
 
 # ------------------------------------------------------------------------------------------ panel
-def _count(n: float) -> str:
-    """A parameter count a person reads at a glance: 4,224 or 1.18 M."""
-    return f"{n / 1e6:.2f} M" if abs(n) >= 100_000 else f"{int(n):,}"
-
-
 def _metrics(summary: dict[str, Any], steps: pd.DataFrame) -> None:
     c = st.columns(4)
     teacher = summary.get("teacher") or (steps.iloc[0].to_dict() if not steps.empty else {})
@@ -169,7 +164,7 @@ def _metrics(summary: dict[str, Any], steps: pd.DataFrame) -> None:
                     help=f"After fine-tuning: {before:.3f}" if before is not None else None)
     p = summary.get("params")
     if p:
-        c[2].metric("Parameters", _count(p["after"]), f"{-p['removed_fraction']:+.1%}", delta_color="off")
+        c[2].metric("Parameters", widgets.param_count(p["after"]), f"{-p['removed_fraction']:+.1%}", delta_color="off")
         c[3].metric("Unique FFNs", f"{p['unique_ffns_after']}", f"{p['unique_ffns_after'] - p['unique_ffns_before']}",
                     delta_color="off")
 
@@ -187,8 +182,8 @@ def _verdict(summary: dict[str, Any]) -> None:
     better = "merging" if diff > 0 else "pruning" if diff < 0 else "neither"
     st.markdown(
         f"**At the same budget:** merging layers {summary['window_label']} removes "
-        f"{_count(summary['params']['removed'])} parameters; pruning {pr['depth']} whole layer(s) "
-        f"({', '.join(f'L{i}' for i in pr['removed_layers'])}) removes {_count(p_removed)}. "
+        f"{widgets.param_count(summary['params']['removed'])} parameters; pruning {pr['depth']} whole layer(s) "
+        f"({', '.join(f'L{i}' for i in pr['removed_layers'])}) removes {widgets.param_count(p_removed)}. "
         f"After the same recovery, test accuracy is **{m_acc:.3f}** (merge) vs **{p_acc:.3f}** (prune): "
         + (f"**{better}** is ahead by {abs(diff):.3f}." if better != "neither" else "a tie.")
         + (f" Pruning also runs faster (latency {side.get('latency_ms', pr.get('latency_ms')):.1f} ms vs "

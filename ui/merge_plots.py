@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from . import theme
-from .plots import _layout, accuracy_axis, empty_figure
+from .plots import accuracy_axis, apply_layout, empty_figure
 
 METHOD_COLORS: dict[str, str] = {"merge": "#00838F", "prune": theme.FIXED_STRATEGY_COLORS["oracle"],
                                  "teacher": theme.PRIMARY}
@@ -51,7 +51,7 @@ def similarity_heatmap(similarity: pd.DataFrame, window: Sequence[int] | None = 
                           line=dict(color=theme.FIXED_STRATEGY_COLORS["rf_fusion"], width=4))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
     fig.update_xaxes(side="top", constrain="domain")
-    return _layout(fig, title, height=520, margin=dict(l=10, r=10, t=70, b=10))
+    return apply_layout(fig, title, height=520, margin=dict(l=10, r=10, t=70, b=10))
 
 
 def window_scores(windows: pd.DataFrame, selection: str,
@@ -74,7 +74,7 @@ def window_scores(windows: pd.DataFrame, selection: str,
         accuracy_axis(fig, frame[col], title="validation accuracy, merged, no tuning")
     else:
         fig.update_yaxes(title="mean CKA inside the window", range=[0, 1.08])
-    return _layout(fig, title, height=400, showlegend=False)
+    return apply_layout(fig, title, height=400, showlegend=False)
 
 
 def prune_vs_merge(comparison: pd.DataFrame, title: str | None = "Accuracy vs parameters removed") -> go.Figure:
@@ -108,7 +108,7 @@ def prune_vs_merge(comparison: pd.DataFrame, title: str | None = "Accuracy vs pa
                                                  line=dict(color="#6B7280", width=2))))
     fig.update_xaxes(title="parameters removed (millions)", rangemode="tozero")
     accuracy_axis(fig, comparison["test_accuracy"])
-    return _layout(fig, title, height=440, legend=dict(orientation="h", y=-0.2, x=0))
+    return apply_layout(fig, title, height=440, legend=dict(orientation="h", y=-0.2, x=0))
 
 
 def merge_runs_overview(rows: Sequence[Mapping[str, Any]],
@@ -132,4 +132,4 @@ def merge_runs_overview(rows: Sequence[Mapping[str, Any]],
             text=g["label"], hovertemplate="%{text}<br>%{x:.2f} M removed<br>test accuracy %{y:.3f}<extra></extra>"))
     fig.update_xaxes(title="parameters removed (millions)", rangemode="tozero")
     accuracy_axis(fig, frame["test_accuracy"])
-    return _layout(fig, title, height=400, legend=dict(orientation="h", y=-0.25, x=0))
+    return apply_layout(fig, title, height=400, legend=dict(orientation="h", y=-0.25, x=0))

@@ -19,7 +19,7 @@ from .tables import HeatmapData, ShapRows, pareto_mask
 T = theme.TEMPLATE
 
 
-def _layout(fig: go.Figure, title: str | None = None, height: int = 380, **kw: Any) -> go.Figure:
+def apply_layout(fig: go.Figure, title: str | None = None, height: int = 380, **kw: Any) -> go.Figure:
     fig.update_layout(template=T, title=title, height=height, **kw)
     return fig
 
@@ -38,7 +38,7 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
                        xref="paper", yref="paper", x=0.5, y=0.5)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    return _layout(fig, height=height)
+    return apply_layout(fig, height=height)
 
 
 # ---------------------------------------------------------------------------------------- pruning curves
@@ -73,7 +73,7 @@ def accuracy_curve(steps: pd.DataFrame, strategy: str, max_removed: int | None =
     fig.update_xaxes(title="layers removed", range=[-0.3, top + 0.3], dtick=1)
     cols = [c for c in ("test_accuracy", "oracle_best_accuracy", "chosen_oracle_accuracy") if c in steps]
     accuracy_axis(fig, steps[cols].to_numpy(), "accuracy")
-    return _layout(fig, title, height=400, legend=dict(orientation="h", y=-0.25, x=0))
+    return apply_layout(fig, title, height=400, legend=dict(orientation="h", y=-0.25, x=0))
 
 
 def curves_by_strategy(frame: pd.DataFrame, y: str = "test_accuracy", title: str = "Accuracy vs depth"
@@ -95,7 +95,7 @@ def curves_by_strategy(frame: pd.DataFrame, y: str = "test_accuracy", title: str
         shown.add(strategy)
     fig.update_xaxes(title="layers removed", dtick=1)
     accuracy_axis(fig, frame[y], y.replace("_", " "))
-    return _layout(fig, title, height=420)
+    return apply_layout(fig, title, height=420)
 
 
 # ---------------------------------------------------------------------------------------- signals
@@ -123,7 +123,7 @@ def signal_heatmap(data: HeatmapData, title: str | None = None, chosen: int | No
                       line=dict(color=theme.FIXED_STRATEGY_COLORS["rf_fusion"], width=4))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(side="top", title=None)
-    return _layout(fig, title, height=height or (90 + 32 * len(data.keys)), margin=dict(l=10, r=10, t=60, b=10))
+    return apply_layout(fig, title, height=height or (90 + 32 * len(data.keys)), margin=dict(l=10, r=10, t=60, b=10))
 
 
 def predicted_vs_measured(info: Mapping[str, Any], chosen: int | None, title: str | None = None) -> go.Figure:
@@ -150,7 +150,7 @@ def predicted_vs_measured(info: Mapping[str, Any], chosen: int | None, title: st
         showlegend=False))
     fig.update_xaxes(title=xtitle)
     fig.update_yaxes(title="measured: val accuracy without it")
-    return _layout(fig, title, height=380)
+    return apply_layout(fig, title, height=380)
 
 
 def oracle_bars(oracle: pd.DataFrame, chosen: int | None, title: str | None = None) -> go.Figure:
@@ -163,7 +163,7 @@ def oracle_bars(oracle: pd.DataFrame, chosen: int | None, title: str | None = No
                            marker_color=colors, text=[f"{a:.3f}" for a in oracle["accuracy"]], textposition="outside",
                            hovertemplate="without %{x}: val accuracy %{y:.3f}<extra></extra>"))
     fig.update_yaxes(title="val accuracy without the layer", range=[0, 1.1])
-    return _layout(fig, title, height=340)
+    return apply_layout(fig, title, height=340)
 
 
 def agreement_bars(frame: pd.DataFrame, title: str = "Agreement with the oracle (Spearman ρ, mean over steps)"
@@ -179,7 +179,7 @@ def agreement_bars(frame: pd.DataFrame, title: str = "Agreement with the oracle 
                       "best: %{customdata[1]:.0%}<br>steps %{customdata[2]}<extra></extra>"))
     fig.add_vline(x=0, line_color="#6B7280")
     fig.update_xaxes(title="ρ(signal's remove-first order, oracle)", range=[-1, 1])
-    return _layout(fig, title, height=90 + 34 * len(frame))
+    return apply_layout(fig, title, height=90 + 34 * len(frame))
 
 
 # ---------------------------------------------------------------------------------------- fusion / SHAP
@@ -198,7 +198,7 @@ def importance_bars(names: Sequence[str], values: Sequence[float], title: str, x
     if signed:
         fig.add_vline(x=0, line_color="#6B7280")
     fig.update_xaxes(title=xtitle)
-    return _layout(fig, title, height=90 + 30 * len(names))
+    return apply_layout(fig, title, height=90 + 30 * len(names))
 
 
 def shap_explanation(rows: ShapRows, index: Sequence[int] | int | None = None, scale: float = 1.0) -> Any:
@@ -266,7 +266,7 @@ def quality_lines(frame: pd.DataFrame, title: str = "Ranker quality per step") -
                                      hovertemplate="step %{x}: top-1 hit %{y:.0f}<extra></extra>"))
     fig.update_yaxes(range=[-1.05, 1.1], title="Spearman ρ / hit (1 = yes)")
     fig.update_xaxes(title="step", dtick=1)
-    return _layout(fig, title, height=360, legend=dict(orientation="h", y=-0.3))
+    return apply_layout(fig, title, height=360, legend=dict(orientation="h", y=-0.3))
 
 
 # ---------------------------------------------------------------------------------------- compare
@@ -289,7 +289,7 @@ def kd_bars(frame: pd.DataFrame, title: str = "Before and after distillation") -
     if crowded:
         fig.update_traces(textposition="none")  # values on hover: printed values would collide
     fig.update_yaxes(title="test accuracy", range=[0, 1.08])
-    return _layout(fig, title, height=500 if crowded else 420)
+    return apply_layout(fig, title, height=500 if crowded else 420)
 
 
 def pareto_plot(points: pd.DataFrame, x: str, xtitle: str, title: str, log_x: bool = False) -> go.Figure:
@@ -314,7 +314,7 @@ def pareto_plot(points: pd.DataFrame, x: str, xtitle: str, title: str, log_x: bo
                              line=dict(color="#1B1F24", dash="dash", width=1.5, shape="hv"), hoverinfo="skip"))
     fig.update_xaxes(title=xtitle, type="log" if log_x else "linear")
     accuracy_axis(fig, pts["accuracy"])
-    return _layout(fig, title, height=440, legend=dict(orientation="h", y=-0.22, x=0))
+    return apply_layout(fig, title, height=440, legend=dict(orientation="h", y=-0.22, x=0))
 
 
 # ---------------------------------------------------------------------------------------- setup
@@ -324,7 +324,7 @@ def class_balance(frame: pd.DataFrame, label_names: Sequence[str], title: str = 
                            text=counts.to_numpy(), textposition="outside",
                            hovertemplate="%{x}: %{y} rows<extra></extra>"))
     fig.update_yaxes(title="rows")
-    return _layout(fig, title, height=340)
+    return apply_layout(fig, title, height=340)
 
 
 def text_lengths(words: pd.Series, max_length: int | None = None, title: str = "Text length (words)"
@@ -336,11 +336,11 @@ def text_lengths(words: pd.Series, max_length: int | None = None, title: str = "
                       annotation_text=f"max length {max_length} tokens", annotation_position="top right")
     fig.update_xaxes(title="words per text")
     fig.update_yaxes(title="rows")
-    return _layout(fig, title, height=340)
+    return apply_layout(fig, title, height=340)
 
 
 def per_layer_params(counts: Sequence[int], title: str = "Parameters per encoder layer") -> go.Figure:
     fig = go.Figure(go.Bar(x=[f"L{i}" for i in range(len(counts))], y=list(counts), marker_color=theme.PRIMARY,
                            hovertemplate="%{x}: %{y:,} parameters<extra></extra>"))
     fig.update_yaxes(title="parameters")
-    return _layout(fig, title, height=300)
+    return apply_layout(fig, title, height=300)

@@ -33,6 +33,11 @@ def chart(fig: Any, key: str) -> None:
     st.plotly_chart(fig, theme=None, key=key, config=PLOTLY_CONFIG)
 
 
+def param_count(n: float) -> str:
+    """A parameter count a person reads at a glance: 4,224 or 1.18 M."""
+    return f"{n / 1e6:.2f} M" if abs(n) >= 100_000 else f"{int(n):,}"
+
+
 def page_header(title: str, subtitle: str) -> None:
     st.markdown(theme.CSS, unsafe_allow_html=True)
     st.title(title)
