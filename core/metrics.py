@@ -1,7 +1,7 @@
 """Metrics of every model a run produces, and the run-level summaries built from them.
 
 Per model (:class:`ModelMetrics`): accuracy, macro-F1 and loss (``core.train.evaluate``), total and encoder
-parameters (unique, tied weights once: ``core.models.count_parameters``), the size of its safetensors file,
+parameters (unique, tied weights once: ``core.models.registry.count_parameters``), the size of its safetensors file,
 the measured CPU latency of one fixed-shape batch (median of repeats after warm-up) and its depth.
 
 Per run: :func:`max_accuracy_over_depth` (the paper's "maximum accuracy over pruning depth") and
@@ -22,10 +22,10 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from .config import check_float, check_int
-from .data import Batch
-from .models import count_parameters, encoder_layers, original_layer_indices
-from .train import evaluate
+from core.config import check_float, check_int
+from core.data.batches import Batch
+from core.models.registry import count_parameters, encoder_layers, original_layer_indices
+from core.train import evaluate
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -214,7 +214,7 @@ def accuracy_to_size_ratio(accuracy: float, params: int, teacher_accuracy: float
 # -------------------------------------------------------------------------------------------- bench
 def _non_encoder_ms(model: nn.Module, cfg: LatencyConfig) -> float:
     """Median time of the embeddings plus the classifier head alone (no encoder layer), same batch."""
-    from .oracle import embed, head_logits
+    from core.pruning.oracle import embed, head_logits
 
     batch = latency_batch(model, cfg)
 
@@ -230,8 +230,8 @@ def bench_latency_main(argv: list[str] | None = None) -> int:
     """``python -m core bench latency``: CPU latency with k = 0..K layers removed vs the ideal
     encoder-only speedup (latency falling in proportion to the encoder layers while embeddings and head
     stay)."""
-    from .oracle import load_bench_model
-    from .surgery import remove_layers
+    from core.pruning.oracle import load_bench_model
+    from core.models.surgery import remove_layers
 
     parser = argparse.ArgumentParser(prog="python -m core bench latency")
     parser.add_argument("--model", default="e5-small")

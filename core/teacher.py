@@ -18,12 +18,12 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .config import TrainConfig, from_dict, to_dict
-from .data import default_device
-from .models import load_classifier, load_pretrained
-from .paths import cache_dir
-from .task import Task
-from .train import TrainProgress, evaluate, fine_tune
+from core.config import TrainConfig, from_dict, to_dict
+from core.data.batches import default_device
+from core.models.registry import load_classifier, load_pretrained
+from core.paths import cache_dir
+from core.data.task import Task
+from core.train import TrainProgress, evaluate, fine_tune
 
 #: bump when training code changes in a way that changes results (invalidates cached teachers)
 TEACHER_VERSION = 1

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from torch import nn
 
-from .config import TrainConfig, check_float
-from .data import Batch, batches, default_device, model_inputs, num_batches
+from core.config import TrainConfig, check_float
+from core.data.batches import Batch, batches, default_device, model_inputs, num_batches
 
 
 @dataclass(frozen=True)
@@ -184,11 +184,11 @@ def bench_main(argv: list[str] | None = None) -> int:
     import time
     from dataclasses import replace
 
-    from .config import DataConfig
-    from .data import lengths, take
-    from .models import load_classifier
-    from .task import prepare_task
-    from .teacher import default_train_config
+    from core.config import DataConfig
+    from core.data.batches import lengths, take
+    from core.models.registry import load_classifier
+    from core.data.task import prepare_task
+    from core.teacher import default_train_config
 
     p = argparse.ArgumentParser(prog="python -m core bench train")
     p.add_argument("--model", default="e5-small")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.report import compare_table
+from core.runs.report import compare_table
 
 from ui import catalog, plots, router, state, tables, widgets
 from ui import store as ustore

@@ -1,6 +1,6 @@
 """FFN merging (Verma, Murray, Duh, arXiv 2501.06126): start a merge run, watch it, and read its result.
 
-A merge run (``core.merge.merge_events``, run by the same background worker as pruning) chooses a window of
+A merge run (``core.merging.loop.merge_events``, run by the same background worker as pruning) chooses a window of
 consecutive layers, aligns their FFN neurons, averages and ties them, fine-tunes and distils, then prunes
 the matched number of whole layers with the same budget. This page shows the stored FFN similarity
 heatmap, the window choice, accuracy against parameters removed for both methods, and exports the merged
@@ -15,8 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError, DataConfig
-from core.export import model_zip_bytes
-from core.merge import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
+from core.runs.export import model_zip_bytes
+from core.merging.loop import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
 from core.train import DistillConfig
 
 from ui import catalog, merge_plots, router, state, widgets
@@ -229,7 +229,7 @@ def _export(run: dict[str, Any]) -> None:
                        "application/zip", key="merge_dl", type="primary", icon=":material/download:")
     st.caption("A plain Hugging Face folder: `AutoModelForSequenceClassification.from_pretrained(folder)` loads it "
                "with every layer holding its own copy of the shared FFN (same logits); "
-               "`core.merge.load_merged(folder)` ties the copies again, so the model in memory has fewer unique "
+               "`core.merging.loop.load_merged(folder)` ties the copies again, so the model in memory has fewer unique "
                f"parameters. From a shell: `python -m core export {rid} DIR`.")
 
 

@@ -9,9 +9,9 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core.export import model_zip_bytes
-from core.report import run_report
-from core.store import ACTIVE
+from core.runs.export import model_zip_bytes
+from core.runs.report import run_report
+from core.runs.store import ACTIVE
 
 from ui import catalog, router, state, widgets
 from ui import store as ustore

@@ -31,7 +31,7 @@ def _architecture(key: str) -> dict[str, Any]:
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from core.models import count_parameters, model_dir, per_layer_parameters
+    from core.models.registry import count_parameters, model_dir, per_layer_parameters
 
     cfg = AutoConfig.from_pretrained(str(model_dir(key)), trust_remote_code=False)
     with torch.device("meta"):
@@ -45,11 +45,11 @@ def _architecture(key: str) -> dict[str, Any]:
 def _dataset(key: str, root: str) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
     """(frame with text/label[/split], label names, spec fields) of a registry key or a stored upload."""
     if key.startswith("upload:"):
-        from core.uploads_store import load_saved_upload
+        from core.runs.uploads import load_saved_upload
 
         loaded = load_saved_upload(ustore.store(), key)
     else:
-        from core.datasets import load_dataset
+        from core.data.datasets import load_dataset
 
         loaded = load_dataset(key)
     spec = loaded.spec
@@ -60,7 +60,7 @@ def _dataset(key: str, root: str) -> tuple[pd.DataFrame, tuple[str, ...], dict[s
 
 @st.cache_resource(show_spinner=False)
 def _tokenizer(key: str) -> Any:
-    from core.models import load_tokenizer
+    from core.models.registry import load_tokenizer
 
     return load_tokenizer(key)
 
@@ -92,7 +92,7 @@ def _model_section() -> None:
 
 
 def _use_hub_model(hub_id: str) -> None:
-    from core.models import ModelUnavailableError, get_model_spec
+    from core.models.registry import ModelUnavailableError, get_model_spec
 
     try:
         spec = get_model_spec(hub_id)
@@ -107,7 +107,7 @@ def _use_hub_model(hub_id: str) -> None:
 
 
 def _model_card(key: str) -> None:
-    from core.models import ModelUnavailableError, get_model_spec
+    from core.models.registry import ModelUnavailableError, get_model_spec
 
     try:
         spec = get_model_spec(key)
@@ -150,7 +150,7 @@ def _dataset_section() -> None:
     tab_reg, tab_hub, tab_up = st.tabs(["Embedded & paper datasets", "Hugging Face hub", "Upload a file"])
     with tab_reg:
         try:
-            from core.datasets import describe_datasets
+            from core.data.datasets import describe_datasets
 
             table = describe_datasets()
         except Exception as exc:
@@ -189,9 +189,9 @@ def _dataset_section() -> None:
 
 
 def _upload() -> None:
-    from core.data import DataError
-    from core.upload import MAX_UPLOAD_BYTES, inspect_upload, read_upload
-    from core.uploads_store import save_upload
+    from core.data.batches import DataError
+    from core.data.upload import MAX_UPLOAD_BYTES, inspect_upload, read_upload
+    from core.runs.uploads import save_upload
 
     file = st.file_uploader("CSV, TSV or Parquet with a header row", type=["csv", "tsv", "txt", "tab", "parquet", "pq"],
                             key="setup_upload", help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB.")

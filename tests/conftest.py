@@ -26,7 +26,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 def keyword_frame(n: int = 240, seed: int = 0, classes: int = 2) -> pd.DataFrame:
     """A synthetic task the tiny model learns in seconds: the label is given by one keyword."""
-    from core.models import TINY_WORDS
+    from core.models.registry import TINY_WORDS
 
     keys = [["good", "great", "love"], ["bad", "awful", "hate"], ["football", "tennis", "match"]][:classes]
     rng = random.Random(seed)
@@ -42,7 +42,7 @@ def keyword_frame(n: int = 240, seed: int = 0, classes: int = 2) -> pd.DataFrame
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from core.models import load_tokenizer
+    from core.models.registry import load_tokenizer
 
     return load_tokenizer("tiny-bert")
 
@@ -50,7 +50,7 @@ def tiny_tokenizer():
 @pytest.fixture()
 def tiny_model():
     """A fresh tiny random 12-layer BERT classifier (hidden 32, 4 heads, 2 labels)."""
-    from core.models import load_classifier
+    from core.models.registry import load_classifier
 
     return load_classifier("tiny-bert", num_labels=2, seed=0)
 
@@ -58,7 +58,7 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def keyword_splits():
     from core.config import DataConfig
-    from core.data import make_splits
+    from core.data.batches import make_splits
 
     return make_splits(keyword_frame(), ["pos", "neg"], DataConfig(train_cap=160, val_cap=40, test_cap=40))
 
@@ -66,7 +66,7 @@ def keyword_splits():
 @pytest.fixture(scope="session")
 def keyword_batches(keyword_splits, tiny_tokenizer):
     """Encoded train/val/test splits of the keyword task for the tiny tokenizer (max length 32)."""
-    from core.data import encode
+    from core.data.batches import encode
 
     return {name: encode(tiny_tokenizer, getattr(keyword_splits, name), 32) for name in ("train", "val", "test")}
 
@@ -74,6 +74,6 @@ def keyword_batches(keyword_splits, tiny_tokenizer):
 @pytest.fixture(scope="session")
 def e5_dir() -> Path:
     """The real embedded 12-layer model, converted once per session (integration tests)."""
-    from core.models import model_dir
+    from core.models.registry import model_dir
 
     return Path(model_dir("e5-small"))

@@ -1,6 +1,6 @@
 """AppTest for every page of the dashboard, on a temporary run store holding real runs of the tiny model.
 
-The session fixture makes two real pruning runs with the engine's own code (``core.runner.execute_run``)
+The session fixture makes two real pruning runs with the engine's own code (``core.runs.runner.execute_run``)
 on the tiny random 12-layer BERT and the synthetic keywords task; every page is then run on its own with
 ``streamlit.testing.v1.AppTest`` (session state seeded), plus the router (``app.py``), and one test starts
 a run through the Live page's own controls, waits for the worker, and finds the result on the Live and
@@ -22,9 +22,9 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.config import DataConfig
-from core.prune import PruneConfig
-from core.runner import execute_run
-from core.store import RunStore
+from core.pruning.config import PruneConfig
+from core.runs.runner import execute_run
+from core.runs.store import RunStore
 from core.train import DistillConfig
 from ui.state import TINY_DEMO
 
@@ -334,7 +334,7 @@ def test_runs_page_lists_exports_and_deletes(store_env):
 
 
 def tiny_merge_config(**kw) -> dict:
-    from core.merge import MergeConfig
+    from core.merging.loop import MergeConfig
 
     base = dict(model="tiny-bert", dataset="keywords", auto_k=3, epochs=0.5, kd=DistillConfig(epochs=0.5),
                 data=DataConfig(**TINY_DATA), calibration_size=32)
@@ -547,7 +547,7 @@ def test_signal_agreement_is_one_for_a_signal_that_orders_layers_like_the_oracle
 
 
 def test_every_strategy_has_one_colour_shared_by_its_family():
-    from core.prune import strategy_keys
+    from core.pruning.config import strategy_keys
     from core.signals import SIGNALS
     from ui import theme
 

@@ -101,7 +101,7 @@ def _children(pid: int) -> list[int]:
 def stop_workers(store: Path, server_pid: int, wait_s: float = 30.0) -> None:
     """Cancel the store's unfinished runs (workers stop within one batch), then end any worker the server
     started that is still alive, by its pid."""
-    from core.store import ACTIVE, RunStore
+    from core.runs.store import ACTIVE, RunStore
 
     runs = RunStore(store)
     for run in runs.list_runs():

@@ -8,10 +8,10 @@ import re
 import pandas as pd
 import pytest
 
-from core import datasets as D
+from core.data import datasets as D
 from core.config import ConfigError, DataConfig
-from core.data import DataError, make_splits
-from core.models import TINY_WORDS
+from core.data.batches import DataError, make_splits
+from core.models.registry import TINY_WORDS
 
 PAPER_DATASETS = {"newsgroup", "dbpedia", "amazon", "imdb", "agnews", "yahoo", "yelp", "arxiv", "patent"}
 

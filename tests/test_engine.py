@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from core.config import DataConfig
-from core.prune import PruneConfig, prune_events
-from core.runner import Runner, execute_run
-from core.store import RunStore
-from core.task import prepare_task
+from core.pruning.loop import PruneConfig, prune_events
+from core.runs.runner import Runner, execute_run
+from core.runs.store import RunStore
+from core.data.task import prepare_task
 from core.teacher import ensure_teacher
 
 SMALL = DataConfig(train_cap=150, val_cap=45, test_cap=45)
@@ -82,7 +82,7 @@ def test_prune_run_records_everything(store):
 
     from transformers import AutoModelForSequenceClassification
 
-    from core.export import export_model, model_zip_bytes
+    from core.runs.export import export_model, model_zip_bytes
 
     out = export_model(store, rid, store.root / "export")
     model = AutoModelForSequenceClassification.from_pretrained(out)
@@ -121,7 +121,7 @@ def test_cancel_is_honoured_within_a_batch(store):
         if ev.stage == "finetune" and seen.count("finetune") == 2:
             store.request_cancel(rid)
 
-    from core import runner
+    from core.runs import runner
 
     assert runner.execute_run(store, rid, on_event=on_event) == "cancelled"
     assert seen[-1] == "finetune" and seen.count("finetune") == 2
@@ -162,7 +162,7 @@ def test_runner_runs_in_a_worker_and_recovers_a_killed_one(tmp_path):
 def test_cli_lists_teaches_runs_exports_and_rejects_bad_values(tmp_path, monkeypatch, capsys):
     import json
 
-    from core import cli
+    from core.cli import main as cli
 
     monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path / "store"))
     monkeypatch.setenv("PRUNE_CACHE_DIR", str(tmp_path / "cache"))

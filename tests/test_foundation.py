@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from core.config import ConfigError, DataConfig, TrainConfig
-from core.data import DataError, batches, encode, make_splits
-from core.models import (MODELS, ModelUnavailableError, count_parameters, encoder_layers, get_model_spec,
+from core.data.batches import DataError, batches, encode, make_splits
+from core.models.registry import (MODELS, ModelUnavailableError, count_parameters, encoder_layers, get_model_spec,
                          model_dir, original_layer_indices)
 from core.train import DistillConfig, distillation_loss, evaluate, fine_tune, run_to_end
 from tests.conftest import keyword_frame
@@ -139,7 +139,7 @@ def test_batches_trim_padding_and_carry_extra_tensors(tiny_tokenizer):
 
 
 def test_length_grouped_batches_cover_every_row_once_and_pad_less():
-    from core import data as D
+    from core.data import batches as D
 
     gen = torch.Generator().manual_seed(0)
     n, width = 1000, 40
@@ -166,7 +166,7 @@ def test_length_grouped_batches_cover_every_row_once_and_pad_less():
 
 
 def test_evaluation_splits_are_in_length_order_with_their_frames(tiny_tokenizer):
-    from core.data import lengths, sort_by_length
+    from core.data.batches import lengths, sort_by_length
 
     frame = keyword_frame(n=30)
     data = encode(tiny_tokenizer, frame, 32)
@@ -178,7 +178,7 @@ def test_evaluation_splits_are_in_length_order_with_their_frames(tiny_tokenizer)
 
 
 def test_fine_tune_learns_and_is_deterministic(keyword_batches):
-    from core.models import load_classifier
+    from core.models.registry import load_classifier
 
     from core.teacher import default_train_config
 

@@ -16,7 +16,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from core.config import ConfigError
-from core.fusion import (
+from core.fusion.rankers import (
     ADDITIVITY_ATOL, DEPTH_FEATURE, SIGNAL_FEATURES, ForestFusionRanker, FusionConfig, LinearFusionRanker, NumpyForest,
     choose_training_rows, explain, from_json, make_features, make_target, quality_by_step, rank_step,
     ranker_quality, signal_vote, to_json,
@@ -333,7 +333,7 @@ def test_explain_checks_feature_count(profiles):
 
 
 def test_float32_floor_keeps_every_float32_decision():
-    from core.fusion import _float32_floor
+    from core.fusion.rankers import _float32_floor
 
     rng = np.random.default_rng(0)
     x = rng.random(2000).astype(np.float32)
@@ -346,9 +346,9 @@ def test_float32_floor_keeps_every_float32_decision():
 
 
 def test_huge_trees_fall_back_to_path_dependent_shap(profiles, monkeypatch):
-    import core.fusion
+    import core.fusion.rankers
 
-    monkeypatch.setattr(core.fusion, "_SHAP_MAX_NODES", 5)
+    monkeypatch.setattr(core.fusion.rankers, "_SHAP_MAX_NODES", 5)
     X, y, X_test, _ = _split(profiles)
     ranker = ForestFusionRanker(n_estimators=10, random_state=0).fit(X, y)
     out = explain(ranker, X, X_test)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from core import merge as M
+from core.merging import loop as M
 from core.config import ConfigError, DataConfig, TrainConfig
-from core.models import count_parameters, encoder_layers, load_pretrained
+from core.models.registry import count_parameters, encoder_layers, load_pretrained
 from core.train import DistillConfig, fine_tune, run_to_end
 
 WINDOW = (4, 5, 6)
@@ -54,7 +54,7 @@ def model(tiny_model):
 
 @pytest.fixture()
 def calib(keyword_batches):
-    from core.data import batches, take
+    from core.data.batches import batches, take
 
     return list(batches(take(keyword_batches["train"], 64), 32))
 
@@ -268,7 +268,7 @@ def merged(model, calib):
 
 
 def test_save_and_load_keep_the_tying_and_the_logits(merged, model, tiny_tokenizer, batch, tmp_path):
-    from core.surgery import save_model
+    from core.models.surgery import save_model
 
     raw = copy.deepcopy(model)
     M._tie(raw, WINDOW, WINDOW[0])  # tied without the save hook: transformers refuses undeclared shared tensors
@@ -413,8 +413,8 @@ def test_merge_events_end_to_end():
 
 
 def test_run_store_records_a_merge_run(tmp_path):
-    from core.runner import execute_run
-    from core.store import RunStore
+    from core.runs.runner import execute_run
+    from core.runs.store import RunStore
 
     store = RunStore(tmp_path / "store")
     cfg = tiny_cfg(window="2-4", auto_k=None, distill=False, compare_pruning=False)
@@ -447,9 +447,9 @@ def test_cli(capsys, monkeypatch, tmp_path):
 # ----------------------------------------------------------------------------------------- integration
 @pytest.mark.integration
 def test_e5_merge_round_trip(tmp_path):
-    from core.data import batches, encode
-    from core.datasets import load_dataset
-    from core.models import load_classifier, load_tokenizer
+    from core.data.batches import batches, encode
+    from core.data.datasets import load_dataset
+    from core.models.registry import load_classifier, load_tokenizer
 
     model = load_classifier("e5-small", 6).eval()
     tokenizer = load_tokenizer("e5-small")

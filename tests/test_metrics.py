@@ -13,8 +13,8 @@ from core.config import ConfigError
 from core.metrics import (BestOverDepth, LatencyConfig, ModelMetrics, accuracy_to_size_ratio,
                           bench_latency_main, max_accuracy_over_depth, measure_latency, measure_model,
                           safetensors_bytes)
-from core.models import TINY_WORDS, count_parameters
-from core.surgery import remove_layers, save_model
+from core.models.registry import TINY_WORDS, count_parameters
+from core.models.surgery import remove_layers, save_model
 
 FAST = LatencyConfig(batch_size=4, seq_length=16, repeats=3, warmup=1)
 

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from core.models import TINY_WORDS
-from core.oracle import COLUMNS, bench_main, compute_oracle, forward_logits, naive_oracle
-from core.surgery import keep_layers, remove_layers
+from core.models.registry import TINY_WORDS
+from core.pruning.oracle import COLUMNS, bench_main, compute_oracle, forward_logits, naive_oracle
+from core.models.surgery import keep_layers, remove_layers
 from core.train import evaluate
 
 

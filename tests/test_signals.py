@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from core.config import ConfigError
-from core.data import batches
-from core.models import encoder_layers
+from core.data.batches import batches
+from core.models.registry import encoder_layers
 from core.signals import (BASELINES, FAMILIES, SIGNAL_KEYS, SIGNALS, STRATEGIES, SignalInfo, compute_signals,
                           rank_layers, signals_markdown)
 from core.signals.functions import FUNCTIONS, histogram_entropy, linear_cka, pooled_label_mi
@@ -301,7 +301,7 @@ def test_pass_leaves_grads_mode_and_flags_as_found(tiny_model, calib):
 def test_sdpa_model_gets_attention_signals_and_is_given_back_as_sdpa(calib):
     from transformers import AutoModelForSequenceClassification
 
-    from core.models import ensure_tiny_model
+    from core.models.registry import ensure_tiny_model
 
     model = AutoModelForSequenceClassification.from_pretrained(str(ensure_tiny_model()), num_labels=2,
                                                                attn_implementation="sdpa")
@@ -332,7 +332,7 @@ def test_compute_signals_on_12_7_and_1_layers(tiny_model, calib, keep):
 
 
 def test_weight_signals_of_kept_layers_do_not_change_when_others_are_pruned(calib):
-    from core.models import load_classifier
+    from core.models.registry import load_classifier
 
     full = load_classifier("tiny-bert", num_labels=2, seed=0)
     before = compute_signals(full, [], signals=WEIGHT)  # weight signals need no data
@@ -369,9 +369,9 @@ def test_missing_labels_is_a_clear_error(tiny_model, calib):
 # ------------------------------------------------------------------------------------------ real model
 @pytest.mark.integration
 def test_all_signals_finite_on_embedded_e5(e5_dir):
-    from core.data import encode
-    from core.models import load_classifier, load_tokenizer
-    from core.signals.bench import calibration_frame
+    from core.data.batches import encode
+    from core.models.registry import load_classifier, load_tokenizer
+    from core.cli.bench_signals import calibration_frame
 
     model = load_classifier("e5-small", num_labels=2, seed=0)
     data = encode(load_tokenizer("e5-small"), calibration_frame(24, seed=0), 32)

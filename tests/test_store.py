@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.store import RunStore, pid_alive
+from core.runs.store import RunStore, pid_alive
 
 
 @pytest.fixture()
@@ -85,7 +85,7 @@ def test_cancel_and_delete(store):
 
 WRITER = """
 import sys
-from core.store import RunStore
+from core.runs.store import RunStore
 s = RunStore(sys.argv[1])
 for i in range(int(sys.argv[3])):
     s.add_event(sys.argv[2], "finetune", step=1, progress=i / 60)

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from core.models import encoder_layers, original_layer_indices
-from core.surgery import keep_layers, load_model, remove_layers, save_model
+from core.models.registry import encoder_layers, original_layer_indices
+from core.models.surgery import keep_layers, load_model, remove_layers, save_model
 
 TEXTS = ["good movie", "the film was really very bad and the music was awful too", "love it",
          "what a terrible slow boring long game"]

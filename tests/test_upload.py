@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.data import DataError, make_splits
-from core.upload import (MAX_UPLOAD_BYTES, UploadPreview, clean_upload, dataset_from_preview, guess_columns,
+from core.data.batches import DataError, make_splits
+from core.data.upload import (MAX_UPLOAD_BYTES, UploadPreview, clean_upload, dataset_from_preview, guess_columns,
                          inspect_upload, read_upload, sniff_delimiter)
 
 TODO_WORDS = ("upload", "pick", "save", "export", "add", "remove", "check", "give", "re-save")

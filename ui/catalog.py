@@ -117,8 +117,8 @@ def baselines() -> list[str]:
 
 
 def strategy_keys() -> list[str]:
-    """Every pruning strategy the engine accepts (``core.prune.strategy_keys``)."""
-    return list(_import("core.prune").strategy_keys())
+    """Every pruning strategy the engine accepts (``core.pruning.loop.strategy_keys``)."""
+    return list(_import("core.pruning.loop").strategy_keys())
 
 
 def strategy_family(key: str) -> str:
@@ -158,23 +158,23 @@ def signal_label(key: str) -> str:
 
 # ------------------------------------------------------------------------------------------ models
 def models() -> dict[str, Any]:
-    """``core.models.MODELS`` (key -> ModelSpec)."""
-    return dict(_import("core.models").MODELS)
+    """``core.models.registry.MODELS`` (key -> ModelSpec)."""
+    return dict(_import("core.models.registry").MODELS)
 
 
 def default_model() -> str:
-    return str(getattr(_import("core.models"), "DEFAULT_MODEL", "e5-small"))
+    return str(getattr(_import("core.models.registry"), "DEFAULT_MODEL", "e5-small"))
 
 
 # ---------------------------------------------------------------------------------------- datasets
 def datasets() -> dict[str, Any]:
-    """``core.datasets.DATASETS`` (key -> DatasetSpec). Raises :class:`CatalogError` until it exists."""
-    return dict(_import("core.datasets").DATASETS)
+    """``core.data.datasets.DATASETS`` (key -> DatasetSpec). Raises :class:`CatalogError` until it exists."""
+    return dict(_import("core.data.datasets").DATASETS)
 
 
 def default_dataset() -> str:
     try:
-        return str(getattr(_import("core.datasets"), "DEFAULT_DATASET", "trec"))
+        return str(getattr(_import("core.data.datasets"), "DEFAULT_DATASET", "trec"))
     except CatalogError:
         return "trec"
 

@@ -49,7 +49,7 @@ TINY_DEMO: dict[str, Any] = {"model": "tiny-bert", "dataset": "keywords", "train
 
 def default_budgets() -> dict[str, Any]:
     """The engine's own defaults (``DataConfig``, ``PruneConfig``, ``DistillConfig``)."""
-    from core.prune import PruneConfig
+    from core.pruning.config import PruneConfig
     from core.train import DistillConfig
 
     data, kd = DataConfig(), DistillConfig()
@@ -128,7 +128,7 @@ def dataset_options() -> list[str]:
     except catalog.CatalogError:
         keys = []
     try:
-        from core.uploads_store import list_uploads
+        from core.runs.uploads import list_uploads
 
         from .store import store
 
@@ -163,7 +163,7 @@ def model_short(key: str) -> str:
 def dataset_label(key: str) -> str:
     if key.startswith("upload:"):
         try:
-            from core.uploads_store import list_uploads
+            from core.runs.uploads import list_uploads
 
             from .store import store
 
@@ -203,7 +203,7 @@ def prune_config(strategy: str, model_key: str | None = None, dataset_key: str |
 
     Raises :class:`~core.config.ConfigError` with a message naming the bad field.
     """
-    from core.prune import PruneConfig
+    from core.pruning.config import PruneConfig
     from core.train import DistillConfig
 
     b = {**budgets(), **overrides}

@@ -1,6 +1,6 @@
 """Cached, read-mostly access to the run store for the pages.
 
-* The :class:`~core.store.RunStore` and the :class:`~core.runner.Runner` live in ``st.cache_resource``
+* The :class:`~core.runs.store.RunStore` and the :class:`~core.runs.runner.Runner` live in ``st.cache_resource``
   (one per store folder, shared by every session and page).
 * Tables read from the store live in ``st.cache_data`` keyed by a *version*: finished runs never change,
   so their tables are read once; a running run's tables are keyed by its last event, so a poll re-reads
@@ -21,8 +21,8 @@ import pandas as pd
 import streamlit as st
 
 from core.paths import store_dir
-from core.runner import Runner
-from core.store import ACTIVE, RunStore
+from core.runs.runner import Runner
+from core.runs.store import ACTIVE, RunStore
 
 
 def root() -> str:

@@ -12,7 +12,7 @@ import threading
 
 import streamlit as st
 
-MODULES = ("core.signals", "core.prune", "core.datasets", "transformers", "shap", "matplotlib.pyplot")
+MODULES = ("core.signals", "core.pruning.loop", "core.data.datasets", "transformers", "shap", "matplotlib.pyplot")
 
 
 def _import_all() -> None:

@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from core.config import ConfigError
-from core.store import ACTIVE
+from core.runs.store import ACTIVE
 
 from . import catalog, state, theme
 from . import store as ustore

@@ -6,8 +6,8 @@ pass that computes all twelve (plus the block-influence baseline) for every rema
 >>> rank_layers(table, "gradient_fisher")              # original layer indices, pruned first ... last
 """
 
-from .compute import DEFAULT_COLUMNS, collect, compute_signals, instrumented, rank_layers
-from .registry import (BASELINES, FAMILIES, SIGNAL_KEYS, SIGNALS, STRATEGIES, SignalInfo, get_info,
+from core.signals.compute import DEFAULT_COLUMNS, collect, compute_signals, instrumented, rank_layers
+from core.signals.registry import (BASELINES, FAMILIES, SIGNAL_KEYS, SIGNALS, STRATEGIES, SignalInfo, get_info,
                        signals_markdown)
 
 __all__ = ["BASELINES", "DEFAULT_COLUMNS", "FAMILIES", "SIGNAL_KEYS", "SIGNALS", "STRATEGIES", "SignalInfo",

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check_int
-from ..data import Batch, model_inputs
-from ..models import encoder_layers, original_layer_indices
-from .functions import FUNCTIONS
-from .registry import BASELINES, SIGNAL_KEYS, STRATEGIES, get_info
-from .stats import PassStats, update_attention, update_counts, update_gradients, update_hidden
+from core.config import check_int
+from core.data.batches import Batch, model_inputs
+from core.models.registry import encoder_layers, original_layer_indices
+from core.signals.functions import FUNCTIONS
+from core.signals.registry import BASELINES, SIGNAL_KEYS, STRATEGIES, get_info
+from core.signals.stats import PassStats, update_attention, update_counts, update_gradients, update_hidden
 
 #: what ``compute_signals`` computes by default: the twelve signals and the block-influence baseline
 DEFAULT_COLUMNS: tuple[str, ...] = SIGNAL_KEYS + ("block_influence",)
@@ -116,7 +116,7 @@ def _checked(values: Sequence[torch.Tensor] | None, expected: int, what: str) ->
     if values is None or len(values) != expected or any(v is None for v in values):
         got = "none" if values is None else str(len(values))
         raise RuntimeError(f"The model returned {got} {what}, expected {expected}: load it with "
-                           "attn_implementation='eager' through core.models.")
+                           "attn_implementation='eager' through core.models.registry.")
     return values
 
 
@@ -146,7 +146,7 @@ def compute_signals(model: nn.Module, batches: Iterable[Batch], *, device: torch
     """One row per remaining layer: ``layer``, ``original_layer``, the raw value of each signal in
     ``signals`` (default: the twelve plus ``block_influence``) and its ``score__<key>`` (lower = pruned
     first). ``batches`` are dicts with ``input_ids``, ``attention_mask`` and ``labels`` (see
-    :func:`core.data.batches`); they are iterated once. Deterministic for a given ``seed`` (the MI
+    :func:`core.data.batches.batches`); they are iterated once. Deterministic for a given ``seed`` (the MI
     estimator's jitter) on a given device.
     """
     check_int("compute_signals", "mi_components", mi_components, 1, 1024)

@@ -18,7 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.feature_selection import mutual_info_classif
 from threadpoolctl import threadpool_limits
 
-from .stats import PassStats, as_numpy
+from core.signals.stats import PassStats, as_numpy
 
 #: weight entropy: number of equal-width histogram bins over the layer's own weight range
 ENTROPY_BINS = 256

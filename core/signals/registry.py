@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import ConfigError, check_choice
+from core.config import ConfigError, check_choice
 
 #: the five signal families of arXiv 2501.03273, in display order
 FAMILIES: dict[str, str] = {

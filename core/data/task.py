@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from .config import DataConfig, to_dict
-from .data import Batch, Splits, encode, make_splits, sort_by_length
-from .models import ModelSpec, get_model_spec, load_tokenizer
+from core.config import DataConfig, to_dict
+from core.data.batches import Batch, Splits, encode, make_splits, sort_by_length
+from core.models.registry import ModelSpec, get_model_spec, load_tokenizer
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,9 @@ def frame_digest(frame: pd.DataFrame) -> str:
 def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | None = None) -> Task:
     """Load (or take) a dataset, split it, and tokenise every split once for ``model``.
 
-    ``dataset`` is a registry key (``core.datasets``) or an already loaded ``LoadedDataset`` (an upload).
+    ``dataset`` is a registry key (``core.data.datasets``) or an already loaded ``LoadedDataset`` (an upload).
     """
-    from .datasets import load_dataset
+    from core.data.datasets import load_dataset
 
     data_cfg = data_cfg or DataConfig()
     spec = get_model_spec(model) if isinstance(model, str) else model

@@ -4,90 +4,25 @@ Each step: compute the twelve signals (one instrumented pass) and the oracle (pr
 remaining layers, let the strategy pick a layer, remove it, fine-tune, evaluate. After the last step the
 pruned model is distilled from the unpruned teacher. :func:`prune_events` yields one :class:`Event` per
 sub-stage (and per training batch), so a caller can draw progress and stop between batches; it never
-touches the run store. :func:`core.runner.execute_run` records the events in the store.
+touches the run store. :func:`core.runs.runner.execute_run` records the events in the store.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Generator, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .config import (ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict,
-                     to_dict)
-from .data import default_device, take, batches
-from .train import DistillConfig, attach_teacher_logits, evaluate, fine_tune
+from core.config import TrainConfig
+from core.data.batches import default_device, take, batches
+from core.train import DistillConfig, attach_teacher_logits, evaluate, fine_tune
 
-FUSION = ("lr_fusion", "rf_fusion")
-
-
-def strategy_keys() -> tuple[str, ...]:
-    from .signals import BASELINES, SIGNAL_KEYS
-
-    return tuple(SIGNAL_KEYS) + tuple(BASELINES) + ("oracle",) + FUSION
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    """One pruning run. Defaults are the CPU-sized version of the paper's protocol."""
-
-    model: str = "e5-small"
-    dataset: str = "trec"
-    strategy: str = "rf_fusion"
-    layers_to_remove: int = 6
-    accuracy_floor: float = 0.0
-    step_epochs: float = 1.0
-    step_lr: float = 5e-5
-    calibration_size: int = 256
-    distill: bool = True
-    kd: DistillConfig = field(default_factory=DistillConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    teacher: TrainConfig | None = None
-    depth_feature: bool = False
-    normalise: str = "rank"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        o = "PruneConfig"
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise ConfigError(f"{o}.model must be a registry key or hub id, got {self.model!r}")
-        if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise ConfigError(f"{o}.dataset must be a dataset key, got {self.dataset!r}")
-        check_choice(o, "strategy", self.strategy, strategy_keys())
-        check_int(o, "layers_to_remove", self.layers_to_remove, 1, 47)
-        check_float(o, "accuracy_floor", self.accuracy_floor, 0.0, 1.0)
-        check_float(o, "step_epochs", self.step_epochs, 0.0, 50.0)
-        check_float(o, "step_lr", self.step_lr, 0.0, 1.0, lo_open=True)
-        check_int(o, "calibration_size", self.calibration_size, 8, 100_000)
-        check_choice(o, "normalise", self.normalise, ("rank", "zscore"))
-        check_int(o, "seed", self.seed, 0, 2**31 - 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PruneConfig":
-        return from_dict(cls, d)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened. ``stage`` is one of: prepare, teacher, signals, oracle, choice, finetune,
-    evaluate, step_done, distill, done. ``payload`` holds JSON-ready data; ``tables`` holds DataFrames the
-    recorder stores as artifacts; ``model`` carries a model to export (final stage only)."""
-
-    stage: str
-    step: int | None = None
-    progress: float | None = None
-    message: str = ""
-    payload: dict[str, Any] = field(default_factory=dict)
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    artifacts: dict[str, Any] = field(default_factory=dict)
-
+from core.pruning.config import FUSION, PruneConfig, strategy_keys  # noqa: F401  (re-exported)
+from core.pruning.strategies import choose_layer
+from core.runs.events import Event, StageClock, prepare_and_teach
 
 def _step_lr_default(cfg: PruneConfig) -> float:
     return 1e-3 if cfg.model == "tiny-bert" else cfg.step_lr
@@ -95,7 +30,7 @@ def _step_lr_default(cfg: PruneConfig) -> float:
 
 def model_metrics(model: torch.nn.Module, data_val, data_test, device) -> dict[str, Any]:
     """Test-split metrics of ``model`` (accuracy, F1, size, latency) plus validation accuracy, flat."""
-    from .metrics import measure_model
+    from core.metrics import measure_model
 
     m = measure_model(model, data_test, device=device).to_dict()
     val = evaluate(model, data_val, device=device)
@@ -105,117 +40,15 @@ def model_metrics(model: torch.nn.Module, data_val, data_test, device) -> dict[s
     return out
 
 
-def choose_layer(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: pd.DataFrame,
-                 profiles: pd.DataFrame, run_id: str, dataset_key: str, n_original: int
-                 ) -> tuple[int, dict[str, Any]]:
-    """Pick the original index of the layer to remove, and explain the choice (JSON-ready)."""
-    from .signals import rank_layers
-
-    strategy = cfg.strategy
-    info: dict[str, Any] = {"strategy": strategy}
-    if strategy == "oracle":
-        best = oracle.sort_values(["accuracy", "loss"], ascending=[False, True]).iloc[0]
-        return int(best["original_layer"]), info
-    if strategy in FUSION:
-        return _fusion_choice(cfg, step, signals, oracle, profiles, run_id, dataset_key, info, n_original)
-    order = rank_layers(signals, strategy, seed=cfg.seed + step)
-    info["order"] = [int(i) for i in order]
-    return int(order[0]), info
-
-
-def _fusion_choice(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: pd.DataFrame,
-                   profiles: pd.DataFrame, run_id: str, dataset_key: str, info: dict[str, Any],
-                   n_original: int) -> tuple[int, dict[str, Any]]:
-    from . import fusion
-
-    current = signals.merge(oracle[["original_layer", "accuracy", "loss"]], on="original_layer")
-    current = current.rename(columns={"accuracy": "oracle_accuracy", "loss": "oracle_loss"})
-    current["oracle_drop"] = current["oracle_accuracy"].max() - current["oracle_accuracy"]
-    current = current.assign(run_id=run_id, dataset=dataset_key, model=cfg.model, step=step,
-                             n_layers=len(current), n_original=n_original)
-    if profiles.empty:
-        profiles = current.iloc[0:0]
-    rows, protocol = fusion.choose_training_rows(profiles, cfg.model, dataset_key, run_id, step)
-    info["protocol"] = protocol
-    X_now = fusion.make_features(current, normalise=cfg.normalise, depth_feature=cfg.depth_feature)
-    if rows is None or len(rows) == 0:
-        scores = fusion.signal_vote(X_now)
-        info["ranker"] = None
-    else:
-        X_train = fusion.make_features(rows, normalise=cfg.normalise, depth_feature=cfg.depth_feature)
-        target = fusion.FusionConfig().target  # "gap": the accuracy gap to the step's best removal
-        y_train = fusion.make_target(rows, target)
-        info["target"] = target  # the pages label predictions by it
-        est = (fusion.ForestFusionRanker(random_state=cfg.seed) if cfg.strategy == "rf_fusion"
-               else fusion.LinearFusionRanker())
-        est.fit(X_train, y_train)
-        scores = est.predict(X_now)
-        info["ranker"] = fusion.to_json(est)
-        info["shap"] = fusion.explain(est, X_train, X_now, row_ids=[int(i) for i in current["original_layer"]],
-                                      random_state=cfg.seed)
-    scores = np.asarray(scores, dtype=float)
-    info["predicted"] = [float(s) for s in scores]
-    info["candidates"] = [int(i) for i in current["original_layer"]]
-    info["measured"] = [float(a) for a in current["oracle_accuracy"]]
-    info["quality"] = fusion.ranker_quality(scores, current["oracle_accuracy"].to_numpy())
-    chosen = int(current["original_layer"].iloc[int(np.argmax(scores))])
-    return chosen, info
-
-
-class StageClock:
-    """Seconds spent per stage of a run (a stage may be entered several times); ``summary`` adds the total."""
-
-    def __init__(self) -> None:
-        self.start = self.last = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def tick(self, stage: str) -> None:
-        """Charge the time since the last tick to ``stage``."""
-        now = time.perf_counter()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
-        self.last = now
-
-    def summary(self) -> dict[str, float]:
-        return {**{k: round(v, 2) for k, v in self.seconds.items()},
-                "total": round(time.perf_counter() - self.start, 2)}
-
-
-def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConfig, teacher_cfg: TrainConfig | None,
-                      device: torch.device, clock: StageClock) -> Generator[Event, None, tuple[Any, Any, TrainConfig, bool]]:
-    """The first stages of every kind of run: load and tokenise the data, then fine-tune the teacher (or
-    load it from the cache), yielding ``prepare`` and ``teacher`` events. ``dataset`` may be a loaded upload
-    (else ``dataset_key`` is loaded); ``teacher_cfg=None`` is the model's default. Returns the task, the
-    teacher (eval mode, on ``device``), the teacher's config and whether it came from the cache."""
-    from .task import prepare_task
-    from .teacher import TeacherResult, default_train_config, train_teacher
-
-    yield Event("prepare", message=f"Loading {dataset_key} and tokenising for {model}")
-    task = prepare_task(model, dataset if dataset is not None else dataset_key, data)
-    yield Event("prepare", progress=1.0, message="Data ready", payload={"task": task.describe()})
-    clock.tick("prepare")
-    teacher_cfg = teacher_cfg or default_train_config(task.model.key, task.num_labels)
-    result = None
-    for ev in train_teacher(task, teacher_cfg, device):
-        if isinstance(ev, TeacherResult):
-            result = ev
-        else:
-            yield Event("teacher", progress=ev.fraction, message=f"Fine-tuning the teacher: step {ev.step}/"
-                        f"{ev.total_steps}, loss {ev.loss:.3f}", payload={"loss": ev.loss})
-    assert result is not None
-    teacher = result.load().to(device).eval()
-    clock.tick("teacher")
-    return task, teacher, teacher_cfg, result.cached
-
-
 def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame | None = None,
                  device: torch.device | None = None, dataset: Any = None) -> Iterator[Event]:
     """Run the whole method, yielding events. ``profiles`` are earlier runs' (signals + oracle) rows for
     the fusion rankers; ``dataset`` may be a loaded upload instead of ``cfg.dataset``."""
-    from .metrics import accuracy_to_size_ratio
-    from .models import original_layer_indices
-    from .oracle import compute_oracle
-    from .signals import compute_signals
-    from .surgery import remove_layers
+    from core.metrics import accuracy_to_size_ratio
+    from core.models.registry import original_layer_indices
+    from core.pruning.oracle import compute_oracle
+    from core.signals import compute_signals
+    from core.models.surgery import remove_layers
 
     device = device or default_device()
     torch.manual_seed(cfg.seed)

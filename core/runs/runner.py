@@ -17,7 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .store import RunStore
+from core.paths import PROJECT_ROOT
+from core.runs.store import RunStore
 
 
 class Cancelled(Exception):
@@ -42,7 +43,7 @@ def _record(store: RunStore, run_id: str, ev: Any) -> None:
     elif ev.stage == "done":
         model = ev.artifacts.get("model")
         if model is not None:
-            from .surgery import save_model
+            from core.models.surgery import save_model
 
             save_model(model, ev.artifacts.get("tokenizer"), store.run_dir(run_id) / "model")
         store.write_json(run_id, "summary.json", ev.payload)
@@ -54,7 +55,7 @@ def _record(store: RunStore, run_id: str, ev: Any) -> None:
 
 def _events_for(store: RunStore, run: dict[str, Any]) -> Iterator[Any]:
     if run["kind"] == "prune":
-        from .prune import PruneConfig, prune_events
+        from core.pruning.loop import PruneConfig, prune_events
 
         cfg = PruneConfig.from_dict(run["config"])
         profiles = store.profiles(model=cfg.model)
@@ -62,7 +63,7 @@ def _events_for(store: RunStore, run: dict[str, Any]) -> Iterator[Any]:
             profiles = profiles[profiles["run_id"] != run["id"]]
         return prune_events(cfg, run_id=run["id"], profiles=profiles, dataset=_upload_for(store, cfg.dataset))
     if run["kind"] == "merge":
-        from .merge import MergeConfig, merge_events
+        from core.merging.loop import MergeConfig, merge_events
 
         cfg = MergeConfig.from_dict(run["config"])
         return merge_events(cfg, run_id=run["id"], dataset=_upload_for(store, cfg.dataset))
@@ -73,7 +74,7 @@ def _upload_for(store: RunStore, dataset: str) -> Any:
     """Uploaded datasets are stored as Parquet in the store (``upload:<digest>``); registry keys pass through."""
     if not dataset.startswith("upload:"):
         return None
-    from .uploads_store import load_saved_upload
+    from core.runs.uploads import load_saved_upload
 
     return load_saved_upload(store, dataset)
 
@@ -141,7 +142,7 @@ def _worker(store_root: str, run_ids: list[str]) -> None:
         execute_run(store, run_id)
 
 
-if __name__ == "__main__":  # the worker process: python -m core.runner STORE_ROOT RUN_ID [RUN_ID ...]
+if __name__ == "__main__":  # the worker process: python -m core.runs.runner STORE_ROOT RUN_ID [RUN_ID ...]
     _worker(sys.argv[1], sys.argv[2:])
 
 
@@ -164,9 +165,9 @@ class Runner:
                                              group_id=group_id))
         # a fresh interpreter (not multiprocessing): the caller's __main__ (a Streamlit page, pytest) is never
         # re-executed in the worker, and the worker outlives a reload of the page that started it
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(PROJECT_ROOT)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        proc = subprocess.Popen([sys.executable, "-m", "core.runner", str(self.store.root), *ids], cwd=root,
+        proc = subprocess.Popen([sys.executable, "-m", "core.runs.runner", str(self.store.root), *ids], cwd=root,
                                 env=env, stdin=subprocess.DEVNULL, start_new_session=True)
         for run_id in ids:
             self._procs[run_id] = proc

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from .config import ConfigError, DataConfig
+from core.config import ConfigError, DataConfig
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -32,13 +32,13 @@ def _data_cfg(args: argparse.Namespace) -> DataConfig:
 
 
 def _dataset(args: argparse.Namespace) -> str:
-    from .datasets import DEFAULT_DATASET
+    from core.data.datasets import DEFAULT_DATASET
 
     return args.dataset or DEFAULT_DATASET
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import MODELS, offline_mode
+    from core.models.registry import MODELS, offline_mode
 
     rows = [{"key": s.key, "name": s.display_name, "source": s.source, "layers": s.num_layers,
              "hidden": s.hidden_size, "params_M": s.params_millions,
@@ -51,7 +51,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from .datasets import describe_datasets
+    from core.data.datasets import describe_datasets
 
     table = describe_datasets()
     _emit(args, table.to_dict(orient="records"), table.to_string(index=False))
@@ -61,8 +61,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_teach(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .task import prepare_task
-    from .teacher import default_train_config, ensure_teacher
+    from core.data.task import prepare_task
+    from core.teacher import default_train_config, ensure_teacher
 
     task = prepare_task(args.model, _dataset(args), _data_cfg(args))
     base = default_train_config(task.model.key, task.num_labels)
@@ -87,8 +87,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
 
 def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str):
-    from .prune import PruneConfig
-    from .train import DistillConfig
+    from core.pruning.config import PruneConfig
+    from core.train import DistillConfig
 
     return PruneConfig(model=args.model, dataset=dataset, strategy=strategy, layers_to_remove=args.layers,
                        step_epochs=args.epochs, distill=args.distill, data=_data_cfg(args),
@@ -103,8 +103,8 @@ def _print_steps(store, run_id: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import execute_with_bar
-    from .store import RunStore
+    from core.runs.runner import execute_with_bar
+    from core.runs.store import RunStore
 
     store = RunStore()
     cfg = _prune_cfg(args, args.strategy, _dataset(args))
@@ -129,9 +129,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .report import compare_table
-    from .runner import execute_with_bar
-    from .store import RunStore
+    from core.runs.report import compare_table
+    from core.runs.runner import execute_with_bar
+    from core.runs.store import RunStore
 
     store = RunStore()
     ids = []
@@ -154,8 +154,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_model
-    from .store import RunStore
+    from core.runs.export import export_model
+    from core.runs.store import RunStore
 
     path = export_model(RunStore(), args.run_id, args.dir)
     _emit(args, {"path": str(path)}, f"wrote {path}")
@@ -163,8 +163,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 #: ``python -m core bench WHAT``: the module and function that run each benchmark
-BENCHES = {"signals": ("core.signals.bench", "main"), "oracle": ("core.oracle", "bench_main"),
-           "latency": ("core.metrics", "bench_latency_main"), "merge": ("core.merge", "bench_main"),
+BENCHES = {"signals": ("core.cli.bench_signals", "main"), "oracle": ("core.pruning.oracle", "bench_main"),
+           "latency": ("core.metrics", "bench_latency_main"), "merge": ("core.merging.loop", "bench_main"),
            "train": ("core.train", "bench_main")}
 
 
@@ -176,7 +176,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .merge import cli_main
+    from core.merging.loop import cli_main
 
     return cli_main(args.rest)
 

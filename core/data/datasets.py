@@ -8,11 +8,11 @@ Four kinds of source:
 * ``hub``       the paper's datasets on the Hugging Face hub, loaded with ``datasets.load_dataset`` (needs a
   network), plus any other hub dataset given explicit text/label columns (:func:`load_hub_dataset`).
 * ``synthetic`` a seeded keyword task the tiny test model learns in seconds (tests and instant demos).
-* ``upload``    a user's CSV/TSV/Parquet file, read by :mod:`core.upload`.
+* ``upload``    a user's CSV/TSV/Parquet file, read by :mod:`core.data.upload`.
 
 Every loader returns a :class:`LoadedDataset`: a frame with ``text`` (str), ``label`` (int codes into
 ``label_names``) and, when the source ships an official train/test split, ``split`` ("train"/"test"). That is
-exactly what :func:`core.data.make_splits` consumes.
+exactly what :func:`core.data.batches.make_splits` consumes.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 import numpy as np
 import pandas as pd
 
-from .config import ConfigError, check_choice, check_int
-from .data import DataError
+from core.config import ConfigError, check_choice, check_int
+from core.data.batches import DataError
 
 Source = Literal["package", "hub", "synthetic", "upload"]
 SOURCES: tuple[str, ...] = ("package", "hub", "synthetic", "upload")
@@ -103,7 +103,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class LoadedDataset:
-    """A dataset ready for :func:`core.data.make_splits`."""
+    """A dataset ready for :func:`core.data.batches.make_splits`."""
 
     frame: pd.DataFrame
     label_names: tuple[str, ...]
@@ -377,7 +377,7 @@ def keyword_frame(rows: int = 1200, seed: int = 0, classes: int = 3) -> pd.DataF
 
     Labels cycle through the classes, so every class has ``rows / classes`` rows (give or take one).
     """
-    from .models import TINY_WORDS
+    from core.models.registry import TINY_WORDS
 
     names = list(KEYWORDS)[:classes]
     rng = random.Random(seed)
@@ -554,7 +554,7 @@ def _load_cached(key: str) -> LoadedDataset:
         return _load_hub_cached(spec.hub, None, HUB_MAX_ROWS_PER_SPLIT, 0)
     loader = _LOADERS.get(spec.key)
     if loader is None:
-        raise DataError(f"{spec.display_name} cannot be loaded by name; uploads are read with core.upload.")
+        raise DataError(f"{spec.display_name} cannot be loaded by name; uploads are read with core.data.upload.")
     frame, names = _labelled_frame(loader(spec))
     return LoadedDataset(frame, names, spec)
 

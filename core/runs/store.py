@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from .paths import store_dir
+from core.paths import store_dir
 
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled", "interrupted")

@@ -7,7 +7,7 @@ In one process, on the same calibration batches, it times
 (c) a naive extraction that runs a separate pass per signal (``compute_signals(..., signals=[key])``);
 
 and prints the times and the ratios one-pass / plain (goal: <= 1.5) and naive / one-pass. Each timing is
-the median of ``repeats`` interleaved rounds after one warm-up round. Run it with ``python -m core.signals.bench`` (the
+the median of ``repeats`` interleaved rounds after one warm-up round. Run it with ``python -m core.cli.bench_signals`` (the
 lead wires ``python -m core bench signals`` to :func:`main`).
 
 Calibration text: a seeded generator of varied English sentences with a sentiment keyword as label
@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..data import Batch, batches, default_device, encode, model_inputs
-from ..models import load_classifier, load_tokenizer
-from .compute import DEFAULT_COLUMNS, compute_signals
-from .registry import SIGNAL_KEYS
+from core.data.batches import Batch, batches, default_device, encode, model_inputs
+from core.models.registry import load_classifier, load_tokenizer
+from core.signals.compute import DEFAULT_COLUMNS, compute_signals
+from core.signals.registry import SIGNAL_KEYS
 
 _SUBJECTS = ("the film", "this phone", "our hotel room", "the new album", "the service", "my order",
              "the match last night", "her latest novel", "the city council", "the software update",

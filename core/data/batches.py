@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from .config import DataConfig
+from core.config import DataConfig
 
 Batch = dict[str, torch.Tensor]
 

@@ -1,11 +1,11 @@
 """User uploads: a CSV, TSV or Parquet file's bytes -> a preview (columns and a guess of which is which) -> a
-cleaned :class:`~core.datasets.LoadedDataset`.
+cleaned :class:`~core.data.datasets.LoadedDataset`.
 
 Uploads come from strangers, so this module is defensive:
 
 * nothing is unpickled or evaluated: CSV/TSV go through ``pandas.read_csv`` on decoded text, Parquet
   through ``pyarrow`` (no Python objects are rebuilt from the file);
-* every bad input raises :class:`core.data.DataError` whose message says what is wrong and what to do; the
+* every bad input raises :class:`core.data.batches.DataError` whose message says what is wrong and what to do; the
   public functions turn any other exception into one, so a caller (the UI) needs a single ``except``;
 * size limits: the file (``max_bytes``), the rows (:data:`MAX_ROWS`) and a Parquet file's decompressed size.
 
@@ -25,8 +25,8 @@ from typing import Callable, TypeVar
 
 import pandas as pd
 
-from .data import DataError
-from .datasets import LoadedDataset, encode_labels, label_strings, upload_spec
+from core.data.batches import DataError
+from core.data.datasets import LoadedDataset, encode_labels, label_strings, upload_spec
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from .store import RunStore, atomic_write_text
-from .task import frame_digest
+from core.runs.store import RunStore, atomic_write_text
+from core.data.task import frame_digest
 
 
 def save_upload(store: RunStore, loaded: Any, name: str) -> str:
@@ -27,8 +27,8 @@ def save_upload(store: RunStore, loaded: Any, name: str) -> str:
 
 
 def load_saved_upload(store: RunStore, ref: str) -> Any:
-    from .data import DataError
-    from .datasets import LoadedDataset, upload_spec
+    from core.data.batches import DataError
+    from core.data.datasets import LoadedDataset, upload_spec
 
     digest = ref.split(":", 1)[1]
     folder = store.root / "uploads" / digest

