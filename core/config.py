@@ -110,6 +110,10 @@ class DataConfig:
         check_float(o, "test_fraction", self.test_fraction, 0.01, 0.5)
 
 
+#: the choices of :attr:`TrainConfig.class_weights`
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Fine-tuning hyperparameters (AdamW with linear warm-up and decay). ``group_by_length`` batches rows
@@ -126,9 +130,15 @@ class TrainConfig:
     freeze_word_embeddings: bool = True
     group_by_length: bool = True
     seed: int = 0
+    #: at least this many optimiser steps whatever ``epochs`` says (small datasets get enough optimisation)
+    min_steps: int = 0
+    #: cross-entropy class weights: "none", "balanced" (n / (k * count), as sklearn) or "sqrt" (its square root)
+    class_weights: str = "none"
 
     def __post_init__(self) -> None:
         o = "TrainConfig"
+        check_int(o, "min_steps", self.min_steps, 0, 1_000_000)
+        check_choice(o, "class_weights", self.class_weights, CLASS_WEIGHTS)
         for name in ("freeze_word_embeddings", "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{o}.{name} must be true or false, got {getattr(self, name)!r}")

@@ -1,8 +1,11 @@
 """Metrics of every model a run produces, and the run-level summaries built from them.
 
-Per model (:class:`ModelMetrics`): accuracy, macro-F1 and loss (``core.train.evaluate``), total and encoder
-parameters (unique, tied weights once: ``core.models.registry.count_parameters``), the size of its safetensors file,
-the measured CPU latency of one fixed-shape batch (median of repeats after warm-up) and its depth.
+Per model, one function (:func:`measure_model`) and one record (:class:`ModelMetrics`) for every kind of run
+(pruning steps, merged models, the matched pruned models, teachers): test and validation accuracy, macro-F1
+and loss (``core.train.evaluate``), total and encoder parameters (unique, tied weights once:
+``core.models.registry.count_parameters``), the size of its safetensors file, the measured CPU latency of one
+fixed-shape batch (median of repeats after warm-up) and its depth. The record's field names are the keys
+stored runs carry (``test_accuracy``, ``val_accuracy``, ``params_total``, ``latency_ms``, ...).
 
 Per run: :func:`max_accuracy_over_depth` (the paper's "maximum accuracy over pruning depth") and
 :func:`accuracy_to_size_ratio` (ours: the paper's formula is not public; see its docstring).
@@ -10,7 +13,6 @@ Per run: :func:`max_accuracy_over_depth` (the paper's "maximum accuracy over pru
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import tempfile
@@ -51,19 +53,24 @@ class LatencyConfig:
 
 @dataclass(frozen=True)
 class ModelMetrics:
-    """The measured numbers of one model (a teacher, a pruned step, a distilled student)."""
+    """The measured numbers of one model (a teacher, a pruned step, a merged or distilled model). Validation
+    scores are ``None`` when no validation split was given; size and latency are ``None`` when not measured
+    (``measure_model(..., latency=None)``)."""
 
     num_layers: int
     kept_layers: tuple[int, ...]
-    accuracy: float
-    macro_f1: float
-    loss: float
+    test_accuracy: float
+    test_macro_f1: float
+    test_loss: float
     params_total: int
     params_encoder: int
-    safetensors_bytes: int
-    latency_ms: float
-    latency_batch_size: int
-    latency_seq_length: int
+    val_accuracy: float | None = None
+    val_macro_f1: float | None = None
+    val_loss: float | None = None
+    safetensors_bytes: int | None = None
+    latency_ms: float | None = None
+    latency_batch_size: int | None = None
+    latency_seq_length: int | None = None
 
     def __post_init__(self) -> None:
         o = "ModelMetrics"
@@ -71,24 +78,29 @@ class ModelMetrics:
         if len(self.kept_layers) != self.num_layers:
             raise ValueError(f"ModelMetrics.kept_layers has {len(self.kept_layers)} entries for "
                              f"{self.num_layers} layers: {self.kept_layers!r}")
-        check_float(o, "accuracy", self.accuracy, 0.0, 1.0)
-        check_float(o, "macro_f1", self.macro_f1, 0.0, 1.0)
-        check_float(o, "loss", self.loss, 0.0)
+        splits = ("test", "val") if self.val_accuracy is not None else ("test",)
+        for split in splits:
+            check_float(o, f"{split}_accuracy", getattr(self, f"{split}_accuracy"), 0.0, 1.0)
+            check_float(o, f"{split}_macro_f1", getattr(self, f"{split}_macro_f1"), 0.0, 1.0)
+            check_float(o, f"{split}_loss", getattr(self, f"{split}_loss"), 0.0)
         check_int(o, "params_total", self.params_total, 1)
         check_int(o, "params_encoder", self.params_encoder, 0, self.params_total)
-        check_int(o, "safetensors_bytes", self.safetensors_bytes, 1)
-        check_float(o, "latency_ms", self.latency_ms, 0.0, lo_open=True)
-        check_int(o, "latency_batch_size", self.latency_batch_size, 1)
-        check_int(o, "latency_seq_length", self.latency_seq_length, 1)
+        if self.safetensors_bytes is not None:
+            check_int(o, "safetensors_bytes", self.safetensors_bytes, 1)
+        if self.latency_ms is not None:
+            check_float(o, "latency_ms", self.latency_ms, 0.0, lo_open=True)
+            check_int(o, "latency_batch_size", self.latency_batch_size, 1)
+            check_int(o, "latency_seq_length", self.latency_seq_length, 1)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: plain ints, floats and a list of kept layers."""
-        out = asdict(self)
+        """JSON-ready: plain ints, floats and a list of kept layers; what was not measured is left out."""
+        out = {k: v for k, v in asdict(self).items() if v is not None}
         out["kept_layers"] = list(self.kept_layers)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelMetrics":
+        """The record from a stored dict (extra keys, e.g. a step's ``removed``, are ignored)."""
         names = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in names}
         values["kept_layers"] = tuple(int(i) for i in values.get("kept_layers", ()))
@@ -152,18 +164,30 @@ def measure_latency(model: nn.Module, cfg: LatencyConfig | None = None) -> float
         cpu_model.train(was_training)
 
 
-def measure_model(model: nn.Module, data: Batch, *, batch_size: int = 128, device: torch.device | None = None,
-                  latency: LatencyConfig | None = None) -> ModelMetrics:
-    """All per-model metrics: scores on ``data`` (e.g. the test split), size, parameters, CPU latency."""
-    latency = latency or LatencyConfig()
-    scores = evaluate(model, data, batch_size, device)
+#: the latency measurement :func:`measure_model` makes unless told otherwise
+DEFAULT_LATENCY = LatencyConfig()
+
+
+def measure_model(model: nn.Module, test: Batch, *, val: Batch | None = None, batch_size: int = 128,
+                  device: torch.device | None = None, latency: LatencyConfig | None = DEFAULT_LATENCY
+                  ) -> ModelMetrics:
+    """Everything measured about one model: scores on ``test`` (and on ``val`` when given), parameters, the
+    safetensors size and the CPU latency under ``latency``. ``latency=None`` skips the size and the latency
+    (scores and parameter counts only: what a model that is tuned further needs)."""
+    scores = evaluate(model, test, batch_size, device)
+    val_scores = evaluate(model, val, batch_size, device) if val is not None else None
     params = count_parameters(model)
     return ModelMetrics(
         num_layers=len(encoder_layers(model)), kept_layers=tuple(original_layer_indices(model)),
-        accuracy=scores["accuracy"], macro_f1=scores["macro_f1"], loss=scores["loss"],
+        test_accuracy=scores["accuracy"], test_macro_f1=scores["macro_f1"], test_loss=scores["loss"],
+        val_accuracy=val_scores["accuracy"] if val_scores else None,
+        val_macro_f1=val_scores["macro_f1"] if val_scores else None,
+        val_loss=val_scores["loss"] if val_scores else None,
         params_total=params["total"], params_encoder=params["encoder"],
-        safetensors_bytes=safetensors_bytes(model), latency_ms=measure_latency(model, latency),
-        latency_batch_size=latency.batch_size, latency_seq_length=latency.seq_length)
+        safetensors_bytes=safetensors_bytes(model) if latency is not None else None,
+        latency_ms=measure_latency(model, latency) if latency is not None else None,
+        latency_batch_size=latency.batch_size if latency is not None else None,
+        latency_seq_length=latency.seq_length if latency is not None else None)
 
 
 # ------------------------------------------------------------------------------------- run-level
@@ -209,68 +233,3 @@ def accuracy_to_size_ratio(accuracy: float, params: int, teacher_accuracy: float
     check_int(o, "params", params, 1)
     check_int(o, "teacher_params", teacher_params, 1)
     return (accuracy / teacher_accuracy) / (params / teacher_params)
-
-
-# -------------------------------------------------------------------------------------------- bench
-def _non_encoder_ms(model: nn.Module, cfg: LatencyConfig) -> float:
-    """Median time of the embeddings plus the classifier head alone (no encoder layer), same batch."""
-    from core.pruning.oracle import embed, head_logits
-
-    batch = latency_batch(model, cfg)
-
-    def run() -> torch.Tensor:
-        hidden, _ = embed(model, batch)
-        return head_logits(model, hidden)
-
-    with torch.inference_mode():
-        return median_ms(run, cfg.repeats, cfg.warmup)
-
-
-def bench_latency_main(argv: list[str] | None = None) -> int:
-    """``python -m core bench latency``: CPU latency with k = 0..K layers removed vs the ideal
-    encoder-only speedup (latency falling in proportion to the encoder layers while embeddings and head
-    stay)."""
-    from core.pruning.oracle import load_bench_model
-    from core.models.surgery import remove_layers
-
-    parser = argparse.ArgumentParser(prog="python -m core bench latency")
-    parser.add_argument("--model", default="e5-small")
-    parser.add_argument("--max-removed", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--length", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv or [])
-    torch.set_num_threads(args.threads)
-    cfg = LatencyConfig(batch_size=args.batch_size, seq_length=args.length, repeats=args.repeats)
-    model, _, used = load_bench_model(args.model, 2)
-    model.eval()
-    n = len(encoder_layers(model))
-    k_max = min(args.max_removed, n - 1)
-    models = [remove_layers(model, range(n - k, n), by="position").eval() if k else model
-              for k in range(k_max + 1)]
-    batch = latency_batch(model, cfg)
-    # interleaved rounds: every depth is timed once per round, so drift on a shared machine (other
-    # processes, frequency changes) lands on all of them alike; each depth's figure is its median
-    rounds = max(cfg.repeats, 3)
-    times: list[list[float]] = [[] for _ in models]
-    with torch.inference_mode():
-        for m in models:
-            for _ in range(cfg.warmup):
-                m(**batch)
-        for _ in range(rounds):
-            for k, m in enumerate(models):
-                t = time.perf_counter()
-                m(**batch)
-                times[k].append((time.perf_counter() - t) * 1000.0)
-    ms = [float(statistics.median(t)) for t in times]
-    t0 = ms[0]
-    t_rest = _non_encoder_ms(model, cfg)
-    print(f"model {used}: {n} layers; batch {cfg.batch_size} x {cfg.seq_length} tokens; median of "
-          f"{rounds} interleaved rounds; {torch.get_num_threads()} threads")
-    print(f"embeddings + head alone: {t_rest:.1f} ms of {t0:.1f} ms ({100 * t_rest / t0:.1f} %)")
-    print(f"{'removed':>7} {'layers':>6} {'ms':>9} {'speedup':>8} {'ideal':>7}")
-    for k, t_k in enumerate(ms):
-        ideal = t0 / (t_rest + (t0 - t_rest) * (n - k) / n)
-        print(f"{k:>7} {n - k:>6} {t_k:>9.1f} {t0 / t_k:>8.2f} {ideal:>7.2f}")
-    return 0

@@ -86,6 +86,22 @@ def _param_groups(model: nn.Module, cfg: TrainConfig, lr: float) -> list[dict]:
     return out
 
 
+def class_weights(labels: torch.Tensor, num_labels: int, how: str, device: torch.device | None = None
+                  ) -> torch.Tensor | None:
+    """Cross-entropy weights per class from the training labels (``TrainConfig.class_weights``): None for
+    "none"; "balanced" is ``n / (k * count)`` (sklearn's ``class_weight="balanced"``), "sqrt" its square root.
+    A class with no training rows gets weight 0."""
+    if how == "none":
+        return None
+    counts = torch.bincount(labels.cpu().long(), minlength=num_labels)[:num_labels].double()
+    present = counts > 0
+    w = torch.zeros(num_labels, dtype=torch.double)
+    w[present] = counts.sum() / (int(present.sum()) * counts[present])
+    if how == "sqrt":
+        w = w.sqrt()
+    return w.float().to(device) if device is not None else w.float()
+
+
 def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: DistillConfig | None = None,
               device: torch.device | None = None) -> Iterator[TrainProgress]:
     """Train ``model`` in place on ``data``; yields progress after every optimiser step.
@@ -99,8 +115,8 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
     if distill is not None and "teacher_logits" not in data:
         raise ValueError("distillation needs data['teacher_logits']: call attach_teacher_logits first")
     per_epoch = num_batches(data, cfg.batch_size)
-    total = max(int(math.ceil(epochs * per_epoch)), 0)
-    if total == 0:
+    total = max(int(math.ceil(epochs * per_epoch)), 0 if distill else cfg.min_steps)
+    if total == 0 or per_epoch == 0:
         model.eval()
         return
     torch.manual_seed(cfg.seed)
@@ -113,9 +129,11 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
         return max(0.0, (total - step) / max(total - warmup, 1))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    weight = None if distill or cfg.class_weights == "none" else \
+        class_weights(data["labels"], model.config.num_labels, cfg.class_weights, device)
     step = 0
     try:
-        for epoch in range(int(math.ceil(epochs))):
+        for epoch in range(int(math.ceil(total / per_epoch))):
             for batch in batches(data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, device=device,
                                  group_by_length=cfg.group_by_length):
                 logits = model(**model_inputs(batch)).logits
@@ -123,7 +141,7 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
                     loss = distillation_loss(logits, batch["teacher_logits"], batch["labels"],
                                              distill.temperature, distill.alpha)
                 else:
-                    loss = F.cross_entropy(logits, batch["labels"])
+                    loss = F.cross_entropy(logits, batch["labels"], weight=weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -172,52 +190,3 @@ def evaluate(model: nn.Module, data: Batch, batch_size: int = 128, device: torch
              ) -> dict[str, float]:
     """Accuracy, macro-F1 and mean cross-entropy of ``model`` on ``data``."""
     return scores_from_logits(predict_logits(model, data, batch_size, device), data["labels"])
-
-
-# --------------------------------------------------------------------------------------------- bench
-def bench_main(argv: list[str] | None = None) -> int:
-    """``python -m core bench train``: one epoch of fine-tuning with random batches against length-grouped
-    batches (``TrainConfig.group_by_length``), interleaved in one process from the same starting weights;
-    prints padded tokens, seconds and the ratio."""
-    import argparse
-    import copy
-    import time
-    from dataclasses import replace
-
-    from core.config import DataConfig
-    from core.data.batches import lengths, take
-    from core.models.registry import load_classifier
-    from core.data.task import prepare_task
-    from core.teacher import default_train_config
-
-    p = argparse.ArgumentParser(prog="python -m core bench train")
-    p.add_argument("--model", default="e5-small")
-    p.add_argument("--dataset", default="trec")
-    p.add_argument("--rows", type=int, default=640, help="training rows per epoch")
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv or [])
-    torch.set_num_threads(args.threads)
-    task = prepare_task(args.model, args.dataset, DataConfig(train_cap=max(args.rows, 10)))
-    base = load_classifier(task.model, task.num_labels).eval()
-    data = take(task.encoded["train"], args.rows)
-    cfg = default_train_config(task.model.key, task.num_labels)
-    configs = {grouped: replace(cfg, epochs=1.0, group_by_length=grouped) for grouped in (False, True)}
-    tokens = {grouped: sum(b["input_ids"].numel() for b in batches(data, c.batch_size, shuffle=True, seed=c.seed,
-                                                                    group_by_length=grouped))
-              for grouped, c in configs.items()}
-    seconds: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(args.rounds):
-        for grouped, run_cfg in configs.items():
-            model = copy.deepcopy(base)
-            start = time.perf_counter()
-            run_to_end(fine_tune(model, data, run_cfg, device=torch.device("cpu")))
-            seconds[grouped].append(time.perf_counter() - start)
-    real = int(lengths(data).sum())
-    print(f"{task.model.key} on {task.dataset_key}: {len(data['labels'])} rows, batch {cfg.batch_size}, "
-          f"{torch.get_num_threads()} threads; real tokens {real:,}; best of {args.rounds} rounds, interleaved")
-    for grouped, label in ((False, "random batches"), (True, "length-grouped batches")):
-        print(f"{label:<24} padded tokens {tokens[grouped]:>8,}   epoch {min(seconds[grouped]):7.1f} s")
-    print(f"grouped / random: tokens {tokens[True] / tokens[False]:.2f}, time "
-          f"{min(seconds[True]) / min(seconds[False]):.2f}")
-    return 0

@@ -8,8 +8,7 @@ import streamlit as st
 
 from core.runs.report import compare_table
 
-from ui import catalog, plots, router, state, tables, widgets
-from ui import store as ustore
+from ui import cached_store, plots, router, state, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -20,10 +19,10 @@ widgets.page_header("Compare", "Every stored pruning run side by side: which str
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _table(root: str, key: tuple[tuple[str, str], ...]) -> pd.DataFrame:
-    return compare_table(ustore.store(), [run_id for run_id, _ in key])
+    return compare_table(cached_store.store(), [run_id for run_id, _ in key])
 
 
-runs = [r for r in ustore.runs(kind="prune") if r["status"] in ("done", "running", "cancelled", "interrupted")]
+runs = [r for r in cached_store.runs(kind="prune") if r["status"] in ("done", "running", "cancelled", "interrupted")]
 if not runs:
     widgets.empty_state("Nothing to compare yet. Start runs on the Live pruning page: several strategies on the "
                         "same model and dataset make the most useful comparison.", widgets.LIVE_PAGE, "Live pruning")
@@ -36,8 +35,8 @@ model = f1.selectbox("Model", models, index=models.index(model_default), key="cm
 of_model = [r for r in runs if r["model"] == model]
 datasets = sorted({r["dataset"] for r in of_model})
 chosen_ds = f2.multiselect("Datasets", datasets, default=datasets, format_func=state.dataset_label, key="cmp_ds")
-strategies = sorted({r["strategy"] for r in of_model}, key=catalog.strategy_label)
-chosen_st = f3.multiselect("Strategies", strategies, default=strategies, format_func=catalog.strategy_label,
+strategies = sorted({r["strategy"] for r in of_model}, key=theme.strategy_label)
+chosen_st = f3.multiselect("Strategies", strategies, default=strategies, format_func=theme.strategy_label,
                            key="cmp_st")
 finished_only = f4.toggle("Finished only", value=False, key="cmp_done",
                           help="Hide runs that are still running or stopped early.")
@@ -47,19 +46,20 @@ if not selected:
     st.info("No run matches these filters: widen them above.", icon="💡")
     router.stop_page()
 
-key = tuple(sorted((r["id"], ustore.version(r)) for r in selected))
-table = _table(ustore.root(), key)
-steps = ustore.all_steps(selected)
+key = tuple(sorted((r["id"], cached_store.version(r)) for r in selected))
+table = _table(cached_store.root(), key)
+steps = cached_store.all_steps(selected)
 meta = {r["id"]: r for r in selected}
-summaries = {r["id"]: ustore.summary(r) for r in selected}
+summaries = {r["id"]: cached_store.summary(r) for r in selected}
 
 st.subheader("The table")
 if table.empty:
     st.info("The selected runs have no finished step yet.", icon="💡")
 else:
     show = table.copy()
-    show.insert(0, "strategy name", [catalog.strategy_label(s) for s in show["strategy"]])
+    show.insert(0, "strategy name", [theme.strategy_label(s) for s in show["strategy"]])
     show["dataset"] = [state.dataset_label(d) for d in show["dataset"]]
+    show["weak teacher"] = ["⚠ yes" if summaries.get(rid, {}).get("weak_teacher") else "" for rid in show["run_id"]]
     show = show[[c for c in show.columns if c != "run_id"] + ["run_id"]]
     acc_cols = [c for c in show.columns if c.startswith("acc@") or c in ("teacher", "best", "after_kd")]
     numeric = [c for c in [*acc_cols, "ratio", "best_layers"] if c in show]
@@ -73,7 +73,8 @@ else:
     st.dataframe(show.drop(columns=["strategy"]), hide_index=True, column_config=config)
     st.caption("Test accuracy after removing layers down to N and fine-tuning; **best** is the maximum accuracy "
                "over pruning depth (the paper's headline number); **after_kd** is the final model distilled "
-               "from the teacher.")
+               "from the teacher; **weak teacher** marks runs pruned anyway although their teacher did not beat "
+               "the majority-class baseline (their numbers may be noise).")
     st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "compare.csv", "text/csv",
                        key="cmp_csv")
 

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import catalog, plots, router, state, tables, widgets
-from ui import store as ustore
+from core.fusion import FusionChoice, RankerSummary, read_choice
+from core.runs import artifacts
+from ui import cached_store as ustore
+from ui import plots, router, state, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -35,37 +37,38 @@ def _waterfall(run_id: str, token: str, index: int, scale: float, _rows: tables.
     return plots.shap_waterfall_png(_rows, index, scale)
 
 
-def _units(choices: dict[int, dict[str, Any]]) -> tuple[float, str]:
+def _units(choices: dict[int, FusionChoice]) -> tuple[float, str]:
     """How to show ranker scores: the default target is an accuracy gap (0 = as good as the step's best
     removal), shown in percentage points; any other target is shown as stored."""
-    targets = {(c.get("info") or {}).get("target", "gap") for c in choices.values()}
-    return (100.0, "points") if targets == {"gap"} else (1.0, "")
+    targets = {c.target for c in choices.values() if c.trained}
+    return (100.0, "points") if targets <= {"gap"} else (1.0, "")
 
 
-def _choices(run: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    return {k: ustore.json_artifact(run["id"], f"steps/{k}/choice.json") or {}
-            for k in ustore.artifact_steps(run["id"], "choice.json")}
+def _choices(run: dict[str, Any]) -> dict[int, FusionChoice]:
+    """Each step's fusion choice, read through :func:`core.fusion.read_choice` (old choice files too)."""
+    read = {k: read_choice(ustore.choice(run["id"], k)) for k in ustore.artifact_steps(run["id"], artifacts.CHOICE)}
+    return {k: c for k, c in read.items() if c is not None}
 
 
-def _ranker_chart(ranker: dict[str, Any] | None, who: dict[str, Any] | None, step: int,
-                  names: list[str] | None, missing: str = "") -> None:
+def _ranker_chart(ranker: RankerSummary | None, who: dict[str, Any] | None, step: int, missing: str = "") -> None:
     """A stored ranker's own view of the signals: forest impurity importances or linear coefficients."""
     if ranker is None or who is None:
-        st.info(f"To compare, run **{catalog.strategy_label(missing)}** on the same model and dataset "
+        st.info(f"To compare, run **{theme.strategy_label(missing)}** on the same model and dataset "
                 "(Live pruning, several strategies side by side).", icon="💡")
         return
-    feat = ranker.get("feature_names_in") or names or [f"x{j}" for j in range(ranker.get("n_features_in", 0))]
-    label = catalog.strategy_label(who["strategy"])
-    if ranker.get("kind") == "forest":
-        widgets.chart(plots.importance_bars(feat, ranker["feature_importances"], f"{label}: impurity importance",
+    label = theme.strategy_label(who["strategy"])
+    feat = list(ranker.feature_names)
+    if ranker.kind == "forest":
+        widgets.chart(plots.importance_bars(feat, ranker.weights, f"{label}: impurity importance",
                                             "share of variance reduction"), key=f"side_{who['id']}")
-    elif ranker.get("kind") == "linear":
-        widgets.chart(plots.importance_bars(feat, ranker["coef"], f"{label}: coefficients",
-                                            "coefficient on the standardised feature", signed=True),
-                      key=f"side_{who['id']}")
-        st.caption(f"Regressor: {ranker.get('regressor', 'linear')}; intercept {ranker.get('intercept', 0):.3f}. "
-                   "Positive: a higher (normalised) value makes removal look cheaper.")
-    st.caption(f"Run `{who['id']}` · ranker trained for step {step}.")
+    else:
+        widgets.chart(plots.importance_bars(feat, ranker.weights, f"{label}: coefficients", ranker.weight_label,
+                                            signed=True), key=f"side_{who['id']}")
+        alpha = ranker.params.get("alpha")
+        st.caption(f"{'Ridge, alpha ' + format(alpha, 'g') if alpha else 'Least squares'}; intercept "
+                   f"{ranker.intercept or 0:.3f}. Positive: a higher (normalised) value makes removal look cheaper.")
+    trained_on = f" on {ranker.n_train_rows} layer-steps" if ranker.n_train_rows else ""
+    st.caption(f"Run `{who['id']}` · ranker trained for step {step}{trained_on}.")
 
 
 runs = [r for r in ustore.runs(kind="prune") if r["strategy"] in FUSION]
@@ -205,7 +208,7 @@ with tab_quality:
         summary = quality.groupby(["strategy", "dataset"]).agg(
             mean_rho=("ranker_spearman", lambda s: pd.to_numeric(s, errors="coerce").mean()),
             top1=("ranker_top1", lambda s: s.dropna().astype(float).mean()), steps=("step", "count")).reset_index()
-        summary["strategy"] = [catalog.strategy_label(s) for s in summary["strategy"]]
+        summary["strategy"] = [theme.strategy_label(s) for s in summary["strategy"]]
         st.markdown(f"**All fusion runs of {run['model']}**")
         st.dataframe(summary, hide_index=True,
                      column_config={"mean_rho": st.column_config.NumberColumn("mean ρ", format="%.2f"),

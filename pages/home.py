@@ -6,8 +6,7 @@ import statistics
 
 import streamlit as st
 
-from ui import catalog, router, state, widgets
-from ui import store as ustore
+from ui import cached_store, router, state, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -37,7 +36,7 @@ Compression* (arXiv 2501.03273).
 state.init()  # after the text above, so it paints before the engine's first (slow) imports
 model_key = state.model()
 dataset_key = state.dataset()
-runs = ustore.runs(kind="prune")
+runs = cached_store.runs(kind="prune")
 
 
 def _typical_minutes(model: str) -> str:
@@ -48,7 +47,7 @@ def _typical_minutes(model: str) -> str:
         cfg = run["config"]
         same = (run["model"] == model and (cfg.get("data") or {}).get("train_cap") == b["train_cap"]
                 and cfg.get("layers_to_remove") == b["layers_to_remove"])
-        total = (ustore.summary(run).get("timings_s") or {}).get("total") if run["status"] == "done" and same else None
+        total = (cached_store.summary(run).get("timings_s") or {}).get("total") if run["status"] == "done" and same else None
         if total:
             totals.append(float(total))
     if not totals:
@@ -61,7 +60,7 @@ with right:
     with st.container(border=True):
         st.subheader("Start here")
         st.markdown(f"**{state.model_label(model_key)}**  \non **{state.dataset_label(dataset_key)}**, "
-                    f"strategy **{catalog.strategy_label('rf_fusion')}**")
+                    f"strategy **{theme.strategy_label('rf_fusion')}**")
         st.caption(_typical_minutes(model_key) + ". Change model, dataset and budgets on the Setup page.")
         if st.button("Start my first pruning run", type="primary", width="stretch", key="home_start",
                      icon=":material/play_arrow:"):
@@ -83,7 +82,7 @@ active = [r for r in runs if r["status"] in ("queued", "running")]
 if active:
     st.subheader("Running now")
     for run in active:
-        last = ustore.store().last_event(run["id"])
+        last = cached_store.store().last_event(run["id"])
         st.markdown(f"- {widgets.run_label(run)}: {last['message'] if last else 'waiting for the worker'}")
     widgets.empty_state("Open the Live pruning page to watch them.", widgets.LIVE_PAGE, "Live pruning")
 
@@ -94,7 +93,7 @@ if not runs:
 else:
     for run in runs[:6]:
         st.markdown(f"- {widgets.run_label(run)}")
-    st.caption(f"{len(runs)} pruning run(s) in the store at `{ustore.root()}`. See them all on Runs & export.")
+    st.caption(f"{len(runs)} pruning run(s) in the store at `{cached_store.root()}`. See them all on Runs & export.")
 
 with st.expander("The pages, in order"):
     st.markdown(

@@ -12,16 +12,17 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ui import catalog, plots, router, state, tables, widgets
-from ui import store as ustore
+from core.fusion import read_choice
+from core.models.registry import MODELS
+from core.pruning.config import strategy_keys
+from core.runs import artifacts
+from core.signals import SIGNAL_KEYS
+from ui import cached_store as ustore
+from ui import plots, router, state, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 POLL_S = 1.5
-STAGE_LABELS = {"prepare": "Preparing data", "teacher": "Fine-tuning the teacher", "signals": "Computing signals",
-                "oracle": "Measuring the oracle", "choice": "Choosing a layer", "finetune": "Fine-tuning",
-                "evaluate": "Evaluating", "step_done": "Step finished", "distill": "Distilling",
-                "done": "Finished", "failed": "Failed", "cancelled": "Cancelled"}
 
 state.init()
 widgets.page_header("Live pruning", "One layer per step: signals → choice → removal → fine-tuning, then "
@@ -30,16 +31,12 @@ widgets.page_header("Live pruning", "One layer per step: signals → choice → 
 
 # ------------------------------------------------------------------------------------------ start
 def _start_form() -> None:
-    try:
-        keys = catalog.strategy_keys()
-    except catalog.CatalogError as exc:
-        st.error(str(exc))
-        return
+    keys = list(strategy_keys())
     b = state.budgets()
     with st.form("start_form", border=False):
         c1, c2, c3 = st.columns([3, 1, 1])
         chosen = c1.multiselect("Strategies (several run one after another, sharing the cached teacher)", keys,
-                                default=["rf_fusion"], format_func=catalog.strategy_label, key="live_strategies")
+                                default=["rf_fusion"], format_func=theme.strategy_label, key="live_strategies")
         layers = c2.number_input("Layers to remove", 1, 11, int(b["layers_to_remove"]), key="live_layers")
         epochs = c3.number_input("Epochs per step", 0.0, 10.0, float(b["step_epochs"]), 0.5, key="live_epochs")
         st.caption(f"Model **{state.model_label(state.model())}**, dataset **{state.dataset_label(state.dataset())}**"
@@ -104,11 +101,8 @@ if sorted(requested) != sorted(attached):
 def _n_original(run: dict[str, Any], steps: pd.DataFrame) -> int:
     if not steps.empty and "n_layers" in steps:
         return int(steps.iloc[0]["n_layers"])
-    try:
-        spec = catalog.models().get(run["model"])
-    except catalog.CatalogError:
-        spec = None
-    return int(getattr(spec, "num_layers", None) or 12)
+    spec = MODELS.get(run["model"])
+    return spec.num_layers if spec is not None else 12
 
 
 def _view_step(run: dict[str, Any], steps: pd.DataFrame) -> int:
@@ -122,7 +116,7 @@ def _view_step(run: dict[str, Any], steps: pd.DataFrame) -> int:
 
 def _detail_step(run: dict[str, Any], view: int) -> int:
     """While running: the step in progress (its choice is already stored); in replay: the step viewed."""
-    if run["status"] in ("queued", "running") and view + 1 in ustore.artifact_steps(run["id"], "choice.json"):
+    if run["status"] in ("queued", "running") and view + 1 in ustore.artifact_steps(run["id"], artifacts.CHOICE):
         return view + 1
     return view
 
@@ -132,27 +126,27 @@ def _details(run: dict[str, Any], steps: pd.DataFrame, shown: int) -> None:
     if shown == 0:
         st.caption("Signals and the ranker's choice appear once step 1 has been computed.")
         return
-    choice = ustore.json_artifact(run["id"], f"steps/{shown}/choice.json") or {}
+    choice = ustore.choice(run["id"], shown)
     chosen = choice.get("layer")
-    signals = ustore.table(run["id"], f"steps/{shown}/signals.csv")
+    signals = ustore.step_table(run["id"], shown, artifacts.SIGNALS_TABLE)
     heat_col, pred_col = st.columns([3, 2])
     with heat_col:
         if signals is None:
             st.caption(f"Step {shown}: signals are being computed…")
         else:
-            data = tables.heatmap_data(signals, catalog.signal_keys(), _n_original(run, steps))
+            data = tables.heatmap_data(signals, list(SIGNAL_KEYS), _n_original(run, steps))
             widgets.chart(plots.signal_heatmap(data, f"Signals at step {shown} (L{chosen} chosen)"
                                                if chosen is not None else f"Signals at step {shown}", chosen),
                           key=f"heat_{run['id']}_{shown}")
     with pred_col:
-        info = choice.get("info") or {}
-        if info.get("predicted") is not None:
-            widgets.chart(plots.predicted_vs_measured(info, chosen, f"Ranker vs oracle at step {shown}"),
+        fusion = read_choice(choice)
+        if fusion is not None:
+            widgets.chart(plots.predicted_vs_measured(fusion, f"Ranker vs oracle at step {shown}"),
                           key=f"pred_{run['id']}_{shown}")
-            proto, sentence = tables.protocol_text(info)
+            proto, sentence = tables.protocol_text(fusion)
             st.caption(f"Training protocol: **{proto}**. {sentence}")
         else:
-            oracle = ustore.table(run["id"], f"steps/{shown}/oracle.csv")
+            oracle = ustore.step_table(run["id"], shown, artifacts.ORACLE_TABLE)
             widgets.chart(plots.oracle_bars(oracle, chosen, f"Oracle at step {shown}: accuracy without each layer"),
                           key=f"orc_{run['id']}_{shown}")
 
@@ -180,13 +174,15 @@ def _metrics(steps: pd.DataFrame, view: int, run: dict[str, Any]) -> None:
 
 def _run_block(run: dict[str, Any], compact: bool) -> None:
     steps = ustore.steps(run)
-    widgets.run_heading(run, catalog.strategy_label(run["strategy"]), key_prefix="cancel_")
-    widgets.run_progress(run, STAGE_LABELS, "Check the model and dataset on the Setup page (or lower the budgets) "
+    widgets.run_heading(run, theme.strategy_label(run["strategy"]), key_prefix="cancel_")
+    widgets.run_progress(run, "Check the model and dataset on the Setup page (or lower the budgets) "
                          "and start it again.", "Cancelled. Its finished steps stay in the store.")
+    widgets.restart_buttons(run, key_prefix="live_")
+    widgets.weak_teacher_note(run)
     view = _view_step(run, steps)
     removed = [int(x) for x in (steps[steps["step"] == view].iloc[-1]["removed_order"] or [])] \
         if not steps.empty and "removed_order" in steps else []
-    nxt = (ustore.json_artifact(run["id"], f"steps/{view + 1}/choice.json") or {}).get("layer") \
+    nxt = ustore.choice(run["id"], view + 1).get("layer") \
         if run["status"] in ("queued", "running") else None
     widgets.layer_strip(_n_original(run, steps), removed, nxt)
     _metrics(steps, view, run)
@@ -220,7 +216,7 @@ def panel(ids: list[str]) -> None:
             with cols[i % len(cols)]:
                 with st.container(border=True):
                     _run_block(run, compact=True)
-        tabs = st.tabs([catalog.strategy_label(r["strategy"]) for r in runs])
+        tabs = st.tabs([theme.strategy_label(r["strategy"]) for r in runs])
         for tab, run in zip(tabs, runs):
             with tab:
                 steps = ustore.steps(run)
@@ -230,6 +226,8 @@ def panel(ids: list[str]) -> None:
     st.session_state["live_was_active"] = active_now
     if was_active and not active_now:
         st.rerun()  # switch the panel from polling to replay mode
+    if any(by_id.get(r["id"], {}).get("status") != r["status"] for r in runs):
+        st.rerun()  # a status changed (queued -> running -> ...): redraw the sidebar's run list too
 
 
 runs_now = [by_id[i] for i in attached]

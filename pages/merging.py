@@ -16,19 +16,17 @@ import streamlit as st
 
 from core.config import ConfigError, DataConfig
 from core.runs.export import model_zip_bytes
-from core.merging.loop import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
+from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
+from core.models.registry import MODELS
+from core.runs import artifacts
 from core.train import DistillConfig
 
-from ui import catalog, merge_plots, router, state, widgets
-from ui import store as ustore
+from ui import cached_store as ustore
+from ui import merge_plots, router, state, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
 POLL_S = 2.0
-STAGES = {"prepare": "Preparing data", "teacher": "Fine-tuning the teacher", "step_done": "Scored",
-          "similarity": "Measuring FFN similarity", "select": "Scoring candidate windows", "choice": "Window chosen",
-          "align": "Aligning neurons", "merge": "Merging", "finetune": "Fine-tuning the merged model",
-          "distill": "Distilling the merged model", "compare": "Pruning side (same budget)", "done": "Finished"}
 SELECTION_LABELS = {"accuracy": "validation accuracy after merging (measured, our default)",
                     "similarity": "FFN similarity, mean CKA (no evaluation: fast)"}
 
@@ -59,8 +57,8 @@ distillation: the two methods compared at the same budget.
 
 # ------------------------------------------------------------------------------------------ start
 def _n_layers(model_key: str) -> int:
-    spec = catalog.models().get(model_key)
-    return int(getattr(spec, "num_layers", None) or 12)
+    spec = MODELS.get(model_key)
+    return spec.num_layers if spec is not None else 12
 
 
 def _merge_config(mode: str, k: int, window: tuple[int, int], selection: str, reference: str, epochs: float,
@@ -229,7 +227,7 @@ def _export(run: dict[str, Any]) -> None:
                        "application/zip", key="merge_dl", type="primary", icon=":material/download:")
     st.caption("A plain Hugging Face folder: `AutoModelForSequenceClassification.from_pretrained(folder)` loads it "
                "with every layer holding its own copy of the shared FFN (same logits); "
-               "`core.merging.loop.load_merged(folder)` ties the copies again, so the model in memory has fewer unique "
+               "`core.merging.ffn.load_merged(folder)` ties the copies again, so the model in memory has fewer unique "
                f"parameters. From a shell: `python -m core export {rid} DIR`.")
 
 
@@ -239,23 +237,23 @@ def panel(run_id: str) -> None:
         st.error("This run was deleted. Pick another one above.")
         return
     widgets.run_heading(run, f"Merge · {run['strategy']}", key_prefix="merge_cancel_")
-    widgets.run_progress(run, STAGES, "Check the window and the model, or lower the budgets on the Setup page, "
+    widgets.run_progress(run, "Check the window and the model, or lower the budgets on the Setup page, "
                          "and start it again.", "Cancelled. What it measured before stopping is shown below.")
     steps = ustore.steps(run)
     summary = ustore.summary(run)
     _metrics(summary, steps)
-    choice = ustore.json_artifact(run["id"], "steps/1/choice.json")
+    choice = ustore.choice(run["id"], 1)
     window = [int(i) for i in (choice or {}).get("window") or []]
 
     sim_col, win_col = st.columns([1, 1], gap="large")
     with sim_col:
-        similarity = ustore.table(run["id"], "steps/0/ffn_similarity.csv")
+        similarity = ustore.step_table(run["id"], 0, artifacts.FFN_SIMILARITY_TABLE)
         widgets.chart(merge_plots.similarity_heatmap(similarity, window), key=f"merge_sim_{run['id']}")
         st.caption("Linear CKA between the layers' FFN activations on calibration tokens (1 = the same up to a "
                    "rotation and scale). Bright blocks on the diagonal are mergeable runs of layers"
                    + (f"; the merged window {choice['label']} is outlined." if choice else "."))
     with win_col:
-        windows = ustore.table(run["id"], "steps/1/windows.csv")
+        windows = ustore.step_table(run["id"], 1, artifacts.WINDOWS_TABLE)
         selection = (choice or {}).get("selection", run["config"].get("selection", "accuracy"))
         widgets.chart(merge_plots.window_scores(windows, selection,
                                                 f"Window choice ({selection})" if choice else "Candidate windows"),
@@ -268,7 +266,7 @@ def panel(run_id: str) -> None:
         else:
             st.caption("A fixed window: chosen by hand, shown with its mean CKA.")
 
-    comparison = ustore.table(run["id"], "steps/1/comparison.csv")
+    comparison = ustore.step_table(run["id"], 1, artifacts.COMPARISON_TABLE)
     st.subheader("Prune vs merge at the same budget")
     widgets.chart(merge_plots.prune_vs_merge(comparison), key=f"merge_cmp_{run['id']}")
     _verdict(summary)
@@ -277,7 +275,7 @@ def panel(run_id: str) -> None:
             st.dataframe(comparison, hide_index=True,
                          column_config={c: st.column_config.NumberColumn(format="%.4f")
                                         for c in ("val_accuracy", "test_accuracy", "test_macro_f1")})
-    alignment = ustore.table(run["id"], "steps/1/alignment.csv")
+    alignment = ustore.step_table(run["id"], 1, artifacts.ALIGNMENT_TABLE)
     if alignment is not None and not alignment.empty:
         with st.expander("Neuron alignment"):
             st.dataframe(alignment, hide_index=True)

@@ -13,8 +13,8 @@ from core.runs.export import model_zip_bytes
 from core.runs.report import run_report
 from core.runs.store import ACTIVE
 
-from ui import catalog, router, state, widgets
-from ui import store as ustore
+from ui import cached_store as ustore
+from ui import router, state, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -39,7 +39,7 @@ pick_model = f[2].multiselect("Model", sorted({r["model"] for r in runs}), key="
 pick_ds = f[3].multiselect("Dataset", sorted({r["dataset"] for r in runs}), key="runs_ds",
                            format_func=state.dataset_label, placeholder="all datasets")
 pick_st = f[4].multiselect("Strategy", sorted({r["strategy"] for r in runs}), key="runs_st",
-                           format_func=catalog.strategy_label, placeholder="all strategies")
+                           format_func=theme.strategy_label, placeholder="all strategies")
 shown = [r for r in runs if r["status"] in pick_status and r["kind"] in pick_kind
          and (not pick_model or r["model"] in pick_model) and (not pick_ds or r["dataset"] in pick_ds)
          and (not pick_st or r["strategy"] in pick_st)]
@@ -50,13 +50,15 @@ def _row(run: dict) -> dict:
     final = (summary.get("after_kd") or summary.get("before_kd") or {}).get("test_accuracy")
     took = (run["finished_at"] - run["started_at"]) if run.get("finished_at") and run.get("started_at") else None
     return {"run": run["id"], "status": run["status"],
-            "strategy": catalog.strategy_label(run["strategy"]) if run["kind"] == "prune" else run["strategy"],
+            "strategy": theme.strategy_label(run["strategy"]) if run["kind"] == "prune" else run["strategy"],
             "kind": run["kind"],
             "model": run["model"], "dataset": state.dataset_label(run["dataset"]),
             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created_at"])),
             "minutes": round(took / 60, 1) if took else None,
             "teacher acc": (summary.get("teacher") or {}).get("test_accuracy"), "final acc": final,
-            "layers left": summary.get("final_layers"), "error": run.get("error") or ""}
+            "layers left": summary.get("final_layers"),
+            "weak teacher": "⚠ pruned anyway" if summary.get("weak_teacher") else "",
+            "error": run.get("error") or ""}
 
 
 st.dataframe(pd.DataFrame([_row(r) for r in shown]), hide_index=True,

@@ -13,9 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError
-
-from ui import catalog, plots, router, state, widgets
-from ui import store as ustore
+from core.data.datasets import describe_datasets
+from core.models.registry import MODELS
+from ui import cached_store, plots, router, state, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -47,7 +47,7 @@ def _dataset(key: str, root: str) -> tuple[pd.DataFrame, tuple[str, ...], dict[s
     if key.startswith("upload:"):
         from core.runs.uploads import load_saved_upload
 
-        loaded = load_saved_upload(ustore.store(), key)
+        loaded = load_saved_upload(cached_store.store(), key)
     else:
         from core.data.datasets import load_dataset
 
@@ -100,7 +100,7 @@ def _use_hub_model(hub_id: str) -> None:
         st.error(f"{exc}")
         return
     custom = st.session_state[state.CUSTOM_MODELS_KEY]
-    if spec.key not in custom and spec.key not in catalog.models():
+    if spec.key not in custom and spec.key not in MODELS:
         custom.append(spec.key)
     state.set_model(spec.key)
     st.rerun()
@@ -149,25 +149,18 @@ def _dataset_section() -> None:
     st.header("2 · Dataset")
     tab_reg, tab_hub, tab_up = st.tabs(["Embedded & paper datasets", "Hugging Face hub", "Upload a file"])
     with tab_reg:
-        try:
-            from core.data.datasets import describe_datasets
-
-            table = describe_datasets()
-        except Exception as exc:
-            widgets.show_error("The dataset registry is not available", exc, "Reinstall the requirements.")
-            table = None
-        if table is not None:
-            keys = table["key"].tolist()
-            offline = dict(zip(table["key"], table["offline"]))
-            if state.dataset() in keys:
-                st.session_state["setup_dataset"] = state.dataset()
-            else:  # an upload or a typed hub name is selected: this list shows no choice
-                st.session_state["setup_dataset"] = None
-            st.selectbox("Dataset", keys, key="setup_dataset", placeholder="(an uploaded or hub dataset is selected)",
-                         format_func=lambda k: state.dataset_label(k)
-                         + ("" if offline.get(k) == "yes" else "  (needs a network)"),
-                         on_change=lambda: state.set_dataset(st.session_state["setup_dataset"] or state.dataset()))
-            st.dataframe(table, hide_index=True, height=280)
+        table = describe_datasets()
+        keys = table["key"].tolist()
+        offline = dict(zip(table["key"], table["offline"]))
+        if state.dataset() in keys:
+            st.session_state["setup_dataset"] = state.dataset()
+        else:  # an upload or a typed hub name is selected: this list shows no choice
+            st.session_state["setup_dataset"] = None
+        st.selectbox("Dataset", keys, key="setup_dataset", placeholder="(an uploaded or hub dataset is selected)",
+                     format_func=lambda k: state.dataset_label(k)
+                     + ("" if offline.get(k) == "yes" else "  (needs a network)"),
+                     on_change=lambda: state.set_dataset(st.session_state["setup_dataset"] or state.dataset()))
+        st.dataframe(table, hide_index=True, height=280)
     with tab_hub:
         with st.form("hub_ds_form"):
             name = st.text_input("Hub dataset id", placeholder="ag_news",
@@ -223,7 +216,7 @@ def _upload() -> None:
             return
         try:
             loaded = read_upload(data, file.name, text_col, label_col)
-            ref = save_upload(ustore.store(), loaded, file.name)
+            ref = save_upload(cached_store.store(), loaded, file.name)
         except DataError as exc:
             st.error(f"{exc}")
             return
@@ -240,7 +233,7 @@ def _preview() -> None:
     st.subheader(f"Preview: {state.dataset_label(key)}")
     try:
         with st.spinner("Loading the dataset…"):
-            frame, names, info = _dataset(key, ustore.root())
+            frame, names, info = _dataset(key, cached_store.root())
     except Exception as exc:  # DataError offline / missing package / deleted upload
         st.error(f"Cannot load {key}: {exc} Pick another dataset above.")
         return
@@ -259,7 +252,7 @@ def _preview() -> None:
     with right:
         max_len = int(state.budgets()["max_length"])
         try:
-            lengths = _token_lengths(model_key, key, ustore.root())
+            lengths = _token_lengths(model_key, key, cached_store.root())
             fig = plots.text_lengths(lengths, max_len, f"Text length in {model_key} tokens")
             fig.update_xaxes(title="tokens per text (sample of up to 2,000)")
             widgets.chart(fig, key="setup_lengths")

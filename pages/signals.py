@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import catalog, plots, router, state, tables, theme, widgets
-from ui import store as ustore
+from core.runs import artifacts
+from core.signals import BASELINES, FAMILIES, SIGNALS
+from ui import cached_store, plots, router, state, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -14,16 +15,11 @@ state.init()
 widgets.page_header("Signals", "Twelve ways to guess how much a layer matters, in five families, "
                                "and how well each guess agrees with the measured truth (the oracle).")
 
-try:
-    registry = catalog.signals()
-except catalog.CatalogError as exc:
-    st.error(str(exc))
-    router.stop_page()
+keys = list(SIGNALS)
+widgets.family_legend(FAMILIES)
 
-keys = list(registry)
-widgets.family_legend(catalog.families())
-
-runs = [r for r in ustore.runs(kind="prune") if ustore.artifact_steps(r["id"], "signals.csv")]
+SIGNALS_FILE = artifacts.table_name(artifacts.SIGNALS_TABLE)
+runs = [r for r in cached_store.runs(kind="prune") if cached_store.artifact_steps(r["id"], SIGNALS_FILE)]
 tab_heat, tab_agree, tab_learn = st.tabs(["Heatmap per step", "Agreement with the oracle", "What each signal means"])
 
 with tab_heat:
@@ -33,30 +29,30 @@ with tab_heat:
     else:
         preferred = [r for r in runs if r["model"] == state.model() and r["dataset"] == state.dataset()]
         run = widgets.pick_run(runs, key="sig_run", default_id=(preferred or runs)[0]["id"])
-        steps_avail = ustore.artifact_steps(run["id"], "signals.csv")
+        steps_avail = cached_store.artifact_steps(run["id"], SIGNALS_FILE)
         step = steps_avail[0] if len(steps_avail) == 1 else st.select_slider(
             "Step", steps_avail, value=steps_avail[-1], key="sig_step",
             help="Step k ranks the layers left after k-1 removals (original layer indices).")
-        signals = ustore.table(run["id"], f"steps/{step}/signals.csv")
-        choice = ustore.json_artifact(run["id"], f"steps/{step}/choice.json") or {}
-        first = ustore.steps(run)
+        signals = cached_store.step_table(run["id"], step, artifacts.SIGNALS_TABLE)
+        choice = cached_store.choice(run["id"], step)
+        first = cached_store.steps(run)
         n_original = int(first.iloc[0]["n_layers"]) if not first.empty else None
         data = tables.heatmap_data(signals, keys, n_original)
         chosen = choice.get("layer")
         widgets.chart(plots.signal_heatmap(
           data, f"Step {step}: each signal normalised across the remaining layers"
-                + (f" · {catalog.strategy_label(run['strategy'])} removed L{chosen}" if chosen is not None else ""),
+                + (f" · {theme.strategy_label(run['strategy'])} removed L{chosen}" if chosen is not None else ""),
           chosen), key="sig_heatmap")
         st.caption("Colour runs from the signal's lowest value at this step (dark) to its highest (yellow); hover "
                    "for the raw value. Blank columns are layers already removed. Whether low or high means "
                    "\"prune first\" depends on the signal: see the third tab.")
-        oracle = ustore.table(run["id"], f"steps/{step}/oracle.csv")
+        oracle = cached_store.step_table(run["id"], step, artifacts.ORACLE_TABLE)
         widgets.chart(plots.oracle_bars(oracle, chosen, f"The oracle at step {step}: validation accuracy "
                                                         "with each layer removed (no fine-tuning)"),
                       key="sig_oracle")
 
 with tab_agree:
-    profiles = ustore.profiles()
+    profiles = cached_store.profiles()
     if profiles.empty:
         widgets.empty_state("The agreement needs at least one finished pruning step (signals and oracle are "
                             "stored together per step).", widgets.LIVE_PAGE, "Live pruning")
@@ -71,7 +67,7 @@ with tab_agree:
                     + ("" if scope.startswith("this") else f" on {state.dataset_label(state.dataset())}")
                     + ". Pick another model in the sidebar or run one.")
         else:
-            directions = {k: e.direction for k, e in registry.items()}
+            directions = {k: info.direction for k, info in SIGNALS.items()}
             agree = tables.signal_oracle_agreement(use, directions)
             if agree["mean_rho"].isna().all():
                 st.info("At every profiled step, removing any one layer measured the same validation accuracy: "
@@ -84,8 +80,8 @@ with tab_agree:
                        "remaining layers and the oracle's validation accuracy after removing each one: +1 means "
                        "the signal orders layers exactly as the measured truth does. Hover for the share of steps "
                        "where the signal's first pick was among the oracle's best.")
-            show = agree.assign(signal=[catalog.signal_label(k) for k in agree["signal"]],
-                                family=[theme.family_label(registry[k].family) for k in agree["signal"]])
+            show = agree.assign(signal=[theme.strategy_label(k) for k in agree["signal"]],
+                                family=[theme.family_label(SIGNALS[k].family) for k in agree["signal"]])
             st.dataframe(show[["signal", "family", "mean_rho", "median_rho", "top1", "steps"]]
                          .sort_values("mean_rho", ascending=False), hide_index=True, height=36 * (len(show) + 1) + 4,
                          column_config={"mean_rho": st.column_config.NumberColumn("mean ρ", format="%.2f"),
@@ -96,10 +92,8 @@ with tab_learn:
     st.markdown("Each card is rendered from the signal's registry entry in `core/signals/registry.py`. "
                 "**paper**: the paper names the signal; **our definition**: the formula (or the whole signal) is "
                 "ours because the paper does not publish it; **literature**: a published baseline.")
-    baseline_entries = catalog.baseline_entries()
-    groups = [(f, [e for e in registry.values() if e.family == f]) for f in catalog.families()]
-    if baseline_entries:
-        groups.append(("baseline", list(baseline_entries.values())))
+    groups = [(f, [info for info in SIGNALS.values() if info.family == f]) for f in FAMILIES]
+    groups.append(("baseline", list(BASELINES.values())))
     fam_tabs = st.tabs([theme.family_label(f) for f, _ in groups])
     for tab, (family, entries) in zip(fam_tabs, groups):
         with tab:
@@ -108,10 +102,9 @@ with tab_learn:
                     color = theme.family_color(entry.family)
                     st.markdown(f"<h4 style='color:{color};margin-bottom:0'>{entry.display_name}</h4>",
                                 unsafe_allow_html=True)
-                    origin = {"paper": "paper", "our definition": "our definition"}.get(entry.origin, entry.origin)
                     st.caption(f"`{entry.key}` · family: {theme.family_label(entry.family)} · "
-                               f"origin: **{origin}** · "
-                               f"needs: {', '.join(entry.needs) or 'nothing'}")
+                               f"origin: **{entry.origin}** · "
+                               f"needs: {', '.join(sorted(entry.needs)) or 'nothing'}")
                     st.latex(entry.formula_latex)
                     st.markdown(entry.intuition)
                     st.markdown(f"**Pruned first:** the layer with the **{entry.direction}** value.")

@@ -26,7 +26,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 def keyword_frame(n: int = 240, seed: int = 0, classes: int = 2) -> pd.DataFrame:
     """A synthetic task the tiny model learns in seconds: the label is given by one keyword."""
-    from core.models.registry import TINY_WORDS
+    from core.models.tiny import TINY_WORDS
 
     keys = [["good", "great", "love"], ["bad", "awful", "hate"], ["football", "tennis", "match"]][:classes]
     rng = random.Random(seed)
@@ -69,6 +69,16 @@ def keyword_batches(keyword_splits, tiny_tokenizer):
     from core.data.batches import encode
 
     return {name: encode(tiny_tokenizer, getattr(keyword_splits, name), 32) for name in ("train", "val", "test")}
+
+
+@pytest.fixture(scope="session")
+def contrast():
+    """The tiny model whose oracle is not flat (core.models.contrast): identity layers that are harmless to
+    remove next to layers whose removal ruins it. Built once per session (~10 s); copy.deepcopy it before
+    changing it. Unpacks as ``model, tokenizer, task, harmless_layers, critical_layers``."""
+    from core.models.contrast import contrast_model
+
+    return contrast_model(seed=0)
 
 
 @pytest.fixture(scope="session")

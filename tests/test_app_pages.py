@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import DataConfig
 from core.pruning.config import PruneConfig
+from core.runs import artifacts
 from core.runs.runner import execute_run
 from core.runs.store import RunStore
 from core.train import DistillConfig
@@ -334,7 +335,7 @@ def test_runs_page_lists_exports_and_deletes(store_env):
 
 
 def tiny_merge_config(**kw) -> dict:
-    from core.merging.loop import MergeConfig
+    from core.merging.config import MergeConfig
 
     base = dict(model="tiny-bert", dataset="keywords", auto_k=3, epochs=0.5, kd=DistillConfig(epochs=0.5),
                 data=DataConfig(**TINY_DATA), calibration_size=32)
@@ -362,7 +363,7 @@ def merge_store(tmp_path_factory) -> tuple[Path, str]:
 def test_merging_page_shows_the_heatmap_window_choice_comparison_and_export(merge_store, monkeypatch):
     root, run_id = merge_store
     monkeypatch.setenv("PRUNE_STORE_DIR", str(root))
-    summary = RunStore(root).read_json(run_id, "summary.json")
+    summary = RunStore(root).read_json(run_id, artifacts.SUMMARY)
     at = page("merging").run()
     assert_clean(at)
     assert at.query_params["run"] == run_id
@@ -377,7 +378,7 @@ def test_merging_page_shows_the_heatmap_window_choice_comparison_and_export(merg
     assert (rect["x0"], rect["x1"]) == (first - 0.5, last + 0.5)  # the merged window is outlined
     bars = figs[1]["data"][0]
     assert len(array(bars["y"])) == 10  # 10 windows of 3 consecutive layers in 12
-    best = RunStore(root).read_table(run_id, "steps/1/windows.csv").sort_values("rank").iloc[0]
+    best = RunStore(root).read_table(run_id, artifacts.step_table(1, artifacts.WINDOWS_TABLE)).sort_values("rank").iloc[0]
     assert max(array(bars["y"])) == pytest.approx(best["val_accuracy"])
     paths = {t["name"]: t for t in figs[2]["data"] if t.get("mode") == "lines+markers"}
     merge_path = paths["FFN merging"]
@@ -419,7 +420,7 @@ def test_merging_page_starts_a_fixed_window_run_that_finishes(tmp_path, monkeypa
         if store.get_run(run["id"])["status"] in ("queued", "running"):
             store.request_cancel(run["id"])
     assert store.get_run(run["id"])["status"] == "done", store.get_run(run["id"])["error"]
-    summary = store.read_json(run["id"], "summary.json")
+    summary = store.read_json(run["id"], artifacts.SUMMARY)
     assert summary["window"] == [5, 6, 7, 8] and summary["pruning"] is None
     after = page("merging")
     after.query_params["run"] = run["id"]
@@ -505,7 +506,7 @@ def test_start_a_run_from_the_live_page_and_see_it_finish(store_env, monkeypatch
     table = compare.dataframe[0].value
     row = table[table["run_id"] == new_id]
     assert len(row) == 1 and row["strategy name"].iloc[0] == "Gradient-Fisher"
-    assert os.path.exists(root / "runs" / new_id / "model" / "config.json")
+    assert os.path.exists(root / "runs" / new_id / artifacts.MODEL_CONFIG)
 
 
 # ------------------------------------------------------------------------------------------ ui.tables

@@ -11,7 +11,7 @@ import pytest
 from core.data import datasets as D
 from core.config import ConfigError, DataConfig
 from core.data.batches import DataError, make_splits
-from core.models.registry import TINY_WORDS
+from core.models.tiny import TINY_WORDS
 
 PAPER_DATASETS = {"newsgroup", "dbpedia", "amazon", "imdb", "agnews", "yahoo", "yelp", "arxiv", "patent"}
 

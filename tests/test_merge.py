@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.merging import loop as M
+from core.cli.merge import main as merge_cli
+from core.merging import config as C, ffn as F, loop as L, windows as W
 from core.config import ConfigError, DataConfig, TrainConfig
 from core.models.registry import count_parameters, encoder_layers, load_pretrained
+from core.signals.functions import linear_cka
 from core.train import DistillConfig, fine_tune, run_to_end
 
 WINDOW = (4, 5, 6)
@@ -65,21 +67,21 @@ def logits(model, batch):
 
 
 def ffn_ptrs(model, position):
-    first, second = M.ffn_linears(encoder_layers(model)[position])
+    first, second = F.ffn_linears(encoder_layers(model)[position])
     return first.weight.data_ptr(), first.bias.data_ptr(), second.weight.data_ptr(), second.bias.data_ptr()
 
 
 # ---------------------------------------------------------------------------------------------- config
 def test_config_defaults_and_round_trip():
-    cfg = M.MergeConfig()
-    assert cfg.window is None and cfg.window_size == M.DEFAULT_WINDOW_SIZE and cfg.selection == "accuracy"
-    cfg = M.MergeConfig(model="tiny-bert", dataset="keywords", window="4-9", epochs=0.5, lr=1e-3,
+    cfg = C.MergeConfig()
+    assert cfg.window is None and cfg.window_size == C.DEFAULT_WINDOW_SIZE and cfg.selection == "accuracy"
+    cfg = C.MergeConfig(model="tiny-bert", dataset="keywords", window="4-9", epochs=0.5, lr=1e-3,
                         kd=DistillConfig(epochs=1.0), data=DataConfig(train_cap=100),
                         teacher=TrainConfig(epochs=1.0))
     assert cfg.window_size == 6
-    back = M.MergeConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    back = C.MergeConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == cfg
-    assert M.MergeConfig(auto_k=3).window_size == 3
+    assert C.MergeConfig(auto_k=3).window_size == 3
 
 
 @pytest.mark.parametrize("kwargs, field", [
@@ -92,21 +94,21 @@ def test_config_defaults_and_round_trip():
 ])
 def test_config_rejects_bad_values_naming_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        M.MergeConfig(**kwargs)
+        C.MergeConfig(**kwargs)
 
 
 def test_parse_window():
-    assert M.parse_window("4-6") == (4, 5, 6)
-    assert M.parse_window(" 0 - 11 ") == tuple(range(12))
+    assert C.parse_window("4-6") == (4, 5, 6)
+    assert C.parse_window(" 0 - 11 ") == tuple(range(12))
 
 
 # ----------------------------------------------------------------------------------------- activations
 def test_activations_mask_padding_and_match_an_unpadded_pass(model, tiny_tokenizer, batch):
-    acts = M.ffn_activations(model, [batch], layers=[0, 7])
+    acts = F.ffn_activations(model, [batch], layers=[0, 7])
     assert set(acts) == {0, 7}
     tokens = int(batch["attention_mask"].sum())
     assert acts[7].shape == (tokens, model.config.intermediate_size)
-    alone = M.ffn_activations(model, [_batch(tiny_tokenizer, ["good movie"])], layers=[7])[7]
+    alone = F.ffn_activations(model, [_batch(tiny_tokenizer, ["good movie"])], layers=[7])[7]
     n = alone.shape[0]
     # "good movie" is the first row: its tokens come first and do not depend on the padding around them
     torch.testing.assert_close(acts[7][:n], alone, atol=1e-5, rtol=1e-5)
@@ -118,7 +120,7 @@ def test_activations_equal_the_intermediate_module_output(model, batch):
     seen = []
     handle = layer.intermediate.register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
     try:
-        acts = M.ffn_activations(model, [batch], layers=[3])[3]
+        acts = F.ffn_activations(model, [batch], layers=[3])[3]
     finally:
         handle.remove()
     torch.testing.assert_close(acts, seen[0][batch["attention_mask"].bool()])
@@ -126,7 +128,7 @@ def test_activations_equal_the_intermediate_module_output(model, batch):
 
 def test_hooks_are_removed_even_on_error(model, batch):
     with pytest.raises(RuntimeError, match="boom"):
-        with M.capture_ffn(model) as captured:
+        with F.capture_ffn(model) as captured:
             model(**batch)
             assert len(captured[0]) == 1
             raise RuntimeError("boom")
@@ -134,28 +136,39 @@ def test_hooks_are_removed_even_on_error(model, batch):
 
 
 # -------------------------------------------------------------------------------------------- CKA
-def test_linear_cka_properties():
+def feature_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The one linear CKA from the centred feature moments of raw (samples, features) matrices."""
+    xc, yc = (x - x.mean(0)).double().numpy(), (y - y.mean(0)).double().numpy()
+    return linear_cka(xc.T @ xc, yc.T @ yc, yc.T @ xc)
+
+
+def test_linear_cka_properties_and_its_gram_form():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(300, 20, generator=gen)
     q, _ = torch.linalg.qr(torch.randn(20, 20, generator=gen))
-    assert M.linear_cka(x, x) == pytest.approx(1.0)
-    assert M.linear_cka(x, 3.0 * x @ q + 1.0) == pytest.approx(1.0, abs=1e-9)
-    assert M.linear_cka(x, torch.randn(300, 20, generator=gen)) < 0.2
+    noise = torch.randn(300, 20, generator=gen)
+    assert feature_cka(x, x) == pytest.approx(1.0)
+    assert feature_cka(x, 3.0 * x @ q + 1.0) == pytest.approx(1.0, abs=1e-9)
+    assert feature_cka(x, noise) < 0.2
+    for y in (x, 3.0 * x @ q + 1.0, noise, x[:, :5]):  # samples x samples Grams: the same number
+        xc, yc = (x - x.mean(0)).double().numpy(), (y - y.mean(0)).double().numpy()
+        assert linear_cka(xc @ xc.T, yc @ yc.T) == pytest.approx(feature_cka(x, y), abs=1e-9)
+    assert linear_cka(np.zeros((4, 4)), np.eye(4)) == 0.0
 
 
 def test_cka_matrix_agrees_with_linear_cka():
     gen = torch.Generator().manual_seed(0)
     base = torch.randn(200, 16, generator=gen)
     acts = {0: base, 1: base + 0.3 * torch.randn(200, 16, generator=gen), 2: torch.randn(200, 16, generator=gen)}
-    sim = M.cka_matrix(acts, max_tokens=1000)
+    sim = W.cka_matrix(acts, max_tokens=1000)
     for a in acts:
         for b in acts:
-            assert sim.loc[a, b] == pytest.approx(M.linear_cka(acts[a], acts[b]), abs=1e-6)
+            assert sim.loc[a, b] == pytest.approx(feature_cka(acts[a], acts[b]), abs=1e-6)
     assert sim.loc[0, 1] > sim.loc[0, 2]
 
 
 def test_ffn_similarity_heatmap(model, calib):
-    sim = M.ffn_similarity(model, calib)
+    sim = W.ffn_similarity(model, calib)
     assert sim.shape == (12, 12) and list(sim.index) == list(range(12))
     np.testing.assert_allclose(np.diag(sim.to_numpy()), 1.0)
     np.testing.assert_allclose(sim.to_numpy(), sim.to_numpy().T)
@@ -170,7 +183,7 @@ def test_permuted_layer_computes_the_same_function(model, batch):
     before = layer(hidden)
     perm = torch.randperm(model.config.intermediate_size, generator=torch.Generator().manual_seed(0))
     w_before = layer.intermediate.dense.weight.detach().clone()
-    M.permute_ffn(layer, perm)
+    F.permute_ffn(layer, perm)
     assert not torch.equal(layer.intermediate.dense.weight, w_before)
     assert float((layer(hidden) - before).abs().max()) < 1e-6
 
@@ -180,7 +193,7 @@ def test_match_neurons_recovers_a_planted_permutation():
     ref = torch.randn(500, 48, generator=gen)
     perm = torch.randperm(48, generator=gen).numpy()
     other = ref[:, perm] + 0.1 * torch.randn(500, 48, generator=gen)  # other neuron q is ref neuron perm[q]
-    found, stats = M.match_neurons(ref, other)
+    found, stats = F.match_neurons(ref, other)
     assert np.array_equal(found, np.argsort(perm))
     assert stats["corr_aligned"] > 0.9 > stats["corr_identity"] and stats["moved"] > 0.9
     assert torch.allclose(other[:, found], ref, atol=0.6)
@@ -193,7 +206,7 @@ def plant_permuted_copies(model, window):
     perms = {}
     for p in window[1:]:
         perm = torch.randperm(model.config.intermediate_size, generator=gen)
-        M._write_ffn_state(layers[p], M.aligned_ffn_state(layers[window[0]], perm))
+        F._write_ffn_state(layers[p], F.aligned_ffn_state(layers[window[0]], perm))
         perms[p] = perm.numpy()
     return perms
 
@@ -201,21 +214,21 @@ def plant_permuted_copies(model, window):
 def test_merging_permuted_copies_recovers_them_and_keeps_the_function(tiny_model, calib, batch):
     model = tiny_model.eval()
     planted = plant_permuted_copies(model, WINDOW)
-    acts = M.ffn_activations(model, calib)
-    perms, table = M.align_window(model, WINDOW, acts)
+    acts = F.ffn_activations(model, calib)
+    perms, table = F.align_window(model, WINDOW, acts)
     for p, perm in planted.items():
         assert np.array_equal(perms[p], np.argsort(perm))
     assert list(table["layer"]) == list(WINDOW) and (table["corr_aligned"] >= table["corr_identity"]).all()
-    merged = M.merge_aligned(model, WINDOW, perms)
+    merged = F.merge_aligned(model, WINDOW, perms)
     assert float((logits(merged, batch) - logits(model, batch)).abs().max()) < 1e-5
 
 
 # ---------------------------------------------------------------------------------------- merge + tie
 def test_merge_ties_one_shared_ffn_and_removes_its_parameters(model, calib, batch):
     before_w = {k: v.clone() for k, v in model.state_dict().items()}
-    acts = M.ffn_activations(model, calib)
-    perms, _ = M.align_window(model, WINDOW, acts)
-    merged = M.merge_aligned(model, WINDOW, perms)
+    acts = F.ffn_activations(model, calib)
+    perms, _ = F.align_window(model, WINDOW, acts)
+    merged = F.merge_aligned(model, WINDOW, perms)
     layers = encoder_layers(merged)
     assert len({ffn_ptrs(merged, p) for p in WINDOW}) == 1
     assert layers[4].intermediate is layers[6].intermediate and layers[4].output.dense is layers[6].output.dense
@@ -223,39 +236,39 @@ def test_merge_ties_one_shared_ffn_and_removes_its_parameters(model, calib, batc
     assert layers[4].output.LayerNorm.weight.data_ptr() != layers[5].output.LayerNorm.weight.data_ptr()
     assert layers[4].attention is not layers[5].attention
     assert len({ffn_ptrs(merged, p) for p in range(12)}) == 10
-    assert M.unique_ffn_count(merged) == 10
+    assert F.unique_ffn_count(merged) == 10
     removed = count_parameters(model)["total"] - count_parameters(merged)["total"]
-    assert removed == 2 * M.ffn_parameter_count(model)
+    assert removed == 2 * W.ffn_parameter_count(model)
     assert merged.config.intermediate_size == model.config.intermediate_size
     assert layers[5].intermediate.dense.weight.shape == (model.config.intermediate_size, model.config.hidden_size)
     assert merged.config.merged_ffn_windows == [list(WINDOW)]
     # the merged FFN is the mean of the aligned ones
-    states = [M.aligned_ffn_state(encoder_layers(model)[p], perms[p]) for p in WINDOW]
+    states = [F.aligned_ffn_state(encoder_layers(model)[p], perms[p]) for p in WINDOW]
     torch.testing.assert_close(layers[5].intermediate.dense.weight,
                                torch.stack([s["w1"] for s in states]).mean(0))
     torch.testing.assert_close(layers[5].output.dense.bias, torch.stack([s["b2"] for s in states]).mean(0))
     # the input model is untouched and the merged model really computes something else
     assert all(torch.equal(before_w[k], v) for k, v in model.state_dict().items())
-    assert M.unique_ffn_count(model) == 12
+    assert F.unique_ffn_count(model) == 12
     assert float((logits(merged, batch) - logits(model, batch)).abs().max()) > 1e-4
 
 
 def test_windows_are_validated(model, calib):
-    acts = M.ffn_activations(model, calib, layers=[0, 1, 2, 3, 4, 5])
+    acts = F.ffn_activations(model, calib, layers=[0, 1, 2, 3, 4, 5])
     with pytest.raises(ValueError, match="consecutive"):
-        M.merge_ffns(model, (1, 3), acts)
+        F.merge_ffns(model, (1, 3), acts)
     with pytest.raises(ValueError, match="out of range"):
-        M.merge_ffns(model, (11, 12), acts)
-    merged, _ = M.merge_ffns(model, (1, 2), acts)
+        F.merge_ffns(model, (11, 12), acts)
+    merged, _ = F.merge_ffns(model, (1, 2), acts)
     with pytest.raises(ValueError, match="already share"):
-        M.merge_ffns(merged, (2, 3), acts)
-    twice, _ = M.merge_ffns(merged, (3, 4, 5), acts)
-    assert twice.config.merged_ffn_windows == [[1, 2], [3, 4, 5]] and M.unique_ffn_count(twice) == 9
+        F.merge_ffns(merged, (2, 3), acts)
+    twice, _ = F.merge_ffns(merged, (3, 4, 5), acts)
+    assert twice.config.merged_ffn_windows == [[1, 2], [3, 4, 5]] and F.unique_ffn_count(twice) == 9
 
 
 def test_reference_layer_choice(model, calib):
-    acts = M.ffn_activations(model, calib, layers=WINDOW)
-    _, table = M.align_window(model, WINDOW, acts, reference="last")
+    acts = F.ffn_activations(model, calib, layers=WINDOW)
+    _, table = F.align_window(model, WINDOW, acts, reference="last")
     assert set(table["reference"]) == {6}
     assert table.set_index("layer").loc[6, "moved"] == 0.0
 
@@ -263,50 +276,50 @@ def test_reference_layer_choice(model, calib):
 # --------------------------------------------------------------------------------------- save / load
 @pytest.fixture()
 def merged(model, calib):
-    acts = M.ffn_activations(model, calib)
-    return M.merge_ffns(model, WINDOW, acts)[0]
+    acts = F.ffn_activations(model, calib)
+    return F.merge_ffns(model, WINDOW, acts)[0]
 
 
 def test_save_and_load_keep_the_tying_and_the_logits(merged, model, tiny_tokenizer, batch, tmp_path):
     from core.models.surgery import save_model
 
     raw = copy.deepcopy(model)
-    M._tie(raw, WINDOW, WINDOW[0])  # tied without the save hook: transformers refuses undeclared shared tensors
+    F._tie(raw, WINDOW, WINDOW[0])  # tied without the save hook: transformers refuses undeclared shared tensors
     with pytest.raises(RuntimeError, match="shared tensors"):
         raw.save_pretrained(tmp_path / "raw")
     save_model(merged, tiny_tokenizer, tmp_path / "run")  # what the run store calls
-    loaded = M.load_merged(tmp_path / "run")
-    assert len({ffn_ptrs(loaded, p) for p in WINDOW}) == 1 and M.unique_ffn_count(loaded) == 10
+    loaded = F.load_merged(tmp_path / "run")
+    assert len({ffn_ptrs(loaded, p) for p in WINDOW}) == 1 and F.unique_ffn_count(loaded) == 10
     assert count_parameters(loaded)["total"] == count_parameters(merged)["total"] < count_parameters(model)["total"]
     assert loaded.config.merged_ffn_windows == [list(WINDOW)]
     assert torch.equal(logits(loaded, batch), logits(merged, batch))
     plain = load_pretrained(tmp_path / "run")  # a plain from_pretrained: untied in memory, same function
-    assert M.unique_ffn_count(plain) == 12
+    assert F.unique_ffn_count(plain) == 12
     assert torch.equal(logits(plain, batch), logits(merged, batch))
-    M.save_merged(loaded, tiny_tokenizer, tmp_path / "again")  # a re-tied model saves again
-    assert torch.equal(logits(M.load_merged(tmp_path / "again"), batch), logits(merged, batch))
+    F.save_merged(loaded, tiny_tokenizer, tmp_path / "again")  # a re-tied model saves again
+    assert torch.equal(logits(F.load_merged(tmp_path / "again"), batch), logits(merged, batch))
 
 
 def test_compact_save_is_smaller_and_loads_back(merged, tiny_tokenizer, batch, tmp_path):
-    M.save_merged(merged, tiny_tokenizer, tmp_path / "full")
-    M.save_merged(merged, tiny_tokenizer, tmp_path / "compact", compact=True)
+    F.save_merged(merged, tiny_tokenizer, tmp_path / "full")
+    F.save_merged(merged, tiny_tokenizer, tmp_path / "compact", compact=True)
     full = (tmp_path / "full" / "model.safetensors").stat().st_size
     small = (tmp_path / "compact" / "model.safetensors").stat().st_size
-    assert full - small >= 2 * M.ffn_parameter_count(merged) * 4  # two FFN copies of fp32 not written
+    assert full - small >= 2 * W.ffn_parameter_count(merged) * 4  # two FFN copies of fp32 not written
     assert not hasattr(merged.config, "merged_ffn_compact")
-    loaded = M.load_merged(tmp_path / "compact")
-    assert M.unique_ffn_count(loaded) == 10 and not hasattr(loaded.config, "merged_ffn_compact")
+    loaded = F.load_merged(tmp_path / "compact")
+    assert F.unique_ffn_count(loaded) == 10 and not hasattr(loaded.config, "merged_ffn_compact")
     assert torch.equal(logits(loaded, batch), logits(merged, batch))
 
 
 def test_load_refuses_copies_that_differ(merged, tmp_path):
-    M.save_merged(merged, None, tmp_path / "m")
+    F.save_merged(merged, None, tmp_path / "m")
     plain = load_pretrained(tmp_path / "m")
     with torch.no_grad():
         encoder_layers(plain)[5].output.dense.weight.add_(0.1)
     plain.save_pretrained(tmp_path / "tampered")
     with pytest.raises(ValueError, match="does not hold the same FFN"):
-        M.load_merged(tmp_path / "tampered")
+        F.load_merged(tmp_path / "tampered")
 
 
 def test_fine_tuning_keeps_the_ffn_shared(merged, keyword_batches):
@@ -323,9 +336,9 @@ def test_rank_windows_by_similarity_and_accuracy():
     rows = [{"window": "0-1", "start": 0, "end": 1, "mean_cka": 0.5, "val_accuracy": 0.8, "val_loss": 0.4},
             {"window": "1-2", "start": 1, "end": 2, "mean_cka": 0.9, "val_accuracy": 0.8, "val_loss": 0.3},
             {"window": "2-3", "start": 2, "end": 3, "mean_cka": 0.7, "val_accuracy": 0.6, "val_loss": 0.2}]
-    assert M.chosen_window(M.rank_windows(rows, "similarity")) == (1, 2)
-    by_acc = M.rank_windows(rows, "accuracy")
-    assert M.chosen_window(by_acc) == (1, 2)  # tie on accuracy: the lower loss wins
+    assert W.chosen_window(W.rank_windows(rows, "similarity")) == (1, 2)
+    by_acc = W.rank_windows(rows, "accuracy")
+    assert W.chosen_window(by_acc) == (1, 2)  # tie on accuracy: the lower loss wins
     assert list(by_acc["rank"]) == [2, 1, 3]
 
 
@@ -336,21 +349,21 @@ def test_mean_window_cka_reads_the_block():
     values[1, 2] = values[2, 1] = 0.8
     values[2, 3] = values[3, 2] = 0.4
     sim = pd.DataFrame(values)
-    assert M.mean_window_cka(sim, (1, 2)) == pytest.approx(0.8)
-    assert M.mean_window_cka(sim, (1, 2, 3)) == pytest.approx((0.8 + 0.4 + 0.0) / 3)
+    assert W.mean_window_cka(sim, (1, 2)) == pytest.approx(0.8)
+    assert W.mean_window_cka(sim, (1, 2, 3)) == pytest.approx((0.8 + 0.4 + 0.0) / 3)
 
 
 def test_score_windows_by_accuracy_on_the_model(model, calib, keyword_batches):
-    acts = M.ffn_activations(model, calib)
-    sim = M.cka_matrix(acts)
-    table = M.score_windows(model, 10, acts, sim, "accuracy", val=keyword_batches["val"],
+    acts = F.ffn_activations(model, calib)
+    sim = W.cka_matrix(acts)
+    table = W.score_windows(model, 10, acts, sim, "accuracy", val=keyword_batches["val"],
                             device=torch.device("cpu"))
     assert list(table["window"]) == ["0-9", "1-10", "2-11"] and sorted(table["rank"]) == [1, 2, 3]
     assert table["val_accuracy"].between(0, 1).all()
     best = table.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
-    assert M.chosen_window(table) == tuple(range(int(best["start"]), int(best["end"]) + 1))
+    assert W.chosen_window(table) == tuple(range(int(best["start"]), int(best["end"]) + 1))
     with pytest.raises(ValueError, match="impossible"):
-        M.candidate_windows(model, 13)
+        W.candidate_windows(model, 13)
 
 
 # ------------------------------------------------------------------------------------------- budget
@@ -361,10 +374,10 @@ def test_matched_pruning_depth_on_e5_sized_layers():
                      intermediate_size=1536, max_position_embeddings=64)
     model = BertForSequenceClassification(cfg)
     ffn = 2 * 384 * 1536 + 1536 + 384
-    assert M.ffn_parameter_count(model) == ffn
-    depths = {k: M.matched_pruning_depth(model, k)["depth"] for k in (2, 4, 6)}
+    assert W.ffn_parameter_count(model) == ffn
+    depths = {k: W.matched_pruning_depth(model, k)["depth"] for k in (2, 4, 6)}
     assert depths == {2: 1, 4: 2, 6: 3}  # an FFN is 2/3 of an e5-small layer
-    info = M.matched_pruning_depth(model, 6)
+    info = W.matched_pruning_depth(model, 6)
     assert info["merge_removed"] == 5 * ffn
     for d in range(1, 12):  # the depth is the closest
         gap = abs(info["prune_removed"] - info["merge_removed"])
@@ -372,17 +385,17 @@ def test_matched_pruning_depth_on_e5_sized_layers():
 
 
 # --------------------------------------------------------------------------------- events, store, CLI
-def tiny_cfg(**kw) -> M.MergeConfig:
+def tiny_cfg(**kw) -> C.MergeConfig:
     base = dict(model="tiny-bert", dataset="keywords", auto_k=3, epochs=1.0, kd=DistillConfig(epochs=1.0),
                 data=DataConfig(train_cap=96, val_cap=48, test_cap=48), calibration_size=32,
-                teacher=TrainConfig(epochs=3, lr=2e-3, batch_size=16, freeze_word_embeddings=False,
-                                    head_lr_multiplier=1.0))
+                teacher=TrainConfig(epochs=6, lr=3e-3, batch_size=16, freeze_word_embeddings=False,
+                                    head_lr_multiplier=1.0))  # beats the majority class (the teacher guard)
     base.update(kw)
-    return M.MergeConfig(**base)
+    return C.MergeConfig(**base)
 
 
 def test_merge_events_end_to_end():
-    events = list(M.merge_events(tiny_cfg(), device=torch.device("cpu")))
+    events = list(L.merge_events(tiny_cfg(), device=torch.device("cpu")))
     stages = [e.stage for e in events]
     for stage in ("prepare", "teacher", "similarity", "select", "choice", "align", "merge", "finetune",
                   "distill", "step_done", "compare", "done"):
@@ -397,14 +410,19 @@ def test_merge_events_end_to_end():
     done = events[-1]
     s, model = done.payload, done.artifacts["model"]
     window = tuple(s["window"])
-    assert M.chosen_window(choice.tables["windows"]) == window
+    assert W.chosen_window(choice.tables["windows"]) == window
     assert s["params"]["removed"] == 2 * s["budget"]["ffn_params"] == s["budget"]["merge_removed"]
     assert s["params"]["unique_ffns_after"] == 10 and s["ffn_still_shared"] is True
     assert len({ffn_ptrs(model, p) for p in window}) == 1
     assert set(s["merged"]) == {"no_tuning", "finetuned", "distilled"} and "after_kd" in s
     pr = s["pruning"]
     assert pr["depth"] == s["budget"]["depth"] == len(pr["removed_layers"])
-    assert pr["distilled"]["n_layers"] == 12 - pr["depth"]
+    assert pr["distilled"]["num_layers"] == 12 - pr["depth"]
+    # one record (core.metrics.measure_model) for both sides: final models timed and sized, tuned-on ones not
+    for final in (s["final"], pr["distilled"], s["teacher"]):
+        assert final["latency_ms"] > 0 and final["safetensors_bytes"] > 0 and final["val_accuracy"] >= 0
+    assert "latency_ms" not in s["merged"]["no_tuning"] and "latency_ms" not in pr["finetuned"]
+    assert s["final"]["num_layers"] == 12 and s["final"]["kept_layers"] == list(range(12))
     table = done.tables["comparison"]
     assert set(table["method"]) == {"teacher", "merge", "prune"} and len(table) == 7
     for key in ("prepare", "teacher", "activations", "similarity", "selection", "align", "merge", "finetune",
@@ -428,19 +446,19 @@ def test_run_store_records_a_merge_run(tmp_path):
     assert store.read_table(run_id, "steps/0/ffn_similarity.csv").shape == (12, 13)
     assert store.read_table(run_id, "steps/1/windows.csv")["window"].tolist() == ["2-4"]
     assert len(store.read_table(run_id, "steps/1/alignment.csv")) == 3
-    loaded = M.load_merged(store.run_dir(run_id) / "model")
-    assert M.unique_ffn_count(loaded) == 10 and loaded.config.merged_ffn_windows == [[2, 3, 4]]
+    loaded = F.load_merged(store.run_dir(run_id) / "model")
+    assert F.unique_ffn_count(loaded) == 10 and loaded.config.merged_ffn_windows == [[2, 3, 4]]
 
 
 def test_cli(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path / "store"))
-    code = M.cli_main(["--model", "tiny-bert", "--dataset", "keywords", "--auto", "3", "--selection",
+    code = merge_cli(["--model", "tiny-bert", "--dataset", "keywords", "--auto", "3", "--selection",
                        "similarity", "--epochs", "0.5", "--no-distill", "--no-compare-pruning", "--train-cap",
                        "64", "--val-cap", "32", "--test-cap", "32", "--calibration", "16"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "window " in out and "(similarity)" in out and "unique FFNs 12 -> 10" in out and "merge" in out
-    assert M.cli_main(["--layers", "5"]) == 2
+    assert merge_cli(["--layers", "5"]) == 2
     assert "MergeConfig.window" in capsys.readouterr().err
 
 
@@ -454,12 +472,12 @@ def test_e5_merge_round_trip(tmp_path):
     model = load_classifier("e5-small", 6).eval()
     tokenizer = load_tokenizer("e5-small")
     data = encode(tokenizer, load_dataset("trec").frame.head(48), 32)
-    acts = M.ffn_activations(model, list(batches(data, 16)))
+    acts = F.ffn_activations(model, list(batches(data, 16)))
     assert acts[0].shape[1] == 1536
-    merged, table = M.merge_ffns(model, (4, 5, 6), acts)
+    merged, table = F.merge_ffns(model, (4, 5, 6), acts)
     assert (table["corr_aligned"] >= table["corr_identity"] - 1e-6).all()
-    assert count_parameters(model)["total"] - count_parameters(merged)["total"] == 2 * M.ffn_parameter_count(model)
-    M.save_merged(merged, tokenizer, tmp_path / "m")
-    loaded = M.load_merged(tmp_path / "m")
+    assert count_parameters(model)["total"] - count_parameters(merged)["total"] == 2 * W.ffn_parameter_count(model)
+    F.save_merged(merged, tokenizer, tmp_path / "m")
+    loaded = F.load_merged(tmp_path / "m")
     inputs = {k: data[k][:8] for k in ("input_ids", "attention_mask")}
     torch.testing.assert_close(logits(loaded, inputs), logits(merged, inputs), atol=1e-5, rtol=1e-5)

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from core.config import ConfigError
+from core.cli.bench_latency import main as bench_latency_main
 from core.metrics import (BestOverDepth, LatencyConfig, ModelMetrics, accuracy_to_size_ratio,
-                          bench_latency_main, max_accuracy_over_depth, measure_latency, measure_model,
-                          safetensors_bytes)
-from core.models.registry import TINY_WORDS, count_parameters
+                          max_accuracy_over_depth, measure_latency, measure_model, safetensors_bytes)
+from core.models.registry import count_parameters
+from core.models.tiny import TINY_WORDS
 from core.models.surgery import remove_layers, save_model
 
 FAST = LatencyConfig(batch_size=4, seq_length=16, repeats=3, warmup=1)
@@ -68,32 +69,50 @@ def test_latency_is_positive_and_finite(tiny_model):
 
 
 def test_measure_model(tiny_model, keyword_batches):
+    from core.train import evaluate
+
     pruned = remove_layers(tiny_model, [2, 9])
-    metrics = measure_model(pruned, keyword_batches["test"], device=torch.device("cpu"), latency=FAST)
+    cpu = torch.device("cpu")
+    metrics = measure_model(pruned, keyword_batches["test"], val=keyword_batches["val"], device=cpu, latency=FAST)
     assert metrics.num_layers == 10
     assert metrics.kept_layers == (0, 1, 3, 4, 5, 6, 7, 8, 10, 11)
     assert metrics.params_total == tiny_counts(10)["total"]
     assert metrics.params_encoder == tiny_counts(10)["encoder"]
     assert metrics.safetensors_bytes == safetensors_bytes(pruned)
-    assert 0.0 <= metrics.accuracy <= 1.0 and 0.0 <= metrics.macro_f1 <= 1.0 and metrics.loss > 0
+    test, val = evaluate(pruned, keyword_batches["test"]), evaluate(pruned, keyword_batches["val"])
+    assert (metrics.test_accuracy, metrics.test_macro_f1, metrics.test_loss) == pytest.approx(
+        (test["accuracy"], test["macro_f1"], test["loss"]))
+    assert (metrics.val_accuracy, metrics.val_macro_f1, metrics.val_loss) == pytest.approx(
+        (val["accuracy"], val["macro_f1"], val["loss"]))
     assert metrics.latency_ms > 0 and (metrics.latency_batch_size, metrics.latency_seq_length) == (4, 16)
     blob = json.loads(json.dumps(metrics.to_dict()))
     assert blob["kept_layers"] == [0, 1, 3, 4, 5, 6, 7, 8, 10, 11]
-    assert ModelMetrics.from_dict(blob) == metrics
+    # the keys stored runs and pages read
+    assert {"test_accuracy", "test_macro_f1", "val_accuracy", "params_total", "latency_ms",
+            "safetensors_bytes", "num_layers"} <= set(blob)
+    assert ModelMetrics.from_dict({**blob, "removed": 3}) == metrics  # a step row's extra keys are ignored
     with pytest.raises(dataclasses.FrozenInstanceError):
-        metrics.accuracy = 1.0  # type: ignore[misc]
+        metrics.test_accuracy = 1.0  # type: ignore[misc]
+
+
+def test_measure_model_without_latency_or_validation(tiny_model, keyword_batches):
+    metrics = measure_model(tiny_model, keyword_batches["test"], device=torch.device("cpu"), latency=None)
+    assert metrics.latency_ms is None and metrics.safetensors_bytes is None and metrics.val_accuracy is None
+    blob = metrics.to_dict()
+    assert "latency_ms" not in blob and "val_accuracy" not in blob and blob["test_accuracy"] >= 0.0
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("accuracy", 1.5, "ModelMetrics.accuracy must be <= 1.0, got 1.5"),
+    ("test_accuracy", 1.5, "ModelMetrics.test_accuracy must be <= 1.0, got 1.5"),
+    ("val_macro_f1", -0.1, "ModelMetrics.val_macro_f1 must be >= 0.0, got -0.1"),
     ("params_encoder", 10**9, "ModelMetrics.params_encoder must be <="),
     ("latency_ms", 0.0, "ModelMetrics.latency_ms must be > 0.0"),
     ("kept_layers", (0, 1), "kept_layers has 2 entries for 3 layers"),
 ])
 def test_model_metrics_validation(field, value, message):
-    good = dict(num_layers=3, kept_layers=(0, 5, 9), accuracy=0.8, macro_f1=0.7, loss=0.5, params_total=1000,
-                params_encoder=600, safetensors_bytes=4100, latency_ms=2.5, latency_batch_size=32,
-                latency_seq_length=32)
+    good = dict(num_layers=3, kept_layers=(0, 5, 9), test_accuracy=0.8, test_macro_f1=0.7, test_loss=0.5,
+                val_accuracy=0.9, val_macro_f1=0.6, val_loss=0.4, params_total=1000, params_encoder=600,
+                safetensors_bytes=4100, latency_ms=2.5, latency_batch_size=32, latency_seq_length=32)
     ModelMetrics(**good)
     with pytest.raises(ValueError, match=message):
         ModelMetrics(**{**good, field: value})

@@ -7,8 +7,9 @@ import random
 import pytest
 import torch
 
-from core.models.registry import TINY_WORDS
-from core.pruning.oracle import COLUMNS, bench_main, compute_oracle, forward_logits, naive_oracle
+from core.models.tiny import TINY_WORDS
+from core.cli.bench_oracle import main as bench_main
+from core.pruning.oracle import COLUMNS, compute_oracle, forward_logits, naive_oracle
 from core.models.surgery import keep_layers, remove_layers
 from core.train import evaluate
 

@@ -301,7 +301,7 @@ def test_pass_leaves_grads_mode_and_flags_as_found(tiny_model, calib):
 def test_sdpa_model_gets_attention_signals_and_is_given_back_as_sdpa(calib):
     from transformers import AutoModelForSequenceClassification
 
-    from core.models.registry import ensure_tiny_model
+    from core.models.tiny import ensure_tiny_model
 
     model = AutoModelForSequenceClassification.from_pretrained(str(ensure_tiny_model()), num_labels=2,
                                                                attn_implementation="sdpa")

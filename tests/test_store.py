@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.runs import artifacts
 from core.runs.store import RunStore, pid_alive
 
 
@@ -50,12 +51,34 @@ def test_wal_mode_and_roundtrip(store):
 def test_artifacts_are_atomic(store):
     rid = _new(store)
     frame = pd.DataFrame({"a": [1, 2]})
-    store.write_table(rid, "steps/1/signals.csv", frame)
-    assert store.read_table(rid, "steps/1/signals.csv").equals(frame)
+    store.write_table(rid, artifacts.step_table(1, artifacts.SIGNALS_TABLE), frame)
+    assert store.read_table(rid, "steps/1/signals.csv").equals(frame)  # the name every stored run uses
     store.write_json(rid, "x.json", {"v": [1, 2]})
     assert store.read_json(rid, "x.json") == {"v": [1, 2]}
     assert store.read_json(rid, "missing.json") is None
     assert not list(store.run_dir(rid).rglob(".*tmp*"))
+
+
+def test_stages_are_one_vocabulary_stored_as_plain_strings(store):
+    from core.runs.events import Event, Stage, stage_label
+
+    assert Event("choice").stage is Stage.CHOICE  # a string is accepted and typed
+    with pytest.raises(ValueError, match="Event.stage"):
+        Event("chioce")
+    rid = _new(store)
+    store.add_event(rid, Stage.STEP_DONE, step=1)
+    stored = store.events(rid)[0]["stage"]
+    assert type(stored) is str and stored == "step_done" == Stage.STEP_DONE
+    assert all(stage.label and stage_label(stage.value) == stage.label for stage in Stage)  # every stage labelled
+    assert stage_label("a_stage_of_an_older_run") == "a_stage_of_an_older_run"
+
+
+def test_artifact_names_are_the_stored_ones():
+    assert artifacts.step_choice(3) == "steps/3/choice.json"
+    assert artifacts.step_table(0, artifacts.FFN_SIMILARITY_TABLE) == "steps/0/ffn_similarity.csv"
+    assert (artifacts.SUMMARY, artifacts.MODEL_CONFIG) == ("summary.json", "model/config.json")
+    with pytest.raises(ValueError, match="step"):
+        artifacts.step_file(None, artifacts.CHOICE)  # type: ignore[arg-type]
 
 
 def test_recover_marks_dead_workers_interrupted(store):

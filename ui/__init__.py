@@ -1,6 +1,8 @@
-"""Shared helpers of the Streamlit pages: theme and colours (``ui.theme``), what the engine offers
-(``ui.catalog``), cached read access to the run store (``ui.store``), the shared selection in session state
-(``ui.state``), plot builders (``ui.plots``) and small reusable widgets (``ui.widgets``).
+"""Shared helpers of the Streamlit pages: colours and display names (``ui.theme``), the pages' cached access
+to the run store (``ui.cached_store``), the shared selection in session state (``ui.state``), pandas
+transforms for the pages (``ui.tables``), plot builders (``ui.plots``, ``ui.merge_plots``) and small reusable
+widgets (``ui.widgets``). What the engine offers is read from its registries directly (``core.signals``,
+``core.models.registry``, ``core.data.datasets``).
 
 Pages import from here and only read the store and draw; nothing in ``ui`` trains or evaluates a model.
 """

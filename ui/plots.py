@@ -7,14 +7,17 @@ signal family has the same colour on every page. Builders never touch streamlit 
 from __future__ import annotations
 
 import io
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from . import catalog, theme
+from . import theme
 from .tables import HeatmapData, ShapRows, pareto_mask
+
+if TYPE_CHECKING:
+    from core.fusion import FusionChoice
 
 T = theme.TEMPLATE
 
@@ -86,11 +89,11 @@ def curves_by_strategy(frame: pd.DataFrame, y: str = "test_accuracy", title: str
     for run_id, g in frame.sort_values("step").groupby("run_id", sort=False):
         strategy = str(g["strategy"].iloc[0])
         fig.add_trace(go.Scatter(
-            x=g["step"], y=g[y], mode="lines+markers", name=catalog.strategy_label(strategy),
+            x=g["step"], y=g[y], mode="lines+markers", name=theme.strategy_label(strategy),
             legendgroup=strategy, showlegend=strategy not in shown,
             line=dict(color=theme.strategy_color(strategy), dash=theme.strategy_dash(strategy), width=3),
             marker=dict(size=8), customdata=np.stack([g["n_layers"]], axis=-1) if "n_layers" in g else None,
-            hovertemplate=f"{catalog.strategy_label(strategy)}<br>%{{x}} removed<br>{y} %{{y:.3f}}"
+            hovertemplate=f"{theme.strategy_label(strategy)}<br>%{{x}} removed<br>{y} %{{y:.3f}}"
                           f"<extra>{run_id[-6:]}</extra>"))
         shown.add(strategy)
     fig.update_xaxes(title="layers removed", dtick=1)
@@ -100,8 +103,8 @@ def curves_by_strategy(frame: pd.DataFrame, y: str = "test_accuracy", title: str
 
 # ---------------------------------------------------------------------------------------- signals
 def _signal_tick(key: str) -> str:
-    fam = catalog.strategy_family(key)
-    return f"<span style='color:{theme.family_color(fam)}'><b>{catalog.signal_label(key)}</b></span>"
+    fam = theme.strategy_family(key)
+    return f"<span style='color:{theme.family_color(fam)}'><b>{theme.strategy_label(key)}</b></span>"
 
 
 def signal_heatmap(data: HeatmapData, title: str | None = None, chosen: int | None = None,
@@ -126,15 +129,55 @@ def signal_heatmap(data: HeatmapData, title: str | None = None, chosen: int | No
     return apply_layout(fig, title, height=height or (90 + 32 * len(data.keys)), margin=dict(l=10, r=10, t=60, b=10))
 
 
-def predicted_vs_measured(info: Mapping[str, Any], chosen: int | None, title: str | None = None) -> go.Figure:
-    """For each candidate layer: the ranker's predicted score (x) against the oracle's measured validation
-    accuracy after removing it (y). The chosen layer is the magenta star; the oracle's best is ringed.
-    A trained ranker's default target is an accuracy gap, shown in points; without a ranker (first step)
-    the score is the signal vote."""
-    cands, pred, meas = info.get("candidates"), info.get("predicted"), info.get("measured")
-    if not cands or pred is None or meas is None:
+#: where a point's label may go (Plotly ``textposition``), with the label centre's offset from the point in
+#: units of one label (width, height); tried in this order
+_LABEL_SPOTS = (("top center", 0.0, 1.0), ("bottom center", 0.0, -1.0), ("middle right", 1.0, 0.0),
+                ("middle left", -1.0, 0.0), ("top right", 0.9, 0.9), ("top left", -0.9, 0.9),
+                ("bottom right", 0.9, -0.9), ("bottom left", -0.9, -0.9))
+
+
+def label_positions(x: Sequence[float], y: Sequence[float], label_w: float = 0.08, label_h: float = 0.06
+                    ) -> list[str]:
+    """A ``textposition`` per point so that labels of clustered points do not overlap each other or the
+    markers: greedy, in the axes' unit square (``label_w``/``label_h``: one label's size there); a point whose
+    every spot collides takes the least crowded one."""
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    if len(xs) == 0:
+        return []
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        finite = v[np.isfinite(v)]
+        lo, hi = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+        return np.nan_to_num((v - lo) / (hi - lo) if hi > lo else np.full_like(v, 0.5), nan=0.5)
+
+    ux, uy = unit(xs), unit(ys)
+    placed: list[tuple[float, float]] = []
+    out = []
+    for i in np.argsort(-uy, kind="stable"):  # top to bottom: upper labels keep the default "top center"
+        best, best_hits = _LABEL_SPOTS[0], None
+        for spot in _LABEL_SPOTS:
+            cx, cy = ux[i] + spot[1] * label_w, uy[i] + spot[2] * label_h
+            hits = sum(abs(cx - px) < label_w and abs(cy - py) < label_h for px, py in placed)
+            hits += sum(abs(cx - ux[j]) < label_w / 2 and abs(cy - uy[j]) < label_h / 2
+                        for j in range(len(ux)) if j != i)
+            if best_hits is None or hits < best_hits:
+                best, best_hits = spot, hits
+            if hits == 0:
+                break
+        placed.append((ux[i] + best[1] * label_w, uy[i] + best[2] * label_h))
+        out.append((int(i), best[0]))
+    return [pos for _, pos in sorted(out)]
+
+
+def predicted_vs_measured(choice: "FusionChoice", title: str | None = None) -> go.Figure:
+    """For each candidate layer of a fusion choice: the ranker's predicted score (x) against the oracle's
+    measured validation accuracy after removing it (y). The chosen layer is the magenta star; the oracle's
+    best is ringed. A trained ranker's default target is an accuracy gap, shown in points; without a
+    ranker (first step) the score is the signal vote."""
+    cands, pred, meas, chosen = choice.candidates, choice.scores, choice.measured, choice.chosen_layer
+    if not cands or meas is None:
         return empty_figure("This strategy stores no predictions")
-    trained = bool(info.get("ranker")) and info.get("target", "gap") == "gap"
+    trained = choice.trained and choice.target == "gap"
     scale = 100.0 if trained else 1.0
     xtitle = ("predicted gap to the best (points)" if trained
               else "signal vote (no ranker yet)")
@@ -142,7 +185,7 @@ def predicted_vs_measured(info: Mapping[str, Any], chosen: int | None, title: st
     best = set(np.flatnonzero(meas >= np.nanmax(meas) - 1e-12).tolist())
     colors = [theme.FIXED_STRATEGY_COLORS["rf_fusion"] if c == chosen else theme.PRIMARY for c in cands]
     fig = go.Figure(go.Scatter(
-        x=pred, y=meas, mode="markers+text", text=[f"L{c}" for c in cands], textposition="top center",
+        x=pred, y=meas, mode="markers+text", text=[f"L{c}" for c in cands], textposition=label_positions(pred, meas),
         marker=dict(size=[22 if c == chosen else 14 for c in cands], color=colors,
                     symbol=["star" if c == chosen else "circle" for c in cands],
                     line=dict(width=[3 if i in best else 0 for i in range(len(cands))], color="#1B1F24")),
@@ -172,8 +215,8 @@ def agreement_bars(frame: pd.DataFrame, title: str = "Agreement with the oracle 
         return empty_figure("Not enough profiled steps")
     frame = frame.sort_values("mean_rho")
     fig = go.Figure(go.Bar(
-        y=[catalog.signal_label(k) for k in frame["signal"]], x=frame["mean_rho"], orientation="h",
-        marker_color=[theme.family_color(catalog.strategy_family(k)) for k in frame["signal"]],
+        y=[theme.strategy_label(k) for k in frame["signal"]], x=frame["mean_rho"], orientation="h",
+        marker_color=[theme.family_color(theme.strategy_family(k)) for k in frame["signal"]],
         customdata=np.stack([frame["median_rho"], frame["top1"], frame["steps"]], axis=-1),
         hovertemplate="%{y}<br>mean ρ %{x:.2f}<br>median ρ %{customdata[0]:.2f}<br>first pick among oracle's "
                       "best: %{customdata[1]:.0%}<br>steps %{customdata[2]}<extra></extra>"))
@@ -192,8 +235,8 @@ def importance_bars(names: Sequence[str], values: Sequence[float], title: str, x
     names = [names[i] for i in order]
     vals = np.asarray(values, float)[order]
     fig = go.Figure(go.Bar(
-        y=[catalog.signal_label(n) for n in names], x=vals, orientation="h",
-        marker_color=[theme.family_color(catalog.strategy_family(n)) for n in names],
+        y=[theme.strategy_label(n) for n in names], x=vals, orientation="h",
+        marker_color=[theme.family_color(theme.strategy_family(n)) for n in names],
         marker_line=dict(width=0), hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
     if signed:
         fig.add_vline(x=0, line_color="#6B7280")
@@ -207,7 +250,7 @@ def shap_explanation(rows: ShapRows, index: Sequence[int] | int | None = None, s
     import shap
 
     idx = slice(None) if index is None else index
-    names = [catalog.signal_label(n) for n in rows.feature_names]
+    names = [theme.strategy_label(n) for n in rows.feature_names]
     return shap.Explanation(values=rows.values[idx] * scale, base_values=rows.base_values[idx] * scale,
                             data=rows.data[idx], feature_names=names)
 
@@ -256,11 +299,11 @@ def quality_lines(frame: pd.DataFrame, title: str = "Ranker quality per step") -
         strategy = str(g["strategy"].iloc[0])
         color = theme.strategy_color(strategy)
         fig.add_trace(go.Scatter(x=g["step"], y=g["ranker_spearman"], mode="lines+markers",
-                                 name=f"{catalog.strategy_label(strategy)} · ρ", line=dict(color=color, width=3),
+                                 name=f"{theme.strategy_label(strategy)} · ρ", line=dict(color=color, width=3),
                                  hovertemplate="step %{x}: ρ %{y:.2f}<extra>" + run_id[-6:] + "</extra>"))
         if "ranker_top1" in g:
             hit = g["ranker_top1"].astype(float)
-            fig.add_trace(go.Scatter(x=g["step"], y=hit, mode="markers", name=f"{catalog.strategy_label(strategy)}"
+            fig.add_trace(go.Scatter(x=g["step"], y=hit, mode="markers", name=f"{theme.strategy_label(strategy)}"
                                      " · top-1 hit", marker=dict(symbol="square", size=13, color=color,
                                                                   line=dict(color="#1B1F24", width=1)),
                                      hovertemplate="step %{x}: top-1 hit %{y:.0f}<extra></extra>"))
@@ -277,7 +320,7 @@ def kd_bars(frame: pd.DataFrame, title: str = "Before and after distillation") -
     for when, pattern in (("before KD", ""), ("after KD", "/")):
         g = frame[frame["when"] == when]
         fig.add_trace(go.Bar(
-            x=[f"{catalog.strategy_label(s)}<br><sub>{d} · {r[-6:]}</sub>"
+            x=[f"{theme.strategy_label(s)}<br><sub>{d} · {r[-6:]}</sub>"
                for s, d, r in zip(g["strategy"], g["dataset"], g["run_id"])],
             y=g["accuracy"], name=when, marker_color=[theme.strategy_color(s) for s in g["strategy"]],
             marker_pattern_shape=pattern, opacity=0.55 if when == "before KD" else 1.0,
@@ -302,7 +345,7 @@ def pareto_plot(points: pd.DataFrame, x: str, xtitle: str, title: str, log_x: bo
     symbols = {"teacher": "diamond-wide", "pruned": "circle", "after KD": "star"}
     for strategy, g in pts.groupby("strategy", sort=False):  # one trace per strategy: stages by symbol
         fig.add_trace(go.Scatter(
-            x=g[x], y=g["accuracy"], mode="markers", name=catalog.strategy_label(strategy),
+            x=g[x], y=g["accuracy"], mode="markers", name=theme.strategy_label(strategy),
             marker=dict(color=theme.strategy_color(strategy), symbol=[symbols.get(s, "circle") for s in g["stage"]],
                         size=[15 if s != "pruned" else 11 for s in g["stage"]], line=dict(color="white", width=1)),
             customdata=np.stack([g["stage"], g["layers_removed"], g["dataset"], g["run_id"].str[-6:]], axis=-1),

@@ -13,8 +13,8 @@ from typing import Any
 import streamlit as st
 
 from core.config import DataConfig
-
-from . import catalog
+from core.data.datasets import DATASETS, DEFAULT_DATASET
+from core.models.registry import DEFAULT_MODEL, MODELS
 
 MODEL_KEY = "sel_model"
 DATASET_KEY = "sel_dataset"
@@ -66,14 +66,11 @@ def init() -> None:
     """Fill missing session keys with defaults (safe to call on every run of every page)."""
     ss = st.session_state
     if MODEL_KEY not in ss:
-        ss[MODEL_KEY] = catalog.default_model()
+        ss[MODEL_KEY] = DEFAULT_MODEL
     if DATASET_KEY not in ss:
-        ss[DATASET_KEY] = catalog.default_dataset()
+        ss[DATASET_KEY] = DEFAULT_DATASET
     if BUDGETS_KEY not in ss:
-        try:
-            ss[BUDGETS_KEY] = default_budgets()
-        except Exception:  # engine config not importable yet: the pages that need it say so
-            ss[BUDGETS_KEY] = {}
+        ss[BUDGETS_KEY] = default_budgets()
     ss.setdefault(CUSTOM_MODELS_KEY, [])
     ss.setdefault(CUSTOM_DATASETS_KEY, [])
 
@@ -109,10 +106,7 @@ def set_budgets(values: dict[str, Any]) -> None:
 
 def model_options() -> list[str]:
     init()
-    try:
-        keys = list(catalog.models())
-    except catalog.CatalogError:
-        keys = []
+    keys = list(MODELS)
     for extra in [*st.session_state[CUSTOM_MODELS_KEY], st.session_state[MODEL_KEY]]:
         if extra not in keys:
             keys.append(extra)
@@ -122,15 +116,11 @@ def model_options() -> list[str]:
 def dataset_options() -> list[str]:
     """Registry datasets (offline first), the store's uploads, and hub names the user typed."""
     init()
-    try:
-        specs = catalog.datasets()
-        keys = sorted(specs, key=lambda k: (not specs[k].offline, k != catalog.default_dataset()))
-    except catalog.CatalogError:
-        keys = []
+    keys = sorted(DATASETS, key=lambda k: (not DATASETS[k].offline, k != DEFAULT_DATASET))
     try:
         from core.runs.uploads import list_uploads
 
-        from .store import store
+        from .cached_store import store
 
         keys += [u["ref"] for u in list_uploads(store())]
     except Exception:  # no uploads folder yet, or the store is unreadable: the Setup page says so
@@ -142,19 +132,13 @@ def dataset_options() -> list[str]:
 
 
 def model_label(key: str) -> str:
-    try:
-        spec = catalog.models().get(key)
-    except catalog.CatalogError:
-        spec = None
+    spec = MODELS.get(key)
     return spec.display_name if spec is not None else f"{key} (hub)"
 
 
 def model_short(key: str) -> str:
     """A sidebar-sized model label: the key and its depth."""
-    try:
-        spec = catalog.models().get(key)
-    except catalog.CatalogError:
-        spec = None
+    spec = MODELS.get(key)
     if spec is None:
         return f"{key} (hub)"
     return f"{key} · {spec.num_layers} layers" + ("" if spec.offline else " (hub)")
@@ -165,14 +149,16 @@ def dataset_label(key: str) -> str:
         try:
             from core.runs.uploads import list_uploads
 
-            from .store import store
+            from .cached_store import store
 
             for u in list_uploads(store()):
                 if u["ref"] == key:
                     return f"{u['name']} (uploaded, {u['rows']} rows)"
         except Exception:
             pass
-    return catalog.dataset_label(key)
+        return f"uploaded ({key.split(':', 1)[1][:8]})"
+    spec = DATASETS.get(key)
+    return spec.display_name if spec is not None else key
 
 
 def _copy(src: str, dst: str) -> None:

@@ -8,11 +8,14 @@ directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+
+if TYPE_CHECKING:
+    from core.fusion import FusionChoice
 
 ORACLE_COL = "oracle_accuracy"
 
@@ -167,13 +170,13 @@ class ShapRows:
     chosen: list[bool]
 
 
-def shap_rows(choices: Mapping[int, Mapping[str, Any]]) -> ShapRows | None:
-    """Concatenate the stored SHAP explanation of every step (``choice.json`` -> ``info.shap``)."""
+def shap_rows(choices: Mapping[int, "FusionChoice | None"]) -> ShapRows | None:
+    """Concatenate the stored SHAP explanation of every step's fusion choice (``FusionChoice.explanation``)."""
     values, data, base, steps, layers, chosen = [], [], [], [], [], []
     names: list[str] | None = None
     for step in sorted(choices):
-        choice = choices[step] or {}
-        shap = (choice.get("info") or {}).get("shap")
+        choice = choices[step]
+        shap = choice.explanation if choice is not None else None
         if not shap or not shap.get("values"):
             continue
         vals = np.asarray(shap["values"], dtype=float)
@@ -187,18 +190,15 @@ def shap_rows(choices: Mapping[int, Mapping[str, Any]]) -> ShapRows | None:
         base += [float(shap["base_value"])] * len(vals)
         steps += [int(step)] * len(vals)
         layers += [int(x) for x in row_layers]
-        chosen += [int(x) == int(choice.get("layer", -1)) for x in row_layers]
+        chosen += [int(x) == choice.chosen_layer for x in row_layers]
     if not values or names is None:
         return None
     return ShapRows(values=np.vstack(values), data=np.vstack(data), base_values=np.asarray(base),
                     feature_names=names, steps=steps, layers=layers, chosen=chosen)
 
 
-def protocol_text(info: Mapping[str, Any]) -> tuple[str, str]:
-    """(protocol key, a sentence) from a choice's ``info.protocol`` (a dict or a bare string)."""
-    proto = info.get("protocol")
-    if isinstance(proto, Mapping):
-        return str(proto.get("protocol", "?")), str(proto.get("description", ""))
-    if proto is None:
+def protocol_text(choice: "FusionChoice | None") -> tuple[str, str]:
+    """(protocol name, a sentence) of a step's fusion choice; a dash for a strategy without a ranker."""
+    if choice is None:
         return "-", "This strategy does not train a ranker."
-    return str(proto), ""
+    return choice.protocol.name, choice.protocol.description

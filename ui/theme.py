@@ -3,7 +3,8 @@
 Every page colours a strategy with :func:`strategy_color` and a family with :func:`family_color`, so
 "gradient" is the same blue on the Live, Signals, Fusion and Compare pages. Strategies of one family get
 shades of the family colour; baselines are greys, the oracle is black, the fusion rankers magenta.
-Fonts are sized for a projector.
+Fonts are sized for a projector. A strategy's name and family come from the signal registry
+(``core.signals``); the oracle and the fusion rankers, which are not in it, are named here.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import colorsys
 
 import plotly.graph_objects as go
 import plotly.io as pio
-
-from . import catalog
 
 FAMILY_COLORS: dict[str, str] = {
     "activation": "#E4572E",
@@ -27,12 +26,8 @@ FAMILY_COLORS: dict[str, str] = {
     "other": "#95A5A6",
 }
 
-FAMILY_LABELS: dict[str, str] = {
-    "activation": "Activation",
-    "mutual_information": "Mutual information",
-    "gradient": "Gradient",
-    "weight": "Weight",
-    "attention": "Attention",
+#: names of the colour groups that are not signal families (those are named by ``core.signals.FAMILIES``)
+GROUP_LABELS: dict[str, str] = {
     "baseline": "Baseline",
     "fusion": "Fusion ranker",
     "oracle": "Oracle",
@@ -51,6 +46,9 @@ FIXED_STRATEGY_COLORS: dict[str, str] = {
 #: line dash per family in curves, so colour-blind viewers can still tell groups apart
 FAMILY_DASH: dict[str, str] = {"baseline": "dot", "oracle": "dash", "fusion": "solid"}
 
+FUSION_LABELS: dict[str, str] = {"rf_fusion": "Random-forest fusion", "lr_fusion": "Linear-regression fusion"}
+ORACLE_LABEL = "Oracle (measured best)"
+
 PRIMARY = "#3949AB"
 TEMPLATE = "prune"
 FONT_SIZE = 16
@@ -60,12 +58,37 @@ HEATMAP_SCALE = "Viridis"
 
 
 def family_color(family: str) -> str:
-    return FAMILY_COLORS.get(catalog.normalise_family(family), FAMILY_COLORS["other"])
+    return FAMILY_COLORS.get(family, FAMILY_COLORS["other"])
 
 
 def family_label(family: str) -> str:
-    fam = catalog.normalise_family(family)
-    return FAMILY_LABELS.get(fam, fam.replace("_", " ").capitalize())
+    from core.signals import FAMILIES
+
+    return FAMILIES.get(family) or GROUP_LABELS.get(family) or family.replace("_", " ").capitalize()
+
+
+def strategy_family(key: str) -> str:
+    """The colour group of a strategy: a signal's family, or baseline / oracle / fusion / other."""
+    from core.signals import BASELINES, SIGNALS  # imported on first use: it loads torch, not needed to start
+
+    if key in FUSION_LABELS:
+        return "fusion"
+    if key == "oracle":
+        return "oracle"
+    info = SIGNALS.get(key) or BASELINES.get(key)
+    return info.family if info is not None else "other"
+
+
+def strategy_label(key: str) -> str:
+    """A strategy's (or signal's) display name: the registry's, or ours for the oracle and fusion."""
+    from core.signals import BASELINES, SIGNALS
+
+    if key in FUSION_LABELS:
+        return FUSION_LABELS[key]
+    if key == "oracle":
+        return ORACLE_LABEL
+    info = SIGNALS.get(key) or BASELINES.get(key)
+    return info.display_name if info is not None else key.replace("_", " ").capitalize()
 
 
 def _shade(hex_color: str, index: int, count: int) -> str:
@@ -84,18 +107,17 @@ def strategy_color(key: str) -> str:
     """The colour of a strategy on every page (a shade of its family's colour)."""
     if key in FIXED_STRATEGY_COLORS:
         return FIXED_STRATEGY_COLORS[key]
-    family = catalog.strategy_family(key)
-    try:
-        members = [k for k, e in catalog.signals().items() if e.family == family]
-    except catalog.CatalogError:
-        members = []
+    from core.signals import SIGNALS
+
+    family = strategy_family(key)
+    members = [k for k, info in SIGNALS.items() if info.family == family]
     if key in members:
         return _shade(family_color(family), members.index(key), len(members))
     return family_color(family)
 
 
 def strategy_dash(key: str) -> str:
-    return FAMILY_DASH.get(catalog.strategy_family(key), "solid")
+    return FAMILY_DASH.get(strategy_family(key), "solid")
 
 
 def _register_template() -> None:

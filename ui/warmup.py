@@ -12,7 +12,8 @@ import threading
 
 import streamlit as st
 
-MODULES = ("core.signals", "core.pruning.loop", "core.data.datasets", "transformers", "shap", "matplotlib.pyplot")
+#: what the pages import later (``ui.state`` already loads the model and dataset registries, and torch)
+MODULES = ("core.signals", "core.pruning.loop", "transformers", "shap", "matplotlib.pyplot")
 
 
 def _import_all() -> None:

@@ -1,6 +1,6 @@
 """Small reusable pieces of page: the layer strip, run pickers, status badges, starting runs, errors.
 
-Widgets here read the store through :mod:`ui.store` and never compute a model.
+Widgets here read the store through :mod:`ui.cached_store` and never compute a model.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from core.config import ConfigError
+from core.runs.events import Stage, stage_label
 from core.runs.store import ACTIVE
 
-from . import catalog, state, theme
-from . import store as ustore
+from . import cached_store, state, theme
 
 LIVE_PAGE = "pages/live.py"
 RUN_PARAM = "run"
@@ -80,7 +80,7 @@ def family_legend(families: Iterable[str]) -> None:
 
 def run_label(run: dict[str, Any]) -> str:
     when = time.strftime("%d %b %H:%M", time.localtime(run["created_at"]))
-    what = catalog.strategy_label(run["strategy"]) if run["kind"] == "prune" else run["kind"]
+    what = theme.strategy_label(run["strategy"]) if run["kind"] == "prune" else run["kind"]
     return (f"[{run['status']}] {what} · {run['model']} · {state.dataset_label(run['dataset'])} · {when} · "
             f"{run['id'][-6:]}")
 
@@ -133,21 +133,18 @@ def start_runs(strategies: list[str], *, model_key: str | None = None, dataset_k
     except ConfigError as exc:
         st.error(f"Cannot start: {exc}. Fix the value on the Setup page and try again.")
         return None
-    except catalog.CatalogError as exc:
-        st.error(str(exc))
-        return None
     group = uuid.uuid4().hex[:8] if len(configs) > 1 else None
     try:
-        ids = ustore.submit("prune", configs, group_id=group)
+        ids = cached_store.submit("prune", configs, group_id=group)
     except Exception as exc:  # e.g. the store folder is read-only
         st.error(f"Could not start the run ({type(exc).__name__}: {exc}). Check that the run store folder "
-                 f"{ustore.root()} is writable, then try again.")
+                 f"{cached_store.root()} is writable, then try again.")
         return None
     return ids
 
 
 def cancel_run(run_id: str) -> None:
-    ustore.store().request_cancel(run_id)
+    cached_store.store().request_cancel(run_id)
 
 
 def any_active(runs: Iterable[dict[str, Any]]) -> bool:
@@ -180,15 +177,53 @@ def run_heading(run: dict[str, Any], title: str, key_prefix: str) -> None:
             st.rerun()
 
 
-def run_progress(run: dict[str, Any], stages: dict[str, str], failed_hint: str, cancelled: str) -> None:
-    """The run's state from the store: a progress bar with the current stage and message while it runs,
-    or what happened to it (failed with ``failed_hint``, interrupted, ``cancelled``, finished in N min)."""
+def weak_teacher_note(run: dict[str, Any]) -> None:
+    """A warning on a run that went on with a teacher that did not beat the majority-class baseline."""
+    if cached_store.summary(run).get("weak_teacher"):
+        st.warning("**Weak teacher (pruned anyway).** The teacher did not beat the majority-class baseline, so "
+                   "this run's layer choices and accuracies may be noise.", icon=":material/report:")
+
+
+def _resubmit(run: dict[str, Any], config: dict[str, Any]) -> None:
+    try:
+        ids = cached_store.submit(run["kind"], [config], group_id=None, strategy=run["strategy"])
+    except Exception as exc:  # e.g. the store folder is read-only
+        show_error("Could not start the run", exc, f"Check that {cached_store.root()} is writable, then try again.")
+        return
+    st.session_state["attached_runs"] = ids
+    set_query_runs(ids)
+    st.rerun()
+
+
+def restart_buttons(run: dict[str, Any], key_prefix: str) -> None:
+    """For a run that ended unfinished: **Start again with the same settings** (its stored config); for one
+    the teacher guard stopped, also **Prune anyway** (the same config with ``allow_weak_teacher``)."""
+    if run["status"] not in ("failed", "cancelled", "interrupted"):
+        return
+    last = cached_store.store().last_event(run["id"])
+    weak = last is not None and last["stage"] == Stage.WEAK_TEACHER
+    cols = st.columns(2 if weak else 1)
+    if weak and cols[0].button("Prune anyway", key=f"{key_prefix}anyway_{run['id']}", icon=":material/warning:",
+                               help="Go on with this teacher; the run is flagged 'weak teacher' wherever it is "
+                                    "listed or compared."):
+        _resubmit(run, {**run["config"], "allow_weak_teacher": True})
+    if cols[-1].button("Start again with the same settings", key=f"{key_prefix}again_{run['id']}",
+                       icon=":material/replay:", type="secondary" if weak else "primary"):
+        _resubmit(run, dict(run["config"]))
+
+
+def run_progress(run: dict[str, Any], failed_hint: str, cancelled: str) -> None:
+    """The run's state from the store: a progress bar with the current stage (its label from
+    :class:`core.runs.events.Stage`) and message while it runs, or what happened to it (failed with
+    ``failed_hint``, interrupted, ``cancelled``, finished in N min)."""
     status = run["status"]
-    last = ustore.store().last_event(run["id"])
-    if status == "failed":
+    last = cached_store.store().last_event(run["id"])
+    if status == "failed" and last is not None and last["stage"] == Stage.WEAK_TEACHER:
+        st.warning(f"**Stopped before pruning.** {last['message']}", icon=":material/school:")
+    elif status == "failed":
         st.error(f"The run failed: {run.get('error') or (last or {}).get('message')}. {failed_hint}")
     elif status == "interrupted":
-        st.warning(f"{run.get('error') or 'The worker stopped.'} Start the run again to redo it.")
+        st.warning(f"**Interrupted.** {run.get('error') or 'The worker stopped.'}")
     elif status == "cancelled":
         st.info(cancelled)
     elif status == "done":
@@ -198,4 +233,4 @@ def run_progress(run: dict[str, Any], stages: dict[str, str], failed_hint: str, 
         st.progress(0.0, text="Queued: waiting for the worker to start…")
     else:
         value = min(max(float(last["progress"] or 0.0), 0.0), 1.0)
-        st.progress(value, text=f"**{stages.get(last['stage'], last['stage'])}** · {last['message']}")
+        st.progress(value, text=f"**{stage_label(last['stage'])}** · {last['message']}")

@@ -18,7 +18,9 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     d = DataConfig()
     p.add_argument("--model", default="e5-small", help="registry key or hub id (default: e5-small)")
-    p.add_argument("--dataset", default=None, help="registry key (default: the registry's default)")
+    p.add_argument("--dataset", default=None, help="registry key, upload:<id>, or your own CSV/TSV/Parquet file "
+                   "(default: the registry's default)")
+    _add_column_args(p)
     p.add_argument("--train-cap", type=int, default=d.train_cap)
     p.add_argument("--val-cap", type=int, default=d.val_cap)
     p.add_argument("--test-cap", type=int, default=d.test_cap)
@@ -26,15 +28,34 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
 
 
+def _add_column_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text-column", default=None, help="with a file as --dataset: the text column (default: guessed "
+                   "as the upload page guesses it)")
+    p.add_argument("--label-column", default=None, help="with a file as --dataset: the label column (default: "
+                   "guessed)")
+
+
 def _data_cfg(args: argparse.Namespace) -> DataConfig:
     return DataConfig(train_cap=args.train_cap, val_cap=args.val_cap, test_cap=args.test_cap,
                       max_length=args.max_length, seed=args.seed)
 
 
-def _dataset(args: argparse.Namespace) -> str:
+def _dataset(args: argparse.Namespace, value: str | None = None) -> str:
+    """The dataset key of ``--dataset`` (or ``value``): a file is checked and stored like an upload (``upload:<id>``)."""
     from core.data.datasets import DEFAULT_DATASET
+    from core.runs.store import RunStore
+    from core.runs.uploads import resolve_dataset_arg
 
-    return args.dataset or DEFAULT_DATASET
+    return resolve_dataset_arg(RunStore(), value or args.dataset or DEFAULT_DATASET,
+                               getattr(args, "text_column", None), getattr(args, "label_column", None))
+
+
+def _weak_teacher_hint(store, run_id: str) -> str:
+    """The guard's message and the flag that overrides it, when ``run_id`` stopped on a weak teacher."""
+    last = store.last_event(run_id)
+    if last and last["stage"] == "weak_teacher":
+        return f"\nerror: {last['message']}\nTo go on anyway (the run is flagged weak_teacher), add --prune-anyway."
+    return ""
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -59,30 +80,33 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from core.data.task import prepare_task
-    from core.teacher import default_train_config, ensure_teacher
+    from core.runs.progress import StageProgress
+    from core.runs.store import RunStore
+    from core.runs.uploads import load_saved_upload
+    from core.teacher import check_teacher, default_train_config, ensure_teacher
 
-    task = prepare_task(args.model, _dataset(args), _data_cfg(args))
+    key = _dataset(args)
+    task = prepare_task(args.model, load_saved_upload(RunStore(), key) if key.startswith("upload:") else key,
+                        _data_cfg(args))
     base = default_train_config(task.model.key, task.num_labels)
     cfg = replace(base, **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None})
-    bar = tqdm(desc=f"teacher {task.model.key} on {task.dataset_key}", unit="step", disable=args.json)
+    bar = StageProgress(f"teacher {task.model.key} on {task.dataset_key}", quiet=args.json)
 
     def progress(p):
-        bar.total = p.total_steps
-        bar.n = p.step
-        bar.set_postfix(loss=f"{p.loss:.3f}", epoch=f"{p.epoch:.2f}")
-        bar.refresh()
+        bar.update(p.fraction, f"step {p.step}/{p.total_steps}, epoch {p.epoch:.2f}, loss {p.loss:.3f}", "teacher")
 
     result = ensure_teacher(task, cfg, on_progress=progress)
     bar.close()
     payload = {"path": str(result.path), "cached": result.cached, "seconds": round(result.seconds, 1),
                "metrics": result.metrics, "task": task.describe(), "train": cfg.__dict__}
     t = result.metrics["test"]
+    check = check_teacher(t, task.encoded["train"]["labels"], task.encoded["test"]["labels"], task.label_names,
+                          task.data_cfg.max_length)
+    payload["check"] = check.to_dict()
     _emit(args, payload, f"teacher {'(cached) ' if result.cached else ''}{result.path}\n"
                          f"test accuracy {t['accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}  "
-                         f"trained in {result.seconds:.1f} s")
+                         f"trained in {result.seconds:.1f} s\n" + ("warning: " if check.weak else "") + check.message(stopped=False))
     return 0
 
 
@@ -92,7 +116,8 @@ def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str):
 
     return PruneConfig(model=args.model, dataset=dataset, strategy=strategy, layers_to_remove=args.layers,
                        step_epochs=args.epochs, distill=args.distill, data=_data_cfg(args),
-                       kd=DistillConfig(epochs=args.kd_epochs), accuracy_floor=args.floor, seed=args.seed)
+                       kd=DistillConfig(epochs=args.kd_epochs), accuracy_floor=args.floor, seed=args.seed,
+                       allow_weak_teacher=args.prune_anyway)
 
 
 def _print_steps(store, run_id: str) -> str:
@@ -115,14 +140,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = store.read_json(run_id, "summary.json") or {}
     payload = {"run_id": run_id, "status": status, "error": run["error"], "summary": summary,
                "steps": store.steps(run_id).to_dict(orient="records")}
-    text = f"run {run_id}: {status}" + (f" ({run['error']})" if run["error"] else "") + "\n" + \
+    hint = _weak_teacher_hint(store, run_id)
+    text = f"run {run_id}: {status}" + (" (stopped before pruning: weak teacher)" if hint else
+                                        f" ({run['error']})" if run["error"] else "") + "\n" + \
         _print_steps(store, run_id)
+    if summary.get("weak_teacher") or run["summary"].get("weak_teacher"):
+        text += "\nflagged weak_teacher: the teacher did not beat the majority-class baseline (--prune-anyway)"
     if summary.get("after_kd"):
         text += (f"\nafter KD: test accuracy {summary['after_kd']['test_accuracy']:.4f} "
                  f"(before {summary['before_kd']['test_accuracy']:.4f})")
     if summary.get("timings_s"):
         text += "\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items())
     _emit(args, payload, text)
+    if hint and not args.json:
+        print(hint.strip(), file=sys.stderr)
     return 0 if status == "done" else 1
 
 
@@ -135,14 +166,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     store = RunStore()
     ids = []
-    for dataset in args.datasets:
+    for dataset in [_dataset(args, d) for d in args.datasets]:
         for strategy in args.strategies:
             cfg = _prune_cfg(args, strategy, dataset)
             rid = store.create_run(kind="prune", model=cfg.model, dataset=dataset, strategy=strategy,
                                    config=cfg.to_dict(), group_id="compare")
             execute_with_bar(store, rid, args.json)
+            hint = _weak_teacher_hint(store, rid)
+            if hint:
+                print(hint.strip(), file=sys.stderr)
+                return 1
             ids.append(rid)
     table = compare_table(store, ids)
+    if not table.empty:  # runs pruned with --prune-anyway
+        table["weak_teacher"] = [bool((store.get_run(r) or {}).get("summary", {}).get("weak_teacher"))
+                                 for r in table["run_id"]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
@@ -157,15 +195,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     from core.runs.export import export_model
     from core.runs.store import RunStore
 
-    path = export_model(RunStore(), args.run_id, args.dir)
+    store = RunStore()
+    path = export_model(store, args.run_id, args.dir)
+    if getattr(args, "onnx", False):  # the ONNX file (parity-checked) goes into the same folder
+        from core.cli.deploy import export_onnx_to, print_parity
+
+        if not args.json:
+            print(f"wrote {path}")
+        record, onnx_path = export_onnx_to(store, args.run_id, path, quiet=args.json)
+        return print_parity(record, onnx_path, args.json)
     _emit(args, {"path": str(path)}, f"wrote {path}")
     return 0
 
 
 #: ``python -m core bench WHAT``: the module and function that run each benchmark
-BENCHES = {"signals": ("core.cli.bench_signals", "main"), "oracle": ("core.pruning.oracle", "bench_main"),
-           "latency": ("core.metrics", "bench_latency_main"), "merge": ("core.merging.loop", "bench_main"),
-           "train": ("core.train", "bench_main")}
+BENCHES = {"signals": ("core.cli.bench_signals", "main"), "oracle": ("core.cli.bench_oracle", "main"),
+           "latency": ("core.cli.bench_latency", "main"), "merge": ("core.cli.bench_merge", "main"),
+           "train": ("core.cli.bench_train", "main"), "e5convert": ("core.cli.bench_e5convert", "main"),
+           "deploy": ("core.cli.deploy", "bench_main"), "study": ("core.cli.bench_study", "main")}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -176,9 +223,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from core.merging.loop import cli_main
+    from core.cli.merge import main
 
-    return cli_main(args.rest)
+    return main(_resolve_rest_dataset(args.rest))
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from core.cli.study import main
+
+    return main(args.rest)
+
+
+def _resolve_rest_dataset(rest: list[str]) -> list[str]:
+    """A command line handed on as is (``merge ...``) with ``--dataset FILE [--text-column C] [--label-column C]``
+    replaced by ``--dataset upload:<id>`` (the file checked and stored like an upload)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--dataset", default=None)
+    _add_column_args(p)
+    known, others = p.parse_known_args(rest)
+    if known.dataset is None:
+        if known.text_column or known.label_column:
+            raise ValueError("--text-column/--label-column need --dataset FILE")
+        return others
+    return [*others, "--dataset", _dataset(known)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--distill", action="store_true", help="distil the pruned model from the teacher")
         p.add_argument("--kd-epochs", type=float, default=2.0)
         p.add_argument("--floor", type=float, default=0.0, help="stop when validation accuracy falls below")
+        p.add_argument("--prune-anyway", action="store_true", help="go on when the teacher does not beat the "
+                       "majority-class baseline (the run is flagged weak_teacher)")
         p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="prune one model on one dataset with one strategy")
@@ -224,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a run's pruned model as a plain Hugging Face folder")
     p.add_argument("run_id")
     p.add_argument("dir")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write model.onnx, checked against PyTorch on the run's test texts (not written if "
+                        "parity fails)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_export)
 
@@ -232,7 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_merge)
 
-    p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge | train")
+    p = sub.add_parser("study", help="grids of pruning runs: study run | status | bank (see `study --help`)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_study)
+
+    p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge | train | e5convert | deploy")
     p.add_argument("what", choices=list(BENCHES))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
@@ -246,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     # REMAINDER would stop at the first option, e.g. `merge --model M`)
     if argv[:1] == ["merge"]:
         args = argparse.Namespace(fn=cmd_merge, rest=argv[1:])
+    elif argv[:1] == ["study"]:
+        args = argparse.Namespace(fn=cmd_study, rest=argv[1:])
     elif argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
         args = argparse.Namespace(fn=cmd_bench, what=argv[1], rest=argv[2:])
     else:

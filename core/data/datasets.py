@@ -377,7 +377,7 @@ def keyword_frame(rows: int = 1200, seed: int = 0, classes: int = 3) -> pd.DataF
 
     Labels cycle through the classes, so every class has ``rows / classes`` rows (give or take one).
     """
-    from core.models.registry import TINY_WORDS
+    from core.models.tiny import TINY_WORDS
 
     names = list(KEYWORDS)[:classes]
     rng = random.Random(seed)

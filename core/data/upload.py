@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import PurePath
 from typing import Callable, TypeVar
 
@@ -349,15 +350,20 @@ def clean_upload(table: pd.DataFrame, text_column: str, label_column: str,
     text = _text_values(_require_column(table, text_column, "text", filename), text_column, filename)
     labels = _label_values(_require_column(table, label_column, "label", filename), label_column, filename)
     pairs = pd.DataFrame({"text": text, "label": labels})
-    keep = pairs["text"].notna() & (pairs["text"] != "") & pairs["label"].notna() & (pairs["label"] != "")
+    no_text = pairs["text"].isna() | (pairs["text"] == "")
+    no_label = pairs["label"].isna() | (pairs["label"] == "")
+    keep = ~(no_text | no_label)
     notes = []
     if (~keep).sum():
-        notes.append(f"Dropped {int((~keep).sum())} row(s) with an empty text or label.")
+        why = [f"{int(n):,} with no {what}" for n, what in ((no_text.sum(), "text"), (no_label.sum(), "label")) if n]
+        notes.append(f"Dropped {int((~keep).sum())} row(s) with an empty text or label ({', '.join(why)}).")
     pairs = pairs[keep]
     before = len(pairs)
     pairs = pairs.drop_duplicates(["text", "label"])
     if before - len(pairs):
-        notes.append(f"Dropped {before - len(pairs)} exact duplicate row(s).")
+        notes.append(f"Dropped {before - len(pairs)} exact duplicate row(s) (same text and label).")
+    if notes:
+        notes.insert(0, f"Kept {len(pairs):,} of {len(table):,} rows.")
     if pairs.empty:
         raise _reject(filename, f"no rows are left after dropping empty texts/labels (columns {text_column!r}, "
                       f"{label_column!r})", "Check that you picked the right columns and that they are filled.")
@@ -425,3 +431,28 @@ def read_upload(data: bytes, filename: str, text_column: str, label_column: str,
                 max_bytes: int = MAX_UPLOAD_BYTES) -> LoadedDataset:
     """An uploaded file as a cleaned :class:`LoadedDataset` (see :func:`clean_upload` for the cleaning)."""
     return _guarded(filename, lambda: _from_preview(_parse(data, filename, max_bytes), text_column, label_column))
+
+
+def read_upload_file(path: str | PathLike[str], text_column: str | None = None, label_column: str | None = None,
+                     max_bytes: int = MAX_UPLOAD_BYTES) -> LoadedDataset:
+    """A table on disk (CSV, TSV or Parquet) as a cleaned :class:`LoadedDataset`, through the same checks and
+    messages as an upload; a column left ``None`` is guessed as the upload page guesses it
+    (:func:`guess_columns`)."""
+    name = PurePath(path).name
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise _reject(name, f"the file could not be opened ({exc.strerror or exc})",
+                      "Check the path (a CSV, TSV or Parquet file with a header row).") from exc
+    preview = inspect_upload(data, name, max_bytes)
+    columns = ", ".join(preview.columns)
+    for role, given, guess in (("text", text_column, preview.text_column), ("label", label_column,
+                                                                             preview.label_column)):
+        if given is None and guess is None:
+            raise _reject(name, f"no column looks like the {role} column",
+                          f"Name it with --{role}-column (the file's columns: {columns}).")
+        if given is not None and given not in preview.columns:
+            raise _reject(name, f"there is no {role} column {given!r}", f"Pick one of the file's columns: {columns}.")
+    return dataset_from_preview(preview, text_column or preview.text_column or "",
+                                label_column or preview.label_column or "")

@@ -28,11 +28,8 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
-import shutil
 import struct
 import time
-import uuid
 from collections import defaultdict
 from functools import lru_cache
 from dataclasses import asdict, dataclass, field
@@ -42,7 +39,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from core.config import check_choice
-from core.paths import cache_dir
+from core.paths import atomic_dir, cache_dir, remove_stale_tmp
 
 if TYPE_CHECKING:  # heavy or optional imports stay lazy at run time
     from tokenizers.normalizers import Normalizer
@@ -450,16 +447,6 @@ def _write_folder(src: Path, folder: Path, variant: str, label: str) -> None:
     (folder / "conversion.json").write_text(json.dumps(info, indent=2))
 
 
-def _remove_stale_tmp(folder: Path) -> None:
-    """Delete leftovers of killed conversions (temp folders untouched for an hour)."""
-    for old in folder.parent.glob(f"{folder.name}.tmp-*"):
-        try:
-            if time.time() - old.stat().st_mtime > STALE_TMP_SECONDS:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
-
-
 def convert(out_dir: Path, variant: str = "enpt", source: Path | None = None) -> Path:
     """Convert ``variant`` into ``out_dir`` atomically: built in a sibling temp folder, then renamed.
 
@@ -471,21 +458,13 @@ def convert(out_dir: Path, variant: str = "enpt", source: Path | None = None) ->
     src = source_file(variant) if source is None else Path(source)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(out_dir)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+    remove_stale_tmp(out_dir, STALE_TMP_SECONDS)
     try:
-        _write_folder(src, tmp, variant, VARIANT_FILES[variant] if source is None else src.name)
-        if out_dir.exists():
-            trash = out_dir.with_name(f"{out_dir.name}.tmp-old-{uuid.uuid4().hex[:8]}")
-            out_dir.rename(trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        tmp.rename(out_dir)
+        with atomic_dir(out_dir) as tmp:
+            _write_folder(src, tmp, variant, VARIANT_FILES[variant] if source is None else src.name)
     except OSError:
         if not is_converted(out_dir, variant):  # not a lost race with a concurrent conversion
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
@@ -495,35 +474,3 @@ def ensure_converted(variant: str = "enpt") -> Path:
     if is_converted(folder, variant):
         return folder
     return convert(folder, variant)
-
-
-def _benchmark() -> None:
-    """Time a fresh conversion against a cached call: ``python -m core.models.e5convert [variant]``.
-
-    Libraries are imported first so only the conversion is timed; CPU seconds are printed beside wall
-    seconds because the wall clock stretches on a shared machine.
-    """
-    import sys
-    import tempfile
-
-    import safetensors.numpy  # noqa: F401
-    import tokenizers  # noqa: F401
-    import transformers  # noqa: F401
-
-    variant = sys.argv[1] if len(sys.argv) > 1 else "enpt"
-    with tempfile.TemporaryDirectory(prefix="e5convert-") as tmp:
-        out = Path(tmp) / f"e5-small-{variant}"
-        wall, cpu = time.perf_counter(), time.process_time()
-        convert(out, variant)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        start = time.perf_counter()
-        for _ in range(100):
-            assert is_converted(out, variant)
-        cached = (time.perf_counter() - start) / 100
-        size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
-    print(f"variant={variant} convert_wall={wall:.2f}s convert_cpu={cpu:.2f}s cached_check={cached * 1e3:.3f}ms "
-          f"ratio={wall / cached:.0f}x folder={size:.0f}MiB")
-
-
-if __name__ == "__main__":
-    _benchmark()

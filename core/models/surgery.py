@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Literal
 
 from torch import nn
 
 from core.models.registry import base_model, encoder_layers, load_pretrained, original_layer_indices
+from core.paths import atomic_dir
 
 IndexKind = Literal["original", "position"]
 
@@ -118,34 +116,17 @@ def keep_layers(model: nn.Module, kept_original: Iterable[int]) -> nn.Module:
 def save_model(model: nn.Module, tokenizer, folder: str | Path) -> Path:
     """Save ``model`` (safetensors) and ``tokenizer`` (may be ``None``) as a plain HF folder, atomically.
 
-    Everything is written to a temporary sibling folder that is renamed into place only when complete, so
-    a reader never sees a half-written model; an existing folder is replaced.
+    Everything is written to a temporary sibling folder that is renamed into place only when complete
+    (:func:`core.paths.atomic_dir`), so a reader never sees a half-written model; an existing folder is
+    replaced.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         with quiet_hf():
             model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        _replace_dir(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``; an existing ``dst`` is moved aside first and deleted afterwards."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        dst.rename(old)
-    src.rename(dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_model(folder: str | Path) -> nn.Module:

@@ -36,6 +36,9 @@ class PruneConfig:
     depth_feature: bool = False
     normalise: str = "rank"
     seed: int = 0
+    #: "prune anyway": go on when the teacher does not beat the majority-class baseline (the run is flagged
+    #: ``weak_teacher``); by default such a run stops before pruning
+    allow_weak_teacher: bool = False
 
     def __post_init__(self) -> None:
         o = "PruneConfig"
@@ -51,6 +54,8 @@ class PruneConfig:
         check_int(o, "calibration_size", self.calibration_size, 8, 100_000)
         check_choice(o, "normalise", self.normalise, ("rank", "zscore"))
         check_int(o, "seed", self.seed, 0, 2**31 - 1)
+        if not isinstance(self.allow_weak_teacher, bool):
+            raise ConfigError(f"{o}.allow_weak_teacher must be true or false, got {self.allow_weak_teacher!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

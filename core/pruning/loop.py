@@ -18,26 +18,16 @@ import torch
 
 from core.config import TrainConfig
 from core.data.batches import default_device, take, batches
-from core.train import DistillConfig, attach_teacher_logits, evaluate, fine_tune
+from core.metrics import measure_model
+from core.train import DistillConfig, attach_teacher_logits, fine_tune
 
 from core.pruning.config import FUSION, PruneConfig, strategy_keys  # noqa: F401  (re-exported)
+from core.fusion import profile_rows
 from core.pruning.strategies import choose_layer
 from core.runs.events import Event, StageClock, prepare_and_teach
 
 def _step_lr_default(cfg: PruneConfig) -> float:
     return 1e-3 if cfg.model == "tiny-bert" else cfg.step_lr
-
-
-def model_metrics(model: torch.nn.Module, data_val, data_test, device) -> dict[str, Any]:
-    """Test-split metrics of ``model`` (accuracy, F1, size, latency) plus validation accuracy, flat."""
-    from core.metrics import measure_model
-
-    m = measure_model(model, data_test, device=device).to_dict()
-    val = evaluate(model, data_val, device=device)
-    out = {f"test_{k}": m.pop(k) for k in ("accuracy", "macro_f1", "loss")}
-    out.update(val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"], val_loss=val["loss"])
-    out.update(m)
-    return out
 
 
 def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame | None = None,
@@ -55,9 +45,10 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
     profiles = profiles if profiles is not None else pd.DataFrame()
     clock = StageClock()
     task, teacher, teacher_cfg, cached = yield from prepare_and_teach(cfg.model, cfg.dataset, dataset, cfg.data,
-                                                                      cfg.teacher, device, clock)
+                                                                      cfg.teacher, device, clock,
+                                                                      allow_weak_teacher=cfg.allow_weak_teacher)
     val, test = task.encoded["val"], task.encoded["test"]
-    base_metrics = model_metrics(teacher, val, test, device)
+    base_metrics = measure_model(teacher, test, val=val, device=device).to_dict()
     n_original = len(original_layer_indices(teacher))
     step0 = {"n_layers": n_original, "removed": None, "removed_order": [], **base_metrics,
              "teacher_cached": cached}
@@ -87,12 +78,8 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
         known = pd.concat([profiles, *own_profiles], ignore_index=True) if own_profiles else profiles
         layer, info = choose_layer(cfg, step, signals, oracle, known, run_id, task.dataset_key, n_original)
         clock.tick("choice")
-        profile = signals.merge(oracle[["original_layer", "accuracy", "loss", "accuracy_drop"]],
-                                on="original_layer").rename(columns={"accuracy": "oracle_accuracy",
-                                                                     "loss": "oracle_loss",
-                                                                     "accuracy_drop": "oracle_drop"})
-        profile = profile.assign(n_layers=len(profile), n_original=n_original, run_id=run_id,
-                                 dataset=task.dataset_key, model=cfg.model, step=step)
+        profile = profile_rows(signals, oracle, run_id=run_id, dataset=task.dataset_key, model=cfg.model,
+                               step=step, n_original=n_original)
         own_profiles.append(profile)
         yield Event("choice", step=step, progress=frac0, message=f"Step {step}: {cfg.strategy} removes layer "
                     f"{layer}", payload={"layer": layer, "info": info},
@@ -104,7 +91,7 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
                         message=f"Step {step}: fine-tuning {p.step}/{p.total_steps}, loss {p.loss:.3f}",
                         payload={"loss": p.loss, "fraction": p.fraction})
         clock.tick("finetune")
-        metrics = model_metrics(model, val, test, device)
+        metrics = measure_model(model, test, val=val, device=device).to_dict()
         clock.tick("evaluate")
         oracle_best = int(oracle.sort_values(["accuracy", "loss"], ascending=[False, True]).iloc[0]["original_layer"])
         row = {"n_layers": n_original - step, "removed": layer, "removed_order": list(removed), **metrics,
@@ -141,7 +128,7 @@ def prune_events(cfg: PruneConfig, *, run_id: str = "", profiles: pd.DataFrame |
             yield Event("distill", progress=p.fraction, message=f"Distillation {p.step}/{p.total_steps}, "
                         f"loss {p.loss:.3f}", payload={"loss": p.loss})
         clock.tick("distill")
-        after = model_metrics(model, val, test, device)
+        after = measure_model(model, test, val=val, device=device).to_dict()
         summary["after_kd"] = {k: after[k] for k in ("test_accuracy", "test_macro_f1", "val_accuracy")}
         summary["after_kd_metrics"] = after
         summary["ratio_after_kd"] = accuracy_to_size_ratio(after["test_accuracy"], after["params_total"],

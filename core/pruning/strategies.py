@@ -1,66 +1,91 @@
-"""How a strategy picks the layer to remove at one step: a single signal, a baseline, the oracle, or fusion."""
+"""How a strategy picks the layer to remove at one step: one small callable per kind of strategy.
+
+* ``ranked``: a single signal or a baseline orders the layers (:func:`core.signals.rank_layers`);
+* ``oracle``: the layer whose measured removal costs least (:func:`core.oracle.best_layer`);
+* ``fusion``: a ranker trained on profiles scores the layers (:func:`core.fusion.rank_step`, the same
+  function and :class:`~core.fusion.FusionConfig` the fusion tests exercise).
+
+Each returns the original index of the layer to remove and a JSON-ready ``info`` dict, stored as the
+``info`` of ``steps/<k>/choice.json``; a fusion step's info is a :class:`core.fusion.FusionChoice`
+(read it back with :func:`core.fusion.read_choice`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
-import numpy as np
 import pandas as pd
 
+from core.fusion import FusionConfig, profile_rows, rank_step
+from core.oracle import best_layer
 from core.pruning.config import FUSION, PruneConfig
+
+#: which fusion ranker each fusion strategy trains
+FUSION_RANKERS: Mapping[str, str] = {"rf_fusion": "forest", "lr_fusion": "linear"}
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """What a strategy may look at when it picks the layer of one step."""
+
+    cfg: PruneConfig
+    step: int
+    signals: pd.DataFrame  # one row per remaining layer (core.signals.compute_signals)
+    oracle: pd.DataFrame  # one row per remaining layer (core.oracle.compute_oracle)
+    profiles: pd.DataFrame  # known profile rows (earlier runs, a bank, this run's earlier steps)
+    run_id: str
+    dataset_key: str
+    n_original: int
+
+
+Chooser = Callable[[StepInputs], tuple[int, dict[str, Any]]]
+
+
+def fusion_config(cfg: PruneConfig) -> FusionConfig:
+    """The fusion configuration of a run: its strategy picks the ranker, its seed the random state,
+    its ``normalise`` / ``depth_feature`` the features; everything else is FusionConfig's default."""
+    return FusionConfig(kind=FUSION_RANKERS[cfg.strategy], normalise=cfg.normalise, depth_feature=cfg.depth_feature,
+                        random_state=cfg.seed)
+
+
+def choose_ranked(x: StepInputs) -> tuple[int, dict[str, Any]]:
+    """A single signal or a baseline: the first layer of its pruning order."""
+    from core.signals import rank_layers
+
+    order = [int(i) for i in rank_layers(x.signals, x.cfg.strategy, seed=x.cfg.seed + x.step)]
+    return order[0], {"strategy": x.cfg.strategy, "order": order}
+
+
+def choose_oracle(x: StepInputs) -> tuple[int, dict[str, Any]]:
+    """The measured truth: the layer whose removal keeps the most validation accuracy."""
+    return best_layer(x.oracle), {"strategy": x.cfg.strategy}
+
+
+def choose_fusion(x: StepInputs) -> tuple[int, dict[str, Any]]:
+    """A fusion ranker: :func:`core.fusion.rank_step` on this step's profile rows."""
+    rows = profile_rows(x.signals, x.oracle, run_id=x.run_id, dataset=x.dataset_key, model=x.cfg.model,
+                        step=x.step, n_original=x.n_original)
+    choice = rank_step(x.profiles, rows, fusion_config(x.cfg))
+    return choice.chosen_layer, {"strategy": x.cfg.strategy, **choice.to_dict()}
+
+
+#: one chooser per kind of strategy
+CHOOSERS: Mapping[str, Chooser] = {"ranked": choose_ranked, "oracle": choose_oracle, "fusion": choose_fusion}
+
+
+def strategy_kind(strategy: str) -> str:
+    """``fusion``, ``oracle`` or ``ranked`` (a single signal or a baseline)."""
+    return "fusion" if strategy in FUSION else "oracle" if strategy == "oracle" else "ranked"
+
 
 def choose_layer(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: pd.DataFrame,
                  profiles: pd.DataFrame, run_id: str, dataset_key: str, n_original: int
                  ) -> tuple[int, dict[str, Any]]:
     """Pick the original index of the layer to remove, and explain the choice (JSON-ready)."""
-    from core.signals import rank_layers
-
-    strategy = cfg.strategy
-    info: dict[str, Any] = {"strategy": strategy}
-    if strategy == "oracle":
-        best = oracle.sort_values(["accuracy", "loss"], ascending=[False, True]).iloc[0]
-        return int(best["original_layer"]), info
-    if strategy in FUSION:
-        return _fusion_choice(cfg, step, signals, oracle, profiles, run_id, dataset_key, info, n_original)
-    order = rank_layers(signals, strategy, seed=cfg.seed + step)
-    info["order"] = [int(i) for i in order]
-    return int(order[0]), info
+    inputs = StepInputs(cfg, step, signals, oracle, profiles, run_id, dataset_key, n_original)
+    return CHOOSERS[strategy_kind(cfg.strategy)](inputs)
 
 
-def _fusion_choice(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: pd.DataFrame,
-                   profiles: pd.DataFrame, run_id: str, dataset_key: str, info: dict[str, Any],
-                   n_original: int) -> tuple[int, dict[str, Any]]:
-    from core.fusion import rankers as fusion
-
-    current = signals.merge(oracle[["original_layer", "accuracy", "loss"]], on="original_layer")
-    current = current.rename(columns={"accuracy": "oracle_accuracy", "loss": "oracle_loss"})
-    current["oracle_drop"] = current["oracle_accuracy"].max() - current["oracle_accuracy"]
-    current = current.assign(run_id=run_id, dataset=dataset_key, model=cfg.model, step=step,
-                             n_layers=len(current), n_original=n_original)
-    if profiles.empty:
-        profiles = current.iloc[0:0]
-    rows, protocol = fusion.choose_training_rows(profiles, cfg.model, dataset_key, run_id, step)
-    info["protocol"] = protocol
-    X_now = fusion.make_features(current, normalise=cfg.normalise, depth_feature=cfg.depth_feature)
-    if rows is None or len(rows) == 0:
-        scores = fusion.signal_vote(X_now)
-        info["ranker"] = None
-    else:
-        X_train = fusion.make_features(rows, normalise=cfg.normalise, depth_feature=cfg.depth_feature)
-        target = fusion.FusionConfig().target  # "gap": the accuracy gap to the step's best removal
-        y_train = fusion.make_target(rows, target)
-        info["target"] = target  # the pages label predictions by it
-        est = (fusion.ForestFusionRanker(random_state=cfg.seed) if cfg.strategy == "rf_fusion"
-               else fusion.LinearFusionRanker())
-        est.fit(X_train, y_train)
-        scores = est.predict(X_now)
-        info["ranker"] = fusion.to_json(est)
-        info["shap"] = fusion.explain(est, X_train, X_now, row_ids=[int(i) for i in current["original_layer"]],
-                                      random_state=cfg.seed)
-    scores = np.asarray(scores, dtype=float)
-    info["predicted"] = [float(s) for s in scores]
-    info["candidates"] = [int(i) for i in current["original_layer"]]
-    info["measured"] = [float(a) for a in current["oracle_accuracy"]]
-    info["quality"] = fusion.ranker_quality(scores, current["oracle_accuracy"].to_numpy())
-    chosen = int(current["original_layer"].iloc[int(np.argmax(scores))])
-    return chosen, info
+__all__ = ["CHOOSERS", "FUSION_RANKERS", "StepInputs", "choose_fusion", "choose_layer", "choose_oracle",
+           "choose_ranked", "fusion_config", "strategy_kind"]

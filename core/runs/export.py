@@ -8,12 +8,13 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from core.runs import artifacts
 from core.runs.store import RunStore
 
 
 def run_model_dir(store: RunStore, run_id: str) -> Path:
-    folder = store.run_dir(run_id) / "model"
-    if not (folder / "config.json").exists():
+    folder = store.run_dir(run_id) / artifacts.MODEL_DIR
+    if not (store.run_dir(run_id) / artifacts.MODEL_CONFIG).exists():
         run = store.get_run(run_id)
         status = run["status"] if run else "missing"
         raise ValueError(f"run {run_id} has no saved model (status: {status}); only finished runs export a model")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.runs import artifacts
 from core.runs.store import RunStore
 
 
@@ -19,7 +20,7 @@ def run_report(store: RunStore, run_id: str) -> dict[str, Any]:
     steps = store.steps(run_id)
     return {"run": {k: run[k] for k in ("id", "kind", "name", "model", "dataset", "strategy", "status",
                                          "created_at", "started_at", "finished_at", "error")},
-            "config": run["config"], "summary": store.read_json(run_id, "summary.json") or run["summary"],
+            "config": run["config"], "summary": store.read_json(run_id, artifacts.SUMMARY) or run["summary"],
             "steps": steps.to_dict(orient="records")}
 
 
@@ -37,7 +38,7 @@ def compare_table(store: RunStore, run_ids: list[str] | None = None, kind: str =
         steps = store.steps(run["id"])
         if steps.empty:
             continue
-        summary = store.read_json(run["id"], "summary.json") or run["summary"] or {}
+        summary = store.read_json(run["id"], artifacts.SUMMARY) or run["summary"] or {}
         row: dict[str, Any] = {"run_id": run["id"], "dataset": run["dataset"], "model": run["model"],
                                "strategy": run["strategy"], "status": run["status"],
                                "teacher": float(steps.iloc[0]["test_accuracy"])}

@@ -10,8 +10,9 @@ Tables
 
 Artifacts live in ``<store>/runs/<run_id>/`` and are written atomically (temporary file, then
 ``os.replace``). A run is ``done`` only after all its artifacts are written, so nothing half written is
-ever read as complete. A run whose worker died is marked ``interrupted`` by :meth:`RunStore.recover`, which
-the runner calls on start. Every connection is short-lived, so several processes (the UI and its workers)
+ever read as complete. A run whose worker died is marked ``interrupted`` as soon as the store is read for it
+(:meth:`RunStore.get_run`, :meth:`RunStore.list_runs` and :meth:`RunStore.refresh_liveness` check the
+worker's pid, zombies included), and by :meth:`RunStore.recover`, which the runner calls on start. Every connection is short-lived, so several processes (the UI and its workers)
 share the database safely.
 """
 
@@ -30,7 +31,9 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from core.paths import store_dir
+from core.paths import atomic_file, atomic_write_text, store_dir
+from core.runs import artifacts
+from core.runs.events import Stage
 
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled", "interrupted")
@@ -82,6 +85,19 @@ CREATE TABLE IF NOT EXISTS profiles (
     PRIMARY KEY (run_id, step)
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE TABLE IF NOT EXISTS studies (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    status TEXT NOT NULL,
+    executor TEXT,
+    pid INTEGER,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
 """
 
 
@@ -102,13 +118,6 @@ def _clean(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     return json.dumps(_clean(obj), allow_nan=False)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -137,6 +146,10 @@ class RunStore:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(SCHEMA)
+            columns = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+            if "cell_id" not in columns:  # stores made before studies existed
+                con.execute("ALTER TABLE runs ADD COLUMN cell_id TEXT")
+            con.execute("CREATE INDEX IF NOT EXISTS runs_cell ON runs(cell_id)")
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -161,21 +174,31 @@ class RunStore:
                 con.execute("ROLLBACK")
                 raise
 
+    def transaction(self) -> Any:
+        """A write transaction (``BEGIN IMMEDIATE``) on a short-lived connection, for tables kept by other
+        modules (the studies of :mod:`core.studies.records`)."""
+        return self._tx()
+
+    def connection(self) -> Any:
+        """A short-lived read connection (rows as :class:`sqlite3.Row`)."""
+        return self._connect()
+
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 
     # ------------------------------------------------------------------ runs
     def create_run(self, *, kind: str, model: str, dataset: str, strategy: str, config: dict[str, Any],
-                   name: str | None = None, group_id: str | None = None) -> str:
+                   name: str | None = None, group_id: str | None = None, cell_id: str | None = None) -> str:
+        """A new queued run; ``group_id`` is the study (or comparison) it belongs to, ``cell_id`` its study cell."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         name = name or f"{strategy} · {model} · {dataset}"
         with self._tx() as con:
             con.execute("INSERT INTO runs (id, kind, name, model, dataset, strategy, group_id, status, config,"
-                        " created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        " created_at, cell_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         (run_id, kind, name, model, dataset, strategy, group_id, "queued", dumps(config),
-                         time.time()))
+                         time.time(), cell_id))
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir(run_id) / "config.json", json.dumps(_clean(config), indent=2))
+        atomic_write_text(self.run_dir(run_id) / artifacts.CONFIG, json.dumps(_clean(config), indent=2))
         return run_id
 
     def mark_running(self, run_id: str, pid: int | None = None) -> None:
@@ -197,20 +220,39 @@ class RunStore:
                         "WHERE id=?", (status, time.time(), error, dumps(summary) if summary else None, run_id))
 
     def request_cancel(self, run_id: str) -> None:
+        """Ask the worker to stop (it checks after every event); a queued run, or one whose worker is gone,
+        ends as cancelled at once."""
         with self._tx() as con:
             con.execute("UPDATE runs SET cancel_requested=1 WHERE id=?", (run_id,))
             con.execute("UPDATE runs SET status='cancelled', finished_at=? WHERE id=? AND status='queued'",
                         (time.time(), run_id))
+        run = self.get_run(run_id, check=False)
+        if run is not None and run["status"] == "running" and not pid_alive(run["pid"]):
+            self.add_event(run_id, Stage.CANCELLED, message="Cancelled by the user (its worker had already stopped)")
+            self.finish(run_id, "cancelled", error="The worker had stopped before the cancel.")
+
+    def update_summary(self, run_id: str, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into the run's summary (e.g. a flag known before the run finishes)."""
+        with self._tx() as con:
+            row = con.execute("SELECT summary FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                return
+            merged = {**(json.loads(row[0]) if row[0] else {}), **fields}
+            con.execute("UPDATE runs SET summary=? WHERE id=?", (dumps(merged), run_id))
 
     def cancel_requested(self, run_id: str) -> bool:
         with self._connect() as con:
             row = con.execute("SELECT cancel_requested FROM runs WHERE id=?", (run_id,)).fetchone()
         return bool(row and row[0])
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
+    def get_run(self, run_id: str, check: bool = True) -> dict[str, Any] | None:
+        """The run, or None. An active run whose worker is gone is first marked interrupted (``check``)."""
         with self._connect() as con:
             row = con.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-        return self._run_dict(row) if row else None
+        run = self._run_dict(row) if row else None
+        if check and run is not None and self._interrupt_dead([run]):
+            return self.get_run(run_id, check=False)
+        return run
 
     @staticmethod
     def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
@@ -229,13 +271,17 @@ class RunStore:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self._connect() as con:
             rows = con.execute(f"SELECT * FROM runs {where} ORDER BY created_at DESC", args).fetchall()
-        return [self._run_dict(r) for r in rows]
+        runs = [self._run_dict(r) for r in rows]
+        if self._interrupt_dead(runs):  # statuses changed: read again (the filter may no longer match)
+            return self.list_runs(kind=kind, status=status, model=model, dataset=dataset)
+        return runs
 
     def runs_frame(self, **filters: Any) -> pd.DataFrame:
         runs = self.list_runs(**filters)
         cols = ["id", "kind", "name", "model", "dataset", "strategy", "group_id", "status", "created_at",
                 "started_at", "finished_at", "error"]
-        frame = pd.DataFrame([{c: r[c] for c in cols} for r in runs], columns=cols)
+        frame = pd.DataFrame([{**{c: r[c] for c in cols}, "weak_teacher": bool(r["summary"].get("weak_teacher"))}
+                              for r in runs], columns=[*cols, "weak_teacher"])
         return frame
 
     def delete_run(self, run_id: str) -> None:
@@ -246,21 +292,54 @@ class RunStore:
             con.execute("DELETE FROM runs WHERE id=?", (run_id,))
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
+    # ------------------------------------------------------------------ liveness
+    def assign_worker(self, run_ids: list[str], pid: int) -> None:
+        """Record the worker process that will run these queued runs (so its death is noticed at once)."""
+        with self._tx() as con:
+            con.executemany("UPDATE runs SET pid=? WHERE id=? AND status='queued' AND pid IS NULL",
+                            [(pid, run_id) for run_id in run_ids])
+
+    def interrupt(self, run_id: str, reason: str) -> None:
+        """End an active run as ``interrupted``: ``reason`` plus the last stage it reached (its last event)."""
+        last = self.last_event(run_id)
+        where = f" It had reached: {last['message'] or last['stage']}." if last else " It had not started yet."
+        with self._tx() as con:
+            changed = con.execute("UPDATE runs SET status='interrupted', finished_at=?, error=? WHERE id=? AND "
+                                  "status IN ('queued', 'running')", (time.time(), reason + where, run_id)).rowcount
+        if changed:
+            self.add_event(run_id, Stage.INTERRUPTED, step=last["step"] if last else None, message=reason + where,
+                           payload={"reason": reason, "last_stage": last["stage"] if last else None,
+                                    "last_message": last["message"] if last else None})
+
+    def _interrupt_dead(self, runs: list[dict[str, Any]]) -> list[str]:
+        """Interrupt the active runs among ``runs`` whose recorded worker process is gone (a pid check and a
+        zombie check: no waiting for a heartbeat). Runs not yet claimed by a worker (no pid) are left alone."""
+        dead = [r["id"] for r in runs if r["status"] in ACTIVE and r["pid"] and not pid_alive(r["pid"])]
+        for run_id in dead:
+            self.interrupt(run_id, "The worker process stopped before the run finished (killed, or it crashed).")
+        return dead
+
+    def refresh_liveness(self) -> list[str]:
+        """Interrupt every active run whose worker is gone; returns their ids. Cheap: call it on every poll."""
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
+        return self._interrupt_dead([self._run_dict(r) for r in rows])
+
     def recover(self) -> list[str]:
-        """Mark runs whose worker died as ``interrupted``; returns their ids."""
+        """At start-up: mark runs whose worker died as ``interrupted`` (also unclaimed queued runs older than
+        :data:`HEARTBEAT_TIMEOUT_S` and runs silent for ten times that); returns their ids."""
         now = time.time()
-        lost = []
-        for run in self.list_runs():
-            if run["status"] not in ACTIVE:
-                continue
+        lost = self.refresh_liveness()
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
+        for run in map(self._run_dict, rows):
             if run["status"] == "queued" and run["pid"] is None and now - run["created_at"] < HEARTBEAT_TIMEOUT_S:
                 continue  # just created, its worker is starting
             stale = run["heartbeat_at"] is not None and now - run["heartbeat_at"] > HEARTBEAT_TIMEOUT_S * 10
             if not pid_alive(run["pid"]) or stale:
+                self.interrupt(run["id"], "The worker stopped before the run finished (process killed or app "
+                                          "restarted).")
                 lost.append(run["id"])
-        for run_id in lost:
-            self.finish(run_id, "interrupted", error="The worker stopped before the run finished "
-                                                       "(process killed or app restarted).")
         return lost
 
     # ------------------------------------------------------------------ events
@@ -348,10 +427,8 @@ class RunStore:
 
     def write_table(self, run_id: str, relpath: str, frame: pd.DataFrame) -> Path:
         path = self.run_dir(run_id) / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            frame.to_csv(tmp, index=False)
         return path
 
     def read_table(self, run_id: str, relpath: str) -> pd.DataFrame | None:

@@ -22,7 +22,8 @@ def save_upload(store: RunStore, loaded: Any, name: str) -> str:
         loaded.frame.to_parquet(tmp, index=False)
         tmp.replace(folder / "data.parquet")
         atomic_write_text(folder / "meta.json", json.dumps({"name": name, "labels": list(loaded.label_names),
-                                                            "rows": int(len(loaded.frame))}))
+                                                            "rows": int(len(loaded.frame)),
+                                                            "description": loaded.spec.description}))
     return f"upload:{digest}"
 
 
@@ -37,7 +38,8 @@ def load_saved_upload(store: RunStore, ref: str) -> Any:
     meta = json.loads((folder / "meta.json").read_text())
     frame = pd.read_parquet(folder / "data.parquet")
     return LoadedDataset(frame=frame, label_names=tuple(meta["labels"]),
-                         spec=upload_spec(ref, meta["name"], len(meta["labels"]), len(frame)))
+                         spec=upload_spec(ref, meta["name"], len(meta["labels"]), len(frame),
+                                          meta.get("description", "")))
 
 
 def list_uploads(store: RunStore) -> list[dict[str, Any]]:
@@ -46,3 +48,33 @@ def list_uploads(store: RunStore) -> list[dict[str, Any]]:
         info = json.loads(meta.read_text())
         out.append({"ref": f"upload:{meta.parent.name}", **info})
     return out
+
+
+#: file endings that make a ``--dataset`` value a path rather than a registry key
+FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".parquet", ".pq")
+
+
+def resolve_dataset_arg(store: RunStore, value: str, text_column: str | None = None,
+                        label_column: str | None = None) -> str:
+    """The dataset key for a command line's ``--dataset``: a file (CSV/TSV/Parquet) is read with the upload
+    page's checks and messages (columns guessed as there when not given), stored in ``store`` exactly as the
+    upload page stores it and returned as ``upload:<id>``; ``upload:<id>`` must be in the store; anything else
+    is a registry key or hub name, returned as is. Raises :class:`core.data.batches.DataError`."""
+    from pathlib import Path
+
+    from core.data.batches import DataError
+    from core.data.upload import read_upload_file
+
+    if value.startswith("upload:"):
+        load_saved_upload(store, value)  # a clear error now, not in the middle of a run
+        return value
+    path = Path(value).expanduser()
+    if path.is_file() or path.suffix.lower() in FILE_SUFFIXES:  # "org/name" without a suffix is a hub name
+        if not path.is_file():
+            raise DataError(f"{value}: no such file. Give the path of a CSV, TSV or Parquet file, a dataset key "
+                            f"(python -m core datasets) or upload:<id>.")
+        loaded = read_upload_file(path, text_column, label_column)
+        return save_upload(store, loaded, path.name)
+    if text_column or label_column:
+        raise DataError(f"--text-column/--label-column apply to a file, but {value!r} is a dataset key.")
+    return value

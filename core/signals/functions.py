@@ -27,15 +27,20 @@ MI_NEIGHBORS = 3
 
 
 # ------------------------------------------------------------------------------------------- estimators
-def linear_cka(xx: np.ndarray, yy: np.ndarray, yx: np.ndarray) -> float:
-    """Linear CKA from centred moments ``X^T X``, ``Y^T Y`` and ``Y^T X`` (Kornblith et al. 2019).
+def linear_cka(xx: np.ndarray, yy: np.ndarray, yx: np.ndarray | None = None) -> float:
+    """Linear CKA (Kornblith et al. 2019): the one implementation, for the signals and for FFN merging.
 
-    0 when either side has no variance (nothing to be dependent on).
+    From centred moments ``X^T X``, ``Y^T Y`` and ``Y^T X`` (features x features):
+    ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``. With ``yx=None``, ``xx`` and ``yy`` are the centred Gram
+    matrices ``X X^T`` and ``Y Y^T`` (samples x samples) and the numerator is ``<X X^T, Y Y^T>_F``: the same
+    number (``||Y^T X||_F^2 = <X X^T, Y Y^T>_F`` and ``||X^T X||_F = ||X X^T||_F``), cheaper when there are
+    fewer samples than features. 0 when either side has no variance (nothing to be dependent on).
     """
     denom = np.linalg.norm(xx) * np.linalg.norm(yy)
     if not np.isfinite(denom) or denom <= 0.0:
         return 0.0
-    return float(np.square(yx).sum() / denom)
+    numerator = np.square(yx).sum() if yx is not None else np.vdot(xx, yy)
+    return float(numerator / denom)
 
 
 def histogram_entropy(values: torch.Tensor | list[torch.Tensor], bins: int = ENTROPY_BINS) -> float:

@@ -1,4 +1,5 @@
-"""Cached, read-mostly access to the run store for the pages.
+"""The pages' cached, read-mostly access to the run store (:class:`core.runs.store.RunStore`), and the
+shared runner they submit runs to.
 
 * The :class:`~core.runs.store.RunStore` and the :class:`~core.runs.runner.Runner` live in ``st.cache_resource``
   (one per store folder, shared by every session and page).
@@ -21,6 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from core.paths import store_dir
+from core.runs import artifacts
 from core.runs.runner import Runner
 from core.runs.store import ACTIVE, RunStore
 
@@ -134,31 +136,38 @@ def _json_file(path: str, mtime: int) -> Any:
 
 
 def table(run_id: str, relpath: str) -> pd.DataFrame | None:
-    """A CSV artifact of a run (e.g. ``steps/3/signals.csv``), or None while it does not exist."""
+    """A CSV artifact of a run (``artifacts.step_table(3, artifacts.SIGNALS_TABLE)``), or None while it does
+    not exist."""
     path = store().run_dir(run_id) / relpath
     mtime = _mtime(path)
     return None if mtime is None else _csv_file(str(path), mtime).copy()
 
 
 def json_artifact(run_id: str, relpath: str) -> Any | None:
-    """A JSON artifact of a run (e.g. ``steps/3/choice.json``, ``summary.json``), or None."""
+    """A JSON artifact of a run (``artifacts.step_choice(3)``, ``artifacts.SUMMARY``), or None."""
     path = store().run_dir(run_id) / relpath
     mtime = _mtime(path)
     return None if mtime is None else _json_file(str(path), mtime)
 
 
-def artifact_steps(run_id: str, name: str = "signals.csv") -> list[int]:
-    """Steps of a run that have the artifact ``steps/<k>/<name>``, ascending."""
-    folder = store().run_dir(run_id) / "steps"
-    if not folder.exists():
-        return []
-    found = [int(p.parent.name) for p in folder.glob(f"*/{name}") if p.parent.name.isdigit()]
-    return sorted(found)
+def artifact_steps(run_id: str, name: str) -> list[int]:
+    """Steps of a run that have the artifact ``steps/<k>/<name>`` (e.g. ``artifacts.CHOICE``), ascending."""
+    return artifacts.steps_with(store().run_dir(run_id), name)
+
+
+def choice(run_id: str, step: int) -> dict[str, Any]:
+    """Step ``step``'s decision (``steps/<k>/choice.json``); empty while the step has not chosen yet."""
+    return json_artifact(run_id, artifacts.step_choice(step)) or {}
+
+
+def step_table(run_id: str, step: int, table_name: str) -> pd.DataFrame | None:
+    """A per-step table (``artifacts.SIGNALS_TABLE``, ``ORACLE_TABLE``, ...), or None while it does not exist."""
+    return table(run_id, artifacts.step_table(step, table_name))
 
 
 def summary(run: dict[str, Any]) -> dict[str, Any]:
-    return json_artifact(run["id"], "summary.json") or run.get("summary") or {}
+    return json_artifact(run["id"], artifacts.SUMMARY) or run.get("summary") or {}
 
 
 def has_model(run_id: str) -> bool:
-    return (store().run_dir(run_id) / "model" / "config.json").exists()
+    return (store().run_dir(run_id) / artifacts.MODEL_CONFIG).exists()

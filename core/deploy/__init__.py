@@ -1,0 +1,3 @@
+"""Deployment check: ONNX export of a finished run's model with a parity check against PyTorch
+(:mod:`core.deploy.onnx_export`), the side-by-side latency benchmark (:mod:`core.deploy.bench`) and the
+background worker that runs either for the app (:mod:`core.deploy.worker`)."""

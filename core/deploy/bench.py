@@ -1,0 +1,263 @@
+"""Deploy benchmark: is the compressed model faster where it will run?
+
+Side by side in one process: the run's teacher and its compressed model, each in PyTorch and in ONNX Runtime
+(and optionally the compressed model with ONNX Runtime dynamic int8 quantization), at batch 1 / 8 / 32 x
+sequence length 32 / 128 (random token ids, no padding: latency does not depend on the words). For each shape
+every engine is warmed up, then timed once per *round*, rounds interleaved (the engine order rotates each
+round), so drift on a shared machine lands on all of them alike; each figure is the median over rounds.
+
+Speedups compare the teacher and the compressed model in the same runtime (int8: against the teacher in ONNX
+Runtime float32). ``ideal`` is the encoder-only speedup: teacher layers / compressed layers. FFN merging
+ties weights but keeps every layer's compute, so a merged model's ideal is 1.0 by the same formula (its layer
+count is unchanged); embeddings and the head keep their cost, so real speedups stay below the ideal.
+
+The teacher is the run's fine-tuned teacher from the cache (:func:`core.teacher.cached_teacher`); its ONNX
+export is cached next to it (``<cache>/onnx/<teacher key>.onnx``, parity checked on the run's test texts).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.config import ConfigError, check_int
+from core.deploy import onnx_export as ox
+from core.metrics import LatencyConfig, latency_batch
+from core.models.registry import encoder_layers
+from core.runs.store import ACTIVE, RunStore
+
+BENCH_FILE = f"{ox.DEPLOY_DIR}/bench.json"
+ENGINES = ("teacher_torch", "compressed_torch", "teacher_ort", "compressed_ort", "compressed_int8")
+
+
+@dataclass(frozen=True)
+class DeployBenchConfig:
+    """Shapes, repeats (timed rounds per shape), untimed warm-up runs, threads (0: torch's current count)
+    and whether to add the int8 column."""
+
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    seq_lengths: tuple[int, ...] = (32, 128)
+    repeats: int = 10
+    warmup: int = 2
+    threads: int = 0
+    int8: bool = False
+
+    def __post_init__(self) -> None:
+        o = "DeployBenchConfig"
+        for name in ("batch_sizes", "seq_lengths"):
+            values = getattr(self, name)
+            if not values:
+                raise ConfigError(f"{o}.{name} must list at least one size, got {values!r}")
+            for v in values:
+                check_int(o, name, v, 1, 4096)
+        check_int(o, "repeats", self.repeats, 1, 1000)
+        check_int(o, "warmup", self.warmup, 0, 100)
+        check_int(o, "threads", self.threads, 0, 1024)
+
+    def shapes(self) -> list[tuple[int, int]]:
+        return [(b, s) for b in self.batch_sizes for s in self.seq_lengths]
+
+
+# --------------------------------------------------------------------------------------- timing
+def interleaved_medians(engines: Mapping[str, Callable[[], object]], rounds: int, warmup: int
+                        ) -> dict[str, float]:
+    """Median milliseconds of each engine over ``rounds`` interleaved rounds (order rotated every round)
+    after ``warmup`` untimed calls of each."""
+    names = list(engines)
+    for name in names:
+        for _ in range(warmup):
+            engines[name]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            engines[name]()
+            times[name].append((time.perf_counter() - t0) * 1000.0)
+    return {n: float(statistics.median(t)) for n, t in times.items()}
+
+
+def _torch_call(model: nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], object]:
+    def call() -> object:
+        with torch.inference_mode():
+            return model(**batch)
+    return call
+
+
+def _ort_call(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], object]:
+    return lambda: session.run(["logits"], feed)
+
+
+# --------------------------------------------------------------------------------------- models
+def _teacher(store: RunStore, run: Mapping[str, Any], task: Any) -> tuple[nn.Module, Any]:
+    from core.config import TrainConfig, from_dict
+    from core.teacher import cached_teacher, default_train_config
+
+    cfg = run["config"].get("teacher")
+    train_cfg = from_dict(TrainConfig, cfg) if cfg else default_train_config(task.model.key, task.num_labels)
+    hit = cached_teacher(task, train_cfg)
+    if hit is None:
+        raise ValueError(f"The teacher of run {run['id']} is not in the cache any more: fine-tune it again with "
+                         f"`python -m core teach --model {run['model']} --dataset {run['dataset']}` "
+                         "(same data options as the run), then rerun the benchmark.")
+    return hit.load().to("cpu").eval(), hit
+
+
+def _teacher_onnx(teacher: nn.Module, key: str, test: dict[str, torch.Tensor]) -> tuple[Path, dict[str, Any]]:
+    """The teacher's ONNX file (cached per teacher key) and its parity on the run's test texts."""
+    from core.paths import cache_dir
+
+    path = cache_dir() / "onnx" / f"{key}.onnx"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            ox.export_onnx(teacher, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path, ox.check_parity(teacher, ox.ort_session(path), test)
+
+
+def _int8(src: Path, dest: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8)
+    return dest
+
+
+def _accuracy(session: Any, data: dict[str, torch.Tensor]) -> float:
+    from core.data.batches import batches
+
+    right = n = 0
+    for batch in batches(data, 64):
+        right += int((ox.ort_logits(session, batch).argmax(-1) == batch["labels"].numpy()).sum())
+        n += len(batch["labels"])
+    return right / max(n, 1)
+
+
+# --------------------------------------------------------------------------------------- the bench
+def bench_events(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = None
+                 ) -> Iterator[tuple[float, str, dict[str, Any] | None]]:
+    """Run the benchmark, yielding ``(progress 0..1, message, None)`` and finally ``(1.0, message, result)``;
+    the result is also stored with the run (``deploy/bench.json``)."""
+    cfg = cfg or DeployBenchConfig()
+    run = store.get_run(run_id)
+    if run is None:
+        raise ValueError(f"no run {run_id!r}")
+    threads = cfg.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    busy = [r["id"] for r in store.list_runs() if r["status"] in ACTIVE and r["id"] != run_id]
+    yield 0.01, "Exporting the compressed model to ONNX (parity check)", None
+    record = ox.export_run(store, run_id)
+    if record["status"] != "passed":
+        raise ValueError(f"The ONNX export of run {run_id} failed parity (max |logit diff| "
+                         f"{record['parity']['max_abs_diff']:.2e}): nothing to benchmark in ONNX Runtime.")
+    compressed = ox.load_run_model(store, run_id)
+    yield 0.2, "Loading the teacher and the run's test texts", None
+    task = ox.run_task(store, run)
+    test = task.encoded["test"]
+    teacher, hit = _teacher(store, run, task)
+    yield 0.25, "Exporting the teacher to ONNX (cached after the first time)", None
+    t_path, t_parity = _teacher_onnx(teacher, hit.key, test)
+    c_path = store.run_dir(run_id) / ox.ONNX_FILE
+    sessions = {"teacher_ort": ox.ort_session(t_path, threads), "compressed_ort": ox.ort_session(c_path, threads)}
+    accuracy = {"teacher_torch": float(hit.metrics["test"]["accuracy"]),
+                "compressed_torch": record["parity"]["torch_accuracy"],
+                "compressed_ort": record["parity"]["onnx_accuracy"]}
+    if cfg.int8:
+        yield 0.35, "Quantizing the compressed model to int8 (ONNX Runtime dynamic)", None
+        q_path = _int8(c_path, store.run_dir(run_id) / ox.DEPLOY_DIR / "model.int8.onnx")
+        sessions["compressed_int8"] = ox.ort_session(q_path, threads)
+        accuracy["compressed_int8"] = _accuracy(sessions["compressed_int8"], test)
+    n_teacher, n_compressed = len(encoder_layers(teacher)), len(encoder_layers(compressed))
+    ideal = n_teacher / n_compressed
+    max_len = min(int(teacher.config.max_position_embeddings), int(compressed.config.max_position_embeddings))
+    rows = []
+    shapes = cfg.shapes()
+    for i, (b, s) in enumerate(shapes):
+        if s > max_len:
+            raise ConfigError(f"DeployBenchConfig.seq_lengths holds {s}, longer than the model's "
+                              f"{max_len} positions")
+        yield 0.4 + 0.6 * i / len(shapes), f"Timing batch {b} x {s} tokens ({i + 1}/{len(shapes)})", None
+        batch = latency_batch(compressed, LatencyConfig(batch_size=b, seq_length=s))
+        feed = {k: v.numpy().astype(np.int64) for k, v in batch.items()}
+        engines = {"teacher_torch": _torch_call(teacher, batch), "compressed_torch": _torch_call(compressed, batch),
+                   **{name: _ort_call(sess, feed) for name, sess in sessions.items()}}
+        ms = interleaved_medians(engines, cfg.repeats, cfg.warmup)
+        row = {"batch": b, "seq": s, **{f"{k}_ms": v for k, v in ms.items()},
+               "speedup_torch": ms["teacher_torch"] / ms["compressed_torch"],
+               "speedup_ort": ms["teacher_ort"] / ms["compressed_ort"],
+               "ort_vs_teacher_torch": ms["teacher_torch"] / ms["compressed_ort"], "ideal": ideal}
+        if "compressed_int8" in ms:
+            row["speedup_int8"] = ms["teacher_ort"] / ms["compressed_int8"]
+        rows.append(row)
+    result = {"run_id": run_id, "kind": run["kind"], "model": run["model"], "dataset": run["dataset"],
+              "created_at": time.time(), "seconds": round(time.perf_counter() - start, 1),
+              "config": {"batch_sizes": list(cfg.batch_sizes), "seq_lengths": list(cfg.seq_lengths),
+                         "repeats": cfg.repeats, "warmup": cfg.warmup, "int8": cfg.int8},
+              "threads": threads, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                              "processor": platform.processor() or platform.machine()},
+              "other_runs_active": busy, "teacher_layers": n_teacher, "compressed_layers": n_compressed,
+              "distinct_ffns": record["ffn_weights"]["distinct_ffns"], "ideal": ideal, "accuracy": accuracy,
+              "parity": {"compressed": record["parity"], "teacher": t_parity}, "rows": rows,
+              "versions": record["versions"]}
+    store.write_json(run_id, BENCH_FILE, result)
+    yield 1.0, "Finished", result
+
+
+def run_bench(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = None,
+              on_progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+    """:func:`bench_events` to the end; returns the result."""
+    result = None
+    for fraction, message, out in bench_events(store, run_id, cfg):
+        if on_progress is not None:
+            on_progress(fraction, message)
+        result = out if out is not None else result
+    assert result is not None
+    return result
+
+
+# --------------------------------------------------------------------------------------- text
+def bench_text(result: Mapping[str, Any]) -> str:
+    """The result as a fixed-width table with its context (threads, accuracies, parity, busy machine)."""
+    rows = result["rows"]
+    int8 = any("compressed_int8_ms" in r for r in rows)
+    acc = result["accuracy"]
+    head = (f"deploy bench of run {result['run_id']} ({result['kind']}, {result['model']} on {result['dataset']}): "
+            f"teacher {result['teacher_layers']} layers vs compressed {result['compressed_layers']} layers "
+            f"({result['distinct_ffns']} distinct FFNs); ideal encoder-only speedup {result['ideal']:.2f}x\n"
+            f"median of {result['config']['repeats']} interleaved rounds per shape; {result['threads']} thread(s); "
+            f"{result['machine']['cpus']} CPUs; random token ids, no padding")
+    cols = ["batch", "seq", "teacher_torch_ms", "compressed_torch_ms", "speedup_torch", "teacher_ort_ms",
+            "compressed_ort_ms", "speedup_ort", "ort_vs_teacher_torch"]
+    cols += ["compressed_int8_ms", "speedup_int8"] if int8 else []
+    cols += ["ideal"]
+    names = {"teacher_torch_ms": "teacher pt ms", "compressed_torch_ms": "compr. pt ms", "speedup_torch": "pt x",
+             "teacher_ort_ms": "teacher ort ms", "compressed_ort_ms": "compr. ort ms", "speedup_ort": "ort x",
+             "ort_vs_teacher_torch": "ort vs pt-teacher x", "compressed_int8_ms": "compr. int8 ms",
+             "speedup_int8": "int8 x", "ideal": "ideal x"}
+    widths = [max(len(names.get(c, c)), 7) for c in cols]
+    lines = [head, "  ".join(names.get(c, c).rjust(w) for c, w in zip(cols, widths))]
+    for r in rows:
+        cells = [f"{r[c]:.0f}" if c in ("batch", "seq") else f"{r[c]:.2f}" for c in cols]
+        lines.append("  ".join(x.rjust(w) for x, w in zip(cells, widths)))
+    lines.append("test accuracy: " + ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in acc.items()))
+    cp, tp = result["parity"]["compressed"], result["parity"]["teacher"]
+    lines.append(f"parity (max |logit diff| ONNX Runtime vs PyTorch): compressed {cp['max_abs_diff']:.2e}, "
+                 f"teacher {tp['max_abs_diff']:.2e}; predictions identical: "
+                 f"{'yes' if cp['predictions_identical'] and tp['predictions_identical'] else 'NO'}")
+    if "compressed_int8" in acc and acc["compressed_int8"] < acc["compressed_ort"]:
+        lines.append(f"int8 LOST accuracy: {acc['compressed_int8']:.4f} vs {acc['compressed_ort']:.4f} in float32")
+    if result["other_runs_active"]:
+        lines.append(f"warning: {len(result['other_runs_active'])} other run(s) were training during the "
+                     "measurement; the machine was busy, timings are noisy")
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""The oracle: the measured cost of removing each remaining layer, with no fine-tuning.
+
+For every remaining layer i the oracle evaluates the model with layer i removed on the validation split.
+It is the truth every pruning strategy tries to predict, the ``oracle`` strategy's choice (remove the
+layer whose removal hurts least) and the fusion rankers' training target.
+
+Prefix caching makes it cheap. The model without layer i computes exactly what the full model computes up
+to the input of layer i; only the layers after i see different inputs. So each validation batch goes
+through the embeddings and the n layers once, keeping every layer's input h_i; "remove layer i" restarts
+from h_i and runs layers i+1..n-1 and the classifier head. That is n(n+1)/2 layer passes for the whole
+table (and the unpruned baseline for free) instead of n(n-1) + n for n separately built models.
+
+The oracle is a measurement, not a strategy: pruning (the ``oracle`` strategy, the fusion target) and merging
+(the matched pruning side) both use it. The pass in pieces is :mod:`core.models.forward`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+
+from core.data.batches import Batch, batches, default_device, num_batches
+from core.models.forward import embed, head_logits, run_layers
+from core.models.registry import encoder_layers, original_layer_indices
+from core.train import evaluate, scores_from_logits
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: called after each unit of work (a validation batch for the cached oracle,
+a layer for the naive one)."""
+
+COLUMNS = ("layer", "original_layer", "accuracy", "loss", "macro_f1", "accuracy_drop", "loss_increase")
+
+
+def _check_prunable(model: nn.Module) -> int:
+    n = len(encoder_layers(model))
+    if n < 2:
+        raise ValueError(f"The model has {n} encoder layer(s): removing one would leave none, so there is "
+                         "no oracle to compute.")
+    return n
+
+
+@torch.no_grad()
+def _cached_logits(model: nn.Module, data: Batch, batch_size: int, device: torch.device,
+                   progress: Progress | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits of the full model and of each single-layer removal, by prefix caching (see module doc)."""
+    layers = list(encoder_layers(model))
+    n = len(layers)
+    full: list[torch.Tensor] = []
+    removed: list[list[torch.Tensor]] = [[] for _ in range(n)]
+    total = num_batches(data, batch_size)
+    for done, batch in enumerate(batches(data, batch_size, device=device), start=1):
+        hidden, mask = embed(model, batch)
+        inputs = []
+        for layer in layers:
+            inputs.append(hidden)
+            hidden = layer(hidden, mask)
+        full.append(head_logits(model, hidden).float().cpu())
+        for i in range(n):
+            out = run_layers(layers[i + 1:], inputs[i], mask)
+            removed[i].append(head_logits(model, out).float().cpu())
+        if progress is not None:
+            progress(done, total)
+    return torch.cat(full), [torch.cat(chunks) for chunks in removed]
+
+
+def _table(model: nn.Module, baseline: dict[str, float], per_layer: list[dict[str, float]]) -> pd.DataFrame:
+    original = original_layer_indices(model)
+    rows = [{"layer": i, "original_layer": original[i], "accuracy": s["accuracy"], "loss": s["loss"],
+             "macro_f1": s["macro_f1"], "accuracy_drop": baseline["accuracy"] - s["accuracy"],
+             "loss_increase": s["loss"] - baseline["loss"]} for i, s in enumerate(per_layer)]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame.attrs["baseline"] = {k: baseline[k] for k in ("accuracy", "loss", "macro_f1", "n")}
+    return frame
+
+
+def compute_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, device: torch.device | None = None,
+                   progress: Progress | None = None) -> pd.DataFrame:
+    """One row per remaining layer: the validation scores of the model with that layer removed.
+
+    Columns: ``layer`` (position), ``original_layer``, ``accuracy``, ``loss`` (mean cross-entropy),
+    ``macro_f1``, ``accuracy_drop`` (unpruned accuracy minus this one; positive = removal hurts) and
+    ``loss_increase``. The unpruned model's scores are in ``frame.attrs["baseline"]``. ``progress(done,
+    total)`` is called after each validation batch. The model is moved to ``device`` and put in eval mode.
+    """
+    _check_prunable(model)
+    device = device or default_device()
+    model.to(device).eval()
+    full, removed = _cached_logits(model, data, batch_size, device, progress)
+    labels = data["labels"]
+    return _table(model, scores_from_logits(full, labels), [scores_from_logits(lg, labels) for lg in removed])
+
+
+def naive_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, device: torch.device | None = None,
+                 progress: Progress | None = None) -> pd.DataFrame:
+    """The same table as :func:`compute_oracle`, by building each pruned model with
+    :func:`core.models.surgery.remove_layers` and evaluating it in full (the reference; slower).
+    ``progress(done, total)`` is called after each layer."""
+    from core.models.surgery import remove_layers
+
+    n = _check_prunable(model)
+    device = device or default_device()
+    baseline = evaluate(model, data, batch_size, device)
+    per_layer = []
+    for i in range(n):
+        pruned = remove_layers(model, [i], by="position")
+        per_layer.append(evaluate(pruned, data, batch_size, device))
+        del pruned
+        if progress is not None:
+            progress(i + 1, n)
+    return _table(model, baseline, per_layer)
+
+
+def best_layer(oracle: pd.DataFrame) -> int:
+    """The original index of the layer whose removal costs least: highest accuracy, then lowest loss."""
+    return int(oracle.sort_values(["accuracy", "loss"], ascending=[False, True], kind="stable")
+               .iloc[0]["original_layer"])

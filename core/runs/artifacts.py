@@ -1,0 +1,70 @@
+"""The names of the files a run leaves in its folder of the run store, written once.
+
+A run's folder (``RunStore.run_dir``) holds::
+
+    config.json                 the run's validated configuration
+    summary.json                what the run found (written by the ``done`` event)
+    model/                      the final model (``save_pretrained``), when the run exports one
+    steps/<k>/choice.json       step k's decision (pruning: the layer and the ranker's explanation;
+                                merging: the window)
+    steps/<k>/<table>.csv       the tables an event carries (``Event.tables``): see the ``*_TABLE`` names
+
+Paths are relative to the run's folder, with ``/`` separators, as ``RunStore.read_json`` / ``read_table``
+take them. These are the names every run stored so far uses: renaming one means reading the old name too.
+"""
+
+from __future__ import annotations
+
+import operator
+from pathlib import Path
+
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+CHOICE = "choice.json"
+MODEL_DIR = "model"
+#: the file that marks a saved model folder (``save_pretrained`` writes it)
+MODEL_CONFIG = f"{MODEL_DIR}/config.json"
+STEPS_DIR = "steps"
+
+# the tables the runs record per step (the keys of ``Event.tables``), each stored as ``<name>.csv``
+SIGNALS_TABLE = "signals"
+ORACLE_TABLE = "oracle"
+PROFILE_TABLE = "profile"
+FFN_SIMILARITY_TABLE = "ffn_similarity"
+WINDOWS_TABLE = "windows"
+ALIGNMENT_TABLE = "alignment"
+COMPARISON_TABLE = "comparison"
+
+
+def table_name(table: str) -> str:
+    """The file name of a per-step table: ``signals`` -> ``signals.csv``."""
+    return f"{table}.csv"
+
+
+def step_file(step: int, name: str) -> str:
+    """The path of ``name`` (a file name such as :data:`CHOICE` or ``signals.csv``) for step ``step``."""
+    try:
+        k = operator.index(step)  # an int, numpy's included
+    except TypeError:
+        k = -1
+    if isinstance(step, bool) or k < 0:
+        raise ValueError(f"step must be a non-negative int, got {step!r}")
+    return f"{STEPS_DIR}/{k}/{name}"
+
+
+def step_table(step: int, table: str) -> str:
+    """The path of a per-step table: ``step_table(3, SIGNALS_TABLE)`` -> ``steps/3/signals.csv``."""
+    return step_file(step, table_name(table))
+
+
+def step_choice(step: int) -> str:
+    """The path of step ``step``'s decision: ``steps/<k>/choice.json``."""
+    return step_file(step, CHOICE)
+
+
+def steps_with(run_dir: Path, name: str) -> list[int]:
+    """The steps of the run stored in ``run_dir`` that have ``steps/<k>/<name>``, ascending."""
+    folder = run_dir / STEPS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.parent.name) for p in folder.glob(f"*/{name}") if p.parent.name.isdigit())

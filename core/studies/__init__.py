@@ -1,0 +1,1 @@
+"""Studies: grids of pruning runs that share work (trees), resume after a crash and scale out on Ray."""

@@ -1,0 +1,236 @@
+"""Deployment check on tiny runs: ONNX export of a pruned and a merged run (loads in ONNX Runtime, parity on
+the run's test texts, tied FFNs counted in the file), a failing parity check (reported, not offered), the
+deploy benchmark (every row printed, result kept with the run), the background job and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import ConfigError, DataConfig, TrainConfig
+from core.deploy import bench as B
+from core.deploy import onnx_export as ox
+from core.deploy import worker as W
+from core.pruning.config import PruneConfig
+from core.runs.runner import execute_run
+from core.runs.store import RunStore
+from core.train import DistillConfig
+
+SMALL = DataConfig(train_cap=150, val_cap=45, test_cap=45)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model gains nothing from a second thread on the busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[RunStore, str, str]:
+    """A store with one finished tiny pruned run (2 layers removed) and one tiny merged run (window 2-4)."""
+    from core.merging.config import MergeConfig
+
+    store = RunStore(tmp_path_factory.mktemp("deploy-store"))
+    prune = PruneConfig(model="tiny-bert", dataset="keywords", strategy="top_down", layers_to_remove=2,
+                        step_epochs=0.5, data=SMALL, calibration_size=32, distill=False)
+    merge = MergeConfig(model="tiny-bert", dataset="keywords", window="2-4", epochs=0.5, distill=False,
+                        compare_pruning=False, data=SMALL, calibration_size=32, kd=DistillConfig(epochs=0.5))
+    ids = []
+    for kind, cfg in (("prune", prune), ("merge", merge)):
+        rid = store.create_run(kind=kind, model=cfg.model, dataset=cfg.dataset, strategy=kind, config=cfg.to_dict())
+        assert execute_run(store, rid) == "done", store.get_run(rid)["error"]
+        ids.append(rid)
+    return store, ids[0], ids[1]
+
+
+@pytest.fixture(scope="module")
+def pruned_record(runs):
+    store, pruned, _ = runs
+    return ox.export_run(store, pruned)
+
+
+@pytest.fixture(scope="module")
+def merged_record(runs):
+    store, _, merged = runs
+    return ox.export_run(store, merged)
+
+
+def _ort_vs_torch(store: RunStore, run_id: str) -> float:
+    """Max |logit diff| on a shape the export never saw (dynamic batch and sequence, with padding)."""
+    session = ox.ort_session(ox.offered_onnx(store, run_id), threads=1)
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    ids = torch.randint(5, 100, (3, 17), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    batch = {"input_ids": ids, "attention_mask": mask}
+    return float(np.abs(ox.ort_logits(session, batch) - ox.torch_logits(ox.load_run_model(store, run_id), batch)).max())
+
+
+# ------------------------------------------------------------------------------------------ export
+def test_pruned_run_exports_loads_in_onnx_runtime_and_keeps_parity(runs, pruned_record):
+    store, pruned, _ = runs
+    rec = pruned_record
+    assert rec["status"] == "passed" and rec["file"] == ox.ONNX_FILE
+    p = rec["parity"]
+    assert p["texts"] == 45 and p["predictions_identical"] and p["prediction_mismatches"] == 0
+    assert 0.0 <= p["max_abs_diff"] <= ox.PARITY_ATOL and p["passed"]
+    assert p["onnx_accuracy"] == p["torch_accuracy"]
+    assert store.read_json(pruned, ox.PARITY_FILE) == json.loads(json.dumps(rec))
+    assert ox.offered_onnx(store, pruned) == store.run_dir(pruned) / ox.ONNX_FILE
+    assert _ort_vs_torch(store, pruned) <= ox.PARITY_ATOL
+    f = rec["ffn_weights"]  # 10 layers, none tied: 2 FFN matrices per layer
+    assert f["layers"] == f["distinct_ffns"] == 10 and f["ffn_weight_initializers"] == 20 == f["expected"]
+    assert f["tied_kept_once"] and not f["duplicated"]
+    again = ox.export_run(store, pruned)  # a passing export on disk is reused, not redone
+    assert again["created_at"] == rec["created_at"]
+
+
+def test_merged_run_keeps_its_tied_ffns_once_in_the_file(runs, merged_record):
+    store, _, merged = runs
+    rec = merged_record
+    assert rec["status"] == "passed" and rec["parity"]["predictions_identical"]
+    assert _ort_vs_torch(store, merged) <= ox.PARITY_ATOL
+    f = rec["ffn_weights"]
+    assert f["layers"] == 12 and f["distinct_ffns"] == 10
+    assert f["ffn_weight_initializers"] == 20 and f["per_layer"] == 24  # window 2-4 stored once, not 3 times
+    assert f["tied_kept_once"] and not f["duplicated"]
+    # the exporter's own constant folding copies a tied weight per use: the record says so
+    assert f["from_exporter"] >= f["ffn_weight_initializers"]
+    assert "tied kept once: yes" in ox.parity_text(rec)
+
+
+def test_census_counts_a_duplicated_file_as_duplicated(runs, merged_record, tmp_path):
+    """The census is not a constant: the merged model's FFNs exported untied (one copy per layer) count 24."""
+    import copy
+
+    from core.merging.ffn import unique_ffn_count
+    from core.models.registry import encoder_layers
+
+    store, _, merged = runs
+    model = ox.load_run_model(store, merged)
+    untied = copy.deepcopy(model)
+    for layer in encoder_layers(untied):
+        layer.intermediate = copy.deepcopy(layer.intermediate)
+        layer.output.dense = copy.deepcopy(layer.output.dense)
+    assert unique_ffn_count(untied) == 12
+    info = ox.export_onnx(untied, tmp_path / "untied.onnx")
+    census = ox.ffn_weight_census(tmp_path / "untied.onnx", model)  # counted against the tied model
+    assert census["ffn_weight_initializers"] == 20  # equal copies merged by content after export
+    assert info["duplicate_constants_merged"] > 0
+
+
+def test_failed_parity_is_reported_and_not_offered(runs, pruned_record, monkeypatch, tmp_path, capsys):
+    store, pruned, _ = runs
+    good = tmp_path / "good.onnx"
+    shutil.copyfile(store.run_dir(pruned) / ox.ONNX_FILE, good)
+    real_logits = ox.ort_logits
+    monkeypatch.setattr(ox, "export_onnx", lambda model, path: (shutil.copyfile(good, path), {
+        "exporter": "copy", "seconds": 0.0, "bytes": good.stat().st_size, "duplicate_constants_merged": 0,
+        "ffn_weight_initializers_from_exporter": 20})[1])
+    monkeypatch.setattr(ox, "ort_logits", lambda session, batch: real_logits(session, batch) + 0.01)
+    rec = ox.export_run(store, pruned, force=True)
+    assert rec["status"] == "failed" and rec["file"] is None and not rec["parity"]["passed"]
+    assert rec["parity"]["max_abs_diff"] > ox.PARITY_ATOL and rec["parity"]["predictions_identical"]
+    assert store.read_json(pruned, ox.PARITY_FILE)["status"] == "failed"
+    assert ox.offered_onnx(store, pruned) is None
+    assert not (store.run_dir(pruned) / ox.ONNX_FILE).exists()
+    assert "not offered" in ox.parity_text(rec)
+    # the CLI reports it and writes no ONNX file
+    from core.cli import main as cli
+
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(store.root))
+    assert cli.main(["export", pruned, str(tmp_path / "out"), "--onnx"]) == 1
+    out = capsys.readouterr().out
+    assert "parity FAILED" in out and "NOT offered" in out
+    assert (tmp_path / "out" / "config.json").exists() and not (tmp_path / "out" / "model.onnx").exists()
+    # restore the good export for the tests that follow
+    monkeypatch.undo()
+    shutil.copyfile(good, store.run_dir(pruned) / ox.ONNX_FILE)
+    store.write_json(pruned, ox.PARITY_FILE, pruned_record)
+    assert ox.offered_onnx(store, pruned) is not None
+
+
+def test_cli_export_onnx_writes_the_checked_file(runs, pruned_record, monkeypatch, tmp_path, capsys):
+    from core.cli import main as cli
+
+    store, pruned, _ = runs
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(store.root))
+    assert cli.main(["export", pruned, str(tmp_path / "out"), "--onnx", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "passed" and Path(out["path"]) == tmp_path / "out" / "model.onnx"
+    assert (tmp_path / "out" / "model.onnx").read_bytes() == (store.run_dir(pruned) / ox.ONNX_FILE).read_bytes()
+    assert json.loads((tmp_path / "out" / "onnx_parity.json").read_text())["status"] == "passed"
+
+
+# ------------------------------------------------------------------------------------------ bench
+def test_bench_config_is_validated():
+    with pytest.raises(ConfigError, match="DeployBenchConfig.repeats"):
+        B.DeployBenchConfig(repeats=0)
+    with pytest.raises(ConfigError, match="DeployBenchConfig.batch_sizes"):
+        B.DeployBenchConfig(batch_sizes=())
+
+
+def test_interleaved_medians_time_every_engine_every_round():
+    calls = {"a": 0, "b": 0}
+
+    def engine(name, seconds):
+        def run():
+            calls[name] += 1
+            time.sleep(seconds)
+        return run
+
+    ms = B.interleaved_medians({"a": engine("a", 0.0), "b": engine("b", 0.02)}, rounds=3, warmup=1)
+    assert calls == {"a": 4, "b": 4} and ms["b"] > ms["a"] and ms["b"] >= 19.0
+
+
+def test_bench_deploy_prints_every_row_and_keeps_the_result(runs, pruned_record, monkeypatch, capsys):
+    from core.cli import main as cli
+
+    store, pruned, _ = runs
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(store.root))
+    assert cli.main(["bench", "deploy", pruned, "--repeats", "2", "--warmup", "0", "--int8"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
+    assert [(int(r[0]), int(r[1])) for r in rows] == [(1, 32), (1, 128), (8, 32), (8, 128), (32, 32), (32, 128)]
+    assert all(len(r) == 12 and float(r[-1]) == pytest.approx(1.2) for r in rows)  # ideal 12 / 10 layers
+    assert "compr. int8 ms" in out and "compressed int8" in out and "parity" in out
+    result = store.read_json(pruned, B.BENCH_FILE)
+    assert len(result["rows"]) == 6 and result["teacher_layers"] == 12 and result["compressed_layers"] == 10
+    for row in result["rows"]:
+        for engine in B.ENGINES:
+            assert row[f"{engine}_ms"] > 0
+        assert row["speedup_ort"] == pytest.approx(row["teacher_ort_ms"] / row["compressed_ort_ms"])
+    assert 0.0 <= result["accuracy"]["compressed_int8"] <= 1.0
+    assert result["parity"]["teacher"]["predictions_identical"]
+
+
+# ------------------------------------------------------------------------------------------ worker
+def test_deploy_job_runs_in_a_worker_process_and_records_its_state(runs, merged_record):
+    store, _, merged = runs
+    proc = W.start_job(store, merged, "export")  # the checked export is on disk: the worker reuses it
+    with pytest.raises(ValueError, match="already running"):
+        W.start_job(store, merged, "export")
+    proc.wait(timeout=240)
+    state = W.job_state(store, merged)
+    assert state["status"] == "done" and state["job"] == "export" and state["progress"] == 1.0, state
+    assert not W.job_running(store, merged)
+
+
+def test_a_job_whose_worker_died_reads_as_died(runs):
+    store, pruned, _ = runs
+    store.write_json(pruned, W.JOB_FILE, {"job": "bench", "status": "running", "pid": 2**22 + 12345,
+                                          "progress": 0.3, "message": "Timing", "started_at": time.time()})
+    assert W.job_state(store, pruned)["status"] == "died" and not W.job_running(store, pruned)
+    with pytest.raises(ConfigError, match="start_job.job"):
+        W.start_job(store, pruned, "train")
+    os.remove(store.run_dir(pruned) / W.JOB_FILE)
