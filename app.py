@@ -30,10 +30,12 @@ PAGES = {
         st.Page("pages/live.py", title="Live pruning", icon=":material/play_circle:"),
         st.Page("pages/signals.py", title="Signals", icon=":material/insights:"),
         st.Page("pages/fusion.py", title="Fusion & SHAP", icon=":material/account_tree:"),
+        st.Page("pages/study.py", title="Studies", icon=":material/grid_view:"),
     ],
     "Results": [
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("pages/runs.py", title="Runs & export", icon=":material/folder_zip:"),
+        st.Page("pages/paper.py", title="Paper check", icon=":material/fact_check:"),
     ],
     "Merge": [
         st.Page("pages/merging.py", title="FFN merging", icon=":material/merge:"),

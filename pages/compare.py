@@ -7,8 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from core.runs.report import compare_table
+from core.studies.records import list_studies
 
-from ui import cached_store, plots, router, state, tables, theme, widgets
+from ui import cached_store, plots, router, state, study_view, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -27,6 +28,17 @@ if not runs:
     widgets.empty_state("Nothing to compare yet. Start runs on the Live pruning page: several strategies on the "
                         "same model and dataset make the most useful comparison.", widgets.LIVE_PAGE, "Live pruning")
     router.stop_page()
+
+# finished study runs, grouped by study (group_id = study id, cell_id set): pick one to see only its runs
+studies = {s.id: s for s in list_studies(cached_store.store())}
+run_study = study_view.study_of_runs(runs, list(studies.values()))
+in_studies = [sid for sid in studies if any(r.get("group_id") == sid and r["id"] in run_study for r in runs)]
+if in_studies:
+    picked = st.selectbox("Study", [None, *in_studies], key="cmp_study",
+                          format_func=lambda s: "All runs" if s is None else study_view.study_label(studies[s]),
+                          help="The runs of one study (started on the Studies page); All runs shows every run.")
+    if picked is not None:
+        runs = [r for r in runs if r.get("group_id") == picked and r["id"] in run_study]
 
 models = sorted({r["model"] for r in runs})
 f1, f2, f3, f4 = st.columns([1, 2, 2, 1])
@@ -60,6 +72,7 @@ else:
     show.insert(0, "strategy name", [theme.strategy_label(s) for s in show["strategy"]])
     show["dataset"] = [state.dataset_label(d) for d in show["dataset"]]
     show["weak teacher"] = ["⚠ yes" if summaries.get(rid, {}).get("weak_teacher") else "" for rid in show["run_id"]]
+    show["study"] = [run_study.get(rid, "") for rid in show["run_id"]]
     show = show[[c for c in show.columns if c != "run_id"] + ["run_id"]]
     acc_cols = [c for c in show.columns if c.startswith("acc@") or c in ("teacher", "best", "after_kd")]
     numeric = [c for c in [*acc_cols, "ratio", "best_layers"] if c in show]
@@ -106,9 +119,10 @@ else:
         widgets.chart(plots.pareto_plot(points, "params", "parameters", "Accuracy vs parameters"),
                       key="cmp_pareto_params")
     else:
-        widgets.chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch (ms, log scale)",
+        widgets.chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch while training (ms, log)",
                                         "Accuracy vs measured latency", log_x=True), key="cmp_pareto_latency")
     st.caption("Diamonds: teachers; circles: pruned models after each step's fine-tuning; stars: after "
                "distillation. The dashed line is the Pareto front: no model is both smaller (or faster) and "
                "more accurate than a model on it. Latency is the median CPU time of one fixed batch, measured "
-               "while the run trained, so a busy machine shows in it.")
+               "while the run trained, so a busy machine shows in it; the deploy benchmark on Runs & export "
+               "(or `python -m core bench deploy RUN_ID`) measures it side by side, in PyTorch and ONNX Runtime.")

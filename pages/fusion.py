@@ -1,7 +1,7 @@
 """Fusion & SHAP: why the fusion ranker removed each layer, which signals drive it, how good it is.
 
-Everything is drawn from what the run stored per step (``steps/<k>/choice.json``: the ranker as JSON,
-its SHAP values, predictions, the oracle, the protocol). SHAP explanations are rebuilt as
+Everything is drawn from what the run stored per step (``steps/<k>/choice.json``, read as a
+``core.fusion.FusionChoice``: the ranker's description, its SHAP values, predictions, the oracle, the protocol). SHAP explanations are rebuilt as
 ``shap.Explanation`` objects from the stored numbers: no model or ranker is re-run here.
 """
 
@@ -93,7 +93,7 @@ tab_global, tab_why, tab_side, tab_quality = st.tabs(
 with tab_global:
     if rows is None:
         first = choices.get(min(choices)) if choices else None
-        proto = tables.protocol_text((first or {}).get("info") or {})[1] if first else ""
+        proto = tables.protocol_text(first)[1] if first else ""
         st.info("No SHAP values stored for this run yet. At the first step of the first run there is nothing "
                 "to train the ranker on, so layers are ranked by the signal vote and there is nothing to "
                 f"explain. {proto} Later steps (or a second run on another dataset) train the ranker.",
@@ -129,7 +129,7 @@ with tab_why:
         step = c1.selectbox("Step", avail, index=len(avail) - 1, key="fus_step")
         in_step = [i for i, s in enumerate(rows.steps) if s == step]
         layers = [rows.layers[i] for i in in_step]
-        chosen_layer = (choices.get(step) or {}).get("layer")
+        chosen_layer = choices[step].chosen_layer if step in choices else None
         default = layers.index(chosen_layer) if chosen_layer in layers else 0
         layer = c2.selectbox("Layer (original index)", layers, index=default, key="fus_layer",
                              format_func=lambda l: f"L{l}" + (" (removed at this step)" if l == chosen_layer else ""))
@@ -147,35 +147,34 @@ with tab_why:
                     f"ranker's training rows ({base:+.2f}) and adds each signal's push; the grey numbers are the "
                     "signals' normalised values for this layer.")
         st.image(_waterfall(run["id"], token, i, scale, rows))
-        info = (choices.get(step) or {}).get("info") or {}
-        if info.get("measured") and info.get("candidates"):
-            measured = dict(zip(info["candidates"], info["measured"]))
+        here = choices.get(step)
+        if here is not None and here.measured:
+            measured = dict(zip(here.candidates, here.measured))
             st.caption(f"The oracle measured validation accuracy {measured.get(layer, float('nan')):.3f} without "
-                       f"L{layer}; the best single removal at this step kept {max(info['measured']):.3f}.")
+                       f"L{layer}; the best single removal at this step kept {max(here.measured):.3f}.")
 
 with tab_side:
-    step_choices = {k: c for k, c in choices.items() if (c.get("info") or {}).get("ranker")}
+    step_choices = {k: c for k, c in choices.items() if c.ranker is not None}
     if not step_choices:
         st.info("This run has not trained a ranker yet (see the first tab).", icon="💡")
     else:
         step = st.select_slider("Step", sorted(step_choices), value=max(step_choices), key="fus_side_step")
-        ranker = step_choices[step]["info"]["ranker"]
-        names = ranker.get("feature_names_in") or (rows.feature_names if rows else None)
+        ranker = step_choices[step].ranker
         companions = [r for r in ustore.runs(kind="prune") if r["id"] != run["id"] and r["strategy"] in FUSION
                       and r["strategy"] != run["strategy"] and r["model"] == run["model"]
                       and r["dataset"] == run["dataset"]]
         other = None
         if companions:
             other_choices = _choices(companions[0])
-            usable = {k: c for k, c in other_choices.items() if (c.get("info") or {}).get("ranker")}
+            usable = {k: c for k, c in other_choices.items() if c.ranker is not None}
             if usable:
                 other = usable.get(step) or usable[max(usable)]
         partner = companions[0] if companions else None
         left, right = st.columns(2)
         with left:
-            _ranker_chart(ranker, run, step, names)
+            _ranker_chart(ranker, run, step)
         with right:
-            _ranker_chart((other or {}).get("info", {}).get("ranker"), partner, step, names,
+            _ranker_chart(other.ranker if other is not None else None, partner, step,
                           missing="lr_fusion" if run["strategy"] == "rf_fusion" else "rf_fusion")
 
 with tab_quality:
@@ -198,8 +197,8 @@ with tab_quality:
     widgets.chart(plots.quality_lines(this), key="fus_quality")
     proto_rows = []
     for k, ch in sorted(choices.items()):
-        key, sentence = tables.protocol_text(ch.get("info") or {})
-        proto_rows.append({"step": k, "removed": f"L{ch.get('layer')}", "protocol": key, "what it means": sentence})
+        key, sentence = tables.protocol_text(ch)
+        proto_rows.append({"step": k, "removed": f"L{ch.chosen_layer}", "protocol": key, "what it means": sentence})
     if proto_rows:
         st.markdown("**Training protocol per step** (leave-one-dataset-out is the honest one: the ranker never "
                     "sees the dataset it prunes)")

@@ -47,7 +47,9 @@ def _typical_minutes(model: str) -> str:
         cfg = run["config"]
         same = (run["model"] == model and (cfg.get("data") or {}).get("train_cap") == b["train_cap"]
                 and cfg.get("layers_to_remove") == b["layers_to_remove"])
-        total = (cached_store.summary(run).get("timings_s") or {}).get("total") if run["status"] == "done" and same else None
+        if not (run["status"] == "done" and same):
+            continue
+        total = (cached_store.summary(run).get("timings_s") or {}).get("total")
         if total:
             totals.append(float(total))
     if not totals:
@@ -106,7 +108,12 @@ with st.expander("The pages, in order"):
   one means (formula, intuition).
 - **Fusion & SHAP**: why the random forest picked a layer (waterfall), which signals matter (beeswarm),
   linear coefficients, ranker quality and training protocol.
-- **Compare**: the paper's table across strategies and datasets, curves, distillation gains, Pareto plots.
+- **Studies**: a grid of runs (datasets × strategies × seeds) in the background, sharing identical work;
+  watch its cells, cancel, resume after a restart.
+- **Compare**: the paper's table across strategies and datasets (one study or all runs), curves, distillation
+  gains, Pareto plots.
+- **Paper check**: the paper's claims next to ours, with the one-step table, rank heatmap and regret bars,
+  from shipped reference results (nothing to run).
 - **Runs & export**: list, filter, delete; download a pruned model as a plain Hugging Face folder.
 - **FFN merging**: the second compression method (arXiv 2501.06126): share one feed-forward block across a
   window of layers, see which layers are alike (CKA heatmap), and compare with pruning at the same budget.

@@ -1,5 +1,7 @@
 """Runs & export: list and filter every stored run, delete runs, download a pruned model (a zip of a plain
-Hugging Face folder) and a run's report (JSON, and its steps as CSV)."""
+Hugging Face folder) and a run's report (JSON, and its steps as CSV); the deployment check of a finished run:
+its ONNX export (offered only when parity with PyTorch holds) and the deploy benchmark (teacher vs compressed,
+PyTorch vs ONNX Runtime), both run by a background worker (``core.deploy.worker``) while a fragment polls."""
 
 from __future__ import annotations
 
@@ -7,8 +9,12 @@ import json
 import time
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from core.deploy import worker as deploy_worker
+from core.deploy.bench import BENCH_FILE
+from core.deploy.onnx_export import PARITY_FILE, offered_onnx
 from core.runs.export import model_zip_bytes
 from core.runs.report import run_report
 from core.runs.store import ACTIVE
@@ -17,6 +23,8 @@ from ui import cached_store as ustore
 from ui import router, state, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
+
+DEPLOY_POLL_S = 1.5
 
 state.init()
 widgets.page_header("Runs & export", "Everything in the run store: filter, inspect, delete, and take a pruned "
@@ -118,3 +126,118 @@ with right:
         else:
             st.toast(f"Deleted {len(doomed)} run(s).")
             st.rerun()
+
+
+# ------------------------------------------------------------------------------------------ deployment check
+def _bench_figure(result: dict) -> go.Figure:
+    rows = pd.DataFrame(result["rows"])
+    shapes = [f"{b} × {s}" for b, s in zip(rows["batch"], rows["seq"])]
+    fig = go.Figure()
+    for col, name in (("speedup_torch", "PyTorch"), ("speedup_ort", "ONNX Runtime"),
+                      ("speedup_int8", "ONNX Runtime int8")):
+        if col in rows:
+            fig.add_bar(x=shapes, y=rows[col], name=name)
+    fig.add_scatter(x=shapes, y=rows["ideal"], mode="lines+markers", name="ideal (encoder only)",
+                    line=dict(dash="dash", color="#6B7280"))
+    fig.add_hline(y=1.0, line_dash="dot", line_color="#9CA3AF")
+    return plots.apply_layout(fig, "Speedup of the compressed model over its teacher", barmode="group",
+                              xaxis_title="batch × tokens", yaxis_title="speedup (×, same runtime)")
+
+
+BENCH_COLUMNS = {"batch": "batch", "seq": "tokens", "teacher_torch_ms": "teacher PyTorch ms",
+                 "compressed_torch_ms": "compressed PyTorch ms", "speedup_torch": "PyTorch ×",
+                 "teacher_ort_ms": "teacher ORT ms", "compressed_ort_ms": "compressed ORT ms", "speedup_ort": "ORT ×",
+                 "ort_vs_teacher_torch": "ORT vs PyTorch teacher ×", "compressed_int8_ms": "compressed int8 ms",
+                 "speedup_int8": "int8 × (vs teacher ORT)", "ideal": "ideal ×"}
+
+
+def _bench_result(result: dict) -> None:
+    table = pd.DataFrame(result["rows"])[[c for c in BENCH_COLUMNS if c in result["rows"][0]]]
+    st.dataframe(table.rename(columns=BENCH_COLUMNS), hide_index=True,
+                 column_config={v: st.column_config.NumberColumn(format="%.2f") for k, v in BENCH_COLUMNS.items()
+                                if k not in ("batch", "seq")})
+    widgets.chart(_bench_figure(result), key=f"deploy_chart_{result['run_id']}")
+    acc = result["accuracy"]
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result["created_at"]))
+    st.caption(f"Measured {when}: median of {result['config']['repeats']} interleaved rounds per shape, "
+               f"{result['threads']} thread(s), random token ids without padding; teacher {result['teacher_layers']} "
+               f"layers, compressed {result['compressed_layers']} ({result['distinct_ffns']} distinct FFNs). Ideal = "
+               "teacher layers / compressed layers (merged FFNs save no compute). Test accuracy: "
+               + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in acc.items()) + ".")
+    if "compressed_int8" in acc and acc["compressed_int8"] < acc["compressed_ort"]:
+        st.warning(f"int8 quantization lost accuracy: {acc['compressed_int8']:.3f} vs {acc['compressed_ort']:.3f} "
+                   "in float32.")
+    if result["other_runs_active"]:
+        st.warning(f"{len(result['other_runs_active'])} other run(s) were training during this measurement: "
+                   "the timings are noisy. Measure again when the machine is quiet.")
+
+
+def _onnx_part(run_id: str, busy: bool) -> None:
+    store = ustore.store()
+    record = store.read_json(run_id, PARITY_FILE)
+    path = offered_onnx(store, run_id)
+    if path is not None:
+        p = record["parity"]
+        st.download_button("ONNX model (.onnx)", lambda: path.read_bytes(), f"{run_id}.onnx",
+                           "application/octet-stream", key="dl_onnx", type="primary", width="stretch")
+        f = record["ffn_weights"]
+        st.caption(f"Parity on {p['texts']} test texts: max |logit difference| {p['max_abs_diff']:.1e} "
+                   f"(≤ {p['atol']:g}), predictions identical. {f['ffn_weight_initializers']} FFN weight matrices "
+                   f"in the file for {f['distinct_ffns']} distinct FFN(s) in {f['layers']} layers. Inputs "
+                   "`input_ids`, `attention_mask` (int64, any batch and length); output `logits`. "
+                   f"From a shell: `python -m core export {run_id} DIR --onnx`.")
+        return
+    if record is not None and record["status"] != "passed":
+        p = record["parity"]
+        st.error(f"The ONNX export failed parity and is not offered: max |logit difference| "
+                 f"{p['max_abs_diff']:.1e} (threshold {p['atol']:g}), {p['prediction_mismatches']} of "
+                 f"{p['texts']} predictions differ.")
+    if st.button("Export to ONNX (checks parity)", key="deploy_export", disabled=busy, width="stretch"):
+        deploy_worker.start_job(store, run_id, "export")
+        st.rerun()
+
+
+def deploy_panel(run_id: str) -> None:
+    store = ustore.store()
+    job = deploy_worker.job_state(store, run_id)
+    busy = bool(job and job["status"] in ("starting", "running"))
+    if busy:
+        what = "ONNX export" if job["job"] == "export" else "Deploy benchmark"
+        st.progress(min(max(float(job.get("progress") or 0.0), 0.0), 1.0), text=f"**{what}** · {job.get('message')}")
+    elif job and job["status"] in ("failed", "died") and job.get("error"):
+        st.error(f"The last deploy job ({job['job']}) {job['status']}: {job['error']}")
+    c1, c2 = st.columns(2, gap="large")
+    with c1:
+        _onnx_part(run_id, busy)
+    with c2:
+        with st.form("deploy_form", border=False):
+            f1, f2 = st.columns(2)
+            repeats = f1.number_input("Rounds per shape", 1, 200, 10, key="deploy_repeats")
+            int8 = f2.checkbox("Add int8 (ONNX Runtime dynamic)", key="deploy_int8")
+            go_bench = st.form_submit_button("Measure deploy speed", disabled=busy, width="stretch")
+        if go_bench:
+            deploy_worker.start_job(store, run_id, "bench", repeats=int(repeats), int8=bool(int8))
+            st.rerun()
+    result = store.read_json(run_id, BENCH_FILE)
+    if result:
+        _bench_result(result)
+    elif not busy:
+        st.caption("No deploy benchmark yet for this run: it times teacher and compressed model in PyTorch and "
+                   "ONNX Runtime at batch 1/8/32 × 32/128 tokens (a few minutes for e5-small).")
+    key = f"deploy_polling_{run_id}"
+    if st.session_state.get(key) and not busy:
+        st.session_state[key] = False
+        st.rerun()  # the job ended: stop polling, show its result
+    st.session_state[key] = busy
+
+
+if run is not None and ustore.has_model(run["id"]):
+    st.subheader("Deployment check")
+    st.caption("Is the compressed model faster where it will run? The `latency_ms` stored with each step of a run "
+               "is measured while the machine trains (one 32 × 32 batch in PyTorch), so it drifts with the load; "
+               "this benchmark measures teacher and compressed model side by side, in PyTorch and ONNX Runtime.")
+    if widgets.any_active(runs):
+        st.info("Runs are training now: a benchmark started meanwhile shares the CPU with them.", icon="⏳")
+    job_now = deploy_worker.job_state(ustore.store(), run["id"])
+    polling = bool(job_now and job_now["status"] in ("starting", "running"))
+    st.fragment(deploy_panel, run_every=DEPLOY_POLL_S if polling else None)(run["id"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.data.batches import batches, take
-from core.fusion.rankers import ranker_quality
+from core.fusion import ranker_quality
 from core.models.contrast import contrast_model
 from core.models.registry import encoder_layers
 from core.models.surgery import remove_layers

@@ -144,7 +144,7 @@ def test_failed_parity_is_reported_and_not_offered(runs, pruned_record, monkeypa
     assert store.read_json(pruned, ox.PARITY_FILE)["status"] == "failed"
     assert ox.offered_onnx(store, pruned) is None
     assert not (store.run_dir(pruned) / ox.ONNX_FILE).exists()
-    assert "not offered" in ox.parity_text(rec)
+    assert "NOT offered" in ox.parity_text(rec)
     # the CLI reports it and writes no ONNX file
     from core.cli import main as cli
 
@@ -234,3 +234,35 @@ def test_a_job_whose_worker_died_reads_as_died(runs):
     with pytest.raises(ConfigError, match="start_job.job"):
         W.start_job(store, pruned, "train")
     os.remove(store.run_dir(pruned) / W.JOB_FILE)
+
+
+# ------------------------------------------------------------------------------------------ page
+def test_runs_page_offers_the_checked_onnx_and_shows_the_bench(runs, pruned_record, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    store, pruned, merged = runs
+    if store.read_json(pruned, B.BENCH_FILE) is None:  # run on its own: a quick bench first
+        B.run_bench(store, pruned, B.DeployBenchConfig(batch_sizes=(1,), seq_lengths=(32,), repeats=1, warmup=0))
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(store.root))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "runs.py"), default_timeout=90)
+    at.run()
+    at.selectbox(key="runs_export").set_value(pruned).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "ONNX model (.onnx)" in [b.label for b in at.get("download_button")]
+    shown = "\n".join(str(c.value) for c in at.caption)
+    assert "measured while the machine trains" in shown and "max |logit difference|" in shown
+    bench_table = at.dataframe[-1].value
+    assert "ideal ×" in bench_table.columns and len(bench_table) == len(store.read_json(pruned, B.BENCH_FILE)["rows"])
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Speedup of the compressed model over its teacher" in titles
+    # a failed parity record: said so, no download
+    record = store.read_json(merged, ox.PARITY_FILE)
+    store.write_json(merged, ox.PARITY_FILE, {**record, "status": "failed", "file": None,
+                                              "parity": {**record["parity"], "passed": False}})
+    try:
+        at.selectbox(key="runs_export").set_value(merged).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert "ONNX model (.onnx)" not in [b.label for b in at.get("download_button")]
+        assert any("failed parity and is not offered" in str(e.value) for e in at.error)
+    finally:
+        store.write_json(merged, ox.PARITY_FILE, record)

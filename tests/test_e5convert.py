@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.models import e5convert
+from core.models import e5convert, e5tokenizer
 from core.config import ConfigError
 from core.models.e5convert import (DTYPE_F32, DTYPE_Q4_0, convert, dequantize_q4_0, ensure_converted, is_converted,
                             read_e5_file)
@@ -62,7 +62,7 @@ H, NL, NH, FF, MAXP, TVS, EPS = 32, 2, 2, 64, 16, 2, 1e-12
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", META, "a", "b", f"{META}ab", f"{META}a", "éö", "<mask>", "c"]
 SCORES = [0.0, 0.0, 0.0, 0.0, -2.0, -3.0, -3.0, -1.0, -2.5, -1.5, 0.0, -4.0]
 #: like the real tables: NFKC codepoint by codepoint, except a control removed, tab to space, ligature kept
-NORM = {**e5convert.nfkc_changes(), 0x01: "", 0x09: " "}
+NORM = {**e5tokenizer.nfkc_changes(), 0x01: "", 0x09: " "}
 del NORM[0xFB01]
 
 

@@ -1,4 +1,5 @@
-"""Fusion rankers: estimator contract, within-step features, protocol, quality, JSON persistence, SHAP.
+"""Fusion: estimator contract, within-step features, protocol, quality, the ranker description, SHAP, and the
+one fusion path (runs choose through :func:`core.fusion.rank_step`, the stored choice is its arg-max).
 
 Profiles are synthetic with a known law: the cost of removing a layer grows with its within-step rank of
 ``intensity`` and falls with its rank of ``redundancy_mi``; the other ten signals are noise. Datasets
@@ -16,10 +17,10 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from core.config import ConfigError
-from core.fusion.rankers import (
-    ADDITIVITY_ATOL, DEPTH_FEATURE, SIGNAL_FEATURES, ForestFusionRanker, FusionConfig, LinearFusionRanker, NumpyForest,
-    choose_training_rows, explain, from_json, make_features, make_target, quality_by_step, rank_step,
-    ranker_quality, signal_vote, to_json,
+from core.fusion import (
+    ADDITIVITY_ATOL, DEPTH_FEATURE, ORACLE_DROP, SIGNAL_FEATURES, ForestFusionRanker, FusionChoice, FusionConfig,
+    LinearFusionRanker, RankerSummary, TrainingProtocol, choose_training_rows, describe_ranker, explain, make_features,
+    make_target, quality_by_step, rank_step, ranker_quality, read_choice, signal_vote, upgrade_profiles,
 )
 
 
@@ -43,7 +44,7 @@ def synthetic_profiles(datasets=("sst", "imdb", "ag"), model="tiny", n_layers=12
                 rows.append({"run_id": f"{dataset}-{run_suffix}", "dataset": dataset, "model": model, "step": step,
                              "layer": i, "original_layer": layer, "n_layers": n,
                              **dict(zip(SIGNAL_FEATURES, signals[i])), "oracle_accuracy": acc[i],
-                             "oracle_drop": base - acc[i]})
+                             ORACLE_DROP: base - acc[i]})
             remaining.pop(int(np.argmax(acc)))
     return pd.DataFrame(rows)
 
@@ -186,49 +187,60 @@ def test_signal_vote_orients_each_signal(profiles):
 
 def test_protocol_leave_one_dataset_out(profiles):
     rows, info = choose_training_rows(profiles, "tiny", "imdb", "imdb-r0", 3)
-    assert info["protocol"] == "leave_one_dataset_out"
+    assert info.name == "leave_one_dataset_out"
     assert set(rows.dataset) == {"sst", "ag"} and "imdb" not in set(rows.dataset)
-    assert info["n_rows"] == len(rows) == (profiles.dataset != "imdb").sum()
-    assert info["datasets"] == ["ag", "sst"] and "imdb" in info["description"]
-    assert info["fallback"] is None
+    assert info.n_rows == len(rows) == (profiles.dataset != "imdb").sum()
+    assert info.datasets == ("ag", "sst") and info.sources == ("store",) and info.models == ("tiny",)
+    assert info.description.startswith(f"Trained on {len(rows)} layer-steps of tiny from 2 other dataset(s)")
+    assert "your runs (2)" in info.description and "never on imdb" in info.description
+    assert info.fallback is None
 
 
 def test_protocol_within_run_fallback(profiles):
     mine = profiles[profiles.dataset == "sst"]
-    other_model = synthetic_profiles(datasets=("imdb",), model="other", seed=3)
-    rows, info = choose_training_rows(pd.concat([mine, other_model]), "tiny", "sst", "sst-r0", 3)
-    assert info["protocol"] == "within_run"
-    assert sorted(set(rows.step)) == [0, 1, 2] and set(rows.run_id) == {"sst-r0"}
-    assert info["n_rows"] == 12 + 11 + 10 and info["datasets"] == ["sst"]
-    assert "No other dataset" in info["description"]
+    other_model_same_dataset = synthetic_profiles(datasets=("sst",), model="other", seed=3, run_suffix="o")
+    rows, info = choose_training_rows(pd.concat([mine, other_model_same_dataset]), "tiny", "sst", "sst-r0", 3)
+    assert info.name == "within_run"
+    assert sorted(set(rows.step)) == [0, 1, 2] and set(rows.run_id) == {"sst-r0"} and set(rows.model) == {"tiny"}
+    assert info.n_rows == 12 + 11 + 10 and info.datasets == ("sst",)
+    assert "No other dataset" in info.description
 
 
 def test_protocol_nothing_to_train_on(profiles):
     mine = profiles[profiles.dataset == "sst"]
     rows, info = choose_training_rows(mine, "tiny", "sst", "sst-r0", 0)
-    assert len(rows) == 0 and info["protocol"] == "none" and info["n_rows"] == 0
-    assert info["fallback"] == "signal_vote" and "signal vote" in info["description"]
+    assert len(rows) == 0 and info.name == "none" and info.n_rows == 0
+    assert info.fallback == "signal_vote" and "signal vote" in info.description
+    empty_rows, empty = choose_training_rows(pd.DataFrame(), "tiny", "sst", "sst-r0", 1)
+    assert len(empty_rows) == 0 and empty.name == "none"
 
 
 def test_protocol_skips_rows_without_oracle(profiles):
     no_oracle = profiles.assign(oracle_accuracy=np.where(profiles.dataset == "sst", profiles.oracle_accuracy, np.nan))
     rows, info = choose_training_rows(no_oracle, "tiny", "sst", "sst-r0", 2)
-    assert info["protocol"] == "within_run" and set(rows.step) == {0, 1}
+    assert info.name == "within_run" and set(rows.step) == {0, 1}
 
 
 def test_rank_step_end_to_end(profiles):
     step_rows = profiles[(profiles.run_id == "ag-r0") & (profiles.step == 4)].drop(columns=["oracle_accuracy"])
     cfg = FusionConfig(kind="forest", n_estimators=20, max_background=50)
     ranking = rank_step(profiles, step_rows, cfg)
-    assert ranking.protocol["protocol"] == "leave_one_dataset_out"
+    assert ranking.protocol.name == "leave_one_dataset_out"
     assert ranking.explanation["row_ids"] == step_rows.original_layer.tolist()
     assert ranking.explanation["n_background"] == 50
-    np.testing.assert_array_equal(from_json(ranking.ranker).predict(make_features(step_rows)), ranking.scores)
-    json.dumps(ranking.to_dict())
+    assert ranking.candidates == tuple(step_rows.original_layer) and ranking.measured is None
+    # the stored description is the ranker that made the scores
+    train = profiles[profiles.dataset != "ag"]
+    again = ForestFusionRanker(n_estimators=20, min_samples_leaf=3, random_state=0).fit(make_features(train),
+                                                                                        make_target(train))
+    np.testing.assert_array_equal(again.predict(make_features(step_rows)), ranking.scores)
+    assert ranking.ranker.n_train_rows == len(train) and ranking.ranker.params["min_samples_leaf"] == 3
+    assert FusionChoice.from_dict(json.loads(json.dumps(ranking.to_dict()))) == ranking
     first = profiles[(profiles.run_id == "sst-r0") & (profiles.step == 0)]
     fallback = rank_step(first, first)
-    assert fallback.protocol["protocol"] == "none" and fallback.ranker is None
+    assert fallback.protocol.name == "none" and fallback.ranker is None and fallback.target is None
     np.testing.assert_array_equal(fallback.scores, signal_vote(make_features(first)))
+    assert fallback.quality is not None and len(fallback.measured) == len(first)  # its oracle was given
 
 
 def test_fusion_config_names_the_bad_field():
@@ -259,41 +271,6 @@ def test_quality_by_step_reports_original_layers(profiles):
     assert (table.chosen_layer == table.best_layers.str[0]).all()
 
 
-# ---------------------------------------------------------------------------------------- persistence
-
-@pytest.mark.parametrize("make", [lambda: LinearFusionRanker(alpha=0.3, random_state=0),
-                                  lambda: LinearFusionRanker(alpha=0.0),
-                                  lambda: ForestFusionRanker(n_estimators=15, min_samples_leaf=2, random_state=0)],
-                         ids=["ridge", "least_squares", "forest"])
-def test_json_round_trip_is_exact(profiles, make):
-    X, y, X_test, _ = _split(profiles)
-    ranker = make().fit(X, y)
-    stored = json.loads(json.dumps(to_json(ranker)))
-    loaded = from_json(stored)
-    assert type(loaded) is type(ranker) and loaded.get_params() == ranker.get_params()
-    for frame in (X_test, X):
-        np.testing.assert_array_equal(loaded.predict(frame), ranker.predict(frame))
-    if isinstance(ranker, ForestFusionRanker):
-        assert isinstance(loaded.estimator_, NumpyForest)
-        np.testing.assert_array_equal(loaded.feature_importances_, ranker.feature_importances_)
-    else:
-        np.testing.assert_array_equal(loaded.coef_, ranker.coef_)
-    assert list(loaded.feature_names_in_) == list(SIGNAL_FEATURES)
-
-
-def test_from_json_rejects_malformed_input(profiles):
-    X, y, _, _ = _split(profiles)
-    good = json.loads(json.dumps(to_json(ForestFusionRanker(n_estimators=2, random_state=0).fit(X, y))))
-    loop = json.loads(json.dumps(good))
-    loop["trees"][0]["children_left"][0] = 0  # the root pointing at itself would never terminate
-    bad_feature = json.loads(json.dumps(good))
-    bad_feature["trees"][1]["feature"][0] = 99
-    for data, match in ((loop, "tree 0"), (bad_feature, "tree 1"), ({**good, "format": "pickle"}, "format"),
-                        ({**good, "params": {"n_jobs": 8}}, "params"), ({**good, "kind": "svm"}, "kind")):
-        with pytest.raises(ValueError, match=match):
-            from_json(data)
-
-
 # ----------------------------------------------------------------------------------------------- SHAP
 
 @pytest.mark.parametrize("make, name", [(lambda: LinearFusionRanker(random_state=0), "LinearExplainer"),
@@ -302,18 +279,17 @@ def test_from_json_rejects_malformed_input(profiles):
 def test_shap_is_additive_and_json_ready(profiles, make, name):
     X, y, X_test, test = _split(profiles)
     ranker = make().fit(X, y)
-    for model in (ranker, from_json(json.loads(json.dumps(to_json(ranker))))):
-        # this background holds rows on which shap, unless fed float32-exact data, breaks additivity
-        out = explain(model, X, X_test, row_ids=test.original_layer.to_numpy(), max_background=100)
-        json.dumps(out)
-        assert out["explainer"] == name and out["n_background"] == 100
-        values = np.asarray(out["values"])
-        assert values.shape == X_test.shape and out["feature_names"] == list(SIGNAL_FEATURES)
-        np.testing.assert_allclose(out["base_value"] + values.sum(axis=1), ranker.predict(X_test),
-                                   rtol=0, atol=ADDITIVITY_ATOL if name == "TreeExplainer" else 1e-12)
-        np.testing.assert_allclose(out["prediction"], ranker.predict(X_test), rtol=0, atol=0)
-        importance = np.abs(values).mean(axis=0)
-        assert {SIGNAL_FEATURES[i] for i in np.argsort(importance)[-2:]} == {"intensity", "redundancy_mi"}
+    # this background holds rows on which shap, unless fed float32-exact data, breaks additivity
+    out = explain(ranker, X, X_test, row_ids=test.original_layer.to_numpy(), max_background=100)
+    json.dumps(out)
+    assert out["explainer"] == name and out["n_background"] == 100
+    values = np.asarray(out["values"])
+    assert values.shape == X_test.shape and out["feature_names"] == list(SIGNAL_FEATURES)
+    np.testing.assert_allclose(out["base_value"] + values.sum(axis=1), ranker.predict(X_test),
+                               rtol=0, atol=ADDITIVITY_ATOL if name == "TreeExplainer" else 1e-12)
+    np.testing.assert_allclose(out["prediction"], ranker.predict(X_test), rtol=0, atol=0)
+    importance = np.abs(values).mean(axis=0)
+    assert {SIGNAL_FEATURES[i] for i in np.argsort(importance)[-2:]} == {"intensity", "redundancy_mi"}
 
 
 def test_linear_shap_is_coef_times_centred_value(profiles):
@@ -333,7 +309,7 @@ def test_explain_checks_feature_count(profiles):
 
 
 def test_float32_floor_keeps_every_float32_decision():
-    from core.fusion.rankers import _float32_floor
+    from core.fusion.explanation import _float32_floor
 
     rng = np.random.default_rng(0)
     x = rng.random(2000).astype(np.float32)
@@ -346,12 +322,192 @@ def test_float32_floor_keeps_every_float32_decision():
 
 
 def test_huge_trees_fall_back_to_path_dependent_shap(profiles, monkeypatch):
-    import core.fusion.rankers
+    import core.fusion.explanation
 
-    monkeypatch.setattr(core.fusion.rankers, "_SHAP_MAX_NODES", 5)
+    monkeypatch.setattr(core.fusion.explanation, "_SHAP_MAX_NODES", 5)
     X, y, X_test, _ = _split(profiles)
     ranker = ForestFusionRanker(n_estimators=10, random_state=0).fit(X, y)
     out = explain(ranker, X, X_test)
     assert out["feature_perturbation"] == "tree_path_dependent" and out["n_background"] == 0
     np.testing.assert_allclose(out["base_value"] + np.sum(out["values"], axis=1), ranker.predict(X_test),
                                rtol=0, atol=ADDITIVITY_ATOL)
+
+
+# --------------------------------------------------------------------------------- protocol: the bank era
+
+def test_leave_one_dataset_out_never_trains_on_any_row_of_the_pruned_dataset(profiles):
+    """Two runs of the pruned dataset in the store and a shipped-bank row of it: none of them may train."""
+    second_run = synthetic_profiles(datasets=("imdb",), seed=5, steps=2, run_suffix="r1")
+    bank = pd.concat([synthetic_profiles(datasets=("imdb",), seed=6, steps=1, run_suffix="bank").head(3),
+                      synthetic_profiles(datasets=("yelp",), seed=7, steps=1, run_suffix="bank")]).assign(source="bank v1")
+    every = pd.concat([profiles, second_run, bank], ignore_index=True)
+    rows, info = choose_training_rows(every, "tiny", "imdb", "imdb-r0", 3)
+    assert info.name == "leave_one_dataset_out"
+    assert "imdb" not in set(rows.dataset) and not rows.run_id.str.startswith("imdb").any()
+    assert len(rows) == (every.dataset != "imdb").sum() and set(rows.dataset) == {"sst", "ag", "yelp"}
+    assert info.sources == ("bank v1", "store")
+    assert (f"Trained on {len(rows)} layer-steps of tiny from 3 other dataset(s) (ag, sst, yelp): shipped bank v1 "
+            "+ your runs (2); never on imdb") in info.description
+    # the same through the one fusion path: what trained the ranker is what the record says
+    step_rows = every[(every.run_id == "imdb-r1") & (every.step == 1)]
+    choice = rank_step(every, step_rows, FusionConfig(kind="linear"))
+    assert choice.protocol == info and choice.ranker.n_train_rows == len(rows)
+
+
+def test_cross_model_fallback_is_labelled(profiles):
+    """No other dataset for this model, but other models have some: train on theirs and say so."""
+    mine = profiles[profiles.dataset == "sst"].assign(model="minilm")
+    others = pd.concat([profiles[profiles.dataset == "ag"].assign(model="e5-small"),
+                        synthetic_profiles(datasets=("imdb",), model="bert", seed=4, run_suffix="b"),
+                        synthetic_profiles(datasets=("sst",), model="bert", seed=8, run_suffix="b")])
+    rows, info = choose_training_rows(pd.concat([mine, others]), "minilm", "sst", "sst-r0", 3)
+    assert info.name == "leave_one_dataset_out_other_models"
+    assert set(rows.model) == {"e5-small", "bert"} and set(rows.dataset) == {"ag", "imdb"}  # never sst
+    assert info.models == ("bert", "e5-small") and info.datasets == ("ag", "imdb")
+    assert "No other dataset has been profiled for minilm" in info.description
+    assert "other model(s) (bert, e5-small)" in info.description and "never on sst" in info.description
+    # the model's own rows of another dataset win over other models' rows
+    own_elsewhere = profiles[profiles.dataset == "imdb"].assign(model="minilm")
+    rows, info = choose_training_rows(pd.concat([mine, others, own_elsewhere]), "minilm", "sst", "sst-r0", 3)
+    assert info.name == "leave_one_dataset_out" and set(rows.model) == {"minilm"}
+
+
+def test_old_profiles_are_renamed_on_read(profiles):
+    old = profiles.rename(columns={ORACLE_DROP: "oracle_drop"}).head(30)
+    new = upgrade_profiles(old)
+    assert ORACLE_DROP in new and "oracle_drop" not in new and set(new["source"]) == {"store"}
+    np.testing.assert_array_equal(new[ORACLE_DROP], profiles[ORACLE_DROP].head(30))
+    pd.testing.assert_frame_equal(upgrade_profiles(new), new)
+    rows, _ = choose_training_rows(old, "tiny", "imdb", "imdb-r0", 1)
+    assert ORACLE_DROP in rows and "oracle_drop" not in rows
+
+
+# ---------------------------------------------------------------------------------- ranker description
+
+@pytest.mark.parametrize("kind", ["forest", "linear"])
+def test_ranker_summary_describes_what_the_ranker_leaned_on(profiles, kind):
+    X, y, _, _ = _split(profiles)
+    ranker = (ForestFusionRanker(n_estimators=10, random_state=0) if kind == "forest"
+              else LinearFusionRanker(alpha=0.5, random_state=0)).fit(X, y)
+    summary = describe_ranker(ranker, list(X.columns), len(X))
+    assert summary.kind == kind and summary.n_train_rows == len(X) and summary.feature_names == SIGNAL_FEATURES
+    assert summary.params == ranker.get_params()
+    if kind == "forest":
+        np.testing.assert_array_equal(summary.weights, ranker.feature_importances_)
+        assert summary.intercept is None
+    else:  # coefficients on the standardised features: feature-space ones times the feature's spread
+        np.testing.assert_allclose(summary.weights, ranker.coef_ * X.std(ddof=0).to_numpy(), atol=1e-12)
+    top = {summary.feature_names[i] for i in np.argsort(np.abs(summary.weights))[-2:]}
+    assert top == {"intensity", "redundancy_mi"}
+    assert RankerSummary.from_dict(json.loads(json.dumps(summary.to_dict()))) == summary
+
+
+# ------------------------------------------------------------------------------------- one fusion path
+
+@pytest.fixture(scope="module")
+def contrast_step(contrast):
+    """Step 1 on the contrast model (its oracle is not flat): real signals and oracle, plus the same step
+    profiled on another dataset, so leave-one-dataset-out trains a ranker that can tell the layers apart."""
+    import torch
+
+    from core.data.batches import batches, take
+    from core.fusion import profile_rows
+    from core.pruning.oracle import compute_oracle
+    from core.signals import compute_signals
+
+    cpu = torch.device("cpu")
+    signals = compute_signals(contrast.model, list(batches(take(contrast.task.encoded["train"], 64), 32)),
+                              device=cpu, seed=0)
+    oracle = compute_oracle(contrast.model, contrast.task.encoded["val"], device=cpu)
+    elsewhere = profile_rows(signals, oracle, run_id="elsewhere", dataset="other-task", model="tiny-bert", step=1,
+                             n_original=12)
+    return signals, oracle, elsewhere
+
+
+def _choose(strategy: str, contrast_step, profiles: pd.DataFrame | None = None, seed: int = 7):
+    from core.pruning.config import PruneConfig
+    from core.pruning.strategies import choose_layer
+
+    signals, oracle, elsewhere = contrast_step
+    cfg = PruneConfig(model="tiny-bert", dataset="contrast-keywords", strategy=strategy, seed=seed)
+    return choose_layer(cfg, 1, signals, oracle, elsewhere if profiles is None else profiles, "run-1",
+                        "contrast-keywords", 12)
+
+
+@pytest.mark.parametrize("strategy", ["rf_fusion", "lr_fusion"])
+def test_fusion_removes_the_argmax_of_its_stored_prediction(contrast, contrast_step, strategy):
+    for profiles in (None, pd.DataFrame()):  # a trained ranker, then the signal vote
+        layer, info = _choose(strategy, contrast_step, profiles)
+        stored = read_choice({"layer": layer, "info": json.loads(json.dumps(info))})
+        scores = np.asarray(stored.scores)
+        assert np.ptp(scores) > 0  # the fixture's scores differ, so arg-max vs arg-min is a real question
+        assert layer == stored.chosen_layer == stored.candidates[int(np.argmax(scores))]
+        assert info["strategy"] == strategy
+    # the trained ranker learnt the contrast: it removes a harmless layer and ranks every critical one last
+    layer, info = _choose(strategy, contrast_step)
+    stored = read_choice({"layer": layer, "info": info})
+    assert stored.trained and layer in contrast.harmless_layers and stored.quality["top1_hit"]
+    by_layer = dict(zip(stored.candidates, stored.scores))
+    assert max(by_layer[c] for c in contrast.critical_layers) < min(by_layer[h] for h in contrast.harmless_layers)
+
+
+@pytest.mark.parametrize("strategy, kind", [("rf_fusion", "forest"), ("lr_fusion", "linear")])
+def test_run_path_and_rank_step_are_one_path(contrast_step, strategy, kind):
+    from core.fusion import profile_rows
+
+    signals, oracle, elsewhere = contrast_step
+    layer, info = _choose(strategy, contrast_step, seed=7)
+    rows = profile_rows(signals, oracle, run_id="run-1", dataset="contrast-keywords", model="tiny-bert", step=1,
+                        n_original=12)
+    direct = rank_step(elsewhere, rows, FusionConfig(kind=kind, random_state=7))
+    run = FusionChoice.from_dict(info)
+    assert run == direct and layer == direct.chosen_layer
+    assert run.config == FusionConfig(kind=kind, random_state=7)
+    if kind == "forest":  # our documented default, not sklearn's min_samples_leaf=1
+        assert run.ranker.params["min_samples_leaf"] == FusionConfig().min_samples_leaf == 3
+        assert run.ranker.params["random_state"] == 7
+
+
+def test_oracle_and_signal_strategies_dispatch_through_the_registry(contrast, contrast_step):
+    from core.pruning.strategies import CHOOSERS, strategy_kind
+
+    assert {strategy_kind(s) for s in ("oracle", "rf_fusion", "lr_fusion", "top_down", "intensity")} == set(CHOOSERS)
+    layer, info = _choose("oracle", contrast_step)
+    assert layer in contrast.harmless_layers and info == {"strategy": "oracle"}
+    layer, info = _choose("top_down", contrast_step)
+    assert layer == 11 and info["order"][:2] == [11, 10]
+
+
+# ------------------------------------------------------------------------------------ stored choice files
+
+def test_old_choice_files_still_open():
+    """choice.json as runs wrote it before the typed record: predicted/shap keys, the ranker as full JSON,
+    the protocol as a dict keyed ``protocol`` or as a bare string."""
+    shap_values = {"explainer": "TreeExplainer", "base_value": -0.01, "values": [[0.0] * 12] * 3,
+                   "feature_names": list(SIGNAL_FEATURES), "data": [[0.5] * 12] * 3, "prediction": [-0.01] * 3,
+                   "row_ids": [0, 4, 7], "n_background": 3}
+    old_ranker = {"format": "layer-prune-explorer/fusion-ranker", "version": 1, "kind": "forest",
+                  "params": {"n_estimators": 100, "min_samples_leaf": 1, "random_state": 0, "max_depth": None,
+                             "max_features": 1.0},
+                  "n_features_in": 12, "feature_names_in": list(SIGNAL_FEATURES),
+                  "feature_importances": [1 / 12] * 12, "trees": [{"children_left": [-1]}]}
+    info = {"strategy": "rf_fusion", "target": "gap", "ranker": old_ranker, "shap": shap_values,
+            "protocol": {"protocol": "within_run", "description": "earlier steps", "n_rows": 23,
+                         "datasets": ["keywords"], "runs": ["r"], "fallback": None},
+            "predicted": [-0.02, -0.01, -0.03], "candidates": [0, 4, 7], "measured": [0.8, 0.9, 0.7],
+            "quality": {"spearman": 1.0, "top1_hit": True, "chosen": 1, "best": [1]}}
+    choice = read_choice({"layer": 4, "info": info})
+    assert choice.chosen_layer == 4 and choice.candidates == (0, 4, 7) and choice.scores == (-0.02, -0.01, -0.03)
+    assert choice.protocol == TrainingProtocol("within_run", "earlier steps", 23, ("keywords",), runs=("r",))
+    assert choice.ranker.kind == "forest" and choice.ranker.feature_names == SIGNAL_FEATURES
+    assert choice.ranker.params["min_samples_leaf"] == 1 and choice.target == "gap" and choice.trained
+    assert choice.explanation["row_ids"] == [0, 4, 7] and choice.measured == (0.8, 0.9, 0.7)
+    assert choice.quality["top1_hit"] and choice.config is None
+    vote = read_choice({"layer": 7, "info": {"strategy": "lr_fusion", "protocol": "none", "ranker": None,
+                                             "predicted": [0.1, 0.2, 0.3], "candidates": [0, 4, 7]}})
+    assert vote.protocol.name == "none" and vote.ranker is None and vote.target is None and vote.chosen_layer == 7
+    linear = {**info, "ranker": {"kind": "linear", "params": {"alpha": 1.0, "random_state": None}, "coef": [0.1] * 12,
+                                 "intercept": -0.2, "regressor": "ridge", "feature_names_in": list(SIGNAL_FEATURES)}}
+    assert FusionChoice.from_dict(linear).ranker.intercept == -0.2 and FusionChoice.from_dict(linear).chosen_layer == 4
+    assert read_choice({"layer": 3, "info": {"strategy": "top_down", "order": [3, 2]}}) is None
+    assert read_choice({"layer": 3, "info": {"strategy": "oracle"}}) is None

@@ -24,7 +24,8 @@ def build_parser(prog: str = "python -m core merge") -> argparse.ArgumentParser:
                                 "layers (arXiv 2501.06126), fine-tune/distil, and compare with layer pruning "
                                 "at the same parameter budget.")
     p.add_argument("--model", default=m.model, help=f"registry key or hub id (default: {m.model})")
-    p.add_argument("--dataset", default=None, help="dataset key (default: the registry's default)")
+    p.add_argument("--dataset", default=None, help="dataset key, upload:<id> or a CSV/TSV/Parquet file with "
+                   "--text-column/--label-column (default: the registry's default)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--layers", default=None, help="window of layer positions, e.g. 4-9 (inclusive)")
     where.add_argument("--auto", type=int, default=None, metavar="K",
@@ -44,6 +45,8 @@ def build_parser(prog: str = "python -m core merge") -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=d.max_length)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--prune-anyway", action="store_true", help="go on when the teacher does not beat the "
+                   "majority-class baseline (the run is flagged weak_teacher)")
     return p
 
 
@@ -55,7 +58,8 @@ def config_from_args(args: argparse.Namespace) -> MergeConfig:
     return MergeConfig(model=args.model, dataset=args.dataset, window=args.layers, auto_k=args.auto,
                        selection=args.selection, reference=args.reference, epochs=args.epochs, lr=args.lr,
                        distill=args.distill, kd=DistillConfig(epochs=args.kd_epochs), data=data,
-                       calibration_size=args.calibration, compare_pruning=args.compare_pruning, seed=args.seed)
+                       calibration_size=args.calibration, compare_pruning=args.compare_pruning, seed=args.seed,
+                       allow_weak_teacher=getattr(args, "prune_anyway", False))
 
 
 def summary_text(summary: Mapping[str, Any], comparison: pd.DataFrame | None) -> str:
@@ -96,4 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {run_id}: {status}" + (f" ({run['error']})" if run.get("error") else ""))
         if summary:
             print(summary_text(summary, comparison))
+    if (store.last_event(run_id) or {}).get("stage") == "weak_teacher":
+        print("To go on anyway (the run is flagged weak_teacher), add --prune-anyway.", file=sys.stderr)
     return 0 if status == "done" else 1

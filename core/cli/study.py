@@ -1,4 +1,4 @@
-"""``python -m core study run | status | bank``: grids of pruning runs from the command line.
+"""``python -m core study run | status | bank | paper``: grids of pruning runs from the command line.
 
 ``study run`` takes a TOML/JSON file (``--config``) or flags, starts a study (or resumes one with ``--resume ID``;
 a new study whose cells are already finished in the store skips them anyway) and runs the missing cells locally
@@ -173,6 +173,37 @@ def cmd_bank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paper(args: argparse.Namespace) -> int:
+    """Recompute the paper check from the bank (one-step) and the store's study runs (full path)."""
+    from pathlib import Path
+
+    from core.fusion.bank import load_bank
+    from core.runs.store import RunStore
+    from core.studies import paper
+
+    bank = load_bank(args.bank)
+    store = RunStore(args.store) if args.store else None
+    table = paper.one_step_table(bank.rows)
+    summary = paper.summarise_one_step(table)
+    full = paper.full_path_table(store) if store is not None else None
+    budget = (f"profile bank v{bank.version}: e5-small oracle-path profiles at the default budget (2,000 training "
+              f"rows, length 32, 1 epoch per step), {int(summary['seeds'].min())}-{int(summary['seeds'].max())} "
+              "seed(s) per dataset")
+    claim_rows = paper.claims(summary, table, full, budget=budget)
+    folder = paper.write_reference(table, summary, full, claim_rows, Path(args.out) if args.out else None,
+                                   meta={"bank": bank.manifest.get("coverage"), "budget": budget})
+    if args.json:
+        print(json.dumps(claim_rows, indent=1))
+        return 0
+    cols = ["dataset", "strategy", "regret", "regret_min", "regret_max", "top1", "spearman", "seeds", "steps",
+            "position"]
+    print(summary[summary["strategy"] != "oracle"][cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for c in claim_rows:
+        print(f"\n[{c['key']}] paper: {c['paper']}\n  ours ({c['measure']}): {c['ours']}")
+    print(f"\nwritten to {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core study", description="Grids of pruning runs (studies).")
     sub = p.add_subparsers(dest="what", required=True)
@@ -214,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--note", default="")
     b.add_argument("--json", action="store_true")
     b.set_defaults(fn=cmd_bank)
+    q = sub.add_parser("paper", help="recompute the paper check (data/reference) from the bank and study runs")
+    q.add_argument("--bank", default=None, help="bank folder (default: data/bank)")
+    q.add_argument("--store", default=None, help="a run store whose study runs fill the full-path table")
+    q.add_argument("--out", default=None, help="output folder (default: data/reference)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_paper)
     return p
 
 

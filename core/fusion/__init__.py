@@ -2,12 +2,12 @@
 
 features  profile rows, within-step features, the training target, the signal vote (untrained fallback)
 rankers   the linear and random-forest rankers (sklearn estimators) and the description a run stores
-explain   SHAP values of a ranker, checked additive
+explanation  SHAP values of a ranker, checked additive
 protocol  which rows may train a ranker (leave-one-dataset-out first), and ranking quality vs the oracle
 rank      one step end to end (:func:`rank_step`, the one path runs and tests share) -> :class:`FusionChoice`
 """
 
-from core.fusion.explain import ADDITIVITY_ATOL, explain
+from core.fusion.explanation import ADDITIVITY_ATOL, explain
 from core.fusion.features import (DEPTH_FEATURE, ORACLE, ORACLE_DROP, ORACLE_GAP, SIGNAL_FEATURES, make_features,
                                   make_target, profile_rows, relative_depth, signal_vote, upgrade_profiles)
 from core.fusion.protocol import TrainingProtocol, choose_training_rows, quality_by_step, ranker_quality

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import ConfigError, check_choice, check_float, check_int
-from core.fusion.explain import explain
+from core.fusion.explanation import explain
 from core.fusion.features import (NORMALISATIONS, ORACLE, SIGNAL_FEATURES, TARGETS, _require_columns, make_features,
                                   make_target, signal_vote)
 from core.fusion.protocol import TrainingProtocol, choose_training_rows, ranker_quality
@@ -66,7 +66,7 @@ def make_ranker(cfg: FusionConfig) -> FusionRanker:
 class FusionChoice:
     """The outcome of ranking one step. ``scores[i]`` is the score of ``candidates[i]`` (original layer
     indices; higher = remove first) and ``chosen_layer`` their arg-max. ``ranker``, ``explanation`` (SHAP,
-    see :func:`core.fusion.explain.explain`) and ``target`` are None when no ranker was trained (signal
+    see :func:`core.fusion.explanation.explain`) and ``target`` are None when no ranker was trained (signal
     vote); ``measured`` (the oracle accuracy per candidate) and ``quality`` (:func:`ranker_quality`) are None
     when the step's oracle was not given."""
 

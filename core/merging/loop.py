@@ -78,7 +78,7 @@ def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, st
     """Fine-tune then (optionally) distil ``model`` in place, yielding progress (0..1) under ``stages``
     (fine-tuning, distillation); returns the scores after each."""
     out: dict[str, dict[str, Any]] = {}
-    half = 0.5 if rec.kd is not None else 1.0  # distil only with all of kd, kd_cfg and train_kd (see _recovery)
+    half = 0.5 if rec.kd is not None else 1.0
     for p in fine_tune(model, rec.train, rec.train_cfg, device=rec.device):
         yield Event(stages[0], step=1, progress=half * p.fraction, message=f"{label}: fine-tuning "
                     f"{p.step}/{p.total_steps}, loss {p.loss:.3f}", payload={"loss": p.loss, "fraction": p.fraction})

@@ -8,13 +8,15 @@ They are the model's own transformers modules, called the way ``BertModel.forwar
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from core.data.batches import Batch
 from core.models.registry import base_model, encoder_layers
+
+#: a batch of model inputs (``core.data.batches.Batch``; models sit below data, so the type is spelled here)
+Batch = Mapping[str, torch.Tensor]
 
 
 def embed(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -66,7 +66,9 @@ def _events_for(store: RunStore, run: dict[str, Any]) -> Iterator[Any]:
         from core.pruning.loop import PruneConfig, prune_events
 
         cfg = PruneConfig.from_dict(run["config"])
-        profiles = store.profiles(model=cfg.model)
+        from core.fusion.bank import training_profiles
+
+        profiles = training_profiles(store)  # the shipped bank + this store's runs (fusion picks leave-one-dataset-out)
         if not profiles.empty:
             profiles = profiles[profiles["run_id"] != run["id"]]
         return prune_events(cfg, run_id=run["id"], profiles=profiles, dataset=_upload_for(store, cfg.dataset))
@@ -103,7 +105,7 @@ def execute_run(store: RunStore, run_id: str, on_event: Callable[[Any], None] | 
     weak = False
     try:
         for ev in _events_for(store, run):
-            if ev.stage == Stage.TEACHER_CHECK and ev.payload.get("weak"):
+            if ev.stage == Stage.TEACHER_CHECK and ev.payload.get("weak") and ev.payload.get("allowed"):
                 weak = True  # allowed to go on ("prune anyway"): flag the run wherever it is shown
                 store.update_summary(run_id, {"weak_teacher": True})
             if weak and (ev.stage == Stage.DONE or (ev.stage == Stage.STEP_DONE and ev.step == 0)):

@@ -1,0 +1,125 @@
+"""Paper check: arXiv 2501.03273's claims next to ours, from the reference results shipped in ``data/reference/``
+(readable on a fresh install without running anything; ``python -m core study paper`` remakes them).
+
+The page only reads files (:mod:`ui.paper_plots`); it never trains or computes a ranker.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import paper_plots as pp
+from ui import router, state, widgets
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
+
+state.init()
+widgets.page_header("Paper check", "The published claims of arXiv 2501.03273 (BERT layer pruning with signal "
+                                   "fusion) re-measured with this app's own signals, oracle and rankers.")
+
+try:
+    ref = pp.load_reference()
+except pp.ReferenceFilesError as exc:
+    st.info(f"**The reference results cannot be shown.** {exc}", icon=":material/description:")
+    router.stop_page()
+
+label = state.dataset_label
+models = sorted(set(ref.summary["model"]) | set(ref.full_path["model"] if ref.full_path is not None else []))
+model = models[0] if len(models) == 1 else st.radio("Model", models, horizontal=True, key="paper_model")
+seeds = ref.seeds(model)
+datasets = sorted(ref.summary.loc[ref.summary["model"] == model, "dataset"].unique())
+st.caption(f"**Budget:** {ref.budget}. **{model}**, {len(datasets)} dataset(s), {seeds} seed(s) (mean over seeds "
+           f"and the spread min–max). Files: `{ref.folder}`.")
+
+
+# ------------------------------------------------------------------------------------------ claims
+st.subheader("The claims, side by side")
+st.table(pp.claims_frame(ref.claims))
+st.caption("Our numbers stand on this app's CPU-sized budget and models, not the paper's BERT-base and its nine "
+           "hub datasets, so they test the *shape* of each claim. The paper publishes no code and no per-dataset "
+           "numbers; where it leaves a definition open (regret, the accuracy-to-size ratio) we say ours.")
+
+# ------------------------------------------------------------------------------------------ one step
+st.subheader("One step at a time: each strategy's choice against the oracle")
+st.markdown("At every profiled step of the oracle's own pruning path, each strategy picks the layer it would "
+            "remove; the oracle measured the validation accuracy without each layer. **Regret** (our definition): "
+            "accuracy points lost against the best removal at that step, before fine-tuning. **Top-1 hit rate**: "
+            "how often the strategy picked the best layer. **Spearman**: agreement of the strategy's ordering "
+            "with the oracle's. The fusion rankers are trained leave-one-dataset-out: never on rows of the "
+            "dataset they are scored on.")
+if not datasets:
+    st.info(f"No one-step results for {model} in these files (they hold: "
+            f"{', '.join(sorted(ref.summary['model'].unique()))}).", icon=":material/info:")
+else:
+    st.markdown("**The winner on each dataset**, and where the fusion rankers stand among all strategies:")
+    st.dataframe(pp.winners(ref.summary, model, label), hide_index=True,
+                 column_config={"regret (points)": st.column_config.NumberColumn(format="%.2f"),
+                                "top-1 hit rate": st.column_config.NumberColumn(format="%.2f"),
+                                "Spearman": st.column_config.NumberColumn(format="%.2f")})
+    heat, bars = st.columns(2)
+    with heat:
+        widgets.chart(pp.rank_heatmap(pp.rank_matrix(ref.summary, model), label,
+                                      f"Rank per dataset (1 = lowest regret; {seeds} seed(s))"), key="paper_heatmap")
+    with bars:
+        widgets.chart(pp.regret_bars(pp.regret_by_strategy(ref.summary, model),
+                                     f"Mean regret over {len(datasets)} datasets ({seeds} seed(s))"),
+                      key="paper_regret")
+        st.caption("Bars: mean over datasets of each strategy's mean regret; whiskers: its best and worst dataset.")
+    st.markdown(f"**Regret in accuracy points** (mean over {seeds} seed(s), min–max in brackets; lower is better):")
+    st.dataframe(pp.one_step_matrix(ref.summary, model, label))
+    with st.expander("Every number of the one-step table (top-1 hit rate, Spearman, steps)"):
+        st.dataframe(pp.metrics_table(ref.summary, model, label), hide_index=True,
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("regret (points)", "regret min", "regret max", "top-1 hit rate",
+                                              "Spearman")})
+        st.download_button("Download (CSV)", ref.summary.to_csv(index=False).encode(), "one_step_summary.csv",
+                           "text/csv", key="paper_csv")
+
+# ------------------------------------------------------------------------------------------ depth
+st.subheader("Accuracy as layers are removed")
+full = pp.full_path_depth(ref.full_path, model) if ref.full_path is not None else None
+if full is not None and not full.empty:
+    caps = sorted({int(c) for c in ref.full_path["train_cap"].dropna()}) if "train_cap" in ref.full_path else []
+    budget = f"{', '.join(f'{c:,}' for c in caps)} training rows" if caps else "budget not recorded"
+    st.caption(f"Each strategy's own run: one removal per step with fine-tuning (test accuracy), then distillation. "
+               f"{budget}; the mean over the seeds each point shows on hover.")
+    ds_list = sorted(full["dataset"].unique())
+    cols = st.columns(min(len(ds_list), 2))
+    for i, ds in enumerate(ds_list):
+        with cols[i % len(cols)]:
+            widgets.chart(pp.depth_figure(full[full["dataset"] == ds], f"{label(ds)}: full path", "test accuracy"),
+                          key=f"paper_full_{ds}")
+    st.markdown("**Full-path table** (mean over seeds; ratio = (accuracy / teacher accuracy) / (parameters / "
+                "teacher parameters) after KD, our definition):")
+    st.dataframe(pp.full_path_summary(ref.full_path, model, label), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("teacher", "best over depth", "after KD")}
+                 | {"acc-to-size ratio": st.column_config.NumberColumn(format="%.2f"),
+                    "rank after KD": st.column_config.NumberColumn(format="%.1f")})
+else:
+    st.info("The full-path study (every strategy's own run with fine-tuning, then distillation) has not been "
+            "measured yet. Run it with `python -m core study run --config data/studies/paper-full.toml` (add `--ray` "
+            "for a Ray cluster), then `python -m core study paper --store DIR`. Meanwhile, the oracle's own path "
+            "from the one-step table:", icon=":material/hourglass_empty:")
+    path = pp.oracle_path(ref.one_step, ref.summary, model)
+    if path.empty:
+        st.caption("These reference files do not record the oracle's accuracies (column `best_accuracy`); "
+                   "remake them with `python -m core study paper`.")
+    else:
+        st.caption(f"Validation accuracy right after each step's removal, before fine-tuning: the oracle's best "
+                   f"removal, and what the fusion rankers and the dataset's winner would have kept at the same step "
+                   f"({ref.budget}; mean over {seeds} seed(s)).")
+        ds_list = sorted(path["dataset"].unique())
+        cols = st.columns(min(len(ds_list), 2))
+        for i, ds in enumerate(ds_list):
+            with cols[i % len(cols)]:
+                widgets.chart(pp.depth_figure(path[path["dataset"] == ds], f"{label(ds)}: the oracle's path",
+                                              "validation accuracy"), key=f"paper_oracle_{ds}")
+
+with st.expander("Where these numbers come from"):
+    st.markdown(f"Read from `{ref.folder}`: `one_step.csv` ({len(ref.one_step):,} rows: one per dataset, seed, step "
+                f"and strategy), `one_step_summary.csv`, `claims.json`"
+                + (", `full_path.csv`" if ref.full_path is not None else "") + ". Remake them with "
+                "`python -m core study paper`; the profile bank they stand on is in `data/bank/`.")
+    if ref.meta:
+        st.json(ref.meta, expanded=False)

@@ -1,0 +1,269 @@
+"""Studies: start a grid of pruning runs (datasets x strategies x seeds at one budget) on this machine, and watch
+its cells finish.
+
+A study runs in its own worker process (:mod:`core.studies.worker`), which walks the cells of one model, dataset
+and seed together as a tree and records every cell as an ordinary run. The study id lives in the URL
+(``?study=<id>``), so a reload or a second tab re-attaches; a fragment re-reads the store every ``POLL_S``
+seconds while the study is active. A study whose worker died is shown as interrupted and can be resumed: its
+finished cells are never redone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import streamlit as st
+
+from core.config import ConfigError, DataConfig
+from core.data.datasets import DATASETS
+from core.models.registry import MODELS
+from core.pruning.config import strategy_keys
+from core.studies import records
+from core.studies.config import StudyConfig
+from ui import cached_store, router, state, study_view, theme, widgets
+
+router.ensure_routed()  # a cold server's first deep link runs this file without app.py
+
+POLL_S = 2.0
+STUDY_PARAM = "study"
+
+state.init()
+widgets.page_header("Studies", "A grid of pruning runs (datasets × strategies × seeds) on this machine. Runs of "
+                               "the same dataset and seed share their teacher, signals, oracle and identical "
+                               "fine-tunes; every cell becomes an ordinary run on the other pages.")
+
+
+@st.cache_resource(show_spinner=False)
+def _workers() -> dict[str, tuple[subprocess.Popen, float]]:
+    """The worker processes this server started (study id -> handle and start time), kept so a finished child is
+    reaped."""
+    return {}
+
+
+def _reap() -> dict[str, int]:
+    """Reap finished workers; returns study id -> exit code of the ones that ended since the last call."""
+    ended = {}
+    handles = _workers()
+    for sid, (proc, _) in list(handles.items()):
+        code = proc.poll()
+        if code is not None:
+            ended[sid] = code
+            del handles[sid]
+    st.session_state.setdefault("study_exit_codes", {}).update(ended)
+    return ended
+
+
+def _launch(study_id: str) -> bool:
+    from core.studies.worker import launch
+
+    try:
+        _workers()[study_id] = (launch(str(cached_store.store().root), study_id), time.time())
+    except OSError as exc:
+        widgets.show_error("Could not start the study's worker process", exc, "Check that Python can be run from "
+                           "this server, then press Resume.")
+        return False
+    st.session_state.get("study_exit_codes", {}).pop(study_id, None)
+    return True
+
+
+def _starting(study: records.Study) -> bool:
+    """This server launched a worker for the study (Resume) that is alive but has not marked it running yet."""
+    proc, launched = _workers().get(study.id, (None, 0.0))
+    return (proc is not None and proc.poll() is None and study.status not in study_view.ACTIVE
+            and (study.finished_at or 0.0) < launched)
+
+
+def _active(study: records.Study) -> bool:
+    """Worth polling: the study runs, or the worker this server just started for it is starting."""
+    return study.status in study_view.ACTIVE or _starting(study)
+
+
+def _attach(study_id: str) -> None:
+    st.query_params[STUDY_PARAM] = study_id
+
+
+# ------------------------------------------------------------------------------------------ start
+def _dataset_options() -> list[str]:
+    keys = [k for k, spec in DATASETS.items() if spec.offline]
+    return keys + [k for k in state.dataset_options() if k.startswith("upload:") and k not in keys]
+
+
+def _start_form() -> None:
+    model = state.model()
+    b = state.budgets()
+    spec = MODELS.get(model)
+    max_layers = (spec.num_layers - 1) if spec is not None and spec.num_layers else 47
+    options = _dataset_options()
+    default_ds = [state.dataset()] if state.dataset() in options else options[:1]
+    c1, c2 = st.columns([2, 3])
+    datasets = c1.multiselect("Datasets", options, default=default_ds, format_func=state.dataset_label,
+                              key="study_datasets", help="The embedded datasets and your uploads (Setup page).")
+    strategies = c2.multiselect("Strategies", list(strategy_keys()), default=list(strategy_keys()),
+                                format_func=theme.strategy_label, key="study_strategies")
+    c = st.columns(6)
+    seeds = c[0].multiselect("Seeds", list(range(10)), default=[int(b["seed"])] if int(b["seed"]) < 10 else [0],
+                             key="study_seeds")
+    rows = c[1].number_input("Training rows", 16, 200_000, int(b["train_cap"]), 100, key="study_rows")
+    layers = c[2].number_input("Layers to remove", 1, max_layers, min(int(b["layers_to_remove"]), max_layers),
+                               key="study_layers")
+    epochs = c[3].number_input("Epochs per step", 0.0, 10.0, float(b["step_epochs"]), 0.5, key="study_epochs")
+    distill = c[4].toggle("Distillation", value=bool(b["distill"]), key="study_distill")
+    kd_epochs = c[5].number_input("KD epochs", 0.0, 20.0, float(b["kd_epochs"]), 0.5, key="study_kd",
+                                  disabled=not distill)
+    name = st.text_input("Name", value="study", key="study_name", help="A label for the study's list and runs.")
+    try:
+        data = DataConfig(train_cap=int(rows), val_cap=int(b["val_cap"]), test_cap=int(b["test_cap"]),
+                          max_length=int(b["max_length"]))
+        cfg = StudyConfig(name=name or "study", models=(model,), datasets=tuple(datasets),
+                          strategies=tuple(strategies), seeds=tuple(int(s) for s in seeds),
+                          layers_to_remove=int(layers), step_epochs=float(epochs), distill=bool(distill),
+                          kd_epochs=float(kd_epochs), calibration_size=int(b["calibration_size"]), data=data)
+    except ConfigError as exc:
+        cfg, problem = None, str(exc)
+    else:
+        problem = None
+    st.caption(f"Model **{state.model_label(model)}** (change it in the sidebar); validation {b['val_cap']:,} rows, "
+               f"test {b['test_cap']:,} rows, length {b['max_length']} (Setup page).")
+    if cfg is not None:
+        target = cfg.prune_config(model, cfg.datasets[0], cfg.strategies[0], cfg.seeds[0]).to_dict()
+        est = study_view.estimate(cached_store.runs(kind="prune"), model, cfg.n_cells, target)
+        st.markdown(f"**{cfg.n_cells} cell(s)**: {len(cfg.datasets)} dataset(s) × {len(cfg.strategies)} "
+                    f"strateg{'y' if len(cfg.strategies) == 1 else 'ies'} × {len(cfg.seeds)} seed(s). {est.text}")
+    else:
+        st.warning(f"Not a valid study yet: {problem}")
+    if st.button("Start study", type="primary", icon=":material/play_arrow:", key="study_start",
+                 disabled=cfg is None):
+        _start(cfg)
+
+
+def _start(cfg: StudyConfig | None) -> None:
+    if cfg is None:
+        return
+    from core.studies.execute import start_study
+
+    try:
+        with st.spinner("Recording the study and fixing the profiles its fusion cells train on…"):
+            study = start_study(cached_store.store(), cfg)
+    except Exception as exc:  # e.g. a read-only store folder
+        widgets.show_error("Could not record the study", exc, f"Check that {cached_store.root()} is writable.")
+        return
+    if _launch(study.id):
+        _attach(study.id)
+        st.rerun()
+
+
+# ------------------------------------------------------------------------------------------ watch
+def _status_note(study: records.Study, exit_code: int | None) -> None:
+    if study.status == "done":
+        took = (study.finished_at or study.created_at) - study.created_at
+        st.success(f"**Finished** in {took / 60:.1f} min. Its runs are on Compare (pick the study there) and on "
+                   "every other page.")
+    elif study.status == "interrupted":
+        st.warning(f"**Interrupted.** {study.error or 'The worker stopped.'} Resume finishes the missing cells; "
+                   "finished cells are kept.")
+    elif study.status == "failed":
+        st.error(f"**Some cells failed.** {study.error or ''} Their runs hold the errors (Live pruning page). "
+                 "Resume retries them.")
+    elif study.status == "cancelled":
+        st.info("**Cancelled.** Finished cells are kept; Resume runs the rest.")
+    elif study.status == "queued" and exit_code is not None:
+        st.error(f"The worker process ended (exit code {exit_code}) before the study started. Press Resume to "
+                 "try again; if it ends again, run `python -m core study run` in a terminal to see why.")
+    elif study.status == "queued":
+        st.progress(0.0, text="Queued: the worker process is starting…")
+
+
+def _resume(study_id: str) -> None:
+    if _launch(study_id):
+        st.toast("Resumed: the worker skips the finished cells.")
+
+
+def _cancel(study_id: str) -> None:
+    records.request_cancel(cached_store.store(), study_id)
+    st.toast("Cancel requested: running cells stop within one training batch.")
+
+
+def panel(study_id: str, polling: bool) -> None:
+    store = cached_store.store()
+    _reap()
+    try:
+        study = records.refresh(store, records.get_study(store, study_id))
+    except KeyError:
+        st.error(f"Study {study_id} is not in the store at {cached_store.root()}. Pick another study below.")
+        return
+    exit_code = st.session_state.get("study_exit_codes", {}).get(study_id)
+    cells = records.cell_table(store, study)
+    c = study_view.counts(cells)
+    head, buttons = st.columns([5, 2])
+    head.markdown(f"### {widgets.STATUS_ICONS.get(study.status, '')} {study.name}")
+    cfg = study.config
+    head.caption(f"Study `{study.id}` · {', '.join(cfg.models)} · {cfg.data.train_cap:,} training rows · remove "
+                 f"{cfg.layers_to_remove} layer(s), {cfg.step_epochs:g} epoch(s)/step"
+                 + (f" · then KD {cfg.kd_epochs:g} epoch(s)" if cfg.distill else " · no KD")
+                 + (f" · executor {study.executor}" if study.executor else ""))
+    starting = _starting(study)
+    if starting:
+        buttons.caption("Starting the worker…")
+    elif study.status in study_view.ACTIVE and not (study.status == "queued" and exit_code is not None):
+        buttons.button("Cancel", key="study_cancel", on_click=_cancel, args=(study.id,),
+                       disabled=study.cancel_requested, help="Running cells stop within one training batch; "
+                                                             "finished cells are kept.")
+    elif c["done"] < c["total"]:
+        buttons.button("Resume", key="study_resume", type="primary", on_click=_resume, args=(study.id,),
+                       icon=":material/replay:", help="Start the worker again; finished cells are skipped.")
+    if starting:
+        st.progress(0.0, text="Resuming: the worker is starting (finished cells are skipped)…")
+    else:
+        _status_note(study, exit_code)
+    m = st.columns(4)
+    m[0].metric("Done", f"{c['done']} / {c['total']}")
+    m[1].metric("Running", c["running"])
+    m[2].metric("Waiting", c["waiting"])
+    m[3].metric("Failed or stopped", c["failed"])
+    st.progress(study_view.fraction_done(c), text=f"{c['done']} of {c['total']} cells finished")
+    rows = study_view.cell_rows(cells, state.dataset_label)
+    st.dataframe(study_view.styled(rows), hide_index=True, key="study_cells",
+                 column_config={"step": st.column_config.NumberColumn("step", format="%d"),
+                                "run": st.column_config.TextColumn("run id")})
+    if _active(study) != polling:
+        st.rerun()  # switch the whole page between polling and the finished view (Resume, finish, cancel)
+
+
+def _pick(studies: list[records.Study]) -> None:
+    if not studies:
+        return
+    by_id = {s.id: s for s in studies}
+    current = st.query_params.get(STUDY_PARAM)
+    st.session_state["study_pick"] = current if current in by_id else None
+    st.selectbox("Open a study", list(by_id), key="study_pick", placeholder="pick a study",
+                 format_func=lambda i: study_view.study_label(by_id[i]),
+                 on_change=lambda: _attach(st.session_state["study_pick"]) if st.session_state["study_pick"] else None)
+    with st.expander(f"All studies ({len(studies)})"):
+        st.dataframe(study_view.studies_frame(studies), hide_index=True)
+
+
+try:
+    studies = records.list_studies(cached_store.store())
+except Exception as exc:  # an unreadable store: say so instead of a traceback
+    widgets.show_error("Could not read the studies from the run store", exc, f"Check {cached_store.root()}.")
+    router.stop_page()
+attached = st.query_params.get(STUDY_PARAM)
+
+with st.expander("Start a new study", expanded=not attached):
+    _start_form()
+
+_pick(studies)
+
+if not attached:
+    if not studies:
+        widgets.empty_state("No study yet: pick datasets and strategies above and press Start study. A study of "
+                            "the tiny model on the keywords task finishes in minutes; the 18-strategy e5-small "
+                            "grid takes hours on two cores.")
+    router.stop_page()
+
+_reap()
+try:
+    polling = _active(records.refresh(cached_store.store(), records.get_study(cached_store.store(), attached)))
+except KeyError:
+    polling = False
+st.fragment(panel, run_every=POLL_S if polling else None)(attached, polling)

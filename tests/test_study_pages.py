@@ -1,0 +1,284 @@
+"""AppTest for the Studies and Paper check pages (and the study selector on Compare).
+
+The Paper check reads reference files; until the shipped ones exist, a fixture makes them with the engine's own
+functions (:mod:`core.studies.paper`) from a small synthetic profile bank (e5-small, 3 datasets, 2 seeds, 2 steps,
+6 layers, where removing a boundary layer clearly hurts). The end-to-end test starts a tiny study through the
+Studies page's own controls, waits for its worker process, re-attaches from the URL, finds its runs on Compare,
+and shows their full-path table on the Paper check.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.config import DataConfig
+from core.fusion.bank import COLUMNS, SIGNAL_COLUMNS, validate_rows
+from core.pruning.config import strategy_keys
+from core.runs.store import RunStore
+from core.signals import STRATEGIES
+from core.studies import paper, records
+from core.studies.config import StudyConfig
+from core.studies.execute import start_study
+from tests.test_app_pages import TINY_BUDGETS, TINY_DATA, array, assert_clean, chart_titles, charts, texts
+from ui import paper_plots, study_view
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ROOT / "pages"
+DATASETS = ("trec", "bbc-news", "rotten-tomatoes")
+STUDY_TIMEOUT_S = 300
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=120)
+    at.session_state["sel_model"] = "tiny-bert"
+    at.session_state["sel_dataset"] = "keywords"
+    at.session_state["budgets"] = dict(TINY_BUDGETS)
+    return at
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+def synthetic_bank() -> pd.DataFrame:
+    """Bank rows along the oracle's own path: random signals; removing layer 0 or 5 costs ~30 points, the middle
+    layers a few (which middle layer is best differs per dataset)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for d, dataset in enumerate(DATASETS):
+        for seed in (0, 1):
+            removed: list[int] = []
+            for step in (1, 2):
+                remaining = [layer for layer in range(6) if layer not in removed]
+                acc = {layer: float(np.clip((0.55 if layer in (0, 5) else 0.86 - 0.03 * ((layer + d) % 4))
+                                            - 0.02 * step + rng.normal(0, 0.005), 0, 1)) for layer in remaining}
+                for pos, layer in enumerate(remaining):
+                    row = {"model": "e5-small", "dataset": dataset, "seed": seed, "run_id": f"{dataset}-{seed}",
+                           "step": step, "layer": pos, "original_layer": layer, "n_layers": len(remaining),
+                           "n_original": 6, "removed_so_far": json.dumps(removed), "oracle_accuracy": acc[layer],
+                           "oracle_loss": 1.0 - acc[layer], "data_config": "{}", "teacher_fingerprint": "synthetic",
+                           "code_version": "test"}
+                    row.update({s: float(rng.normal()) for s in SIGNAL_COLUMNS})
+                    rows.append(row)
+                removed.append(max(acc, key=acc.get))
+    return validate_rows(pd.DataFrame(rows)[list(COLUMNS)])
+
+
+def _fusion_ready() -> bool:
+    from core.fusion import FusionConfig
+
+    return "explain" in FusionConfig.__dataclass_fields__  # one_step_table asks for FusionConfig(explain=False)
+
+
+def make_reference(folder: Path, bank: pd.DataFrame, full: pd.DataFrame | None = None) -> list[str]:
+    strategies = (*STRATEGIES, "rf_fusion", "lr_fusion") if _fusion_ready() else tuple(STRATEGIES)
+    table = paper.one_step_table(bank, strategies)
+    if "best_accuracy" not in table.columns:  # the oracle's best accuracy per step, straight from the bank
+        best = bank.groupby(["model", "dataset", "seed", "step"])["oracle_accuracy"].max().rename("best_accuracy")
+        table = table.merge(best.reset_index(), on=["model", "dataset", "seed", "step"])
+    summary = paper.summarise_one_step(table)
+    claims = paper.claims(summary, table, full, budget="synthetic test bank (6 layers, 2 steps)")
+    paper.write_reference(table, summary, full, claims, folder, meta={"budget": "synthetic test bank"})
+    return list(strategies)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, list[str]]:
+    folder = tmp_path_factory.mktemp("reference")
+    return folder, make_reference(folder, synthetic_bank())
+
+
+# ------------------------------------------------------------------------------------------ paper check
+def test_paper_page_shows_claims_heatmap_regret_and_the_oracle_path(reference, monkeypatch):
+    folder, strategies = reference
+    monkeypatch.setenv("PRUNE_REFERENCE_DIR", str(folder))
+    at = page("paper").run()
+    assert_clean(at)
+    claims = at.table[0].value
+    assert list(claims.columns[:4]) == ["The paper says", "We measured", "Measurement", "Budget"]
+    assert len(claims) == 6 and claims["Seeds"].astype(int).eq(2).all()
+    assert any("7 of 9" in c for c in claims["The paper says"])
+    heat = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Rank per dataset"))
+    z = np.array(array(heat["data"][0]["z"]), dtype=float)
+    assert z.shape == (len(strategies), len(DATASETS))
+    assert sorted(z[:, 0].tolist()) == list(range(1, len(strategies) + 1))  # every strategy ranked on a dataset
+    bars = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Mean regret over 3 datasets"))
+    assert len(array(bars["data"][0]["y"])) == len(strategies)
+    winners = at.dataframe[0].value
+    assert len(winners) == len(DATASETS) and "winner" in winners.columns
+    # no full path yet: the page says so and draws the oracle's own path per dataset
+    shown = texts(at)
+    assert "has not been measured yet" in shown and "2 seed(s)" in shown and "synthetic test bank" in shown
+    oracle_paths = [t for t in chart_titles(at) if t.endswith("the oracle's path")]
+    assert len(oracle_paths) == len(DATASETS)
+    path = next(c for c in charts(at) if c["layout"]["title"]["text"] == oracle_paths[0])
+    oracle = next(t for t in path["data"] if t["name"] == "Oracle (measured best)")
+    assert array(oracle["x"]) == [5, 4]  # layers left after steps 1 and 2
+    assert min(array(oracle["y"])) > 0.75  # the oracle never removes a boundary layer here
+
+
+def test_paper_page_without_files_says_how_to_make_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_REFERENCE_DIR", str(tmp_path / "nothing"))
+    at = page("paper").run()
+    assert not at.exception
+    assert "python -m core study paper" in texts(at) and "missing" in texts(at)
+    assert not charts(at)
+
+
+def test_paper_page_with_a_damaged_file_names_it(reference, tmp_path, monkeypatch):
+    folder, _ = reference
+    for f in folder.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "one_step_summary.csv").write_text("model,dataset\nx,y\n")
+    monkeypatch.setenv("PRUNE_REFERENCE_DIR", str(tmp_path))
+    at = page("paper").run()
+    assert not at.exception
+    shown = texts(at)
+    assert "one_step_summary.csv" in shown and "lacks the column" in shown and "python -m core study paper" in shown
+    (tmp_path / "one_step_summary.csv").write_text((folder / "one_step_summary.csv").read_text())
+    (tmp_path / "claims.json").write_text("{not json")
+    with pytest.raises(paper_plots.ReferenceFilesError, match="claims.json"):
+        paper_plots.load_reference(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ studies: view helpers
+def test_counts_and_cell_rows_put_running_cells_first():
+    cells = pd.DataFrame({"cell_id": list("abcd"), "strategy": ["top_down", "oracle", "random", "rf_fusion"],
+                          "model": "tiny-bert", "dataset": "keywords", "seed": 0,
+                          "status": ["done", "running", "waiting", "failed"], "run_id": ["r1", "r2", None, "r4"],
+                          "step": [None, 2, None, None], "message": ["", "Fine-tuning", "", ""]})
+    c = study_view.counts(cells)
+    assert c == {"done": 1, "running": 1, "waiting": 1, "failed": 1, "total": 4}
+    assert study_view.fraction_done(c) == 0.25
+    rows = study_view.cell_rows(cells)
+    assert list(rows["status"]) == ["running", "waiting", "done", "failed"]
+    assert rows["strategy"].iloc[0] == "Oracle (measured best)" and rows["step"].iloc[0] == 2
+    assert "background-color" in study_view.status_style("failed") and study_view.status_style("odd") == ""
+
+
+def test_estimate_scales_finished_runs_and_says_when_it_cannot():
+    target = {"data": {"train_cap": 200}, "layers_to_remove": 2, "step_epochs": 1.0, "distill": False}
+    none = study_view.estimate([], "tiny-bert", 4, target)
+    assert none.seconds is None and "No finished tiny-bert run" in none.text
+    runs = [{"kind": "prune", "status": "done", "model": "tiny-bert", "cell_id": None,
+             "config": {"data": {"train_cap": 100}, "layers_to_remove": 2, "step_epochs": 1.0, "distill": False},
+             "summary": {"timings_s": {"total": t}}} for t in (10.0, 20.0, 30.0)]
+    runs.append({**runs[0], "model": "e5-small", "summary": {"timings_s": {"total": 1e6}}})  # another model
+    est = study_view.estimate(runs, "tiny-bert", 4, target)
+    assert est.runs_used == 3 and est.per_cell_s == pytest.approx(40.0)  # median 20 s, twice the rows
+    assert est.seconds == pytest.approx(160.0) and "upper bound" in est.text
+
+
+# ------------------------------------------------------------------------------------------ studies: page
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _tiny_study(**kw: object) -> StudyConfig:
+    data = DataConfig(**{k: v for k, v in TINY_DATA.items() if k != "seed"})
+    return StudyConfig(**{"name": "tiny", "models": ("tiny-bert",), "datasets": ("keywords",),
+                          "strategies": ("top_down", "random"), "layers_to_remove": 1, "step_epochs": 0.5,
+                          "distill": False, "calibration_size": 32, "data": data, **kw})
+
+
+def test_studies_page_without_studies_invites_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path))
+    at = page("study").run()
+    assert_clean(at)
+    assert "No study yet" in texts(at)
+    assert at.multiselect(key="study_strategies").value == list(strategy_keys())  # all 18 by default
+    assert "No finished tiny-bert run" in texts(at)
+
+
+def test_an_interrupted_study_offers_resume_and_a_queued_one_cancels(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path))
+    store = RunStore(tmp_path)
+    dead = start_study(store, _tiny_study(name="crashed"), profiles=pd.DataFrame())
+    records.set_status(store, dead.id, "running", executor="local", pid=_dead_pid())
+    at = page("study")
+    at.query_params["study"] = dead.id
+    at.run()
+    assert_clean(at)
+    assert records.get_study(store, dead.id).status == "interrupted"
+    assert "Interrupted" in texts(at) and [b.label for b in at.button if b.key == "study_resume"] == ["Resume"]
+    assert {m.label: m.value for m in at.metric}["Waiting"] == "2"
+
+    queued = start_study(store, _tiny_study(name="queued"), profiles=pd.DataFrame())  # no worker: cancels at once
+    at = page("study")
+    at.query_params["study"] = queued.id
+    at.run()
+    at.button(key="study_cancel").click().run()
+    assert not at.exception
+    assert records.get_study(store, queued.id).status == "cancelled"
+    assert "Cancelled" in texts(at)
+
+
+def test_start_a_study_from_the_page_watch_it_finish_and_find_it_on_compare_and_paper(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path))
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the worker process inherits it (see app.py)
+    store = RunStore(tmp_path)
+    at = page("study").run()
+    at.multiselect(key="study_datasets").set_value(["keywords"])
+    at.multiselect(key="study_strategies").set_value(["oracle", "top_down", "rf_fusion"])
+    at.multiselect(key="study_seeds").set_value([0])
+    at.number_input(key="study_rows").set_value(TINY_DATA["train_cap"])
+    at.number_input(key="study_layers").set_value(1)
+    at.number_input(key="study_epochs").set_value(0.5)
+    at.number_input(key="study_kd").set_value(0.5)
+    at.text_input(key="study_name").set_value("tiny grid")
+    at.run()
+    assert "3 cell(s)" in texts(at)
+    at.button(key="study_start").click().run()
+    assert_clean(at)
+    study_id = at.query_params["study"]
+    study = records.get_study(store, study_id)
+    assert study.name == "tiny grid" and study.config.strategies == ("oracle", "top_down", "rf_fusion")
+    assert study.config.data.train_cap == TINY_DATA["train_cap"] and study.config.layers_to_remove == 1
+    deadline = time.monotonic() + STUDY_TIMEOUT_S
+    try:
+        while records.get_study(store, study_id).status in ("queued", "running"):
+            assert time.monotonic() < deadline, records.cell_table(store, records.get_study(store, study_id))
+            time.sleep(2)
+    finally:  # never leave a worker behind: it stops within one batch
+        if records.get_study(store, study_id).status in ("queued", "running"):
+            records.request_cancel(store, study_id)
+    assert records.get_study(store, study_id).status == "done", records.get_study(store, study_id).error
+
+    again = page("study")  # a reload (or a second tab) re-attaches from the URL
+    again.query_params["study"] = study_id
+    again.run()
+    assert_clean(again)
+    assert {m.label: m.value for m in again.metric}["Done"] == "3 / 3"
+    assert "Finished" in texts(again) and "tiny grid" in texts(again)
+    cells = again.dataframe[0].value
+    cells = cells.data if hasattr(cells, "data") else cells
+    assert len(cells) == 3 and set(cells["status"]) == {"done"}
+
+    compare = page("compare")
+    compare.run()
+    compare.selectbox(key="cmp_study").set_value(study_id).run()
+    assert_clean(compare)
+    table = compare.dataframe[0].value
+    assert len(table) == 3 and set(table["study"]) == {"tiny grid"}
+
+    full = paper.full_path_table(store, [study_id])
+    assert len(full) == 3 and full["after_kd"].notna().all()
+    folder = tmp_path / "reference"
+    bank = synthetic_bank()
+    make_reference(folder, bank, full)
+    monkeypatch.setenv("PRUNE_REFERENCE_DIR", str(folder))
+    check = page("paper").run()
+    check.radio(key="paper_model").set_value("tiny-bert").run()
+    assert_clean(check)
+    assert "No one-step results for tiny-bert" in texts(check)
+    assert any(t.endswith(": full path") for t in chart_titles(check))
+    assert "has not been measured yet" not in texts(check)
+    assert "160 training rows" in texts(check)

@@ -1,0 +1,299 @@
+"""The Paper check's data and figures: the shipped reference results (``data/reference/``, written by
+``python -m core study paper``) read and checked, reshaped for the page's tables, and drawn with Plotly.
+
+Nothing here computes a ranker or calls streamlit: :func:`load_reference` reads files (raising
+:class:`ReferenceFilesError` with what to do, never a traceback), the other functions are pandas transforms
+and figure builders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from . import theme
+from .plots import accuracy_axis, apply_layout, empty_figure
+
+SUMMARY_FILE = "one_step_summary.csv"
+MAKE = ("Make them with `python -m core study paper` (from the profile bank in `data/bank/`; the full-path table "
+        "also needs the finished runs of the paper study in your run store), or restore the shipped files with "
+        "`git checkout data/reference`.")
+SUMMARY_COLUMNS = ("model", "dataset", "strategy", "regret", "regret_min", "regret_max", "top1", "spearman",
+                   "seeds", "steps", "position")
+ONE_STEP_COLUMNS = ("model", "dataset", "seed", "step", "n_layers", "strategy", "regret_points", "top1")
+FULL_COLUMNS = ("model", "dataset", "strategy", "seed")
+NUMERIC = ("regret", "regret_min", "regret_max", "top1", "spearman", "seeds", "steps", "position", "seed", "step",
+           "n_layers", "regret_points", "after_kd", "teacher_accuracy", "ratio", "max_accuracy_over_depth",
+           "best_accuracy")
+FUSION = ("rf_fusion", "lr_fusion")
+Label = Callable[[str], str]
+
+
+class ReferenceFilesError(Exception):
+    """The reference files are missing or damaged; the message says which and how to make them."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    folder: Path
+    one_step: pd.DataFrame
+    summary: pd.DataFrame
+    full_path: pd.DataFrame | None
+    claims: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def budget(self) -> str:
+        """The one-step budget as the files record it ("budget not recorded" when they do not)."""
+        text = self.meta.get("budget") or next((c.get("budget") for c in self.claims if c.get("budget")), "")
+        return str(text) if text else "budget not recorded"
+
+    def seeds(self, model: str) -> int:
+        s = self.summary[(self.summary["model"] == model) & (self.summary["strategy"] != "oracle")]
+        return int(s["seeds"].min()) if len(s) else 0
+
+
+def reference_dir() -> Path:
+    """``PRUNE_REFERENCE_DIR`` when set, else the shipped folder (``core.studies.paper.REFERENCE_DIR``)."""
+    env = os.environ.get("PRUNE_REFERENCE_DIR")
+    if env:
+        return Path(env)
+    from core.studies import paper
+
+    return Path(paper.REFERENCE_DIR)
+
+
+def _csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise ReferenceFilesError(f"`{path}` cannot be read as a table ({type(exc).__name__}). {MAKE}") from exc
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ReferenceFilesError(f"`{path}` lacks the column(s) {missing}: it is damaged or from another "
+                                  f"version. {MAKE}")
+    for c in NUMERIC:
+        if c in frame.columns:
+            if frame[c].dtype == bool:
+                frame[c] = frame[c].astype(float)
+            values = pd.to_numeric(frame[c], errors="coerce")
+            if values.isna().sum() > frame[c].isna().sum():
+                raise ReferenceFilesError(f"`{path}`: column {c!r} holds values that are not numbers. {MAKE}")
+            frame[c] = values
+    if frame.empty:
+        raise ReferenceFilesError(f"`{path}` has no rows. {MAKE}")
+    return frame
+
+
+def load_reference(folder: str | Path | None = None) -> Reference:
+    """Read and check the reference files in ``folder`` (default :func:`reference_dir`)."""
+    from core.studies.paper import CLAIMS_FILE, FULL_PATH_FILE, ONE_STEP_FILE
+
+    folder = Path(folder) if folder is not None else reference_dir()
+    needed = [folder / ONE_STEP_FILE, folder / SUMMARY_FILE, folder / CLAIMS_FILE]
+    missing = [p.name for p in needed if not p.is_file()]
+    if missing:
+        raise ReferenceFilesError(f"The reference results are not in `{folder}` (missing: {', '.join(missing)}). "
+                                  f"{MAKE}")
+    one_step = _csv(folder / ONE_STEP_FILE, ONE_STEP_COLUMNS)
+    summary = _csv(folder / SUMMARY_FILE, SUMMARY_COLUMNS)
+    full = _csv(folder / FULL_PATH_FILE, FULL_COLUMNS) if (folder / FULL_PATH_FILE).is_file() else None
+    try:
+        raw = json.loads((folder / CLAIMS_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ReferenceFilesError(f"`{folder / CLAIMS_FILE}` is not valid JSON ({exc}). {MAKE}") from exc
+    claims = raw.get("claims") if isinstance(raw, dict) else None
+    if not isinstance(claims, list) or not all(isinstance(c, dict) and "paper" in c and "ours" in c for c in claims):
+        raise ReferenceFilesError(f"`{folder / CLAIMS_FILE}` has no list of claims with 'paper' and 'ours'. {MAKE}")
+    meta = {k: v for k, v in raw.items() if k != "claims"}
+    return Reference(folder, one_step, summary, full, claims, meta)
+
+
+# ------------------------------------------------------------------------------------------------ tables
+def claims_frame(claims: list[dict[str, Any]]) -> pd.DataFrame:
+    """The claims side by side: the paper's statement | ours with numbers | measurement | budget | seeds."""
+    rows = [{"The paper says": c["paper"], "We measured": c["ours"], "Measurement": c.get("measure", ""),
+             "Budget": c.get("budget", "") or "not recorded", "Seeds": c.get("seeds"), "Datasets": c.get("datasets")}
+            for c in claims]
+    return pd.DataFrame(rows)
+
+
+def _of(summary: pd.DataFrame, model: str) -> pd.DataFrame:
+    return summary[(summary["model"] == model) & (summary["strategy"] != "oracle")]
+
+
+def strategy_order(summary: pd.DataFrame, model: str) -> list[str]:
+    """Strategies by their mean position over datasets (best first)."""
+    s = _of(summary, model)
+    return list(s.groupby("strategy")["position"].mean().sort_values(kind="stable").index)
+
+
+def rank_matrix(summary: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Position per dataset (1 = lowest one-step regret): strategies (rows, best on average first) x datasets."""
+    s = _of(summary, model)
+    if s.empty:
+        return pd.DataFrame()
+    m = s.pivot_table(index="strategy", columns="dataset", values="position", aggfunc="first")
+    return m.reindex(strategy_order(summary, model))
+
+
+def one_step_matrix(summary: pd.DataFrame, model: str, label: Label = str) -> pd.DataFrame:
+    """Mean regret in accuracy points with its min-max over seeds, as text: strategy names x dataset names."""
+    s = _of(summary, model)
+    if s.empty:
+        return pd.DataFrame()
+    cell = [f"{r.regret:.2f} ({r.regret_min:.2f}–{r.regret_max:.2f})" for r in s.itertuples()]
+    m = s.assign(cell=cell).pivot_table(index="strategy", columns="dataset", values="cell", aggfunc="first")
+    m = m.reindex(strategy_order(summary, model))
+    m.index = [theme.strategy_label(k) for k in m.index]
+    m.columns = [label(d) for d in m.columns]
+    return m
+
+
+def metrics_table(summary: pd.DataFrame, model: str, label: Label = str) -> pd.DataFrame:
+    """Every (dataset, strategy): regret with spread, top-1 hit rate, Spearman, seeds, steps, position."""
+    s = _of(summary, model).sort_values(["dataset", "position"])
+    return pd.DataFrame({"dataset": [label(d) for d in s["dataset"]],
+                         "strategy": [theme.strategy_label(k) for k in s["strategy"]],
+                         "position": s["position"].astype(int).to_numpy(), "regret (points)": s["regret"].to_numpy(),
+                         "regret min": s["regret_min"].to_numpy(), "regret max": s["regret_max"].to_numpy(),
+                         "top-1 hit rate": s["top1"].to_numpy(), "Spearman": s["spearman"].to_numpy(),
+                         "seeds": s["seeds"].astype(int).to_numpy(), "steps": s["steps"].astype(int).to_numpy()})
+
+
+def winners(summary: pd.DataFrame, model: str, label: Label = str) -> pd.DataFrame:
+    """Per dataset: the winning strategy with its numbers, and where each fusion ranker stands among all."""
+    s = _of(summary, model)
+    rows = []
+    for ds, g in s.groupby("dataset"):
+        best = g.sort_values("position").iloc[0]
+        row = {"dataset": label(str(ds)), "winner": theme.strategy_label(str(best["strategy"])),
+               "regret (points)": float(best["regret"]), "top-1 hit rate": float(best["top1"]),
+               "Spearman": float(best["spearman"])}
+        for key in FUSION:
+            f = g[g["strategy"] == key]
+            row[theme.strategy_label(key)] = (f"{int(f['position'].iloc[0])} of {len(g)}" if len(f)
+                                              else "not in the table")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def regret_by_strategy(summary: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Per strategy: mean regret over datasets, and the lowest and highest per-dataset mean (the spread)."""
+    s = _of(summary, model)
+    g = s.groupby("strategy")["regret"]
+    out = pd.DataFrame({"regret": g.mean(), "low": g.min(), "high": g.max(), "datasets": g.size()})
+    return out.sort_values("regret").reset_index()
+
+
+def full_path_depth(full: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The full-path runs' test accuracy at each depth, mean over seeds: dataset, strategy, layers, accuracy,
+    seeds."""
+    f = full[full["model"] == model]
+    cols = [c for c in f.columns if c.startswith("acc_") and c.endswith("_layers")]
+    if f.empty or not cols:
+        return pd.DataFrame(columns=["dataset", "strategy", "layers", "accuracy", "seeds"])
+    long = f.melt(id_vars=["dataset", "strategy", "seed"], value_vars=cols, var_name="col", value_name="accuracy")
+    long = long.dropna(subset=["accuracy"])
+    long["layers"] = long["col"].str.slice(4, -7).astype(int)
+    out = long.groupby(["dataset", "strategy", "layers"]).agg(accuracy=("accuracy", "mean"),
+                                                              seeds=("seed", "nunique")).reset_index()
+    return out
+
+
+def full_path_summary(full: pd.DataFrame, model: str, label: Label = str) -> pd.DataFrame:
+    """Per dataset and strategy (mean over seeds): maximum accuracy over depth, after KD, the accuracy-to-size
+    ratio, the rank after KD; with the training rows and seed count each number stands on."""
+    f = full[full["model"] == model]
+    if f.empty:
+        return pd.DataFrame()
+    agg = {c: (c, "mean") for c in ("teacher_accuracy", "max_accuracy_over_depth", "after_kd", "ratio",
+                                     "rank_after_kd") if c in f.columns}
+    g = f.groupby(["dataset", "strategy"]).agg(seeds=("seed", "nunique"), **agg).reset_index()
+    if "train_cap" in f.columns:
+        caps = f.groupby(["dataset", "strategy"])["train_cap"].agg(lambda v: ", ".join(sorted({f"{int(x):,}" for x in
+                                                                                             v.dropna()})))
+        g = g.merge(caps.rename("training rows").reset_index(), on=["dataset", "strategy"])
+    sort = ["dataset", "rank_after_kd"] if "rank_after_kd" in g.columns else ["dataset"]
+    g = g.sort_values(sort)
+    g["dataset"] = [label(d) for d in g["dataset"]]
+    g["strategy"] = [theme.strategy_label(k) for k in g["strategy"]]
+    return g.rename(columns={"teacher_accuracy": "teacher", "max_accuracy_over_depth": "best over depth",
+                             "after_kd": "after KD", "ratio": "acc-to-size ratio", "rank_after_kd": "rank after KD"})
+
+
+def oracle_path(one_step: pd.DataFrame, summary: pd.DataFrame, model: str) -> pd.DataFrame:
+    """From the one-step table (the oracle's own path): per dataset and depth, the best removal's validation
+    accuracy (before fine-tuning), and what the fusion rankers and each dataset's winner would have kept at the
+    same step (best - regret), mean over seeds. Empty when the files hold no ``best_accuracy`` column."""
+    t = one_step[one_step["model"] == model]
+    if t.empty or "best_accuracy" not in t.columns:
+        return pd.DataFrame(columns=["dataset", "strategy", "layers", "accuracy", "seeds"])
+    win = _of(summary, model).sort_values("position").groupby("dataset").head(1)
+    keep = {(d, k) for d in t["dataset"].unique() for k in ("oracle", *FUSION)}
+    keep |= set(zip(win["dataset"], win["strategy"]))
+    t = t[[(d, k) in keep for d, k in zip(t["dataset"], t["strategy"])]]
+    t = t.assign(accuracy=t["best_accuracy"] - t["regret_points"] / 100.0, layers=t["n_layers"] - 1)
+    return t.groupby(["dataset", "strategy", "layers"]).agg(accuracy=("accuracy", "mean"),
+                                                            seeds=("seed", "nunique")).reset_index()
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def rank_heatmap(matrix: pd.DataFrame, label: Label = str, title: str = "Rank per dataset (1 = lowest regret)"
+                 ) -> go.Figure:
+    """Strategies (rows) x datasets (columns), coloured by rank: dark = first."""
+    if matrix.empty:
+        return empty_figure("No strategies in the one-step table")
+    z = matrix.to_numpy(dtype=float)
+    text = [["" if np.isnan(v) else str(int(v)) for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[label(d) for d in matrix.columns], y=[theme.strategy_label(k) for k in matrix.index], text=text,
+        texttemplate="%{text}", colorscale=theme.HEATMAP_SCALE, reversescale=True, zmin=1,
+        zmax=float(np.nanmax(z)) if np.isfinite(z).any() else 1, colorbar=dict(title="rank"),
+        hovertemplate="%{y}<br>%{x}: rank %{z}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    return apply_layout(fig, title, height=max(380, 28 * len(matrix) + 140))
+
+
+def regret_bars(frame: pd.DataFrame, title: str = "Regret per strategy, averaged over datasets") -> go.Figure:
+    """One bar per strategy (mean regret over datasets); whiskers from the best to the worst dataset."""
+    if frame.empty:
+        return empty_figure("No strategies in the one-step table")
+    names = [theme.strategy_label(k) for k in frame["strategy"]]
+    fig = go.Figure(go.Bar(
+        x=names, y=frame["regret"], marker_color=[theme.strategy_color(k) for k in frame["strategy"]],
+        error_y=dict(type="data", symmetric=False, array=frame["high"] - frame["regret"],
+                     arrayminus=frame["regret"] - frame["low"], color="#555"),
+        customdata=np.stack([frame["low"], frame["high"], frame["datasets"]], axis=-1),
+        hovertemplate="%{x}<br>mean regret %{y:.2f} points<br>datasets: best %{customdata[0]:.2f}, worst "
+                      "%{customdata[1]:.2f} (%{customdata[2]} datasets)<extra></extra>"))
+    fig.update_yaxes(title="accuracy points lost vs the best removal", rangemode="tozero")
+    fig.update_xaxes(tickangle=-35)
+    return apply_layout(fig, title, height=460)
+
+
+def depth_figure(frame: pd.DataFrame, title: str, ytitle: str) -> go.Figure:
+    """Accuracy against the number of layers left, one line per strategy; the oracle thick and dashed."""
+    if frame.empty:
+        return empty_figure("No measured depth for this dataset")
+    fig = go.Figure()
+    order = sorted(frame["strategy"].unique(), key=lambda k: (k != "oracle", k not in FUSION, k))
+    for key in order:
+        g = frame[frame["strategy"] == key].sort_values("layers", ascending=False)
+        oracle = key == "oracle"
+        fig.add_trace(go.Scatter(
+            x=g["layers"], y=g["accuracy"], mode="lines+markers", name=theme.strategy_label(key),
+            line=dict(color=theme.strategy_color(key), dash=theme.strategy_dash(key), width=5 if oracle else 2.5),
+            marker=dict(size=10 if oracle else 7), customdata=g["seeds"],
+            hovertemplate=f"{theme.strategy_label(key)}<br>%{{x}} layers: %{{y:.3f}} "
+                          "(mean of %{customdata} seed(s))<extra></extra>"))
+    fig.update_xaxes(title="layers left", autorange="reversed", dtick=1)
+    accuracy_axis(fig, frame["accuracy"], ytitle)
+    return apply_layout(fig, title, height=400)
