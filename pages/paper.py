@@ -28,8 +28,9 @@ models = sorted(set(ref.summary["model"]) | set(ref.full_path["model"] if ref.fu
 model = models[0] if len(models) == 1 else st.radio("Model", models, horizontal=True, key="paper_model")
 seeds = ref.seeds(model)
 datasets = sorted(ref.summary.loc[ref.summary["model"] == model, "dataset"].unique())
-st.caption(f"**Budget:** {ref.budget}. **{model}**, {len(datasets)} dataset(s), {seeds} seed(s) (mean over seeds "
-           f"and the spread min–max). Files: `{ref.folder}`.")
+st.caption(f"**Budget:** {ref.budget} (our choice: the paper does not publish its training sizes or epochs). "
+           f"**{model}**, {len(datasets)} dataset(s), {seeds} seed(s) (mean over seeds and the spread min–max). "
+           f"Files: `{ref.folder}`.")
 
 
 # ------------------------------------------------------------------------------------------ claims

@@ -20,7 +20,7 @@ from core.runs.report import run_report
 from core.runs.store import ACTIVE
 
 from ui import cached_store as ustore
-from ui import router, state, theme, widgets
+from ui import plots, router, state, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 

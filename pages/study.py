@@ -189,7 +189,7 @@ def panel(study_id: str, polling: bool) -> None:
     try:
         study = records.refresh(store, records.get_study(store, study_id))
     except KeyError:
-        st.error(f"Study {study_id} is not in the store at {cached_store.root()}. Pick another study below.")
+        st.error(f"Study {study_id} is not in the store at {cached_store.root()}. Pick another study above.")
         return
     exit_code = st.session_state.get("study_exit_codes", {}).get(study_id)
     cells = records.cell_table(store, study)

@@ -219,6 +219,8 @@ def test_an_interrupted_study_offers_resume_and_a_queued_one_cancels(tmp_path, m
     assert not at.exception
     assert records.get_study(store, queued.id).status == "cancelled"
     assert "Cancelled" in texts(at)
+    at.selectbox(key="study_pick").set_value(dead.id).run()  # earlier studies: pick one to attach
+    assert not at.exception and at.query_params["study"] == dead.id and "crashed" in texts(at)
 
 
 def test_start_a_study_from_the_page_watch_it_finish_and_find_it_on_compare_and_paper(tmp_path, monkeypatch):
@@ -258,8 +260,8 @@ def test_start_a_study_from_the_page_watch_it_finish_and_find_it_on_compare_and_
     assert_clean(again)
     assert {m.label: m.value for m in again.metric}["Done"] == "3 / 3"
     assert "Finished" in texts(again) and "tiny grid" in texts(again)
-    cells = again.dataframe[0].value
-    cells = cells.data if hasattr(cells, "data") else cells
+    frames = [d.value.data if hasattr(d.value, "data") else d.value for d in again.dataframe]
+    cells = next(f for f in frames if "strategy" in f.columns and "message" in f.columns)
     assert len(cells) == 3 and set(cells["status"]) == {"done"}
 
     compare = page("compare")
@@ -282,3 +284,16 @@ def test_start_a_study_from_the_page_watch_it_finish_and_find_it_on_compare_and_
     assert any(t.endswith(": full path") for t in chart_titles(check))
     assert "has not been measured yet" not in texts(check)
     assert "160 training rows" in texts(check)
+
+
+def test_router_shows_the_studies_and_paper_pages_with_the_sidebar(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path))
+    monkeypatch.setenv("PRUNE_REFERENCE_DIR", str(tmp_path / "no-reference"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    for name, title in (("study", "Studies"), ("paper", "Paper check")):
+        at.switch_page(f"pages/{name}.py").run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert at.title[0].value == title
+        assert [s.label for s in at.sidebar.selectbox][:2] == ["Model", "Dataset"], name
+        assert at.info, name  # the empty state says what to do

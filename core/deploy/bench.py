@@ -127,9 +127,20 @@ def _teacher_onnx(teacher: nn.Module, key: str, test: dict[str, torch.Tensor]) -
 
 
 def _int8(src: Path, dest: Path) -> Path:
+    """ONNX Runtime dynamic int8 quantization (weights int8, activations quantized at run time) of ``src``.
+    The exporter's stored shape annotations (``value_info``) are dropped first: the quantizer's shape
+    inference rejects them (``Inferred shape and existing shape differ``) and infers its own."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8)
+    proto = onnx.load(str(src))
+    del proto.graph.value_info[:]
+    plain = dest.with_name(f".{dest.name}.plain{os.getpid()}.onnx")
+    try:
+        onnx.save(proto, str(plain))
+        quantize_dynamic(str(plain), str(dest), weight_type=QuantType.QInt8)
+    finally:
+        plain.unlink(missing_ok=True)
     return dest
 
 

@@ -165,9 +165,8 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
                          strategies: tuple[str, ...] | None = ("oracle",)) -> pd.DataFrame:
     """Bank rows from every finished prune run in ``store`` (by default the oracle-path runs only: the bank
     profiles the oracle's own path), with provenance recomputed from each run's stored config."""
-    from core.config import DataConfig, from_dict
+    from core.config import DataConfig, TrainConfig, from_dict
     from core.data.task import prepare_task
-    from core.pruning.config import PruneConfig
     from core.teacher import default_train_config, teacher_key
 
     runs = [r for r in store.list_runs(kind="prune", status="done", model=model)
@@ -179,20 +178,22 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
         rows = profiles[profiles["run_id"] == run["id"]] if not profiles.empty else profiles
         if rows.empty:
             continue
-        cfg = PruneConfig.from_dict(run["config"])
-        data = from_dict(DataConfig, run["config"].get("data", {}))
-        key = json.dumps([cfg.model, cfg.dataset, data.__dict__], sort_keys=True, default=str)
+        config = run["config"]
+        data = from_dict(DataConfig, config.get("data", {}))
+        key = json.dumps([run["model"], run["dataset"], data.__dict__], sort_keys=True, default=str)
         if key not in fingerprints:
-            task = prepare_task(cfg.model, cfg.dataset, data)
-            fingerprints[key] = teacher_key(task, cfg.teacher or default_train_config(task.model.key, task.num_labels))
+            task = prepare_task(run["model"], run["dataset"], data)
+            teacher = from_dict(TrainConfig, config["teacher"]) if config.get("teacher") else \
+                default_train_config(task.model.key, task.num_labels)
+            fingerprints[key] = teacher_key(task, teacher)
         steps = store.steps(run["id"])
         removed_before = {int(s): list(r or []) for s, r in zip(steps["step"], steps["removed_order"])}
         frame = rows.copy()
-        frame["seed"] = int(cfg.seed)
+        frame["seed"] = int(config.get("seed", 0))
         frame["removed_so_far"] = [json.dumps(removed_before.get(int(s) - 1, [])) for s in frame["step"]]
         frame["data_config"] = json.dumps(data.__dict__, sort_keys=True)
         frame["teacher_fingerprint"] = fingerprints[key]
-        frame["code_version"] = str(run["config"].get("code_version", code_version))
+        frame["code_version"] = str(config.get("code_version", code_version))
         out.append(frame)
     if not out:
         return pd.DataFrame(columns=list(COLUMNS))

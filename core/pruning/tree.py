@@ -21,10 +21,13 @@ import torch
 
 from core.config import TrainConfig
 from core.data.batches import batches, default_device, take
+from core.fusion import profile_rows
+from core.oracle import best_layer
 from core.pruning.config import PruneConfig
 from core.pruning.strategies import choose_layer
 from core.runs.events import Event, StageClock, prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
+from core.version import code_version
 
 def group_key(cfg: PruneConfig) -> str:
     """Everything that determines a run's result except its strategy, as canonical JSON."""
@@ -118,19 +121,26 @@ class TreeWalk:
         cfg, device = self.cfg, self.device
         torch.manual_seed(cfg.seed)
         clock = StageClock()
-        phase = prepare_and_teach(cfg.model, cfg.dataset, self.dataset, cfg.data, cfg.teacher, device, clock)
+        phase = prepare_and_teach(cfg.model, cfg.dataset, self.dataset, cfg.data, cfg.teacher, device, clock,
+                                  allow_weak_teacher=cfg.allow_weak_teacher)
+        weak = False
         while True:  # the teacher phase, shared: every member gets its events
             try:
                 ev = next(phase)
             except StopIteration as stop:
                 task, teacher, teacher_cfg, cached = stop.value
                 break
+            if ev.stage == "teacher_check":
+                weak = bool(ev.payload.get("weak"))
             yield from self._all(self.members, ev)
+        self.weak_teacher = weak
         self.task = task
         val, test = task.encoded["val"], task.encoded["test"]
         base = measure(teacher, val, test, device)
         n_original = len(original_layer_indices(teacher))
-        step0 = {"n_layers": n_original, "removed": None, "removed_order": [], **base, "teacher_cached": cached}
+        step0 = {"n_layers": n_original, "removed": None, "removed_order": [], **base, "teacher_cached": cached,
+                 "teacher_key": getattr(teacher.config, "teacher_key", None), "code_version": code_version(),
+                 **({"weak_teacher": True} if weak else {})}
         for m in self.members:
             m.history.append(step0)
         yield from self._all(self.members, Event("step_done", step=0, progress=0.0, message=f"Teacher: test accuracy "
@@ -155,7 +165,7 @@ class TreeWalk:
                ratio_fn):
         from core.models.registry import original_layer_indices
         from core.models.surgery import remove_layers
-        from core.pruning.oracle import compute_oracle
+        from core.oracle import compute_oracle
         from core.signals import compute_signals
 
         cfg, device = self.cfg, self.device
@@ -182,14 +192,15 @@ class TreeWalk:
                 known = pd.concat([self.profiles, *m.own_profiles], ignore_index=True) if m.own_profiles \
                     else self.profiles
                 layer, info = choose_layer(m.cfg, step, signals, oracle, known, m.run_id, dataset_key, n_original)
-                profile = _profile_rows(signals, oracle, m, dataset_key, step, n_original)
+                profile = profile_rows(signals, oracle, run_id=m.run_id, dataset=dataset_key, model=m.cfg.model,
+                                       step=step, n_original=n_original)
                 m.own_profiles.append(profile)
                 choices.setdefault(layer, []).append((m, info))
                 yield m.run_id, Event("choice", step=step, progress=frac0, message=f"Step {step}: {m.cfg.strategy} "
                                       f"removes layer {layer}", payload={"layer": layer, "info": info},
                                       tables={"signals": signals, "oracle": oracle, "profile": profile})
             clock.tick("choice")
-            best = oracle.sort_values(["accuracy", "loss"], ascending=[False, True]).iloc[0]
+            best = best_layer(oracle)
             for layer, chosen in choices.items():
                 sub = [m for m, _ in chosen]
                 child = remove_layers(model, [layer], by="original")
@@ -207,7 +218,7 @@ class TreeWalk:
                         continue
                     m.removed.append(layer)
                     row = {"n_layers": n_original - step, "removed": layer, "removed_order": list(m.removed), **metrics,
-                           "oracle_best": int(best["original_layer"]), "oracle_best_accuracy": float(oracle["accuracy"].max()),
+                           "oracle_best": best, "oracle_best_accuracy": float(oracle["accuracy"].max()),
                            "chosen_oracle_accuracy": float(oracle.loc[oracle["original_layer"] == layer, "accuracy"].iloc[0]),
                            "ratio": ratio_fn(metrics["test_accuracy"], metrics["params_total"], base["test_accuracy"],
                                              base["params_total"])}
@@ -271,18 +282,11 @@ class TreeWalk:
                     continue
                 summary = _summary(m, base, after, ratio_fn, n_original)
                 summary["timings_s"] = clock.summary()
+                if self.weak_teacher:
+                    summary["weak_teacher"] = True
                 summary["shared"] = {"strategies_in_tree": len(self.members), **self.stats.to_dict()}
                 yield m.run_id, Event("done", progress=1.0, message="Finished", payload=summary,
                                       artifacts={"model": model, "tokenizer": task.tokenizer})
-
-
-def _profile_rows(signals: pd.DataFrame, oracle: pd.DataFrame, m: Member, dataset_key: str, step: int,
-                  n_original: int) -> pd.DataFrame:
-    profile = signals.merge(oracle[["original_layer", "accuracy", "loss", "accuracy_drop"]], on="original_layer")
-    profile = profile.rename(columns={"accuracy": "oracle_accuracy", "loss": "oracle_loss",
-                                      "accuracy_drop": "oracle_drop"})
-    return profile.assign(n_layers=len(profile), n_original=n_original, run_id=m.run_id, dataset=dataset_key,
-                          model=m.cfg.model, step=step)
 
 
 def _summary(m: Member, base: dict[str, Any], after: dict[str, Any] | None, ratio_fn, n_original: int) -> dict[str, Any]:

@@ -146,5 +146,6 @@ def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConf
     if check.weak and not allow_weak_teacher:
         raise WeakTeacherError(check)
     teacher = result.load().to(device).eval()
+    teacher.config.teacher_key = result.path.name  # provenance: which cached teacher (saved with exported models)
     clock.tick(Stage.TEACHER)
     return task, teacher, teacher_cfg, result.cached

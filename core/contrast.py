@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 import torch
@@ -65,7 +65,7 @@ class ContrastModel:
         """The encoded ``train`` / ``val`` / ``test`` splits."""
         return self.task.encoded
 
-    def __iter__(self):  # model, tokenizer, task, harmless, critical = contrast_model()
+    def __iter__(self) -> Iterator[Any]:  # model, tokenizer, task, harmless, critical = contrast_model()
         return iter((self.model, self.tokenizer, self.task, self.harmless_layers, self.critical_layers))
 
 
