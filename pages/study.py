@@ -53,11 +53,11 @@ def _reap() -> dict[str, int]:
     return ended
 
 
-def _launch(study_id: str) -> bool:
+def _launch(study_id: str, resume: bool = False) -> bool:
     from core.studies.worker import launch
 
     try:
-        _workers()[study_id] = (launch(str(cached_store.store().root), study_id), time.time())
+        _workers()[study_id] = (launch(str(cached_store.store().root), study_id, resume=resume), time.time())
     except OSError as exc:
         widgets.show_error("Could not start the study's worker process", exc, "Check that Python can be run from "
                            "this server, then press Resume.")
@@ -174,7 +174,7 @@ def _status_note(study: records.Study, exit_code: int | None) -> None:
 
 
 def _resume(study_id: str) -> None:
-    if _launch(study_id):
+    if _launch(study_id, resume=True):
         st.toast("Resumed: the worker skips the finished cells.")
 
 

@@ -17,6 +17,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep
 # one cache for the whole session (the e5 conversion is done once); reuse a developer's cache when given
 os.environ.setdefault("PRUNE_CACHE_DIR", tempfile.mkdtemp(prefix="prune-cache-"))
 os.environ["PRUNE_STORE_DIR"] = tempfile.mkdtemp(prefix="prune-store-")
+# an empty profile bank: fusion tests decide what the bank holds (tests/test_bank.py checks the shipped one)
+os.environ["PRUNE_BANK_DIR"] = tempfile.mkdtemp(prefix="prune-bank-")
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402

@@ -237,7 +237,7 @@ def test_a_job_whose_worker_died_reads_as_died(runs):
 
 
 # ------------------------------------------------------------------------------------------ page
-def test_runs_page_offers_the_checked_onnx_and_shows_the_bench(runs, pruned_record, monkeypatch):
+def test_runs_page_offers_the_checked_onnx_and_shows_the_bench(runs, pruned_record, merged_record, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     store, pruned, merged = runs

@@ -96,12 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         init = {"include_dashboard": False} if not (args.address or os.environ.get("RAY_ADDRESS")) else {}
         study = execute.run_ray(store, study.id, address=args.address, cpus_per_task=args.cpus_per_task,
-                                keep_models=args.keep_models, on_group_done=on_group, ray_init_kwargs=init)
+                                keep_models=args.keep_models, on_group_done=on_group, ray_init_kwargs=init,
+                                resume=bool(args.resume))
     else:
         bars = _Bars(len(cells), done, args.json)
         try:
             study = execute.run_local(store, study.id, keep_models=args.keep_models, on_event=bars.event,
-                                      on_group=bars.group)
+                                      on_group=bars.group, resume=bool(args.resume))
         finally:
             bars.close()
     return _print_status(store, study, args.json)
@@ -189,7 +190,12 @@ def cmd_paper(args: argparse.Namespace) -> int:
     budget = (f"profile bank v{bank.version}: e5-small oracle-path profiles at the default budget (2,000 training "
               f"rows, length 32, 1 epoch per step), {int(summary['seeds'].min())}-{int(summary['seeds'].max())} "
               "seed(s) per dataset")
-    claim_rows = paper.claims(summary, table, full, budget=budget)
+    full_budget = ""
+    if full is not None and not full.empty:
+        full_budget = (f"study runs: {', '.join(str(int(v)) for v in sorted(full['train_cap'].dropna().unique()))} "
+                       f"training rows, {', '.join(str(int(v)) for v in sorted(full['layers_removed'].unique()))} "
+                       f"layers removed (fine-tuned after each), then KD; {full['seed'].nunique()} seed(s)")
+    claim_rows = paper.claims(summary, table, full, budget=budget, full_budget=full_budget)
     folder = paper.write_reference(table, summary, full, claim_rows, Path(args.out) if args.out else None,
                                    meta={"bank": bank.manifest.get("coverage"), "budget": budget})
     if args.json:

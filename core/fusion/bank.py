@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,11 @@ class Bank:
                              "rows": g.size()}).reset_index()
 
 
+def bank_dir() -> Path:
+    """The bank folder: ``PRUNE_BANK_DIR`` when set, else the shipped ``data/bank``."""
+    return Path(os.environ.get("PRUNE_BANK_DIR") or BANK_DIR)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -110,7 +116,7 @@ def validate_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 def load_bank(folder: str | Path | None = None) -> Bank:
     """The shipped bank, checked against its manifest. Raises :class:`BankError` (never anything else)."""
-    folder = Path(folder) if folder is not None else BANK_DIR
+    folder = Path(folder) if folder is not None else bank_dir()
     mpath, ppath = folder / MANIFEST_FILE, folder / PROFILES_FILE
     if not mpath.exists() or not ppath.exists():
         raise _fail(f"{mpath if not mpath.exists() else ppath} does not exist")
@@ -161,13 +167,30 @@ def training_profiles(store: Any = None, *, bank_folder: str | Path | None = Non
 
 
 # ------------------------------------------------------------------------------------------- building
+def _teacher_key(run: dict[str, Any], task: Any) -> str:
+    """The cached teacher a finished run pruned: recorded in its step 0 (runs since studies exist), else the
+    teacher in the cache trained on exactly this data (task fingerprint) that existed when the run finished
+    (the newest such); ``"unknown"`` when none is left in the cache."""
+    from core.paths import cache_dir
+
+    candidates = []
+    for meta in (cache_dir() / "teachers").glob("*/teacher.json"):
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("task", {}).get("fingerprint") == task.fingerprint and \
+                meta.stat().st_mtime <= (run.get("finished_at") or float("inf")):
+            candidates.append((meta.stat().st_mtime, meta.parent.name))
+    return max(candidates)[1] if candidates else "unknown"
+
+
 def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: str = "unknown",
                          strategies: tuple[str, ...] | None = ("oracle",)) -> pd.DataFrame:
     """Bank rows from every finished prune run in ``store`` (by default the oracle-path runs only: the bank
     profiles the oracle's own path), with provenance recomputed from each run's stored config."""
-    from core.config import DataConfig, TrainConfig, from_dict
+    from core.config import DataConfig, from_dict
     from core.data.task import prepare_task
-    from core.teacher import default_train_config, teacher_key
 
     runs = [r for r in store.list_runs(kind="prune", status="done", model=model)
             if strategies is None or r["strategy"] in strategies]
@@ -180,13 +203,13 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
             continue
         config = run["config"]
         data = from_dict(DataConfig, config.get("data", {}))
-        key = json.dumps([run["model"], run["dataset"], data.__dict__], sort_keys=True, default=str)
-        if key not in fingerprints:
-            task = prepare_task(run["model"], run["dataset"], data)
-            teacher = from_dict(TrainConfig, config["teacher"]) if config.get("teacher") else \
-                default_train_config(task.model.key, task.num_labels)
-            fingerprints[key] = teacher_key(task, teacher)
         steps = store.steps(run["id"])
+        recorded = steps["teacher_key"].iloc[0] if "teacher_key" in steps and len(steps) else None
+        if isinstance(recorded, str) and recorded:
+            fingerprints[run["id"]] = recorded
+        else:
+            fingerprints[run["id"]] = _teacher_key(run, prepare_task(run["model"], run["dataset"], data))
+        key = run["id"]
         removed_before = {int(s): list(r or []) for s, r in zip(steps["step"], steps["removed_order"])}
         frame = rows.copy()
         frame["seed"] = int(config.get("seed", 0))
@@ -210,7 +233,7 @@ def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_fi
                note: str = "") -> dict[str, Any]:
     """Validate ``rows`` and write the bank (Parquet + manifest) atomically; returns the manifest."""
     validate_rows(rows)
-    folder = Path(folder) if folder is not None else BANK_DIR
+    folder = Path(folder) if folder is not None else bank_dir()
     folder.mkdir(parents=True, exist_ok=True)
     ppath = folder / PROFILES_FILE
     with atomic_file(ppath) as tmp:

@@ -40,6 +40,8 @@ class FusionConfig:
     alpha: float = 1.0
     random_state: int = 0
     max_background: int = 100
+    #: compute the SHAP explanation (the runs do; a batch evaluation such as the paper check does not need it)
+    explain: bool = True
 
     def __post_init__(self) -> None:
         o = "FusionConfig"
@@ -53,6 +55,8 @@ class FusionConfig:
         check_float(o, "alpha", self.alpha, 0.0, 1e6)
         check_int(o, "random_state", self.random_state, 0, 2**31 - 1)
         check_int(o, "max_background", self.max_background, 1, 10_000)
+        if not isinstance(self.explain, bool):
+            raise ConfigError(f"{o}.explain must be true or false, got {self.explain!r}")
 
 
 def make_ranker(cfg: FusionConfig) -> FusionRanker:
@@ -152,7 +156,7 @@ def rank_step(profiles: pd.DataFrame, step_rows: pd.DataFrame, cfg: FusionConfig
         est = make_ranker(cfg).fit(X_train, make_target(train_rows, cfg.target))
         scores = est.predict(X)
         explanation = explain(est, X_train, X, row_ids=layers, max_background=cfg.max_background,
-                              random_state=cfg.random_state)
+                              random_state=cfg.random_state) if cfg.explain else None
         ranker, target = describe_ranker(est, list(X.columns), len(train_rows)), cfg.target
     scores = np.asarray(scores, dtype=float)
     measured = quality = None

@@ -130,11 +130,21 @@ def run_group(store: RunStore, study: Study, cells: list[Cell], snapshot: pd.Dat
     return status
 
 
+def _may_start(store: RunStore, study_id: str, resume: bool) -> bool:
+    """A cancel asked before the study started wins, unless this is an explicit resume (which clears it)."""
+    if resume:
+        clear_cancel(store, study_id)
+        return True
+    return not cancel_requested(store, study_id)
+
+
 def run_local(store: RunStore, study_id: str, *, keep_models: bool = False, on_event: OnEvent | None = None,
-              on_group: Callable[[int, int, list[Cell]], None] | None = None) -> Study:
-    """Run every pending cell of the study in this process, one group (tree) at a time."""
+              on_group: Callable[[int, int, list[Cell]], None] | None = None, resume: bool = False) -> Study:
+    """Run every pending cell of the study in this process, one group (tree) at a time. ``resume``: also after
+    the study was cancelled (an explicit "resume" from the user)."""
     study = get_study(store, study_id)
-    clear_cancel(store, study_id)
+    if not _may_start(store, study_id, resume):
+        return _settle(store, study_id)
     snapshot = load_snapshot(store, study)
     todo = pending(store, study)
     set_status(store, study_id, "running", executor="local", pid=os.getpid())
@@ -203,13 +213,14 @@ def _walk_remote(configs: list[dict[str, Any]], run_ids: list[str], snapshot: pd
 def run_ray(store: RunStore, study_id: str, *, address: str | None = None, cpus_per_task: int | None = None,
             keep_models: bool = False, max_retries: int = 3, pid_dir: str | None = None,
             on_group_done: Callable[[int, int, dict[str, str]], None] | None = None,
-            ray_init_kwargs: dict[str, Any] | None = None) -> Study:
+            ray_init_kwargs: dict[str, Any] | None = None, resume: bool = False) -> Study:
     """Run every pending group of the study as a Ray task. ``address`` (or ``RAY_ADDRESS``) attaches to a cluster;
     without either, ``ray.init()`` starts a local instance (Ray's own convention)."""
     import ray
 
     study = get_study(store, study_id)
-    clear_cancel(store, study_id)
+    if not _may_start(store, study_id, resume):
+        return _settle(store, study_id)
     snapshot = load_snapshot(store, study)
     todo = pending(store, study)
     started_here = not ray.is_initialized()

@@ -61,6 +61,7 @@ def _score(step: pd.DataFrame, scores: np.ndarray, strategy: str) -> dict[str, A
     best = acc.max()
     rho = spearmanr(scores, acc).statistic if np.ptp(scores) > 0 and np.ptp(acc) > 0 else np.nan
     return {"strategy": strategy, "chosen_layer": int(step["original_layer"].iloc[chosen]),
+            "chosen_accuracy": float(acc[chosen]), "best_accuracy": float(best),
             "best_layer": int(step["original_layer"].iloc[int(np.argmax(acc))]),
             "top1": bool(acc[chosen] >= best - 1e-12), "regret_points": float(100.0 * (best - acc[chosen])),
             "spearman": float(rho)}
@@ -84,6 +85,8 @@ def one_step_table(bank: pd.DataFrame, strategies: tuple[str, ...] | None = None
                 cfg = FusionConfig(kind="forest" if strategy == "rf_fusion" else "linear", random_state=int(seed),
                                    explain=False)
                 choice = rank_step(fusion_profiles, step, cfg)
+                if not choice.protocol.name.startswith("leave_one_dataset_out"):
+                    continue  # strictly leave-one-dataset-out: no other dataset profiled, so fusion is not scored
                 scores = np.asarray(choice.scores, dtype=float)
                 extra = {"protocol": choice.protocol.name, "train_rows": choice.protocol.n_rows}
             else:
@@ -156,7 +159,7 @@ def _boundary(table: pd.DataFrame, winners: pd.DataFrame) -> dict[str, Any]:
 
 
 def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None = None,
-           budget: str = "") -> list[dict[str, Any]]:
+           budget: str = "", full_budget: str = "") -> list[dict[str, Any]]:
     """The paper's claims next to ours, each with its numbers (from the one-step table, and the full-path table
     where it has the runs)."""
     s = summary[summary["strategy"] != "oracle"]
@@ -170,8 +173,10 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
     best_single = singles.sort_values(["dataset", "position"]).groupby("dataset").head(1)
     out = [
         {"key": "rf_first", "paper": PAPER["rf_first"],
-         "ours": f"RF fusion ranks first (lowest one-step regret) on {int((rf['position'] == 1).sum())} of {n} datasets; "
-                 f"its positions: " + ", ".join(f"{d} {int(rf.loc[d, 'position'])}" for d in datasets if d in rf.index),
+         "ours": (f"RF fusion ranks first (lowest one-step regret) on {int((rf['position'] == 1).sum())} of {n} "
+                  "datasets; its positions: " + ", ".join(f"{d} {int(rf.loc[d, 'position'])}" for d in datasets
+                                                        if d in rf.index)) if len(rf) else
+                 "RF fusion is not in the table",
          "measure": "one-step"},
         {"key": "rf_beats_lr", "paper": PAPER["rf_beats_lr"],
          "ours": f"RF regret below LR on {int(sum(rf.loc[d, 'regret'] < lr.loc[d, 'regret'] for d in datasets if d in rf.index and d in lr.index))} "
@@ -184,7 +189,7 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
     ]
     b = _boundary(table, winners)
     out.append({"key": "boundary_layers", "paper": PAPER["boundary_layers"],
-                "ours": f"the per-dataset winners removed the first or last remaining layer in {b['winner_removed_boundary']} "
+                "ours": f"the per-dataset winners removed the original first or last layer in {b['winner_removed_boundary']} "
                         f"of {b['winner_steps']} steps; the oracle itself in {b['oracle_removed_boundary']} of "
                         f"{b['oracle_steps']}", "measure": "one-step"})
     if full is not None and not full.empty:
@@ -201,10 +206,13 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
         for key in ("kd_beats_teacher", "ratio"):
             out.append({"key": key, "paper": PAPER[key], "ours": "not measured yet: needs the full-path study "
                         "(data/studies/paper-full.toml)", "measure": "full path"})
+    full_seeds = int(full["seed"].nunique()) if full is not None and not full.empty else 0
+    full_n = int(full["dataset"].nunique()) if full is not None and not full.empty else 0
     for c in out:
-        c["budget"] = budget
-        c["seeds"] = seeds
-        c["datasets"] = n
+        one = c["measure"] == "one-step"
+        c["budget"] = budget if one else (full_budget or "see the study's config")
+        c["seeds"] = seeds if one else full_seeds
+        c["datasets"] = n if one else full_n
     return out
 
 

@@ -12,15 +12,17 @@ import sys
 from core.paths import PROJECT_ROOT
 
 
-def launch(store_root: str, study_id: str) -> subprocess.Popen:
-    """Start the worker for ``study_id`` in its own session; the caller keeps the handle to reap it."""
+def launch(store_root: str, study_id: str, *, resume: bool = False) -> subprocess.Popen:
+    """Start the worker for ``study_id`` in its own session; the caller keeps the handle to reap it. ``resume``
+    runs a cancelled study's missing cells (without it, a study cancelled before its worker started stays so)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH"))
                                                          if p)}
-    return subprocess.Popen([sys.executable, "-m", "core.studies.worker", str(store_root), study_id],
+    return subprocess.Popen([sys.executable, "-m", "core.studies.worker", str(store_root), study_id,
+                             *(["--resume"] if resume else [])],
                             cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def main(store_root: str, study_id: str) -> None:
+def main(store_root: str, study_id: str, resume: bool = False) -> None:
     import torch
 
     from core.runs.store import RunStore
@@ -32,11 +34,11 @@ def main(store_root: str, study_id: str) -> None:
         os.nice(5)
     store = RunStore(store_root)
     try:
-        run_local(store, study_id)
+        run_local(store, study_id, resume=resume)
     except Exception as exc:  # recorded for the page; the runs themselves are already marked
         set_status(store, study_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], resume="--resume" in sys.argv[3:])
