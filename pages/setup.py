@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError
-from core.data.datasets import describe_datasets
+from core.data.registry import describe_datasets
 from core.models.registry import MODELS
 from ui import cached_store, plots, router, state, widgets
 
@@ -183,7 +183,8 @@ def _dataset_section() -> None:
 
 def _upload() -> None:
     from core.data.batches import DataError
-    from core.data.upload import MAX_UPLOAD_BYTES, inspect_upload, read_upload
+    from core.data.tables import MAX_UPLOAD_BYTES
+    from core.data.upload import inspect_upload, read_upload
     from core.runs.uploads import save_upload
 
     file = st.file_uploader("CSV, TSV or Parquet with a header row", type=["csv", "tsv", "txt", "tab", "parquet", "pq"],

@@ -15,7 +15,7 @@ import time
 import streamlit as st
 
 from core.config import ConfigError, DataConfig
-from core.data.datasets import DATASETS
+from core.data.registry import DATASETS
 from core.models.registry import MODELS
 from core.pruning.config import strategy_keys
 from core.studies import records

@@ -56,8 +56,6 @@ def test_batches_trim_padding_and_carry_extra_tensors(tiny_tokenizer):
 
 
 def test_length_grouped_batches_cover_every_row_once_and_pad_less():
-    from core.data import batches as D
-
     gen = torch.Generator().manual_seed(0)
     n, width = 1000, 40
     lens = torch.randint(2, width + 1, (n,), generator=gen)

@@ -9,6 +9,9 @@ import pandas as pd
 import pytest
 
 from core.data import datasets as D
+from core.data import hub as H
+from core.data import labels as LB
+from core.data import registry as R
 from core.config import ConfigError, DataConfig
 from core.data.batches import DataError, make_splits
 from core.models.tiny import TINY_WORDS
@@ -18,7 +21,7 @@ PAPER_DATASETS = {"newsgroup", "dbpedia", "amazon", "imdb", "agnews", "yahoo", "
 
 # ------------------------------------------------------------------------------------------------ registry
 def test_registry_entries_are_consistent():
-    for key, spec in D.DATASETS.items():
+    for key, spec in R.DATASETS.items():
         assert spec.key == key
         if spec.source == "hub":
             assert key == f"hub:{spec.hub.name}" and not spec.offline and spec.package is None
@@ -26,38 +29,38 @@ def test_registry_entries_are_consistent():
             assert spec.offline and spec.hub is None
         if spec.source == "package":
             assert spec.package and spec.files
-    hub_targets = [s.stands_for for s in D.DATASETS.values() if s.source == "hub"]
+    hub_targets = [s.stands_for for s in R.DATASETS.values() if s.source == "hub"]
     assert sorted(hub_targets) == sorted(PAPER_DATASETS)  # the paper's nine, once each
-    stand_ins = {s.stands_for for s in D.DATASETS.values() if s.source == "package"} - {"-"}
+    stand_ins = {s.stands_for for s in R.DATASETS.values() if s.source == "package"} - {"-"}
     assert stand_ins <= PAPER_DATASETS and len(stand_ins) == 7
 
 
 def test_default_dataset_is_offline():
-    assert D.get_dataset_spec(D.DEFAULT_DATASET).offline
-    assert D.DEFAULT_DATASET in D.offline_dataset_names()
+    assert R.get_dataset_spec(R.DEFAULT_DATASET).offline
+    assert R.DEFAULT_DATASET in R.offline_dataset_names()
 
 
 def test_spec_validation_names_the_field():
     with pytest.raises(ConfigError, match="source"):
-        D.DatasetSpec("x", "X", "web", None, (), "", False, "-", 2, 10, "")
+        R.DatasetSpec("x", "X", "web", None, (), "", False, "-", 2, 10, "")
     with pytest.raises(ConfigError, match="hub"):
-        D.DatasetSpec("hub:x", "X", "hub", None, (), "", False, "-", 2, 10, "")
+        R.DatasetSpec("hub:x", "X", "hub", None, (), "", False, "-", 2, 10, "")
     with pytest.raises(ConfigError, match="package"):
-        D.DatasetSpec("p", "P", "package", None, (), "", False, "-", 2, 10, "")
+        R.DatasetSpec("p", "P", "package", None, (), "", False, "-", 2, 10, "")
     with pytest.raises(ConfigError, match="label_column"):
-        D.HubColumns("ag_news", ("text",), "text")
+        R.HubColumns("ag_news", ("text",), "text")
 
 
 def test_get_dataset_spec_accepts_bare_hub_names_and_rejects_unknown():
-    assert D.get_dataset_spec("ag_news").key == "hub:ag_news"
-    assert D.get_dataset_spec(" trec ").key == "trec"
+    assert R.get_dataset_spec("ag_news").key == "hub:ag_news"
+    assert R.get_dataset_spec(" trec ").key == "trec"
     with pytest.raises(DataError, match="trec"):
-        D.get_dataset_spec("no-such-dataset")
+        R.get_dataset_spec("no-such-dataset")
 
 
 def test_describe_datasets_has_one_row_per_entry():
-    table = D.describe_datasets()
-    assert list(table["key"]) == list(D.DATASETS)
+    table = R.describe_datasets()
+    assert list(table["key"]) == list(R.DATASETS)
     assert list(table.columns) == ["key", "name", "source", "rows", "classes", "license", "offline", "stands_for"]
     offline = dict(zip(table["key"], table["offline"]))
     assert offline["trec"] == "yes" and offline["hub:ag_news"] == "no"
@@ -66,11 +69,11 @@ def test_describe_datasets_has_one_row_per_entry():
 
 # -------------------------------------------------------------------------------------------------- labels
 def test_encode_labels_sorts_numbers_numerically_and_names_alphabetically():
-    codes, names = D.encode_labels(pd.Series(["10", "2", "1", "2"]))
+    codes, names = LB.encode_labels(pd.Series(["10", "2", "1", "2"]))
     assert names == ("1", "2", "10") and codes.tolist() == [2, 1, 0, 1]
-    codes, names = D.encode_labels(pd.Series([1.0, 0.0, 1.0]))
+    codes, names = LB.encode_labels(pd.Series([1.0, 0.0, 1.0]))
     assert names == ("0", "1") and codes.tolist() == [1, 0, 1]
-    codes, names = D.encode_labels(pd.Series([" spam", "ham", "spam "]))
+    codes, names = LB.encode_labels(pd.Series([" spam", "ham", "spam "]))
     assert names == ("ham", "spam") and codes.tolist() == [1, 0, 1]
 
 
@@ -104,7 +107,7 @@ def test_load_dataset_returns_an_independent_copy():
 
 
 def test_missing_package_gives_an_install_hint():
-    spec = D.DatasetSpec("ghost", "Ghost", "package", "no-such-package-xyz", ("a.csv",), "", False, "-", 2, 1, "")
+    spec = R.DatasetSpec("ghost", "Ghost", "package", "no-such-package-xyz", ("a.csv",), "", False, "-", 2, 1, "")
     with pytest.raises(DataError, match="requirements-assets"):
         D.package_file(spec, "a.csv")
 
@@ -114,9 +117,9 @@ def test_missing_package_gives_an_install_hint():
 def online(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    D._load_hub_cached.cache_clear()
+    H.load_hub_cached.cache_clear()
     yield
-    D._load_hub_cached.cache_clear()
+    H.load_hub_cached.cache_clear()
 
 
 @pytest.mark.parametrize("var", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"])
@@ -161,7 +164,7 @@ def _news(n_train=6, n_test=4):
 
 
 def test_hub_frame_joins_text_columns_and_maps_class_label_names():
-    frame, names = D.hub_frame(_news(), D.HubColumns("news", ("title", "content"), "label"))
+    frame, names = H.hub_frame(_news(), R.HubColumns("news", ("title", "content"), "label"))
     assert names == ("business", "sports", "world")  # sorted names; codes follow them
     assert frame["split"].value_counts().to_dict() == {"train": 9, "test": 4}  # validation joins train
     assert "u" not in set(frame["text"])  # the unsupervised split is skipped
@@ -174,26 +177,26 @@ def test_hub_frame_uses_a_label_names_column_and_drops_unlabelled_rows():
     from datasets import ClassLabel, Dataset, Features, Value
 
     ds = Dataset.from_dict({"text": ["a", "b", "c"], "label": [7, 3, 7], "label_text": ["z", "y", "z"]})
-    frame, names = D.hub_frame(ds, D.HubColumns("s", ("text",), "label", label_names_column="label_text"))
+    frame, names = H.hub_frame(ds, R.HubColumns("s", ("text",), "label", label_names_column="label_text"))
     assert names == ("y", "z") and frame["label"].tolist() == [1, 0, 1] and "split" not in frame
-    frame, names = D.hub_frame(ds, D.HubColumns("s", ("text",), "label"))
+    frame, names = H.hub_frame(ds, R.HubColumns("s", ("text",), "label"))
     assert names == ("3", "7")
     feats = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
     ds = Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, -1, 1]}, features=feats)
-    frame, names = D.hub_frame(ds, D.HubColumns("s", ("text",), "label"))
+    frame, names = H.hub_frame(ds, R.HubColumns("s", ("text",), "label"))
     assert frame["text"].tolist() == ["a", "c"] and names == ("neg", "pos")
 
 
 def test_hub_frame_missing_column_says_which_exist():
     with pytest.raises(DataError, match=r"'body'.*title, content, label"):
-        D.hub_frame(_news(), D.HubColumns("news", ("body",), "label"))
+        H.hub_frame(_news(), R.HubColumns("news", ("body",), "label"))
 
 
 def test_hub_frame_samples_each_split_with_a_seed():
-    cols = D.HubColumns("news", ("content",), "label")
-    a, _ = D.hub_frame(_news(60, 30), cols, max_rows_per_split=10, seed=0)
-    b, _ = D.hub_frame(_news(60, 30), cols, max_rows_per_split=10, seed=0)
-    c, _ = D.hub_frame(_news(60, 30), cols, max_rows_per_split=10, seed=1)
+    cols = R.HubColumns("news", ("content",), "label")
+    a, _ = H.hub_frame(_news(60, 30), cols, max_rows_per_split=10, seed=0)
+    b, _ = H.hub_frame(_news(60, 30), cols, max_rows_per_split=10, seed=0)
+    c, _ = H.hub_frame(_news(60, 30), cols, max_rows_per_split=10, seed=1)
     assert a["split"].value_counts().to_dict() == {"train": 13, "test": 10}  # validation has 3 rows
     assert a.equals(b) and not a.equals(c)
 
@@ -213,16 +216,16 @@ def test_registered_hub_dataset_loads_through_the_mapping(online, monkeypatch):
     assert loaded.spec.key == "hub:dbpedia_14" and loaded.label_names == ("business", "sports", "world")
     splits = make_splits(loaded.frame, loaded.label_names, DataConfig(train_cap=20, val_cap=6, test_cap=6))
     assert splits.sizes()["test"] == 6
-    other = D.load_hub_dataset("org/news", ["title", "content"], "label", split="train")
+    other = H.load_hub_dataset("org/news", ["title", "content"], "label", split="train")
     assert other.spec.key == "hub:org/news" and other.spec.source == "hub"
     assert calls[-1] == ("org/news", None, "train")
 
 
 def test_load_hub_dataset_validates_its_arguments():
     with pytest.raises(DataError, match="label_column"):
-        D.load_hub_dataset("ag_news", "text", "")
+        H.load_hub_dataset("ag_news", "text", "")
     with pytest.raises(DataError, match="max_rows_per_split"):
-        D.load_hub_dataset("ag_news", "text", "label", max_rows_per_split=0)
+        H.load_hub_dataset("ag_news", "text", "label", max_rows_per_split=0)
 
 
 # ------------------------------------------------------------------------------------ embedded: integration
@@ -240,7 +243,7 @@ EMBEDDED = {
 
 
 def test_every_package_dataset_is_covered_below():
-    assert set(EMBEDDED) == {k for k, s in D.DATASETS.items() if s.source == "package"}
+    assert set(EMBEDDED) == {k for k, s in R.DATASETS.items() if s.source == "package"}
 
 
 @pytest.mark.integration

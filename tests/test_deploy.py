@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import ConfigError, DataConfig, TrainConfig
+from core.config import ConfigError, DataConfig
 from core.deploy import bench as B
 from core.deploy import onnx_export as ox
 from core.deploy import worker as W

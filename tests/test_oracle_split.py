@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 from core.config import DataConfig
-from core.pruning.loop import PruneConfig, prune_events
+from core.pruning.config import PruneConfig
+from core.pruning.loop import prune_events
 
 SMALL = DataConfig(train_cap=150, val_cap=45, test_cap=45)
 

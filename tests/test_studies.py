@@ -12,11 +12,10 @@ import time
 import pytest
 
 from core.config import ConfigError, DataConfig
-from core.pruning.config import PruneConfig
 from core.pruning.tree import TreeWalk
 from core.runs.store import RunStore
 from core.studies import execute, records
-from core.studies.config import Cell, StudyConfig
+from core.studies.config import StudyConfig
 
 SMALL = DataConfig(train_cap=120, val_cap=40, test_cap=40)
 STRATEGIES = ("oracle", "random", "top_down", "weight_magnitude", "rf_fusion")

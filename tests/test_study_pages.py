@@ -102,7 +102,12 @@ def test_paper_page_shows_claims_heatmap_regret_and_the_oracle_path(reference, m
     assert_clean(at)
     claims = at.table[0].value
     assert list(claims.columns[:4]) == ["The paper says", "We measured", "Measurement", "Budget"]
-    assert len(claims) == 6 and claims["Seeds"].astype(int).eq(2).all()
+    assert len(claims) == 6
+    one_step = claims["Measurement"] == "one-step"
+    assert one_step.sum() == 4 and claims.loc[one_step, "Seeds"].astype(int).eq(2).all()
+    # without a full-path study its claims say so and carry no seeds, never a borrowed number
+    assert claims.loc[~one_step, "Seeds"].astype(int).eq(0).all()
+    assert claims.loc[~one_step, "We measured"].str.startswith("not measured yet").all()
     assert any("7 of 9" in c for c in claims["The paper says"])
     heat = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Rank per dataset"))
     z = np.array(array(heat["data"][0]["z"]), dtype=float)

@@ -12,8 +12,9 @@ import pytest
 
 from core.config import DataConfig
 from core.data.batches import DataError, make_splits
-from core.data.upload import (MAX_UPLOAD_BYTES, UploadPreview, clean_upload, dataset_from_preview, guess_columns,
-                         inspect_upload, read_upload, sniff_delimiter)
+from core.data.tables import MAX_UPLOAD_BYTES, sniff_delimiter
+from core.data.upload import (UploadPreview, clean_upload, dataset_from_preview, guess_columns, inspect_upload,
+                              read_upload)
 
 TODO_WORDS = ("upload", "pick", "save", "export", "add", "remove", "check", "give", "re-save")
 

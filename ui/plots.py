@@ -7,7 +7,7 @@ signal family has the same colour on every page. Builders never touch streamlit 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd

@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from core.config import DataConfig
-from core.data.datasets import DATASETS, DEFAULT_DATASET
+from core.data.registry import DATASETS, DEFAULT_DATASET
 from core.models.registry import DEFAULT_MODEL, MODELS
 
 MODEL_KEY = "sel_model"

@@ -42,7 +42,7 @@ def _data_cfg(args: argparse.Namespace) -> DataConfig:
 
 def _dataset(args: argparse.Namespace, value: str | None = None) -> str:
     """The dataset key of ``--dataset`` (or ``value``): a file is checked and stored like an upload (``upload:<id>``)."""
-    from core.data.datasets import DEFAULT_DATASET
+    from core.data.registry import DEFAULT_DATASET
     from core.runs.store import RunStore
     from core.runs.uploads import resolve_dataset_arg
 
@@ -72,7 +72,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from core.data.datasets import describe_datasets
+    from core.data.registry import describe_datasets
 
     table = describe_datasets()
     _emit(args, table.to_dict(orient="records"), table.to_string(index=False))
@@ -90,7 +90,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
     task = prepare_task(args.model, load_saved_upload(RunStore(), key) if key.startswith("upload:") else key,
                         _data_cfg(args))
     base = default_train_config(task.model.key, task.num_labels)
-    cfg = replace(base, **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None})
+    cfg = replace(base, **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("min_steps", args.min_steps),
+                                             ("class_weights", args.class_weights)) if v is not None})
     bar = StageProgress(f"teacher {task.model.key} on {task.dataset_key}", quiet=args.json)
 
     def progress(p):
@@ -264,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--epochs", type=float, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--min-steps", type=int, default=None, help="at least this many optimiser steps (default: the "
+                   "recipe's)")
+    p.add_argument("--class-weights", choices=("none", "balanced", "sqrt"), default=None,
+                   help="class-weighted loss for skewed labels (default: the recipe's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_teach)
 

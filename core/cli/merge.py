@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from core.config import ConfigError, DataConfig
-from core.data.datasets import DEFAULT_DATASET
+from core.data.registry import DEFAULT_DATASET
 from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, SELECTIONS, MergeConfig
 from core.runs.runner import execute_with_bar
 from core.runs.store import RunStore

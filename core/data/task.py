@@ -54,7 +54,7 @@ def frame_digest(frame: pd.DataFrame) -> str:
 def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | None = None) -> Task:
     """Load (or take) a dataset, split it, and tokenise every split once for ``model``.
 
-    ``dataset`` is a registry key (``core.data.datasets``) or an already loaded ``LoadedDataset`` (an upload).
+    ``dataset`` is a registry key (``core.data.registry``) or an already loaded ``LoadedDataset`` (an upload).
     """
     from core.data.datasets import load_dataset
 

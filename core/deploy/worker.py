@@ -1,7 +1,7 @@
 """Deploy jobs (ONNX export with parity, or the deploy benchmark) in a background process for the app.
 
 A deploy job belongs to a finished run, is not a run itself (it adds no row to the run list), and at most one
-runs per run at a time. :func:`start_job` starts ``python -m core.deploy.worker STORE RUN_ID JOB [options]``
+runs per run at a time. :func:`start_job` starts ``python -m core.deploy.worker STORE RUN_ID JOB REPEATS INT8``
 as a fresh interpreter (never the Streamlit script thread; it outlives a page reload); the worker writes its
 state to the run folder (``deploy/job.json``: job, pid, status, progress, message, error) and its result
 as the usual artifacts (``deploy/onnx_parity.json``, ``deploy/bench.json``). :func:`job_state` reads the
@@ -62,9 +62,9 @@ def start_job(store: RunStore, run_id: str, job: str, *, repeats: int = DeployBe
                                         "message": "Starting", "started_at": time.time()})
     root = str(PROJECT_ROOT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    args = [sys.executable, "-m", "core.deploy.worker", str(store.root), run_id, job, "--repeats", str(repeats)]
-    proc = subprocess.Popen(args + (["--int8"] if int8 else []), cwd=root, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, start_new_session=True)
+    args = [sys.executable, "-m", "core.deploy.worker", str(store.root), run_id, job, str(repeats), str(int(int8))]
+    proc = subprocess.Popen(args, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
     state = store.read_json(run_id, JOB_FILE) or {}
     if state.get("status") == "starting":  # the worker may already have written its own state
         store.write_json(run_id, JOB_FILE, {**state, "pid": proc.pid})
@@ -100,26 +100,17 @@ def run_job(store: RunStore, run_id: str, job: str, cfg: DeployBenchConfig) -> s
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
+def _worker(store_root: str, run_id: str, job: str, repeats: str, int8: str) -> int:
     import torch
 
-    p = argparse.ArgumentParser(prog="python -m core.deploy.worker")
-    p.add_argument("store_root")
-    p.add_argument("run_id")
-    p.add_argument("job", choices=JOBS)
-    p.add_argument("--repeats", type=int, default=DeployBenchConfig.repeats)
-    p.add_argument("--int8", action="store_true")
-    args = p.parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     with contextlib.suppress(OSError, AttributeError):
         os.nice(2)  # below the app's server, like the run worker; timing is relative (interleaved) anyway
-    cfg = DeployBenchConfig(repeats=args.repeats, int8=args.int8)
-    status = run_job(RunStore(args.store_root), args.run_id, args.job, cfg)
-    print(json.dumps({"run_id": args.run_id, "job": args.job, "status": status}))
+    cfg = DeployBenchConfig(repeats=int(repeats), int8=int8 == "1")
+    status = run_job(RunStore(store_root), run_id, job, cfg)
+    print(json.dumps({"run_id": run_id, "job": job, "status": status}))
     return 0 if status == "done" else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the worker process: python -m core.deploy.worker STORE RUN_ID JOB REPEATS INT8(0|1)
+    sys.exit(_worker(*sys.argv[1:6]))

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pandas as pd
 import torch
 
-from core.pruning.config import FUSION, PruneConfig, strategy_keys  # noqa: F401  (re-exported)
+from core.pruning.config import PruneConfig
 from core.pruning.tree import TreeWalk
 from core.runs.events import Event
 

@@ -63,7 +63,8 @@ _record = record_event  # the name used inside this module
 
 def _events_for(store: RunStore, run: dict[str, Any]) -> Iterator[Any]:
     if run["kind"] == "prune":
-        from core.pruning.loop import PruneConfig, prune_events
+        from core.pruning.config import PruneConfig
+        from core.pruning.loop import prune_events
 
         cfg = PruneConfig.from_dict(run["config"])
         from core.fusion.bank import training_profiles

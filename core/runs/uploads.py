@@ -29,7 +29,7 @@ def save_upload(store: RunStore, loaded: Any, name: str) -> str:
 
 def load_saved_upload(store: RunStore, ref: str) -> Any:
     from core.data.batches import DataError
-    from core.data.datasets import LoadedDataset, upload_spec
+    from core.data.registry import LoadedDataset, upload_spec
 
     digest = ref.split(":", 1)[1]
     folder = store.root / "uploads" / digest
