@@ -55,6 +55,22 @@ def test_bank_round_trip_and_coverage(tmp_path, bank_rows):
     assert "score__weight_magnitude" in bank.rows  # oriented scores are derived from the registry on load
 
 
+def test_a_bank_grows_path_by_path_over_sessions(tmp_path, bank_rows):
+    first = bank_rows[bank_rows["dataset"] != "bbc-news"]
+    B.write_bank(first, tmp_path)
+    # a later session re-ran trec (new numbers) and added bbc-news; keywords it never touched stays
+    redo = bank_rows[bank_rows["dataset"].isin(["trec", "bbc-news"])].assign(
+        oracle_accuracy=lambda f: f["oracle_accuracy"] * 0.5)
+    grown = B.merge_rows(B.load_bank(tmp_path).rows, redo)
+    assert len(grown) == len(bank_rows)
+    by = grown.groupby("dataset")["oracle_accuracy"].sum()
+    base = bank_rows.groupby("dataset")["oracle_accuracy"].sum()
+    assert by["keywords"] == pytest.approx(base["keywords"])
+    assert by["trec"] == pytest.approx(base["trec"] * 0.5) and by["bbc-news"] == pytest.approx(base["bbc-news"] * 0.5)
+    B.write_bank(grown, tmp_path)
+    assert len(B.load_bank(tmp_path).rows) == len(bank_rows)
+
+
 @pytest.mark.parametrize("damage, message", [
     ("truncate", "does not match the checksum"),
     ("edit_value", "does not match the checksum"),

@@ -147,7 +147,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_bank(args: argparse.Namespace) -> int:
     import subprocess
 
-    from core.fusion.bank import bank_rows_from_store, write_bank
+    from core.fusion.bank import bank_rows_from_store, load_bank, merge_rows, write_bank
     from core.paths import PROJECT_ROOT
     from core.runs.store import RunStore
 
@@ -163,6 +163,9 @@ def cmd_bank(args: argparse.Namespace) -> int:
     if rows.empty:
         print(f"error: no finished oracle-path prune runs with profiles in {store.root}", file=sys.stderr)
         return 2
+    if args.add:
+        old = load_bank(args.out)  # refuses a damaged bank rather than growing it
+        rows = merge_rows(old.rows, rows)
     manifest = write_bank(rows, args.out, study_file=args.study_file, note=args.note)
     if args.json:
         print(json.dumps(manifest, indent=1))
@@ -249,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--study-file", default=None, help="the study file that produced the runs (recorded)")
     b.add_argument("--code-version", default=None)
     b.add_argument("--note", default="")
+    b.add_argument("--add", action="store_true", help="grow the existing bank: keep its paths that this store has "
+                   "not re-run (a bank built over several sessions or machines)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(fn=cmd_bank)
     q = sub.add_parser("paper", help="recompute the paper check (data/reference) from the bank and study runs")

@@ -229,6 +229,19 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
     return frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
 
 
+def merge_rows(kept: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """A bank grown by ``new`` rows: every (model, dataset, data config, seed) path in ``new`` replaces the same path
+    in ``kept``; other paths of ``kept`` stay. Lets a bank be built over several machines or sessions, each
+    adding the runs its own store finished."""
+    key = ["model", "dataset", "data_config", "seed"]
+    if kept.empty:
+        return new.copy()
+    fresh = set(map(tuple, new[key].drop_duplicates().itertuples(index=False)))
+    stay = kept[[tuple(k) not in fresh for k in kept[key].itertuples(index=False)]]
+    out = pd.concat([stay, new], ignore_index=True)[list(COLUMNS)]
+    return out.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
+
+
 def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_file: str | None = None,
                note: str = "") -> dict[str, Any]:
     """Validate ``rows`` and write the bank (Parquet + manifest) atomically; returns the manifest."""
