@@ -32,8 +32,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 #: url path -> the page's title (h1)
 PAGES = {"": "Layer-pruning explorer", "setup": "Setup", "live": "Live pruning", "signals": "Signals",
-         "fusion": "Fusion & SHAP", "compare": "Compare", "runs": "Runs & export", "merging": "Feed-forward merging"}
+         "fusion": "Fusion & SHAP", "study": "Studies", "compare": "Compare", "runs": "Runs & export",
+         "paper": "Paper check", "merging": "Feed-forward merging"}
 NAV_LABELS = {"": "Home", "setup": "Setup", "live": "Live pruning", "signals": "Signals", "fusion": "Fusion & SHAP",
+              "study": "Studies", "paper": "Paper check",
               "compare": "Compare", "runs": "Runs & export", "merging": "FFN merging"}
 RUN_TIMEOUT_S = 420
 
@@ -233,14 +235,14 @@ def test_walk_every_page_start_a_tiny_run_and_screenshot(browser, tmp_path):
         assert page.locator(".layer-removed").count() >= 1
         screenshot(page, "live")
 
-        for slug in ("", "setup", "signals", "fusion", "compare", "runs", "merging"):
+        for slug in ("", "setup", "signals", "fusion", "study", "compare", "runs", "paper", "merging"):
             seconds = switch_page(page, slug)
             no_exception(page)
             assert page.get_by_text("Traceback").count() == 0
             screenshot(page, slug or "home")
             print(f"  {NAV_LABELS[slug]:<14} (1 finished run) {seconds:.2f} s")
         page.close()
-    for name in ("home", "setup", "live", "signals", "fusion", "compare", "runs", "merging"):
+    for name in ("home", "setup", "live", "signals", "fusion", "study", "compare", "runs", "paper", "merging"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
 
 
