@@ -9,7 +9,7 @@ import torch
 
 from core.data.batches import batches, take
 from core.fusion import ranker_quality
-from core.models.contrast import contrast_model
+from core.contrast import contrast_model
 from core.models.registry import encoder_layers
 from core.models.surgery import remove_layers
 from core.pruning.oracle import compute_oracle

@@ -213,7 +213,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 BENCHES = {"signals": ("core.cli.bench_signals", "main"), "oracle": ("core.cli.bench_oracle", "main"),
            "latency": ("core.cli.bench_latency", "main"), "merge": ("core.cli.bench_merge", "main"),
            "train": ("core.cli.bench_train", "main"), "e5convert": ("core.cli.bench_e5convert", "main"),
-           "deploy": ("core.cli.deploy", "bench_main"), "study": ("core.cli.bench_study", "main")}
+           "deploy": ("core.cli.deploy", "bench_main"), "study": ("core.cli.bench_study", "main"),
+           "teacher": ("core.cli.bench_teacher", "main")}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -314,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_study)
 
-    p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge | train | e5convert | deploy")
+    p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge | train | e5convert | deploy | "
+                       "teacher")
     p.add_argument("what", choices=list(BENCHES))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
