@@ -54,7 +54,7 @@ BUGS = (
         "core/merging/ffn.py",
         "    _tie(new, window, ref)",
         "    _tie(new, window, window[0])",
-        "tests/test_merge.py::test_reference_layer_choice"),
+        "tests/test_merge.py::test_every_layer_of_the_window_shares_the_mean_in_the_reference_order"),
     Bug("run store writes JSON artifacts in place (a failed write destroys the previous version)",
         "core/runs/store.py",
         "atomic_write_text(path, json.dumps(_clean(obj), indent=1, allow_nan=False))",

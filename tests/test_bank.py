@@ -136,5 +136,16 @@ def test_shipped_bank_loads_if_present():
     if not (B.BANK_DIR / B.MANIFEST_FILE).exists():
         pytest.skip("no bank shipped in data/bank yet")
     bank = B.load_bank(B.BANK_DIR)
-    assert bank.rows["dataset"].nunique() >= 3
-    assert (bank.rows["model"] == "e5-small").all()
+    rows = bank.rows
+    assert (rows["model"] == "e5-small").all()
+    # the manifest's coverage is what the file holds, dataset by dataset
+    manifest = json.loads((B.BANK_DIR / B.MANIFEST_FILE).read_text())
+    assert manifest["rows"] == len(rows)
+    for entry in manifest["coverage"]:
+        part = rows[(rows["model"] == entry["model"]) & (rows["dataset"] == entry["dataset"])]
+        assert len(part) == entry["rows"] and sorted(part["seed"].unique()) == entry["seeds"]
+    assert sum(e["rows"] for e in manifest["coverage"]) == len(rows)
+    # every profiled step profiles every remaining layer once, with a finite oracle
+    for _, step in rows.groupby(["dataset", "seed", "run_id", "step"]):
+        assert len(step) == step["n_layers"].iloc[0] == step["layer"].nunique()
+    assert rows["oracle_accuracy"].between(0, 1).all()

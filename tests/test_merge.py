@@ -273,6 +273,20 @@ def test_reference_layer_choice(model, calib):
     assert table.set_index("layer").loc[6, "moved"] == 0.0
 
 
+@pytest.mark.parametrize("reference", ["first", "middle", "last"])
+def test_every_layer_of_the_window_shares_the_mean_in_the_reference_order(model, calib, reference):
+    """The shared FFN is the mean of the window's weights aligned to the reference layer, whichever it is."""
+    acts = F.ffn_activations(model, calib, layers=WINDOW)
+    perms, _ = F.align_window(model, WINDOW, acts, reference=reference)
+    merged = F.merge_aligned(model, WINDOW, perms, reference=reference)
+    states = [F.aligned_ffn_state(encoder_layers(model)[p], perms[p]) for p in WINDOW]
+    first, second = F.ffn_linears(encoder_layers(merged)[WINDOW[0]])
+    assert torch.allclose(first.weight, torch.stack([s["w1"] for s in states]).mean(0))
+    assert torch.allclose(second.weight, torch.stack([s["w2"] for s in states]).mean(0))
+    assert torch.allclose(second.bias, torch.stack([s["b2"] for s in states]).mean(0))
+    assert len({ffn_ptrs(merged, p) for p in WINDOW}) == 1
+
+
 # --------------------------------------------------------------------------------------- save / load
 @pytest.fixture()
 def merged(model, calib):
