@@ -16,6 +16,7 @@ from core.fusion import read_choice
 from core.models.registry import MODELS
 from core.pruning.config import strategy_keys
 from core.runs import artifacts
+from core.runs.store import ACTIVE
 from core.signals import SIGNAL_KEYS
 from ui import cached_store as ustore
 from ui import plots, router, state, tables, theme, widgets
@@ -61,7 +62,7 @@ if missing:
 if not requested:
     attached = [i for i in st.session_state.get("attached_runs", []) if i in by_id]
 if not attached and not requested and all_runs:
-    active = [r for r in all_runs if r["status"] in ("queued", "running")]
+    active = [r for r in all_runs if r["status"] in ACTIVE]
     first = (active or all_runs)[0]
     attached = [r["id"] for r in all_runs if first.get("group_id") and r.get("group_id") == first["group_id"]] \
         or [first["id"]]
@@ -108,7 +109,7 @@ def _n_original(run: dict[str, Any], steps: pd.DataFrame) -> int:
 def _view_step(run: dict[str, Any], steps: pd.DataFrame) -> int:
     """The step to show: the latest while running, a replay slider once finished."""
     latest = int(steps["step"].max()) if not steps.empty else 0
-    if run["status"] in ("queued", "running") or latest == 0:
+    if run["status"] in ACTIVE or latest == 0:
         return latest
     return int(st.slider("Replay: step", 0, latest, latest, key=f"replay_{run['id']}",
                          help="Slide back to see the run as it was after each step."))
@@ -116,7 +117,7 @@ def _view_step(run: dict[str, Any], steps: pd.DataFrame) -> int:
 
 def _detail_step(run: dict[str, Any], view: int) -> int:
     """While running: the step in progress (its choice is already stored); in replay: the step viewed."""
-    if run["status"] in ("queued", "running") and view + 1 in ustore.artifact_steps(run["id"], artifacts.CHOICE):
+    if run["status"] in ACTIVE and view + 1 in ustore.artifact_steps(run["id"], artifacts.CHOICE):
         return view + 1
     return view
 
@@ -183,9 +184,12 @@ def _run_block(run: dict[str, Any], compact: bool) -> None:
     removed = [int(x) for x in (steps[steps["step"] == view].iloc[-1]["removed_order"] or [])] \
         if not steps.empty and "removed_order" in steps else []
     nxt = ustore.choice(run["id"], view + 1).get("layer") \
-        if run["status"] in ("queued", "running") else None
+        if run["status"] in ACTIVE else None
     widgets.layer_strip(_n_original(run, steps), removed, nxt)
     _metrics(steps, view, run)
+    if steps.empty and run["status"] not in ACTIVE:
+        st.caption("This run ended before its first measurement: there is no curve and no step to show.")
+        return
     if not compact:
         max_removed = int(run["config"].get("layers_to_remove", 0)) or None
         shown = steps[steps["step"] <= view] if not steps.empty else steps

@@ -1,0 +1,59 @@
+"""Screenshots of dashboard pages over an existing run store, for the README and closing notes.
+
+Starts ``streamlit run app.py`` on the store the way the browser test does (same server, same wait for a
+settled page), opens each requested page in headless Chromium (Debian's ``/usr/bin/chromium``) and saves a
+full-page PNG::
+
+    .venv/bin/python scripts/screenshots.py --store DIR --out docs/screenshots \\
+        "live?run=RUN_ID=guard" "fusion?run=RUN_ID=fusion_bank" "paper=paper_check"
+
+Each shot is ``PATH[?QUERY]=NAME``: the url path of the page (``""`` for Home), its query string, and the
+PNG's file name without the extension.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PAGES, settled, streamlit_server  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", required=True, help="the run store the app reads (PRUNE_STORE_DIR)")
+    parser.add_argument("--out", required=True, help="folder for the PNG files")
+    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--wait", type=float, default=4.0, help="seconds to let charts draw after the page settles")
+    parser.add_argument("shots", nargs="+", help="PATH[?QUERY]=NAME")
+    args = parser.parse_args(argv)
+    if not CHROMIUM.exists():
+        print(f"error: {CHROMIUM} is missing; install Debian's chromium (scripts/test.sh does)", file=sys.stderr)
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with streamlit_server(Path(args.store), out / "streamlit.log") as (url, _):
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": args.width, "height": 1000})
+            for shot in args.shots:
+                target, _, name = shot.rpartition("=")
+                path = target.split("?", 1)[0]
+                page.goto(f"{url}/{target}")
+                settled(page, PAGES[path], timeout_ms=180_000)
+                page.wait_for_timeout(int(args.wait * 1000))
+                page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+                print(f"{name}.png  <- /{target}")
+            browser.close()
+    (out / "streamlit.log").unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
