@@ -302,3 +302,13 @@ def test_router_shows_the_studies_and_paper_pages_with_the_sidebar(tmp_path, mon
         assert at.title[0].value == title
         assert [s.label for s in at.sidebar.selectbox][:2] == ["Model", "Dataset"], name
         assert at.info, name  # the empty state says what to do
+
+
+def test_claims_about_fusion_say_not_measured_when_the_bank_holds_one_dataset():
+    bank = synthetic_bank()
+    one = bank[bank["dataset"] == bank["dataset"].iloc[0]]
+    table = paper.one_step_table(one, (*STRATEGIES, "rf_fusion", "lr_fusion"))
+    assert not table["strategy"].isin(["rf_fusion", "lr_fusion"]).any()  # never scored without LODO
+    claims = {c["key"]: c["ours"] for c in paper.claims(paper.summarise_one_step(table), table)}
+    assert claims["rf_first"] == claims["rf_beats_lr"] == paper.NO_FUSION
+    assert "nan" not in " ".join(claims.values())
