@@ -35,7 +35,7 @@ st.caption(f"**Budget:** {ref.budget} (our choice: the paper does not publish it
 
 # ------------------------------------------------------------------------------------------ claims
 st.subheader("The claims, side by side")
-st.table(pp.claims_frame(ref.claims))
+st.table(pp.claims_frame(ref.claims, ref.budget))
 st.caption("Our numbers stand on this app's CPU-sized budget and models, not the paper's BERT-base and its nine "
            "hub datasets, so they test the *shape* of each claim. The paper publishes no code and no per-dataset "
            "numbers; where it leaves a definition open (regret, the accuracy-to-size ratio) we say ours.")

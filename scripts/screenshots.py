@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", required=True, help="the run store the app reads (PRUNE_STORE_DIR)")
     parser.add_argument("--out", required=True, help="folder for the PNG files")
     parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--height", type=int, default=1000,
+                        help="viewport height: Streamlit scrolls inside the page, so this is what the PNG shows")
     parser.add_argument("--wait", type=float, default=4.0, help="seconds to let charts draw after the page settles")
     parser.add_argument("shots", nargs="+", help="PATH[?QUERY]=NAME")
     args = parser.parse_args(argv)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     with streamlit_server(Path(args.store), out / "streamlit.log") as (url, _):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": args.width, "height": 1000})
+            page = browser.new_page(viewport={"width": args.width, "height": args.height})
             for shot in args.shots:
                 target, _, name = shot.rpartition("=")
                 path = target.split("?", 1)[0]

@@ -117,11 +117,15 @@ def load_reference(folder: str | Path | None = None) -> Reference:
 
 
 # ------------------------------------------------------------------------------------------------ tables
-def claims_frame(claims: list[dict[str, Any]]) -> pd.DataFrame:
-    """The claims side by side: the paper's statement | ours with numbers | measurement | budget | seeds."""
+def claims_frame(claims: list[dict[str, Any]], page_budget: str = "") -> pd.DataFrame:
+    """The claims side by side: the paper's statement | ours with numbers | measurement | budget | seeds. A budget
+    equal to ``page_budget`` (stated once above the table) is written as a pointer to it, not repeated."""
+    def budget(c: dict[str, Any]) -> str:
+        b = c.get("budget", "") or "not recorded"
+        return "as above" if page_budget and b == page_budget else b
+
     rows = [{"The paper says": c["paper"], "We measured": c["ours"], "Measurement": c.get("measure", ""),
-             "Budget": c.get("budget", "") or "not recorded", "Seeds": c.get("seeds"), "Datasets": c.get("datasets")}
-            for c in claims]
+             "Budget": budget(c), "Seeds": c.get("seeds"), "Datasets": c.get("datasets")} for c in claims]
     return pd.DataFrame(rows)
 
 
@@ -266,17 +270,17 @@ def regret_bars(frame: pd.DataFrame, title: str = "Regret per strategy, averaged
     """One bar per strategy (mean regret over datasets); whiskers from the best to the worst dataset."""
     if frame.empty:
         return empty_figure("No strategies in the one-step table")
+    frame = frame.sort_values("regret", ascending=False)  # horizontal bars: the best strategy ends up on top
     names = [theme.strategy_label(k) for k in frame["strategy"]]
     fig = go.Figure(go.Bar(
-        x=names, y=frame["regret"], marker_color=[theme.strategy_color(k) for k in frame["strategy"]],
-        error_y=dict(type="data", symmetric=False, array=frame["high"] - frame["regret"],
+        y=names, x=frame["regret"], orientation="h", marker_color=[theme.strategy_color(k) for k in frame["strategy"]],
+        error_x=dict(type="data", symmetric=False, array=frame["high"] - frame["regret"],
                      arrayminus=frame["regret"] - frame["low"], color="#555"),
         customdata=np.stack([frame["low"], frame["high"], frame["datasets"]], axis=-1),
-        hovertemplate="%{x}<br>mean regret %{y:.2f} points<br>datasets: best %{customdata[0]:.2f}, worst "
+        hovertemplate="%{y}<br>mean regret %{x:.2f} points<br>datasets: best %{customdata[0]:.2f}, worst "
                       "%{customdata[1]:.2f} (%{customdata[2]} datasets)<extra></extra>"))
-    fig.update_yaxes(title="accuracy points lost vs the best removal", rangemode="tozero")
-    fig.update_xaxes(tickangle=-35)
-    return apply_layout(fig, title, height=460)
+    fig.update_xaxes(title="regret (accuracy points)", rangemode="tozero")
+    return apply_layout(fig, title, height=max(360, 26 * len(frame) + 120))
 
 
 def depth_figure(frame: pd.DataFrame, title: str, ytitle: str) -> go.Figure:
