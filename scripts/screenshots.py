@@ -2,7 +2,8 @@
 
 Starts ``streamlit run app.py`` on the store the way the browser test does (same server, same wait for a
 settled page), opens each requested page in headless Chromium (Debian's ``/usr/bin/chromium``) and saves a
-full-page PNG::
+PNG. It never cancels the store's runs (the browser test does, on its throwaway store), so it is safe on a
+store a study is filling::
 
     .venv/bin/python scripts/screenshots.py --store DIR --out docs/screenshots \\
         "live?run=RUN_ID=guard" "fusion?run=RUN_ID=fusion_bank" "paper=paper_check"
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with streamlit_server(Path(args.store), out / "streamlit.log") as (url, _):
+    with streamlit_server(Path(args.store), out / "streamlit.log", cancel_runs=False) as (url, _):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": args.width, "height": args.height})

@@ -49,8 +49,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(store: Path, log: Path) -> Iterator[tuple[str, float]]:
-    """``streamlit run app.py`` on a free port; yields (base url, the time it was started)."""
+def streamlit_server(store: Path, log: Path, cancel_runs: bool = True) -> Iterator[tuple[str, float]]:
+    """``streamlit run app.py`` on a free port; yields (base url, the time it was started). On exit it ends the
+    workers the server started and, with ``cancel_runs``, cancels the store's unfinished runs (right for a
+    throwaway test store; never on a store whose runs something else is computing)."""
     import urllib.request
 
     port = free_port()
@@ -78,7 +80,7 @@ def streamlit_server(store: Path, log: Path) -> Iterator[tuple[str, float]]:
         yield url, started
     finally:
         try:
-            stop_workers(store, proc.pid)
+            stop_workers(store, proc.pid, cancel_runs=cancel_runs)
         finally:
             proc.terminate()
             try:
@@ -100,16 +102,19 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def stop_workers(store: Path, server_pid: int, wait_s: float = 30.0) -> None:
-    """Cancel the store's unfinished runs (workers stop within one batch), then end any worker the server
-    started that is still alive, by its pid."""
+def stop_workers(store: Path, server_pid: int, wait_s: float = 30.0, cancel_runs: bool = True) -> None:
+    """Cancel the store's unfinished runs (workers stop within one batch) when ``cancel_runs``, then end any
+    worker the server started that is still alive, by its pid."""
     from core.runs.store import ACTIVE, RunStore
 
     runs = RunStore(store)
-    for run in runs.list_runs():
-        if run["status"] in ACTIVE:
-            runs.request_cancel(run["id"])
     workers = _children(server_pid)
+    if not cancel_runs:
+        wait_s = 0.0  # runs this server did not start keep going; only its own workers are ended
+    else:
+        for run in runs.list_runs():
+            if run["status"] in ACTIVE:
+                runs.request_cancel(run["id"])
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
         if all(r["status"] not in ACTIVE for r in runs.list_runs()):
