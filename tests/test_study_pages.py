@@ -312,3 +312,25 @@ def test_claims_about_fusion_say_not_measured_when_the_bank_holds_one_dataset():
     claims = {c["key"]: c["ours"] for c in paper.claims(paper.summarise_one_step(table), table)}
     assert claims["rf_first"] == claims["rf_beats_lr"] == paper.NO_FUSION
     assert "nan" not in " ".join(claims.values())
+
+
+def test_home_shows_the_bank_and_the_one_step_claims_on_first_open(reference, tmp_path, monkeypatch):
+    from core.fusion.bank import write_bank
+
+    folder, _ = reference
+    bank_folder = tmp_path / "bank"
+    write_bank(synthetic_bank(), bank_folder, study_file="test")
+    monkeypatch.setenv("PRUNE_REFERENCE_DIR", str(folder))
+    monkeypatch.setenv("PRUNE_BANK_DIR", str(bank_folder))
+    at = AppTest.from_file(str(PAGES / "home.py"), default_timeout=120).run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "Profile bank v1" in shown and f"{len(synthetic_bank()):,} layer-steps" in shown
+    assert shown.count("*Paper:*") == len(paper_plots.HOME_CLAIMS)
+    # no bank and no reference files: Home says so and still draws
+    monkeypatch.setenv("PRUNE_REFERENCE_DIR", str(tmp_path / "nothing"))
+    monkeypatch.setenv("PRUNE_BANK_DIR", str(tmp_path / "nothing"))
+    at = AppTest.from_file(str(PAGES / "home.py"), default_timeout=120).run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "No profile bank" in shown and "*Paper:*" not in shown

@@ -301,3 +301,32 @@ def depth_figure(frame: pd.DataFrame, title: str, ytitle: str) -> go.Figure:
     fig.update_xaxes(title="layers left", autorange="reversed", dtick=1)
     accuracy_axis(fig, frame["accuracy"], ytitle)
     return apply_layout(fig, title, height=400)
+
+
+#: the claims Home shows on first open (the one-step ones: they stand on the shipped bank)
+HOME_CLAIMS = ("rf_first", "rf_beats_lr", "no_universal_signal", "boundary_layers")
+
+
+def first_open_lines(bank: Any | None, bank_problem: str | None, ref: Reference | None,
+                     ref_problem: str | None, label: Label) -> list[str]:
+    """Markdown bullets for Home: what the shipped bank holds (fusion learns from it before the first run) and
+    the paper's one-step claims next to ours, each with its seed and dataset count."""
+    lines = []
+    if bank is not None:
+        cov = bank.coverage()
+        names = ", ".join(label(d) for d in sorted(cov["dataset"].unique()))
+        seeds = sorted(int(s) for s in bank.rows["seed"].unique())
+        lines.append(f"**Profile bank v{bank.version}**: {len(bank.rows):,} layer-steps of "
+                     f"{', '.join(sorted(cov['model'].unique()))} on {cov['dataset'].nunique()} dataset(s) ({names}), "
+                     f"seed(s) {', '.join(map(str, seeds))}. The fusion rankers train on it from your first step, "
+                     "never on the dataset being pruned.")
+    else:
+        lines.append(f"**No profile bank** ({bank_problem}): the fusion rankers start from the signal vote.")
+    if ref is None:
+        lines.append(f"**Paper check**: {ref_problem}")
+        return lines
+    for claim in ref.claims:
+        if claim.get("key") in HOME_CLAIMS:
+            lines.append(f"*Paper:* {claim['paper']}  \n*Here* ({claim.get('seeds', '?')} seed(s), "
+                         f"{claim.get('datasets', '?')} dataset(s)): {claim['ours']}")
+    return lines

@@ -155,10 +155,15 @@ def empty_state(message: str, page: str | None = None, label: str | None = None)
     """An explanation of what to do next, with a link to the page that does it when pages are registered."""
     st.info(message, icon="💡")
     if page:
-        try:
-            st.page_link(page, label=label or "Go there", icon="➡️")
-        except (StreamlitAPIException, KeyError):
-            pass
+        page_link(page, label or "Go there", "➡️")
+
+
+def page_link(page: str, label: str, icon: str | None = None) -> None:
+    """A link to another page of the app; nothing when the pages are not registered (a page run on its own)."""
+    try:
+        st.page_link(page, label=label, icon=icon)
+    except (StreamlitAPIException, KeyError):
+        pass
 
 
 def show_error(what: str, exc: BaseException, todo: str) -> None:
