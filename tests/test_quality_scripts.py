@@ -36,3 +36,16 @@ def test_every_planted_bug_still_matches_the_code_once(number):
     test_file, _, test_name = bug.test.partition("::")
     source = (ROOT / test_file).read_text()
     assert not test_name or f"def {test_name}(" in source, f"bug {number}: {bug.test} does not exist"
+
+
+def test_grow_bank_runs_only_the_paths_the_bank_lacks_seed_major():
+    from core.studies.config import StudyConfig
+
+    grow = _script("grow_bank")
+    study = StudyConfig(models=("e5-small",), datasets=("trec", "bbc-news", "tweets"), strategies=("oracle",),
+                        seeds=(0, 1), distill=False)
+    manifest = {"coverage": [{"model": "e5-small", "dataset": "trec", "seeds": [0, 1]},
+                             {"model": "e5-small", "dataset": "bbc-news", "seeds": [0]}]}
+    assert grow.missing_paths(study, manifest) == [("e5-small", "tweets", 0), ("e5-small", "bbc-news", 1),
+                                                   ("e5-small", "tweets", 1)]
+    assert grow.missing_paths(study, {}) == [("e5-small", d, s) for s in (0, 1) for d in study.datasets]
