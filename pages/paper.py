@@ -57,7 +57,8 @@ else:
                  column_config={"regret (points)": st.column_config.NumberColumn(format="%.2f"),
                                 "top-1 hit rate": st.column_config.NumberColumn(format="%.2f"),
                                 "Spearman": st.column_config.NumberColumn(format="%.2f")})
-    heat, bars = st.columns(2)
+    # side by side while the heatmap is narrow; one under the other once it has many dataset columns
+    heat, bars = st.columns(2) if len(datasets) <= 3 else (st.container(), st.container())
     with heat:
         widgets.chart(pp.rank_heatmap(pp.rank_matrix(ref.summary, model), label,
                                       f"Rank per dataset (1 = lowest regret; {seeds} seed(s))"), key="paper_heatmap")

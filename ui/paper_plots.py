@@ -257,13 +257,17 @@ def rank_heatmap(matrix: pd.DataFrame, label: Label = str, title: str = "Rank pe
         return empty_figure("No strategies in the one-step table")
     z = matrix.to_numpy(dtype=float)
     text = [["" if np.isnan(v) else str(int(v)) for v in row] for row in z]
+    names = [theme.strategy_label(k) for k in matrix.index]
+    columns = [label(d).split(" (")[0] for d in matrix.columns]  # "TREC questions (6 coarse types)" -> "TREC questions"
     fig = go.Figure(go.Heatmap(
-        z=z, x=[label(d) for d in matrix.columns], y=[theme.strategy_label(k) for k in matrix.index], text=text,
+        z=z, x=columns, y=names, text=text, customdata=[[label(d) for d in matrix.columns]] * len(names),
         texttemplate="%{text}", colorscale=theme.HEATMAP_SCALE, reversescale=True, zmin=1,
         zmax=float(np.nanmax(z)) if np.isfinite(z).any() else 1, colorbar=dict(title="rank"),
-        hovertemplate="%{y}<br>%{x}: rank %{z}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    return apply_layout(fig, title, height=max(380, 28 * len(matrix) + 140))
+        hovertemplate="%{y}<br>%{customdata}: rank %{z}<extra></extra>"))
+    # every strategy and dataset labelled (plotly thins crowded category ticks by default)
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=names, ticktext=names)
+    fig.update_xaxes(tickmode="array", tickvals=columns, ticktext=columns, tickangle=-35)
+    return apply_layout(fig, title, height=max(380, 30 * len(matrix) + 200))
 
 
 def regret_bars(frame: pd.DataFrame, title: str = "Regret per strategy, averaged over datasets") -> go.Figure:
