@@ -149,3 +149,14 @@ def test_shipped_bank_loads_if_present():
     for _, step in rows.groupby(["dataset", "seed", "run_id", "step"]):
         assert len(step) == step["n_layers"].iloc[0] == step["layer"].nunique()
     assert rows["oracle_accuracy"].between(0, 1).all()
+
+
+def test_the_paper_check_budget_is_read_from_the_bank_not_assumed(bank_rows, tmp_path):
+    from core.studies import paper
+
+    B.write_bank(bank_rows, tmp_path, study_file="data/studies/bank.toml")
+    bank = B.load_bank(tmp_path)
+    summary = paper.summarise_one_step(paper.one_step_table(bank.rows, ("random", "top_down")))
+    text = paper.bank_budget(bank, summary)
+    assert "tiny-bert" in text and f"{SMALL.train_cap:,} training rows" in text
+    assert f"length {SMALL.max_length}" in text and "1 seed(s) per dataset" in text

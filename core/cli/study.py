@@ -190,9 +190,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     table = paper.one_step_table(bank.rows)
     summary = paper.summarise_one_step(table)
     full = paper.full_path_table(store) if store is not None else None
-    budget = (f"profile bank v{bank.version}: e5-small oracle-path profiles at the default budget (2,000 training "
-              f"rows, length 32, 1 epoch per step), {int(summary['seeds'].min())}-{int(summary['seeds'].max())} "
-              "seed(s) per dataset")
+    budget = paper.bank_budget(bank, summary)
     full_budget = ""
     if full is not None and not full.empty:
         full_budget = (f"study runs: {', '.join(str(int(v)) for v in sorted(full['train_cap'].dropna().unique()))} "

@@ -222,6 +222,30 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
     return out
 
 
+def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
+    """The one-step budget in words, read from the bank itself (its rows' data configs and the study file its
+    manifest names), never assumed: models, training rows, length, epochs per step, seeds per dataset."""
+    rows = bank.rows
+    configs = [json.loads(c) for c in rows["data_config"].unique() if isinstance(c, str) and c.startswith("{")]
+    caps = sorted({int(c["train_cap"]) for c in configs if "train_cap" in c})
+    lengths = sorted({int(c["max_length"]) for c in configs if "max_length" in c})
+    epochs = "epochs per step not recorded"
+    study = bank.manifest.get("study")
+    if study and (PROJECT_ROOT / study).is_file():
+        from core.studies.config import StudyConfig
+
+        try:
+            cfg = StudyConfig.load(PROJECT_ROOT / study)
+            epochs = f"{cfg.step_epochs:g} fine-tuning epoch(s) per step"
+        except (ValueError, OSError):
+            pass
+    seeds = summary.loc[summary["strategy"] != "oracle", "seeds"]
+    lo, hi = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
+    return (f"profile bank v{bank.version}: {', '.join(sorted(rows['model'].unique()))} oracle-path profiles, "
+            f"{'/'.join(f'{c:,}' for c in caps) or '?'} training rows, length {'/'.join(map(str, lengths)) or '?'}, "
+            f"{epochs}; {lo if lo == hi else f'{lo}-{hi}'} seed(s) per dataset")
+
+
 def write_reference(table: pd.DataFrame, summary: pd.DataFrame, full: pd.DataFrame | None, claim_rows: list[dict],
                     folder: Path | None = None, meta: dict[str, Any] | None = None) -> Path:
     folder = folder or REFERENCE_DIR
