@@ -6,9 +6,7 @@ import statistics
 
 import streamlit as st
 
-from core.fusion.bank import bank_or_none
 from ui import cached_store, router, state, theme, widgets
-from ui import paper_plots as pp
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -38,12 +36,7 @@ Compression* (arXiv 2501.03273).
 state.init()  # after the text above, so it paints before the engine's first (slow) imports
 with left, st.container(border=True):
     st.markdown("**Already measured here, before your first run**")
-    bank, bank_problem = bank_or_none()
-    try:
-        ref, ref_problem = pp.load_reference(), None
-    except pp.ReferenceFilesError as exc:
-        ref, ref_problem = None, str(exc)
-    for line in pp.first_open_lines(bank, bank_problem, ref, ref_problem, state.dataset_label):
+    for line in cached_store.first_open_lines(state.dataset_label):
         st.markdown(f"- {line}")
     widgets.page_link("pages/paper.py", "Paper check: every claim, the one-step table and the plots",
                       ":material/fact_check:")

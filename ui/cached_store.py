@@ -171,3 +171,34 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
 
 def has_model(run_id: str) -> bool:
     return (store().run_dir(run_id) / artifacts.MODEL_CONFIG).exists()
+
+
+def _stamp(folder: Path) -> tuple:
+    """What changes when a folder's files are rewritten: each file's name, size and modification time."""
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
+
+
+def first_open_lines(label: Any) -> list[str]:
+    """Home's "already measured" bullets, read once per change of the bank or reference files (Home reruns on
+    every click; the bank's checksum and the reference CSVs need not be read each time)."""
+    from core.fusion.bank import bank_dir
+    from ui import paper_plots
+
+    bank_folder, ref_folder = bank_dir(), paper_plots.reference_dir()
+    return _first_open_lines(str(bank_folder), str(ref_folder), _stamp(bank_folder), _stamp(ref_folder), label)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _first_open_lines(bank_folder: str, ref_folder: str, bank_stamp: tuple, ref_stamp: tuple,
+                      _label: Any) -> list[str]:
+    from core.fusion.bank import bank_or_none
+    from ui import paper_plots
+
+    bank, bank_problem = bank_or_none(bank_folder)
+    try:
+        ref, ref_problem = paper_plots.load_reference(ref_folder), None
+    except paper_plots.ReferenceFilesError as exc:
+        ref, ref_problem = None, str(exc)
+    return paper_plots.first_open_lines(bank, bank_problem, ref, ref_problem, _label)
