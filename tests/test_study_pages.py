@@ -334,3 +334,23 @@ def test_home_shows_the_bank_and_the_one_step_claims_on_first_open(reference, tm
     assert_clean(at)
     shown = texts(at)
     assert "No profile bank" in shown and "*Paper:*" not in shown
+
+
+def test_remaking_the_reference_from_a_newer_store_keeps_the_rows_measured_before(tmp_path):
+    """A study's store does not outlive its session: the shipped full-path table grows, the store wins on a run it
+    re-measured, and ranks are recomputed over the union."""
+    def rows(ids, dataset, after_kd):
+        return pd.DataFrame({"run_id": ids, "model": "e5-small", "dataset": dataset, "strategy": ["a", "b"][:len(ids)],
+                             "seed": 0, "train_cap": 500, "layers_removed": 6, "teacher_accuracy": 0.9,
+                             "after_kd": after_kd, "ratio": 1.5})
+    shipped = paper.merge_full_path(rows(["r1", "r2"], "trec", [0.8, 0.7]), None)
+    paper.write_reference(pd.DataFrame(), pd.DataFrame(), shipped, [], tmp_path)
+    fresh = rows(["r2", "r3"], "trec", [0.9, 0.6]).assign(dataset=["trec", "bbc-news"])
+    merged = paper.merge_full_path(paper.load_full_path(tmp_path), fresh)
+    assert sorted(merged["run_id"]) == ["r1", "r2", "r3"]
+    trec = merged[merged["dataset"] == "trec"].set_index("run_id")
+    assert trec.loc["r2", "after_kd"] == 0.9 and trec.loc["r2", "rank_after_kd"] == 1
+    assert trec.loc["r1", "rank_after_kd"] == 2
+    assert paper.merge_full_path(None, pd.DataFrame()) is None
+    paper.write_reference(pd.DataFrame(), pd.DataFrame(), None, [], tmp_path)
+    assert paper.load_full_path(tmp_path) is None  # a table the claims no longer describe is removed

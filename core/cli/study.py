@@ -189,7 +189,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
     store = RunStore(args.store) if args.store else None
     table = paper.one_step_table(bank.rows)
     summary = paper.summarise_one_step(table)
-    full = paper.full_path_table(store) if store is not None else None
+    out = Path(args.out) if args.out else None
+    fresh = paper.full_path_table(store) if store is not None else None
+    full = fresh if args.fresh_full_path else paper.merge_full_path(paper.load_full_path(out), fresh)
     budget = paper.bank_budget(bank, summary)
     full_budget = ""
     if full is not None and not full.empty:
@@ -197,7 +199,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
                        f"training rows, {', '.join(str(int(v)) for v in sorted(full['layers_removed'].unique()))} "
                        f"layers removed (fine-tuned after each), then KD; {full['seed'].nunique()} seed(s)")
     claim_rows = paper.claims(summary, table, full, budget=budget, full_budget=full_budget)
-    folder = paper.write_reference(table, summary, full, claim_rows, Path(args.out) if args.out else None,
+    folder = paper.write_reference(table, summary, full, claim_rows, out,
                                    meta={"bank": bank.manifest.get("coverage"), "budget": budget})
     if args.json:
         print(json.dumps(claim_rows, indent=1))
@@ -258,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--bank", default=None, help="bank folder (default: data/bank)")
     q.add_argument("--store", default=None, help="a run store whose study runs fill the full-path table")
     q.add_argument("--out", default=None, help="output folder (default: data/reference)")
+    q.add_argument("--fresh-full-path", action="store_true", help="full-path table from --store only (default: the "
+                   "shipped table grown by the store's runs, so rows measured elsewhere are kept)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_paper)
     return p

@@ -145,12 +145,37 @@ def full_path_table(store: Any, study_ids: list[str] | None = None) -> pd.DataFr
             if int(st["step"]) > 0:
                 row[f"acc_{int(st['n_layers'])}_layers"] = st["test_accuracy"]
         rows.append(row)
-    frame = pd.DataFrame(rows)
+    return _ranked(pd.DataFrame(rows))
+
+
+_FULL_KEY = ["model", "dataset", "seed", "train_cap", "layers_removed"]
+
+
+def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rank after KD within each (model, dataset, seed, budget, depth): 1 = best."""
     if frame.empty:
         return frame
-    key = ["model", "dataset", "seed", "train_cap", "layers_removed"]
-    frame["rank_after_kd"] = frame.groupby(key)["after_kd"].rank(ascending=False, method="min")
-    return frame.sort_values([*key, "rank_after_kd"]).reset_index(drop=True)
+    frame = frame.drop(columns=["rank_after_kd"], errors="ignore")
+    frame["rank_after_kd"] = frame.groupby(_FULL_KEY, dropna=False)["after_kd"].rank(ascending=False, method="min")
+    return frame.sort_values([*_FULL_KEY, "rank_after_kd"]).reset_index(drop=True)
+
+
+def merge_full_path(shipped: pd.DataFrame | None, fresh: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The shipped full-path table grown by a store's finished study runs (a run in both: the store's row wins).
+
+    A study's run store lives outside the repository and may be gone by the time the next dataset finishes (another
+    session, another machine); the shipped table is what has been measured so far, so remaking the reference from
+    a store that holds only the newest runs must keep the older rows, never drop them."""
+    parts = [f for f in (shipped, fresh) if f is not None and not f.empty]
+    if not parts:
+        return None
+    both = pd.concat(parts, ignore_index=True).drop_duplicates("run_id", keep="last")
+    return _ranked(both)
+
+
+def load_full_path(folder: Path | None = None) -> pd.DataFrame | None:
+    path = (folder or REFERENCE_DIR) / FULL_PATH_FILE
+    return pd.read_csv(path) if path.is_file() else None
 
 
 def _boundary(table: pd.DataFrame, winners: pd.DataFrame) -> dict[str, Any]:
@@ -254,5 +279,7 @@ def write_reference(table: pd.DataFrame, summary: pd.DataFrame, full: pd.DataFra
     atomic_write_text(folder / "one_step_summary.csv", summary.to_csv(index=False))
     if full is not None and not full.empty:
         atomic_write_text(folder / FULL_PATH_FILE, full.to_csv(index=False))
+    elif (folder / FULL_PATH_FILE).is_file():
+        (folder / FULL_PATH_FILE).unlink()  # never leave a table the claims no longer describe
     atomic_write_text(folder / CLAIMS_FILE, json.dumps({"claims": claim_rows, **(meta or {})}, indent=1))
     return folder
