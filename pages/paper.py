@@ -85,12 +85,28 @@ if full is not None and not full.empty:
     budget = f"{', '.join(f'{c:,}' for c in caps)} training rows" if caps else "budget not recorded"
     st.caption(f"Each strategy's own run: one removal per step with fine-tuning (test accuracy), then distillation. "
                f"{budget}; the mean over the seeds each point shows on hover.")
+    runs = ref.full_path[ref.full_path["model"] == model]
+    st.caption("Drawn at first: the oracle, the two fusion rankers, random removal and the dataset's best other "
+               "strategy after KD; click a name in the legend to add any of the 18. Dotted: the unpruned teacher.")
     ds_list = sorted(full["dataset"].unique())
     cols = st.columns(min(len(ds_list), 2))
     for i, ds in enumerate(ds_list):
+        focus, teacher = pp.depth_focus(runs, ds)
         with cols[i % len(cols)]:
-            widgets.chart(pp.depth_figure(full[full["dataset"] == ds], f"{label(ds)}: full path", "test accuracy"),
+            widgets.chart(pp.depth_figure(full[full["dataset"] == ds], f"{label(ds)}: full path", "test accuracy",
+                                          focus=focus, teacher=teacher),
                           key=f"paper_full_{ds}")
+    heat, bars = st.columns(2) if len(ds_list) <= 3 else (st.container(), st.container())
+    with heat:
+        widgets.chart(pp.rank_heatmap(pp.full_rank_matrix(ref.full_path, model), label,
+                                      "Rank after KD per dataset (1 = most accurate)"), key="paper_full_heatmap")
+    with bars:
+        widgets.chart(pp.strategy_bars(pp.kd_gain(ref.full_path, model), "gain",
+                                       f"After KD minus the teacher, mean over {len(ds_list)} dataset(s)",
+                                       "accuracy points (above 0: better than the unpruned teacher)",
+                                       "after KD minus teacher", higher_is_better=True), key="paper_kd_gain")
+        st.caption(f"Test accuracy of the {runs['layers_removed'].max()}-layers-removed, distilled model minus its "
+                   "teacher's; whiskers: its lowest and highest dataset.")
     st.markdown("**Full-path table** (mean over seeds; ratio = (accuracy / teacher accuracy) / (parameters / "
                 "teacher parameters) after KD, our definition):")
     st.dataframe(pp.full_path_summary(ref.full_path, model, label), hide_index=True,

@@ -287,6 +287,11 @@ def test_start_a_study_from_the_page_watch_it_finish_and_find_it_on_compare_and_
     assert_clean(check)
     assert "No one-step results for tiny-bert" in texts(check)
     assert any(t.endswith(": full path") for t in chart_titles(check))
+    assert "Rank after KD per dataset (1 = most accurate)" in chart_titles(check)
+    assert any(t.startswith("After KD minus the teacher") for t in chart_titles(check))
+    gain = paper_plots.kd_gain(full, "tiny-bert").set_index("strategy")
+    expect = 100 * (full["after_kd"] - full["teacher_accuracy"])
+    assert np.allclose(sorted(gain["gain"]), sorted(expect))
     assert "has not been measured yet" not in texts(check)
     assert "160 training rows" in texts(check)
 
@@ -354,3 +359,25 @@ def test_remaking_the_reference_from_a_newer_store_keeps_the_rows_measured_befor
     assert paper.merge_full_path(None, pd.DataFrame()) is None
     paper.write_reference(pd.DataFrame(), pd.DataFrame(), None, [], tmp_path)
     assert paper.load_full_path(tmp_path) is None  # a table the claims no longer describe is removed
+
+
+def test_full_path_claims_heatmap_and_focus_follow_the_ranks_after_kd():
+    runs = pd.DataFrame({"run_id": list("abcdef"), "model": "e5-small", "dataset": ["trec"] * 3 + ["bbc-news"] * 3,
+                         "strategy": ["rf_fusion", "lr_fusion", "energy"] * 2, "seed": 0, "train_cap": 500,
+                         "layers_removed": 6, "teacher_accuracy": [0.9] * 3 + [0.95] * 3,
+                         "after_kd": [0.91, 0.85, 0.88, 0.90, 0.93, 0.94], "ratio": 1.6})
+    full = paper.merge_full_path(runs, None)
+    bank = synthetic_bank()
+    table = paper.one_step_table(bank, tuple(STRATEGIES))
+    claims = {c["key"]: c for c in paper.claims(paper.summarise_one_step(table), table, full)}
+    assert "most accurate of 3 strategies on 1 of 2 datasets" in claims["rf_first_full"]["ours"]
+    assert "bbc-news 3" in claims["rf_first_full"]["ours"] and claims["rf_first_full"]["measure"] == "full path"
+    assert "above its teacher on 1 of 2" in claims["kd_beats_teacher"]["ours"]
+    m = paper_plots.full_rank_matrix(full, "e5-small")
+    assert m.loc["rf_fusion", "trec"] == 1 and m.loc["rf_fusion", "bbc-news"] == 3
+    focus, teacher = paper_plots.depth_focus(full, "bbc-news")
+    assert "energy" in focus and "oracle" in focus and teacher == pytest.approx(0.95)
+    fig = paper_plots.depth_figure(pd.DataFrame({"dataset": "x", "strategy": ["energy", "taylor"], "layers": [11, 11],
+                                                 "accuracy": [0.8, 0.7], "seeds": 1}), "t", "acc", focus={"energy"},
+                                   teacher=0.9)
+    assert [tr.visible for tr in fig.data] == [True, "legendonly"]

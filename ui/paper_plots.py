@@ -233,6 +233,37 @@ def full_path_summary(full: pd.DataFrame, model: str, label: Label = str) -> pd.
                              "after_kd": "after KD", "ratio": "acc-to-size ratio", "rank_after_kd": "rank after KD"})
 
 
+def full_rank_matrix(full: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Rank after KD per dataset (mean over seeds; 1 = most accurate after KD): strategies (rows, best on average
+    first) x datasets."""
+    f = full[full["model"] == model] if "rank_after_kd" in full.columns else full.iloc[0:0]
+    if f.empty:
+        return pd.DataFrame()
+    m = f.pivot_table(index="strategy", columns="dataset", values="rank_after_kd", aggfunc="mean")
+    return m.reindex(m.mean(axis=1).sort_values(kind="stable").index)
+
+
+def depth_focus(full: pd.DataFrame, dataset: str) -> tuple[set[str], float | None]:
+    """What a full-path depth figure draws at first (the oracle, the fusion rankers, random, and the dataset's best
+    strategy after KD) and its teacher's accuracy (mean over seeds)."""
+    mine = full[full["dataset"] == dataset]
+    best = set(mine.sort_values("rank_after_kd")["strategy"].head(1)) if "rank_after_kd" in mine.columns else set()
+    teacher = pd.to_numeric(mine.get("teacher_accuracy", pd.Series(dtype=float)), errors="coerce").mean()
+    return {"oracle", "random", *FUSION} | best, (float(teacher) if np.isfinite(teacher) else None)
+
+
+def kd_gain(full: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Per strategy: accuracy after KD minus the unpruned teacher's, in points (mean over datasets and seeds), with
+    the lowest and highest per-dataset value; what "distillation wins accuracy back" looks like per strategy."""
+    f = full[(full["model"] == model)].dropna(subset=["after_kd", "teacher_accuracy"])
+    if f.empty:
+        return pd.DataFrame(columns=["strategy", "gain", "low", "high", "datasets"])
+    per = (f.assign(gap=100.0 * (f["after_kd"] - f["teacher_accuracy"]))
+           .groupby(["strategy", "dataset"])["gap"].mean().groupby("strategy"))
+    out = pd.DataFrame({"gain": per.mean(), "low": per.min(), "high": per.max(), "datasets": per.size()})
+    return out.sort_values("gain", ascending=False).reset_index()
+
+
 def oracle_path(one_step: pd.DataFrame, summary: pd.DataFrame, model: str) -> pd.DataFrame:
     """From the one-step table (the oracle's own path): per dataset and depth, the best removal's validation
     accuracy (before fine-tuning), and what the fusion rankers and each dataset's winner would have kept at the
@@ -272,23 +303,33 @@ def rank_heatmap(matrix: pd.DataFrame, label: Label = str, title: str = "Rank pe
 
 def regret_bars(frame: pd.DataFrame, title: str = "Regret per strategy, averaged over datasets") -> go.Figure:
     """One bar per strategy (mean regret over datasets); whiskers from the best to the worst dataset."""
+    return strategy_bars(frame, "regret", title, "regret (accuracy points)", "mean regret", higher_is_better=False)
+
+
+def strategy_bars(frame: pd.DataFrame, value: str, title: str, xtitle: str, what: str,
+                  higher_is_better: bool) -> go.Figure:
+    """One horizontal bar per strategy (``value``: a mean over datasets), the best on top; whiskers from ``low`` to
+    ``high`` (its best and worst dataset)."""
     if frame.empty:
-        return empty_figure("No strategies in the one-step table")
-    frame = frame.sort_values("regret", ascending=False)  # horizontal bars: the best strategy ends up on top
+        return empty_figure("No strategies to show")
+    frame = frame.sort_values(value, ascending=higher_is_better)  # horizontal bars: the best ends up on top
     names = [theme.strategy_label(k) for k in frame["strategy"]]
     fig = go.Figure(go.Bar(
-        y=names, x=frame["regret"], orientation="h", marker_color=[theme.strategy_color(k) for k in frame["strategy"]],
-        error_x=dict(type="data", symmetric=False, array=frame["high"] - frame["regret"],
-                     arrayminus=frame["regret"] - frame["low"], color="#555"),
+        y=names, x=frame[value], orientation="h", marker_color=[theme.strategy_color(k) for k in frame["strategy"]],
+        error_x=dict(type="data", symmetric=False, array=frame["high"] - frame[value],
+                     arrayminus=frame[value] - frame["low"], color="#555"),
         customdata=np.stack([frame["low"], frame["high"], frame["datasets"]], axis=-1),
-        hovertemplate="%{y}<br>mean regret %{x:.2f} points<br>datasets: best %{customdata[0]:.2f}, worst "
+        hovertemplate=f"%{{y}}<br>{what} %{{x:.2f}} points<br>datasets: from %{{customdata[0]:.2f}} to "
                       "%{customdata[1]:.2f} (%{customdata[2]} datasets)<extra></extra>"))
-    fig.update_xaxes(title="regret (accuracy points)", rangemode="tozero")
+    fig.update_xaxes(title=xtitle, rangemode="tozero")
     return apply_layout(fig, title, height=max(360, 26 * len(frame) + 120))
 
 
-def depth_figure(frame: pd.DataFrame, title: str, ytitle: str) -> go.Figure:
-    """Accuracy against the number of layers left, one line per strategy; the oracle thick and dashed."""
+def depth_figure(frame: pd.DataFrame, title: str, ytitle: str, focus: set[str] | None = None,
+                 teacher: float | None = None) -> go.Figure:
+    """Accuracy against the number of layers left, one line per strategy; the oracle thick and dashed. With
+    ``focus``, only those strategies are drawn at first (the others one legend click away: 18 lines are
+    unreadable); ``teacher`` draws the unpruned model's accuracy as a dotted line."""
     if frame.empty:
         return empty_figure("No measured depth for this dataset")
     fig = go.Figure()
@@ -297,13 +338,17 @@ def depth_figure(frame: pd.DataFrame, title: str, ytitle: str) -> go.Figure:
         g = frame[frame["strategy"] == key].sort_values("layers", ascending=False)
         oracle = key == "oracle"
         fig.add_trace(go.Scatter(
+            visible=True if focus is None or key in focus else "legendonly",
             x=g["layers"], y=g["accuracy"], mode="lines+markers", name=theme.strategy_label(key),
             line=dict(color=theme.strategy_color(key), dash=theme.strategy_dash(key), width=5 if oracle else 2.5),
             marker=dict(size=10 if oracle else 7), customdata=g["seeds"],
             hovertemplate=f"{theme.strategy_label(key)}<br>%{{x}} layers: %{{y:.3f}} "
                           "(mean of %{customdata} seed(s))<extra></extra>"))
+    if teacher is not None and np.isfinite(teacher):
+        fig.add_hline(y=teacher, line=dict(color="#444", dash="dot", width=1.5),
+                      annotation_text=f"teacher {teacher:.3f}", annotation_position="bottom left")
     fig.update_xaxes(title="layers left", autorange="reversed", dtick=1)
-    accuracy_axis(fig, frame["accuracy"], ytitle)
+    accuracy_axis(fig, pd.concat([frame["accuracy"], pd.Series([teacher] if teacher is not None else [])]), ytitle)
     return apply_layout(fig, title, height=400)
 
 
