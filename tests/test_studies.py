@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,17 @@ def test_ray_executor_matches_local_and_retries_a_killed_worker(tmp_path, local_
     assert study.status == "done", study.error
     remote = finals(ray_store, list(records.done_cells(ray_store, [c.cell_id for c in s_ray.cells()]).values()))
     assert remote == local
+
+
+def test_only_runs_a_subset_of_a_study_files_datasets_and_names_a_wrong_one():
+    """The full-path study is measured a dataset at a time across sessions (a store does not outlive one)."""
+    from core.cli.study import _study_from_args, build_parser
+
+    study_file = str(Path(__file__).resolve().parents[1] / "data" / "studies" / "paper-small.toml")
+    args = build_parser().parse_args(["run", "--config", study_file, "--only", "rotten-tomatoes"])
+    cfg = _study_from_args(args)
+    assert cfg.datasets == ("rotten-tomatoes",) and cfg.data.train_cap == 500 and "[rotten-tomatoes]" in cfg.name
+    assert len(cfg.strategies) == 18
+    bad = build_parser().parse_args(["run", "--config", study_file, "--only", "imdb"])
+    with pytest.raises(ValueError, match="imdb not among the study file's datasets"):
+        _study_from_args(bad)

@@ -21,7 +21,17 @@ def _study_from_args(args: argparse.Namespace) -> Any:
     from core.studies.config import StudyConfig
 
     if args.config:
-        return StudyConfig.load(args.config)
+        cfg = StudyConfig.load(args.config)
+        if not args.only:
+            return cfg
+        unknown = [d for d in args.only if d not in cfg.datasets]
+        if unknown:
+            raise ValueError(f"--only: {', '.join(unknown)} not among the study file's datasets "
+                             f"({', '.join(cfg.datasets)})")
+        from dataclasses import replace
+
+        return replace(cfg, datasets=tuple(d for d in cfg.datasets if d in args.only),
+                       name=f"{cfg.name} [{', '.join(args.only)}]")
     from core.pruning.config import strategy_keys
     from core.runs.store import RunStore
     from core.runs.uploads import resolve_dataset_arg
@@ -219,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="start (or resume) a study and run its missing cells")
     r.add_argument("--config", help="a TOML or JSON study file (see data/studies/*.toml)")
     r.add_argument("--resume", metavar="STUDY_ID", help="continue an existing study")
+    r.add_argument("--only", nargs="+", metavar="DATASET", default=None,
+                   help="with --config: run only these of its datasets (the others measured in another store)")
     r.add_argument("--name", default="study")
     r.add_argument("--models", nargs="+", default=["e5-small"])
     r.add_argument("--datasets", nargs="+", default=["trec"], help="registry keys, hub:NAME, upload:ID or files")

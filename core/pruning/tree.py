@@ -179,8 +179,9 @@ class TreeWalk:
                 continue
             states += 1
             n_now = len(original_layer_indices(model))
-            yield from self._all(members, Event("signals", step=step, progress=frac0, message=f"Step {step}: computing "
-                                                f"the twelve signals on {n_now} layers"))
+            where = f"state {states} of {len(frontier)}, removed {', '.join(f'L{l}' for l in path)}: " if path else ""
+            yield from self._all(members, Event("signals", step=step, progress=frac0, message=f"Step {step}: {where}"
+                                                f"computing the twelve signals on {n_now} layers"))
             signals = compute_signals(model, calib, device=device, seed=cfg.seed)
             clock.tick("signals")
             yield from self._all(members, Event("oracle", step=step, progress=frac0, message=f"Step {step}: oracle "
