@@ -116,8 +116,9 @@ if full is not None and not full.empty:
                     "rank after KD": st.column_config.NumberColumn(format="%.1f")})
 else:
     st.info("The full-path study (every strategy's own run with fine-tuning, then distillation) has not been "
-            "measured yet. Run it with `python -m core study run --config data/studies/paper-full.toml` (add `--ray` "
-            "for a Ray cluster), then `python -m core study paper --store DIR`. Meanwhile, the oracle's own path "
+            "measured yet. Run it with `python -m core study run --config data/studies/paper-small.toml` (this "
+            "machine's budget) or `data/studies/paper-full.toml --ray` (the default budget, on a Ray cluster), then "
+            "`python -m core study paper --store DIR`. Meanwhile, the oracle's own path "
             "from the one-step table:", icon=":material/hourglass_empty:")
     path = pp.oracle_path(ref.one_step, ref.summary, model)
     if path.empty:
