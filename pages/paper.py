@@ -103,7 +103,7 @@ if full is not None and not full.empty:
     with bars:
         widgets.chart(pp.strategy_bars(pp.kd_gain(ref.full_path, model), "gain",
                                        f"After KD minus the teacher, mean over {len(ds_list)} dataset(s)",
-                                       "accuracy points (above 0: better than the unpruned teacher)",
+                                       "accuracy points vs the teacher (> 0: better)",
                                        "after KD minus teacher", higher_is_better=True), key="paper_kd_gain")
         st.caption(f"Test accuracy of the {runs['layers_removed'].max()}-layers-removed, distilled model minus its "
                    "teacher's; whiskers: its lowest and highest dataset.")

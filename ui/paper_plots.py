@@ -348,7 +348,10 @@ def depth_figure(frame: pd.DataFrame, title: str, ytitle: str, focus: set[str] |
         fig.add_hline(y=teacher, line=dict(color="#444", dash="dot", width=1.5),
                       annotation_text=f"teacher {teacher:.3f}", annotation_position="bottom left")
     fig.update_xaxes(title="layers left", autorange="reversed", dtick=1)
-    accuracy_axis(fig, pd.concat([frame["accuracy"], pd.Series([teacher] if teacher is not None else [])]), ytitle)
+    if focus is None:
+        accuracy_axis(fig, pd.concat([frame["accuracy"], pd.Series([teacher] if teacher is not None else [])]), ytitle)
+    else:  # plotly's autorange follows the lines on show, so one that collapses zooms out only when added
+        fig.update_yaxes(title=ytitle, autorange=True)
     return apply_layout(fig, title, height=400)
 
 

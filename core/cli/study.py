@@ -205,8 +205,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
     budget = paper.bank_budget(bank, summary)
     full_budget = ""
     if full is not None and not full.empty:
-        full_budget = (f"study runs: {', '.join(str(int(v)) for v in sorted(full['train_cap'].dropna().unique()))} "
-                       f"training rows, {', '.join(str(int(v)) for v in sorted(full['layers_removed'].unique()))} "
+        def values(col: str) -> str:
+            return "/".join(f"{int(v):,}" for v in sorted(full[col].dropna().unique())) if col in full else "?"
+
+        full_budget = (f"study runs: {values('train_cap')} training rows, {values('val_cap')} validation rows (the "
+                       f"oracle), length {values('max_length')}, {values('layers_removed')} "
                        f"layers removed (fine-tuned after each), then KD; {full['seed'].nunique()} seed(s)")
     claim_rows = paper.claims(summary, table, full, budget=budget, full_budget=full_budget)
     folder = paper.write_reference(table, summary, full, claim_rows, out,

@@ -135,6 +135,7 @@ def full_path_table(store: Any, study_ids: list[str] | None = None) -> pd.DataFr
         steps = store.steps(r["id"])
         row = {"run_id": r["id"], "study": r["group_id"], "model": r["model"], "dataset": r["dataset"],
                "strategy": r["strategy"], "seed": c.get("seed", 0), "train_cap": c.get("data", {}).get("train_cap"),
+               "val_cap": c.get("data", {}).get("val_cap"), "max_length": c.get("data", {}).get("max_length"),
                "layers_removed": len(s.get("removed_order", [])), "removed": json.dumps(s.get("removed_order", [])),
                "teacher_accuracy": s.get("teacher", {}).get("test_accuracy"),
                "max_accuracy_over_depth": (s.get("max_accuracy_over_depth") or {}).get("accuracy"),
