@@ -331,7 +331,11 @@ def test_home_shows_the_bank_and_the_one_step_claims_on_first_open(reference, tm
     assert_clean(at)
     shown = texts(at)
     assert "Profile bank v1" in shown and f"{len(synthetic_bank()):,} layer-steps" in shown
-    assert shown.count("*Paper:*") == len(paper_plots.HOME_CLAIMS)
+    claims = json.loads((folder / paper.CLAIMS_FILE).read_text())["claims"]
+    home = [c for c in claims if c["key"] in paper_plots.HOME_CLAIMS]
+    assert shown.count("*Paper:*") == len({c["paper"] for c in home}) >= 4  # a statement measured twice: once
+    assert shown.count("*Here* (") == len(home)
+    assert "*Here* (one-step, " in shown
     # no bank and no reference files: Home says so and still draws
     monkeypatch.setenv("PRUNE_REFERENCE_DIR", str(tmp_path / "nothing"))
     monkeypatch.setenv("PRUNE_BANK_DIR", str(tmp_path / "nothing"))

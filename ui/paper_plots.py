@@ -356,13 +356,15 @@ def depth_figure(frame: pd.DataFrame, title: str, ytitle: str, focus: set[str] |
 
 
 #: the claims Home shows on first open (the one-step ones: they stand on the shipped bank)
-HOME_CLAIMS = ("rf_first", "rf_beats_lr", "no_universal_signal", "boundary_layers")
+HOME_CLAIMS = ("rf_first", "rf_first_full", "rf_beats_lr", "no_universal_signal", "boundary_layers",
+               "kd_beats_teacher")
 
 
 def first_open_lines(bank: Any | None, bank_problem: str | None, ref: Reference | None,
                      ref_problem: str | None, label: Label) -> list[str]:
     """Markdown bullets for Home: what the shipped bank holds (fusion learns from it before the first run) and
-    the paper's one-step claims next to ours, each with its seed and dataset count."""
+    the paper's claims next to ours (one-step, and the full path where measured), each with its measurement, seed
+    and dataset count (and a full-path claim with its budget: it is smaller than the app's)."""
     lines = []
     if bank is not None:
         cov = bank.coverage()
@@ -377,8 +379,13 @@ def first_open_lines(bank: Any | None, bank_problem: str | None, ref: Reference 
     if ref is None:
         lines.append(f"**Paper check**: {ref_problem}")
         return lines
-    for claim in ref.claims:
-        if claim.get("key") in HOME_CLAIMS:
-            lines.append(f"*Paper:* {claim['paper']}  \n*Here* ({claim.get('seeds', '?')} seed(s), "
-                         f"{claim.get('datasets', '?')} dataset(s)): {claim['ours']}")
+    shown: set[str] = set()
+    for claim in sorted((c for c in ref.claims if c.get("key") in HOME_CLAIMS),
+                        key=lambda c: HOME_CLAIMS.index(c["key"])):
+        full = claim.get("measure") == "full path"
+        where = (f"{claim.get('measure', '?')}, {claim.get('seeds', '?')} seed(s), {claim.get('datasets', '?')} "
+                 f"dataset(s)" + (f"; {claim.get('budget')}" if full and claim.get("seeds") else ""))
+        paper = "" if claim["paper"] in shown else f"*Paper:* {claim['paper']}  \n"
+        shown.add(claim["paper"])
+        lines.append(f"{paper}*Here* ({where}): {claim['ours']}")
     return lines
