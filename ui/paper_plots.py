@@ -384,7 +384,7 @@ def first_open_lines(bank: Any | None, bank_problem: str | None, ref: Reference 
                         key=lambda c: HOME_CLAIMS.index(c["key"])):
         full = claim.get("measure") == "full path"
         where = (f"{claim.get('measure', '?')}, {claim.get('seeds', '?')} seed(s), {claim.get('datasets', '?')} "
-                 f"dataset(s)" + (f"; {claim.get('budget')}" if full and claim.get("seeds") else ""))
+                 f"dataset(s)" + (f"; {str(claim.get('budget')).split(';')[0]}" if full and claim.get("seeds") else ""))
         paper = "" if claim["paper"] in shown else f"*Paper:* {claim['paper']}  \n"
         shown.add(claim["paper"])
         lines.append(f"{paper}*Here* ({where}): {claim['ours']}")
