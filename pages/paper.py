@@ -89,7 +89,7 @@ if full is not None and not full.empty:
     st.caption("Drawn at first: the oracle, the two fusion rankers, random removal and the dataset's best other "
                "strategy after KD; click a name in the legend to add any of the 18. Dotted: the unpruned teacher.")
     ds_list = sorted(full["dataset"].unique())
-    cols = st.columns(min(len(ds_list), 2))
+    cols = [st.container()]  # full width: the legend of 18 strategies leaves a half-width plot no room
     for i, ds in enumerate(ds_list):
         focus, teacher = pp.depth_focus(runs, ds)
         with cols[i % len(cols)]:
