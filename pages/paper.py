@@ -89,13 +89,10 @@ if full is not None and not full.empty:
     st.caption("Drawn at first: the oracle, the two fusion rankers, random removal and the dataset's best other "
                "strategy after KD; click a name in the legend to add any of the 18. Dotted: the unpruned teacher.")
     ds_list = sorted(full["dataset"].unique())
-    cols = [st.container()]  # full width: the legend of 18 strategies leaves a half-width plot no room
-    for i, ds in enumerate(ds_list):
+    for ds in ds_list:  # full width: the legend of 18 strategies leaves a half-width plot no room
         focus, teacher = pp.depth_focus(runs, ds)
-        with cols[i % len(cols)]:
-            widgets.chart(pp.depth_figure(full[full["dataset"] == ds], f"{label(ds)}: full path", "test accuracy",
-                                          focus=focus, teacher=teacher),
-                          key=f"paper_full_{ds}")
+        widgets.chart(pp.depth_figure(full[full["dataset"] == ds], f"{label(ds)}: full path", "test accuracy",
+                                      focus=focus, teacher=teacher), key=f"paper_full_{ds}")
     heat, bars = st.columns(2) if len(ds_list) <= 3 else (st.container(), st.container())
     with heat:
         widgets.chart(pp.rank_heatmap(pp.full_rank_matrix(ref.full_path, model), label,

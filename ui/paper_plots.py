@@ -355,7 +355,7 @@ def depth_figure(frame: pd.DataFrame, title: str, ytitle: str, focus: set[str] |
     return apply_layout(fig, title, height=400)
 
 
-#: the claims Home shows on first open (the one-step ones: they stand on the shipped bank)
+#: the claims Home shows on first open, in this order (one-step from the shipped bank; full path where measured)
 HOME_CLAIMS = ("rf_first", "rf_first_full", "rf_beats_lr", "no_universal_signal", "boundary_layers",
                "kd_beats_teacher")
 
