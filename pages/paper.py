@@ -29,7 +29,7 @@ model = models[0] if len(models) == 1 else st.radio("Model", models, horizontal=
 seeds = ref.seeds(model)
 datasets = sorted(ref.summary.loc[ref.summary["model"] == model, "dataset"].unique())
 st.caption(f"**Budget:** {ref.budget} (our choice: the paper does not publish its training sizes or epochs). "
-           f"**{model}**, {len(datasets)} dataset(s), {seeds} seed(s) (mean over seeds and the spread min–max). "
+           f"**{model}**, {len(datasets)} dataset(s), {seeds} (mean over seeds and the spread min–max). "
            f"Files: `{ref.folder}`.")
 
 
@@ -61,13 +61,13 @@ else:
     heat, bars = st.columns(2) if len(datasets) <= 3 else (st.container(), st.container())
     with heat:
         widgets.chart(pp.rank_heatmap(pp.rank_matrix(ref.summary, model), label,
-                                      f"Rank per dataset (1 = lowest regret; {seeds} seed(s))"), key="paper_heatmap")
+                                      f"Rank per dataset (1 = lowest regret; {seeds})"), key="paper_heatmap")
     with bars:
         widgets.chart(pp.regret_bars(pp.regret_by_strategy(ref.summary, model),
-                                     f"Mean regret over {len(datasets)} datasets ({seeds} seed(s))"),
+                                     f"Mean regret over {len(datasets)} datasets ({seeds})"),
                       key="paper_regret")
         st.caption("Bars: mean over datasets of each strategy's mean regret; whiskers: its best and worst dataset.")
-    st.markdown(f"**Regret in accuracy points** (mean over {seeds} seed(s), min–max in brackets; lower is better):")
+    st.markdown(f"**Regret in accuracy points** (mean over {seeds}, min–max in brackets; lower is better):")
     st.dataframe(pp.one_step_matrix(ref.summary, model, label))
     with st.expander("Every number of the one-step table (top-1 hit rate, Spearman, steps)"):
         st.dataframe(pp.metrics_table(ref.summary, model, label), hide_index=True,
@@ -124,7 +124,7 @@ else:
     else:
         st.caption(f"Validation accuracy right after each step's removal, before fine-tuning: the oracle's best "
                    f"removal, and what the fusion rankers and the dataset's winner would have kept at the same step "
-                   f"({ref.budget}; mean over {seeds} seed(s)).")
+                   f"({ref.budget}; mean over {seeds}).")
         ds_list = sorted(path["dataset"].unique())
         cols = st.columns(min(len(ds_list), 2))
         for i, ds in enumerate(ds_list):

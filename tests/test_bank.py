@@ -159,4 +159,4 @@ def test_the_paper_check_budget_is_read_from_the_bank_not_assumed(bank_rows, tmp
     summary = paper.summarise_one_step(paper.one_step_table(bank.rows, ("random", "top_down")))
     text = paper.bank_budget(bank, summary)
     assert "tiny-bert" in text and f"{SMALL.train_cap:,} training rows" in text
-    assert f"length {SMALL.max_length}" in text and "1 seed(s) per dataset" in text
+    assert f"length {SMALL.max_length}" in text and "1 seed per dataset" in text

@@ -188,7 +188,7 @@ def test_ray_executor_matches_local_and_retries_a_killed_worker(tmp_path, local_
     assert remote == local
 
 
-def test_only_runs_a_subset_of_a_study_files_datasets_and_names_a_wrong_one():
+def test_only_and_seeds_run_a_subset_of_a_study_file_and_name_a_wrong_one():
     """The full-path study is measured a dataset at a time across sessions (a store does not outlive one)."""
     from core.cli.study import _study_from_args, build_parser
 
@@ -200,3 +200,10 @@ def test_only_runs_a_subset_of_a_study_files_datasets_and_names_a_wrong_one():
     bad = build_parser().parse_args(["run", "--config", study_file, "--only", "imdb"])
     with pytest.raises(ValueError, match="imdb not among the study file's datasets"):
         _study_from_args(bad)
+    one = _study_from_args(build_parser().parse_args(["run", "--config", study_file, "--only", "trec", "--seeds", "1"]))
+    assert one.datasets == ("trec",) and one.seeds == (1,) and "[trec, seed 1]" in one.name
+    assert _study_from_args(build_parser().parse_args(["run", "--config", study_file])).seeds == (0, 1)
+    with pytest.raises(ValueError, match=r"--seeds: 7 not among the study file's seeds \(0, 1\)"):
+        _study_from_args(build_parser().parse_args(["run", "--config", study_file, "--seeds", "7"]))
+    flags = _study_from_args(build_parser().parse_args(["run", "--datasets", "trec"]))
+    assert flags.seeds == (0,)  # without a file the seed still defaults to 0

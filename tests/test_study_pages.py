@@ -119,7 +119,7 @@ def test_paper_page_shows_claims_heatmap_regret_and_the_oracle_path(reference, m
     assert len(winners) == len(DATASETS) and "winner" in winners.columns
     # no full path yet: the page says so and draws the oracle's own path per dataset
     shown = texts(at)
-    assert "has not been measured yet" in shown and "2 seed(s)" in shown and "synthetic test bank" in shown
+    assert "has not been measured yet" in shown and "2 seeds" in shown and "synthetic test bank" in shown
     oracle_paths = [t for t in chart_titles(at) if t.endswith("the oracle's path")]
     assert len(oracle_paths) == len(DATASETS)
     path = next(c for c in charts(at) if c["layout"]["title"]["text"] == oracle_paths[0])
@@ -385,3 +385,31 @@ def test_full_path_claims_heatmap_and_focus_follow_the_ranks_after_kd():
                                                  "accuracy": [0.8, 0.7], "seeds": 1}), "t", "acc", focus={"energy"},
                                    teacher=0.9)
     assert [tr.visible for tr in fig.data] == [True, "legendonly"]
+
+
+def test_a_dataset_measured_at_a_second_seed_is_averaged_and_labelled_as_a_seed_range():
+    """The full path is grown a dataset and a seed at a time, so the table can mix seed counts: every claim and
+    budget must say "1-2 seeds per dataset", and a rank that is first at one seed only is not "first"."""
+    runs = pd.DataFrame({"run_id": list("abcdefghi"), "model": "e5-small",
+                         "dataset": ["trec"] * 6 + ["bbc-news"] * 3,
+                         "strategy": ["rf_fusion", "lr_fusion", "energy"] * 3, "seed": [0] * 3 + [1] * 3 + [0] * 3,
+                         "train_cap": 500, "val_cap": 250, "max_length": 32, "layers_removed": 6,
+                         "teacher_accuracy": [0.9] * 6 + [0.95] * 3,
+                         "after_kd": [0.91, 0.85, 0.88, 0.86, 0.87, 0.89, 0.96, 0.93, 0.94], "ratio": 1.6})
+    full = paper.merge_full_path(runs, None)
+    assert paper.seed_span(full) == (1, 2)
+    budget = paper.full_budget(full)
+    assert budget.endswith("then KD; 1-2 seeds per dataset") and "500 training rows" in budget
+    table = paper.one_step_table(synthetic_bank(), tuple(STRATEGIES))
+    claims = {c["key"]: c for c in paper.claims(paper.summarise_one_step(table), table, full, full_budget=budget)}
+    rf = claims["rf_first_full"]
+    # TREC: rank 1 at seed 0, rank 3 at seed 1 -> mean 2, not first; BBC: first
+    assert "on 1 of 2 datasets (first at every seed); its mean rank after KD: bbc-news 1, trec 2" in rf["ours"]
+    assert (rf["seeds"], rf["seeds_max"]) == (1, 2)
+    assert "above its teacher on 2 of 3 measured dataset-seed runs" in claims["kd_beats_teacher"]["ours"]
+    shown = paper_plots.claims_frame(list(claims.values()))
+    assert set(shown.loc[shown["Measurement"] == "full path", "Seeds"]) == {"1-2"}
+    m = paper_plots.full_rank_matrix(full, "e5-small")
+    assert m.loc["rf_fusion", "trec"] == 2 and m.loc["lr_fusion", "trec"] == 2.5
+    assert "2.5" in [t for row in paper_plots.rank_heatmap(m).data[0].text for t in row]
+    assert paper.seeds_text(2) == "2 seeds" and paper.seeds_text(1, 1) == "1 seed"

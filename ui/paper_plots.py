@@ -55,9 +55,12 @@ class Reference:
         text = self.meta.get("budget") or next((c.get("budget") for c in self.claims if c.get("budget")), "")
         return str(text) if text else "budget not recorded"
 
-    def seeds(self, model: str) -> int:
+    def seeds(self, model: str) -> str:
+        """The one-step table's seeds per dataset in words: "2 seeds", or "1-2 seeds per dataset" when mixed."""
+        from core.studies.paper import seeds_text
+
         s = self.summary[(self.summary["model"] == model) & (self.summary["strategy"] != "oracle")]
-        return int(s["seeds"].min()) if len(s) else 0
+        return seeds_text(int(s["seeds"].min()), int(s["seeds"].max())) if len(s) else seeds_text(0)
 
 
 def reference_dir() -> Path:
@@ -117,6 +120,12 @@ def load_reference(folder: str | Path | None = None) -> Reference:
 
 
 # ------------------------------------------------------------------------------------------------ tables
+def _span(claim: dict[str, Any]) -> str:
+    """A claim's seed count as text: "2", or "1-2" when its datasets were measured at different seed counts."""
+    low, high = claim.get("seeds", 0), claim.get("seeds_max", claim.get("seeds", 0))
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
 def claims_frame(claims: list[dict[str, Any]], page_budget: str = "") -> pd.DataFrame:
     """The claims side by side: the paper's statement | ours with numbers | measurement | budget | seeds. A budget
     equal to ``page_budget`` (stated once above the table) is written as a pointer to it, not repeated."""
@@ -125,7 +134,7 @@ def claims_frame(claims: list[dict[str, Any]], page_budget: str = "") -> pd.Data
         return "as above" if page_budget and b == page_budget else b
 
     rows = [{"The paper says": c["paper"], "We measured": c["ours"], "Measurement": c.get("measure", ""),
-             "Budget": budget(c), "Seeds": c.get("seeds"), "Datasets": c.get("datasets")} for c in claims]
+             "Budget": budget(c), "Seeds": _span(c), "Datasets": c.get("datasets")} for c in claims]
     return pd.DataFrame(rows)
 
 
@@ -287,7 +296,7 @@ def rank_heatmap(matrix: pd.DataFrame, label: Label = str, title: str = "Rank pe
     if matrix.empty:
         return empty_figure("No strategies in the one-step table")
     z = matrix.to_numpy(dtype=float)
-    text = [["" if np.isnan(v) else str(int(v)) for v in row] for row in z]
+    text = [["" if np.isnan(v) else f"{v:.3g}" for v in row] for row in z]  # a mean rank over seeds: 3.5
     names = [theme.strategy_label(k) for k in matrix.index]
     columns = [label(d).split(" (")[0] for d in matrix.columns]  # "TREC questions (6 coarse types)" -> "TREC questions"
     fig = go.Figure(go.Heatmap(
@@ -365,6 +374,8 @@ def first_open_lines(bank: Any | None, bank_problem: str | None, ref: Reference 
     """Markdown bullets for Home: what the shipped bank holds (fusion learns from it before the first run) and
     the paper's claims next to ours (one-step, and the full path where measured), each with its measurement, seed
     and dataset count (and a full-path claim with its budget: it is smaller than the app's)."""
+    from core.studies.paper import seeds_text
+
     lines = []
     if bank is not None:
         cov = bank.coverage()
@@ -383,7 +394,8 @@ def first_open_lines(bank: Any | None, bank_problem: str | None, ref: Reference 
     for claim in sorted((c for c in ref.claims if c.get("key") in HOME_CLAIMS),
                         key=lambda c: HOME_CLAIMS.index(c["key"])):
         full = claim.get("measure") == "full path"
-        where = (f"{claim.get('measure', '?')}, {claim.get('seeds', '?')} seed(s), {claim.get('datasets', '?')} "
+        where = (f"{claim.get('measure', '?')}, {seeds_text(claim.get('seeds', 0), claim.get('seeds_max'))}, "
+                 f"{claim.get('datasets', '?')} "
                  f"dataset(s)" + (f"; {str(claim.get('budget')).split(';')[0]}" if full and claim.get("seeds") else ""))
         paper = "" if claim["paper"] in shown else f"*Paper:* {claim['paper']}  \n"
         shown.add(claim["paper"])

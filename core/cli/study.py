@@ -17,21 +17,29 @@ from typing import Any
 from core.config import DataConfig
 
 
+def _subset(cfg: Any, only: list[str] | None, seeds: list[int] | None) -> Any:
+    """A study file narrowed to some of its datasets and seeds (``--only``, ``--seeds``): a grid measured a piece
+    at a time across sessions, each piece in its own store. A dataset or seed the file does not hold is refused."""
+    from dataclasses import replace
+
+    for flag, asked, held in (("--only", only, cfg.datasets), ("--seeds", seeds, cfg.seeds)):
+        unknown = [str(a) for a in asked or () if a not in held]
+        if unknown:
+            kind = "datasets" if flag == "--only" else "seeds"
+            raise ValueError(f"{flag}: {', '.join(unknown)} not among the study file's {kind} "
+                             f"({', '.join(map(str, held))})")
+    if not only and not seeds:
+        return cfg
+    parts = [*(only or ()), *(f"seed {s}" for s in seeds or ())]
+    return replace(cfg, datasets=tuple(d for d in cfg.datasets if not only or d in only),
+                   seeds=tuple(s for s in cfg.seeds if not seeds or s in seeds), name=f"{cfg.name} [{', '.join(parts)}]")
+
+
 def _study_from_args(args: argparse.Namespace) -> Any:
     from core.studies.config import StudyConfig
 
     if args.config:
-        cfg = StudyConfig.load(args.config)
-        if not args.only:
-            return cfg
-        unknown = [d for d in args.only if d not in cfg.datasets]
-        if unknown:
-            raise ValueError(f"--only: {', '.join(unknown)} not among the study file's datasets "
-                             f"({', '.join(cfg.datasets)})")
-        from dataclasses import replace
-
-        return replace(cfg, datasets=tuple(d for d in cfg.datasets if d in args.only),
-                       name=f"{cfg.name} [{', '.join(args.only)}]")
+        return _subset(StudyConfig.load(args.config), args.only, args.seeds)
     from core.pruning.config import strategy_keys
     from core.runs.store import RunStore
     from core.runs.uploads import resolve_dataset_arg
@@ -40,7 +48,7 @@ def _study_from_args(args: argparse.Namespace) -> Any:
     datasets = tuple(resolve_dataset_arg(store, d, args.text_column, args.label_column) for d in args.datasets)
     d = DataConfig()
     return StudyConfig(name=args.name, models=tuple(args.models), datasets=datasets,
-                       strategies=tuple(args.strategies or strategy_keys()), seeds=tuple(args.seeds),
+                       strategies=tuple(args.strategies or strategy_keys()), seeds=tuple(args.seeds or [0]),
                        layers_to_remove=args.layers, step_epochs=args.epochs, distill=not args.no_distill,
                        kd_epochs=args.kd_epochs, calibration_size=args.calibration,
                        data=DataConfig(train_cap=args.train_cap or d.train_cap, val_cap=args.val_cap or d.val_cap,
@@ -203,15 +211,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     fresh = paper.full_path_table(store) if store is not None else None
     full = fresh if args.fresh_full_path else paper.merge_full_path(paper.load_full_path(out), fresh)
     budget = paper.bank_budget(bank, summary)
-    full_budget = ""
-    if full is not None and not full.empty:
-        def values(col: str) -> str:
-            return "/".join(f"{int(v):,}" for v in sorted(full[col].dropna().unique())) if col in full else "?"
-
-        full_budget = (f"study runs: {values('train_cap')} training rows, {values('val_cap')} validation rows (the "
-                       f"oracle), length {values('max_length')}, {values('layers_removed')} "
-                       f"layers removed (fine-tuned after each), then KD; {full['seed'].nunique()} seed(s)")
-    claim_rows = paper.claims(summary, table, full, budget=budget, full_budget=full_budget)
+    claim_rows = paper.claims(summary, table, full, budget=budget, full_budget=paper.full_budget(full))
     folder = paper.write_reference(table, summary, full, claim_rows, out,
                                    meta={"bank": bank.manifest.get("coverage"), "budget": budget})
     if args.json:
@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--text-column", default=None)
     r.add_argument("--label-column", default=None)
     r.add_argument("--strategies", nargs="+", default=None, help="default: all 18")
-    r.add_argument("--seeds", nargs="+", type=int, default=[0])
+    r.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="default 0; with --config: run only these of its seeds")
     r.add_argument("--layers", type=int, default=6)
     r.add_argument("--epochs", type=float, default=1.0)
     r.add_argument("--no-distill", action="store_true")

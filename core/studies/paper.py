@@ -228,9 +228,12 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
         rf_full = full[full["strategy"] == "rf_fusion"]
         rf_rank = rf_full.groupby("dataset")["rank_after_kd"].mean()
         n_strategies = int(full.groupby(["dataset", "seed"])["strategy"].nunique().max())
+        several = bool(len(rf_full)) and int(rf_full.groupby("dataset")["seed"].nunique().max()) > 1
         out.append({"key": "rf_first_full", "paper": PAPER["rf_first"],
                     "ours": (f"after the full path and KD, RF fusion is the most accurate of {n_strategies} strategies "
-                             f"on {int((rf_rank == 1).sum())} of {len(rf_rank)} datasets; its rank after KD: "
+                             f"on {int((rf_rank == 1).sum())} of {len(rf_rank)} datasets"
+                             + (" (first at every seed)" if several else "")
+                             + f"; its {'mean ' if several else ''}rank after KD: "
                              + ", ".join(f"{d} {r:g}" for d, r in rf_rank.items())) if len(rf_rank)
                             else "RF fusion has no finished full-path run", "measure": "full path"})
         better = int((rf_full["after_kd"] > rf_full["teacher_accuracy"]).sum())
@@ -245,14 +248,45 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
         for key in ("kd_beats_teacher", "ratio"):
             out.append({"key": key, "paper": PAPER[key], "ours": "not measured yet: needs the full-path study "
                         "(data/studies/paper-small.toml here, paper-full.toml on a cluster)", "measure": "full path"})
-    full_seeds = int(full["seed"].nunique()) if full is not None and not full.empty else 0
+    one_span = (seeds, int(s["seeds"].max()) if len(s) else 0)
+    full_span = seed_span(full)
     full_n = int(full["dataset"].nunique()) if full is not None and not full.empty else 0
     for c in out:
         one = c["measure"] == "one-step"
         c["budget"] = budget if one else (full_budget or "see the study's config")
-        c["seeds"] = seeds if one else full_seeds
+        c["seeds"], c["seeds_max"] = one_span if one else full_span
         c["datasets"] = n if one else full_n
     return out
+
+
+def seed_span(full: pd.DataFrame | None) -> tuple[int, int]:
+    """The fewest and the most seeds any dataset of a full-path table was measured at ((0, 0) when empty)."""
+    if full is None or full.empty:
+        return 0, 0
+    per = full.groupby("dataset")["seed"].nunique()
+    return int(per.min()), int(per.max())
+
+
+def seeds_text(low: int, high: int | None = None) -> str:
+    """"1 seed", "2 seeds", or "1-2 seeds per dataset" when datasets were measured at different seed counts."""
+    high = low if high is None else high
+    if low == high:
+        return f"{low} seed" + ("" if low == 1 else "s")
+    return f"{low}-{high} seeds per dataset"
+
+
+def full_budget(full: pd.DataFrame | None) -> str:
+    """The full-path budget in words, read from the table's own rows: training and validation rows, length,
+    layers removed, seeds per dataset ("" for an empty table)."""
+    if full is None or full.empty:
+        return ""
+
+    def values(col: str) -> str:
+        return "/".join(f"{int(v):,}" for v in sorted(full[col].dropna().unique())) if col in full else "?"
+
+    return (f"study runs: {values('train_cap')} training rows, {values('val_cap')} validation rows (the oracle), "
+            f"length {values('max_length')}, {values('layers_removed')} layers removed (fine-tuned after each), "
+            f"then KD; {seeds_text(*seed_span(full))}")
 
 
 def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
@@ -276,7 +310,7 @@ def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
     lo, hi = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
     return (f"profile bank v{bank.version}: {', '.join(sorted(rows['model'].unique()))} oracle-path profiles, "
             f"{'/'.join(f'{c:,}' for c in caps) or '?'} training rows, length {'/'.join(map(str, lengths)) or '?'}, "
-            f"{epochs}; {lo if lo == hi else f'{lo}-{hi}'} seed(s) per dataset")
+            f"{epochs}; {seeds_text(lo, hi)}" + (" per dataset" if lo == hi else ""))
 
 
 def write_reference(table: pd.DataFrame, summary: pd.DataFrame, full: pd.DataFrame | None, claim_rows: list[dict],
