@@ -22,10 +22,9 @@ def _subset(cfg: Any, only: list[str] | None, seeds: list[int] | None) -> Any:
     at a time across sessions, each piece in its own store. A dataset or seed the file does not hold is refused."""
     from dataclasses import replace
 
-    for flag, asked, held in (("--only", only, cfg.datasets), ("--seeds", seeds, cfg.seeds)):
+    for flag, kind, asked, held in (("--only", "datasets", only, cfg.datasets), ("--seeds", "seeds", seeds, cfg.seeds)):
         unknown = [str(a) for a in asked or () if a not in held]
         if unknown:
-            kind = "datasets" if flag == "--only" else "seeds"
             raise ValueError(f"{flag}: {', '.join(unknown)} not among the study file's {kind} "
                              f"({', '.join(map(str, held))})")
     if not only and not seeds:

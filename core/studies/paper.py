@@ -228,7 +228,7 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
         rf_full = full[full["strategy"] == "rf_fusion"]
         rf_rank = rf_full.groupby("dataset")["rank_after_kd"].mean()
         n_strategies = int(full.groupby(["dataset", "seed"])["strategy"].nunique().max())
-        several = bool(len(rf_full)) and int(rf_full.groupby("dataset")["seed"].nunique().max()) > 1
+        several = seed_span(rf_full)[1] > 1
         out.append({"key": "rf_first_full", "paper": PAPER["rf_first"],
                     "ours": (f"after the full path and KD, RF fusion is the most accurate of {n_strategies} strategies "
                              f"on {int((rf_rank == 1).sum())} of {len(rf_rank)} datasets"
@@ -267,12 +267,12 @@ def seed_span(full: pd.DataFrame | None) -> tuple[int, int]:
     return int(per.min()), int(per.max())
 
 
-def seeds_text(low: int, high: int | None = None) -> str:
-    """"1 seed", "2 seeds", or "1-2 seeds per dataset" when datasets were measured at different seed counts."""
+def seeds_text(low: int, high: int | None = None, per_dataset: bool = False) -> str:
+    """"1 seed", "2 seeds", or "1-2 seeds per dataset" when datasets were measured at different seed counts
+    (``per_dataset``: "per dataset" in every case)."""
     high = low if high is None else high
-    if low == high:
-        return f"{low} seed" + ("" if low == 1 else "s")
-    return f"{low}-{high} seeds per dataset"
+    text = f"{low} seed" + ("" if low == 1 else "s") if low == high else f"{low}-{high} seeds"
+    return text + (" per dataset" if per_dataset or low != high else "")
 
 
 def full_budget(full: pd.DataFrame | None) -> str:
@@ -310,7 +310,7 @@ def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
     lo, hi = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
     return (f"profile bank v{bank.version}: {', '.join(sorted(rows['model'].unique()))} oracle-path profiles, "
             f"{'/'.join(f'{c:,}' for c in caps) or '?'} training rows, length {'/'.join(map(str, lengths)) or '?'}, "
-            f"{epochs}; {seeds_text(lo, hi)}" + (" per dataset" if lo == hi else ""))
+            f"{epochs}; {seeds_text(lo, hi, per_dataset=True)}")
 
 
 def write_reference(table: pd.DataFrame, summary: pd.DataFrame, full: pd.DataFrame | None, claim_rows: list[dict],
