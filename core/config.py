@@ -110,6 +110,10 @@ class DataConfig:
         check_float(o, "test_fraction", self.test_fraction, 0.01, 0.5)
 
 
+#: the choices of :attr:`TrainConfig.precision` (kept equal to :data:`core.precision.PRECISIONS`, which imports
+#: torch; config stays importable without it)
+PRECISIONS = ("auto", "fp32", "bf16")
+
 #: the choices of :attr:`TrainConfig.class_weights`
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 
@@ -134,9 +138,13 @@ class TrainConfig:
     min_steps: int = 0
     #: cross-entropy class weights: "none", "balanced" (n / (k * count), as sklearn) or "sqrt" (its square root)
     class_weights: str = "none"
+    #: "auto" (our default: bf16 mixed precision where the hardware has bf16 units, else fp32), "fp32" or
+    #: "bf16"; see :mod:`core.precision`
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         o = "TrainConfig"
+        check_choice(o, "precision", self.precision, PRECISIONS)
         check_int(o, "min_steps", self.min_steps, 0, 1_000_000)
         check_choice(o, "class_weights", self.class_weights, CLASS_WEIGHTS)
         for name in ("freeze_word_embeddings", "group_by_length"):

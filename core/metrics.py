@@ -169,13 +169,14 @@ DEFAULT_LATENCY = LatencyConfig()
 
 
 def measure_model(model: nn.Module, test: Batch, *, val: Batch | None = None, batch_size: int = 128,
-                  device: torch.device | None = None, latency: LatencyConfig | None = DEFAULT_LATENCY
-                  ) -> ModelMetrics:
+                  device: torch.device | None = None, latency: LatencyConfig | None = DEFAULT_LATENCY,
+                  precision: str = "fp32") -> ModelMetrics:
     """Everything measured about one model: scores on ``test`` (and on ``val`` when given), parameters, the
     safetensors size and the CPU latency under ``latency``. ``latency=None`` skips the size and the latency
-    (scores and parameter counts only: what a model that is tuned further needs)."""
-    scores = evaluate(model, test, batch_size, device)
-    val_scores = evaluate(model, val, batch_size, device) if val is not None else None
+    (scores and parameter counts only: what a model that is tuned further needs). Scores are computed in
+    ``precision`` (:mod:`core.precision`); the latency is always the fp32 model's."""
+    scores = evaluate(model, test, batch_size, device, precision)
+    val_scores = evaluate(model, val, batch_size, device, precision) if val is not None else None
     params = count_parameters(model)
     return ModelMetrics(
         num_layers=len(encoder_layers(model)), kept_layers=tuple(original_layer_indices(model)),

@@ -25,6 +25,7 @@ from torch import nn
 from core.data.batches import Batch, batches, default_device, num_batches
 from core.models.forward import embed, head_logits, run_layers
 from core.models.registry import encoder_layers, original_layer_indices
+from core.precision import autocast, resolve
 from core.train import evaluate, scores_from_logits
 
 Progress = Callable[[int, int], None]
@@ -44,8 +45,14 @@ def _check_prunable(model: nn.Module) -> int:
 
 @torch.no_grad()
 def _cached_logits(model: nn.Module, data: Batch, batch_size: int, device: torch.device,
-                   progress: Progress | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                   progress: Progress | None, precision: str = "fp32") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Logits of the full model and of each single-layer removal, by prefix caching (see module doc)."""
+    with autocast(resolve(precision, device), device, inference=True):  # weights cast once for the whole pass
+        return _cached_logits_in(model, data, batch_size, device, progress)
+
+
+def _cached_logits_in(model: nn.Module, data: Batch, batch_size: int, device: torch.device,
+                      progress: Progress | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     layers = list(encoder_layers(model))
     n = len(layers)
     full: list[torch.Tensor] = []
@@ -77,18 +84,19 @@ def _table(model: nn.Module, baseline: dict[str, float], per_layer: list[dict[st
 
 
 def compute_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, device: torch.device | None = None,
-                   progress: Progress | None = None) -> pd.DataFrame:
+                   progress: Progress | None = None, precision: str = "fp32") -> pd.DataFrame:
     """One row per remaining layer: the validation scores of the model with that layer removed.
 
     Columns: ``layer`` (position), ``original_layer``, ``accuracy``, ``loss`` (mean cross-entropy),
     ``macro_f1``, ``accuracy_drop`` (unpruned accuracy minus this one; positive = removal hurts) and
     ``loss_increase``. The unpruned model's scores are in ``frame.attrs["baseline"]``. ``progress(done,
     total)`` is called after each validation batch. The model is moved to ``device`` and put in eval mode.
+    ``precision`` is the run's setting (:mod:`core.precision`); fp32 by default.
     """
     _check_prunable(model)
     device = device or default_device()
     model.to(device).eval()
-    full, removed = _cached_logits(model, data, batch_size, device, progress)
+    full, removed = _cached_logits(model, data, batch_size, device, progress, precision)
     labels = data["labels"]
     return _table(model, scores_from_logits(full, labels), [scores_from_logits(lg, labels) for lg in removed])
 

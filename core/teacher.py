@@ -20,6 +20,7 @@ from core.config import TrainConfig, from_dict, to_dict
 from core.data.batches import default_device
 from core.models.registry import load_classifier, load_pretrained
 from core.paths import atomic_dir, cache_dir
+from core.precision import resolve
 from core.data.task import Task
 from core.train import TrainProgress, evaluate, fine_tune
 
@@ -72,8 +73,14 @@ class TeacherResult:
 
 
 def teacher_key(task: Task, train_cfg: TrainConfig) -> str:
-    payload = json.dumps({"task": task.fingerprint, "train": to_dict(train_cfg), "v": TEACHER_VERSION},
-                         sort_keys=True)
+    """What identifies a teacher: the task, the training config with its precision *resolved* on this machine
+    (``auto`` is bf16 on one machine and fp32 on another), the code version. An fp32 teacher keeps the key
+    it had before precision was a setting."""
+    train = to_dict(train_cfg)
+    resolved = resolve(train.pop("precision", "fp32"), default_device())
+    if resolved != "fp32":
+        train["precision"] = resolved
+    payload = json.dumps({"task": task.fingerprint, "train": train, "v": TEACHER_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -107,12 +114,14 @@ def train_teacher(task: Task, train_cfg: TrainConfig | None = None, device: torc
     start = time.perf_counter()
     model = load_classifier(task.model, task.num_labels, dict(enumerate(task.label_names)), seed=train_cfg.seed)
     yield from fine_tune(model, task.encoded["train"], train_cfg, device=device)
-    metrics = {split: evaluate(model, task.encoded[split], device=device) for split in ("val", "test")}
+    precision = resolve(train_cfg.precision, device)
+    metrics = {split: evaluate(model, task.encoded[split], device=device, precision=precision)
+               for split in ("val", "test")}
     seconds = time.perf_counter() - start
     key = teacher_key(task, train_cfg)
     final = teacher_dir(key)
     info = {"metrics": metrics, "train": to_dict(train_cfg), "task": task.describe(), "seconds": seconds,
-            "key": key, "version": TEACHER_VERSION}
+            "key": key, "version": TEACHER_VERSION, "precision": precision}
     with atomic_dir(final, replace=False) as tmp:  # another process may win the race: keep theirs
         model.to("cpu").save_pretrained(tmp, safe_serialization=True)
         task.tokenizer.save_pretrained(tmp)

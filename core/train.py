@@ -21,6 +21,7 @@ from torch import nn
 
 from core.config import TrainConfig, check_float
 from core.data.batches import Batch, batches, default_device, model_inputs, num_batches
+from core.precision import autocast, grad_scaler, resolve
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
         return max(0.0, (total - step) / max(total - warmup, 1))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    precision = resolve(cfg.precision, device)
+    scaler = grad_scaler(precision, device)
     weight = None if distill or cfg.class_weights == "none" else \
         class_weights(data["labels"], model.config.num_labels, cfg.class_weights, device)
     step = 0
@@ -136,16 +139,24 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
         for epoch in range(int(math.ceil(total / per_epoch))):
             for batch in batches(data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, device=device,
                                  group_by_length=cfg.group_by_length):
-                logits = model(**model_inputs(batch)).logits
-                if distill is not None:
-                    loss = distillation_loss(logits, batch["teacher_logits"], batch["labels"],
-                                             distill.temperature, distill.alpha)
-                else:
-                    loss = F.cross_entropy(logits, batch["labels"], weight=weight)
+                with autocast(precision, device):  # per step: see core.precision (autocast's weight cache)
+                    logits = model(**model_inputs(batch)).logits
+                    if distill is not None:
+                        loss = distillation_loss(logits.float(), batch["teacher_logits"], batch["labels"],
+                                                 distill.temperature, distill.alpha)
+                    else:
+                        loss = F.cross_entropy(logits.float(), batch["labels"], weight=weight)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
                 sched.step()
                 step += 1
                 yield TrainProgress(step, total, step / per_epoch, float(loss.detach()))
@@ -164,17 +175,20 @@ def run_to_end(gen: Iterator[TrainProgress]) -> TrainProgress | None:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, data: Batch, batch_size: int = 128,
-                   device: torch.device | None = None) -> torch.Tensor:
+                   device: torch.device | None = None, precision: str = "fp32") -> torch.Tensor:
+    """The model's logits on every row of ``data`` (fp32, on the CPU), computed in ``precision``
+    (``fp32`` by default; a run passes its own, see :mod:`core.precision`)."""
     device = device or default_device()
     model.to(device).eval()
-    out = [model(**model_inputs(b)).logits.float().cpu() for b in batches(data, batch_size, device=device)]
+    with autocast(resolve(precision, device), device, inference=True):
+        out = [model(**model_inputs(b)).logits.float().cpu() for b in batches(data, batch_size, device=device)]
     return torch.cat(out) if out else torch.empty(0)
 
 
 def attach_teacher_logits(data: Batch, teacher: nn.Module, batch_size: int = 128,
-                          device: torch.device | None = None) -> Batch:
+                          device: torch.device | None = None, precision: str = "fp32") -> Batch:
     """Compute the teacher's logits once; they then travel with the rows through shuffled batches."""
-    return {**data, "teacher_logits": predict_logits(teacher, data, batch_size, device)}
+    return {**data, "teacher_logits": predict_logits(teacher, data, batch_size, device, precision)}
 
 
 def scores_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -186,7 +200,7 @@ def scores_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
             "loss": loss, "n": int(len(y))}
 
 
-def evaluate(model: nn.Module, data: Batch, batch_size: int = 128, device: torch.device | None = None
-             ) -> dict[str, float]:
-    """Accuracy, macro-F1 and mean cross-entropy of ``model`` on ``data``."""
-    return scores_from_logits(predict_logits(model, data, batch_size, device), data["labels"])
+def evaluate(model: nn.Module, data: Batch, batch_size: int = 128, device: torch.device | None = None,
+             precision: str = "fp32") -> dict[str, float]:
+    """Accuracy, macro-F1 and mean cross-entropy of ``model`` on ``data``, computed in ``precision``."""
+    return scores_from_logits(predict_logits(model, data, batch_size, device, precision), data["labels"])

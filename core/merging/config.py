@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from core.config import ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict, to_dict
+from core.config import PRECISIONS, ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict, to_dict
 from core.train import DistillConfig
 
 #: how a window is chosen: validation accuracy after merging without tuning (our default), or mean linear CKA
@@ -64,9 +64,13 @@ class MergeConfig:
     seed: int = 0
     #: "merge anyway": go on when the teacher does not beat the majority-class baseline (flagged ``weak_teacher``)
     allow_weak_teacher: bool = False
+    #: "auto" (our default: bf16 mixed precision where the hardware has bf16 units), "fp32" or "bf16"
+    #: (:mod:`core.precision`)
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         o = "MergeConfig"
+        check_choice(o, "precision", self.precision, PRECISIONS)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"{o}.model must be a registry key or hub id, got {self.model!r}")
         if not isinstance(self.dataset, str) or not self.dataset.strip():

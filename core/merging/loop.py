@@ -35,6 +35,7 @@ from core.metrics import LatencyConfig, accuracy_to_size_ratio, measure_model
 from core.models.registry import encoder_layers, original_layer_indices
 from core.models.surgery import remove_layers
 from core.oracle import best_layer, compute_oracle
+from core.precision import resolve
 from core.runs.events import Event, StageClock, prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
 
@@ -52,10 +53,11 @@ def _lr_default(model_key: str, lr: float | None, fallback: float) -> float:
 
 
 def model_scores(model: nn.Module, val: Batch, test: Batch, device: torch.device | None = None, *,
-                 timed: bool = False) -> dict[str, Any]:
+                 timed: bool = False, precision: str = "fp32") -> dict[str, Any]:
     """:func:`core.metrics.measure_model`'s record of ``model`` plus its distinct FFNs (``unique_ffns``); the
     size and the latency (:data:`LATENCY`) only when ``timed`` (the teacher and each side's final model)."""
-    record = measure_model(model, test, val=val, device=device, latency=LATENCY if timed else None)
+    record = measure_model(model, test, val=val, device=device, latency=LATENCY if timed else None,
+                           precision=precision)
     return {**record.to_dict(), "unique_ffns": unique_ffn_count(model)}
 
 
@@ -71,6 +73,7 @@ class _Recovery:
     val: Batch
     test: Batch
     device: torch.device
+    precision: str = "fp32"  # resolved (core.precision)
 
 
 def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, stages: tuple[str, str],
@@ -83,7 +86,8 @@ def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, st
         yield Event(stages[0], step=1, progress=half * p.fraction, message=f"{label}: fine-tuning "
                     f"{p.step}/{p.total_steps}, loss {p.loss:.3f}", payload={"loss": p.loss, "fraction": p.fraction})
     clock.tick(f"{prefix}finetune")
-    out["finetuned"] = model_scores(model, rec.val, rec.test, rec.device, timed=rec.kd is None)
+    out["finetuned"] = model_scores(model, rec.val, rec.test, rec.device, timed=rec.kd is None,
+                                    precision=rec.precision)
     clock.tick(f"{prefix}evaluate")
     if rec.kd is not None and rec.train_kd is not None and rec.kd_cfg is not None:
         for p in fine_tune(model, rec.train_kd, rec.kd_cfg, distill=rec.kd, device=rec.device):
@@ -91,7 +95,7 @@ def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, st
                         message=f"{label}: distillation {p.step}/{p.total_steps}, loss {p.loss:.3f}",
                         payload={"loss": p.loss, "fraction": p.fraction})
         clock.tick(f"{prefix}distill")
-        out["distilled"] = model_scores(model, rec.val, rec.test, rec.device, timed=True)
+        out["distilled"] = model_scores(model, rec.val, rec.test, rec.device, timed=True, precision=rec.precision)
         clock.tick(f"{prefix}evaluate")
     return out
 
@@ -103,12 +107,12 @@ def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: StageCloc
     for d in range(1, depth + 1):
         yield Event("compare", step=1, progress=0.2 * (d - 1) / depth, message=f"Pruning side: oracle {d}/{depth} "
                     f"on {len(encoder_layers(model))} layers")
-        oracle = compute_oracle(model, rec.val, device=rec.device)
+        oracle = compute_oracle(model, rec.val, device=rec.device, precision=rec.precision)
         best = best_layer(oracle)
         model = remove_layers(model, [best], by="original")
         removed.append(best)
     clock.tick("prune_select")
-    scores = {"no_tuning": model_scores(model, rec.val, rec.test, rec.device)}
+    scores = {"no_tuning": model_scores(model, rec.val, rec.test, rec.device, precision=rec.precision)}
     clock.tick("prune_evaluate")
     scores.update((yield from _map_progress(_recover(model, rec, clock, f"Pruning side ({depth} layers)",
                                                      ("compare", "compare"), prefix="prune_"), 0.2, 1.0)))
@@ -172,6 +176,7 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
     if cfg.compare_pruning:
         pruning = yield from _map_progress(_prune_side(teacher, budget["depth"], rec, clock), hi, 0.98)
     summary = _summary(cfg, base, choice, budget, merged_scores, final, pruning, shared, clock)
+    summary["precision"] = resolve(cfg.precision, device)
     yield Event("done", step=1, progress=1.0, message="Finished", payload=summary,
                 tables={"comparison": _comparison_table(base, merged_scores, pruning)},
                 artifacts={"model": merged, "tokenizer": task.tokenizer})
@@ -182,10 +187,12 @@ def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: 
     """Data, the (cached) teacher and its scores (step 0)."""
     task, teacher, teacher_cfg, cached = yield from prepare_and_teach(
         cfg.model, cfg.dataset, dataset, cfg.data, cfg.teacher, device, clock,
-        allow_weak_teacher=getattr(cfg, "allow_weak_teacher", False))
-    base = model_scores(teacher, task.encoded["val"], task.encoded["test"], device, timed=True)
+        allow_weak_teacher=getattr(cfg, "allow_weak_teacher", False), precision=cfg.precision)
+    base = model_scores(teacher, task.encoded["val"], task.encoded["test"], device, timed=True,
+                        precision=resolve(cfg.precision, device))
     yield Event("step_done", step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
-                payload={**base, "n_layers": base["num_layers"], "window": None, "teacher_cached": cached})
+                payload={**base, "n_layers": base["num_layers"], "window": None, "teacher_cached": cached,
+                         "precision": resolve(cfg.precision, device)})
     clock.tick("evaluate")
     return task, teacher, teacher_cfg, base
 
@@ -225,7 +232,8 @@ def _select(cfg: MergeConfig, teacher: nn.Module, acts: Mapping[int, torch.Tenso
         rows = []
         for done, window in enumerate(windows, start=1):
             rows.append(score_window(teacher, window, acts, similarity, cfg.selection, val=val,
-                                     reference=cfg.reference, device=device))
+                                     reference=cfg.reference, device=device,
+                                     precision=resolve(cfg.precision, device)))
             score = rows[-1].get("val_accuracy", rows[-1]["mean_cka"])
             yield Event("select", step=1, progress=0.05 + 0.1 * done / len(windows),
                         message=f"Window {done}/{len(windows)} ({rows[-1]['window']}): {cfg.selection} {score:.3f}")
@@ -250,7 +258,8 @@ def _merge_phase(cfg: MergeConfig, teacher: nn.Module, window: tuple[int, ...], 
                 payload={"alignment": alignment.to_dict(orient="records")}, tables={"alignment": alignment})
     merged = merge_aligned(teacher, window, perms, cfg.reference)
     clock.tick("merge")
-    no_tuning = model_scores(merged, task.encoded["val"], task.encoded["test"], device)
+    no_tuning = model_scores(merged, task.encoded["val"], task.encoded["test"], device,
+                             precision=resolve(cfg.precision, device))
     clock.tick("evaluate")
     yield Event("merge", step=1, progress=0.2, message=f"Merged: {base['params_total'] - no_tuning['params_total']:,}"
                 f" parameters removed; validation accuracy without tuning {no_tuning['val_accuracy']:.3f}",
@@ -275,17 +284,18 @@ def _recovery(cfg: MergeConfig, task: Any, teacher: nn.Module, teacher_cfg: Trai
     lr = _lr_default(task.model.key, cfg.lr, 1e-4)
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=lr, batch_size=teacher_cfg.batch_size,
                             freeze_word_embeddings=teacher_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                            seed=cfg.seed)
+                            seed=cfg.seed, precision=cfg.precision)
     kd = kd_cfg = train_kd = None
     if cfg.distill:
         kd_lr = 1e-3 if task.model.key == "tiny-bert" else cfg.kd.lr
         kd = DistillConfig(temperature=cfg.kd.temperature, alpha=cfg.kd.alpha, epochs=cfg.kd.epochs, lr=kd_lr)
         kd_cfg = TrainConfig(epochs=cfg.kd.epochs, lr=kd_lr, batch_size=train_cfg.batch_size,
                              freeze_word_embeddings=train_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                             seed=cfg.seed)
-        train_kd = attach_teacher_logits(task.encoded["train"], teacher, device=device)
+                             seed=cfg.seed, precision=cfg.precision)
+        train_kd = attach_teacher_logits(task.encoded["train"], teacher, device=device,
+                                         precision=resolve(cfg.precision, device))
     return _Recovery(task.encoded["train"], train_kd, train_cfg, kd_cfg, kd, task.encoded["val"],
-                     task.encoded["test"], device)
+                     task.encoded["test"], device, resolve(cfg.precision, device))
 
 
 def _shared_ok(model: nn.Module, window: Sequence[int]) -> bool:

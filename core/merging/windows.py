@@ -82,7 +82,7 @@ def mean_window_cka(similarity: pd.DataFrame, window: Sequence[int]) -> float:
 
 def score_window(model: nn.Module, window: Sequence[int], activations: Mapping[int, torch.Tensor],
                  similarity: pd.DataFrame, selection: str, *, val: Batch | None = None, reference: str = "first",
-                 device: torch.device | None = None) -> dict[str, Any]:
+                 device: torch.device | None = None, precision: str = "fp32") -> dict[str, Any]:
     """One candidate's row: its layers, mean CKA and, for ``selection="accuracy"``, the validation scores of
     the model merged on it without tuning."""
     check_choice("score_window", "selection", selection, SELECTIONS)
@@ -93,7 +93,7 @@ def score_window(model: nn.Module, window: Sequence[int], activations: Mapping[i
         if val is None:
             raise ValueError("selection='accuracy' needs validation data")
         merged, _ = merge_ffns(model, window, activations, reference)
-        scores = evaluate(merged, val, device=device)
+        scores = evaluate(merged, val, device=device, precision=precision)
         row.update(val_accuracy=scores["accuracy"], val_loss=scores["loss"], val_macro_f1=scores["macro_f1"])
     return row
 

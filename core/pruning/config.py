@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict, to_dict
+from core.config import PRECISIONS, ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict, to_dict
 from core.train import DistillConfig
 
 FUSION = ("lr_fusion", "rf_fusion")
@@ -39,9 +39,13 @@ class PruneConfig:
     #: "prune anyway": go on when the teacher does not beat the majority-class baseline (the run is flagged
     #: ``weak_teacher``); by default such a run stops before pruning
     allow_weak_teacher: bool = False
+    #: "auto" (our default: bf16 mixed precision where the hardware has bf16 units), "fp32" or "bf16": the
+    #: teacher, every fine-tune, distillation and every evaluation run in it (:mod:`core.precision`)
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         o = "PruneConfig"
+        check_choice(o, "precision", self.precision, PRECISIONS)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"{o}.model must be a registry key or hub id, got {self.model!r}")
         if not isinstance(self.dataset, str) or not self.dataset.strip():

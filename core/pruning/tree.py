@@ -23,6 +23,7 @@ from core.config import TrainConfig
 from core.data.batches import batches, default_device, take
 from core.fusion import profile_rows
 from core.oracle import best_layer
+from core.precision import resolve
 from core.pruning.config import PruneConfig
 from core.pruning.strategies import choose_layer
 from core.runs.events import Event, StageClock, prepare_and_teach
@@ -42,11 +43,12 @@ def step_lr(cfg: PruneConfig) -> float:
     return 1e-3 if cfg.model == "tiny-bert" else cfg.step_lr
 
 
-def measure(model: torch.nn.Module, val: Any, test: Any, device: torch.device) -> dict[str, Any]:
+def measure(model: torch.nn.Module, val: Any, test: Any, device: torch.device, precision: str = "fp32"
+            ) -> dict[str, Any]:
     """Test and validation scores, size and latency of ``model``, flat (:func:`core.metrics.measure_model`)."""
     from core.metrics import measure_model
 
-    return measure_model(model, test, val=val, device=device).to_dict()
+    return measure_model(model, test, val=val, device=device, precision=precision).to_dict()
 
 
 @dataclass
@@ -91,6 +93,8 @@ class TreeWalk:
         self.members = [Member(r, c) for r, c in zip(run_ids, configs)]
         self.profiles = profiles if profiles is not None else pd.DataFrame()
         self.device = device or default_device()
+        #: what runs here (fp32/bf16/fp16), never "auto": recorded with every result
+        self.precision = resolve(self.cfg.precision, self.device)
         self.dataset = dataset
         self.stats = WalkStats()
         self._dropped: set[str] = set()
@@ -122,7 +126,7 @@ class TreeWalk:
         torch.manual_seed(cfg.seed)
         clock = StageClock()
         phase = prepare_and_teach(cfg.model, cfg.dataset, self.dataset, cfg.data, cfg.teacher, device, clock,
-                                  allow_weak_teacher=cfg.allow_weak_teacher)
+                                  allow_weak_teacher=cfg.allow_weak_teacher, precision=cfg.precision)
         weak = False
         while True:  # the teacher phase, shared: every member gets its events
             try:
@@ -136,10 +140,11 @@ class TreeWalk:
         self.weak_teacher = weak
         self.task = task
         val, test = task.encoded["val"], task.encoded["test"]
-        base = measure(teacher, val, test, device)
+        base = measure(teacher, val, test, device, self.precision)
         n_original = len(original_layer_indices(teacher))
         step0 = {"n_layers": n_original, "removed": None, "removed_order": [], **base, "teacher_cached": cached,
                  "teacher_key": getattr(teacher.config, "teacher_key", None), "code_version": code_version(),
+                 "precision": self.precision,
                  **({"weak_teacher": True} if weak else {})}
         for m in self.members:
             m.history.append(step0)
@@ -149,7 +154,7 @@ class TreeWalk:
         calib = list(batches(take(task.encoded["train"], cfg.calibration_size), 32))
         step_cfg = TrainConfig(epochs=cfg.step_epochs, lr=step_lr(cfg), batch_size=teacher_cfg.batch_size,
                                freeze_word_embeddings=teacher_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                               seed=cfg.seed)
+                               seed=cfg.seed, precision=cfg.precision)
         target = min(cfg.layers_to_remove, n_original - 1)
         frontier: dict[tuple[int, ...], tuple[torch.nn.Module, list[Member]]] = {(): (teacher, list(self.members))}
         for step in range(1, target + 1):
@@ -186,7 +191,7 @@ class TreeWalk:
             clock.tick("signals")
             yield from self._all(members, Event("oracle", step=step, progress=frac0, message=f"Step {step}: oracle "
                                                 "(remove each layer, measure validation accuracy)"))
-            oracle = compute_oracle(model, val, device=device)
+            oracle = compute_oracle(model, val, device=device, precision=self.precision)
             clock.tick("oracle")
             choices: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
             for m in members:
@@ -212,7 +217,7 @@ class TreeWalk:
                                payload={"loss": p.loss, "fraction": p.fraction})
                     yield from self._all(sub, ev)
                 clock.tick("finetune")
-                metrics = measure(child, val, test, device)
+                metrics = measure(child, val, test, device, self.precision)
                 clock.tick("evaluate")
                 for m, info in chosen:
                     if m.run_id in self._dropped:
@@ -264,11 +269,12 @@ class TreeWalk:
                 yield from self._to(members, Event("distill", progress=0.0, message="Distilling from the unpruned "
                                                    "teacher (caching its logits)"))
                 if train_kd is None:
-                    train_kd = attach_teacher_logits(task.encoded["train"], teacher, device=device)
+                    train_kd = attach_teacher_logits(task.encoded["train"], teacher, device=device,
+                                                     precision=self.precision)
                 lr = cfg.kd.lr if cfg.model != "tiny-bert" else 1e-3
                 kd_cfg = TrainConfig(epochs=cfg.kd.epochs, lr=lr, batch_size=step_cfg.batch_size,
                                      freeze_word_embeddings=step_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                                     seed=cfg.seed)
+                                     seed=cfg.seed, precision=cfg.precision)
                 kd = DistillConfig(temperature=cfg.kd.temperature, alpha=cfg.kd.alpha, epochs=cfg.kd.epochs, lr=lr)
                 self.stats.distills += 1
                 for p in fine_tune(model, train_kd, kd_cfg, distill=kd, device=device):
@@ -276,13 +282,14 @@ class TreeWalk:
                                f"loss {p.loss:.3f}", payload={"loss": p.loss})
                     yield from self._to(members, ev)
                 clock.tick("distill")
-                after = measure(model, val, test, device)
+                after = measure(model, val, test, device, self.precision)
                 clock.tick("evaluate")
             for m in members:
                 if m.run_id in self._dropped:
                     continue
                 summary = _summary(m, base, after, ratio_fn, n_original)
                 summary["timings_s"] = clock.summary()
+                summary["precision"] = self.precision
                 if self.weak_teacher:
                     summary["weak_teacher"] = True
                 summary["shared"] = {"strategies_in_tree": len(self.members), **self.stats.to_dict()}

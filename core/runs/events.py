@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -110,8 +111,8 @@ class StageClock:
 
 
 def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConfig, teacher_cfg: TrainConfig | None,
-                      device: torch.device, clock: StageClock, *, allow_weak_teacher: bool = False
-                      ) -> Generator[Event, None, tuple[Any, Any, TrainConfig, bool]]:
+                      device: torch.device, clock: StageClock, *, allow_weak_teacher: bool = False,
+                      precision: str | None = None) -> Generator[Event, None, tuple[Any, Any, TrainConfig, bool]]:
     """The first stages of every kind of run: load and tokenise the data, then fine-tune the teacher (or
     load it from the cache), yielding ``prepare`` and ``teacher`` events. ``dataset`` may be a loaded upload
     (else ``dataset_key`` is loaded); ``teacher_cfg=None`` is the model's default. Returns the task, the
@@ -119,7 +120,8 @@ def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConf
 
     The guard: a ``teacher_check`` event compares the teacher with the majority-class baseline on the test
     split (:func:`core.teacher.check_teacher`); a weak teacher raises :class:`core.teacher.WeakTeacherError`
-    before anything is pruned, unless ``allow_weak_teacher`` (then the event's payload says ``weak: true``)."""
+    before anything is pruned, unless ``allow_weak_teacher`` (then the event's payload says ``weak: true``).
+    ``precision`` (the run's setting) replaces the teacher config's own when given."""
     from core.data.task import prepare_task
     from core.teacher import TeacherResult, WeakTeacherError, check_teacher, default_train_config, train_teacher
 
@@ -128,6 +130,8 @@ def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConf
     yield Event(Stage.PREPARE, progress=1.0, message="Data ready", payload={"task": task.describe()})
     clock.tick(Stage.PREPARE)
     teacher_cfg = teacher_cfg or default_train_config(task.model.key, task.num_labels)
+    if precision is not None and teacher_cfg.precision != precision:
+        teacher_cfg = dataclasses.replace(teacher_cfg, precision=precision)
     result = None
     for ev in train_teacher(task, teacher_cfg, device):
         if isinstance(ev, TeacherResult):
