@@ -43,15 +43,10 @@ def _architecture(key: str) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _dataset(key: str, root: str) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
-    """(frame with text/label[/split], label names, spec fields) of a registry key or a stored upload."""
-    if key.startswith("upload:"):
-        from core.runs.uploads import load_saved_upload
+    """(frame with text/label[/split], label names, spec fields) of a registry key, a hub id or a stored upload."""
+    from core.data.ref import load_dataset_ref
 
-        loaded = load_saved_upload(cached_store.store(), key)
-    else:
-        from core.data.datasets import load_dataset
-
-        loaded = load_dataset(key)
+    loaded = load_dataset_ref(key, cached_store.store())
     spec = loaded.spec
     info = {k: getattr(spec, k, None) for k in ("display_name", "source", "package", "license_note",
                                                 "research_only", "stands_for", "description")}
@@ -167,11 +162,13 @@ def _dataset_section() -> None:
                                  help="The dataset must have a 'text' and a 'label' column; the paper's nine are "
                                       "in the registry with their column mappings.")
             if st.form_submit_button("Use this hub dataset"):
-                name = name.strip()
-                if not name or any(ch.isspace() for ch in name):
+                from core.data.ref import hub_ref
+
+                try:
+                    key = str(hub_ref(name))
+                except ValueError:
                     st.error("Type a hub id such as 'ag_news' (no spaces).")
                 else:
-                    key = name if name.startswith("hub:") else f"hub:{name}"
                     custom = st.session_state[state.CUSTOM_DATASETS_KEY]
                     if key not in custom:
                         custom.append(key)
@@ -185,7 +182,7 @@ def _upload() -> None:
     from core.data.batches import DataError
     from core.data.tables import MAX_UPLOAD_BYTES
     from core.data.upload import inspect_upload, read_upload
-    from core.runs.uploads import save_upload
+    from core.data.upload_store import save_upload
 
     file = st.file_uploader("CSV, TSV or Parquet with a header row", type=["csv", "tsv", "txt", "tab", "parquet", "pq"],
                             key="setup_upload", help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB.")
@@ -217,7 +214,7 @@ def _upload() -> None:
             return
         try:
             loaded = read_upload(data, file.name, text_col, label_col)
-            ref = save_upload(cached_store.store(), loaded, file.name)
+            ref = str(save_upload(cached_store.store(), loaded, file.name))
         except DataError as exc:
             st.error(f"{exc}")
             return

@@ -15,6 +15,7 @@ import time
 import streamlit as st
 
 from core.config import ConfigError, DataConfig
+from core.data.ref import DatasetRef
 from core.data.registry import DATASETS
 from core.models.registry import MODELS
 from core.pruning.config import strategy_keys
@@ -85,7 +86,7 @@ def _attach(study_id: str) -> None:
 # ------------------------------------------------------------------------------------------ start
 def _dataset_options() -> list[str]:
     keys = [k for k, spec in DATASETS.items() if spec.offline]
-    return keys + [k for k in state.dataset_options() if k.startswith("upload:") and k not in keys]
+    return keys + [k for k in state.dataset_options() if k not in keys and DatasetRef.parse(k).is_upload]
 
 
 def _start_form() -> None:

@@ -198,10 +198,10 @@ def test_cli_teaches_on_your_own_csv_and_on_its_upload_id(tmp_path):
     payload = json.loads(out.stdout)
     ref = payload["task"]["dataset"]
     assert ref.startswith("upload:") and "check" in payload
-    from core.runs.uploads import list_uploads
+    from core.data.upload_store import list_uploads
 
     [upload] = list_uploads(RunStore(store_dir))
-    assert upload["ref"] == ref and upload["rows"] == 149 and "1 with no label" in upload["description"]
+    assert str(upload.ref) == ref and upload.rows == 149 and "1 with no label" in upload.description
     again = _cli("teach", "--dataset", ref, *tiny, store_dir=store_dir)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["cached"] is True
@@ -226,16 +226,16 @@ def test_cli_bad_files_get_the_upload_pages_messages(tmp_path):
 
 def test_resolve_dataset_arg_and_merge_command_line(tmp_path, monkeypatch):
     from core.cli.main import _resolve_rest_dataset
-    from core.runs.uploads import resolve_dataset_arg
+    from core.data.ref import resolve_dataset_ref
 
     store = RunStore(tmp_path / "store")
     monkeypatch.setenv("PRUNE_STORE_DIR", str(store.root))
     path = tmp_path / "t.tsv"
     keyword_frame(40).rename(columns={"text": "message"}).to_csv(path, sep="\t", index=False)
-    ref = resolve_dataset_arg(store, str(path))
-    assert ref.startswith("upload:") and resolve_dataset_arg(store, ref) == ref
-    assert resolve_dataset_arg(store, "trec") == "trec"
-    assert resolve_dataset_arg(store, "SetFit/ag_news") == "SetFit/ag_news"
+    ref = str(resolve_dataset_ref(str(path), store))
+    assert ref.startswith("upload:") and str(resolve_dataset_ref(ref, store)) == ref
+    assert str(resolve_dataset_ref("trec", store)) == "trec"
+    assert str(resolve_dataset_ref("SetFit/ag_news", store)) == "SetFit/ag_news"
     rest = _resolve_rest_dataset(["--model", "tiny-bert", "--dataset", str(path), "--auto", "2"])
     assert rest[:-2] == ["--model", "tiny-bert", "--auto", "2"] and rest[-2:] == ["--dataset", ref]
 

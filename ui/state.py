@@ -118,11 +118,11 @@ def dataset_options() -> list[str]:
     init()
     keys = sorted(DATASETS, key=lambda k: (not DATASETS[k].offline, k != DEFAULT_DATASET))
     try:
-        from core.runs.uploads import list_uploads
+        from core.data.upload_store import list_uploads
 
         from .cached_store import store
 
-        keys += [u["ref"] for u in list_uploads(store())]
+        keys += [str(u.ref) for u in list_uploads(store())]
     except Exception:  # no uploads folder yet, or the store is unreadable: the Setup page says so
         pass
     for extra in [*st.session_state[CUSTOM_DATASETS_KEY], st.session_state[DATASET_KEY]]:
@@ -145,18 +145,24 @@ def model_short(key: str) -> str:
 
 
 def dataset_label(key: str) -> str:
-    if key.startswith("upload:"):
+    from core.data.ref import DatasetRef
+
+    try:
+        ref = DatasetRef.parse(key)
+    except ValueError:  # a malformed reference is shown as written
+        return key
+    if ref.is_upload:
         try:
-            from core.runs.uploads import list_uploads
+            from core.data.upload_store import upload_info
 
             from .cached_store import store
 
-            for u in list_uploads(store()):
-                if u["ref"] == key:
-                    return f"{u['name']} (uploaded, {u['rows']} rows)"
+            info = upload_info(store(), ref)
+            if info is not None:
+                return f"{info.name} (uploaded, {info.rows} rows)"
         except Exception:
             pass
-        return f"uploaded ({key.split(':', 1)[1][:8]})"
+        return ref.short
     spec = DATASETS.get(key)
     return spec.display_name if spec is not None else key
 

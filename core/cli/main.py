@@ -42,12 +42,12 @@ def _data_cfg(args: argparse.Namespace) -> DataConfig:
 
 def _dataset(args: argparse.Namespace, value: str | None = None) -> str:
     """The dataset key of ``--dataset`` (or ``value``): a file is checked and stored like an upload (``upload:<id>``)."""
+    from core.data.ref import resolve_dataset_ref
     from core.data.registry import DEFAULT_DATASET
     from core.runs.store import RunStore
-    from core.runs.uploads import resolve_dataset_arg
 
-    return resolve_dataset_arg(RunStore(), value or args.dataset or DEFAULT_DATASET,
-                               getattr(args, "text_column", None), getattr(args, "label_column", None))
+    return str(resolve_dataset_ref(value or args.dataset or DEFAULT_DATASET, RunStore(),
+                                   getattr(args, "text_column", None), getattr(args, "label_column", None)))
 
 
 def _weak_teacher_hint(store, run_id: str) -> str:
@@ -80,15 +80,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
+    from core.data.ref import load_dataset_ref
     from core.data.task import prepare_task
     from core.runs.progress import StageProgress
     from core.runs.store import RunStore
-    from core.runs.uploads import load_saved_upload
     from core.teacher import check_teacher, default_train_config, ensure_teacher
 
-    key = _dataset(args)
-    task = prepare_task(args.model, load_saved_upload(RunStore(), key) if key.startswith("upload:") else key,
-                        _data_cfg(args))
+    task = prepare_task(args.model, load_dataset_ref(_dataset(args), RunStore()), _data_cfg(args))
     base = default_train_config(task.model.key, task.num_labels)
     cfg = replace(base, **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("min_steps", args.min_steps),
                                              ("class_weights", args.class_weights)) if v is not None})

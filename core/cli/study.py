@@ -40,11 +40,11 @@ def _study_from_args(args: argparse.Namespace) -> Any:
     if args.config:
         return _subset(StudyConfig.load(args.config), args.only, args.seeds)
     from core.pruning.config import strategy_keys
+    from core.data.ref import resolve_dataset_ref
     from core.runs.store import RunStore
-    from core.runs.uploads import resolve_dataset_arg
 
     store = RunStore()
-    datasets = tuple(resolve_dataset_arg(store, d, args.text_column, args.label_column) for d in args.datasets)
+    datasets = tuple(str(resolve_dataset_ref(d, store, args.text_column, args.label_column)) for d in args.datasets)
     d = DataConfig()
     return StudyConfig(name=args.name, models=tuple(args.models), datasets=datasets,
                        strategies=tuple(args.strategies or strategy_keys()), seeds=tuple(args.seeds or [0]),

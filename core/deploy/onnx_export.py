@@ -184,15 +184,12 @@ def run_task(store: RunStore, run: Mapping[str, Any]) -> Any:
     """The run's task re-created from its stored config (same model, dataset, data config, hence the same
     test texts in the same order)."""
     from core.config import DataConfig, from_dict
+    from core.data.ref import load_dataset_ref
     from core.data.task import prepare_task
 
     cfg = run["config"]
-    dataset: Any = cfg["dataset"]
-    if isinstance(dataset, str) and dataset.startswith("upload:"):
-        from core.runs.uploads import load_saved_upload
-
-        dataset = load_saved_upload(store, dataset)
-    return prepare_task(cfg["model"], dataset, from_dict(DataConfig, cfg.get("data") or {}))
+    return prepare_task(cfg["model"], load_dataset_ref(cfg["dataset"], store),
+                        from_dict(DataConfig, cfg.get("data") or {}))
 
 
 def _versions() -> dict[str, str]:
