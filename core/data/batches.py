@@ -6,7 +6,7 @@ what a Hugging Face sequence classifier takes as keyword arguments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -15,6 +15,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from core.config import DataConfig
+from core.data.splits import SplitReport, one_row_per_text
 
 Batch = dict[str, torch.Tensor]
 
@@ -29,6 +30,8 @@ class Splits:
     val: pd.DataFrame
     test: pd.DataFrame
     label_names: tuple[str, ...]
+    #: what was removed before splitting so that no text is in two splits (:mod:`core.data.splits`)
+    report: SplitReport = field(default_factory=SplitReport)
 
     @property
     def num_labels(self) -> int:
@@ -49,12 +52,23 @@ def _cap(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
 
 
 def make_splits(frame: pd.DataFrame, label_names: list[str] | tuple[str, ...], cfg: DataConfig) -> Splits:
-    """Seeded, stratified train/validation/test splits, each capped by ``cfg``.
+    """Seeded, stratified train/validation/test splits, each capped by ``cfg``, with no text in two splits.
 
     ``frame`` has columns ``text`` and ``label`` (integer codes into ``label_names``). When it also has a
     ``split`` column with ``test`` rows (datasets shipped with an official test set), those rows form the
-    test pool; otherwise the test pool is carved out of the data stratified by label.
+    test pool; otherwise the test pool is carved out of the data stratified by label. Repeated texts are kept
+    once and texts carrying two labels are left out first (:func:`core.data.splits.one_row_per_text`); the
+    splits' ``report`` counts them.
     """
+    if not {"text", "label"} <= set(frame.columns):
+        raise DataError("The dataset needs a 'text' and a 'label' column.")
+    unique, report = one_row_per_text(frame)
+    return replace(split_rows(unique, label_names, cfg), report=report)
+
+
+def split_rows(frame: pd.DataFrame, label_names: list[str] | tuple[str, ...], cfg: DataConfig) -> Splits:
+    """The seeded, stratified, capped splits of ``frame``'s rows as they are: a text repeated in ``frame`` may
+    land in two splits (what every split was before issue 21; :func:`make_splits` removes repeats first)."""
     if not {"text", "label"} <= set(frame.columns):
         raise DataError("The dataset needs a 'text' and a 'label' column.")
     frame = frame.reset_index(drop=True)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from core.config import DataConfig, to_dict
 from core.data.batches import Batch, Splits, encode, make_splits, sort_by_length
+from core.data.splits import SPLIT_VERSION
 from core.models.registry import ModelSpec, get_model_spec, load_tokenizer
 
 
@@ -40,7 +41,8 @@ class Task:
     def describe(self) -> dict[str, Any]:
         return {"model": self.model.key, "dataset": self.dataset_key, "dataset_name": self.dataset_name,
                 "data": to_dict(self.data_cfg), "sizes": self.splits.sizes(),
-                "labels": list(self.label_names), "fingerprint": self.fingerprint}
+                "labels": list(self.label_names), "fingerprint": self.fingerprint,
+                "data_report": self.splits.report.to_dict()}
 
 
 def frame_digest(frame: pd.DataFrame) -> str:
@@ -72,7 +74,8 @@ def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | No
         encoded[name], sorted_frames[name] = sort_by_length(encoded[name], getattr(splits, name))
     splits = replace(splits, **sorted_frames)
     payload = json.dumps({"model": spec.key, "dataset": loaded.spec.key, "data": frame_digest(loaded.frame),
-                          "labels": list(loaded.label_names), "cfg": to_dict(data_cfg)}, sort_keys=True)
+                          "labels": list(loaded.label_names), "cfg": to_dict(data_cfg),
+                          "splits": SPLIT_VERSION}, sort_keys=True)
     fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
     return Task(model=spec, dataset_key=loaded.spec.key, dataset_name=loaded.spec.display_name,
                 data_cfg=data_cfg, splits=splits, tokenizer=tokenizer, encoded=encoded, fingerprint=fingerprint)

@@ -26,6 +26,7 @@ import pandas as pd
 from core.data.batches import DataError
 from core.data.labels import encode_labels, label_strings
 from core.data.registry import LoadedDataset, upload_spec
+from core.data.splits import label_conflicts
 from core.data.tables import MAX_UPLOAD_BYTES, read_table, reject
 
 T = TypeVar("T")
@@ -180,6 +181,10 @@ def clean_upload(table: pd.DataFrame, text_column: str, label_column: str,
     pairs = pairs.drop_duplicates(["text", "label"])
     if before - len(pairs):
         notes.append(f"Dropped {before - len(pairs)} exact duplicate row(s) (same text and label).")
+    conflicting_texts, conflicting_rows = label_conflicts(pairs)
+    if conflicting_texts:  # make_splits leaves them out (core.data.splits); say so before anything trains
+        notes.append(f"{conflicting_texts:,} text(s) carry two or more different labels: their "
+                     f"{conflicting_rows:,} row(s) will be left out of every split.")
     if notes:
         notes.insert(0, f"Kept {len(pairs):,} of {len(table):,} rows.")
     if pairs.empty:
