@@ -27,7 +27,7 @@ from torch import nn
 from core.config import check_float, check_int
 from core.data.batches import Batch
 from core.models.registry import count_parameters, encoder_layers, original_layer_indices
-from core.train import evaluate
+from core.train import per_example, predict_logits, scores_from_logits
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -175,12 +175,39 @@ def measure_model(model: nn.Module, test: Batch, *, val: Batch | None = None, ba
     safetensors size and the CPU latency under ``latency``. ``latency=None`` skips the size and the latency
     (scores and parameter counts only: what a model that is tuned further needs). Scores are computed in
     ``precision`` (:mod:`core.precision`); the latency is always the fp32 model's."""
-    scores = evaluate(model, test, batch_size, device, precision)
-    val_scores = evaluate(model, val, batch_size, device, precision) if val is not None else None
+    return measure_with_outcomes(model, test, val=val, batch_size=batch_size, device=device, latency=latency,
+                                 precision=precision).metrics
+
+
+@dataclass(frozen=True)
+class Measured:
+    """:func:`measure_with_outcomes`'s result: the model's :class:`ModelMetrics`, its per-example outcomes
+    (``"test"``, and ``"val"`` when measured: :func:`core.train.per_example` frames) and the logits they came
+    from (fp32, CPU)."""
+
+    metrics: ModelMetrics
+    outcomes: dict[str, Any]
+    logits: dict[str, torch.Tensor]
+
+
+def measure_with_outcomes(model: nn.Module, test: Batch, *, val: Batch | None = None, batch_size: int = 128,
+                          device: torch.device | None = None, latency: LatencyConfig | None = DEFAULT_LATENCY,
+                          precision: str = "fp32", teacher_logits: Mapping[str, torch.Tensor] | None = None
+                          ) -> Measured:
+    """:func:`measure_model`, keeping what each example did: the aggregate scores and the per-example frames come
+    from one forward pass per split, so they agree exactly. ``teacher_logits`` (``"test"``/``"val"``) fill the
+    frames' ``kl_to_teacher``."""
+    splits = {"test": test, **({"val": val} if val is not None else {})}
+    logits = {name: predict_logits(model, data, batch_size, device, precision) for name, data in splits.items()}
+    scores = {name: scores_from_logits(logits[name], data["labels"]) for name, data in splits.items()}
+    teacher = teacher_logits or {}
+    outcomes = {name: per_example(logits[name], data["labels"], teacher.get(name)) for name, data in splits.items()}
+    val_scores = scores.get("val")
     params = count_parameters(model)
-    return ModelMetrics(
+    metrics = ModelMetrics(
         num_layers=len(encoder_layers(model)), kept_layers=tuple(original_layer_indices(model)),
-        test_accuracy=scores["accuracy"], test_macro_f1=scores["macro_f1"], test_loss=scores["loss"],
+        test_accuracy=scores["test"]["accuracy"], test_macro_f1=scores["test"]["macro_f1"],
+        test_loss=scores["test"]["loss"],
         val_accuracy=val_scores["accuracy"] if val_scores else None,
         val_macro_f1=val_scores["macro_f1"] if val_scores else None,
         val_loss=val_scores["loss"] if val_scores else None,
@@ -189,6 +216,7 @@ def measure_model(model: nn.Module, test: Batch, *, val: Batch | None = None, ba
         latency_ms=measure_latency(model, latency) if latency is not None else None,
         latency_batch_size=latency.batch_size if latency is not None else None,
         latency_seq_length=latency.seq_length if latency is not None else None)
+    return Measured(metrics, outcomes, logits)
 
 
 # ------------------------------------------------------------------------------------- run-level

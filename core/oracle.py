@@ -93,12 +93,23 @@ def compute_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, devi
     total)`` is called after each validation batch. The model is moved to ``device`` and put in eval mode.
     ``precision`` is the run's setting (:mod:`core.precision`); fp32 by default.
     """
+    return oracle_with_logits(model, data, batch_size=batch_size, device=device, progress=progress,
+                              precision=precision)[0]
+
+
+def oracle_with_logits(model: nn.Module, data: Batch, *, batch_size: int = 128, device: torch.device | None = None,
+                       progress: Progress | None = None, precision: str = "fp32"
+                       ) -> tuple[pd.DataFrame, torch.Tensor, list[torch.Tensor]]:
+    """:func:`compute_oracle`'s table, with the logits it was computed from: the unpruned model's and, at
+    position ``i`` of the list, those of the model with the layer in row ``i`` removed (fp32, CPU; one row per
+    example of ``data``). What the per-example outcomes of each oracle candidate are built from."""
     _check_prunable(model)
     device = device or default_device()
     model.to(device).eval()
     full, removed = _cached_logits(model, data, batch_size, device, progress, precision)
     labels = data["labels"]
-    return _table(model, scores_from_logits(full, labels), [scores_from_logits(lg, labels) for lg in removed])
+    table = _table(model, scores_from_logits(full, labels), [scores_from_logits(lg, labels) for lg in removed])
+    return table, full, removed
 
 
 def naive_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, device: torch.device | None = None,

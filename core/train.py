@@ -200,6 +200,41 @@ def scores_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
             "loss": loss, "n": int(len(y))}
 
 
+#: the columns of :func:`per_example`, in order
+PER_EXAMPLE_COLUMNS = ("example", "label", "pred", "loss", "kl_to_teacher")
+
+
+def per_example(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None):
+    """One row per example of an evaluation, from the same logits :func:`scores_from_logits` turns into its
+    aggregate scores: ``example`` (the row's position in the evaluated split, e.g. ``task.splits.test.iloc[i]``,
+    the same for every run of one task fingerprint), ``label``, ``pred`` (argmax), ``loss`` (cross-entropy) and
+    ``kl_to_teacher`` (KL(teacher || model) of the softmax predictions at temperature 1; NaN without
+    ``teacher_logits``). Compact dtypes (int32 ids, int16 classes, float32 values): the mean of ``pred ==
+    label`` is the accuracy exactly, macro-F1 over ``label``/``pred`` is the macro-F1 exactly, and the mean loss
+    equals the aggregate loss to float32 rounding. Returns a ``pandas.DataFrame``."""
+    import pandas as pd
+
+    logits = logits.float().cpu()
+    y = labels.cpu().long()
+    if logits.shape[0] != y.shape[0]:
+        raise ValueError(f"per_example: {logits.shape[0]} rows of logits for {y.shape[0]} labels")
+    n = int(y.shape[0])
+    loss = F.cross_entropy(logits, y, reduction="none") if n else torch.empty(0)
+    if teacher_logits is not None:
+        t = teacher_logits.float().cpu()
+        if t.shape != logits.shape:
+            raise ValueError(f"per_example: teacher logits of shape {tuple(t.shape)} for logits of shape "
+                             f"{tuple(logits.shape)}")
+        kl = F.kl_div(F.log_softmax(logits, dim=-1), F.log_softmax(t, dim=-1), reduction="none",
+                      log_target=True).sum(dim=-1).clamp_min(0.0).numpy()
+    else:
+        kl = np.full(n, np.nan, dtype=np.float32)
+    return pd.DataFrame({"example": np.arange(n, dtype=np.int32), "label": y.numpy().astype(np.int16),
+                         "pred": logits.argmax(dim=-1).numpy().astype(np.int16) if n else np.empty(0, np.int16),
+                         "loss": loss.numpy().astype(np.float32), "kl_to_teacher": kl.astype(np.float32)},
+                        columns=list(PER_EXAMPLE_COLUMNS))
+
+
 def evaluate(model: nn.Module, data: Batch, batch_size: int = 128, device: torch.device | None = None,
              precision: str = "fp32") -> dict[str, float]:
     """Accuracy, macro-F1 and mean cross-entropy of ``model`` on ``data``, computed in ``precision``."""

@@ -26,6 +26,7 @@ from core.oracle import best_layer
 from core.precision import resolve
 from core.pruning.config import PruneConfig
 from core.pruning.strategies import choose_layer
+from core.runs import artifacts
 from core.runs.events import Event, StageClock, prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
 from core.version import code_version
@@ -49,6 +50,32 @@ def measure(model: torch.nn.Module, val: Any, test: Any, device: torch.device, p
     from core.metrics import measure_model
 
     return measure_model(model, test, val=val, device=device, precision=precision).to_dict()
+
+
+def measure_kept(model: torch.nn.Module, val: Any, test: Any, device: torch.device, precision: str = "fp32",
+                 teacher_logits: dict[str, torch.Tensor] | None = None, prefix: str = ""
+                 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame], dict[str, torch.Tensor]]:
+    """:func:`measure`, keeping what each example did: the flat metrics, the per-example outcomes as
+    ``Event.tables`` (``artifacts.outcomes(prefix + "test")`` and ``... + "val"``; KL to ``teacher_logits`` when
+    given) and the logits per split, all from one forward pass per split."""
+    from core.metrics import measure_with_outcomes
+
+    m = measure_with_outcomes(model, test, val=val, device=device, precision=precision, teacher_logits=teacher_logits)
+    tables = {artifacts.outcomes(prefix + name): frame for name, frame in m.outcomes.items()}
+    return m.metrics.to_dict(), tables, m.logits
+
+
+def oracle_outcomes(oracle: pd.DataFrame, removed_logits: Sequence[torch.Tensor], val: Any,
+                    teacher_val_logits: torch.Tensor | None = None) -> pd.DataFrame:
+    """Per-example outcomes of every oracle candidate on the validation split (:func:`core.train.per_example`),
+    one block per removed layer (column ``original_layer``) in the oracle table's row order."""
+    from core.train import per_example
+
+    frames = [per_example(logits, val["labels"], teacher_val_logits).assign(original_layer=int(layer))
+              for logits, layer in zip(removed_logits, oracle["original_layer"])]
+    out = pd.concat(frames, ignore_index=True)
+    out["original_layer"] = out["original_layer"].astype("int16")
+    return out
 
 
 @dataclass
@@ -98,6 +125,8 @@ class TreeWalk:
         self.dataset = dataset
         self.stats = WalkStats()
         self._dropped: set[str] = set()
+        #: the teacher's logits on "val" and "test" (step 0): every later evaluation's KL to the teacher
+        self.teacher_logits: dict[str, torch.Tensor] = {}
         self._stopped_at: dict[str, tuple[tuple[int, ...], torch.nn.Module]] = {}
 
     def drop(self, run_id: str) -> None:
@@ -140,7 +169,7 @@ class TreeWalk:
         self.weak_teacher = weak
         self.task = task
         val, test = task.encoded["val"], task.encoded["test"]
-        base = measure(teacher, val, test, device, self.precision)
+        base, teacher_tables, self.teacher_logits = measure_kept(teacher, val, test, device, self.precision)
         n_original = len(original_layer_indices(teacher))
         step0 = {"n_layers": n_original, "removed": None, "removed_order": [], **base, "teacher_cached": cached,
                  "teacher_key": getattr(teacher.config, "teacher_key", None), "code_version": code_version(),
@@ -149,7 +178,7 @@ class TreeWalk:
         for m in self.members:
             m.history.append(step0)
         yield from self._all(self.members, Event("step_done", step=0, progress=0.0, message=f"Teacher: test accuracy "
-                                                 f"{base['test_accuracy']:.3f}", payload=step0))
+                                                 f"{base['test_accuracy']:.3f}", payload=step0, tables=teacher_tables))
         clock.tick("evaluate")
         calib = list(batches(take(task.encoded["train"], cfg.calibration_size), 32))
         step_cfg = TrainConfig(epochs=cfg.step_epochs, lr=step_lr(cfg), batch_size=teacher_cfg.batch_size,
@@ -170,7 +199,7 @@ class TreeWalk:
                ratio_fn):
         from core.models.registry import original_layer_indices
         from core.models.surgery import remove_layers
-        from core.oracle import compute_oracle
+        from core.oracle import oracle_with_logits
         from core.signals import compute_signals
 
         cfg, device = self.cfg, self.device
@@ -191,7 +220,9 @@ class TreeWalk:
             clock.tick("signals")
             yield from self._all(members, Event("oracle", step=step, progress=frac0, message=f"Step {step}: oracle "
                                                 "(remove each layer, measure validation accuracy)"))
-            oracle = compute_oracle(model, val, device=device, precision=self.precision)
+            oracle, _, removed_logits = oracle_with_logits(model, val, device=device, precision=self.precision)
+            oracle_tables = {artifacts.outcomes(artifacts.ORACLE_OUTCOMES): oracle_outcomes(
+                oracle, removed_logits, val, self.teacher_logits.get("val"))}
             clock.tick("oracle")
             choices: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
             for m in members:
@@ -204,7 +235,8 @@ class TreeWalk:
                 choices.setdefault(layer, []).append((m, info))
                 yield m.run_id, Event("choice", step=step, progress=frac0, message=f"Step {step}: {m.cfg.strategy} "
                                       f"removes layer {layer}", payload={"layer": layer, "info": info},
-                                      tables={"signals": signals, "oracle": oracle, "profile": profile})
+                                      tables={"signals": signals, "oracle": oracle, "profile": profile,
+                                              **oracle_tables})
             clock.tick("choice")
             best = best_layer(oracle)
             for layer, chosen in choices.items():
@@ -217,7 +249,7 @@ class TreeWalk:
                                payload={"loss": p.loss, "fraction": p.fraction})
                     yield from self._all(sub, ev)
                 clock.tick("finetune")
-                metrics = measure(child, val, test, device, self.precision)
+                metrics, step_tables, _ = measure_kept(child, val, test, device, self.precision, self.teacher_logits)
                 clock.tick("evaluate")
                 for m, info in chosen:
                     if m.run_id in self._dropped:
@@ -235,7 +267,7 @@ class TreeWalk:
                     m.history.append(row)
                     yield m.run_id, Event("step_done", step=step, progress=step / target, message=f"Step {step}: "
                                           f"{n_original - step} layers, test accuracy {metrics['test_accuracy']:.3f}",
-                                          payload=row)
+                                          payload=row, tables=step_tables)
                     if m.cfg.accuracy_floor and metrics["val_accuracy"] < m.cfg.accuracy_floor:
                         yield m.run_id, Event("evaluate", step=step, message=f"Validation accuracy "
                                               f"{metrics['val_accuracy']:.3f} fell below the floor "
@@ -282,8 +314,11 @@ class TreeWalk:
                                f"loss {p.loss:.3f}", payload={"loss": p.loss})
                     yield from self._to(members, ev)
                 clock.tick("distill")
-                after = measure(model, val, test, device, self.precision)
+                after, kd_tables, _ = measure_kept(model, val, test, device, self.precision, self.teacher_logits,
+                                                   prefix="kd_")
                 clock.tick("evaluate")
+                yield from self._to(members, Event("evaluate", step=len(path), message=f"After distillation: test "
+                                                   f"accuracy {after['test_accuracy']:.3f}", tables=kd_tables))
             for m in members:
                 if m.run_id in self._dropped:
                     continue

@@ -8,6 +8,8 @@ A run's folder (``RunStore.run_dir``) holds::
     steps/<k>/choice.json       step k's decision (pruning: the layer and the ranker's explanation;
                                 merging: the window)
     steps/<k>/<table>.csv       the tables an event carries (``Event.tables``): see the ``*_TABLE`` names
+    steps/<k>/outcomes/<e>.parquet  per-example outcomes of evaluation ``e`` at step k (one row per example,
+                                keyed by ``example``: :func:`core.train.per_example`); see the ``*_OUTCOMES`` names
 
 Paths are relative to the run's folder, with ``/`` separators, as ``RunStore.read_json`` / ``read_table``
 take them. These are the names every run stored so far uses: renaming one means reading the old name too.
@@ -35,10 +37,38 @@ WINDOWS_TABLE = "windows"
 ALIGNMENT_TABLE = "alignment"
 COMPARISON_TABLE = "comparison"
 
+# per-example outcomes (issue 21): an event carries them as tables named ``outcomes(<evaluation>)``, stored as
+# ``steps/<k>/outcomes/<evaluation>.parquet``. Columns: example, label, pred, loss, kl_to_teacher (NaN without a
+# teacher), plus ``original_layer`` (the removed layer) in the oracle's file.
+OUTCOMES_DIR = "outcomes"
+TEST_OUTCOMES = "test"  # the step's model on the test split (step 0: the teacher)
+VAL_OUTCOMES = "val"  # the step's model on the validation split
+ORACLE_OUTCOMES = "oracle_val"  # every oracle candidate (one layer removed, no tuning) on the validation split
+KD_TEST_OUTCOMES = "kd_test"  # after distillation, in the final step's folder
+KD_VAL_OUTCOMES = "kd_val"
+
+
+def outcomes(evaluation: str) -> str:
+    """The ``Event.tables`` key of per-example outcomes: ``outcomes("test")`` -> ``outcomes/test``."""
+    if not evaluation or "/" in evaluation or evaluation.startswith("."):
+        raise ValueError(f"an evaluation name is one plain word like 'test', got {evaluation!r}")
+    return f"{OUTCOMES_DIR}/{evaluation}"
+
+
+def is_outcomes(table: str) -> bool:
+    return table.startswith(f"{OUTCOMES_DIR}/")
+
 
 def table_name(table: str) -> str:
-    """The file name of a per-step table: ``signals`` -> ``signals.csv``."""
-    return f"{table}.csv"
+    """The file name of a per-step table: ``signals`` -> ``signals.csv``; per-example outcomes are Parquet:
+    ``outcomes/test`` -> ``outcomes/test.parquet``."""
+    return f"{table}.parquet" if is_outcomes(table) else f"{table}.csv"
+
+
+def step_outcomes(step: int, evaluation: str) -> str:
+    """The path of step ``step``'s per-example outcomes: ``step_outcomes(3, "test")`` ->
+    ``steps/3/outcomes/test.parquet``."""
+    return step_table(step, outcomes(evaluation))
 
 
 def step_file(step: int, name: str) -> str:

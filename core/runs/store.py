@@ -426,11 +426,35 @@ class RunStore:
         return json.loads(path.read_text())
 
     def write_table(self, run_id: str, relpath: str, frame: pd.DataFrame) -> Path:
+        """A table artifact: CSV, or Parquet when ``relpath`` ends in ``.parquet`` (per-example outcomes)."""
         path = self.run_dir(run_id) / relpath
         with atomic_file(path) as tmp:
-            frame.to_csv(tmp, index=False)
+            if path.suffix == ".parquet":
+                frame.to_parquet(tmp, index=False)
+            else:
+                frame.to_csv(tmp, index=False)
         return path
 
     def read_table(self, run_id: str, relpath: str) -> pd.DataFrame | None:
         path = self.run_dir(run_id) / relpath
-        return pd.read_csv(path) if path.exists() else None
+        if not path.exists():
+            return None
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+    def write_outcomes(self, run_id: str, step: int, evaluation: str, frame: pd.DataFrame) -> Path:
+        """Per-example outcomes of one evaluation (``artifacts.TEST_OUTCOMES``, ...) at ``step``."""
+        return self.write_table(run_id, artifacts.step_outcomes(step, evaluation), frame)
+
+    def read_outcomes(self, run_id: str, step: int, evaluation: str) -> pd.DataFrame | None:
+        """Per-example outcomes written by :meth:`write_outcomes` (or recorded from an event), or None."""
+        return self.read_table(run_id, artifacts.step_outcomes(step, evaluation))
+
+    def outcome_evaluations(self, run_id: str) -> dict[int, list[str]]:
+        """Which per-example outcomes a run holds: step -> evaluation names, ascending."""
+        folder = self.run_dir(run_id) / artifacts.STEPS_DIR
+        found: dict[int, list[str]] = {}
+        for path in sorted(folder.glob(f"*/{artifacts.OUTCOMES_DIR}/*.parquet")):
+            step = path.parent.parent.name
+            if step.isdigit():
+                found.setdefault(int(step), []).append(path.stem)
+        return dict(sorted(found.items()))
