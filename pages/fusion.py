@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from core.fusion import FusionChoice, RankerSummary, read_choice
+from core.fusion.quality import RunSteps, quality_by_strategy_and_dataset, quality_rows, run_quality
 from core.runs import artifacts
 from ui import cached_store as ustore
 from ui import plots, router, state, tables, theme, widgets
@@ -179,21 +180,16 @@ with tab_side:
 
 with tab_quality:
     fusion_runs = [r for r in ustore.runs(kind="prune") if r["strategy"] in FUSION and r["model"] == run["model"]]
-    frames = []
-    for r in fusion_runs:
-        s = ustore.steps(r)
-        if not s.empty and "ranker_spearman" in s:
-            frames.append(s[s["step"] > 0].assign(run_id=r["id"], strategy=r["strategy"], dataset=r["dataset"]))
-    quality = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    quality = quality_rows(RunSteps(r["id"], r["strategy"], r["dataset"], ustore.steps(r)) for r in fusion_runs)
     this = quality[quality["run_id"] == run["id"]] if not quality.empty else quality
     c = st.columns(3)
     if not this.empty:
-        rho = pd.to_numeric(this["ranker_spearman"], errors="coerce")
-        c[0].metric("Mean Spearman ρ with the oracle", f"{rho.mean():.2f}" if rho.notna().any() else "–")
-        hits = this["ranker_top1"].dropna().astype(float) if "ranker_top1" in this else pd.Series(dtype=float)
-        c[1].metric("Top-1 hit rate", f"{hits.mean():.0%}" if len(hits) else "–",
+        q = run_quality(this)
+        c[0].metric("Mean Spearman ρ with the oracle",
+                    f"{q.mean_spearman:.2f}" if q.mean_spearman is not None else "–")
+        c[1].metric("Top-1 hit rate", f"{q.top1_rate:.0%}" if q.top1_rate is not None else "–",
                     help="Share of steps where the removed layer was among the oracle's best.")
-        c[2].metric("Steps", f"{len(this)}")
+        c[2].metric("Steps", f"{q.steps}")
     widgets.chart(plots.quality_lines(this), key="fus_quality")
     proto_rows = []
     for k, ch in sorted(choices.items()):
@@ -204,9 +200,7 @@ with tab_quality:
                     "sees the dataset it prunes)")
         st.table(pd.DataFrame(proto_rows).set_index("step"))
     if len(fusion_runs) > 1 and not quality.empty:
-        summary = quality.groupby(["strategy", "dataset"]).agg(
-            mean_rho=("ranker_spearman", lambda s: pd.to_numeric(s, errors="coerce").mean()),
-            top1=("ranker_top1", lambda s: s.dropna().astype(float).mean()), steps=("step", "count")).reset_index()
+        summary = quality_by_strategy_and_dataset(quality)
         summary["strategy"] = [theme.strategy_label(s) for s in summary["strategy"]]
         st.markdown(f"**All fusion runs of {run['model']}**")
         st.dataframe(summary, hide_index=True,

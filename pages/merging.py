@@ -17,6 +17,7 @@ import streamlit as st
 from core.config import ConfigError, DataConfig
 from core.runs.export import model_zip_bytes
 from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
+from core.merging.verdict import compare_at_budget
 from core.models.registry import MODELS
 from core.runs import artifacts
 from core.train import DistillConfig
@@ -174,16 +175,14 @@ def _verdict(summary: dict[str, Any]) -> None:
     side = pr.get("distilled") or pr.get("finetuned") or {}
     if "test_accuracy" not in side:
         return
-    m_acc, p_acc = final["test_accuracy"], side["test_accuracy"]
+    verdict = compare_at_budget(final["test_accuracy"], side["test_accuracy"])
     p_removed = summary["teacher"]["params_total"] - side["params_total"]
-    diff = m_acc - p_acc
-    better = "merging" if diff > 0 else "pruning" if diff < 0 else "neither"
     st.markdown(
         f"**At the same budget:** merging layers {summary['window_label']} removes "
         f"{widgets.param_count(summary['params']['removed'])} parameters; pruning {pr['depth']} whole layer(s) "
         f"({', '.join(f'L{i}' for i in pr['removed_layers'])}) removes {widgets.param_count(p_removed)}. "
-        f"After the same recovery, test accuracy is **{m_acc:.3f}** (merge) vs **{p_acc:.3f}** (prune): "
-        + (f"**{better}** is ahead by {abs(diff):.3f}." if better != "neither" else "a tie.")
+        f"After the same recovery, test accuracy is **{verdict.merge_accuracy:.3f}** (merge) vs "
+        f"**{verdict.prune_accuracy:.3f}** (prune): " + verdict.sentence()
         + (f" Pruning also runs faster (latency {side.get('latency_ms', pr.get('latency_ms')):.1f} ms vs "
            f"{final['latency_ms']:.1f} ms per batch): merging keeps every layer's compute."
            if pr.get("latency_ms") and final.get("latency_ms") else ""))

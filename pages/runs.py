@@ -9,7 +9,6 @@ import json
 import time
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core.deploy import worker as deploy_worker
@@ -129,21 +128,6 @@ with right:
 
 
 # ------------------------------------------------------------------------------------------ deployment check
-def _bench_figure(result: dict) -> go.Figure:
-    rows = pd.DataFrame(result["rows"])
-    shapes = [f"{b} × {s}" for b, s in zip(rows["batch"], rows["seq"])]
-    fig = go.Figure()
-    for col, name in (("speedup_torch", "PyTorch"), ("speedup_ort", "ONNX Runtime"),
-                      ("speedup_int8", "ONNX Runtime int8")):
-        if col in rows:
-            fig.add_bar(x=shapes, y=rows[col], name=name)
-    fig.add_scatter(x=shapes, y=rows["ideal"], mode="lines+markers", name="ideal (encoder only)",
-                    line=dict(dash="dash", color="#6B7280"))
-    fig.add_hline(y=1.0, line_dash="dot", line_color="#9CA3AF")
-    return plots.apply_layout(fig, "Speedup of the compressed model over its teacher", barmode="group",
-                              xaxis_title="batch × tokens", yaxis_title="speedup (×, same runtime)")
-
-
 BENCH_COLUMNS = {"batch": "batch", "seq": "tokens", "teacher_torch_ms": "teacher PyTorch ms",
                  "compressed_torch_ms": "compressed PyTorch ms", "speedup_torch": "PyTorch ×",
                  "teacher_ort_ms": "teacher ORT ms", "compressed_ort_ms": "compressed ORT ms", "speedup_ort": "ORT ×",
@@ -156,7 +140,7 @@ def _bench_result(result: dict) -> None:
     st.dataframe(table.rename(columns=BENCH_COLUMNS), hide_index=True,
                  column_config={v: st.column_config.NumberColumn(format="%.2f") for k, v in BENCH_COLUMNS.items()
                                 if k not in ("batch", "seq")})
-    widgets.chart(_bench_figure(result), key=f"deploy_chart_{result['run_id']}")
+    widgets.chart(plots.deploy_speedups(result["rows"]), key=f"deploy_chart_{result['run_id']}")
     acc = result["accuracy"]
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result["created_at"]))
     st.caption(f"Measured {when}: median of {result['config']['repeats']} interleaved rounds per shape, "

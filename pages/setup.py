@@ -13,7 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError
+from core.data.lengths import LENGTH_SAMPLE, token_lengths, truncated_share, word_lengths
 from core.data.registry import describe_datasets
+from core.models.card import ModelCard, model_card
 from core.models.registry import MODELS
 from ui import cached_store, plots, router, state, widgets
 
@@ -26,19 +28,9 @@ widgets.page_header("Setup", "What to prune, on which data, and how much compute
 
 # ------------------------------------------------------------------------------------------ cached loads
 @st.cache_resource(show_spinner=False)
-def _architecture(key: str) -> dict[str, Any]:
+def _architecture(key: str) -> ModelCard:
     """Layers, sizes and parameters of a model from its config (skeleton on the meta device)."""
-    import torch
-    from transformers import AutoConfig, AutoModel
-
-    from core.models.registry import count_parameters, model_dir, per_layer_parameters
-
-    cfg = AutoConfig.from_pretrained(str(model_dir(key)), trust_remote_code=False)
-    with torch.device("meta"):
-        skeleton = AutoModel.from_config(cfg)
-    return {"layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size, "heads": cfg.num_attention_heads,
-            "ffn": cfg.intermediate_size, "vocab": cfg.vocab_size, "type": cfg.model_type,
-            "per_layer": per_layer_parameters(skeleton), "counts": count_parameters(skeleton)}
+    return model_card(key)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -61,11 +53,9 @@ def _tokenizer(key: str) -> Any:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _token_lengths(model_key: str, dataset_key: str, root: str, sample: int = 2000) -> pd.Series:
+def _token_lengths(model_key: str, dataset_key: str, root: str) -> pd.Series:
     frame, _, _ = _dataset(dataset_key, root)
-    texts = frame["text"].astype(str).sample(min(sample, len(frame)), random_state=0).tolist()
-    enc = _tokenizer(model_key)(texts, add_special_tokens=True, truncation=False)
-    return pd.Series([len(ids) for ids in enc["input_ids"]], name="tokens")
+    return token_lengths(_tokenizer(model_key), frame["text"])
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -126,17 +116,15 @@ def _model_card(key: str) -> None:
                                "Pick one of the embedded models, or check the hub id.")
             return
         c = st.columns(4)
-        c[0].metric("Layers", arch["layers"])
-        c[1].metric("Hidden size", arch["hidden"])
-        c[2].metric("Heads · FFN", f"{arch['heads']} · {arch['ffn']}")
-        c[3].metric("Parameters", f"{arch['counts']['total'] / 1e6:.1f} M")
-        per_layer = arch["per_layer"]
-        enc_share = arch["counts"]["encoder"] / max(arch["counts"]["total"], 1)
-        widgets.chart(plots.per_layer_params(per_layer), key="setup_params")
-        st.caption(f"Each encoder layer holds {per_layer[0]:,} parameters; the encoder is {enc_share:.0%} of the "
-                   f"model (the rest is embeddings, {arch['counts']['embeddings']:,}, and the pooler), so removing "
-                   f"one layer saves {per_layer[0] / max(arch['counts']['total'], 1):.1%} of the parameters. "
-                   f"Vocabulary: {arch['vocab']:,} tokens.")
+        c[0].metric("Layers", arch.layers)
+        c[1].metric("Hidden size", arch.hidden)
+        c[2].metric("Heads · FFN", f"{arch.heads} · {arch.ffn}")
+        c[3].metric("Parameters", f"{arch.total / 1e6:.1f} M")
+        widgets.chart(plots.per_layer_params(arch.per_layer), key="setup_params")
+        st.caption(f"Each encoder layer holds {arch.per_layer[0]:,} parameters; the encoder is "
+                   f"{arch.encoder_share:.0%} of the model (the rest is embeddings, {arch.counts['embeddings']:,}, "
+                   f"and the pooler), so removing one layer saves {arch.layer_share:.1%} of the parameters. "
+                   f"Vocabulary: {arch.vocab:,} tokens.")
 
 
 # ------------------------------------------------------------------------------------------ dataset
@@ -252,12 +240,12 @@ def _preview() -> None:
         try:
             lengths = _token_lengths(model_key, key, cached_store.root())
             fig = plots.text_lengths(lengths, max_len, f"Text length in {model_key} tokens")
-            fig.update_xaxes(title="tokens per text (sample of up to 2,000)")
+            fig.update_xaxes(title=f"tokens per text (sample of up to {LENGTH_SAMPLE:,})")
             widgets.chart(fig, key="setup_lengths")
-            st.caption(f"{(lengths > max_len).mean():.0%} of texts are longer than {max_len} tokens and get truncated.")
+            st.caption(f"{truncated_share(lengths, max_len):.0%} of texts are longer than {max_len} tokens and get "
+                       "truncated.")
         except Exception:  # no tokenizer (hub model offline): words instead
-            words = frame["text"].astype(str).str.split().str.len()
-            widgets.chart(plots.text_lengths(words, None), key="setup_lengths")
+            widgets.chart(plots.text_lengths(word_lengths(frame["text"]), None), key="setup_lengths")
             st.caption("Counted in words: the selected model's tokenizer is not available here.")
     sample = frame.sample(min(6, len(frame)), random_state=0)
     st.dataframe(pd.DataFrame({"label": [names[int(i)] for i in sample["label"]], "text": sample["text"]}),

@@ -387,3 +387,21 @@ def per_layer_params(counts: Sequence[int], title: str = "Parameters per encoder
                            hovertemplate="%{x}: %{y:,} parameters<extra></extra>"))
     fig.update_yaxes(title="parameters")
     return apply_layout(fig, title, height=300)
+
+
+def deploy_speedups(rows: Sequence[dict[str, Any]] | pd.DataFrame,
+                    title: str = "Speedup of the compressed model over its teacher") -> go.Figure:
+    """The deploy benchmark's speedups per input shape (batch × tokens): one bar per runtime it measured
+    (PyTorch, ONNX Runtime, int8), the ideal (teacher layers / compressed layers) as a dashed line, 1× dotted."""
+    frame = pd.DataFrame(rows)
+    shapes = [f"{b} × {s}" for b, s in zip(frame["batch"], frame["seq"])]
+    fig = go.Figure()
+    for col, name in (("speedup_torch", "PyTorch"), ("speedup_ort", "ONNX Runtime"),
+                      ("speedup_int8", "ONNX Runtime int8")):
+        if col in frame:
+            fig.add_bar(x=shapes, y=frame[col], name=name)
+    fig.add_scatter(x=shapes, y=frame["ideal"], mode="lines+markers", name="ideal (encoder only)",
+                    line=dict(dash="dash", color="#6B7280"))
+    fig.add_hline(y=1.0, line_dash="dot", line_color="#9CA3AF")
+    return apply_layout(fig, title, barmode="group", xaxis_title="batch × tokens",
+                        yaxis_title="speedup (×, same runtime)")

@@ -5,6 +5,7 @@ rankers   the linear and random-forest rankers (sklearn estimators) and the desc
 explanation  SHAP values of a ranker, checked additive
 protocol  which rows may train a ranker (leave-one-dataset-out first), and ranking quality vs the oracle
 rank      one step end to end (:func:`rank_step`, the one path runs and tests share) -> :class:`FusionChoice`
+quality   runs' stored per-step ranker quality summed up per run and per (strategy, dataset) (Fusion page)
 """
 
 from core.fusion.explanation import ADDITIVITY_ATOL, explain
