@@ -30,11 +30,11 @@ def _patch_everywhere(monkeypatch, name: str, original, replacement) -> int:
 
 def test_the_oracle_receives_the_validation_split(monkeypatch):
     import core.pruning.oracle as oracle_module
-    from core.runs import events
+    from core import teacher_phase
 
     received: list[object] = []
     tasks: list[object] = []
-    compute_oracle, prepare_and_teach = oracle_module.compute_oracle, events.prepare_and_teach
+    compute_oracle, prepare_and_teach = oracle_module.compute_oracle, teacher_phase.prepare_and_teach
 
     def spy_oracle(model, data, *args, **kwargs):
         received.append(data)

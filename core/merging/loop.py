@@ -36,7 +36,8 @@ from core.models.registry import encoder_layers, original_layer_indices
 from core.models.surgery import remove_layers
 from core.oracle import best_layer, compute_oracle
 from core.precision import resolve
-from core.runs.events import Event, StageClock, prepare_and_teach
+from core.runs.events import Event, Stage, StageClock
+from core.teacher_phase import prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
 
 __all__ = ["LATENCY", "MergeConfig", "merge_events", "model_scores"]
@@ -76,7 +77,7 @@ class _Recovery:
     precision: str = "fp32"  # resolved (core.precision)
 
 
-def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, stages: tuple[str, str],
+def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, stages: tuple[Stage, Stage],
              prefix: str = "") -> Generator[Event, None, dict[str, dict[str, Any]]]:
     """Fine-tune then (optionally) distil ``model`` in place, yielding progress (0..1) under ``stages``
     (fine-tuning, distillation); returns the scores after each."""
@@ -105,7 +106,7 @@ def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: StageCloc
     """Remove ``depth`` layers by the greedy oracle, then give the pruned model the same recovery budget."""
     model, removed = teacher, []
     for d in range(1, depth + 1):
-        yield Event("compare", step=1, progress=0.2 * (d - 1) / depth, message=f"Pruning side: oracle {d}/{depth} "
+        yield Event(Stage.COMPARE, step=1, progress=0.2 * (d - 1) / depth, message=f"Pruning side: oracle {d}/{depth} "
                     f"on {len(encoder_layers(model))} layers")
         oracle = compute_oracle(model, rec.val, device=rec.device, precision=rec.precision)
         best = best_layer(oracle)
@@ -115,7 +116,7 @@ def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: StageCloc
     scores = {"no_tuning": model_scores(model, rec.val, rec.test, rec.device, precision=rec.precision)}
     clock.tick("prune_evaluate")
     scores.update((yield from _map_progress(_recover(model, rec, clock, f"Pruning side ({depth} layers)",
-                                                     ("compare", "compare"), prefix="prune_"), 0.2, 1.0)))
+                                                     (Stage.COMPARE, Stage.COMPARE), prefix="prune_"), 0.2, 1.0)))
     return {"strategy": PRUNING_STRATEGY, "depth": depth, "removed_layers": removed,
             "kept_layers": original_layer_indices(model), **scores}
 
@@ -164,20 +165,20 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
     hi = 0.6 if cfg.compare_pruning else 0.95
     merged_scores = {"no_tuning": no_tuning}
     merged_scores.update((yield from _map_progress(
-        _recover(merged, rec, clock, f"Merged {window_label(window)}", ("finetune", "distill")), 0.2, hi)))
+        _recover(merged, rec, clock, f"Merged {window_label(window)}", (Stage.FINETUNE, Stage.DISTILL)), 0.2, hi)))
     final = merged_scores.get("distilled") or merged_scores["finetuned"]
     shared = _shared_ok(merged, window)
     row = {**final, "n_layers": final["num_layers"], "window": window_label(window), "merged_layers": choice["window"],
            "no_tuning_test_accuracy": no_tuning["test_accuracy"],
            "finetuned_test_accuracy": merged_scores["finetuned"]["test_accuracy"], "ffn_still_shared": shared}
-    yield Event("step_done", step=1, progress=hi, message=f"Merged model: test accuracy {final['test_accuracy']:.3f}",
-                payload=row)
+    yield Event(Stage.STEP_DONE, step=1, progress=hi,
+                message=f"Merged model: test accuracy {final['test_accuracy']:.3f}", payload=row)
     pruning = None
     if cfg.compare_pruning:
         pruning = yield from _map_progress(_prune_side(teacher, budget["depth"], rec, clock), hi, 0.98)
     summary = _summary(cfg, base, choice, budget, merged_scores, final, pruning, shared, clock)
     summary["precision"] = resolve(cfg.precision, device)
-    yield Event("done", step=1, progress=1.0, message="Finished", payload=summary,
+    yield Event(Stage.DONE, step=1, progress=1.0, message="Finished", payload=summary,
                 tables={"comparison": _comparison_table(base, merged_scores, pruning)},
                 artifacts={"model": merged, "tokenizer": task.tokenizer})
 
@@ -190,7 +191,7 @@ def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: 
         allow_weak_teacher=getattr(cfg, "allow_weak_teacher", False), precision=cfg.precision)
     base = model_scores(teacher, task.encoded["val"], task.encoded["test"], device, timed=True,
                         precision=resolve(cfg.precision, device))
-    yield Event("step_done", step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
+    yield Event(Stage.STEP_DONE, step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
                 payload={**base, "n_layers": base["num_layers"], "window": None, "teacher_cached": cached,
                          "precision": resolve(cfg.precision, device)})
     clock.tick("evaluate")
@@ -205,7 +206,7 @@ def _similarity_phase(cfg: MergeConfig, task: Any, teacher: nn.Module, device: t
         check_window(teacher, parse_window(cfg.window))
     elif cfg.window_size > n_layers:
         raise ValueError(f"auto_k={cfg.window_size} is larger than the model's {n_layers} layers")
-    yield Event("similarity", step=0, progress=0.0, message="Recording FFN activations on calibration tokens")
+    yield Event(Stage.SIMILARITY, step=0, progress=0.0, message="Recording FFN activations on calibration tokens")
     calib = list(batches(take(task.encoded["train"], cfg.calibration_size), 32))
     acts = ffn_activations(teacher, calib, device=device)
     clock.tick("activations")
@@ -213,7 +214,7 @@ def _similarity_phase(cfg: MergeConfig, task: Any, teacher: nn.Module, device: t
     labelled = similarity.copy()
     labelled.index = labelled.columns = original_layer_indices(teacher)
     labelled.index.name = "layer"
-    yield Event("similarity", step=0, progress=0.05, message=f"FFN similarity (linear CKA) of {n_layers} layers "
+    yield Event(Stage.SIMILARITY, step=0, progress=0.05, message=f"FFN similarity (linear CKA) of {n_layers} layers "
                 f"on {acts[0].shape[0]} tokens", tables={"ffn_similarity": labelled.reset_index()})
     clock.tick("similarity")
     return acts, similarity
@@ -235,14 +236,14 @@ def _select(cfg: MergeConfig, teacher: nn.Module, acts: Mapping[int, torch.Tenso
                                      reference=cfg.reference, device=device,
                                      precision=resolve(cfg.precision, device)))
             score = rows[-1].get("val_accuracy", rows[-1]["mean_cka"])
-            yield Event("select", step=1, progress=0.05 + 0.1 * done / len(windows),
+            yield Event(Stage.SELECT, step=1, progress=0.05 + 0.1 * done / len(windows),
                         message=f"Window {done}/{len(windows)} ({rows[-1]['window']}): {cfg.selection} {score:.3f}")
         table = rank_windows(rows, cfg.selection)
     window = chosen_window(table)
     clock.tick("selection")
     choice = {"window": list(window), "label": window_label(window), "size": len(window),
               "selection": "fixed" if cfg.window else cfg.selection, "scores": table.to_dict(orient="records")}
-    yield Event("choice", step=1, progress=0.15, message=f"Merging the FFNs of layers {window_label(window)} "
+    yield Event(Stage.CHOICE, step=1, progress=0.15, message=f"Merging the FFNs of layers {window_label(window)} "
                 f"({choice['selection']})", payload=choice, tables={"windows": table})
     return window, choice
 
@@ -251,18 +252,19 @@ def _merge_phase(cfg: MergeConfig, teacher: nn.Module, window: tuple[int, ...], 
                  base: dict[str, Any], task: Any, device: torch.device, clock: StageClock
                  ) -> Generator[Event, None, tuple[nn.Module, dict[str, Any]]]:
     """Align, merge and tie; the merged model and its scores without tuning."""
-    yield Event("align", step=1, progress=0.15, message=f"Aligning {len(window) - 1} layer(s) to the reference")
+    yield Event(Stage.ALIGN, step=1, progress=0.15, message=f"Aligning {len(window) - 1} layer(s) to the reference")
     perms, alignment = align_window(teacher, window, acts, cfg.reference)
     clock.tick("align")
-    yield Event("align", step=1, progress=0.17, message="Neurons aligned (Hungarian assignment on correlations)",
+    yield Event(Stage.ALIGN, step=1, progress=0.17, message="Neurons aligned (Hungarian assignment on correlations)",
                 payload={"alignment": alignment.to_dict(orient="records")}, tables={"alignment": alignment})
     merged = merge_aligned(teacher, window, perms, cfg.reference)
     clock.tick("merge")
     no_tuning = model_scores(merged, task.encoded["val"], task.encoded["test"], device,
                              precision=resolve(cfg.precision, device))
     clock.tick("evaluate")
-    yield Event("merge", step=1, progress=0.2, message=f"Merged: {base['params_total'] - no_tuning['params_total']:,}"
-                f" parameters removed; validation accuracy without tuning {no_tuning['val_accuracy']:.3f}",
+    yield Event(Stage.MERGE, step=1, progress=0.2,
+                message=f"Merged: {base['params_total'] - no_tuning['params_total']:,} parameters removed; "
+                f"validation accuracy without tuning {no_tuning['val_accuracy']:.3f}",
                 payload={"no_tuning": no_tuning})
     return merged, no_tuning
 

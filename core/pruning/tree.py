@@ -27,7 +27,8 @@ from core.precision import resolve
 from core.pruning.config import PruneConfig
 from core.pruning.strategies import choose_layer
 from core.runs import artifacts
-from core.runs.events import Event, StageClock, prepare_and_teach
+from core.runs.events import Event, Stage, StageClock
+from core.teacher_phase import prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
 from core.version import code_version
 
@@ -163,7 +164,7 @@ class TreeWalk:
             except StopIteration as stop:
                 task, teacher, teacher_cfg, cached = stop.value
                 break
-            if ev.stage == "teacher_check":
+            if ev.stage == Stage.TEACHER_CHECK:
                 weak = bool(ev.payload.get("weak"))
             yield from self._all(self.members, ev)
         self.weak_teacher = weak
@@ -177,8 +178,9 @@ class TreeWalk:
                  **({"weak_teacher": True} if weak else {})}
         for m in self.members:
             m.history.append(step0)
-        yield from self._all(self.members, Event("step_done", step=0, progress=0.0, message=f"Teacher: test accuracy "
-                                                 f"{base['test_accuracy']:.3f}", payload=step0, tables=teacher_tables))
+        yield from self._all(self.members, Event(Stage.STEP_DONE, step=0, progress=0.0,
+                                                 message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
+                                                 payload=step0, tables=teacher_tables))
         clock.tick("evaluate")
         calib = list(batches(take(task.encoded["train"], cfg.calibration_size), 32))
         step_cfg = TrainConfig(epochs=cfg.step_epochs, lr=step_lr(cfg), batch_size=teacher_cfg.batch_size,
@@ -214,11 +216,12 @@ class TreeWalk:
             states += 1
             n_now = len(original_layer_indices(model))
             where = f"state {states} of {len(frontier)}, removed {', '.join(f'L{l}' for l in path)}: " if path else ""
-            yield from self._all(members, Event("signals", step=step, progress=frac0, message=f"Step {step}: {where}"
-                                                f"computing the twelve signals on {n_now} layers"))
+            yield from self._all(members, Event(Stage.SIGNALS, step=step, progress=frac0,
+                                                message=f"Step {step}: {where}computing the twelve signals on "
+                                                f"{n_now} layers"))
             signals = compute_signals(model, calib, device=device, seed=cfg.seed)
             clock.tick("signals")
-            yield from self._all(members, Event("oracle", step=step, progress=frac0, message=f"Step {step}: oracle "
+            yield from self._all(members, Event(Stage.ORACLE, step=step, progress=frac0, message=f"Step {step}: oracle "
                                                 "(remove each layer, measure validation accuracy)"))
             oracle, _, removed_logits = oracle_with_logits(model, val, device=device, precision=self.precision)
             oracle_tables = {artifacts.outcomes(artifacts.ORACLE_OUTCOMES): oracle_outcomes(
@@ -233,7 +236,7 @@ class TreeWalk:
                                        step=step, n_original=n_original)
                 m.own_profiles.append(profile)
                 choices.setdefault(layer, []).append((m, info))
-                yield m.run_id, Event("choice", step=step, progress=frac0, message=f"Step {step}: {m.cfg.strategy} "
+                yield m.run_id, Event(Stage.CHOICE, step=step, progress=frac0, message=f"Step {step}: {m.cfg.strategy} "
                                       f"removes layer {layer}", payload={"layer": layer, "info": info},
                                       tables={"signals": signals, "oracle": oracle, "profile": profile,
                                               **oracle_tables})
@@ -244,7 +247,7 @@ class TreeWalk:
                 child = remove_layers(model, [layer], by="original")
                 tunes += 1
                 for p in fine_tune(child, train, step_cfg, device=device):
-                    ev = Event("finetune", step=step, progress=frac0 + p.fraction / target, message=f"Step {step}: "
+                    ev = Event(Stage.FINETUNE, step=step, progress=frac0 + p.fraction / target, message=f"Step {step}: "
                                f"fine-tuning {p.step}/{p.total_steps}, loss {p.loss:.3f}",
                                payload={"loss": p.loss, "fraction": p.fraction})
                     yield from self._all(sub, ev)
@@ -265,11 +268,11 @@ class TreeWalk:
                         row["ranker_spearman"] = quality.get("spearman")
                         row["ranker_top1"] = quality.get("top1_hit")
                     m.history.append(row)
-                    yield m.run_id, Event("step_done", step=step, progress=step / target, message=f"Step {step}: "
+                    yield m.run_id, Event(Stage.STEP_DONE, step=step, progress=step / target, message=f"Step {step}: "
                                           f"{n_original - step} layers, test accuracy {metrics['test_accuracy']:.3f}",
                                           payload=row, tables=step_tables)
                     if m.cfg.accuracy_floor and metrics["val_accuracy"] < m.cfg.accuracy_floor:
-                        yield m.run_id, Event("evaluate", step=step, message=f"Validation accuracy "
+                        yield m.run_id, Event(Stage.EVALUATE, step=step, message=f"Validation accuracy "
                                               f"{metrics['val_accuracy']:.3f} fell below the floor "
                                               f"{m.cfg.accuracy_floor:.3f}: stopping")
                         m.stopped = True
@@ -298,7 +301,7 @@ class TreeWalk:
         for path, (model, members) in finals.items():
             after = None
             if cfg.distill and path:
-                yield from self._to(members, Event("distill", progress=0.0, message="Distilling from the unpruned "
+                yield from self._to(members, Event(Stage.DISTILL, progress=0.0, message="Distilling from the unpruned "
                                                    "teacher (caching its logits)"))
                 if train_kd is None:
                     train_kd = attach_teacher_logits(task.encoded["train"], teacher, device=device,
@@ -310,7 +313,7 @@ class TreeWalk:
                 kd = DistillConfig(temperature=cfg.kd.temperature, alpha=cfg.kd.alpha, epochs=cfg.kd.epochs, lr=lr)
                 self.stats.distills += 1
                 for p in fine_tune(model, train_kd, kd_cfg, distill=kd, device=device):
-                    ev = Event("distill", progress=p.fraction, message=f"Distillation {p.step}/{p.total_steps}, "
+                    ev = Event(Stage.DISTILL, progress=p.fraction, message=f"Distillation {p.step}/{p.total_steps}, "
                                f"loss {p.loss:.3f}", payload={"loss": p.loss})
                     yield from self._to(members, ev)
                 clock.tick("distill")
@@ -328,7 +331,7 @@ class TreeWalk:
                 if self.weak_teacher:
                     summary["weak_teacher"] = True
                 summary["shared"] = {"strategies_in_tree": len(self.members), **self.stats.to_dict()}
-                yield m.run_id, Event("done", progress=1.0, message="Finished", payload=summary,
+                yield m.run_id, Event(Stage.DONE, progress=1.0, message="Finished", payload=summary,
                                       artifacts={"model": model, "tokenizer": task.tokenizer})
 
 

@@ -1,18 +1,15 @@
-"""The vocabulary every kind of run speaks: events, the stage clock, and the teacher phase they all start with."""
+"""The vocabulary every kind of run speaks: the stages, events and the stage clock (records only: the teacher
+phase every run starts with is :mod:`core.teacher_phase`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Generator
+from typing import TYPE_CHECKING, Any
 
-from core.config import DataConfig, TrainConfig
-
-if TYPE_CHECKING:  # annotations only: the pages read Stage without loading torch
+if TYPE_CHECKING:  # annotations only: the pages read Stage without loading pandas
     import pandas as pd
-    import torch
 
 
 class Stage(StrEnum):
@@ -108,48 +105,3 @@ class StageClock:
     def summary(self) -> dict[str, float]:
         return {**{k: round(v, 2) for k, v in self.seconds.items()},
                 "total": round(time.perf_counter() - self.start, 2)}
-
-
-def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConfig, teacher_cfg: TrainConfig | None,
-                      device: torch.device, clock: StageClock, *, allow_weak_teacher: bool = False,
-                      precision: str | None = None) -> Generator[Event, None, tuple[Any, Any, TrainConfig, bool]]:
-    """The first stages of every kind of run: load and tokenise the data, then fine-tune the teacher (or
-    load it from the cache), yielding ``prepare`` and ``teacher`` events. ``dataset`` may be a loaded upload
-    (else ``dataset_key`` is loaded); ``teacher_cfg=None`` is the model's default. Returns the task, the
-    teacher (eval mode, on ``device``), the teacher's config and whether it came from the cache.
-
-    The guard: a ``teacher_check`` event compares the teacher with the majority-class baseline on the test
-    split (:func:`core.teacher.check_teacher`); a weak teacher raises :class:`core.teacher.WeakTeacherError`
-    before anything is pruned, unless ``allow_weak_teacher`` (then the event's payload says ``weak: true``).
-    ``precision`` (the run's setting) replaces the teacher config's own when given."""
-    from core.data.task import prepare_task
-    from core.teacher import TeacherResult, WeakTeacherError, check_teacher, default_train_config, train_teacher
-
-    yield Event(Stage.PREPARE, message=f"Loading {dataset_key} and tokenising for {model}")
-    task = prepare_task(model, dataset if dataset is not None else dataset_key, data)
-    yield Event(Stage.PREPARE, progress=1.0, message="Data ready", payload={"task": task.describe()})
-    clock.tick(Stage.PREPARE)
-    teacher_cfg = teacher_cfg or default_train_config(task.model.key, task.num_labels)
-    if precision is not None and teacher_cfg.precision != precision:
-        teacher_cfg = dataclasses.replace(teacher_cfg, precision=precision)
-    result = None
-    for ev in train_teacher(task, teacher_cfg, device):
-        if isinstance(ev, TeacherResult):
-            result = ev
-        else:
-            yield Event(Stage.TEACHER, progress=ev.fraction, message=f"Fine-tuning the teacher: step {ev.step}/"
-                        f"{ev.total_steps}, loss {ev.loss:.3f}", payload={"loss": ev.loss})
-    assert result is not None
-    check = check_teacher(result.metrics["test"], task.encoded["train"]["labels"], task.encoded["test"]["labels"],
-                          task.label_names, task.data_cfg.max_length)
-    message = check.message(stopped=not allow_weak_teacher)
-    if check.weak and allow_weak_teacher:
-        message += " Going on as asked (prune anyway): this run is flagged weak_teacher."
-    yield Event(Stage.TEACHER_CHECK, progress=1.0, message=message,
-                payload={**check.to_dict(), "message": message, "allowed": bool(allow_weak_teacher)})
-    if check.weak and not allow_weak_teacher:
-        raise WeakTeacherError(check)
-    teacher = result.load().to(device).eval()
-    teacher.config.teacher_key = result.path.name  # provenance: which cached teacher (saved with exported models)
-    clock.tick(Stage.TEACHER)
-    return task, teacher, teacher_cfg, result.cached
