@@ -2,7 +2,7 @@
 
 This entry point is the router and the shared frame: page config (wide), the navigation with sections,
 and the shared model/dataset selectors in the sidebar. Every page lives in ``pages/`` and only reads the
-run store and draws; long jobs run in worker processes started by ``core.runs.runner.Runner``.
+run store and draws; long jobs run in worker processes started by the job layer (:mod:`core.jobs`).
 """
 
 from __future__ import annotations

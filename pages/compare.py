@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.runs.record import RunStatus
 from core.runs.report import compare_table
 from core.studies.records import list_studies
 
@@ -23,7 +24,7 @@ def _table(root: str, key: tuple[tuple[str, str], ...]) -> pd.DataFrame:
     return compare_table(cached_store.store(), [run_id for run_id, _ in key])
 
 
-runs = [r for r in cached_store.runs(kind="prune") if r["status"] in ("done", "running", "cancelled", "interrupted")]
+runs = [r for r in cached_store.runs(kind="prune") if r.status not in (RunStatus.QUEUED, RunStatus.FAILED)]
 if not runs:
     widgets.empty_state("Nothing to compare yet. Start runs on the Live pruning page: several strategies on the "
                         "same model and dataset make the most useful comparison.", widgets.LIVE_PAGE, "Live pruning")
@@ -32,37 +33,37 @@ if not runs:
 # finished study runs, grouped by study (group_id = study id, cell_id set): pick one to see only its runs
 studies = {s.id: s for s in list_studies(cached_store.store())}
 run_study = study_view.study_of_runs(runs, list(studies.values()))
-in_studies = [sid for sid in studies if any(r.get("group_id") == sid and r["id"] in run_study for r in runs)]
+in_studies = [sid for sid in studies if any(r.group_id == sid and r.id in run_study for r in runs)]
 if in_studies:
     picked = st.selectbox("Study", [None, *in_studies], key="cmp_study",
                           format_func=lambda s: "All runs" if s is None else study_view.study_label(studies[s]),
                           help="The runs of one study (started on the Studies page); All runs shows every run.")
     if picked is not None:
-        runs = [r for r in runs if r.get("group_id") == picked and r["id"] in run_study]
+        runs = [r for r in runs if r.group_id == picked and r.id in run_study]
 
-models = sorted({r["model"] for r in runs})
+models = sorted({r.model for r in runs})
 f1, f2, f3, f4 = st.columns([1, 2, 2, 1])
 model_default = state.model() if state.model() in models else models[0]
 model = f1.selectbox("Model", models, index=models.index(model_default), key="cmp_model")
-of_model = [r for r in runs if r["model"] == model]
-datasets = sorted({r["dataset"] for r in of_model})
+of_model = [r for r in runs if r.model == model]
+datasets = sorted({r.dataset for r in of_model})
 chosen_ds = f2.multiselect("Datasets", datasets, default=datasets, format_func=state.dataset_label, key="cmp_ds")
-strategies = sorted({r["strategy"] for r in of_model}, key=theme.strategy_label)
+strategies = sorted({r.strategy for r in of_model}, key=theme.strategy_label)
 chosen_st = f3.multiselect("Strategies", strategies, default=strategies, format_func=theme.strategy_label,
                            key="cmp_st")
 finished_only = f4.toggle("Finished only", value=False, key="cmp_done",
                           help="Hide runs that are still running or stopped early.")
-selected = [r for r in of_model if r["dataset"] in chosen_ds and r["strategy"] in chosen_st
-            and (r["status"] == "done" or not finished_only)]
+selected = [r for r in of_model if r.dataset in chosen_ds and r.strategy in chosen_st
+            and (r.status == RunStatus.DONE or not finished_only)]
 if not selected:
     st.info("No run matches these filters: widen them above.", icon="💡")
     router.stop_page()
 
-key = tuple(sorted((r["id"], cached_store.version(r)) for r in selected))
+key = tuple(sorted((r.id, cached_store.version(r)) for r in selected))
 table = _table(cached_store.root(), key)
 steps = cached_store.all_steps(selected)
-meta = {r["id"]: r for r in selected}
-summaries = {r["id"]: cached_store.summary(r) for r in selected}
+meta = {r.id: r for r in selected}
+summaries = {r.id: cached_store.summary(r) for r in selected}
 
 st.subheader("The table")
 if table.empty:
@@ -95,8 +96,8 @@ st.subheader("Accuracy as layers are removed")
 if steps.empty:
     st.info("No finished step yet.", icon="💡")
 else:
-    steps["strategy"] = [meta[i]["strategy"] for i in steps["run_id"]]
-    steps["dataset"] = [meta[i]["dataset"] for i in steps["run_id"]]
+    steps["strategy"] = [meta[i].strategy for i in steps["run_id"]]
+    steps["dataset"] = [meta[i].dataset for i in steps["run_id"]]
     ds_list = sorted(steps["dataset"].unique())
     cols = st.columns(min(len(ds_list), 2))
     for i, ds in enumerate(ds_list):

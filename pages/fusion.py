@@ -7,7 +7,6 @@ Everything is drawn from what the run stored per step (``steps/<k>/choice.json``
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +15,7 @@ import streamlit as st
 from core.fusion import FusionChoice, RankerSummary, read_choice
 from core.fusion.quality import RunSteps, quality_by_strategy_and_dataset, quality_rows, run_quality
 from core.runs import artifacts
+from core.runs.record import Run
 from ui import cached_store as ustore
 from ui import plots, router, state, tables, theme, widgets
 
@@ -45,43 +45,43 @@ def _units(choices: dict[int, FusionChoice]) -> tuple[float, str]:
     return (100.0, "points") if targets <= {"gap"} else (1.0, "")
 
 
-def _choices(run: dict[str, Any]) -> dict[int, FusionChoice]:
+def _choices(run: Run) -> dict[int, FusionChoice]:
     """Each step's fusion choice, read through :func:`core.fusion.read_choice` (old choice files too)."""
-    read = {k: read_choice(ustore.choice(run["id"], k)) for k in ustore.artifact_steps(run["id"], artifacts.CHOICE)}
+    read = {k: read_choice(ustore.choice(run.id, k)) for k in ustore.artifact_steps(run.id, artifacts.CHOICE)}
     return {k: c for k, c in read.items() if c is not None}
 
 
-def _ranker_chart(ranker: RankerSummary | None, who: dict[str, Any] | None, step: int, missing: str = "") -> None:
+def _ranker_chart(ranker: RankerSummary | None, who: Run | None, step: int, missing: str = "") -> None:
     """A stored ranker's own view of the signals: forest impurity importances or linear coefficients."""
     if ranker is None or who is None:
         st.info(f"To compare, run **{theme.strategy_label(missing)}** on the same model and dataset "
                 "(Live pruning, several strategies side by side).", icon="💡")
         return
-    label = theme.strategy_label(who["strategy"])
+    label = theme.strategy_label(who.strategy)
     feat = list(ranker.feature_names)
     if ranker.kind == "forest":
         widgets.chart(plots.importance_bars(feat, ranker.weights, f"{label}: impurity importance",
-                                            "share of variance reduction"), key=f"side_{who['id']}")
+                                            "share of variance reduction"), key=f"side_{who.id}")
     else:
         widgets.chart(plots.importance_bars(feat, ranker.weights, f"{label}: coefficients", ranker.weight_label,
-                                            signed=True), key=f"side_{who['id']}")
+                                            signed=True), key=f"side_{who.id}")
         alpha = ranker.params.get("alpha")
         st.caption(f"{'Ridge, alpha ' + format(alpha, 'g') if alpha else 'Least squares'}; intercept "
                    f"{ranker.intercept or 0:.3f}. Positive: a higher (normalised) value makes removal look cheaper.")
     trained_on = f" on {ranker.n_train_rows} layer-steps" if ranker.n_train_rows else ""
-    st.caption(f"Run `{who['id']}` · ranker trained for step {step}{trained_on}.")
+    st.caption(f"Run `{who.id}` · ranker trained for step {step}{trained_on}.")
 
 
-runs = [r for r in ustore.runs(kind="prune") if r["strategy"] in FUSION]
+runs = [r for r in ustore.runs(kind="prune") if r.strategy in FUSION]
 if not runs:
     widgets.empty_state("No fusion run yet. Start a run with the *Random-forest fusion* (or linear) strategy on "
                         "the Live pruning page; the explanations appear after its first step.",
                         widgets.LIVE_PAGE, "Live pruning")
     router.stop_page()
 
-preferred = [r for r in runs if r["model"] == state.model() and r["dataset"] == state.dataset()
-             and r["strategy"] == "rf_fusion"]
-run = widgets.pick_run(runs, key="fus_run", default_id=(preferred or runs)[0]["id"])
+preferred = [r for r in runs if r.model == state.model() and r.dataset == state.dataset()
+             and r.strategy == "rf_fusion"]
+run = widgets.pick_run(runs, key="fus_run", default_id=(preferred or runs)[0].id)
 choices = _choices(run)
 rows = tables.shap_rows(choices)
 token = ustore.version(run)
@@ -116,7 +116,7 @@ with tab_global:
             st.caption(f"Over {len(rows.steps)} (step, layer) rows from {len(set(rows.steps))} step(s). Bars are "
                        "coloured by signal family.")
         with right:
-            st.image(_beeswarm(run["id"], token, scale, rows),
+            st.image(_beeswarm(run.id, token, scale, rows),
                      caption="SHAP beeswarm: one dot per (step, layer); colour = the signal's normalised value "
                              "(red high, blue low); right of 0 = pushes the layer towards removal"
                              + (" (SHAP values in accuracy points)." if unit else "."))
@@ -147,7 +147,7 @@ with tab_why:
                     f"{len(in_step)}; {what}), {verdict}. The waterfall starts at the average score over the "
                     f"ranker's training rows ({base:+.2f}) and adds each signal's push; the grey numbers are the "
                     "signals' normalised values for this layer.")
-        st.image(_waterfall(run["id"], token, i, scale, rows))
+        st.image(_waterfall(run.id, token, i, scale, rows))
         here = choices.get(step)
         if here is not None and here.measured:
             measured = dict(zip(here.candidates, here.measured))
@@ -161,9 +161,9 @@ with tab_side:
     else:
         step = st.select_slider("Step", sorted(step_choices), value=max(step_choices), key="fus_side_step")
         ranker = step_choices[step].ranker
-        companions = [r for r in ustore.runs(kind="prune") if r["id"] != run["id"] and r["strategy"] in FUSION
-                      and r["strategy"] != run["strategy"] and r["model"] == run["model"]
-                      and r["dataset"] == run["dataset"]]
+        companions = [r for r in ustore.runs(kind="prune") if r.id != run.id and r.strategy in FUSION
+                      and r.strategy != run.strategy and r.model == run.model
+                      and r.dataset == run.dataset]
         other = None
         if companions:
             other_choices = _choices(companions[0])
@@ -176,12 +176,12 @@ with tab_side:
             _ranker_chart(ranker, run, step)
         with right:
             _ranker_chart(other.ranker if other is not None else None, partner, step,
-                          missing="lr_fusion" if run["strategy"] == "rf_fusion" else "rf_fusion")
+                          missing="lr_fusion" if run.strategy == "rf_fusion" else "rf_fusion")
 
 with tab_quality:
-    fusion_runs = [r for r in ustore.runs(kind="prune") if r["strategy"] in FUSION and r["model"] == run["model"]]
-    quality = quality_rows(RunSteps(r["id"], r["strategy"], r["dataset"], ustore.steps(r)) for r in fusion_runs)
-    this = quality[quality["run_id"] == run["id"]] if not quality.empty else quality
+    fusion_runs = [r for r in ustore.runs(kind="prune") if r.strategy in FUSION and r.model == run.model]
+    quality = quality_rows(RunSteps(r.id, r.strategy, r.dataset, ustore.steps(r)) for r in fusion_runs)
+    this = quality[quality["run_id"] == run.id] if not quality.empty else quality
     c = st.columns(3)
     if not this.empty:
         q = run_quality(this)
@@ -202,7 +202,7 @@ with tab_quality:
     if len(fusion_runs) > 1 and not quality.empty:
         summary = quality_by_strategy_and_dataset(quality)
         summary["strategy"] = [theme.strategy_label(s) for s in summary["strategy"]]
-        st.markdown(f"**All fusion runs of {run['model']}**")
+        st.markdown(f"**All fusion runs of {run.model}**")
         st.dataframe(summary, hide_index=True,
                      column_config={"mean_rho": st.column_config.NumberColumn("mean ρ", format="%.2f"),
                                     "top1": st.column_config.NumberColumn("top-1 hit rate", format="percent")})

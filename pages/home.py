@@ -6,6 +6,7 @@ import statistics
 
 import streamlit as st
 
+from core.runs.record import RunStatus
 from ui import cached_store, router, state, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
@@ -50,12 +51,12 @@ def _typical_minutes(model: str) -> str:
     b = state.budgets()
     totals = []
     for run in runs:
-        cfg = run["config"]
-        same = (run["model"] == model and (cfg.get("data") or {}).get("train_cap") == b["train_cap"]
+        cfg = run.config
+        same = (run.model == model and (cfg.get("data") or {}).get("train_cap") == b["train_cap"]
                 and cfg.get("layers_to_remove") == b["layers_to_remove"])
-        if not (run["status"] == "done" and same):
+        if not (run.status == RunStatus.DONE and same):
             continue
-        total = (cached_store.summary(run).get("timings_s") or {}).get("total")
+        total = cached_store.run_summary(run).total_seconds
         if total:
             totals.append(float(total))
     if not totals:
@@ -86,11 +87,11 @@ with right:
             if ids:
                 widgets.go_live(ids)
 
-active = [r for r in runs if r["status"] in ("queued", "running")]
+active = [r for r in runs if r.active]
 if active:
     st.subheader("Running now")
     for run in active:
-        last = cached_store.store().last_event(run["id"])
+        last = cached_store.store().last_event(run.id)
         st.markdown(f"- {widgets.run_label(run)}: {last['message'] if last else 'waiting for the worker'}")
     widgets.empty_state("Open the Live pruning page to watch them.", widgets.LIVE_PAGE, "Live pruning")
 

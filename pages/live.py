@@ -7,8 +7,6 @@ never waits on a run: the worker process writes to the store and the fragment re
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 
@@ -16,7 +14,7 @@ from core.fusion import read_choice
 from core.models.registry import MODELS
 from core.pruning.config import strategy_keys
 from core.runs import artifacts
-from core.runs.store import ACTIVE
+from core.runs.record import PruneSummary, Run
 from core.signals import SIGNAL_KEYS
 from ui import cached_store as ustore
 from ui import plots, router, state, tables, theme, widgets
@@ -52,7 +50,7 @@ def _start_form() -> None:
 
 
 all_runs = ustore.runs(kind="prune")
-by_id = {r["id"]: r for r in all_runs}
+by_id = {r.id: r for r in all_runs}
 requested = widgets.query_run_ids()
 missing = [i for i in requested if i not in by_id]
 attached = [i for i in requested if i in by_id]
@@ -62,11 +60,11 @@ if missing:
 if not requested:
     attached = [i for i in st.session_state.get("attached_runs", []) if i in by_id]
 if not attached and not requested and all_runs:
-    active = [r for r in all_runs if r["status"] in ACTIVE]
+    active = [r for r in all_runs if r.active]
     first = (active or all_runs)[0]
-    attached = [r["id"] for r in all_runs if first.get("group_id") and r.get("group_id") == first["group_id"]] \
-        or [first["id"]]
-    attached = sorted(attached, key=lambda i: by_id[i]["created_at"])
+    attached = [r.id for r in all_runs if first.group_id and r.group_id == first.group_id] \
+        or [first.id]
+    attached = sorted(attached, key=lambda i: by_id[i].created_at)
 
 with st.expander("Start a new run", expanded=not attached):
     _start_form()
@@ -76,8 +74,8 @@ def _watch() -> None:
     picked = by_id.get(st.session_state.get("live_switch"))
     if picked is None:
         return
-    group = [r["id"] for r in all_runs if picked.get("group_id") and r.get("group_id") == picked["group_id"]]
-    ids = sorted(group or [picked["id"]], key=lambda i: by_id[i]["created_at"])
+    group = [r.id for r in all_runs if picked.group_id and r.group_id == picked.group_id]
+    ids = sorted(group or [picked.id], key=lambda i: by_id[i].created_at)
     st.session_state["attached_runs"] = ids
     widgets.set_query_runs(ids)
 
@@ -85,7 +83,7 @@ def _watch() -> None:
 if all_runs:
     with st.sidebar:
         st.session_state["live_switch"] = attached[0] if attached else None
-        st.selectbox("Watch another run", [r["id"] for r in all_runs], key="live_switch", on_change=_watch,
+        st.selectbox("Watch another run", [r.id for r in all_runs], key="live_switch", on_change=_watch,
                      format_func=lambda i: widgets.run_label(by_id[i]), placeholder="pick a run")
 
 if not attached:
@@ -99,37 +97,37 @@ if sorted(requested) != sorted(attached):
 
 
 # ------------------------------------------------------------------------------------------ panel
-def _n_original(run: dict[str, Any], steps: pd.DataFrame) -> int:
+def _n_original(run: Run, steps: pd.DataFrame) -> int:
     if not steps.empty and "n_layers" in steps:
         return int(steps.iloc[0]["n_layers"])
-    spec = MODELS.get(run["model"])
+    spec = MODELS.get(run.model)
     return spec.num_layers if spec is not None else 12
 
 
-def _view_step(run: dict[str, Any], steps: pd.DataFrame) -> int:
+def _view_step(run: Run, steps: pd.DataFrame) -> int:
     """The step to show: the latest while running, a replay slider once finished."""
     latest = int(steps["step"].max()) if not steps.empty else 0
-    if run["status"] in ACTIVE or latest == 0:
+    if run.active or latest == 0:
         return latest
-    return int(st.slider("Replay: step", 0, latest, latest, key=f"replay_{run['id']}",
+    return int(st.slider("Replay: step", 0, latest, latest, key=f"replay_{run.id}",
                          help="Slide back to see the run as it was after each step."))
 
 
-def _detail_step(run: dict[str, Any], view: int) -> int:
+def _detail_step(run: Run, view: int) -> int:
     """While running: the step in progress (its choice is already stored); in replay: the step viewed."""
-    if run["status"] in ACTIVE and view + 1 in ustore.artifact_steps(run["id"], artifacts.CHOICE):
+    if run.active and view + 1 in ustore.artifact_steps(run.id, artifacts.CHOICE):
         return view + 1
     return view
 
 
-def _details(run: dict[str, Any], steps: pd.DataFrame, shown: int) -> None:
+def _details(run: Run, steps: pd.DataFrame, shown: int) -> None:
     """Heatmap of the signals and the ranker's predictions at step ``shown``."""
     if shown == 0:
         st.caption("Signals and the ranker's choice appear once step 1 has been computed.")
         return
-    choice = ustore.choice(run["id"], shown)
+    choice = ustore.choice(run.id, shown)
     chosen = choice.get("layer")
-    signals = ustore.step_table(run["id"], shown, artifacts.SIGNALS_TABLE)
+    signals = ustore.step_table(run.id, shown, artifacts.SIGNALS_TABLE)
     heat_col, pred_col = st.columns([3, 2])
     with heat_col:
         if signals is None:
@@ -138,21 +136,21 @@ def _details(run: dict[str, Any], steps: pd.DataFrame, shown: int) -> None:
             data = tables.heatmap_data(signals, list(SIGNAL_KEYS), _n_original(run, steps))
             widgets.chart(plots.signal_heatmap(data, f"Signals at step {shown} (L{chosen} chosen)"
                                                if chosen is not None else f"Signals at step {shown}", chosen),
-                          key=f"heat_{run['id']}_{shown}")
+                          key=f"heat_{run.id}_{shown}")
     with pred_col:
         fusion = read_choice(choice)
         if fusion is not None:
             widgets.chart(plots.predicted_vs_measured(fusion, f"Ranker vs oracle at step {shown}"),
-                          key=f"pred_{run['id']}_{shown}")
+                          key=f"pred_{run.id}_{shown}")
             proto, sentence = tables.protocol_text(fusion)
             st.caption(f"Training protocol: **{proto}**. {sentence}")
         else:
-            oracle = ustore.step_table(run["id"], shown, artifacts.ORACLE_TABLE)
+            oracle = ustore.step_table(run.id, shown, artifacts.ORACLE_TABLE)
             widgets.chart(plots.oracle_bars(oracle, chosen, f"Oracle at step {shown}: accuracy without each layer"),
-                          key=f"orc_{run['id']}_{shown}")
+                          key=f"orc_{run.id}_{shown}")
 
 
-def _metrics(steps: pd.DataFrame, view: int, run: dict[str, Any]) -> None:
+def _metrics(steps: pd.DataFrame, view: int, run: Run) -> None:
     if steps.empty:
         return
     teacher = steps.iloc[0]
@@ -166,16 +164,16 @@ def _metrics(steps: pd.DataFrame, view: int, run: dict[str, Any]) -> None:
     if "params_total" in now and teacher.get("params_total"):
         c[3].metric("Parameters", widgets.param_count(now["params_total"]),
                     f"{now['params_total'] / teacher['params_total'] - 1:+.0%}" if view else None, delta_color="off")
-    summary = ustore.summary(run)
-    after = (summary.get("after_kd") or {}).get("test_accuracy")
+    summary = PruneSummary.of(ustore.summary(run))
+    after, before = summary.after_kd_accuracy, summary.before_kd_accuracy
     if after is not None and view == int(steps["step"].max()):
         st.success(f"After distillation from the teacher: test accuracy **{after:.3f}** "
-                   f"(before: {(summary.get('before_kd') or {}).get('test_accuracy', float('nan')):.3f}).")
+                   f"(before: {before if before is not None else float('nan'):.3f}).")
 
 
-def _run_block(run: dict[str, Any], compact: bool) -> None:
+def _run_block(run: Run, compact: bool) -> None:
     steps = ustore.steps(run)
-    widgets.run_heading(run, theme.strategy_label(run["strategy"]), key_prefix="cancel_")
+    widgets.run_heading(run, theme.strategy_label(run.strategy), key_prefix="cancel_")
     widgets.run_progress(run, "Check the model and dataset on the Setup page (or lower the budgets) "
                          "and start it again.", "Cancelled. Its finished steps stay in the store.")
     widgets.restart_buttons(run, key_prefix="live_")
@@ -183,18 +181,18 @@ def _run_block(run: dict[str, Any], compact: bool) -> None:
     view = _view_step(run, steps)
     removed = [int(x) for x in (steps[steps["step"] == view].iloc[-1]["removed_order"] or [])] \
         if not steps.empty and "removed_order" in steps else []
-    nxt = ustore.choice(run["id"], view + 1).get("layer") \
-        if run["status"] in ACTIVE else None
+    nxt = ustore.choice(run.id, view + 1).get("layer") \
+        if run.active else None
     widgets.layer_strip(_n_original(run, steps), removed, nxt)
     _metrics(steps, view, run)
-    if steps.empty and run["status"] not in ACTIVE:
+    if steps.empty and not run.active:
         st.caption("This run ended before its first measurement: there is no curve and no step to show.")
         return
     if not compact:
-        max_removed = int(run["config"].get("layers_to_remove", 0)) or None
+        max_removed = int(run.config.get("layers_to_remove", 0)) or None
         shown = steps[steps["step"] <= view] if not steps.empty else steps
-        widgets.chart(plots.accuracy_curve(shown, run["strategy"], max_removed),
-                      key=f"curve_{run['id']}")
+        widgets.chart(plots.accuracy_curve(shown, run.strategy, max_removed),
+                      key=f"curve_{run.id}")
         _details(run, steps, _detail_step(run, view))
 
 
@@ -211,7 +209,7 @@ def panel(ids: list[str]) -> None:
         for run in runs:
             s = ustore.steps(run)
             if not s.empty:
-                frames.append(s.assign(run_id=run["id"], strategy=run["strategy"]))
+                frames.append(s.assign(run_id=run.id, strategy=run.strategy))
         merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         widgets.chart(plots.curves_by_strategy(merged, title="Side by side: test accuracy vs layers removed"),
                       key="side_curve")
@@ -220,7 +218,7 @@ def panel(ids: list[str]) -> None:
             with cols[i % len(cols)]:
                 with st.container(border=True):
                     _run_block(run, compact=True)
-        tabs = st.tabs([theme.strategy_label(r["strategy"]) for r in runs])
+        tabs = st.tabs([theme.strategy_label(r.strategy) for r in runs])
         for tab, run in zip(tabs, runs):
             with tab:
                 steps = ustore.steps(run)
@@ -230,7 +228,7 @@ def panel(ids: list[str]) -> None:
     st.session_state["live_was_active"] = active_now
     if was_active and not active_now:
         st.rerun()  # switch the panel from polling to replay mode
-    if any(by_id.get(r["id"], {}).get("status") != r["status"] for r in runs):
+    if any((old := by_id.get(r.id)) is None or old.status != r.status for r in runs):
         st.rerun()  # a status changed (queued -> running -> ...): redraw the sidebar's run list too
 
 

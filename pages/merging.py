@@ -9,8 +9,6 @@ model. The run id lives in the URL (``?run=<id>``) like on the Live page.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 
@@ -20,6 +18,7 @@ from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
 from core.merging.verdict import compare_at_budget
 from core.models.registry import MODELS
 from core.runs import artifacts
+from core.runs.record import MergeSummary, Run, RunStatus
 from core.train import DistillConfig
 
 from ui import cached_store as ustore
@@ -127,7 +126,7 @@ def _start_form() -> None:
 
 
 merges = ustore.runs(kind="merge")
-by_id = {r["id"]: r for r in merges}
+by_id = {r.id: r for r in merges}
 requested = [i for i in widgets.query_run_ids() if i in by_id]
 unknown = [i for i in widgets.query_run_ids() if i not in by_id]
 
@@ -145,80 +144,77 @@ if not merges:
 run = widgets.pick_run(merges, key="merge_run", label="Merge run",
                        default_id=requested[0] if requested else None)
 assert run is not None
-if widgets.query_run_ids() != [run["id"]]:
-    widgets.set_query_runs([run["id"]])
+if widgets.query_run_ids() != [run.id]:
+    widgets.set_query_runs([run.id])
 
 
 # ------------------------------------------------------------------------------------------ panel
-def _metrics(summary: dict[str, Any], steps: pd.DataFrame) -> None:
+def _metrics(summary: MergeSummary, steps: pd.DataFrame) -> None:
     c = st.columns(4)
-    teacher = summary.get("teacher") or (steps.iloc[0].to_dict() if not steps.empty else {})
+    teacher = summary.teacher or (steps.iloc[0].to_dict() if not steps.empty else {})
     if teacher.get("test_accuracy") is not None:
         c[0].metric("Teacher accuracy", f"{teacher['test_accuracy']:.3f}")
-    final = summary.get("final") or {}
+    final = summary.final
     if final:
-        before = (summary.get("before_kd") or {}).get("test_accuracy")
+        before = summary.before_kd_accuracy
         c[1].metric("Merged, after recovery", f"{final['test_accuracy']:.3f}",
                     f"{final['test_accuracy'] - teacher['test_accuracy']:+.3f}",
                     help=f"After fine-tuning: {before:.3f}" if before is not None else None)
-    p = summary.get("params")
+    p = summary.params
     if p:
         c[2].metric("Parameters", widgets.param_count(p["after"]), f"{-p['removed_fraction']:+.1%}", delta_color="off")
         c[3].metric("Unique FFNs", f"{p['unique_ffns_after']}", f"{p['unique_ffns_after'] - p['unique_ffns_before']}",
                     delta_color="off")
 
 
-def _verdict(summary: dict[str, Any]) -> None:
-    pr, final = summary.get("pruning"), summary.get("final") or {}
-    if not pr or not final:
+def _verdict(summary: MergeSummary) -> None:
+    pr, final = summary.pruning, summary.final
+    if pr is None or not final:
         return
-    side = pr.get("distilled") or pr.get("finetuned") or {}
+    side = pr.final
     if "test_accuracy" not in side:
         return
     verdict = compare_at_budget(final["test_accuracy"], side["test_accuracy"])
-    p_removed = summary["teacher"]["params_total"] - side["params_total"]
+    p_removed = summary.teacher["params_total"] - side["params_total"]
     st.markdown(
-        f"**At the same budget:** merging layers {summary['window_label']} removes "
-        f"{widgets.param_count(summary['params']['removed'])} parameters; pruning {pr['depth']} whole layer(s) "
-        f"({', '.join(f'L{i}' for i in pr['removed_layers'])}) removes {widgets.param_count(p_removed)}. "
+        f"**At the same budget:** merging layers {summary.window_label} removes "
+        f"{widgets.param_count(summary.params['removed'])} parameters; pruning {pr.depth} whole layer(s) "
+        f"({', '.join(f'L{i}' for i in pr.removed_layers)}) removes {widgets.param_count(p_removed)}. "
         f"After the same recovery, test accuracy is **{verdict.merge_accuracy:.3f}** (merge) vs "
         f"**{verdict.prune_accuracy:.3f}** (prune): " + verdict.sentence()
-        + (f" Pruning also runs faster (latency {side.get('latency_ms', pr.get('latency_ms')):.1f} ms vs "
+        + (f" Pruning also runs faster (latency {pr.latency_ms:.1f} ms vs "
            f"{final['latency_ms']:.1f} ms per batch): merging keeps every layer's compute."
-           if pr.get("latency_ms") and final.get("latency_ms") else ""))
+           if pr.raw.get("latency_ms") and pr.latency_ms and final.get("latency_ms") else ""))
 
 
-def _overview(run: dict[str, Any]) -> None:
+def _overview(run: Run) -> None:
     """Every finished merge run of the same model and dataset: final accuracy vs parameters removed."""
-    same = [r for r in merges if r["status"] == "done" and r["model"] == run["model"]
-            and r["dataset"] == run["dataset"]]
+    same = [r for r in merges if r.status == RunStatus.DONE and r.model == run.model
+            and r.dataset == run.dataset]
     if len(same) < 2:
         return
     rows, teacher_done = [], False
     for r in same:
-        s = ustore.summary(r)
-        if not s.get("final"):
+        s = ustore.merge_summary(r)
+        if not s.final:
             continue
         if not teacher_done:
-            rows.append({"method": "teacher", "params_removed": 0, "test_accuracy": s["teacher"]["test_accuracy"],
+            rows.append({"method": "teacher", "params_removed": 0, "test_accuracy": s.teacher_accuracy,
                          "label": "teacher"})
             teacher_done = True
-        rows.append({"method": "merge", "params_removed": s["params"]["removed"],
-                     "test_accuracy": s["final"]["test_accuracy"],
-                     "label": f"merge {s['window_label']} · {r['id'][-6:]}"})
-        pr = s.get("pruning") or {}
-        side = pr.get("distilled") or pr.get("finetuned")
-        if side:
-            rows.append({"method": "prune", "params_removed": s["teacher"]["params_total"] - side["params_total"],
-                         "test_accuracy": side["test_accuracy"],
-                         "label": f"prune {pr['depth']} layer(s) · {r['id'][-6:]}"})
+        rows.append({"method": "merge", "params_removed": s.params["removed"], "test_accuracy": s.final_accuracy,
+                     "label": f"merge {s.window_label} · {r.id[-6:]}"})
+        pr = s.pruning
+        if pr is not None and pr.final:
+            rows.append({"method": "prune", "params_removed": s.teacher["params_total"] - pr.final["params_total"],
+                         "test_accuracy": pr.final_accuracy, "label": f"prune {pr.depth} layer(s) · {r.id[-6:]}"})
     widgets.chart(merge_plots.merge_runs_overview(rows), key="merge_overview")
     st.caption("Final models only (after fine-tuning and distillation). Teachers of runs with other data "
                "settings may differ slightly; the first run's teacher is drawn.")
 
 
-def _export(run: dict[str, Any]) -> None:
-    rid = run["id"]
+def _export(run: Run) -> None:
+    rid = run.id
     if not ustore.has_model(rid):
         st.caption("The merged model is saved when the run finishes.")
         return
@@ -235,28 +231,28 @@ def panel(run_id: str) -> None:
     if run is None:
         st.error("This run was deleted. Pick another one above.")
         return
-    widgets.run_heading(run, f"Merge · {run['strategy']}", key_prefix="merge_cancel_")
+    widgets.run_heading(run, f"Merge · {run.strategy}", key_prefix="merge_cancel_")
     widgets.run_progress(run, "Check the window and the model, or lower the budgets on the Setup page, "
                          "and start it again.", "Cancelled. What it measured before stopping is shown below.")
     steps = ustore.steps(run)
-    summary = ustore.summary(run)
+    summary = ustore.merge_summary(run)
     _metrics(summary, steps)
-    choice = ustore.choice(run["id"], 1)
+    choice = ustore.choice(run.id, 1)
     window = [int(i) for i in (choice or {}).get("window") or []]
 
     sim_col, win_col = st.columns([1, 1], gap="large")
     with sim_col:
-        similarity = ustore.step_table(run["id"], 0, artifacts.FFN_SIMILARITY_TABLE)
-        widgets.chart(merge_plots.similarity_heatmap(similarity, window), key=f"merge_sim_{run['id']}")
+        similarity = ustore.step_table(run.id, 0, artifacts.FFN_SIMILARITY_TABLE)
+        widgets.chart(merge_plots.similarity_heatmap(similarity, window), key=f"merge_sim_{run.id}")
         st.caption("Linear CKA between the layers' FFN activations on calibration tokens (1 = the same up to a "
                    "rotation and scale). Bright blocks on the diagonal are mergeable runs of layers"
                    + (f"; the merged window {choice['label']} is outlined." if choice else "."))
     with win_col:
-        windows = ustore.step_table(run["id"], 1, artifacts.WINDOWS_TABLE)
-        selection = (choice or {}).get("selection", run["config"].get("selection", "accuracy"))
+        windows = ustore.step_table(run.id, 1, artifacts.WINDOWS_TABLE)
+        selection = (choice or {}).get("selection", run.config.get("selection", "accuracy"))
         widgets.chart(merge_plots.window_scores(windows, selection,
                                                 f"Window choice ({selection})" if choice else "Candidate windows"),
-                      key=f"merge_win_{run['id']}")
+                      key=f"merge_win_{run.id}")
         if selection == "accuracy":
             st.caption("Each bar: validation accuracy of the model merged on that window, before any tuning. The "
                        "best window (highlighted) is merged.")
@@ -265,16 +261,16 @@ def panel(run_id: str) -> None:
         else:
             st.caption("A fixed window: chosen by hand, shown with its mean CKA.")
 
-    comparison = ustore.step_table(run["id"], 1, artifacts.COMPARISON_TABLE)
+    comparison = ustore.step_table(run.id, 1, artifacts.COMPARISON_TABLE)
     st.subheader("Prune vs merge at the same budget")
-    widgets.chart(merge_plots.prune_vs_merge(comparison), key=f"merge_cmp_{run['id']}")
+    widgets.chart(merge_plots.prune_vs_merge(comparison), key=f"merge_cmp_{run.id}")
     _verdict(summary)
     if comparison is not None and not comparison.empty:
         with st.expander("Comparison table"):
             st.dataframe(comparison, hide_index=True,
                          column_config={c: st.column_config.NumberColumn(format="%.4f")
                                         for c in ("val_accuracy", "test_accuracy", "test_macro_f1")})
-    alignment = ustore.step_table(run["id"], 1, artifacts.ALIGNMENT_TABLE)
+    alignment = ustore.step_table(run.id, 1, artifacts.ALIGNMENT_TABLE)
     if alignment is not None and not alignment.empty:
         with st.expander("Neuron alignment"):
             st.dataframe(alignment, hide_index=True)
@@ -283,16 +279,16 @@ def panel(run_id: str) -> None:
     _overview(run)
     st.subheader("Export")
     _export(run)
-    if summary.get("timings_s"):
+    if summary.timings:
         with st.expander("Time per stage (s)"):
-            st.dataframe(pd.DataFrame([summary["timings_s"]]), hide_index=True)
+            st.dataframe(pd.DataFrame([summary.timings]), hide_index=True)
     with st.expander("Configuration"):
-        st.json(run["config"], expanded=False)
+        st.json(run.config, expanded=False)
     was = st.session_state.get("merge_was_active", False)
-    st.session_state["merge_was_active"] = run["status"] in ("queued", "running")
+    st.session_state["merge_was_active"] = run.active
     if was and not st.session_state["merge_was_active"]:
         st.rerun()  # stop polling once the run has finished
 
 
-active = run["status"] in ("queued", "running")
-st.fragment(panel, run_every=POLL_S if active else None)(run["id"])
+active = run.active
+st.fragment(panel, run_every=POLL_S if active else None)(run.id)

@@ -1,22 +1,24 @@
 """Runs & export: list and filter every stored run, delete runs, download a pruned model (a zip of a plain
 Hugging Face folder) and a run's report (JSON, and its steps as CSV); the deployment check of a finished run:
 its ONNX export (offered only when parity with PyTorch holds) and the deploy benchmark (teacher vs compressed,
-PyTorch vs ONNX Runtime), both run by a background worker (``core.deploy.worker``) while a fragment polls."""
+PyTorch vs ONNX Runtime), both run by a background worker (started through ``core.jobs.deploy``) while a fragment
+polls."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from core.deploy import worker as deploy_worker
 from core.deploy.bench import BENCH_FILE
 from core.deploy.onnx_export import PARITY_FILE, offered_onnx
+from core.jobs.deploy import deploy_job, start_deploy
 from core.runs.export import model_zip_bytes
+from core.runs.record import PruneSummary, Run, RunStatus
 from core.runs.report import run_report
-from core.runs.store import ACTIVE
 
 from ui import cached_store as ustore
 from ui import plots, router, state, theme, widgets
@@ -37,35 +39,34 @@ if not runs:
     router.stop_page()
 
 f = st.columns(5)
-statuses = sorted({r["status"] for r in runs})
+statuses = sorted({str(r.status) for r in runs})
 pick_status = f[0].multiselect("Status", statuses, default=statuses, key="runs_status")
-pick_kind = f[1].multiselect("Kind", sorted({r["kind"] for r in runs}), default=sorted({r["kind"] for r in runs}),
+pick_kind = f[1].multiselect("Kind", sorted({r.kind for r in runs}), default=sorted({r.kind for r in runs}),
                              key="runs_kind")
-pick_model = f[2].multiselect("Model", sorted({r["model"] for r in runs}), key="runs_model",
+pick_model = f[2].multiselect("Model", sorted({r.model for r in runs}), key="runs_model",
                               placeholder="all models")
-pick_ds = f[3].multiselect("Dataset", sorted({r["dataset"] for r in runs}), key="runs_ds",
+pick_ds = f[3].multiselect("Dataset", sorted({r.dataset for r in runs}), key="runs_ds",
                            format_func=state.dataset_label, placeholder="all datasets")
-pick_st = f[4].multiselect("Strategy", sorted({r["strategy"] for r in runs}), key="runs_st",
+pick_st = f[4].multiselect("Strategy", sorted({r.strategy for r in runs}), key="runs_st",
                            format_func=theme.strategy_label, placeholder="all strategies")
-shown = [r for r in runs if r["status"] in pick_status and r["kind"] in pick_kind
-         and (not pick_model or r["model"] in pick_model) and (not pick_ds or r["dataset"] in pick_ds)
-         and (not pick_st or r["strategy"] in pick_st)]
+shown = [r for r in runs if r.status in pick_status and r.kind in pick_kind
+         and (not pick_model or r.model in pick_model) and (not pick_ds or r.dataset in pick_ds)
+         and (not pick_st or r.strategy in pick_st)]
 
 
-def _row(run: dict) -> dict:
-    summary = ustore.summary(run)
-    final = (summary.get("after_kd") or summary.get("before_kd") or {}).get("test_accuracy")
-    took = (run["finished_at"] - run["started_at"]) if run.get("finished_at") and run.get("started_at") else None
-    return {"run": run["id"], "status": run["status"],
-            "strategy": theme.strategy_label(run["strategy"]) if run["kind"] == "prune" else run["strategy"],
-            "kind": run["kind"],
-            "model": run["model"], "dataset": state.dataset_label(run["dataset"]),
-            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created_at"])),
+def _row(run: Run) -> dict[str, Any]:
+    summary = ustore.run_summary(run)
+    took = run.seconds
+    return {"run": run.id, "status": str(run.status),
+            "strategy": theme.strategy_label(run.strategy) if run.kind == "prune" else run.strategy,
+            "kind": run.kind,
+            "model": run.model, "dataset": state.dataset_label(run.dataset),
+            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at)),
             "minutes": round(took / 60, 1) if took else None,
-            "teacher acc": (summary.get("teacher") or {}).get("test_accuracy"), "final acc": final,
-            "layers left": summary.get("final_layers"),
-            "weak teacher": "⚠ pruned anyway" if summary.get("weak_teacher") else "",
-            "error": run.get("error") or ""}
+            "teacher acc": summary.teacher_accuracy, "final acc": summary.final_accuracy,
+            "layers left": summary.final_layers if isinstance(summary, PruneSummary) else None,
+            "weak teacher": "⚠ pruned anyway" if summary.weak_teacher else "",
+            "error": run.error or ""}
 
 
 st.dataframe(pd.DataFrame([_row(r) for r in shown]), hide_index=True,
@@ -73,7 +74,7 @@ st.dataframe(pd.DataFrame([_row(r) for r in shown]), hide_index=True,
                             "final acc": st.column_config.NumberColumn(format="%.3f")})
 st.caption(f"{len(shown)} of {len(runs)} run(s) shown.")
 
-by_id = {r["id"]: r for r in runs}
+by_id = {r.id: r for r in runs}
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Export")
@@ -81,16 +82,16 @@ with left:
     if run is None:
         st.info("No run matches the filters.", icon="💡")
     else:
-        report = run_report(ustore.store(), run["id"])
+        report = run_report(ustore.store(), run.id)
         steps = pd.DataFrame(report["steps"])
         c1, c2, c3 = st.columns(3)
         c1.download_button("Report (JSON)", json.dumps(report, indent=1, default=str).encode(),
-                           f"{run['id']}-report.json", "application/json", key="dl_json", width="stretch")
-        c2.download_button("Steps (CSV)", steps.to_csv(index=False).encode(), f"{run['id']}-steps.csv",
+                           f"{run.id}-report.json", "application/json", key="dl_json", width="stretch")
+        c2.download_button("Steps (CSV)", steps.to_csv(index=False).encode(), f"{run.id}-steps.csv",
                            "text/csv", key="dl_csv", width="stretch", disabled=steps.empty)
-        if ustore.has_model(run["id"]):
-            rid = run["id"]
-            noun = "Merged" if run["kind"] == "merge" else "Pruned"
+        if ustore.has_model(run.id):
+            rid = run.id
+            noun = "Merged" if run.kind == "merge" else "Pruned"
             c3.download_button(f"{noun} model (zip)", lambda: model_zip_bytes(ustore.store(), rid),
                                f"{rid}-model.zip", "application/zip", key="dl_zip", type="primary", width="stretch")
             st.caption("The zip holds a plain Hugging Face folder (config, safetensors weights, tokenizer): "
@@ -98,14 +99,14 @@ with left:
                        f"Or from a shell: `python -m core export {rid} DIR`.")
         else:
             c3.button("Pruned model (zip)", disabled=True, key="dl_zip_off", width="stretch")
-            st.caption("Only finished runs have a saved model." if run["status"] != "done"
+            st.caption("Only finished runs have a saved model." if run.status != RunStatus.DONE
                        else "This run stored no model folder.")
         with st.expander("Configuration"):
-            st.json(run["config"], expanded=False)
+            st.json(run.config, expanded=False)
 
 with right:
     st.subheader("Delete")
-    deletable = [r["id"] for r in shown if r["status"] not in ACTIVE]
+    deletable = [r.id for r in shown if not r.active]
     doomed = st.multiselect("Runs to delete", deletable, key="runs_delete",
                             format_func=lambda i: widgets.run_label(by_id[i]),
                             help="Running runs cannot be deleted: cancel them on the Live page first.")
@@ -177,19 +178,19 @@ def _onnx_part(run_id: str, busy: bool) -> None:
                  f"{p['max_abs_diff']:.1e} (threshold {p['atol']:g}), {p['prediction_mismatches']} of "
                  f"{p['texts']} predictions differ.")
     if st.button("Export to ONNX (checks parity)", key="deploy_export", disabled=busy, width="stretch"):
-        deploy_worker.start_job(store, run_id, "export")
+        start_deploy(store, run_id, "export")
         st.rerun()
 
 
 def deploy_panel(run_id: str) -> None:
     store = ustore.store()
-    job = deploy_worker.job_state(store, run_id)
-    busy = bool(job and job["status"] in ("starting", "running"))
-    if busy:
-        what = "ONNX export" if job["job"] == "export" else "Deploy benchmark"
-        st.progress(min(max(float(job.get("progress") or 0.0), 0.0), 1.0), text=f"**{what}** · {job.get('message')}")
-    elif job and job["status"] in ("failed", "died") and job.get("error"):
-        st.error(f"The last deploy job ({job['job']}) {job['status']}: {job['error']}")
+    job = deploy_job(store, run_id)
+    busy = bool(job and job.active)
+    if job is not None and busy:
+        what = "ONNX export" if job.task == "export" else "Deploy benchmark"
+        st.progress(min(max(float(job.progress or 0.0), 0.0), 1.0), text=f"**{what}** · {job.message}")
+    elif job is not None and job.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and job.error:
+        st.error(f"The last deploy job ({job.task}) {job.status}: {job.error}")
     c1, c2 = st.columns(2, gap="large")
     with c1:
         _onnx_part(run_id, busy)
@@ -200,7 +201,7 @@ def deploy_panel(run_id: str) -> None:
             int8 = f2.checkbox("Add int8 (ONNX Runtime dynamic)", key="deploy_int8")
             go_bench = st.form_submit_button("Measure deploy speed", disabled=busy, width="stretch")
         if go_bench:
-            deploy_worker.start_job(store, run_id, "bench", repeats=int(repeats), int8=bool(int8))
+            start_deploy(store, run_id, "bench", repeats=int(repeats), int8=bool(int8))
             st.rerun()
     result = store.read_json(run_id, BENCH_FILE)
     if result:
@@ -215,13 +216,13 @@ def deploy_panel(run_id: str) -> None:
     st.session_state[key] = busy
 
 
-if run is not None and ustore.has_model(run["id"]):
+if run is not None and ustore.has_model(run.id):
     st.subheader("Deployment check")
     st.caption("Is the compressed model faster where it will run? The `latency_ms` stored with each step of a run "
                "is measured while the machine trains (one 32 × 32 batch in PyTorch), so it drifts with the load; "
                "this benchmark measures teacher and compressed model side by side, in PyTorch and ONNX Runtime.")
     if widgets.any_active(runs):
         st.info("Runs are training now: a benchmark started meanwhile shares the CPU with them.", icon="⏳")
-    job_now = deploy_worker.job_state(ustore.store(), run["id"])
-    polling = bool(job_now and job_now["status"] in ("starting", "running"))
-    st.fragment(deploy_panel, run_every=DEPLOY_POLL_S if polling else None)(run["id"])
+    job_now = deploy_job(ustore.store(), run.id)
+    polling = bool(job_now and job_now.active)
+    st.fragment(deploy_panel, run_every=DEPLOY_POLL_S if polling else None)(run.id)

@@ -19,7 +19,7 @@ keys = list(SIGNALS)
 widgets.family_legend(FAMILIES)
 
 SIGNALS_FILE = artifacts.table_name(artifacts.SIGNALS_TABLE)
-runs = [r for r in cached_store.runs(kind="prune") if cached_store.artifact_steps(r["id"], SIGNALS_FILE)]
+runs = [r for r in cached_store.runs(kind="prune") if cached_store.artifact_steps(r.id, SIGNALS_FILE)]
 tab_heat, tab_agree, tab_learn = st.tabs(["Heatmap per step", "Agreement with the oracle", "What each signal means"])
 
 with tab_heat:
@@ -27,26 +27,26 @@ with tab_heat:
         widgets.empty_state("No run has computed signals yet. Start one on the Live pruning page; the heatmap "
                             "fills in after its first step.", widgets.LIVE_PAGE, "Live pruning")
     else:
-        preferred = [r for r in runs if r["model"] == state.model() and r["dataset"] == state.dataset()]
-        run = widgets.pick_run(runs, key="sig_run", default_id=(preferred or runs)[0]["id"])
-        steps_avail = cached_store.artifact_steps(run["id"], SIGNALS_FILE)
+        preferred = [r for r in runs if r.model == state.model() and r.dataset == state.dataset()]
+        run = widgets.pick_run(runs, key="sig_run", default_id=(preferred or runs)[0].id)
+        steps_avail = cached_store.artifact_steps(run.id, SIGNALS_FILE)
         step = steps_avail[0] if len(steps_avail) == 1 else st.select_slider(
             "Step", steps_avail, value=steps_avail[-1], key="sig_step",
             help="Step k ranks the layers left after k-1 removals (original layer indices).")
-        signals = cached_store.step_table(run["id"], step, artifacts.SIGNALS_TABLE)
-        choice = cached_store.choice(run["id"], step)
+        signals = cached_store.step_table(run.id, step, artifacts.SIGNALS_TABLE)
+        choice = cached_store.choice(run.id, step)
         first = cached_store.steps(run)
         n_original = int(first.iloc[0]["n_layers"]) if not first.empty else None
         data = tables.heatmap_data(signals, keys, n_original)
         chosen = choice.get("layer")
         widgets.chart(plots.signal_heatmap(
           data, f"Step {step}: each signal normalised across the remaining layers"
-                + (f" · {theme.strategy_label(run['strategy'])} removed L{chosen}" if chosen is not None else ""),
+                + (f" · {theme.strategy_label(run.strategy)} removed L{chosen}" if chosen is not None else ""),
           chosen), key="sig_heatmap")
         st.caption("Colour runs from the signal's lowest value at this step (dark) to its highest (yellow); hover "
                    "for the raw value. Blank columns are layers already removed. Whether low or high means "
                    "\"prune first\" depends on the signal: see the third tab.")
-        oracle = cached_store.step_table(run["id"], step, artifacts.ORACLE_TABLE)
+        oracle = cached_store.step_table(run.id, step, artifacts.ORACLE_TABLE)
         widgets.chart(plots.oracle_bars(oracle, chosen, f"The oracle at step {step}: validation accuracy "
                                                         "with each layer removed (no fine-tuning)"),
                       key="sig_oracle")

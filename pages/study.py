@@ -1,8 +1,8 @@
 """Studies: start a grid of pruning runs (datasets x strategies x seeds at one budget) on this machine, and watch
 its cells finish.
 
-A study runs in its own worker process (:mod:`core.studies.worker`), which walks the cells of one model, dataset
-and seed together as a tree and records every cell as an ordinary run. The study id lives in the URL
+A study runs in its own worker process (started by the job layer, :mod:`core.jobs.studies`), which walks the cells
+of one model, dataset and seed together as a tree and records every cell as an ordinary run. The study id lives in the URL
 (``?study=<id>``), so a reload or a second tab re-attaches; a fragment re-reads the store every ``POLL_S``
 seconds while the study is active. A study whose worker died is shown as interrupted and can be resumed: its
 finished cells are never redone.
@@ -10,15 +10,16 @@ finished cells are never redone.
 
 from __future__ import annotations
 
-import subprocess
-import time
 import streamlit as st
 
 from core.config import ConfigError, DataConfig
 from core.data.ref import DatasetRef
 from core.data.registry import DATASETS
+from core.jobs.cancel import cancel_study
+from core.jobs.studies import start_study_job, watch_study
 from core.models.registry import MODELS
 from core.pruning.config import strategy_keys
+from core.runs.record import ACTIVE
 from core.studies import records
 from core.studies.config import StudyConfig
 from ui import cached_store, router, state, study_view, theme, widgets
@@ -34,49 +35,21 @@ widgets.page_header("Studies", "A grid of pruning runs (datasets × strategies �
                                "fine-tunes; every cell becomes an ordinary run on the other pages.")
 
 
-@st.cache_resource(show_spinner=False)
-def _workers() -> dict[str, tuple[subprocess.Popen, float]]:
-    """The worker processes this server started (study id -> handle and start time), kept so a finished child is
-    reaped."""
-    return {}
-
-
-def _reap() -> dict[str, int]:
-    """Reap finished workers; returns study id -> exit code of the ones that ended since the last call."""
-    ended = {}
-    handles = _workers()
-    for sid, (proc, _) in list(handles.items()):
-        code = proc.poll()
-        if code is not None:
-            ended[sid] = code
-            del handles[sid]
-    st.session_state.setdefault("study_exit_codes", {}).update(ended)
-    return ended
-
-
 def _launch(study_id: str, resume: bool = False) -> bool:
-    from core.studies.worker import launch
-
+    """Start the study's worker through the job layer (it reaps the process and reports a worker that ends
+    before the study finishes as interrupted, with the exit code)."""
     try:
-        _workers()[study_id] = (launch(str(cached_store.store().root), study_id, resume=resume), time.time())
+        start_study_job(cached_store.store(), study_id, resume=resume)
     except OSError as exc:
         widgets.show_error("Could not start the study's worker process", exc, "Check that Python can be run from "
                            "this server, then press Resume.")
         return False
-    st.session_state.get("study_exit_codes", {}).pop(study_id, None)
     return True
 
 
-def _starting(study: records.Study) -> bool:
-    """This server launched a worker for the study (Resume) that is alive but has not marked it running yet."""
-    proc, launched = _workers().get(study.id, (None, 0.0))
-    return (proc is not None and proc.poll() is None and study.status not in study_view.ACTIVE
-            and (study.finished_at or 0.0) < launched)
-
-
 def _active(study: records.Study) -> bool:
-    """Worth polling: the study runs, or the worker this server just started for it is starting."""
-    return study.status in study_view.ACTIVE or _starting(study)
+    """Worth polling: queued (its worker is starting) or running."""
+    return study.status in ACTIVE
 
 
 def _attach(study_id: str) -> None:
@@ -154,7 +127,7 @@ def _start(cfg: StudyConfig | None) -> None:
 
 
 # ------------------------------------------------------------------------------------------ watch
-def _status_note(study: records.Study, exit_code: int | None) -> None:
+def _status_note(study: records.Study) -> None:
     if study.status == "done":
         took = (study.finished_at or study.created_at) - study.created_at
         st.success(f"**Finished** in {took / 60:.1f} min. Its runs are on Compare (pick the study there) and on "
@@ -167,9 +140,6 @@ def _status_note(study: records.Study, exit_code: int | None) -> None:
                  "Resume retries them.")
     elif study.status == "cancelled":
         st.info("**Cancelled.** Finished cells are kept; Resume runs the rest.")
-    elif study.status == "queued" and exit_code is not None:
-        st.error(f"The worker process ended (exit code {exit_code}) before the study started. Press Resume to "
-                 "try again; if it ends again, run `python -m core study run` in a terminal to see why.")
     elif study.status == "queued":
         st.progress(0.0, text="Queued: the worker process is starting…")
 
@@ -180,19 +150,17 @@ def _resume(study_id: str) -> None:
 
 
 def _cancel(study_id: str) -> None:
-    records.request_cancel(cached_store.store(), study_id)
+    cancel_study(cached_store.store(), study_id)
     st.toast("Cancel requested: running cells stop within one training batch.")
 
 
 def panel(study_id: str, polling: bool) -> None:
     store = cached_store.store()
-    _reap()
     try:
-        study = records.refresh(store, records.get_study(store, study_id))
+        study = watch_study(store, study_id)
     except KeyError:
         st.error(f"Study {study_id} is not in the store at {cached_store.root()}. Pick another study above.")
         return
-    exit_code = st.session_state.get("study_exit_codes", {}).get(study_id)
     cells = records.cell_table(store, study)
     c = study_view.counts(cells)
     head, buttons = st.columns([5, 2])
@@ -202,20 +170,14 @@ def panel(study_id: str, polling: bool) -> None:
                  f"{cfg.layers_to_remove} layer(s), {cfg.step_epochs:g} epoch(s)/step"
                  + (f" · then KD {cfg.kd_epochs:g} epoch(s)" if cfg.distill else " · no KD")
                  + (f" · executor {study.executor}" if study.executor else ""))
-    starting = _starting(study)
-    if starting:
-        buttons.caption("Starting the worker…")
-    elif study.status in study_view.ACTIVE and not (study.status == "queued" and exit_code is not None):
+    if study.status in ACTIVE:
         buttons.button("Cancel", key="study_cancel", on_click=_cancel, args=(study.id,),
                        disabled=study.cancel_requested, help="Running cells stop within one training batch; "
                                                              "finished cells are kept.")
     elif c["done"] < c["total"]:
         buttons.button("Resume", key="study_resume", type="primary", on_click=_resume, args=(study.id,),
                        icon=":material/replay:", help="Start the worker again; finished cells are skipped.")
-    if starting:
-        st.progress(0.0, text="Resuming: the worker is starting (finished cells are skipped)…")
-    else:
-        _status_note(study, exit_code)
+    _status_note(study)
     m = st.columns(4)
     m[0].metric("Done", f"{c['done']} / {c['total']}")
     m[1].metric("Running", c["running"])
@@ -262,9 +224,8 @@ if not attached:
                             "grid takes hours on two cores.")
     router.stop_page()
 
-_reap()
 try:
-    polling = _active(records.refresh(cached_store.store(), records.get_study(cached_store.store(), attached)))
+    polling = _active(watch_study(cached_store.store(), attached))
 except KeyError:
     polling = False
 st.fragment(panel, run_every=POLL_S if polling else None)(attached, polling)

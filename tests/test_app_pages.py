@@ -1,6 +1,6 @@
 """AppTest for every page of the dashboard, on a temporary run store holding real runs of the tiny model.
 
-The session fixture makes two real pruning runs with the engine's own code (``core.runs.runner.execute_run``)
+The session fixture makes two real pruning runs with the engine's own code (``core.jobs.execute.execute_run``)
 on the tiny random 12-layer BERT and the synthetic keywords task; every page is then run on its own with
 ``streamlit.testing.v1.AppTest`` (session state seeded), plus the router (``app.py``), and one test starts
 a run through the Live page's own controls, waits for the worker, and finds the result on the Live and
@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import DataConfig
 from core.pruning.config import PruneConfig
 from core.runs import artifacts
-from core.runs.runner import execute_run
+from core.jobs.execute import execute_run
 from core.runs.store import RunStore
 from core.train import DistillConfig
 from ui.state import TINY_DEMO
@@ -59,7 +59,7 @@ def app_store(tmp_path_factory) -> tuple[Path, dict[str, str]]:
             run_id = store.create_run(kind="prune", model="tiny-bert", dataset="keywords", strategy=strategy,
                                       config=tiny_config(strategy))
             status = execute_run(store, run_id)
-            assert status == "done", store.get_run(run_id)["error"]
+            assert status == "done", store.get_run(run_id).error
             ids[strategy] = run_id
     finally:
         torch.set_num_threads(threads)
@@ -243,7 +243,7 @@ def test_live_cancel_button_stops_a_queued_run(store_env):
     assert [node.proto.text for node in at.get("progress")][0].startswith("Queued")
     at.button(key=f"cancel_{run_id}").click().run()
     assert not at.exception
-    assert store.get_run(run_id)["status"] == "cancelled"
+    assert store.get_run(run_id).status == "cancelled"
     assert any("Cancelled" in i.value for i in at.info)
     store.delete_run(run_id)
 
@@ -354,7 +354,7 @@ def merge_store(tmp_path_factory) -> tuple[Path, str]:
         cfg = tiny_merge_config()
         run_id = store.create_run(kind="merge", model="tiny-bert", dataset="keywords", strategy="merge-accuracy",
                                   config=cfg)
-        assert execute_run(store, run_id) == "done", store.get_run(run_id)["error"]
+        assert execute_run(store, run_id) == "done", store.get_run(run_id).error
     finally:
         torch.set_num_threads(threads)
     return root, run_id
@@ -408,22 +408,22 @@ def test_merging_page_starts_a_fixed_window_run_that_finishes(tmp_path, monkeypa
     assert_clean(at)
     store = RunStore(tmp_path)
     [run] = store.list_runs(kind="merge")
-    assert run["strategy"] == "merge-fixed" and run["config"]["window"] == "5-8"
-    assert run["config"]["data"]["train_cap"] == TINY_DATA["train_cap"] and run["config"]["distill"] is False
-    assert at.query_params["run"] == run["id"]
+    assert run.strategy == "merge-fixed" and run.config["window"] == "5-8"
+    assert run.config["data"]["train_cap"] == TINY_DATA["train_cap"] and run.config["distill"] is False
+    assert at.query_params["run"] == run.id
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
-        while store.get_run(run["id"])["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, store.last_event(run["id"])
+        while store.get_run(run.id).status in ("queued", "running"):
+            assert time.monotonic() < deadline, store.last_event(run.id)
             time.sleep(1)
     finally:
-        if store.get_run(run["id"])["status"] in ("queued", "running"):
-            store.request_cancel(run["id"])
-    assert store.get_run(run["id"])["status"] == "done", store.get_run(run["id"])["error"]
-    summary = store.read_json(run["id"], artifacts.SUMMARY)
+        if store.get_run(run.id).status in ("queued", "running"):
+            store.request_cancel(run.id)
+    assert store.get_run(run.id).status == "done", store.get_run(run.id).error
+    summary = store.read_json(run.id, artifacts.SUMMARY)
     assert summary["window"] == [5, 6, 7, 8] and summary["pruning"] is None
     after = page("merging")
-    after.query_params["run"] = run["id"]
+    after.query_params["run"] = run.id
     after.run()
     assert_clean(after)
     assert "Window choice (fixed)" in chart_titles(after)
@@ -480,17 +480,17 @@ def test_start_a_run_from_the_live_page_and_see_it_finish(store_env, monkeypatch
     assert not at.exception and not at.error
     new_id = at.query_params["run"]
     run = store.get_run(new_id)
-    assert run is not None and run["strategy"] == "gradient_fisher" and run["model"] == "tiny-bert"
-    assert run["config"]["data"]["train_cap"] == TINY_DATA["train_cap"]
+    assert run is not None and run.strategy == "gradient_fisher" and run.model == "tiny-bert"
+    assert run.config["data"]["train_cap"] == TINY_DATA["train_cap"]
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
-        while store.get_run(new_id)["status"] in ("queued", "running"):
+        while store.get_run(new_id).status in ("queued", "running"):
             assert time.monotonic() < deadline, f"run did not finish in {RUN_TIMEOUT_S} s: {store.last_event(new_id)}"
             time.sleep(2)
     finally:  # never leave a worker behind: it stops within one batch
-        if store.get_run(new_id)["status"] in ("queued", "running"):
+        if store.get_run(new_id).status in ("queued", "running"):
             store.request_cancel(new_id)
-    assert store.get_run(new_id)["status"] == "done", store.get_run(new_id)["error"]
+    assert store.get_run(new_id).status == "done", store.get_run(new_id).error
 
     live = page("live")
     live.query_params["run"] = new_id

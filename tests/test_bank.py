@@ -11,7 +11,7 @@ import pytest
 from core.config import DataConfig
 from core.fusion import bank as B
 from core.pruning.config import PruneConfig
-from core.runs.runner import execute_run
+from core.jobs.execute import execute_run
 from core.runs.store import RunStore
 
 SMALL = DataConfig(train_cap=120, val_cap=40, test_cap=40)
@@ -22,7 +22,7 @@ def _run(store: RunStore, **kw) -> str:
                                 step_epochs=1.0, data=SMALL, calibration_size=32, distill=False), **kw})
     rid = store.create_run(kind="prune", model=cfg.model, dataset=cfg.dataset, strategy=cfg.strategy,
                            config=cfg.to_dict())
-    assert execute_run(store, rid) == "done", store.get_run(rid)["error"]
+    assert execute_run(store, rid) == "done", store.get_run(rid).error
     return rid
 
 

@@ -113,11 +113,11 @@ def stop_workers(store: Path, server_pid: int, wait_s: float = 30.0, cancel_runs
         wait_s = 0.0  # runs this server did not start keep going; only its own workers are ended
     else:
         for run in runs.list_runs():
-            if run["status"] in ACTIVE:
-                runs.request_cancel(run["id"])
+            if run.status in ACTIVE:
+                runs.request_cancel(run.id)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
-        if all(r["status"] not in ACTIVE for r in runs.list_runs()):
+        if all(r.status not in ACTIVE for r in runs.list_runs()):
             time.sleep(1.0)  # let the worker exit after writing its final status
             break
         time.sleep(0.5)

@@ -18,8 +18,9 @@ from core.config import ConfigError, DataConfig
 from core.deploy import bench as B
 from core.deploy import onnx_export as ox
 from core.deploy import worker as W
+from core.jobs import deploy as J
 from core.pruning.config import PruneConfig
-from core.runs.runner import execute_run
+from core.jobs.execute import execute_run
 from core.runs.store import RunStore
 from core.train import DistillConfig
 
@@ -48,7 +49,7 @@ def runs(tmp_path_factory) -> tuple[RunStore, str, str]:
     ids = []
     for kind, cfg in (("prune", prune), ("merge", merge)):
         rid = store.create_run(kind=kind, model=cfg.model, dataset=cfg.dataset, strategy=kind, config=cfg.to_dict())
-        assert execute_run(store, rid) == "done", store.get_run(rid)["error"]
+        assert execute_run(store, rid) == "done", store.get_run(rid).error
         ids.append(rid)
     return store, ids[0], ids[1]
 
@@ -217,22 +218,24 @@ def test_bench_deploy_prints_every_row_and_keeps_the_result(runs, pruned_record,
 # ------------------------------------------------------------------------------------------ worker
 def test_deploy_job_runs_in_a_worker_process_and_records_its_state(runs, merged_record):
     store, _, merged = runs
-    proc = W.start_job(store, merged, "export")  # the checked export is on disk: the worker reuses it
+    proc = J.start_deploy(store, merged, "export")  # the checked export is on disk: the worker reuses it
     with pytest.raises(ValueError, match="already running"):
-        W.start_job(store, merged, "export")
+        J.start_deploy(store, merged, "export")
     proc.wait(timeout=240)
-    state = W.job_state(store, merged)
-    assert state["status"] == "done" and state["job"] == "export" and state["progress"] == 1.0, state
-    assert not W.job_running(store, merged)
+    job = J.deploy_job(store, merged)
+    assert job is not None and job.status == "done" and job.task == "export" and job.progress == 1.0, job
+    assert not J.deploy_running(store, merged)
 
 
-def test_a_job_whose_worker_died_reads_as_died(runs):
+def test_a_job_whose_worker_died_reads_as_interrupted(runs):
     store, pruned, _ = runs
     store.write_json(pruned, W.JOB_FILE, {"job": "bench", "status": "running", "pid": 2**22 + 12345,
                                           "progress": 0.3, "message": "Timing", "started_at": time.time()})
-    assert W.job_state(store, pruned)["status"] == "died" and not W.job_running(store, pruned)
-    with pytest.raises(ConfigError, match="start_job.job"):
-        W.start_job(store, pruned, "train")
+    job = J.deploy_job(store, pruned)  # reported (and recorded) as interrupted, the word every job uses
+    assert job is not None and job.status == "interrupted" and not J.deploy_running(store, pruned)
+    assert store.read_json(pruned, W.JOB_FILE)["status"] == "interrupted"
+    with pytest.raises(ConfigError, match="start_deploy.job"):
+        J.start_deploy(store, pruned, "train")
     os.remove(store.run_dir(pruned) / W.JOB_FILE)
 
 

@@ -445,14 +445,14 @@ def test_merge_events_end_to_end():
 
 
 def test_run_store_records_a_merge_run(tmp_path):
-    from core.runs.runner import execute_run
+    from core.jobs.execute import execute_run
     from core.runs.store import RunStore
 
     store = RunStore(tmp_path / "store")
     cfg = tiny_cfg(window="2-4", auto_k=None, distill=False, compare_pruning=False)
     run_id = store.create_run(kind="merge", model=cfg.model, dataset=cfg.dataset, strategy="merge",
                               config=cfg.to_dict())
-    assert execute_run(store, run_id) == "done", store.get_run(run_id)["error"]
+    assert execute_run(store, run_id) == "done", store.get_run(run_id).error
     summary = store.read_json(run_id, "summary.json")
     assert summary["window"] == [2, 3, 4] and summary["pruning"] is None and "after_kd" not in summary
     steps = store.steps(run_id)

@@ -13,7 +13,8 @@ from core.config import DataConfig
 from core.pruning.config import PruneConfig
 from core.pruning.loop import prune_events
 from core.runs import artifacts
-from core.runs.runner import Runner, execute_run
+from core.jobs.execute import execute_run
+from core.jobs.runner import Runner
 from core.runs.store import RunStore
 
 SMALL = DataConfig(train_cap=150, val_cap=45, test_cap=45)
@@ -34,7 +35,7 @@ def store(tmp_path):
 def _run(store: RunStore, cfg: PruneConfig) -> str:
     rid = store.create_run(kind="prune", model=cfg.model, dataset=cfg.dataset, strategy=cfg.strategy,
                            config=cfg.to_dict())
-    assert execute_run(store, rid) == "done", store.get_run(rid)["error"]
+    assert execute_run(store, rid) == "done", store.get_run(rid).error
     return rid
 
 
@@ -113,12 +114,10 @@ def test_cancel_is_honoured_within_a_batch(store):
         if ev.stage == "finetune" and seen.count("finetune") == 2:
             store.request_cancel(rid)
 
-    from core.runs import runner
-
-    assert runner.execute_run(store, rid, on_event=on_event) == "cancelled"
+    assert execute_run(store, rid, on_event=on_event) == "cancelled"
     assert seen[-1] == "finetune" and seen.count("finetune") == 2
     run = store.get_run(rid)
-    assert run["status"] == "cancelled"
+    assert run.status == "cancelled"
     assert list(store.steps(rid)["n_layers"]) == [12]  # nothing half-written is recorded as a step
 
 
@@ -127,25 +126,25 @@ def test_failed_run_is_recorded_not_raised(store):
     rid = store.create_run(kind="prune", model=cfg.model, dataset=cfg.dataset, strategy=cfg.strategy,
                            config=cfg.to_dict())
     assert execute_run(store, rid) == "failed"
-    assert "no-such-dataset" in store.get_run(rid)["error"]
+    assert "no-such-dataset" in store.get_run(rid).error
 
 
 def test_runner_runs_in_a_worker_and_recovers_a_killed_one(tmp_path):
     runner = Runner(tmp_path / "store")
     ok, = runner.submit("prune", [tiny_cfg(layers_to_remove=1).to_dict()])
     runner.join(ok, timeout=600)
-    assert runner.store.get_run(ok)["status"] == "done"
+    assert runner.store.get_run(ok).status == "done"
     # a worker killed mid-run leaves a run that the next runner marks interrupted
     doomed, = runner.submit("prune", [tiny_cfg(layers_to_remove=3, step_epochs=5.0).to_dict()])
     deadline = time.time() + 300
-    while time.time() < deadline and runner.store.get_run(doomed)["status"] != "running":
+    while time.time() < deadline and runner.store.get_run(doomed).status != "running":
         time.sleep(0.2)
     proc = runner._procs[doomed]
     os.kill(proc.pid, signal.SIGKILL)
     runner.join(doomed, 30)
     assert not runner.alive(doomed)
     # the runner that owned it sees its worker gone and never reports it as running
-    assert runner.store.get_run(doomed)["status"] == "interrupted"
+    assert runner.store.get_run(doomed).status == "interrupted"
     again = Runner(tmp_path / "store")
-    assert again.store.get_run(doomed)["status"] == "interrupted"
-    assert again.store.get_run(ok)["status"] == "done"
+    assert again.store.get_run(doomed).status == "interrupted"
+    assert again.store.get_run(ok).status == "done"

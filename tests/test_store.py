@@ -31,7 +31,7 @@ def test_wal_mode_and_roundtrip(store):
     assert con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
     rid = _new(store)
     run = store.get_run(rid)
-    assert run["status"] == "queued" and run["config"]["x"] is None  # NaN stored as null, valid JSON
+    assert run.status == "queued" and run.config["x"] is None  # NaN stored as null, valid JSON
     store.mark_running(rid)
     store.add_event(rid, "signals", step=1, progress=0.1, message="m", payload={"a": 1})
     store.add_event(rid, "oracle", step=1, progress=0.2)
@@ -43,7 +43,7 @@ def test_wal_mode_and_roundtrip(store):
     steps = store.steps(rid)
     assert list(steps["n_layers"]) == [12, 11]
     store.finish(rid, "done", summary={"ok": True})
-    assert store.get_run(rid)["summary"] == {"ok": True}
+    assert store.get_run(rid).summary == {"ok": True}
     with pytest.raises(ValueError):
         store.finish(rid, "weird")
 
@@ -90,14 +90,14 @@ def test_recover_marks_dead_workers_interrupted(store):
     store.mark_running(alive, pid=os.getpid())
     assert not pid_alive(dead.pid)
     assert store.recover() == [rid]
-    assert store.get_run(rid)["status"] == "interrupted"
-    assert store.get_run(alive)["status"] == "running"
+    assert store.get_run(rid).status == "interrupted"
+    assert store.get_run(alive).status == "running"
 
 
 def test_cancel_and_delete(store):
     rid = _new(store)
     store.request_cancel(rid)
-    assert store.cancel_requested(rid) and store.get_run(rid)["status"] == "cancelled"
+    assert store.cancel_requested(rid) and store.get_run(rid).status == "cancelled"
     running = _new(store)
     store.mark_running(running, pid=os.getpid())
     with pytest.raises(RuntimeError, match="cancel it first"):

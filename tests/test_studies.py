@@ -107,11 +107,11 @@ def test_tree_rejects_configs_of_different_groups():
 
 # ------------------------------------------------------------------------------------------- resume
 def test_killed_study_resumes_only_missing_cells(tmp_path):
-    from core.studies.worker import launch
+    from core.jobs.studies import start_study_job
 
     store = RunStore(tmp_path / "store")
     study = execute.start_study(store, tiny_study(seeds=(0, 1), distill=False))
-    proc = launch(str(store.root), study.id)
+    proc = start_study_job(store, study.id)
     try:
         deadline = time.time() + 240
         while time.time() < deadline:  # wait until the first group (seed 0) has finished, then kill the worker

@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import DataConfig
 from core.fusion.bank import COLUMNS, SIGNAL_COLUMNS, validate_rows
 from core.pruning.config import strategy_keys
+from core.runs.record import Run
 from core.runs.store import RunStore
 from core.signals import STRATEGIES
 from core.studies import paper, records
@@ -175,7 +176,8 @@ def test_estimate_scales_finished_runs_and_says_when_it_cannot():
              "config": {"data": {"train_cap": 100}, "layers_to_remove": 2, "step_epochs": 1.0, "distill": False},
              "summary": {"timings_s": {"total": t}}} for t in (10.0, 20.0, 30.0)]
     runs.append({**runs[0], "model": "e5-small", "summary": {"timings_s": {"total": 1e6}}})  # another model
-    est = study_view.estimate(runs, "tiny-bert", 4, target)
+    est = study_view.estimate([Run.from_dict({"id": f"r{i}", "dataset": "keywords", "created_at": 0.0, **r})
+                               for i, r in enumerate(runs)], "tiny-bert", 4, target)  # rows of the runs table
     assert est.runs_used == 3 and est.per_cell_s == pytest.approx(40.0)  # median 20 s, twice the rows
     assert est.seconds == pytest.approx(160.0) and "upper bound" in est.text
 

@@ -17,7 +17,8 @@ import torch
 
 from core.config import ConfigError, DataConfig, TrainConfig
 from core.pruning.config import PruneConfig
-from core.runs.runner import Runner, execute_run
+from core.jobs.execute import execute_run
+from core.jobs.runner import Runner
 from core.runs.store import RunStore, pid_alive
 from core.train import DistillConfig
 from tests.conftest import keyword_frame
@@ -57,15 +58,15 @@ def test_a_killed_worker_is_interrupted_at_once_and_reaped(store):
     slow = TrainConfig(epochs=100.0, lr=3e-3, batch_size=16, freeze_word_embeddings=False, head_lr_multiplier=1.0,
                        seed=4242)
     [rid] = runner.submit("prune", [tiny_cfg(teacher=slow)])
-    assert store.get_run(rid)["pid"], "the worker's pid is recorded while the run is queued"
+    assert store.get_run(rid).pid, "the worker's pid is recorded while the run is queued"
     wait_for(lambda: (store.last_event(rid) or {}).get("stage") == "teacher", 180, "the teacher to train")
-    pid = store.get_run(rid)["pid"]
+    pid = store.get_run(rid).pid
     os.kill(pid, signal.SIGKILL)  # what the out-of-memory killer does
     t0 = time.time()
-    run = wait_for(lambda: (r := store.get_run(rid))["status"] == "interrupted" and r, 5, "the interrupted status")
+    run = wait_for(lambda: (r := store.get_run(rid)).status == "interrupted" and r, 5, "the interrupted status")
     assert time.time() - t0 < 5
-    assert "It had reached: Fine-tuning the teacher: step" in run["error"]
-    assert "SIGKILL" in run["error"] or "stopped" in run["error"]
+    assert "It had reached: Fine-tuning the teacher: step" in run.error
+    assert "SIGKILL" in run.error or "stopped" in run.error
     assert store.last_event(rid)["stage"] == "interrupted"
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 5, "the worker to be reaped (no zombie)")
     store.delete_run(rid)
@@ -80,12 +81,12 @@ def test_store_reads_see_a_dead_worker_without_its_runner(store):
     store.assign_worker([rid, queued], child.pid)
     store.mark_running(rid, child.pid)
     store.add_event(rid, "teacher", progress=0.1, message="Fine-tuning the teacher: step 18/150")
-    assert store.get_run(rid)["status"] == "running"
+    assert store.get_run(rid).status == "running"
     child.kill()
     wait_for(lambda: not pid_alive(child.pid), 5, "the child to die")  # a zombie: not reaped yet
-    assert {r["id"]: r["status"] for r in store.list_runs()} == {rid: "interrupted", queued: "interrupted"}
-    assert "Fine-tuning the teacher: step 18/150" in store.get_run(rid)["error"]
-    assert "had not started" in store.get_run(queued)["error"]
+    assert {r.id: r.status for r in store.list_runs()} == {rid: "interrupted", queued: "interrupted"}
+    assert "Fine-tuning the teacher: step 18/150" in store.get_run(rid).error
+    assert "had not started" in store.get_run(queued).error
     child.wait()
 
 
@@ -96,13 +97,13 @@ def test_cancel_on_a_run_whose_worker_is_gone_ends_it_at_once(store):
     store.mark_running(rid, gone.pid)
     store.request_cancel(rid)
     run = store.get_run(rid, check=False)
-    assert run["status"] == "cancelled"
+    assert run.status == "cancelled"
     store.delete_run(rid)
     assert store.get_run(rid) is None
 
 
 def test_exit_reason_names_the_signal():
-    from core.runs.runner import exit_reason
+    from core.jobs.launcher import exit_reason
 
     assert "SIGKILL" in exit_reason(-9, 12) and "out-of-memory" in exit_reason(-9, 12)
     assert "code 3" in exit_reason(3, 12)
@@ -159,12 +160,12 @@ def test_guard_stops_an_untrained_teacher_and_prune_anyway_flags_the_run(store):
     assert execute_run(store, rid) == "failed"
     last = store.last_event(rid)
     assert last["stage"] == "weak_teacher" and last["payload"]["weak"]
-    assert "did not learn the task" in store.get_run(rid)["error"]
+    assert "did not learn the task" in store.get_run(rid).error
     assert store.steps(rid).empty, "nothing was pruned"
 
     anyway = store.create_run(kind="prune", model="tiny-bert", dataset="keywords", strategy="top_down",
                               config=tiny_cfg(teacher=UNTRAINED, allow_weak_teacher=True))
-    assert execute_run(store, anyway) == "done", store.get_run(anyway)["error"]
+    assert execute_run(store, anyway) == "done", store.get_run(anyway).error
     steps = store.steps(anyway)
     assert bool(steps.iloc[0]["weak_teacher"]) and len(steps) == 2
     assert store.read_json(anyway, "summary.json")["weak_teacher"] is True
@@ -319,9 +320,9 @@ def test_live_page_offers_prune_anyway_and_start_again(tmp_path, monkeypatch):
     assert any("Stopped before pruning" in w.value and "max length" in w.value for w in at.warning)
     _button(at, "Prune anyway").click().run()
     newest = store.list_runs()[0]
-    assert newest["id"] != weak and newest["config"]["allow_weak_teacher"] is True
-    assert at.query_params["run"] in (newest["id"], [newest["id"]])  # the page attached the new run
-    store.request_cancel(newest["id"])
+    assert newest.id != weak and newest.config["allow_weak_teacher"] is True
+    assert at.query_params["run"] in (newest.id, [newest.id])  # the page attached the new run
+    store.request_cancel(newest.id)
 
     dead = store.create_run(kind="prune", model="tiny-bert", dataset="keywords", strategy="top_down",
                             config=tiny_cfg())
@@ -334,5 +335,5 @@ def test_live_page_offers_prune_anyway_and_start_again(tmp_path, monkeypatch):
     assert any("Interrupted" in w.value and "step 18/150" in w.value for w in at.warning)
     _button(at, "Start again with the same settings").click().run()
     again = store.list_runs()[0]
-    assert again["id"] not in (dead, newest["id"]) and again["config"] == store.get_run(dead)["config"]
-    store.request_cancel(again["id"])
+    assert again.id not in (dead, newest.id) and again.config == store.get_run(dead).config
+    store.request_cancel(again.id)

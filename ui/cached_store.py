@@ -1,7 +1,7 @@
 """The pages' cached, read-mostly access to the run store (:class:`core.runs.store.RunStore`), and the
-shared runner they submit runs to.
+shared runner they submit runs to (the job layer's :class:`~core.jobs.runner.Runner`).
 
-* The :class:`~core.runs.store.RunStore` and the :class:`~core.runs.runner.Runner` live in ``st.cache_resource``
+* The :class:`~core.runs.store.RunStore` and the :class:`~core.jobs.runner.Runner` live in ``st.cache_resource``
   (one per store folder, shared by every session and page).
 * Tables read from the store live in ``st.cache_data`` keyed by a *version*: finished runs never change,
   so their tables are read once; a running run's tables are keyed by its last event, so a poll re-reads
@@ -21,10 +21,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.jobs.runner import Runner
 from core.paths import store_dir
 from core.runs import artifacts
-from core.runs.runner import Runner
-from core.runs.store import ACTIVE, RunStore
+from core.runs.record import MergeSummary, PruneSummary, Run, summary_of
+from core.runs.store import RunStore
 
 
 def root() -> str:
@@ -67,21 +68,21 @@ def clear() -> None:
 
 
 # ---------------------------------------------------------------------------------------- runs
-def runs(**filters: Any) -> list[dict[str, Any]]:
+def runs(**filters: Any) -> list[Run]:
     """All runs, newest first (one small SQLite query: not cached, so statuses are always fresh)."""
     return store().list_runs(**filters)
 
 
-def get_run(run_id: str) -> dict[str, Any] | None:
+def get_run(run_id: str) -> Run | None:
     return store().get_run(run_id)
 
 
-def version(run: dict[str, Any]) -> str:
+def version(run: Run) -> str:
     """A token that changes whenever the run's stored tables may have changed."""
-    if run["status"] in ACTIVE:
-        last = store().last_event(run["id"])
-        return f"{run['status']}:{last['seq'] if last else -1}"
-    return f"{run['status']}:{run.get('finished_at')}"
+    if run.active:
+        last = store().last_event(run.id)
+        return f"{run.status}:{last['seq'] if last else -1}"
+    return f"{run.status}:{run.finished_at}"
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -89,9 +90,9 @@ def _steps(path: str, run_id: str, token: str) -> pd.DataFrame:
     return _store(path).steps(run_id)
 
 
-def steps(run: dict[str, Any]) -> pd.DataFrame:
+def steps(run: Run) -> pd.DataFrame:
     """One row per finished step of ``run`` (step 0 is the unpruned teacher)."""
-    return _steps(root(), run["id"], version(run))
+    return _steps(root(), run.id, version(run))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -99,9 +100,9 @@ def _all_steps(path: str, key: tuple[tuple[str, str], ...]) -> pd.DataFrame:
     return _store(path).all_steps([run_id for run_id, _ in key])
 
 
-def all_steps(run_list: list[dict[str, Any]]) -> pd.DataFrame:
+def all_steps(run_list: list[Run]) -> pd.DataFrame:
     """The steps of several runs in one frame (column ``run_id``)."""
-    key = tuple(sorted((r["id"], version(r)) for r in run_list))
+    key = tuple(sorted((r.id, version(r)) for r in run_list))
     frame = _all_steps(root(), key)
     return frame.copy()
 
@@ -113,7 +114,7 @@ def _profiles(path: str, model: str | None, key: tuple[str, ...]) -> pd.DataFram
 
 def profiles(model: str | None = None) -> pd.DataFrame:
     """All stored (run, step, layer) rows of signals + oracle, optionally for one model."""
-    key = tuple(sorted(f"{r['id']}:{version(r)}" for r in runs(kind="prune")))
+    key = tuple(sorted(f"{r.id}:{version(r)}" for r in runs(kind="prune")))
     return _profiles(root(), model, key)
 
 
@@ -165,8 +166,18 @@ def step_table(run_id: str, step: int, table_name: str) -> pd.DataFrame | None:
     return table(run_id, artifacts.step_table(step, table_name))
 
 
-def summary(run: dict[str, Any]) -> dict[str, Any]:
-    return json_artifact(run["id"], artifacts.SUMMARY) or run.get("summary") or {}
+def summary(run: Run) -> dict[str, Any]:
+    """What the run reported when it finished (``summary.json``, else the store's copy), as stored."""
+    return json_artifact(run.id, artifacts.SUMMARY) or run.summary
+
+
+def run_summary(run: Run) -> PruneSummary | MergeSummary:
+    """:func:`summary` read through its figures (final accuracy, timings, ...), typed by the run's kind."""
+    return summary_of(run.kind, summary(run))
+
+
+def merge_summary(run: Run) -> MergeSummary:
+    return MergeSummary.of(summary(run))
 
 
 def has_model(run_id: str) -> bool:

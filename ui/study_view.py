@@ -12,14 +12,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from core.runs.record import PruneSummary, Run, RunStatus
+
 from . import theme
 
 #: the order a person reads a study's cells in, and the colour of each status (the table's status column)
 STATUS_ORDER = ("running", "waiting", "done", "failed", "cancelled", "interrupted")
 STATUS_COLORS = {"running": "#FFF3C4", "waiting": "#EEF0F3", "done": "#D5F5E3", "failed": "#FADBD8",
                  "cancelled": "#E5E8E8", "interrupted": "#FDEBD0"}
-#: a study (not a cell) that is still going
-ACTIVE = ("queued", "running")
 
 
 def counts(cells: pd.DataFrame) -> dict[str, int]:
@@ -83,10 +83,10 @@ def studies_frame(studies: Sequence[Any]) -> pd.DataFrame:
                                        "started", "id"])
 
 
-def study_of_runs(runs: Iterable[Mapping[str, Any]], studies: Sequence[Any]) -> dict[str, str]:
+def study_of_runs(runs: Iterable[Run], studies: Sequence[Any]) -> dict[str, str]:
     """run id -> the name of the study it belongs to (runs with ``group_id`` = a study id and a ``cell_id``)."""
     names = {s.id: s.name for s in studies}
-    return {r["id"]: names[r["group_id"]] for r in runs if r.get("cell_id") and r.get("group_id") in names}
+    return {r.id: names[r.group_id] for r in runs if r.cell_id and r.group_id in names}
 
 
 # ------------------------------------------------------------------------------------------------ estimate
@@ -109,14 +109,14 @@ def _work(cfg: Mapping[str, Any]) -> float:
     return float(data.get("train_cap", 1)) * max(epochs, 0.5)
 
 
-def _per_cell(run: Mapping[str, Any]) -> float | None:
-    total = ((run.get("summary") or {}).get("timings_s") or {}).get("total")
-    if not isinstance(total, (int, float)) or total <= 0:
+def _per_cell(run: Run) -> float | None:
+    summary = PruneSummary.of(run.summary)
+    total = summary.total_seconds
+    if total is None:
         return None
-    if run.get("cell_id"):  # a study run's clock is its whole group's: its share is total / strategies
-        shared = ((run.get("summary") or {}).get("shared") or {}).get("strategies_in_tree") or 1
-        return float(total) / max(int(shared), 1)
-    return float(total)
+    if run.cell_id:  # a study run's clock is its whole group's: its share is total / strategies
+        return total / summary.strategies_in_tree
+    return total
 
 
 def _fmt(seconds: float) -> str:
@@ -127,21 +127,20 @@ def _fmt(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate(runs: Iterable[Mapping[str, Any]], model: str, cells: int, target: Mapping[str, Any]) -> Estimate:
+def estimate(runs: Iterable[Run], model: str, cells: int, target: Mapping[str, Any]) -> Estimate:
     """Time for ``cells`` runs of ``model`` at the budget ``target`` (a PruneConfig dict), from this machine's
     finished pruning runs of the same model: the median seconds per training row-epoch, times the target's
     row-epochs, times the cells. Stand-alone runs are preferred (each paid for all its own work, so the result is
     an upper bound: a study's groups share the teacher, signals, oracle and identical fine-tunes); without any,
     earlier study runs count with their share of their group's time."""
-    done = [r for r in runs if r.get("kind", "prune") == "prune" and r.get("status") == "done"
-            and r.get("model") == model]
-    alone = [r for r in done if not r.get("cell_id")]
+    done = [r for r in runs if r.kind == "prune" and r.status == RunStatus.DONE and r.model == model]
+    alone = [r for r in done if not r.cell_id]
     pool, basis = (alone, "stand-alone runs") if alone else (done, "earlier study runs (with sharing)")
     rates = []
     for r in pool:
         sec = _per_cell(r)
         if sec is not None:
-            rates.append(sec / _work(r.get("config") or {}))
+            rates.append(sec / _work(r.config))
     if not rates:
         return Estimate(None, None, 0, "", f"No finished {model} run on this machine to estimate from yet: run one "
                                            "on the Live pruning page (or a one-cell study) to get an estimate.")

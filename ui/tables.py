@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from core.runs.record import PruneSummary, Run
+
 if TYPE_CHECKING:
     from core.fusion import FusionChoice
 
@@ -113,29 +115,29 @@ def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> np.ndarray:
     return mask
 
 
-def compare_points(steps: pd.DataFrame, runs: Sequence[Mapping[str, Any]],
+def compare_points(steps: pd.DataFrame, runs: Sequence[Run],
                    summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """One row per model a run produced (each step's fine-tuned model, plus the distilled one), with its
     accuracy, parameters and latency: the points of the Pareto plots."""
-    meta = {r["id"]: r for r in runs}
+    meta = {r.id: r for r in runs}
     rows = []
     for _, s in steps.iterrows():
         run = meta.get(s["run_id"])
         if run is None:
             continue
-        rows.append({"run_id": s["run_id"], "strategy": run["strategy"], "dataset": run["dataset"],
-                     "model": run["model"], "stage": "teacher" if int(s["step"]) == 0 else "pruned",
+        rows.append({"run_id": s["run_id"], "strategy": run.strategy, "dataset": run.dataset,
+                     "model": run.model, "stage": "teacher" if int(s["step"]) == 0 else "pruned",
                      "layers_removed": int(s["step"]), "n_layers": s.get("n_layers"),
                      "accuracy": s.get("test_accuracy"), "params": s.get("params_total"),
                      "latency_ms": s.get("latency_ms")})
     for run_id, summary in summaries.items():
-        run = meta.get(run_id)
-        after = (summary or {}).get("after_kd_metrics")
+        run, typed = meta.get(run_id), PruneSummary.of(summary)
+        after = typed.after_kd_metrics
         if run is None or not after:
             continue
-        removed = len(summary.get("removed_order") or [])
-        rows.append({"run_id": run_id, "strategy": run["strategy"], "dataset": run["dataset"],
-                     "model": run["model"], "stage": "after KD", "layers_removed": removed,
+        removed = len(typed.removed_order)
+        rows.append({"run_id": run_id, "strategy": run.strategy, "dataset": run.dataset,
+                     "model": run.model, "stage": "after KD", "layers_removed": removed,
                      "n_layers": after.get("num_layers", after.get("n_layers")),
                      "accuracy": after.get("test_accuracy", after.get("accuracy")),
                      "params": after.get("params_total"), "latency_ms": after.get("latency_ms")})
@@ -143,17 +145,17 @@ def compare_points(steps: pd.DataFrame, runs: Sequence[Mapping[str, Any]],
                                        "n_layers", "accuracy", "params", "latency_ms"])
 
 
-def kd_frame(runs: Sequence[Mapping[str, Any]], summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def kd_frame(runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Test accuracy before and after distillation per finished run (long format for grouped bars)."""
     rows = []
     for run in runs:
-        summary = summaries.get(run["id"]) or {}
-        before, after = summary.get("before_kd") or {}, summary.get("after_kd") or {}
-        if "test_accuracy" not in before or "test_accuracy" not in after:
+        summary = PruneSummary.of(summaries.get(run.id))
+        before, after = summary.before_kd_accuracy, summary.after_kd_accuracy
+        if before is None or after is None:
             continue
-        for when, values in (("before KD", before), ("after KD", after)):
-            rows.append({"run_id": run["id"], "strategy": run["strategy"], "dataset": run["dataset"],
-                         "when": when, "accuracy": float(values["test_accuracy"])})
+        for when, value in (("before KD", before), ("after KD", after)):
+            rows.append({"run_id": run.id, "strategy": run.strategy, "dataset": run.dataset,
+                         "when": when, "accuracy": value})
     return pd.DataFrame(rows, columns=["run_id", "strategy", "dataset", "when", "accuracy"])
 
 

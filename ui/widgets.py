@@ -14,8 +14,9 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from core.config import ConfigError
+from core.jobs.cancel import cancel_run as _cancel_run
 from core.runs.events import Stage, stage_label
-from core.runs.store import ACTIVE
+from core.runs.record import Run, RunStatus
 
 from . import cached_store, state, theme
 
@@ -78,21 +79,19 @@ def family_legend(families: Iterable[str]) -> None:
     st.markdown(chips, unsafe_allow_html=True)
 
 
-def run_label(run: dict[str, Any]) -> str:
-    when = time.strftime("%d %b %H:%M", time.localtime(run["created_at"]))
-    what = theme.strategy_label(run["strategy"]) if run["kind"] == "prune" else run["kind"]
-    return (f"[{run['status']}] {what} · {run['model']} · {state.dataset_label(run['dataset'])} · {when} · "
-            f"{run['id'][-6:]}")
+def run_label(run: Run) -> str:
+    when = time.strftime("%d %b %H:%M", time.localtime(run.created_at))
+    what = theme.strategy_label(run.strategy) if run.kind == "prune" else run.kind
+    return f"[{run.status}] {what} · {run.model} · {state.dataset_label(run.dataset)} · {when} · {run.id[-6:]}"
 
 
-def pick_run(runs: list[dict[str, Any]], key: str, label: str = "Run", default_id: str | None = None
-             ) -> dict[str, Any] | None:
+def pick_run(runs: list[Run], key: str, label: str = "Run", default_id: str | None = None) -> Run | None:
     """A selectbox over ``runs`` (newest first); returns the chosen run."""
     if not runs:
         return None
-    ids = [r["id"] for r in runs]
+    ids = [r.id for r in runs]
     index = ids.index(default_id) if default_id in ids else 0
-    by_id = {r["id"]: r for r in runs}
+    by_id = {r.id: r for r in runs}
     chosen = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: run_label(by_id[i]))
     return by_id.get(chosen)
 
@@ -144,11 +143,11 @@ def start_runs(strategies: list[str], *, model_key: str | None = None, dataset_k
 
 
 def cancel_run(run_id: str) -> None:
-    cached_store.store().request_cancel(run_id)
+    _cancel_run(cached_store.store(), run_id)
 
 
-def any_active(runs: Iterable[dict[str, Any]]) -> bool:
-    return any(r["status"] in ACTIVE for r in runs)
+def any_active(runs: Iterable[Run]) -> bool:
+    return any(r.active for r in runs)
 
 
 def empty_state(message: str, page: str | None = None, label: str | None = None) -> None:
@@ -170,28 +169,28 @@ def show_error(what: str, exc: BaseException, todo: str) -> None:
     st.error(f"{what}: {type(exc).__name__}: {exc}. {todo}")
 
 
-def run_heading(run: dict[str, Any], title: str, key_prefix: str) -> None:
+def run_heading(run: Run, title: str, key_prefix: str) -> None:
     """A run's title with its status icon, what it runs on, and a Cancel button while it is active."""
     head, button = st.columns([5, 1])
-    head.markdown(f"### {STATUS_ICONS.get(run['status'], '')} {title}")
-    head.caption(f"{run['model']} · {state.dataset_label(run['dataset'])} · run `{run['id']}`")
-    if run["status"] in ("queued", "running"):
-        if button.button("Cancel", key=f"{key_prefix}{run['id']}", help="Stops within one training batch"):
-            cancel_run(run["id"])
+    head.markdown(f"### {STATUS_ICONS.get(run.status, '')} {title}")
+    head.caption(f"{run.model} · {state.dataset_label(run.dataset)} · run `{run.id}`")
+    if run.active:
+        if button.button("Cancel", key=f"{key_prefix}{run.id}", help="Stops within one training batch"):
+            cancel_run(run.id)
             st.toast("Cancel requested: the worker stops after the current batch.")
             st.rerun()
 
 
-def weak_teacher_note(run: dict[str, Any]) -> None:
+def weak_teacher_note(run: Run) -> None:
     """A warning on a run that went on with a teacher that did not beat the majority-class baseline."""
-    if cached_store.summary(run).get("weak_teacher"):
+    if cached_store.run_summary(run).weak_teacher:
         st.warning("**Weak teacher (pruned anyway).** The teacher did not beat the majority-class baseline, so "
                    "this run's layer choices and accuracies may be noise.", icon=":material/report:")
 
 
-def _resubmit(run: dict[str, Any], config: dict[str, Any]) -> None:
+def _resubmit(run: Run, config: dict[str, Any]) -> None:
     try:
-        ids = cached_store.submit(run["kind"], [config], group_id=None, strategy=run["strategy"])
+        ids = cached_store.submit(run.kind, [config], group_id=None, strategy=run.strategy)
     except Exception as exc:  # e.g. the store folder is read-only
         show_error("Could not start the run", exc, f"Check that {cached_store.root()} is writable, then try again.")
         return
@@ -200,39 +199,39 @@ def _resubmit(run: dict[str, Any], config: dict[str, Any]) -> None:
     st.rerun()
 
 
-def restart_buttons(run: dict[str, Any], key_prefix: str) -> None:
+def restart_buttons(run: Run, key_prefix: str) -> None:
     """For a run that ended unfinished: **Start again with the same settings** (its stored config); for one
     the teacher guard stopped, also **Prune anyway** (the same config with ``allow_weak_teacher``)."""
-    if run["status"] not in ("failed", "cancelled", "interrupted"):
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED):
         return
-    last = cached_store.store().last_event(run["id"])
+    last = cached_store.store().last_event(run.id)
     weak = last is not None and last["stage"] == Stage.WEAK_TEACHER
     cols = st.columns(2 if weak else 1)
-    if weak and cols[0].button("Prune anyway", key=f"{key_prefix}anyway_{run['id']}", icon=":material/warning:",
+    if weak and cols[0].button("Prune anyway", key=f"{key_prefix}anyway_{run.id}", icon=":material/warning:",
                                help="Go on with this teacher; the run is flagged 'weak teacher' wherever it is "
                                     "listed or compared."):
-        _resubmit(run, {**run["config"], "allow_weak_teacher": True})
-    if cols[-1].button("Start again with the same settings", key=f"{key_prefix}again_{run['id']}",
+        _resubmit(run, {**run.config, "allow_weak_teacher": True})
+    if cols[-1].button("Start again with the same settings", key=f"{key_prefix}again_{run.id}",
                        icon=":material/replay:", type="secondary" if weak else "primary"):
-        _resubmit(run, dict(run["config"]))
+        _resubmit(run, dict(run.config))
 
 
-def run_progress(run: dict[str, Any], failed_hint: str, cancelled: str) -> None:
+def run_progress(run: Run, failed_hint: str, cancelled: str) -> None:
     """The run's state from the store: a progress bar with the current stage (its label from
     :class:`core.runs.events.Stage`) and message while it runs, or what happened to it (failed with
     ``failed_hint``, interrupted, ``cancelled``, finished in N min)."""
-    status = run["status"]
-    last = cached_store.store().last_event(run["id"])
-    if status == "failed" and last is not None and last["stage"] == Stage.WEAK_TEACHER:
+    status = run.status
+    last = cached_store.store().last_event(run.id)
+    if status == RunStatus.FAILED and last is not None and last["stage"] == Stage.WEAK_TEACHER:
         st.warning(f"**Stopped before pruning.** {last['message']}", icon=":material/school:")
-    elif status == "failed":
-        st.error(f"The run failed: {run.get('error') or (last or {}).get('message')}. {failed_hint}")
-    elif status == "interrupted":
-        st.warning(f"**Interrupted.** {run.get('error') or 'The worker stopped.'}")
-    elif status == "cancelled":
+    elif status == RunStatus.FAILED:
+        st.error(f"The run failed: {run.error or (last or {}).get('message')}. {failed_hint}")
+    elif status == RunStatus.INTERRUPTED:
+        st.warning(f"**Interrupted.** {run.error or 'The worker stopped.'}")
+    elif status == RunStatus.CANCELLED:
         st.info(cancelled)
-    elif status == "done":
-        took = (run["finished_at"] or 0) - (run["started_at"] or 0)
+    elif status == RunStatus.DONE:
+        took = (run.finished_at or 0) - (run.started_at or 0)
         st.progress(1.0, text=f"**Finished** in {took / 60:.1f} min")
     elif last is None:
         st.progress(0.0, text="Queued: waiting for the worker to start…")

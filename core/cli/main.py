@@ -127,7 +127,7 @@ def _print_steps(store, run_id: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from core.runs.runner import execute_with_bar
+    from core.jobs.execute import execute_with_bar
     from core.runs.store import RunStore
 
     store = RunStore()
@@ -137,13 +137,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = execute_with_bar(store, run_id, args.json)
     run = store.get_run(run_id)
     summary = store.read_json(run_id, "summary.json") or {}
-    payload = {"run_id": run_id, "status": status, "error": run["error"], "summary": summary,
+    assert run is not None  # execute_with_bar ran it
+    payload = {"run_id": run_id, "status": status, "error": run.error, "summary": summary,
                "steps": store.steps(run_id).to_dict(orient="records")}
     hint = _weak_teacher_hint(store, run_id)
     text = f"run {run_id}: {status}" + (" (stopped before pruning: weak teacher)" if hint else
-                                        f" ({run['error']})" if run["error"] else "") + "\n" + \
+                                        f" ({run.error})" if run.error else "") + "\n" + \
         _print_steps(store, run_id)
-    if summary.get("weak_teacher") or run["summary"].get("weak_teacher"):
+    if summary.get("weak_teacher") or run.weak_teacher:
         text += "\nflagged weak_teacher: the teacher did not beat the majority-class baseline (--prune-anyway)"
     if summary.get("after_kd"):
         text += (f"\nafter KD: test accuracy {summary['after_kd']['test_accuracy']:.4f} "
@@ -160,7 +161,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from core.runs.report import compare_table
-    from core.runs.runner import execute_with_bar
+    from core.jobs.execute import execute_with_bar
     from core.runs.store import RunStore
 
     store = RunStore()
@@ -178,8 +179,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             ids.append(rid)
     table = compare_table(store, ids)
     if not table.empty:  # runs pruned with --prune-anyway
-        table["weak_teacher"] = [bool((store.get_run(r) or {}).get("summary", {}).get("weak_teacher"))
-                                 for r in table["run_id"]]
+        table["weak_teacher"] = [bool((run := store.get_run(r)) and run.weak_teacher) for r in table["run_id"]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)

@@ -10,10 +10,11 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from core.cli.main import add_length_args, length_settings
 from core.config import ConfigError, DataConfig
 from core.data.registry import DEFAULT_DATASET
 from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, SELECTIONS, MergeConfig
-from core.runs.runner import execute_with_bar
+from core.jobs.execute import execute_with_bar
 from core.runs.store import RunStore
 from core.train import DistillConfig
 
@@ -42,7 +43,7 @@ def build_parser(prog: str = "python -m core merge") -> argparse.ArgumentParser:
     p.add_argument("--train-cap", type=int, default=d.train_cap)
     p.add_argument("--val-cap", type=int, default=d.val_cap)
     p.add_argument("--test-cap", type=int, default=d.test_cap)
-    p.add_argument("--max-length", type=int, default=d.max_length)
+    add_length_args(p)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--prune-anyway", action="store_true", help="go on when the teacher does not beat the "
@@ -53,8 +54,8 @@ def build_parser(prog: str = "python -m core merge") -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> MergeConfig:
     if args.dataset is None:
         args.dataset = DEFAULT_DATASET
-    data = DataConfig(train_cap=args.train_cap, val_cap=args.val_cap, test_cap=args.test_cap,
-                      max_length=args.max_length, seed=args.seed)
+    data = DataConfig(train_cap=args.train_cap, val_cap=args.val_cap, test_cap=args.test_cap, seed=args.seed,
+                      **length_settings(args, args.dataset))
     return MergeConfig(model=args.model, dataset=args.dataset, window=args.layers, auto_k=args.auto,
                        selection=args.selection, reference=args.reference, epochs=args.epochs, lr=args.lr,
                        distill=args.distill, kd=DistillConfig(epochs=args.kd_epochs), data=data,
@@ -90,14 +91,15 @@ def main(argv: list[str] | None = None) -> int:
                               strategy=cfg.strategy,
                               config=cfg.to_dict())
     status = execute_with_bar(store, run_id, quiet=args.json)
-    run = store.get_run(run_id) or {}
+    run = store.get_run(run_id)
+    error = run.error if run is not None else None
     summary = store.read_json(run_id, "summary.json") or {}
     comparison = store.read_table(run_id, "steps/1/comparison.csv")
     if args.json:
-        print(json.dumps({"run_id": run_id, "status": status, "error": run.get("error"), "summary": summary},
+        print(json.dumps({"run_id": run_id, "status": status, "error": error, "summary": summary},
                          indent=2, default=str))
     else:
-        print(f"run {run_id}: {status}" + (f" ({run['error']})" if run.get("error") else ""))
+        print(f"run {run_id}: {status}" + (f" ({error})" if error else ""))
         if summary:
             print(summary_text(summary, comparison))
     if (store.last_event(run_id) or {}).get("stage") == "weak_teacher":

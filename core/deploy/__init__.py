@@ -1,3 +1,4 @@
 """Deployment check: ONNX export of a finished run's model with a parity check against PyTorch
 (:mod:`core.deploy.onnx_export`), the side-by-side latency benchmark (:mod:`core.deploy.bench`) and the
-background worker that runs either for the app (:mod:`core.deploy.worker`)."""
+body of the background job that runs either for the app (:mod:`core.deploy.worker`; :mod:`core.jobs.deploy`
+starts it)."""

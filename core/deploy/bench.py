@@ -33,7 +33,8 @@ from core.config import ConfigError, check_int
 from core.deploy import onnx_export as ox
 from core.metrics import LatencyConfig, latency_batch
 from core.models.registry import encoder_layers
-from core.runs.store import ACTIVE, RunStore
+from core.runs.record import Run
+from core.runs.store import RunStore
 
 BENCH_FILE = f"{ox.DEPLOY_DIR}/bench.json"
 ENGINES = ("teacher_torch", "compressed_torch", "teacher_ort", "compressed_ort", "compressed_int8")
@@ -97,16 +98,16 @@ def _ort_call(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], object]
 
 
 # --------------------------------------------------------------------------------------- models
-def _teacher(store: RunStore, run: Mapping[str, Any], task: Any) -> tuple[nn.Module, Any]:
+def _teacher(store: RunStore, run: Run, task: Any) -> tuple[nn.Module, Any]:
     from core.config import TrainConfig, from_dict
     from core.teacher import cached_teacher, default_train_config
 
-    cfg = run["config"].get("teacher")
+    cfg = run.config.get("teacher")
     train_cfg = from_dict(TrainConfig, cfg) if cfg else default_train_config(task.model.key, task.num_labels)
     hit = cached_teacher(task, train_cfg)
     if hit is None:
-        raise ValueError(f"The teacher of run {run['id']} is not in the cache any more: fine-tune it again with "
-                         f"`python -m core teach --model {run['model']} --dataset {run['dataset']}` "
+        raise ValueError(f"The teacher of run {run.id} is not in the cache any more: fine-tune it again with "
+                         f"`python -m core teach --model {run.model} --dataset {run.dataset}` "
                          "(same data options as the run), then rerun the benchmark.")
     return hit.load().to("cpu").eval(), hit
 
@@ -166,7 +167,7 @@ def bench_events(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = N
     threads = cfg.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    busy = [r["id"] for r in store.list_runs() if r["status"] in ACTIVE and r["id"] != run_id]
+    busy = [r.id for r in store.list_runs() if r.active and r.id != run_id]
     yield 0.01, "Exporting the compressed model to ONNX (parity check)", None
     record = ox.export_run(store, run_id)
     if record["status"] != "passed":
@@ -211,7 +212,7 @@ def bench_events(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = N
         if "compressed_int8" in ms:
             row["speedup_int8"] = ms["teacher_ort"] / ms["compressed_int8"]
         rows.append(row)
-    result = {"run_id": run_id, "kind": run["kind"], "model": run["model"], "dataset": run["dataset"],
+    result = {"run_id": run_id, "kind": run.kind, "model": run.model, "dataset": run.dataset,
               "created_at": time.time(), "seconds": round(time.perf_counter() - start, 1),
               "config": {"batch_sizes": list(cfg.batch_sizes), "seq_lengths": list(cfg.seq_lengths),
                          "repeats": cfg.repeats, "warmup": cfg.warmup, "int8": cfg.int8},

@@ -33,6 +33,7 @@ from torch import nn
 
 from core.data.batches import Batch, batches
 from core.models.registry import encoder_layers
+from core.runs.record import Run
 from core.runs.store import RunStore
 
 #: the largest absolute logit difference between ONNX Runtime and PyTorch that passes (float32 exports
@@ -180,14 +181,14 @@ def load_run_model(store: RunStore, run_id: str) -> nn.Module:
     return load_merged(run_model_dir(store, run_id)).to("cpu").eval()
 
 
-def run_task(store: RunStore, run: Mapping[str, Any]) -> Any:
+def run_task(store: RunStore, run: Run) -> Any:
     """The run's task re-created from its stored config (same model, dataset, data config, hence the same
     test texts in the same order)."""
     from core.config import DataConfig, from_dict
     from core.data.ref import load_dataset_ref
     from core.data.task import prepare_task
 
-    cfg = run["config"]
+    cfg = run.config
     return prepare_task(cfg["model"], load_dataset_ref(cfg["dataset"], store),
                         from_dict(DataConfig, cfg.get("data") or {}))
 
@@ -231,7 +232,7 @@ def export_run(store: RunStore, run_id: str, *, atol: float = PARITY_ATOL, force
             os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    record = {"run_id": run_id, "kind": run["kind"], "model": run["model"], "dataset": run["dataset"],
+    record = {"run_id": run_id, "kind": run.kind, "model": run.model, "dataset": run.dataset,
               "created_at": time.time(), "file": ONNX_FILE if parity["passed"] else None,
               "status": "passed" if parity["passed"] else "failed", "export": export, "parity": parity,
               "ffn_weights": ffn, "versions": _versions()}

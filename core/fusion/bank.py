@@ -19,13 +19,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core.paths import PROJECT_ROOT, atomic_file, atomic_write_text
 from core.signals import DEFAULT_COLUMNS, get_info
+
+if TYPE_CHECKING:  # the run record, for annotations only
+    from core.runs.record import Run
 
 FORMAT = "layer-prune-explorer/profile-bank"
 VERSION = 1
@@ -167,7 +170,7 @@ def training_profiles(store: Any = None, *, bank_folder: str | Path | None = Non
 
 
 # ------------------------------------------------------------------------------------------- building
-def _teacher_key(run: dict[str, Any], task: Any) -> str:
+def _teacher_key(run: Run, task: Any) -> str:
     """The cached teacher a finished run pruned: recorded in its step 0 (runs since studies exist), else the
     teacher in the cache trained on exactly this data (task fingerprint) that existed when the run finished
     (the newest such); ``"unknown"`` when none is left in the cache."""
@@ -180,7 +183,7 @@ def _teacher_key(run: dict[str, Any], task: Any) -> str:
         except (OSError, json.JSONDecodeError):
             continue
         if info.get("task", {}).get("fingerprint") == task.fingerprint and \
-                meta.stat().st_mtime <= (run.get("finished_at") or float("inf")):
+                meta.stat().st_mtime <= (run.finished_at or float("inf")):
             candidates.append((meta.stat().st_mtime, meta.parent.name))
     return max(candidates)[1] if candidates else "unknown"
 
@@ -193,23 +196,23 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
     from core.data.task import prepare_task
 
     runs = [r for r in store.list_runs(kind="prune", status="done", model=model)
-            if strategies is None or r["strategy"] in strategies]
+            if strategies is None or r.strategy in strategies]
     profiles = store.profiles(model=model)
     out = []
     fingerprints: dict[str, str] = {}
     for run in runs:
-        rows = profiles[profiles["run_id"] == run["id"]] if not profiles.empty else profiles
+        rows = profiles[profiles["run_id"] == run.id] if not profiles.empty else profiles
         if rows.empty:
             continue
-        config = run["config"]
+        config = run.config
         data = from_dict(DataConfig, config.get("data", {}))
-        steps = store.steps(run["id"])
+        steps = store.steps(run.id)
         recorded = steps["teacher_key"].iloc[0] if "teacher_key" in steps and len(steps) else None
         if isinstance(recorded, str) and recorded:
-            fingerprints[run["id"]] = recorded
+            fingerprints[run.id] = recorded
         else:
-            fingerprints[run["id"]] = _teacher_key(run, prepare_task(run["model"], run["dataset"], data))
-        key = run["id"]
+            fingerprints[run.id] = _teacher_key(run, prepare_task(run.model, run.dataset, data))
+        key = run.id
         removed_before = {int(s): list(r or []) for s, r in zip(steps["step"], steps["removed_order"])}
         frame = rows.copy()
         frame["seed"] = int(config.get("seed", 0))

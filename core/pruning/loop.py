@@ -6,7 +6,7 @@ pruned model is distilled from the unpruned teacher. A single run is the shared 
 :mod:`core.pruning.tree` with one strategy in it, so a run alone and a run inside a study go through the
 same code. :func:`prune_events` yields one :class:`Event` per sub-stage (and per training batch), so a caller
 can draw progress and stop between batches; it never touches the run store
-(:func:`core.runs.runner.execute_run` records the events).
+(:func:`core.jobs.execute.execute_run` records the events).
 """
 
 from __future__ import annotations

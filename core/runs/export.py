@@ -16,7 +16,7 @@ def run_model_dir(store: RunStore, run_id: str) -> Path:
     folder = store.run_dir(run_id) / artifacts.MODEL_DIR
     if not (store.run_dir(run_id) / artifacts.MODEL_CONFIG).exists():
         run = store.get_run(run_id)
-        status = run["status"] if run else "missing"
+        status = run.status if run else "missing"
         raise ValueError(f"run {run_id} has no saved model (status: {status}); only finished runs export a model")
     return folder
 

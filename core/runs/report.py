@@ -18,9 +18,10 @@ def run_report(store: RunStore, run_id: str) -> dict[str, Any]:
     if run is None:
         raise ValueError(f"no run {run_id!r}")
     steps = store.steps(run_id)
-    return {"run": {k: run[k] for k in ("id", "kind", "name", "model", "dataset", "strategy", "status",
+    row = run.to_dict()
+    return {"run": {k: row[k] for k in ("id", "kind", "name", "model", "dataset", "strategy", "status",
                                          "created_at", "started_at", "finished_at", "error")},
-            "config": run["config"], "summary": store.read_json(run_id, artifacts.SUMMARY) or run["summary"],
+            "config": run.config, "summary": store.read_json(run_id, artifacts.SUMMARY) or run.summary,
             "steps": steps.to_dict(orient="records")}
 
 
@@ -32,15 +33,15 @@ def compare_table(store: RunStore, run_ids: list[str] | None = None, kind: str =
     pruning depth) and ``best_layers``, ``after_kd``, ``ratio`` (accuracy-to-size ratio of the final model,
     after KD when run: relative accuracy / relative parameters).
     """
-    runs = [r for r in store.list_runs(kind=kind) if run_ids is None or r["id"] in run_ids]
+    runs = [r for r in store.list_runs(kind=kind) if run_ids is None or r.id in run_ids]
     rows = []
     for run in runs:
-        steps = store.steps(run["id"])
+        steps = store.steps(run.id)
         if steps.empty:
             continue
-        summary = store.read_json(run["id"], artifacts.SUMMARY) or run["summary"] or {}
-        row: dict[str, Any] = {"run_id": run["id"], "dataset": run["dataset"], "model": run["model"],
-                               "strategy": run["strategy"], "status": run["status"],
+        summary = store.read_json(run.id, artifacts.SUMMARY) or run.summary
+        row: dict[str, Any] = {"run_id": run.id, "dataset": run.dataset, "model": run.model,
+                               "strategy": run.strategy, "status": str(run.status),
                                "teacher": float(steps.iloc[0]["test_accuracy"])}
         for _, s in steps.iloc[1:].iterrows():
             row[f"acc@{int(s['n_layers'])}"] = float(s["test_accuracy"])

@@ -34,9 +34,11 @@ import pandas as pd
 from core.paths import atomic_file, atomic_write_text, store_dir
 from core.runs import artifacts
 from core.runs.events import Stage
+from core.runs.liveness import pid_alive
+from core.runs.record import ACTIVE, FINAL, Run, RunStatus
 
-ACTIVE = ("queued", "running")
-FINAL = ("done", "failed", "cancelled", "interrupted")
+#: ACTIVE in SQL: ``status IN (...)``
+_ACTIVE_SQL = "(" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"
 HEARTBEAT_TIMEOUT_S = 120.0
 
 SCHEMA = """
@@ -118,22 +120,6 @@ def _clean(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     return json.dumps(_clean(obj), allow_nan=False)
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (finished child not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class RunStore:
@@ -227,7 +213,7 @@ class RunStore:
             con.execute("UPDATE runs SET status='cancelled', finished_at=? WHERE id=? AND status='queued'",
                         (time.time(), run_id))
         run = self.get_run(run_id, check=False)
-        if run is not None and run["status"] == "running" and not pid_alive(run["pid"]):
+        if run is not None and run.status == RunStatus.RUNNING and not pid_alive(run.pid):
             self.add_event(run_id, Stage.CANCELLED, message="Cancelled by the user (its worker had already stopped)")
             self.finish(run_id, "cancelled", error="The worker had stopped before the cancel.")
 
@@ -245,24 +231,17 @@ class RunStore:
             row = con.execute("SELECT cancel_requested FROM runs WHERE id=?", (run_id,)).fetchone()
         return bool(row and row[0])
 
-    def get_run(self, run_id: str, check: bool = True) -> dict[str, Any] | None:
+    def get_run(self, run_id: str, check: bool = True) -> Run | None:
         """The run, or None. An active run whose worker is gone is first marked interrupted (``check``)."""
         with self._connect() as con:
             row = con.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-        run = self._run_dict(row) if row else None
+        run = Run.from_dict(row) if row else None
         if check and run is not None and self._interrupt_dead([run]):
             return self.get_run(run_id, check=False)
         return run
 
-    @staticmethod
-    def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
-        d = dict(row)
-        d["config"] = json.loads(d["config"]) if d["config"] else {}
-        d["summary"] = json.loads(d["summary"]) if d["summary"] else {}
-        return d
-
     def list_runs(self, *, kind: str | None = None, status: str | None = None, model: str | None = None,
-                  dataset: str | None = None) -> list[dict[str, Any]]:
+                  dataset: str | None = None) -> list[Run]:
         clauses, args = [], []
         for col, val in (("kind", kind), ("status", status), ("model", model), ("dataset", dataset)):
             if val is not None:
@@ -271,7 +250,7 @@ class RunStore:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self._connect() as con:
             rows = con.execute(f"SELECT * FROM runs {where} ORDER BY created_at DESC", args).fetchall()
-        runs = [self._run_dict(r) for r in rows]
+        runs = [Run.from_dict(r) for r in rows]
         if self._interrupt_dead(runs):  # statuses changed: read again (the filter may no longer match)
             return self.list_runs(kind=kind, status=status, model=model, dataset=dataset)
         return runs
@@ -280,13 +259,13 @@ class RunStore:
         runs = self.list_runs(**filters)
         cols = ["id", "kind", "name", "model", "dataset", "strategy", "group_id", "status", "created_at",
                 "started_at", "finished_at", "error"]
-        frame = pd.DataFrame([{**{c: r[c] for c in cols}, "weak_teacher": bool(r["summary"].get("weak_teacher"))}
-                              for r in runs], columns=[*cols, "weak_teacher"])
+        frame = pd.DataFrame([{**{c: getattr(r, c) for c in cols}, "status": str(r.status),
+                               "weak_teacher": r.weak_teacher} for r in runs], columns=[*cols, "weak_teacher"])
         return frame
 
     def delete_run(self, run_id: str) -> None:
         run = self.get_run(run_id)
-        if run and run["status"] in ACTIVE and pid_alive(run["pid"]):
+        if run and run.active and pid_alive(run.pid):
             raise RuntimeError(f"run {run_id} is still running: cancel it first")
         with self._tx() as con:
             con.execute("DELETE FROM runs WHERE id=?", (run_id,))
@@ -305,16 +284,16 @@ class RunStore:
         where = f" It had reached: {last['message'] or last['stage']}." if last else " It had not started yet."
         with self._tx() as con:
             changed = con.execute("UPDATE runs SET status='interrupted', finished_at=?, error=? WHERE id=? AND "
-                                  "status IN ('queued', 'running')", (time.time(), reason + where, run_id)).rowcount
+                                  f"status IN {_ACTIVE_SQL}", (time.time(), reason + where, run_id)).rowcount
         if changed:
             self.add_event(run_id, Stage.INTERRUPTED, step=last["step"] if last else None, message=reason + where,
                            payload={"reason": reason, "last_stage": last["stage"] if last else None,
                                     "last_message": last["message"] if last else None})
 
-    def _interrupt_dead(self, runs: list[dict[str, Any]]) -> list[str]:
+    def _interrupt_dead(self, runs: list[Run]) -> list[str]:
         """Interrupt the active runs among ``runs`` whose recorded worker process is gone (a pid check and a
         zombie check: no waiting for a heartbeat). Runs not yet claimed by a worker (no pid) are left alone."""
-        dead = [r["id"] for r in runs if r["status"] in ACTIVE and r["pid"] and not pid_alive(r["pid"])]
+        dead = [r.id for r in runs if r.active and r.pid and not pid_alive(r.pid)]
         for run_id in dead:
             self.interrupt(run_id, "The worker process stopped before the run finished (killed, or it crashed).")
         return dead
@@ -322,8 +301,8 @@ class RunStore:
     def refresh_liveness(self) -> list[str]:
         """Interrupt every active run whose worker is gone; returns their ids. Cheap: call it on every poll."""
         with self._connect() as con:
-            rows = con.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
-        return self._interrupt_dead([self._run_dict(r) for r in rows])
+            rows = con.execute(f"SELECT * FROM runs WHERE status IN {_ACTIVE_SQL}").fetchall()
+        return self._interrupt_dead([Run.from_dict(r) for r in rows])
 
     def recover(self) -> list[str]:
         """At start-up: mark runs whose worker died as ``interrupted`` (also unclaimed queued runs older than
@@ -331,15 +310,15 @@ class RunStore:
         now = time.time()
         lost = self.refresh_liveness()
         with self._connect() as con:
-            rows = con.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
-        for run in map(self._run_dict, rows):
-            if run["status"] == "queued" and run["pid"] is None and now - run["created_at"] < HEARTBEAT_TIMEOUT_S:
+            rows = con.execute(f"SELECT * FROM runs WHERE status IN {_ACTIVE_SQL}").fetchall()
+        for run in map(Run.from_dict, rows):
+            if run.status == RunStatus.QUEUED and run.pid is None and now - run.created_at < HEARTBEAT_TIMEOUT_S:
                 continue  # just created, its worker is starting
-            stale = run["heartbeat_at"] is not None and now - run["heartbeat_at"] > HEARTBEAT_TIMEOUT_S * 10
-            if not pid_alive(run["pid"]) or stale:
-                self.interrupt(run["id"], "The worker stopped before the run finished (process killed or app "
+            stale = run.heartbeat_at is not None and now - run.heartbeat_at > HEARTBEAT_TIMEOUT_S * 10
+            if not pid_alive(run.pid) or stale:
+                self.interrupt(run.id, "The worker stopped before the run finished (process killed or app "
                                           "restarted).")
-                lost.append(run["id"])
+                lost.append(run.id)
         return lost
 
     # ------------------------------------------------------------------ events

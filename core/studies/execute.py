@@ -2,7 +2,7 @@
 
 * :func:`start_study` records a study and fixes the profile snapshot its fusion cells train on.
 * :func:`run_local` walks every pending group in this process (the CLI's default, and the app's worker
-  process :mod:`core.studies.worker`); events are recorded as they happen, cancel is honoured within one
+  process, :mod:`core.jobs.worker`); events are recorded as they happen, cancel is honoured within one
   training batch.
 * :func:`run_ray` sends each pending group to Ray as one task (``num_cpus``, and a GPU when CUDA is present).
   Workers never open the store: they return each run's events and the driver records them, so a worker on
@@ -22,15 +22,16 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from core.runs.events import Event
-from core.runs.runner import record_event
+from core.runs.events import Event, Stage
+from core.runs.record import ACTIVE, RunStatus
+from core.runs.recorder import record_event
 from core.runs.store import RunStore
 from core.studies.config import Cell, StudyConfig, groups
 from core.studies.records import (Study, cancel_requested, clear_cancel, create_study, done_cells, get_study,
                                   load_snapshot, set_status)
 
 #: per-batch progress events a remote worker does not send back (the driver records one per stage instead)
-_CHATTY = ("teacher", "finetune", "distill")
+_CHATTY = (Stage.TEACHER, Stage.FINETUNE, Stage.DISTILL)
 
 OnEvent = Callable[[str, Event], None]
 
@@ -63,25 +64,25 @@ def _create_runs(store: RunStore, study: Study, cells: list[Cell]) -> list[str]:
 
 
 def _dataset_for(store: RunStore, key: str) -> Any:
-    from core.runs.runner import _upload_for
+    from core.teacher_phase import stored_dataset
 
-    return _upload_for(store, key)
+    return stored_dataset(store, key)
 
 
 def _strip(ev: Event, keep_models: bool) -> Event:
-    return ev if keep_models or ev.stage != "done" else replace(ev, artifacts={})
+    return ev if keep_models or ev.stage != Stage.DONE else replace(ev, artifacts={})
 
 
 def _finish_event(store: RunStore, rid: str, ev: Event) -> None:
     record_event(store, rid, ev)
-    if ev.stage == "done":
-        store.finish(rid, "done", summary=ev.payload)
+    if ev.stage == Stage.DONE:
+        store.finish(rid, RunStatus.DONE, summary=ev.payload)
 
 
 def _fail_open(store: RunStore, run_ids: Iterable[str], status: str, error: str | None) -> None:
     for rid in run_ids:
         run = store.get_run(rid)
-        if run and run["status"] in ("queued", "running"):
+        if run and run.status in ACTIVE:
             if error:
                 store.add_event(rid, status, message=error)
             store.finish(rid, status, error=error)
@@ -102,8 +103,8 @@ def run_group(store: RunStore, study: Study, cells: list[Cell], snapshot: pd.Dat
     try:
         for rid, ev in walk.events():
             _finish_event(store, rid, _strip(ev, keep_models))
-            if ev.stage == "done":
-                status[rid] = "done"
+            if ev.stage == Stage.DONE:
+                status[rid] = RunStatus.DONE
             if on_event is not None:
                 on_event(rid, ev)
             if cancel_requested(store, study.id):
@@ -112,7 +113,7 @@ def run_group(store: RunStore, study: Study, cells: list[Cell], snapshot: pd.Dat
             for r in run_ids:
                 if status[r] == "running" and store.cancel_requested(r):
                     walk.drop(r)
-                    store.add_event(r, "cancelled", message="Cancelled by the user")
+                    store.add_event(r, Stage.CANCELLED, message="Cancelled by the user")
                     store.finish(r, "cancelled")
                     status[r] = "cancelled"
             if all(s != "running" for s in status.values()):
@@ -124,7 +125,7 @@ def run_group(store: RunStore, study: Study, cells: list[Cell], snapshot: pd.Dat
         msg = f"{type(exc).__name__}: {exc}"
         for rid in run_ids:
             if status[rid] == "running":
-                store.add_event(rid, "failed", message=msg, payload={"traceback": traceback.format_exc()[-4000:]})
+                store.add_event(rid, Stage.FAILED, message=msg, payload={"traceback": traceback.format_exc()[-4000:]})
                 store.finish(rid, "failed", error=msg)
                 status[rid] = "failed"
     return status
@@ -289,9 +290,10 @@ def _record_remote(store: RunStore, ref: Any, run_ids: list[str]) -> dict[str, s
         for ev in result["events"][rid]:
             _finish_event(store, rid, ev)
         run = store.get_run(rid)
-        if run["status"] != "done":
-            store.finish(rid, "failed", error="the worker returned no final event")
-        status[rid] = store.get_run(rid)["status"]
+        if run is None or run.status != RunStatus.DONE:
+            store.finish(rid, RunStatus.FAILED, error="the worker returned no final event")
+        now = store.get_run(rid)
+        status[rid] = now.status if now is not None else RunStatus.FAILED
     return status
 
 
@@ -300,7 +302,7 @@ def wait_for(store: RunStore, study_id: str, timeout: float = 600.0, poll: float
     end = time.time() + timeout
     while time.time() < end:
         study = get_study(store, study_id)
-        if study.status not in ("queued", "running"):
+        if study.status not in ACTIVE:
             return study
         time.sleep(poll)
     raise TimeoutError(f"study {study_id} still {get_study(store, study_id).status} after {timeout} s")

@@ -128,13 +128,13 @@ def full_path_table(store: Any, study_ids: list[str] | None = None) -> pd.DataFr
     """Every finished study run (a strategy's own pruning path, then KD): accuracy at each depth, the maximum
     over depth, after KD, the accuracy-to-size ratio, and the rank per (model, dataset, seed, budget)."""
     runs = [r for r in store.list_runs(kind="prune", status="done")
-            if r["group_id"] and (study_ids is None or r["group_id"] in study_ids) and r.get("cell_id")]
+            if r.group_id and (study_ids is None or r.group_id in study_ids) and r.cell_id]
     rows = []
     for r in runs:
-        s, c = r["summary"], r["config"]
-        steps = store.steps(r["id"])
-        row = {"run_id": r["id"], "study": r["group_id"], "model": r["model"], "dataset": r["dataset"],
-               "strategy": r["strategy"], "seed": c.get("seed", 0), "train_cap": c.get("data", {}).get("train_cap"),
+        s, c = r.summary, r.config
+        steps = store.steps(r.id)
+        row = {"run_id": r.id, "study": r.group_id, "model": r.model, "dataset": r.dataset,
+               "strategy": r.strategy, "seed": c.get("seed", 0), "train_cap": c.get("data", {}).get("train_cap"),
                "val_cap": c.get("data", {}).get("val_cap"), "max_length": c.get("data", {}).get("max_length"),
                "layers_removed": len(s.get("removed_order", [])), "removed": json.dumps(s.get("removed_order", [])),
                "teacher_accuracy": s.get("teacher", {}).get("test_accuracy"),

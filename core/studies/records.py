@@ -113,6 +113,14 @@ def set_status(store: RunStore, study_id: str, status: str, *, executor: str | N
                     "finished_at=? WHERE id=?", (status, executor, error, pid, time.time() if final else None, study_id))
 
 
+def claim(store: RunStore, study_id: str, pid: int) -> None:
+    """Record that the worker ``pid`` was started for the study: it is queued again (a resumed study included)
+    until that worker marks it running. Nothing changes if the worker has already written its pid."""
+    with store.transaction() as con:
+        con.execute("UPDATE studies SET status='queued', pid=?, error=NULL, finished_at=NULL WHERE id=? AND "
+                    "COALESCE(pid, -1) != ?", (pid, study_id, pid))
+
+
 def request_cancel(store: RunStore, study_id: str) -> None:
     """Ask a running study to stop; its running cells are cancelled within one training batch."""
     with store.transaction() as con:
