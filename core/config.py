@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from typing import Any, ClassVar, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -43,6 +43,55 @@ def check_float(owner: str, name: str, value: Any, lo: float | None = None, hi: 
 def check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...] | list[str]) -> None:
     if value not in choices:
         raise ConfigError(f"{owner}.{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range of one numeric configuration field, declared once in its class's ``BOUNDS`` mapping (as
+    scikit-learn declares ``_parameter_constraints``): validation (:func:`check_bounds`) and the UI's number
+    widgets (``ui.bounds``) both read it, so no page retypes a range.
+
+    ``kind`` is "int" or "float"; ``lo``/``hi`` are inclusive (``lo_open``: ``lo`` itself is excluded);
+    ``allow`` lists other accepted values that are not numbers (``None`` for "not set", ``"auto"``)."""
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    allow: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_choice("Bound", "kind", self.kind, ("int", "float"))
+
+    def allows(self, value: Any) -> bool:
+        """Whether ``value`` is one of the non-numeric values the field accepts."""
+        return any(value is a or (type(value) is type(a) and value == a) for a in self.allow)
+
+    def check(self, owner: str, name: str, value: Any) -> None:
+        """Raise :class:`ConfigError` naming ``owner.name`` and the value when ``value`` is out of bounds."""
+        if self.allows(value):
+            return
+        words = [repr(a) for a in self.allow if a is not None]
+        number = (int,) if self.kind == "int" else (int, float)
+        if words and (isinstance(value, bool) or not isinstance(value, number)):
+            raise ConfigError(f"{owner}.{name} must be {'an integer' if self.kind == 'int' else 'a number'} or "
+                              f"{' or '.join(words)}, got {value!r}")
+        if self.kind == "int":
+            check_int(owner, name, value, None if self.lo is None else int(self.lo),
+                      None if self.hi is None else int(self.hi))
+        else:
+            check_float(owner, name, value, self.lo, self.hi, lo_open=self.lo_open)
+
+
+def check_bounds(cfg: Any, names: tuple[str, ...] | None = None) -> None:
+    """Check each field of ``cfg`` that its class's ``BOUNDS`` declares (or only ``names``)."""
+    bounds: Mapping[str, Bound] = getattr(type(cfg), "BOUNDS", {})
+    for name in names if names is not None else tuple(bounds):
+        bounds[name].check(type(cfg).__name__, name, getattr(cfg, name))
+
+
+#: the seed range every config accepts
+SEED = Bound("int", 0, 2**31 - 1)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -83,31 +132,45 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
+#: ``DataConfig.max_length`` chosen from the data (:func:`core.data.truncation.choose_length`)
+AUTO_LENGTH = "auto"
+#: the choices of :attr:`DataConfig.truncation`
+TRUNCATIONS = ("head", "head+tail")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """How a dataset becomes splits and token batches.
 
     Splits are stratified and seeded; each split is capped (CPU-friendly defaults). ``max_length`` 32 is
-    the paper's sequence length.
+    the paper's sequence length (the embedded datasets' measured default); ``"auto"`` chooses it from the data:
+    the :data:`core.data.truncation.AUTO_PERCENTILE` th percentile of the training texts' token counts, at most
+    ``max_auto_length`` (a cost budget the user can raise). ``truncation`` says what of a longer text is kept:
+    ``head`` (its first tokens) or ``head+tail`` (its first and last tokens, Sun et al. 2019); see
+    :mod:`core.data.truncation`.
     """
 
     train_cap: int = 2000
     val_cap: int = 500
     test_cap: int = 1000
-    max_length: int = 32
+    max_length: int | str = 32
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    #: the longest length ``max_length="auto"`` may choose (tokens; compute per step grows about linearly with it)
+    max_auto_length: int = 128
+    #: what of a text longer than ``max_length`` is kept: "head" or "head+tail"
+    truncation: str = "head"
+
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "train_cap": Bound("int", 8, 1_000_000), "val_cap": Bound("int", 4, 1_000_000),
+        "test_cap": Bound("int", 4, 1_000_000), "max_length": Bound("int", 8, 512, allow=(AUTO_LENGTH,)),
+        "max_auto_length": Bound("int", 8, 512), "seed": SEED, "val_fraction": Bound("float", 0.01, 0.5),
+        "test_fraction": Bound("float", 0.01, 0.5)}
 
     def __post_init__(self) -> None:
-        o = "DataConfig"
-        check_int(o, "train_cap", self.train_cap, 8, 1_000_000)
-        check_int(o, "val_cap", self.val_cap, 4, 1_000_000)
-        check_int(o, "test_cap", self.test_cap, 4, 1_000_000)
-        check_int(o, "max_length", self.max_length, 8, 512)
-        check_int(o, "seed", self.seed, 0, 2**31 - 1)
-        check_float(o, "val_fraction", self.val_fraction, 0.01, 0.5)
-        check_float(o, "test_fraction", self.test_fraction, 0.01, 0.5)
+        check_bounds(self)
+        check_choice("DataConfig", "truncation", self.truncation, TRUNCATIONS)
 
 
 #: the choices of :attr:`TrainConfig.precision` (kept equal to :data:`core.precision.PRECISIONS`, which imports
@@ -142,18 +205,17 @@ class TrainConfig:
     #: "bf16"; see :mod:`core.precision`
     precision: str = "auto"
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "epochs": Bound("float", 0.0, 100.0), "lr": Bound("float", 0.0, 1.0, lo_open=True),
+        "batch_size": Bound("int", 1, 4096), "weight_decay": Bound("float", 0.0, 1.0),
+        "warmup_ratio": Bound("float", 0.0, 0.9), "head_lr_multiplier": Bound("float", 0.0, 1000.0, lo_open=True),
+        "seed": SEED, "min_steps": Bound("int", 0, 1_000_000)}
+
     def __post_init__(self) -> None:
         o = "TrainConfig"
         check_choice(o, "precision", self.precision, PRECISIONS)
-        check_int(o, "min_steps", self.min_steps, 0, 1_000_000)
         check_choice(o, "class_weights", self.class_weights, CLASS_WEIGHTS)
         for name in ("freeze_word_embeddings", "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{o}.{name} must be true or false, got {getattr(self, name)!r}")
-        check_float(o, "epochs", self.epochs, 0.0, 100.0)
-        check_float(o, "lr", self.lr, 0.0, 1.0, lo_open=True)
-        check_int(o, "batch_size", self.batch_size, 1, 4096)
-        check_float(o, "weight_decay", self.weight_decay, 0.0, 1.0)
-        check_float(o, "warmup_ratio", self.warmup_ratio, 0.0, 0.9)
-        check_float(o, "head_lr_multiplier", self.head_lr_multiplier, 0.0, 1000.0, lo_open=True)
-        check_int(o, "seed", self.seed, 0, 2**31 - 1)
+        check_bounds(self)

@@ -94,10 +94,20 @@ def split_rows(frame: pd.DataFrame, label_names: list[str] | tuple[str, ...], cf
     return Splits(out[0], out[1], out[2], tuple(str(n) for n in label_names))
 
 
-def encode(tokenizer, frame: pd.DataFrame, max_length: int) -> Batch:
-    """Tokenise a whole split once into padded tensors (padding to the longest, at most ``max_length``)."""
-    enc = tokenizer(list(frame["text"].astype(str)), truncation=True, max_length=max_length,
-                    padding="longest", return_tensors="pt", return_token_type_ids=False)
+def encode(tokenizer, frame: pd.DataFrame, max_length: int, truncation: str = "head") -> Batch:
+    """Tokenise a whole split once into padded tensors (padding to the longest, at most ``max_length``).
+
+    A longer text keeps its first tokens (``truncation="head"``) or its first and last tokens (``"head+tail"``,
+    :func:`core.data.truncation.head_tail`)."""
+    if truncation == "head+tail":
+        from core.data.truncation import encode_head_tail
+
+        enc = encode_head_tail(tokenizer, list(frame["text"].astype(str)), max_length)
+    elif truncation == "head":
+        enc = tokenizer(list(frame["text"].astype(str)), truncation=True, max_length=max_length,
+                        padding="longest", return_tensors="pt", return_token_type_ids=False)
+    else:
+        raise ValueError(f"truncation must be 'head' or 'head+tail', got {truncation!r}")
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
             "labels": torch.tensor(frame["label"].to_numpy(dtype=np.int64))}
 

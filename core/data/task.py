@@ -16,6 +16,7 @@ import pandas as pd
 from core.config import DataConfig, to_dict
 from core.data.batches import Batch, Splits, encode, make_splits, sort_by_length
 from core.data.splits import SPLIT_VERSION
+from core.data.truncation import LengthChoice, choose_length, model_length_limit, token_counts
 from core.models.registry import ModelSpec, get_model_spec, load_tokenizer
 
 
@@ -29,6 +30,9 @@ class Task:
     tokenizer: Any = field(repr=False)
     encoded: dict[str, Batch] = field(repr=False)
     fingerprint: str = ""
+    #: the sequence length used, why, and the share of training texts cut (:mod:`core.data.truncation`);
+    #: ``data_cfg.max_length`` holds the resolved length (never ``"auto"``)
+    length: LengthChoice | None = None
 
     @property
     def num_labels(self) -> int:
@@ -42,7 +46,8 @@ class Task:
         return {"model": self.model.key, "dataset": self.dataset_key, "dataset_name": self.dataset_name,
                 "data": to_dict(self.data_cfg), "sizes": self.splits.sizes(),
                 "labels": list(self.label_names), "fingerprint": self.fingerprint,
-                "data_report": self.splits.report.to_dict()}
+                "data_report": self.splits.report.to_dict(),
+                **({"length": self.length.to_dict()} if self.length is not None else {})}
 
 
 def frame_digest(frame: pd.DataFrame) -> str:
@@ -65,7 +70,9 @@ def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | No
     loaded = load_dataset(dataset) if isinstance(dataset, str) else dataset
     splits = make_splits(loaded.frame, loaded.label_names, data_cfg)
     tokenizer = load_tokenizer(spec)
-    encoded = {name: encode(tokenizer, getattr(splits, name), data_cfg.max_length)
+    length = choose_length(token_counts(tokenizer, splits.train["text"]), data_cfg, model_length_limit(tokenizer))
+    data_cfg = replace(data_cfg, max_length=length.length)  # "auto" resolved: what the model sees
+    encoded = {name: encode(tokenizer, getattr(splits, name), length.length, data_cfg.truncation)
                for name in ("train", "val", "test")}
     # evaluation splits in length order (their frames too, row for row): fixed batches of similar length
     # waste little compute on padding; the training split keeps its seeded order (calibration takes its head)
@@ -74,8 +81,20 @@ def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | No
         encoded[name], sorted_frames[name] = sort_by_length(encoded[name], getattr(splits, name))
     splits = replace(splits, **sorted_frames)
     payload = json.dumps({"model": spec.key, "dataset": loaded.spec.key, "data": frame_digest(loaded.frame),
-                          "labels": list(loaded.label_names), "cfg": to_dict(data_cfg),
+                          "labels": list(loaded.label_names), "cfg": fingerprint_cfg(data_cfg),
                           "splits": SPLIT_VERSION}, sort_keys=True)
     fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
     return Task(model=spec, dataset_key=loaded.spec.key, dataset_name=loaded.spec.display_name,
-                data_cfg=data_cfg, splits=splits, tokenizer=tokenizer, encoded=encoded, fingerprint=fingerprint)
+                data_cfg=data_cfg, splits=splits, tokenizer=tokenizer, encoded=encoded, fingerprint=fingerprint,
+                length=length)
+
+
+def fingerprint_cfg(data_cfg: DataConfig) -> dict[str, Any]:
+    """The data config as the fingerprint hashes it: the *resolved* length (``"auto"`` and the number it chose give
+    the same data, so the same fingerprint); ``max_auto_length`` only through that length; ``truncation`` only
+    when not ``head`` (a config from before these fields keeps its fingerprint and its cached teacher)."""
+    cfg = to_dict(data_cfg)
+    cfg.pop("max_auto_length", None)
+    if cfg.get("truncation") == "head":
+        cfg.pop("truncation")
+    return cfg
