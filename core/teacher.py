@@ -43,11 +43,12 @@ TEACHER_MIN_STEPS = 150
 #: class-weighted cross-entropy for the teacher (``TrainConfig.class_weights``): skewed labels do not
 #: collapse to the majority class; on balanced sets every weight is ~1
 TEACHER_CLASS_WEIGHTS = "balanced"
-#: the guard (:func:`check_teacher`): the teacher's test macro-F1 must beat the majority-class baseline's by
-#: this much, and its accuracy may be at most :data:`ACCURACY_SLACK` below the baseline's (class weighting
-#: trades a little majority-class accuracy for the other classes)
+#: the guard (:func:`check_teacher`): the teacher's test macro-F1 must beat the trivial baselines' by this much,
+#: and the lower end of its test accuracy's Wilson interval (:data:`GUARD_LEVEL`) must lie above the
+#: majority-class rate (guessing by class frequency scores less: sum_c p_c q_c <= max_c p_c), so a teacher is
+#: pruned only when it beats always-predict-the-majority by more than the noise of its test split
 F1_MARGIN = 0.05
-ACCURACY_SLACK = 0.02
+GUARD_LEVEL = 0.95
 
 
 def default_train_config(model_key: str, num_labels: int | None = None) -> TrainConfig:
@@ -156,8 +157,12 @@ class WeakTeacherError(RuntimeError):
 class TeacherCheck:
     """The teacher's test scores beside the trivial baselines': always predicting the most frequent training
     class (accuracy and macro-F1), and guessing by the training class frequencies (expected macro-F1
-    ``mean_c 2 p_c q_c / (p_c + q_c)``, 1/k on balanced data, where the majority class scores less). The bar
-    for macro-F1 is the higher of the two plus :data:`F1_MARGIN`; whether the teacher is too weak to prune."""
+    ``mean_c 2 p_c q_c / (p_c + q_c)``, 1/k on balanced data, where the majority class scores less).
+
+    The teacher passes when the lower end of its accuracy's Wilson interval (``accuracy_low``, over ``test_rows``
+    examples) lies above the majority-class accuracy and its macro-F1 reaches the higher baseline plus
+    :data:`F1_MARGIN`. ``length`` (a :class:`core.data.truncation.LengthChoice` as a dict) says how much of the
+    texts the model saw: when most training texts were cut, a refusal names that first."""
 
     accuracy: float
     macro_f1: float
@@ -166,36 +171,106 @@ class TeacherCheck:
     majority_class: str
     max_length: int
     train_rows: int
+    test_rows: int = 0
+    accuracy_low: float = 0.0
+    accuracy_high: float = 1.0
+    length: dict[str, Any] | None = None
+    #: the teacher's fine-tuning time (seconds), to put a time on a longer length
+    teacher_seconds: float | None = None
+
+    @property
+    def beats_majority(self) -> bool:
+        """The accuracy interval lies above the majority-class rate."""
+        return self.accuracy_low > self.baseline_accuracy
+
+    @property
+    def beats_f1(self) -> bool:
+        return self.macro_f1 >= self.baseline_macro_f1 + F1_MARGIN
 
     @property
     def weak(self) -> bool:
-        return not (self.macro_f1 >= self.baseline_macro_f1 + F1_MARGIN
-                    and self.accuracy >= self.baseline_accuracy - ACCURACY_SLACK)
+        return not (self.beats_f1 and self.beats_majority)
+
+    @property
+    def truncation_first(self) -> bool:
+        """Whether a refusal leads with truncation: more than half of the training texts were cut."""
+        from core.data.truncation import MOSTLY_TRUNCATED
+
+        return bool(self.length) and float(self.length.get("truncated", 0.0)) > MOSTLY_TRUNCATED
+
+    def accuracy_text(self) -> str:
+        """``0.560 [0.529, 0.591]`` (Wilson, :data:`GUARD_LEVEL`)."""
+        return f"{self.accuracy:.3f} [{self.accuracy_low:.3f}, {self.accuracy_high:.3f}]"
 
     def to_dict(self) -> dict[str, Any]:
         return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "baseline_accuracy": self.baseline_accuracy,
                 "baseline_macro_f1": self.baseline_macro_f1, "majority_class": self.majority_class,
-                "max_length": self.max_length, "train_rows": self.train_rows, "weak": self.weak,
-                "f1_margin": F1_MARGIN, "message": self.message()}
+                "max_length": self.max_length, "train_rows": self.train_rows, "test_rows": self.test_rows,
+                "accuracy_low": self.accuracy_low, "accuracy_high": self.accuracy_high, "level": GUARD_LEVEL,
+                "interval": "Wilson", "beats_majority": self.beats_majority, "beats_f1": self.beats_f1,
+                "weak": self.weak, "f1_margin": F1_MARGIN, "length": self.length,
+                "truncation_first": self.truncation_first, "teacher_seconds": self.teacher_seconds,
+                "message": self.message()}
+
+    def scores_text(self) -> str:
+        """The teacher beside the baselines, with the accuracy interval."""
+        return (f"test accuracy {self.accuracy_text()} ({GUARD_LEVEL:.0%} Wilson interval over {self.test_rows:,} "
+                f"test rows) against {self.baseline_accuracy:.3f} for always predicting {self.majority_class!r}; "
+                f"macro-F1 {self.macro_f1:.3f} against {self.baseline_macro_f1:.3f} for the better of that and "
+                f"guessing by class frequency")
+
+    def truncation_text(self) -> str:
+        """What truncation did to the texts, the length that would cover them and its cost ('' when few were cut)."""
+        if not self.truncation_first:
+            return ""
+        from core.data.truncation import LengthChoice
+
+        choice = LengthChoice.from_dict(self.length or {})
+        cover = choice.cover_length
+        text = (f"Most texts were cut: {choice.truncated:.0%} of the {choice.n_texts:,} training texts are longer "
+                f"than {choice.length} tokens (median {choice.median}), so the model saw only their "
+                f"{'first and last' if choice.truncation == 'head+tail' else 'first'} {choice.length} tokens.")
+        if cover > choice.length:
+            text += (f" A max length of {cover} would cover {choice.percentile:g} % of them, at about "
+                     f"{choice.cost_factor():.1f}x the compute per step"
+                     + (f" (this teacher took {_duration(self.teacher_seconds)}; about "
+                        f"{_duration(self.teacher_seconds * choice.cost_factor())} at {cover} tokens)"
+                        if self.teacher_seconds else "")
+                     + f": set max length auto with max_auto_length {cover}, or --max-length {cover}.")
+        else:
+            text += f" {choice.length} tokens is the most this model takes; try truncation head+tail."
+        return text
 
     def message(self, stopped: bool = True) -> str:
-        """What the check found; for a weak teacher also what to try (``stopped``: say the run stopped)."""
-        scores = (f"test accuracy {self.accuracy:.3f} and macro-F1 {self.macro_f1:.3f}; always predicting "
-                  f"{self.majority_class!r} scores accuracy {self.baseline_accuracy:.3f}, and the better of that "
-                  f"and guessing by class frequency scores macro-F1 {self.baseline_macro_f1:.3f}")
+        """What the check found; for a weak teacher the cause first when it is truncation, then what to try
+        (``stopped``: say the run stopped)."""
         if not self.weak:
-            return f"The teacher beats the majority-class baseline: {scores}."
-        return (f"The teacher did not learn the task: {scores} (it needs macro-F1 at least "
-                f"{self.baseline_macro_f1 + F1_MARGIN:.3f} and accuracy at least "
-                f"{self.baseline_accuracy - ACCURACY_SLACK:.3f}). Pruning it would measure noise"
+            return f"The teacher beats the trivial baselines by more than the noise: {self.scores_text()}."
+        failed = []
+        if not self.beats_majority:
+            failed.append(f"its accuracy interval reaches down to {self.accuracy_low:.3f}, not above the "
+                          f"majority-class rate {self.baseline_accuracy:.3f}")
+        if not self.beats_f1:
+            failed.append(f"its macro-F1 is below {self.baseline_macro_f1 + F1_MARGIN:.3f} (the baselines' + "
+                          f"{F1_MARGIN})")
+        lead = self.truncation_text()
+        return ((lead + " " if lead else "")
+                + f"The teacher did not learn the task beyond the noise of its {self.test_rows:,} test rows: "
+                f"{self.scores_text()}; "
+                f"{' and '.join(failed)}. Pruning it would measure noise"
                 f"{', so the run stopped before pruning' if stopped else ''}. Try a longer max length (now "
-                f"{self.max_length} tokens), more rows (now {self.train_rows:,} for training) or more teacher "
-                f"epochs, or a different text column.")
+                f"{self.max_length} tokens), more rows (now {self.train_rows:,} for training, {self.test_rows:,} "
+                f"for testing) or more teacher epochs, or a different text column.")
 
 
 def check_teacher(test_scores: dict[str, Any], train_labels: torch.Tensor, test_labels: torch.Tensor,
-                  label_names: tuple[str, ...] | list[str], max_length: int) -> TeacherCheck:
-    """Compare the teacher's test ``accuracy``/``macro_f1`` with the majority-class baseline on the same rows."""
+                  label_names: tuple[str, ...] | list[str], max_length: int, *,
+                  length: Any | None = None, teacher_seconds: float | None = None) -> TeacherCheck:
+    """Compare the teacher's test ``accuracy``/``macro_f1`` with the trivial baselines on the same rows, the
+    accuracy with its Wilson interval (:func:`core.stats.wilson_interval`). ``length`` is the task's
+    :class:`core.data.truncation.LengthChoice` (``Task.length``) or its dict: how much of the texts was cut;
+    ``teacher_seconds`` the teacher's fine-tuning time (a refusal then puts a time on the longer length)."""
+    from core.stats import wilson_interval
     from core.train import scores_from_logits
 
     test = test_labels.cpu().long()
@@ -210,6 +285,20 @@ def check_teacher(test_scores: dict[str, Any], train_labels: torch.Tensor, test_
     present = (p > 0) | (q > 0)  # sklearn's macro average runs over the classes in the truth or the predictions
     guess_f1 = float((2 * p * q / (p + q).clamp_min(1e-12))[present].mean())
     name = str(label_names[majority]) if majority < len(label_names) else str(majority)
-    return TeacherCheck(accuracy=float(test_scores["accuracy"]), macro_f1=float(test_scores["macro_f1"]),
+    accuracy, n = float(test_scores["accuracy"]), int(len(test))
+    low, high = accuracy, accuracy
+    if n:
+        interval = wilson_interval(int(round(accuracy * n)), n, GUARD_LEVEL)
+        low, high = interval.low, interval.high
+    if length is not None and not isinstance(length, dict):
+        length = length.to_dict()
+    return TeacherCheck(accuracy=accuracy, macro_f1=float(test_scores["macro_f1"]),
                         baseline_accuracy=base["accuracy"], baseline_macro_f1=max(base["macro_f1"], guess_f1),
-                        majority_class=name, max_length=int(max_length), train_rows=int(len(train_labels)))
+                        majority_class=name, max_length=int(max_length), train_rows=int(len(train_labels)),
+                        test_rows=n, accuracy_low=float(low), accuracy_high=float(high), length=length,
+                        teacher_seconds=float(teacher_seconds) if teacher_seconds else None)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
