@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import PurePath
+from os import PathLike
+from pathlib import Path, PurePath
 
 import pandas as pd
 
 from core.data.batches import DataError
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+#: a file up to this size is read whole; a bigger one (up to the caller's ``max_bytes``) is read in chunks and
+#: sampled (:mod:`core.data.bigfile`)
+READ_WHOLE_BYTES = 50 * 1024 * 1024
+#: the largest file accepted by default
+MAX_UPLOAD_BYTES = 2 * 1024**3
 MAX_ROWS = 2_000_000
 TEXT_SUFFIXES = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -198,14 +203,29 @@ def _check_row_count(rows: int, filename: str) -> None:
 
 def read_table(data: object, filename: str, max_bytes: int = MAX_UPLOAD_BYTES
                ) -> tuple[pd.DataFrame, str, str | None, str | None, tuple[str, ...]]:
-    """A file's bytes -> (table with string column names, format, delimiter, encoding, notes)."""
+    """A file's bytes (or its path, a :class:`os.PathLike`) -> (table with string column names, format, delimiter, encoding, notes).
+
+    A file over :data:`READ_WHOLE_BYTES` is read in chunks and sampled (:func:`core.data.bigfile.read_big_table`;
+    the last note states the sampling), so its size in memory does not grow with the file."""
+    if isinstance(data, PathLike) or (isinstance(data, (bytes, bytearray, memoryview))
+                                      and len(data) > READ_WHOLE_BYTES):
+        from core.data.bigfile import read_big_table, source_size
+
+        size = source_size(data)  # type: ignore[arg-type]
+        if size > max_bytes:
+            raise reject(filename, f"the file is {_size(size)}, over the {_size(max_bytes)} upload limit",
+                         "Upload a sample of its rows: a few thousand are plenty, as every split is capped anyway.")
+        if size > READ_WHOLE_BYTES:
+            table, file_format, delimiter, encoding, notes, _ = read_big_table(data, filename)  # type: ignore[arg-type]
+            return table, file_format, delimiter, encoding, notes
+        data = Path(data).read_bytes() if isinstance(data, PathLike) else data
     raw = _as_bytes(data, filename)
     _check_size(raw, filename, max_bytes)
     file_format = _detect_format(raw, filename)
     delimiter = encoding = None
     notes: tuple[str, ...] = ()
     if file_format == "parquet":
-        table = _read_parquet(raw, filename, max_bytes)
+        table = _read_parquet(raw, filename, min(max_bytes, READ_WHOLE_BYTES))
     else:
         table, delimiter, encoding, notes = _read_text_table(raw, filename, file_format)
     _check_row_count(len(table), filename)

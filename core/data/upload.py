@@ -16,9 +16,10 @@ task. UTF-16 files and binary files are rejected with a message saying how to re
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from os import PathLike
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Callable, TypeVar
 
 import pandas as pd
@@ -27,7 +28,7 @@ from core.data.batches import DataError
 from core.data.labels import encode_labels, label_strings
 from core.data.registry import LoadedDataset, upload_spec
 from core.data.splits import label_conflicts
-from core.data.tables import MAX_UPLOAD_BYTES, read_table, reject
+from core.data.tables import MAX_UPLOAD_BYTES, READ_WHOLE_BYTES, read_table, reject
 
 T = TypeVar("T")
 
@@ -251,12 +252,15 @@ def read_upload_file(path: str | PathLike[str], text_column: str | None = None, 
     (:func:`guess_columns`)."""
     name = PurePath(path).name
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+        if os.path.getsize(path) > READ_WHOLE_BYTES:  # read in chunks and sampled (core.data.bigfile)
+            data: bytes | PathLike[str] = Path(path)
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise reject(name, f"the file could not be opened ({exc.strerror or exc})",
                       "Check the path (a CSV, TSV or Parquet file with a header row).") from exc
-    preview = inspect_upload(data, name, max_bytes)
+    preview = inspect_upload(data, name, max_bytes)  # type: ignore[arg-type]
     columns = ", ".join(preview.columns)
     for role, given, guess in (("text", text_column, preview.text_column), ("label", label_column,
                                                                              preview.label_column)):
