@@ -212,7 +212,8 @@ BENCHES = {"signals": ("core.cli.bench_signals", "main"), "oracle": ("core.cli.b
            "latency": ("core.cli.bench_latency", "main"), "merge": ("core.cli.bench_merge", "main"),
            "train": ("core.cli.bench_train", "main"), "e5convert": ("core.cli.bench_e5convert", "main"),
            "deploy": ("core.cli.deploy", "bench_main"), "study": ("core.cli.bench_study", "main"),
-           "teacher": ("core.cli.bench_teacher", "main")}
+           "teacher": ("core.cli.bench_teacher", "main"),
+           "playground": ("core.cli.bench_playground", "main")}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -302,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "parity fails)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_export)
+
+    from core.cli.playground import add_parsers as add_playground_parsers
+
+    add_playground_parsers(sub)  # predict RUN_ID "text" [--layers-off 3,7], errors RUN_ID
 
     p = sub.add_parser("merge", help="merge feed-forward sublayers of a layer window (see `merge --help`)",
                        add_help=False)
