@@ -35,6 +35,7 @@ PAGES = {
     "Results": [
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("pages/runs.py", title="Runs & export", icon=":material/folder_zip:"),
+        st.Page("pages/playground.py", title="Playground", icon=":material/science:"),
         st.Page("pages/paper.py", title="Paper check", icon=":material/fact_check:"),
     ],
     "Merge": [
