@@ -24,8 +24,25 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-cap", type=int, default=d.train_cap)
     p.add_argument("--val-cap", type=int, default=d.val_cap)
     p.add_argument("--test-cap", type=int, default=d.test_cap)
-    p.add_argument("--max-length", type=int, default=d.max_length)
+    add_length_args(p)
     p.add_argument("--seed", type=int, default=d.seed)
+
+
+def add_length_args(p: argparse.ArgumentParser) -> None:
+    """``--max-length N|auto``, ``--max-auto-length`` and ``--truncation`` (read back by :func:`length_settings`)."""
+    from core.config import TRUNCATIONS
+    from core.data.truncation import AUTO_PERCENTILE, parse_max_length
+
+    d = DataConfig()
+    p.add_argument("--max-length", type=parse_max_length, default=None,
+                   help=f"tokens per text, or 'auto': the {AUTO_PERCENTILE:g}th percentile of the training texts' "
+                   f"token counts, at most --max-auto-length (default: auto for files, uploads and hub datasets, "
+                   f"{d.max_length} for the embedded ones)")
+    p.add_argument("--max-auto-length", type=int, default=d.max_auto_length,
+                   help=f"the longest length 'auto' may choose: a cost budget (default {d.max_auto_length})")
+    p.add_argument("--truncation", choices=TRUNCATIONS, default=d.truncation,
+                   help="what of a longer text is kept: head (its first tokens) or head+tail (its first and last "
+                   "tokens, Sun et al. 2019)")
 
 
 def _add_column_args(p: argparse.ArgumentParser) -> None:
@@ -35,9 +52,39 @@ def _add_column_args(p: argparse.ArgumentParser) -> None:
                    "guessed)")
 
 
-def _data_cfg(args: argparse.Namespace) -> DataConfig:
-    return DataConfig(train_cap=args.train_cap, val_cap=args.val_cap, test_cap=args.test_cap,
-                      max_length=args.max_length, seed=args.seed)
+def _data_cfg(args: argparse.Namespace, dataset: str | None = None) -> DataConfig:
+    """The data config of the command line; ``--max-length`` unset: auto for a file, an upload or a hub dataset,
+    the embedded datasets' default otherwise (:func:`core.data.truncation.default_max_length`)."""
+    return DataConfig(train_cap=args.train_cap, val_cap=args.val_cap, test_cap=args.test_cap, seed=args.seed,
+                      **length_settings(args, dataset or args.dataset))
+
+
+def length_settings(args: argparse.Namespace, dataset: str | None) -> dict[str, Any]:
+    """``DataConfig``'s length fields from :func:`add_length_args`' flags; ``--max-length`` unset: the dataset's
+    default (:func:`core.data.truncation.default_max_length`)."""
+    from core.data.registry import DEFAULT_DATASET
+    from core.data.truncation import default_max_length
+
+    length = args.max_length if args.max_length is not None else default_max_length(dataset or DEFAULT_DATASET)
+    return {"max_length": length, "max_auto_length": args.max_auto_length, "truncation": args.truncation}
+
+
+def _teacher_lines(store, run_id: str) -> str:
+    """The run's length line and its teacher beside the baselines (with the accuracy interval), from its events."""
+    lines = []
+    for ev in store.events(run_id):
+        length = ((ev["payload"] or {}).get("task") or {}).get("length")
+        if ev["stage"] == "prepare" and length:
+            from core.data.truncation import LengthChoice
+
+            lines.append(LengthChoice.from_dict(length).line())
+        if ev["stage"] == "teacher_check" and "accuracy_low" in (ev["payload"] or {}):
+            c = ev["payload"]
+            lines.append(f"teacher: test accuracy {c['accuracy']:.3f} [{c['accuracy_low']:.3f}, "
+                         f"{c['accuracy_high']:.3f}] (95 % Wilson, {c['test_rows']:,} rows) vs majority class "
+                         f"{c['baseline_accuracy']:.3f}; macro-F1 {c['macro_f1']:.3f} vs {c['baseline_macro_f1']:.3f}"
+                         f" -> {'weak' if c['weak'] else 'beats the baselines beyond noise'}")
+    return "\n".join(lines)
 
 
 def _dataset(args: argparse.Namespace, value: str | None = None) -> str:
@@ -86,7 +133,10 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from core.runs.store import RunStore
     from core.teacher import check_teacher, default_train_config, ensure_teacher
 
-    task = prepare_task(args.model, load_dataset_ref(_dataset(args), RunStore()), _data_cfg(args))
+    dataset = _dataset(args)
+    task = prepare_task(args.model, load_dataset_ref(dataset, RunStore()), _data_cfg(args, dataset))
+    if task.length is not None and not args.json:
+        print(task.length.line(), flush=True)
     base = default_train_config(task.model.key, task.num_labels)
     cfg = replace(base, **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("min_steps", args.min_steps),
                                              ("class_weights", args.class_weights)) if v is not None})
@@ -101,10 +151,11 @@ def cmd_teach(args: argparse.Namespace) -> int:
                "metrics": result.metrics, "task": task.describe(), "train": cfg.__dict__}
     t = result.metrics["test"]
     check = check_teacher(t, task.encoded["train"]["labels"], task.encoded["test"]["labels"], task.label_names,
-                          task.data_cfg.max_length)
+                          task.data_cfg.max_length, length=task.length, teacher_seconds=result.seconds)
     payload["check"] = check.to_dict()
     _emit(args, payload, f"teacher {'(cached) ' if result.cached else ''}{result.path}\n"
-                         f"test accuracy {t['accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}  "
+                         f"test accuracy {check.accuracy_text()} (95 % Wilson) vs majority class "
+                         f"{check.baseline_accuracy:.4f}  macro-F1 {t['macro_f1']:.4f}  "
                          f"trained in {result.seconds:.1f} s\n" + ("warning: " if check.weak else "") + check.message(stopped=False))
     return 0
 
@@ -114,7 +165,7 @@ def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str):
     from core.train import DistillConfig
 
     return PruneConfig(model=args.model, dataset=dataset, strategy=strategy, layers_to_remove=args.layers,
-                       step_epochs=args.epochs, distill=args.distill, data=_data_cfg(args),
+                       step_epochs=args.epochs, distill=args.distill, data=_data_cfg(args, dataset),
                        kd=DistillConfig(epochs=args.kd_epochs), accuracy_floor=args.floor, seed=args.seed,
                        allow_weak_teacher=args.prune_anyway)
 
@@ -143,7 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     hint = _weak_teacher_hint(store, run_id)
     text = f"run {run_id}: {status}" + (" (stopped before pruning: weak teacher)" if hint else
                                         f" ({run.error})" if run.error else "") + "\n" + \
-        _print_steps(store, run_id)
+        "".join(line + "\n" for line in [_teacher_lines(store, run_id)] if line) + _print_steps(store, run_id)
     if summary.get("weak_teacher") or run.weak_teacher:
         text += "\nflagged weak_teacher: the teacher did not beat the majority-class baseline (--prune-anyway)"
     if summary.get("after_kd"):
