@@ -214,25 +214,36 @@ def per_example(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torc
     equals the aggregate loss to float32 rounding. Returns a ``pandas.DataFrame``."""
     import pandas as pd
 
-    logits = logits.float().cpu()
-    y = labels.cpu().long()
-    if logits.shape[0] != y.shape[0]:
-        raise ValueError(f"per_example: {logits.shape[0]} rows of logits for {y.shape[0]} labels")
+    x = logits.detach().float().cpu().numpy()
+    y = labels.detach().cpu().numpy().astype(np.int64)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"per_example: {x.shape[0]} rows of logits for {y.shape[0]} labels")
     n = int(y.shape[0])
-    loss = F.cross_entropy(logits, y, reduction="none") if n else torch.empty(0)
+    # numpy, in float64: these arrays are small, and torch's threaded kernels cost more in start-up than in work
+    logp = _log_softmax(x)
+    loss = -logp[np.arange(n), y] if n else np.empty(0)
     if teacher_logits is not None:
-        t = teacher_logits.float().cpu()
-        if t.shape != logits.shape:
+        t = teacher_logits.detach().float().cpu().numpy()
+        if t.shape != x.shape:
             raise ValueError(f"per_example: teacher logits of shape {tuple(t.shape)} for logits of shape "
-                             f"{tuple(logits.shape)}")
-        kl = F.kl_div(F.log_softmax(logits, dim=-1), F.log_softmax(t, dim=-1), reduction="none",
-                      log_target=True).sum(dim=-1).clamp_min(0.0).numpy()
+                             f"{tuple(x.shape)}")
+        logq = _log_softmax(t)
+        kl = np.maximum((np.exp(logq) * (logq - logp)).sum(axis=1), 0.0)
     else:
-        kl = np.full(n, np.nan, dtype=np.float32)
-    return pd.DataFrame({"example": np.arange(n, dtype=np.int32), "label": y.numpy().astype(np.int16),
-                         "pred": logits.argmax(dim=-1).numpy().astype(np.int16) if n else np.empty(0, np.int16),
-                         "loss": loss.numpy().astype(np.float32), "kl_to_teacher": kl.astype(np.float32)},
-                        columns=list(PER_EXAMPLE_COLUMNS))
+        kl = np.full(n, np.nan)
+    pred = x.argmax(axis=1) if n else np.empty(0, dtype=np.int64)
+    return pd.DataFrame({"example": np.arange(n, dtype=np.int32), "label": y.astype(np.int16),
+                         "pred": pred.astype(np.int16), "loss": loss.astype(np.float32),
+                         "kl_to_teacher": kl.astype(np.float32)}, columns=list(PER_EXAMPLE_COLUMNS))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax in float64 (numerically stable: the row maximum is subtracted first)."""
+    z = x.astype(np.float64)
+    if z.size:
+        z = z - z.max(axis=1, keepdims=True)
+        z = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return z
 
 
 def evaluate(model: nn.Module, data: Batch, batch_size: int = 128, device: torch.device | None = None,

@@ -91,3 +91,31 @@ def test_a_pruning_run_keeps_outcomes_that_equal_its_scores(tmp_path):
         np.testing.assert_allclose(loss.to_numpy(), oracle["loss"].to_numpy(), rtol=1e-6)
     kd = store.read_outcomes("r", 2, artifacts.KD_TEST_OUTCOMES)
     assert (kd["pred"] == kd["label"]).mean() == summary["after_kd"]["test_accuracy"]
+
+
+def test_a_merging_run_keeps_outcomes_for_every_row_of_its_comparison(tmp_path):
+    from core.config import TrainConfig
+    from core.merging.config import MergeConfig
+    from core.merging.loop import merge_events
+
+    cfg = MergeConfig(model="tiny-bert", dataset="keywords", auto_k=3, epochs=1.0, kd=DistillConfig(epochs=1.0),
+                      data=DataConfig(train_cap=96, val_cap=48, test_cap=48), calibration_size=32, precision="fp32",
+                      teacher=TrainConfig(epochs=6, lr=3e-3, batch_size=16, freeze_word_embeddings=False,
+                                          head_lr_multiplier=1.0))  # as tests/test_merge.py: beats the guard
+    store = RunStore(tmp_path / "store")
+    events = []
+    for ev in merge_events(cfg, device=torch.device("cpu")):
+        for name, frame in ev.tables.items():
+            store.write_table("m", artifacts.step_table(ev.step, name), frame)
+        events.append(ev)
+    teacher = next(e for e in events if e.stage == "step_done" and e.step == 0).payload
+    f = store.read_outcomes("m", 0, artifacts.TEST_OUTCOMES)
+    assert (f["pred"] == f["label"]).mean() == teacher["test_accuracy"] and f["kl_to_teacher"].isna().all()
+    table = events[-1].tables[artifacts.COMPARISON_TABLE]
+    rows = table[table["method"] != "teacher"]
+    assert len(rows) == 6
+    for method, stage, acc in zip(rows["method"], rows["stage"], rows["test_accuracy"]):
+        f = store.read_outcomes("m", 1, artifacts.comparison_outcomes(method, stage, "test"))
+        assert (f["pred"] == f["label"]).mean() == acc, (method, stage)
+        assert (f["kl_to_teacher"] >= 0).all()
+        assert store.read_outcomes("m", 1, artifacts.comparison_outcomes(method, stage, "val")) is not None

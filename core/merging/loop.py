@@ -17,7 +17,7 @@ accuracy window selection), then gets the same fine-tuning and distillation budg
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generator, Iterator, Mapping, Sequence
 
 import pandas as pd
@@ -31,11 +31,12 @@ from core.merging.ffn import (align_window, check_window, ffn_activations, ffn_l
                               unique_ffn_count)
 from core.merging.windows import (candidate_windows, chosen_window, cka_matrix, matched_pruning_depth,
                                   rank_windows, score_window)
-from core.metrics import LatencyConfig, accuracy_to_size_ratio, measure_model
+from core.metrics import LatencyConfig, accuracy_to_size_ratio, measure_with_outcomes
 from core.models.registry import encoder_layers, original_layer_indices
 from core.models.surgery import remove_layers
 from core.oracle import best_layer, compute_oracle
 from core.precision import resolve
+from core.runs import artifacts
 from core.runs.events import Event, Stage, StageClock
 from core.teacher_phase import prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
@@ -53,13 +54,35 @@ def _lr_default(model_key: str, lr: float | None, fallback: float) -> float:
     return 1e-3 if model_key == "tiny-bert" else fallback
 
 
+@dataclass
+class _Kept:
+    """Per-example outcomes measured and not yet sent (``Event.tables`` under :mod:`core.runs.artifacts` names),
+    and the teacher's logits every later evaluation's KL is measured against."""
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    teacher_logits: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def take(self) -> dict[str, pd.DataFrame]:
+        """The outcomes kept since the last call (for the next event to carry)."""
+        out, self.tables = self.tables, {}
+        return out
+
+
 def model_scores(model: nn.Module, val: Batch, test: Batch, device: torch.device | None = None, *,
-                 timed: bool = False, precision: str = "fp32") -> dict[str, Any]:
+                 timed: bool = False, precision: str = "fp32", keep: _Kept | None = None,
+                 name: str = "", teacher: bool = False) -> dict[str, Any]:
     """:func:`core.metrics.measure_model`'s record of ``model`` plus its distinct FFNs (``unique_ffns``); the
-    size and the latency (:data:`LATENCY`) only when ``timed`` (the teacher and each side's final model)."""
-    record = measure_model(model, test, val=val, device=device, latency=LATENCY if timed else None,
-                           precision=precision)
-    return {**record.to_dict(), "unique_ffns": unique_ffn_count(model)}
+    size and the latency (:data:`LATENCY`) only when ``timed`` (the teacher and each side's final model). With
+    ``keep``, the per-example outcomes of test and val go into it as ``<name>_test`` / ``<name>_val`` (``test`` /
+    ``val`` without a name), with the KL to ``keep.teacher_logits``; measuring the ``teacher`` sets those."""
+    measured = measure_with_outcomes(model, test, val=val, device=device, latency=LATENCY if timed else None,
+                                     precision=precision, teacher_logits=keep.teacher_logits if keep else None)
+    if keep is not None:
+        for split, frame in measured.outcomes.items():
+            keep.tables[artifacts.outcomes(f"{name}_{split}" if name else split)] = frame
+        if teacher:
+            keep.teacher_logits = measured.logits
+    return {**measured.metrics.to_dict(), "unique_ffns": unique_ffn_count(model)}
 
 
 @dataclass
@@ -75,6 +98,7 @@ class _Recovery:
     test: Batch
     device: torch.device
     precision: str = "fp32"  # resolved (core.precision)
+    keep: _Kept | None = None  # per-example outcomes (model_scores)
 
 
 def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, stages: tuple[Stage, Stage],
@@ -87,8 +111,9 @@ def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, st
         yield Event(stages[0], step=1, progress=half * p.fraction, message=f"{label}: fine-tuning "
                     f"{p.step}/{p.total_steps}, loss {p.loss:.3f}", payload={"loss": p.loss, "fraction": p.fraction})
     clock.tick(f"{prefix}finetune")
+    method = "prune" if prefix else "merge"
     out["finetuned"] = model_scores(model, rec.val, rec.test, rec.device, timed=rec.kd is None,
-                                    precision=rec.precision)
+                                    precision=rec.precision, keep=rec.keep, name=f"{method}_finetuned")
     clock.tick(f"{prefix}evaluate")
     if rec.kd is not None and rec.train_kd is not None and rec.kd_cfg is not None:
         for p in fine_tune(model, rec.train_kd, rec.kd_cfg, distill=rec.kd, device=rec.device):
@@ -96,7 +121,8 @@ def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, st
                         message=f"{label}: distillation {p.step}/{p.total_steps}, loss {p.loss:.3f}",
                         payload={"loss": p.loss, "fraction": p.fraction})
         clock.tick(f"{prefix}distill")
-        out["distilled"] = model_scores(model, rec.val, rec.test, rec.device, timed=True, precision=rec.precision)
+        out["distilled"] = model_scores(model, rec.val, rec.test, rec.device, timed=True, precision=rec.precision,
+                                        keep=rec.keep, name=f"{method}_distilled")
         clock.tick(f"{prefix}evaluate")
     return out
 
@@ -113,7 +139,8 @@ def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: StageCloc
         model = remove_layers(model, [best], by="original")
         removed.append(best)
     clock.tick("prune_select")
-    scores = {"no_tuning": model_scores(model, rec.val, rec.test, rec.device, precision=rec.precision)}
+    scores = {"no_tuning": model_scores(model, rec.val, rec.test, rec.device, precision=rec.precision, keep=rec.keep,
+                                        name="prune_no_tuning")}
     clock.tick("prune_evaluate")
     scores.update((yield from _map_progress(_recover(model, rec, clock, f"Pruning side ({depth} layers)",
                                                      (Stage.COMPARE, Stage.COMPARE), prefix="prune_"), 0.2, 1.0)))
@@ -154,13 +181,14 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
     device = device or default_device()
     torch.manual_seed(cfg.seed)
     clock = StageClock()
-    task, teacher, teacher_cfg, base = yield from _teacher_phase(cfg, dataset, device, clock)
+    keep = _Kept()
+    task, teacher, teacher_cfg, base = yield from _teacher_phase(cfg, dataset, device, clock, keep)
     acts, similarity = yield from _similarity_phase(cfg, task, teacher, device, clock)
     window, choice = yield from _select(cfg, teacher, acts, similarity, task.encoded["val"], device, clock)
-    merged, no_tuning = yield from _merge_phase(cfg, teacher, window, acts, base, task, device, clock)
+    merged, no_tuning = yield from _merge_phase(cfg, teacher, window, acts, base, task, device, clock, keep)
     del acts
     budget = matched_pruning_depth(teacher, len(window))
-    rec = _recovery(cfg, task, teacher, teacher_cfg, device)
+    rec = replace(_recovery(cfg, task, teacher, teacher_cfg, device), keep=keep)
     clock.tick("distill" if cfg.distill else "finetune")
     hi = 0.6 if cfg.compare_pruning else 0.95
     merged_scores = {"no_tuning": no_tuning}
@@ -172,28 +200,28 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
            "no_tuning_test_accuracy": no_tuning["test_accuracy"],
            "finetuned_test_accuracy": merged_scores["finetuned"]["test_accuracy"], "ffn_still_shared": shared}
     yield Event(Stage.STEP_DONE, step=1, progress=hi,
-                message=f"Merged model: test accuracy {final['test_accuracy']:.3f}", payload=row)
+                message=f"Merged model: test accuracy {final['test_accuracy']:.3f}", payload=row, tables=keep.take())
     pruning = None
     if cfg.compare_pruning:
         pruning = yield from _map_progress(_prune_side(teacher, budget["depth"], rec, clock), hi, 0.98)
     summary = _summary(cfg, base, choice, budget, merged_scores, final, pruning, shared, clock)
     summary["precision"] = resolve(cfg.precision, device)
     yield Event(Stage.DONE, step=1, progress=1.0, message="Finished", payload=summary,
-                tables={"comparison": _comparison_table(base, merged_scores, pruning)},
+                tables={"comparison": _comparison_table(base, merged_scores, pruning), **keep.take()},
                 artifacts={"model": merged, "tokenizer": task.tokenizer})
 
 
-def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: StageClock
+def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: StageClock, keep: _Kept | None = None
                    ) -> Generator[Event, None, tuple[Any, nn.Module, TrainConfig, dict[str, Any]]]:
     """Data, the (cached) teacher and its scores (step 0)."""
     task, teacher, teacher_cfg, cached = yield from prepare_and_teach(
         cfg.model, cfg.dataset, dataset, cfg.data, cfg.teacher, device, clock,
         allow_weak_teacher=getattr(cfg, "allow_weak_teacher", False), precision=cfg.precision)
     base = model_scores(teacher, task.encoded["val"], task.encoded["test"], device, timed=True,
-                        precision=resolve(cfg.precision, device))
+                        precision=resolve(cfg.precision, device), keep=keep, teacher=True)
     yield Event(Stage.STEP_DONE, step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
                 payload={**base, "n_layers": base["num_layers"], "window": None, "teacher_cached": cached,
-                         "precision": resolve(cfg.precision, device)})
+                         "precision": resolve(cfg.precision, device)}, tables=keep.take() if keep else {})
     clock.tick("evaluate")
     return task, teacher, teacher_cfg, base
 
@@ -249,8 +277,8 @@ def _select(cfg: MergeConfig, teacher: nn.Module, acts: Mapping[int, torch.Tenso
 
 
 def _merge_phase(cfg: MergeConfig, teacher: nn.Module, window: tuple[int, ...], acts: Mapping[int, torch.Tensor],
-                 base: dict[str, Any], task: Any, device: torch.device, clock: StageClock
-                 ) -> Generator[Event, None, tuple[nn.Module, dict[str, Any]]]:
+                 base: dict[str, Any], task: Any, device: torch.device, clock: StageClock,
+                 keep: _Kept | None = None) -> Generator[Event, None, tuple[nn.Module, dict[str, Any]]]:
     """Align, merge and tie; the merged model and its scores without tuning."""
     yield Event(Stage.ALIGN, step=1, progress=0.15, message=f"Aligning {len(window) - 1} layer(s) to the reference")
     perms, alignment = align_window(teacher, window, acts, cfg.reference)
@@ -260,12 +288,12 @@ def _merge_phase(cfg: MergeConfig, teacher: nn.Module, window: tuple[int, ...], 
     merged = merge_aligned(teacher, window, perms, cfg.reference)
     clock.tick("merge")
     no_tuning = model_scores(merged, task.encoded["val"], task.encoded["test"], device,
-                             precision=resolve(cfg.precision, device))
+                             precision=resolve(cfg.precision, device), keep=keep, name="merge_no_tuning")
     clock.tick("evaluate")
     yield Event(Stage.MERGE, step=1, progress=0.2,
                 message=f"Merged: {base['params_total'] - no_tuning['params_total']:,} parameters removed; "
                 f"validation accuracy without tuning {no_tuning['val_accuracy']:.3f}",
-                payload={"no_tuning": no_tuning})
+                payload={"no_tuning": no_tuning}, tables=keep.take() if keep else {})
     return merged, no_tuning
 
 

@@ -46,6 +46,17 @@ VAL_OUTCOMES = "val"  # the step's model on the validation split
 ORACLE_OUTCOMES = "oracle_val"  # every oracle candidate (one layer removed, no tuning) on the validation split
 KD_TEST_OUTCOMES = "kd_test"  # after distillation, in the final step's folder
 KD_VAL_OUTCOMES = "kd_val"
+# merging runs: step 0 holds the teacher's ``test``/``val``; step 1 one file per row of the comparison table and
+# split: ``comparison_outcomes("merge", "finetuned", "test")`` -> ``merge_finetuned_test``
+COMPARISON_METHODS = ("merge", "prune")
+COMPARISON_STAGES = ("no_tuning", "finetuned", "distilled")
+
+
+def comparison_outcomes(method: str, stage: str, split: str) -> str:
+    """The evaluation name of a merging run's model ``method`` (merge | prune) at ``stage`` on ``split``."""
+    if method not in COMPARISON_METHODS or stage not in COMPARISON_STAGES or split not in ("test", "val"):
+        raise ValueError(f"no comparison outcomes for {method!r}, {stage!r}, {split!r}")
+    return f"{method}_{stage}_{split}"
 
 
 def outcomes(evaluation: str) -> str:
