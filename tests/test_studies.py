@@ -33,8 +33,8 @@ def finals(store: RunStore, run_ids: list[str]) -> dict[str, dict]:
     out = {}
     for rid in run_ids:
         run = store.get_run(rid)
-        s = run["summary"]
-        out[run["strategy"], run["config"]["seed"]] = {"removed": s["removed_order"], "kd": s["after_kd"],
+        s = run.summary
+        out[run.strategy, run.config["seed"]] = {"removed": s["removed_order"], "kd": s["after_kd"],
                                                        "steps": store.steps(rid)[["step", "test_accuracy"]].to_dict()}
     return out
 
@@ -134,9 +134,9 @@ def test_killed_study_resumes_only_missing_cells(tmp_path):
     assert len(again) == 2 * len(STRATEGIES)
     for cell_id, run_id in first.items():
         assert again[cell_id] == run_id  # a finished cell is never redone
-    done_runs = [r for r in store.list_runs(status="done") if r["group_id"] == study.id]
+    done_runs = [r for r in store.list_runs(status="done") if r.group_id == study.id]
     assert len(done_runs) == 2 * len(STRATEGIES)
-    assert finished_runs <= {r["id"] for r in done_runs}
+    assert finished_runs <= {r.id for r in done_runs}
     assert records.get_study(store, study.id).status == "done"
     table = records.cell_table(store, records.get_study(store, study.id))
     assert (table["status"] == "done").all()
