@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from torch import nn
 
-from core.config import TrainConfig, check_float
+from core.config import Bound, TrainConfig, check_bounds
 from core.data.batches import Batch, batches, default_device, model_inputs, num_batches
 from core.precision import autocast, grad_scaler, resolve
 
@@ -34,12 +34,12 @@ class DistillConfig:
     epochs: float = 2.0
     lr: float = 5e-5
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "temperature": Bound("float", 0.0, 100.0, lo_open=True), "alpha": Bound("float", 0.0, 1.0),
+        "epochs": Bound("float", 0.0, 100.0), "lr": Bound("float", 0.0, 1.0, lo_open=True)}
+
     def __post_init__(self) -> None:
-        o = "DistillConfig"
-        check_float(o, "temperature", self.temperature, 0.0, 100.0, lo_open=True)
-        check_float(o, "alpha", self.alpha, 0.0, 1.0)
-        check_float(o, "epochs", self.epochs, 0.0, 100.0)
-        check_float(o, "lr", self.lr, 0.0, 1.0, lo_open=True)
+        check_bounds(self)
 
 
 @dataclass(frozen=True)

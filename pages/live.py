@@ -12,12 +12,12 @@ import streamlit as st
 
 from core.fusion import read_choice
 from core.models.registry import MODELS
-from core.pruning.config import strategy_keys
+from core.pruning.config import PruneConfig, strategy_keys
 from core.runs import artifacts
 from core.runs.record import PruneSummary, Run
 from core.signals import SIGNAL_KEYS
 from ui import cached_store as ustore
-from ui import plots, router, state, tables, theme, widgets
+from ui import bounds, plots, router, state, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -36,8 +36,11 @@ def _start_form() -> None:
         c1, c2, c3 = st.columns([3, 1, 1])
         chosen = c1.multiselect("Strategies (several run one after another, sharing the cached teacher)", keys,
                                 default=["rf_fusion"], format_func=theme.strategy_label, key="live_strategies")
-        layers = c2.number_input("Layers to remove", 1, 11, int(b["layers_to_remove"]), key="live_layers")
-        epochs = c3.number_input("Epochs per step", 0.0, 10.0, float(b["step_epochs"]), 0.5, key="live_epochs")
+        layers = bounds.number_input(c2, "Layers to remove", PruneConfig.BOUNDS["layers_to_remove"],
+                                     b["layers_to_remove"], hi=bounds.removable_layers(state.model()),
+                                     key="live_layers")
+        epochs = bounds.number_input(c3, "Epochs per step", PruneConfig.BOUNDS["step_epochs"], b["step_epochs"], 0.5,
+                                     key="live_epochs")
         st.caption(f"Model **{state.model_label(state.model())}**, dataset **{state.dataset_label(state.dataset())}**"
                    " (change them in the sidebar; rows, length, seed and distillation on the Setup page).")
         submitted = st.form_submit_button("Start", type="primary", icon=":material/play_arrow:")

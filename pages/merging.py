@@ -22,7 +22,7 @@ from core.runs.record import MergeSummary, Run, RunStatus
 from core.train import DistillConfig
 
 from ui import cached_store as ustore
-from ui import merge_plots, router, state, widgets
+from ui import bounds, merge_plots, router, state, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -82,9 +82,9 @@ def _start_form() -> None:
     mode = c1.radio("Window", ["auto", "fixed"], horizontal=True, key="merge_mode",
                     format_func={"auto": "choose for me", "fixed": "I pick the layers"}.get)
     if mode == "auto":
-        k = c1.number_input("Layers to merge (K)", 2, n, min(DEFAULT_WINDOW_SIZE, n), key="merge_k",
-                            help=f"Merging K FFNs removes K − 1 FFNs' worth of parameters. Every window of K "
-                                 f"consecutive layers is scored ({n - 2 + 1} candidates for K = 2).")
+        k = bounds.number_input(c1, "Layers to merge (K)", MergeConfig.BOUNDS["auto_k"], DEFAULT_WINDOW_SIZE, hi=n,
+                                key="merge_k", help=f"Merging K FFNs removes K − 1 FFNs' worth of parameters. Every "
+                                f"window of K consecutive layers is scored ({n - 2 + 1} candidates for K = 2).")
         selection = c1.selectbox("Score windows by", list(SELECTION_LABELS), key="merge_selection",
                                  format_func=SELECTION_LABELS.get)
         window = (0, 1)
@@ -96,12 +96,14 @@ def _start_form() -> None:
     reference = c2.selectbox("Align the others to", REFERENCES, key="merge_reference",
                              format_func=lambda r: f"the {r} layer of the window" +
                              (" (the paper's default)" if r == "first" else ""))
-    epochs = c2.number_input("Fine-tuning epochs", 0.0, 10.0, 2.0, 0.5, key="merge_epochs")
-    calibration = c2.number_input("Calibration rows", 8, 5000, 256, 8, key="merge_calibration",
-                                  help="Training rows whose FFN activations drive the alignment and the CKA.")
+    epochs = bounds.number_input(c2, "Fine-tuning epochs", MergeConfig.BOUNDS["epochs"], MergeConfig.epochs, 0.5,
+                                 key="merge_epochs")
+    calibration = bounds.number_input(c2, "Calibration rows", MergeConfig.BOUNDS["calibration_size"],
+                                      MergeConfig.calibration_size, 8, key="merge_calibration",
+                                      help="Training rows whose FFN activations drive the alignment and the CKA.")
     distill = c3.toggle("Distil from the teacher", True, key="merge_distill")
-    kd_epochs = c3.number_input("Distillation epochs", 0.0, 10.0, float(DistillConfig().epochs), 0.5,
-                                key="merge_kd_epochs", disabled=not distill)
+    kd_epochs = bounds.number_input(c3, "Distillation epochs", DistillConfig.BOUNDS["epochs"], DistillConfig.epochs,
+                                    0.5, key="merge_kd_epochs", disabled=not distill)
     compare = c3.toggle("Compare with pruning at the same budget", True, key="merge_compare",
                         help="Prunes the matched number of whole layers (greedy oracle) and gives them the same "
                              "fine-tuning and distillation. Roughly doubles the run's time.")

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.deploy.bench import BENCH_FILE
+from core.deploy.bench import BENCH_FILE, DeployBenchConfig
 from core.deploy.onnx_export import PARITY_FILE, offered_onnx
 from core.jobs.deploy import deploy_job, start_deploy
 from core.runs.export import model_zip_bytes
@@ -21,7 +21,7 @@ from core.runs.record import PruneSummary, Run, RunStatus
 from core.runs.report import run_report
 
 from ui import cached_store as ustore
-from ui import plots, router, state, theme, widgets
+from ui import bounds, plots, router, state, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -197,7 +197,8 @@ def deploy_panel(run_id: str) -> None:
     with c2:
         with st.form("deploy_form", border=False):
             f1, f2 = st.columns(2)
-            repeats = f1.number_input("Rounds per shape", 1, 200, 10, key="deploy_repeats")
+            repeats = bounds.number_input(f1, "Rounds per shape", DeployBenchConfig.BOUNDS["repeats"],
+                                          DeployBenchConfig.repeats, key="deploy_repeats")
             int8 = f2.checkbox("Add int8 (ONNX Runtime dynamic)", key="deploy_int8")
             go_bench = st.form_submit_button("Measure deploy speed", disabled=busy, width="stretch")
         if go_bench:

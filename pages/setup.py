@@ -12,12 +12,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError
+from core.config import ConfigError, DataConfig
 from core.data.lengths import LENGTH_SAMPLE, token_lengths, truncated_share, word_lengths
 from core.data.registry import describe_datasets
 from core.models.card import ModelCard, model_card
 from core.models.registry import MODELS
-from ui import cached_store, plots, router, state, widgets
+from core.pruning.config import PruneConfig
+from core.train import DistillConfig
+from ui import bounds, cached_store, plots, router, state, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -258,25 +260,19 @@ def _budgets_section() -> None:
     b = state.budgets()
     with st.form("budgets_form"):
         c = st.columns(4)
-        values = {
-            "train_cap": c[0].number_input(state.BUDGET_HELP["train_cap"], 8, 1_000_000, int(b["train_cap"]), 100),
-            "val_cap": c[1].number_input(state.BUDGET_HELP["val_cap"], 4, 1_000_000, int(b["val_cap"]), 50),
-            "test_cap": c[2].number_input(state.BUDGET_HELP["test_cap"], 4, 1_000_000, int(b["test_cap"]), 100),
-            "max_length": c[3].number_input(state.BUDGET_HELP["max_length"], 8, 512, int(b["max_length"]), 8),
-        }
+        values = {name: bounds.number_input(col, state.BUDGET_HELP[name], DataConfig.BOUNDS[name], b[name], step)
+                  for col, (name, step) in zip(c, (("train_cap", 100), ("val_cap", 50), ("test_cap", 100),
+                                                   ("max_length", 8)))}
         c = st.columns(4)
-        values["layers_to_remove"] = c[0].number_input(state.BUDGET_HELP["layers_to_remove"], 1, 47,
-                                                       int(b["layers_to_remove"]))
-        values["step_epochs"] = c[1].number_input(state.BUDGET_HELP["step_epochs"], 0.0, 50.0,
-                                                  float(b["step_epochs"]), 0.5)
-        values["calibration_size"] = c[2].number_input(state.BUDGET_HELP["calibration_size"], 8, 100_000,
-                                                       int(b["calibration_size"]), 32)
-        values["seed"] = c[3].number_input(state.BUDGET_HELP["seed"], 0, 2**31 - 1, int(b["seed"]))
+        for col, (name, step) in zip(c, (("layers_to_remove", None), ("step_epochs", 0.5), ("calibration_size", 32),
+                                         ("seed", None))):
+            values[name] = bounds.number_input(col, state.BUDGET_HELP[name], PruneConfig.BOUNDS[name], b[name], step)
         c = st.columns(4)
         values["distill"] = c[0].checkbox(state.BUDGET_HELP["distill"], bool(b["distill"]))
-        values["kd_epochs"] = c[1].number_input(state.BUDGET_HELP["kd_epochs"], 0.0, 100.0, float(b["kd_epochs"]), 0.5)
-        values["accuracy_floor"] = c[2].number_input(state.BUDGET_HELP["accuracy_floor"], 0.0, 1.0,
-                                                     float(b["accuracy_floor"]), 0.05)
+        values["kd_epochs"] = bounds.number_input(c[1], state.BUDGET_HELP["kd_epochs"], DistillConfig.BOUNDS["epochs"],
+                                                  b["kd_epochs"], 0.5)
+        values["accuracy_floor"] = bounds.number_input(c[2], state.BUDGET_HELP["accuracy_floor"],
+                                                       PruneConfig.BOUNDS["accuracy_floor"], b["accuracy_floor"], 0.05)
         c1, c2 = st.columns([1, 5])
         apply = c1.form_submit_button("Apply", type="primary")
         reset = c2.form_submit_button("Reset to the engine's defaults")

@@ -17,12 +17,11 @@ from core.data.ref import DatasetRef
 from core.data.registry import DATASETS
 from core.jobs.cancel import cancel_study
 from core.jobs.studies import start_study_job, watch_study
-from core.models.registry import MODELS
 from core.pruning.config import strategy_keys
 from core.runs.record import ACTIVE
 from core.studies import records
 from core.studies.config import StudyConfig
-from ui import cached_store, router, state, study_view, theme, widgets
+from ui import bounds, cached_store, router, state, study_view, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -65,8 +64,6 @@ def _dataset_options() -> list[str]:
 def _start_form() -> None:
     model = state.model()
     b = state.budgets()
-    spec = MODELS.get(model)
-    max_layers = (spec.num_layers - 1) if spec is not None and spec.num_layers else 47
     options = _dataset_options()
     default_ds = [state.dataset()] if state.dataset() in options else options[:1]
     c1, c2 = st.columns([2, 3])
@@ -77,13 +74,15 @@ def _start_form() -> None:
     c = st.columns(6)
     seeds = c[0].multiselect("Seeds", list(range(10)), default=[int(b["seed"])] if int(b["seed"]) < 10 else [0],
                              key="study_seeds")
-    rows = c[1].number_input("Training rows", 16, 200_000, int(b["train_cap"]), 100, key="study_rows")
-    layers = c[2].number_input("Layers to remove", 1, max_layers, min(int(b["layers_to_remove"]), max_layers),
-                               key="study_layers")
-    epochs = c[3].number_input("Epochs per step", 0.0, 10.0, float(b["step_epochs"]), 0.5, key="study_epochs")
+    rows = bounds.number_input(c[1], "Training rows", DataConfig.BOUNDS["train_cap"], b["train_cap"], 100,
+                               key="study_rows")
+    layers = bounds.number_input(c[2], "Layers to remove", StudyConfig.BOUNDS["layers_to_remove"],
+                                 b["layers_to_remove"], hi=bounds.removable_layers(model), key="study_layers")
+    epochs = bounds.number_input(c[3], "Epochs per step", StudyConfig.BOUNDS["step_epochs"], b["step_epochs"], 0.5,
+                                 key="study_epochs")
     distill = c[4].toggle("Distillation", value=bool(b["distill"]), key="study_distill")
-    kd_epochs = c[5].number_input("KD epochs", 0.0, 20.0, float(b["kd_epochs"]), 0.5, key="study_kd",
-                                  disabled=not distill)
+    kd_epochs = bounds.number_input(c[5], "KD epochs", StudyConfig.BOUNDS["kd_epochs"], b["kd_epochs"], 0.5,
+                                    key="study_kd", disabled=not distill)
     name = st.text_input("Name", value="study", key="study_name", help="A label for the study's list and runs.")
     try:
         data = DataConfig(train_cap=int(rows), val_cap=int(b["val_cap"]), test_cap=int(b["test_cap"]),

@@ -23,13 +23,13 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from core.config import ConfigError, check_int
+from core.config import Bound, ConfigError, check_bounds, check_int
 from core.deploy import onnx_export as ox
 from core.metrics import LatencyConfig, latency_batch
 from core.models.registry import encoder_layers
@@ -52,6 +52,9 @@ class DeployBenchConfig:
     threads: int = 0
     int8: bool = False
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {"repeats": Bound("int", 1, 1000), "warmup": Bound("int", 0, 100),
+                                          "threads": Bound("int", 0, 1024)}
+
     def __post_init__(self) -> None:
         o = "DeployBenchConfig"
         for name in ("batch_sizes", "seq_lengths"):
@@ -60,9 +63,7 @@ class DeployBenchConfig:
                 raise ConfigError(f"{o}.{name} must list at least one size, got {values!r}")
             for v in values:
                 check_int(o, name, v, 1, 4096)
-        check_int(o, "repeats", self.repeats, 1, 1000)
-        check_int(o, "warmup", self.warmup, 0, 100)
-        check_int(o, "threads", self.threads, 0, 1024)
+        check_bounds(self)
 
     def shapes(self) -> list[tuple[int, int]]:
         return [(b, s) for b in self.batch_sizes for s in self.seq_lengths]

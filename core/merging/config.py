@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
-from core.config import PRECISIONS, ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict, to_dict
+from core.config import (PRECISIONS, SEED, Bound, ConfigError, DataConfig, TrainConfig, check_bounds, check_choice,
+                         from_dict, to_dict)
 from core.train import DistillConfig
 
 #: how a window is chosen: validation accuracy after merging without tuning (our default), or mean linear CKA
@@ -68,6 +69,11 @@ class MergeConfig:
     #: (:mod:`core.precision`)
     precision: str = "auto"
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "auto_k": Bound("int", 2, 48, allow=(None,)), "epochs": Bound("float", 0.0, 50.0),
+        "lr": Bound("float", 0.0, 1.0, lo_open=True, allow=(None,)), "calibration_size": Bound("int", 8, 100_000),
+        "max_cka_tokens": Bound("int", 16, 100_000), "seed": SEED}
+
     def __post_init__(self) -> None:
         o = "MergeConfig"
         check_choice(o, "precision", self.precision, PRECISIONS)
@@ -80,19 +86,12 @@ class MergeConfig:
             if self.auto_k is not None:
                 raise ConfigError(f"{o}: give window or auto_k, not both (window={self.window!r}, "
                                   f"auto_k={self.auto_k!r})")
-        elif self.auto_k is not None:
-            check_int(o, "auto_k", self.auto_k, 2, 48)
         check_choice(o, "selection", self.selection, SELECTIONS)
         check_choice(o, "reference", self.reference, REFERENCES)
-        check_float(o, "epochs", self.epochs, 0.0, 50.0)
-        if self.lr is not None:
-            check_float(o, "lr", self.lr, 0.0, 1.0, lo_open=True)
         for name in ("distill", "compare_pruning", "allow_weak_teacher"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{o}.{name} must be true or false, got {getattr(self, name)!r}")
-        check_int(o, "calibration_size", self.calibration_size, 8, 100_000)
-        check_int(o, "max_cka_tokens", self.max_cka_tokens, 16, 100_000)
-        check_int(o, "seed", self.seed, 0, 2**31 - 1)
+        check_bounds(self)
 
     @property
     def strategy(self) -> str:

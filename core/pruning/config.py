@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from core.config import PRECISIONS, ConfigError, DataConfig, TrainConfig, check_choice, check_float, check_int, from_dict, to_dict
+from core.config import (PRECISIONS, SEED, Bound, ConfigError, DataConfig, TrainConfig, check_bounds, check_choice,
+                         from_dict, to_dict)
 from core.train import DistillConfig
 
 FUSION = ("lr_fusion", "rf_fusion")
@@ -43,6 +44,11 @@ class PruneConfig:
     #: teacher, every fine-tune, distillation and every evaluation run in it (:mod:`core.precision`)
     precision: str = "auto"
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "layers_to_remove": Bound("int", 1, 47), "accuracy_floor": Bound("float", 0.0, 1.0),
+        "step_epochs": Bound("float", 0.0, 50.0), "step_lr": Bound("float", 0.0, 1.0, lo_open=True),
+        "calibration_size": Bound("int", 8, 100_000), "seed": SEED}
+
     def __post_init__(self) -> None:
         o = "PruneConfig"
         check_choice(o, "precision", self.precision, PRECISIONS)
@@ -51,13 +57,8 @@ class PruneConfig:
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ConfigError(f"{o}.dataset must be a dataset key, got {self.dataset!r}")
         check_choice(o, "strategy", self.strategy, strategy_keys())
-        check_int(o, "layers_to_remove", self.layers_to_remove, 1, 47)
-        check_float(o, "accuracy_floor", self.accuracy_floor, 0.0, 1.0)
-        check_float(o, "step_epochs", self.step_epochs, 0.0, 50.0)
-        check_float(o, "step_lr", self.step_lr, 0.0, 1.0, lo_open=True)
-        check_int(o, "calibration_size", self.calibration_size, 8, 100_000)
+        check_bounds(self)
         check_choice(o, "normalise", self.normalise, ("rank", "zscore"))
-        check_int(o, "seed", self.seed, 0, 2**31 - 1)
         if not isinstance(self.allow_weak_teacher, bool):
             raise ConfigError(f"{o}.allow_weak_teacher must be true or false, got {self.allow_weak_teacher!r}")
 

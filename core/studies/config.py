@@ -14,9 +14,9 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
-from core.config import ConfigError, DataConfig, check_float, check_int, from_dict, to_dict
+from core.config import SEED, Bound, ConfigError, DataConfig, check_bounds, from_dict, to_dict
 from core.pruning.config import FUSION, PruneConfig, strategy_keys
 from core.pruning.tree import group_key
 from core.train import DistillConfig
@@ -56,6 +56,11 @@ class StudyConfig:
     calibration_size: int = 256
     data: DataConfig = field(default_factory=DataConfig)
 
+    #: the bounds of the PruneConfig and DistillConfig fields each cell gets
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "layers_to_remove": PruneConfig.BOUNDS["layers_to_remove"], "step_epochs": PruneConfig.BOUNDS["step_epochs"],
+        "kd_epochs": DistillConfig.BOUNDS["epochs"], "calibration_size": PruneConfig.BOUNDS["calibration_size"]}
+
     def __post_init__(self) -> None:
         o = "StudyConfig"
         if not isinstance(self.name, str) or not self.name.strip():
@@ -66,16 +71,13 @@ class StudyConfig:
         if isinstance(self.seeds, (str, bytes)) or not isinstance(self.seeds, (list, tuple)) or not self.seeds:
             raise ConfigError(f"{o}.seeds must be a non-empty list of integers, got {self.seeds!r}")
         for s in self.seeds:
-            check_int(o, "seeds", s, 0, 2**31 - 1)
+            SEED.check(o, "seeds", s)
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"{o}.seeds lists a seed twice: {list(self.seeds)!r}")
         object.__setattr__(self, "seeds", tuple(self.seeds))
-        check_int(o, "layers_to_remove", self.layers_to_remove, 1, 47)
-        check_float(o, "step_epochs", self.step_epochs, 0.0, 50.0)
         if not isinstance(self.distill, bool):
             raise ConfigError(f"{o}.distill must be true or false, got {self.distill!r}")
-        check_float(o, "kd_epochs", self.kd_epochs, 0.0, 100.0)
-        check_int(o, "calibration_size", self.calibration_size, 8, 100_000)
+        check_bounds(self)
         if not isinstance(self.data, DataConfig):
             raise ConfigError(f"{o}.data must be a DataConfig, got {self.data!r}")
         self.cells(snapshot="")  # every combination must make a valid PruneConfig (names the bad field)
