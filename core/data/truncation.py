@@ -225,7 +225,7 @@ def default_max_length(dataset: Any) -> int | str:
     """The length a dataset gets unless one is set: ``"auto"`` for uploads, files and hub datasets (texts of any
     length), the embedded datasets' measured default (``DataConfig().max_length``, 32) for the registry's package
     and synthetic datasets (short texts, or results measured at 32 such as the shipped profile bank)."""
-    from core.data.ref import DatasetRef
+    from core.data.registry import DatasetRef
     from core.data.registry import DATASETS
 
     ref = DatasetRef.parse(dataset)

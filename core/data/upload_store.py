@@ -18,8 +18,7 @@ from typing import Any, Protocol, Union
 import pandas as pd
 
 from core.data.batches import DataError
-from core.data.ref import DatasetRef
-from core.data.registry import LoadedDataset, upload_spec
+from core.data.registry import DatasetRef, LoadedDataset, upload_spec
 from core.data.task import frame_digest
 from core.paths import atomic_write_text
 
