@@ -1,7 +1,8 @@
 """How long a dataset's texts are: in a model's tokens (what ``max_length`` truncates) or in words.
 
-Counting tokenises a seeded sample of the texts without truncation, special tokens included, exactly as the
-model sees them before :func:`core.data.batches.encode` cuts them to ``max_length``.
+Counting tokenises a seeded sample of the texts with :func:`core.data.truncation.token_counts` (no truncation,
+special tokens included: the counts ``max_length="auto"`` is chosen from), as the model sees them before they are
+cut to ``max_length``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+
+from core.data.truncation import token_counts
 
 #: texts tokenised to draw a length distribution (a sample: tokenising 100k reviews would take minutes)
 LENGTH_SAMPLE = 2000
@@ -21,8 +24,7 @@ def sample_texts(texts: pd.Series, sample: int = LENGTH_SAMPLE, seed: int = 0) -
 
 def token_lengths(tokenizer: Any, texts: pd.Series, sample: int = LENGTH_SAMPLE, seed: int = 0) -> pd.Series:
     """Tokens per text (special tokens included, nothing truncated) over :func:`sample_texts`."""
-    enc = tokenizer(sample_texts(texts, sample, seed), add_special_tokens=True, truncation=False)
-    return pd.Series([len(ids) for ids in enc["input_ids"]], name="tokens")
+    return pd.Series(token_counts(tokenizer, sample_texts(texts, sample, seed)), name="tokens")
 
 
 def word_lengths(texts: pd.Series) -> pd.Series:
