@@ -33,10 +33,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 #: url path -> the page's title (h1)
 PAGES = {"": "Layer-pruning explorer", "setup": "Setup", "live": "Live pruning", "signals": "Signals",
          "fusion": "Fusion & SHAP", "study": "Studies", "compare": "Compare", "runs": "Runs & export",
-         "paper": "Paper check", "merging": "Feed-forward merging"}
+         "paper": "Paper check", "merging": "Feed-forward merging", "playground": "Playground"}
 NAV_LABELS = {"": "Home", "setup": "Setup", "live": "Live pruning", "signals": "Signals", "fusion": "Fusion & SHAP",
               "study": "Studies", "paper": "Paper check",
-              "compare": "Compare", "runs": "Runs & export", "merging": "FFN merging"}
+              "compare": "Compare", "runs": "Runs & export", "merging": "FFN merging", "playground": "Playground"}
 RUN_TIMEOUT_S = 420
 
 pytestmark = pytest.mark.browser
@@ -249,6 +249,73 @@ def test_walk_every_page_start_a_tiny_run_and_screenshot(browser, tmp_path):
         page.close()
     for name in ("home", "setup", "live", "signals", "fusion", "study", "compare", "runs", "paper", "merging"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+
+
+def metric(page, label: str, timeout_ms: int = 60_000) -> tuple[str, str]:
+    """The value and the delta line of the metric whose label starts with ``label`` (waits until it shows)."""
+    page.wait_for_function(
+        """(label) => [...document.querySelectorAll('[data-testid="stMetricLabel"]')]
+                        .some(e => e.innerText.trim().startsWith(label))""", arg=label, timeout=timeout_ms)
+    return page.evaluate(
+        """(label) => {
+            const box = [...document.querySelectorAll('[data-testid="stMetric"]')].find(m =>
+                m.querySelector('[data-testid="stMetricLabel"]').innerText.trim().startsWith(label));
+            const delta = box.querySelector('[data-testid="stMetricDelta"]');
+            return [box.querySelector('[data-testid="stMetricValue"]').innerText.trim(),
+                    delta ? delta.innerText.trim() : ""];
+        }""", label)
+
+
+def test_playground_type_a_text_and_switch_a_layer_off(browser, tmp_path):
+    """Type a sentence on the Playground, see the teacher's and the pruned model's predictions, switch a teacher
+    layer off and see the teacher recomputed; each shown value is checked against core.playground."""
+    from core.config import DataConfig
+    from core.jobs.execute import execute_run
+    from core.playground import compare, load_run
+    from core.pruning.config import PruneConfig
+    from core.runs.store import RunStore
+
+    store = RunStore(tmp_path / "store")
+    cfg = PruneConfig(model="tiny-bert", dataset="keywords", strategy="top_down", layers_to_remove=4, step_epochs=0.5,
+                      calibration_size=32, distill=False,
+                      data=DataConfig(train_cap=160, val_cap=48, test_cap=90, max_length=10))
+    run_id = store.create_run(kind="prune", model=cfg.model, dataset=cfg.dataset, strategy=cfg.strategy,
+                              config=cfg.to_dict())
+    assert execute_run(store, run_id) == "done", store.get_run(run_id).error
+    text = "what a great football match, i love tennis too"
+    loaded = load_run(store, run_id)
+    want, off = compare(loaded, text), compare(loaded, text, [0, 1]).teacher_off
+
+    with streamlit_server(store.root, tmp_path / "streamlit.log") as (base, _):
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{base}/playground?run={run_id}")
+        settled(page, PAGES["playground"], timeout_ms=120_000)
+        no_exception(page)
+        box = page.get_by_label("Type or paste a text")
+        box.fill(text)
+        box.press("Control+Enter")  # a text area sends its value on Ctrl+Enter (or on leaving it)
+        expected = {"Teacher (12 layers)": [want.teacher.label, f"p = {want.teacher.confidence:.2f}"],
+                    "Pruned model (8 layers)": [want.compressed.label, f"p = {want.compressed.confidence:.2f}"]}
+        for label, shown in expected.items():  # the page reran on the typed text: both predictions are its own
+            page.wait_for_function("""([label, value, delta]) => [...document.querySelectorAll(
+                '[data-testid="stMetric"]')].some(m => m.innerText.includes(label) && m.innerText.includes(value)
+                && m.innerText.includes(delta))""", arg=[label, *shown], timeout=60_000)
+        settled(page, PAGES["playground"])
+        for label, shown in expected.items():
+            assert metric(page, label) == shown
+        assert page.get_by_test_id("stMetricLabel").get_by_text("Teacher without").count() == 0
+        pills = page.get_by_test_id("stButtonGroup").first
+        for layer in (0, 1):
+            pills.get_by_role("button", name=f"layer {layer}", exact=True).click()
+            settled(page, PAGES["playground"])
+        page.get_by_text("Teacher without layers 0, 1").first.wait_for(timeout=60_000)
+        settled(page, PAGES["playground"])
+        no_exception(page)
+        assert metric(page, "Teacher without layers 0, 1 (10 layers)") == [off.label, f"p = {off.confidence:.2f}"]
+        assert metric(page, "Teacher (12 layers)")[0] == want.teacher.label  # the full teacher stays as it was
+        shot = screenshot(page, "playground")
+        page.close()
+    assert shot.stat().st_size > 10_000
 
 
 # ------------------------------------------------------------------------------------------ benchmark

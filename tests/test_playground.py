@@ -209,6 +209,33 @@ def test_error_analysis_agrees_with_the_stored_accuracies_and_is_kept(run, loade
     assert read is not None and read.flip_counts() == flips and read.matches_stored
 
 
+def test_the_teacher_key_is_recomputed_for_models_saved_without_it(run, loaded):
+    import copy
+
+    from core.playground.load import _run_config, _teacher_key_of
+
+    bare = copy.deepcopy(loaded.compressed)
+    del bare.config.teacher_key
+    assert _teacher_key_of(_run_config(loaded.run), loaded.task, bare) == loaded.teacher_key
+
+
+def test_a_cached_teacher_opens_alone(run, loaded):
+    from core.playground import cached_teachers, load_teacher
+
+    store, _ = run
+    [info] = [t for t in cached_teachers() if t.key == loaded.teacher_key]
+    assert (info.model, info.dataset) == ("tiny-bert", "keywords") and info.data["test_cap"] == SMALL.test_cap
+    alone = load_teacher(info.key, store)
+    assert alone.run is None and alone.compressed is None and alone.task.fingerprint == loaded.task.fingerprint
+    result = compare(alone, "great tennis", [2])
+    assert result.compressed is None and result.agree is None
+    assert result.teacher.probs == compare(loaded, "great tennis").teacher.probs
+    with pytest.raises(PlaygroundError, match="needs a finished run"):
+        error_analysis(store, alone)
+    with pytest.raises(PlaygroundError, match="No teacher 'nope'"):
+        load_teacher("nope", store)
+
+
 # ------------------------------------------------------------------------------------------ bad input
 def test_bad_input_gets_a_clear_message(run, loaded):
     store, rid = run

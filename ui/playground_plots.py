@@ -44,12 +44,13 @@ def formation_lines(lens: pd.DataFrame, label_names: Sequence[str], removed: Seq
     for i, name in enumerate(label_names):
         fig.add_scatter(x=x, y=lens[str(name)], mode="lines+markers", name=str(name),
                         line=dict(width=3, color=_class_color(i, len(label_names))))
-    fig.update_xaxes(title="read after", type="category")
+    fig.update_xaxes(title="read after layer", type="category", tickangle=0,
+                     ticktext=["emb." if v == "embeddings" else v for v in x], tickvals=x)
     fig.update_yaxes(title="probability", range=[0, 1.02])
     if removed:
-        fig.add_annotation(text="switched off: " + ", ".join(map(str, removed)), showarrow=False, xref="paper",
-                           yref="paper", x=1, y=1.12, xanchor="right", font=dict(size=theme.FONT_SIZE - 3))
-    return apply_layout(fig, title, height=360, legend=dict(orientation="h", y=-0.3))
+        title += "<br><sup>layers switched off: " + ", ".join(map(str, removed)) + "</sup>"
+    return apply_layout(fig, title, height=400, legend=dict(orientation="h", y=-0.28, x=0),
+                        margin=dict(b=110))
 
 
 def change_bars(change: pd.DataFrame, title: str = "Each layer's change on this text (1 − cosine)") -> go.Figure:
@@ -91,7 +92,7 @@ def class_accuracy(per_class: pd.DataFrame, compressed_name: str,
 
 def length_accuracy(by_length: pd.DataFrame, compressed_name: str,
                     title: str = "Accuracy by text length (thirds of the test split)") -> go.Figure:
-    frame = by_length.assign(group=[f"{t} ({w} words)" for t, w in zip(by_length["third"], by_length["words"])])
+    frame = by_length.assign(group=[f"{t}<br>{w} words" for t, w in zip(by_length["third"], by_length["words"])])
     return _paired_bars(frame, "group", compressed_name, title)
 
 
@@ -106,5 +107,6 @@ def _paired_bars(frame: pd.DataFrame, key: str, compressed_name: str, title: str
                     hovertemplate="%{x}: %{y:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}], "
                                   "n=%{customdata[0]}<extra>" + name + "</extra>")
     fig.update_yaxes(title="accuracy", range=[0, 1.05])
-    fig.update_xaxes(type="category")
-    return apply_layout(fig, title, height=380, barmode="group", legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(type="category", tickangle=0)
+    return apply_layout(fig, title, height=400, barmode="group", legend=dict(orientation="h", y=-0.3, x=0),
+                        margin=dict(b=110))
