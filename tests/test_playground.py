@@ -236,6 +236,25 @@ def test_a_cached_teacher_opens_alone(run, loaded):
         load_teacher("nope", store)
 
 
+def test_a_merge_run_opens_and_its_error_analysis_agrees_with_its_stored_accuracy(tmp_path):
+    from core.merging.config import MergeConfig
+
+    store = RunStore(tmp_path / "store")
+    cfg = MergeConfig(model="tiny-bert", dataset="keywords", window="5-8", epochs=0.5, distill=False,
+                      compare_pruning=False, calibration_size=32, data=SMALL)
+    rid = store.create_run(kind="merge", model=cfg.model, dataset=cfg.dataset, strategy="merge-fixed",
+                           config=cfg.to_dict())
+    assert execute_run(store, rid) == "done", store.get_run(rid).error
+    merged = load_run(store, rid)
+    assert merged.compressed_name == "merged model" and merged.removed_layers == []
+    assert merged.compressed.bert.encoder.layer[5].intermediate is merged.compressed.bert.encoder.layer[8].intermediate
+    analysis = error_analysis(store, merged)
+    summary = store.read_json(rid, artifacts.SUMMARY)
+    assert analysis.accuracy("compressed") == pytest.approx(summary["final"]["test_accuracy"], abs=1e-9)
+    assert analysis.accuracy("teacher") == pytest.approx(summary["teacher"]["test_accuracy"], abs=1e-9)
+    assert analysis.matches_stored and "merged model" in analysis.stored_note()
+
+
 # ------------------------------------------------------------------------------------------ bad input
 def test_bad_input_gets_a_clear_message(run, loaded):
     store, rid = run
