@@ -164,3 +164,32 @@ def test_over_datasets_and_win_count():
     assert w.sign_p == pytest.approx(1.0)
     with pytest.raises(ValueError):
         win_count([])
+
+
+def test_intervals_from_stored_outcomes_pair_on_example_ids():
+    import pandas as pd
+    import torch
+
+    from core.stats import accuracy_of, oracle_candidate, paired_accuracy_of, paired_mean_of
+    from core.train import per_example
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (400,), generator=gen)
+    logits_a = torch.nn.functional.one_hot(labels, 3).float() * 2 + torch.randn(400, 3, generator=gen)
+    logits_b = logits_a + 0.8 * torch.randn(400, 3, generator=gen)
+    a, b = per_example(logits_a, labels), per_example(logits_b, labels)
+    assert accuracy_of(a) == accuracy_interval((a["pred"] == a["label"]).to_numpy())
+    shuffled = b.sample(frac=1.0, random_state=0)  # row order does not matter: examples are matched by id
+    d = paired_accuracy_of(a, shuffled)
+    assert d == paired_accuracy_difference((a["pred"] == a["label"]).to_numpy(), (b["pred"] == b["label"]).to_numpy())
+    assert paired_mean_of(a, b, "loss").estimate == pytest.approx(float((a["loss"] - b["loss"]).mean()), rel=1e-6)
+    with pytest.raises(ValueError, match="different examples"):
+        paired_accuracy_of(a, b.head(300))
+    with pytest.raises(ValueError, match="disagree on the labels"):
+        paired_accuracy_of(a, b.assign(label=(b["label"] + 1) % 3))
+    oracle = pd.concat([a.assign(original_layer=3), b.assign(original_layer=7)], ignore_index=True)
+    with pytest.raises(ValueError, match="repeats example ids"):
+        accuracy_of(oracle)
+    pd.testing.assert_frame_equal(oracle_candidate(oracle, 7), b)
+    with pytest.raises(ValueError, match="no candidate removing layer 5"):
+        oracle_candidate(oracle, 5)
