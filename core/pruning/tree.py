@@ -320,7 +320,7 @@ class TreeWalk:
                 after, kd_tables, _ = measure_kept(model, val, test, device, self.precision, self.teacher_logits,
                                                    prefix="kd_")
                 clock.tick("evaluate")
-                yield from self._to(members, Event("evaluate", step=len(path), message=f"After distillation: test "
+                yield from self._to(members, Event(Stage.EVALUATE, step=len(path), message=f"After distillation: test "
                                                    f"accuracy {after['test_accuracy']:.3f}", tables=kd_tables))
             for m in members:
                 if m.run_id in self._dropped:
