@@ -114,3 +114,25 @@ def test_a_file_loads_with_the_upload_pages_checks_and_resolves_to_a_stored_uplo
         resolve_dataset_ref("trec", tmp_path / "store", text_column="body")
     with pytest.raises(DataError, match="no longer in the store"):
         resolve_dataset_ref("upload:0123456789abcdef", tmp_path / "store")
+
+
+def test_every_stored_dataset_string_round_trips():
+    """Configs keep ``dataset: str``: every registry key and every dataset named in the shipped bank and reference
+    results parses to a reference that prints back unchanged (stored runs keep opening)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from core.data.registry import DATASETS
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    stored = set(DATASETS)
+    stored |= set(pd.read_parquet(data / "bank" / "profiles.parquet", columns=["dataset"])["dataset"])
+    for name in ("full_path.csv", "one_step.csv"):
+        frame = pd.read_csv(data / "reference" / name)
+        if "dataset" in frame:
+            stored |= set(frame["dataset"].dropna())
+    assert len(stored) > len(DATASETS) // 2
+    for text in sorted(stored):
+        ref = DatasetRef.parse(text)
+        assert str(ref) == text and ref.kind in ("key", "hub")
