@@ -1,0 +1,116 @@
+"""``python -m core bench precision``: fp32 against bf16 mixed precision, side by side in one process.
+
+Prints, for e5-small (or ``--model``) on this machine's threads: a training step and a forward pass at batch 32
+and lengths 32 and 128, and the oracle of one pruning step (every single-layer removal, prefix-cached) at 500
+and 2,000 validation rows; each as the median of interleaved repeats, then the bf16 / fp32 ratio. Inputs are
+seeded synthetic sentences that fill the length (the time of a forward depends on the tokens, not the words).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from core.cli.bench_common import load_bench_model, synthetic_texts
+from core.config import TrainConfig
+from core.data.batches import model_inputs
+from core.oracle import compute_oracle
+from core.precision import autocast, cpu_flags, describe
+from core.train import fine_tune, run_to_end
+
+
+def _encode(tokenizer, n: int, length: int, num_labels: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    enc = tokenizer(synthetic_texts(n, words=max(48, length * 2), seed=seed), truncation=True, max_length=length,
+                    padding="max_length", return_tensors="pt")
+    labels = torch.arange(n) % num_labels
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def _row(label: str, ms: dict[str, float]) -> str:
+    return (f"{label:<34} fp32 {ms['fp32']:9.1f} ms   bf16 {ms['bf16']:9.1f} ms   "
+            f"bf16/fp32 {ms['bf16'] / ms['fp32']:.2f}  (speed-up {ms['fp32'] / ms['bf16']:.2f}x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core bench precision")
+    p.add_argument("--model", default="e5-small")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--oracle-rows", type=int, nargs="+", default=[500, 2000])
+    args = p.parse_args(argv or [])
+    torch.set_num_threads(args.threads)
+    num_labels = 6
+    base, tokenizer, key = load_bench_model(args.model, num_labels)
+    base.eval()
+    print(f"{key}, {torch.get_num_threads()} threads, batch 32; CPU bf16 units: "
+          f"{', '.join(sorted(cpu_flags() & {'amx_bf16', 'avx512_bf16', 'bf16'})) or 'none'}; "
+          f"auto here: {describe('auto')}")
+    print(f"median of {args.repeats} interleaved repeats (after one warm-up each)")
+    for length in (32, 128):
+        batch = _encode(tokenizer, 32, length, num_labels)
+        inputs = model_inputs(batch)
+
+        train_ms: dict[str, float] = {}
+        fwd_ms: dict[str, float] = {}
+        models = {prec: copy.deepcopy(base) for prec in ("fp32", "bf16")}
+        opts = {prec: torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=1e-5)
+                for prec, m in models.items()}
+
+        def train_step(prec: str) -> None:
+            m = models[prec].train()
+            with autocast(prec):
+                loss = torch.nn.functional.cross_entropy(m(**inputs).logits.float(), batch["labels"])
+            opts[prec].zero_grad(set_to_none=True)
+            loss.backward()
+            opts[prec].step()
+
+        @torch.no_grad()
+        def forward(prec: str) -> None:
+            m = models[prec].eval()
+            with autocast(prec, inference=True):
+                m(**inputs)
+
+        for fn in (train_step, forward):
+            for prec in ("fp32", "bf16"):
+                fn(prec)  # warm-up
+        t: dict[str, list[float]] = {"train_fp32": [], "train_bf16": [], "fwd_fp32": [], "fwd_bf16": []}
+        for _ in range(args.repeats):
+            for prec in ("fp32", "bf16"):
+                t[f"train_{prec}"].append(_median_ms(lambda: train_step(prec), 1))
+                t[f"fwd_{prec}"].append(_median_ms(lambda: forward(prec), 1))
+        train_ms = {prec: statistics.median(t[f"train_{prec}"]) for prec in ("fp32", "bf16")}
+        fwd_ms = {prec: statistics.median(t[f"fwd_{prec}"]) for prec in ("fp32", "bf16")}
+        print(_row(f"training step, length {length}", train_ms))
+        print(_row(f"forward only, length {length}", fwd_ms))
+    for rows in args.oracle_rows:
+        data = _encode(tokenizer, rows, 32, num_labels, seed=1)
+        ms = {}
+        for prec in ("fp32", "bf16"):
+            start = time.perf_counter()
+            compute_oracle(base, data, device=torch.device("cpu"), precision=prec)
+            ms[prec] = (time.perf_counter() - start) * 1000
+        print(_row(f"oracle, one step, {rows} val rows", ms).replace(" ms", " ms"))
+    # the whole fine_tune loop (scheduler, clipping, batching) at the app's step budget
+    data = _encode(tokenizer, 320, 32, num_labels, seed=2)
+    ms = {}
+    for prec in ("fp32", "bf16"):
+        model = copy.deepcopy(base)
+        start = time.perf_counter()
+        run_to_end(fine_tune(model, data, TrainConfig(epochs=1.0, precision=prec), device=torch.device("cpu")))
+        ms[prec] = (time.perf_counter() - start) * 1000
+    print(_row("fine_tune, 320 rows x 1 epoch", ms))
+    return 0
