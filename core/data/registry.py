@@ -281,7 +281,8 @@ class DatasetRef:
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"The dataset reference is empty (got {text!r}). Give {_FORMS}.")
         value = text.strip()
-        for prefix, kind in ((UPLOAD_PREFIX, "upload"), (HUB_PREFIX, "hub")):
+        prefixed: tuple[tuple[str, RefKind], ...] = ((UPLOAD_PREFIX, "upload"), (HUB_PREFIX, "hub"))
+        for prefix, kind in prefixed:
             if value.startswith(prefix):
                 rest = value[len(prefix):].strip()
                 if not rest:
@@ -289,7 +290,7 @@ class DatasetRef:
                                     f"{prefix}<id> "
                                     + ("(the Setup page lists the stored uploads)." if kind == "upload"
                                        else "(for example hub:ag_news)."))
-                return cls(kind, rest)  # type: ignore[arg-type]
+                return cls(kind, rest)
         if value in DATASETS:
             return cls("key", value)
         path = Path(value).expanduser()
