@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from core.paths import atomic_file
+from core.runs.record import FINAL
 from core.runs.store import RunStore, dumps, pid_alive
 from core.studies.config import Cell, StudyConfig
 
@@ -107,7 +108,7 @@ def list_studies(store: RunStore) -> list[Study]:
 
 def set_status(store: RunStore, study_id: str, status: str, *, executor: str | None = None, error: str | None = None,
                pid: int | None = None) -> None:
-    final = status in ("done", "failed", "cancelled", "interrupted")
+    final = status in FINAL
     with store.transaction() as con:
         con.execute("UPDATE studies SET status=?, executor=COALESCE(?, executor), error=?, pid=COALESCE(?, pid), "
                     "finished_at=? WHERE id=?", (status, executor, error, pid, time.time() if final else None, study_id))
