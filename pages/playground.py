@@ -218,9 +218,10 @@ with c2:
 
 st.markdown("**Flipped examples**")
 f1, f2 = st.columns([2, 1])
+flip_names = {"lost": f"teacher right → {compressed} wrong ({flips['lost']})",
+              "gained": f"teacher wrong → {compressed} right ({flips['gained']})"}
 direction = f1.segmented_control("Which flips", ["lost", "gained"], default="lost", key="pg_flip_dir",
-                                 format_func={"lost": f"teacher right → {compressed} wrong ({flips['lost']})",
-                                              "gained": f"teacher wrong → {compressed} right ({flips['gained']})"}.get)
+                                 format_func=flip_names.get)
 klass = f2.selectbox("True class", ["all classes", *analysis.label_names], key="pg_flip_class")
 table = analysis.flips(direction or "lost", None if klass == "all classes" else klass)
 view = f"{direction}_{klass}"  # the table and the picker start afresh when the filter changes

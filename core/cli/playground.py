@@ -74,9 +74,9 @@ def cmd_errors(args: argparse.Namespace) -> int:
         return 0
     names, name = analysis.label_names, analysis.compressed_name
     flips = analysis.flip_counts()
+    where = "read back from" if analysis.cached else "computed and kept in"
     out = [f"run {loaded.run.id}: {loaded.run.name}",
-           f"{analysis.stored_note()} ({'read back from' if analysis.cached else 'computed and kept in'} the run's folder; "
-           f"first computed in {analysis.seconds:.1f} s)", "",
+           f"{analysis.stored_note()} ({where} the run's folder; first computed in {analysis.seconds:.1f} s)", "",
            "teacher:", _matrix(names, analysis.confusion("teacher")), "",
            f"{name}:", _matrix(names, analysis.confusion("compressed")), "",
            f"flipped: {flips['lost']} teacher right -> {name} wrong, {flips['gained']} teacher wrong -> {name} right "
