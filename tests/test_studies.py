@@ -107,7 +107,7 @@ def test_tree_rejects_configs_of_different_groups():
 
 # ------------------------------------------------------------------------------------------- resume
 def test_killed_study_resumes_only_missing_cells(tmp_path):
-    from core.jobs.studies import start_study_job
+    from core.jobs.studies import start_study_job, watch_study
 
     store = RunStore(tmp_path / "store")
     study = execute.start_study(store, tiny_study(seeds=(0, 1), distill=False))
@@ -127,7 +127,7 @@ def test_killed_study_resumes_only_missing_cells(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     first = records.done_cells(store, [c.cell_id for c in study.cells()])
     assert len(STRATEGIES) <= len(first) < 2 * len(STRATEGIES)
-    assert records.refresh(store, records.get_study(store, study.id)).status == "interrupted"
+    assert watch_study(store, study.id).status == "interrupted"
     finished_runs = set(first.values())
     execute.run_local(store, study.id)
     again = records.done_cells(store, [c.cell_id for c in study.cells()])

@@ -143,7 +143,8 @@ def _print_status(store: Any, study: Any, as_json: bool) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from core.runs.store import RunStore
-    from core.studies.records import get_study, list_studies, refresh
+    from core.jobs.studies import refresh_study as refresh
+    from core.studies.records import get_study, list_studies
 
     store = RunStore()
     if args.study:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pandas as pd
 
 from core.paths import atomic_file
 from core.runs.record import FINAL
-from core.runs.store import RunStore, dumps, pid_alive
+from core.runs.store import RunStore, dumps
 from core.studies.config import Cell, StudyConfig
 
 SNAPSHOT_FILE = "profiles.parquet"
@@ -139,15 +138,6 @@ def cancel_requested(store: RunStore, study_id: str) -> bool:
     with store.connection() as con:
         row = con.execute("SELECT cancel_requested FROM studies WHERE id=?", (study_id,)).fetchone()
     return bool(row and row[0])
-
-
-def refresh(store: RunStore, study: Study) -> Study:
-    """Mark a study whose driver process died as interrupted (it can be resumed)."""
-    if study.status == "running" and study.pid and not pid_alive(study.pid) and study.pid != os.getpid():
-        set_status(store, study.id, "interrupted", error="The study's process stopped before it finished "
-                   "(killed or the app restarted); start it again to finish the missing cells.")
-        return get_study(store, study.id)
-    return study
 
 
 def done_cells(store: RunStore, cell_ids: list[str]) -> dict[str, str]:
