@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from core.cli.args import add_length_args, add_precision_arg, length_settings, precision_line
 from core.config import ConfigError, DataConfig
 
 
@@ -26,23 +27,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-cap", type=int, default=d.test_cap)
     add_length_args(p)
     p.add_argument("--seed", type=int, default=d.seed)
-
-
-def add_length_args(p: argparse.ArgumentParser) -> None:
-    """``--max-length N|auto``, ``--max-auto-length`` and ``--truncation`` (read back by :func:`length_settings`)."""
-    from core.config import TRUNCATIONS
-    from core.data.truncation import AUTO_PERCENTILE, parse_max_length
-
-    d = DataConfig()
-    p.add_argument("--max-length", type=parse_max_length, default=None,
-                   help=f"tokens per text, or 'auto': the {AUTO_PERCENTILE:g}th percentile of the training texts' "
-                   f"token counts, at most --max-auto-length (default: auto for files, uploads and hub datasets, "
-                   f"{d.max_length} for the embedded ones)")
-    p.add_argument("--max-auto-length", type=int, default=d.max_auto_length,
-                   help=f"the longest length 'auto' may choose: a cost budget (default {d.max_auto_length})")
-    p.add_argument("--truncation", choices=TRUNCATIONS, default=d.truncation,
-                   help="what of a longer text is kept: head (its first tokens) or head+tail (its first and last "
-                   "tokens, Sun et al. 2019)")
+    add_precision_arg(p)
 
 
 def _add_column_args(p: argparse.ArgumentParser) -> None:
@@ -57,16 +42,6 @@ def _data_cfg(args: argparse.Namespace, dataset: str | None = None) -> DataConfi
     the embedded datasets' default otherwise (:func:`core.data.truncation.default_max_length`)."""
     return DataConfig(train_cap=args.train_cap, val_cap=args.val_cap, test_cap=args.test_cap, seed=args.seed,
                       **length_settings(args, dataset or args.dataset))
-
-
-def length_settings(args: argparse.Namespace, dataset: str | None) -> dict[str, Any]:
-    """``DataConfig``'s length fields from :func:`add_length_args`' flags; ``--max-length`` unset: the dataset's
-    default (:func:`core.data.truncation.default_max_length`)."""
-    from core.data.registry import DEFAULT_DATASET
-    from core.data.truncation import default_max_length
-
-    length = args.max_length if args.max_length is not None else default_max_length(dataset or DEFAULT_DATASET)
-    return {"max_length": length, "max_auto_length": args.max_auto_length, "truncation": args.truncation}
 
 
 def _teacher_lines(store, run_id: str) -> str:
@@ -139,7 +114,10 @@ def cmd_teach(args: argparse.Namespace) -> int:
         print(task.length.line(), flush=True)
     base = default_train_config(task.model.key, task.num_labels)
     cfg = replace(base, **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("min_steps", args.min_steps),
-                                             ("class_weights", args.class_weights)) if v is not None})
+                                             ("class_weights", args.class_weights)) if v is not None},
+                  precision=args.precision)
+    if not args.json:
+        print(precision_line(args.precision), flush=True)
     bar = StageProgress(f"teacher {task.model.key} on {task.dataset_key}", quiet=args.json)
 
     def progress(p):
@@ -167,7 +145,7 @@ def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str):
     return PruneConfig(model=args.model, dataset=dataset, strategy=strategy, layers_to_remove=args.layers,
                        step_epochs=args.epochs, distill=args.distill, data=_data_cfg(args, dataset),
                        kd=DistillConfig(epochs=args.kd_epochs), accuracy_floor=args.floor, seed=args.seed,
-                       allow_weak_teacher=args.prune_anyway)
+                       allow_weak_teacher=args.prune_anyway, precision=args.precision)
 
 
 def _print_steps(store, run_id: str) -> str:
@@ -183,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     store = RunStore()
     cfg = _prune_cfg(args, args.strategy, _dataset(args))
+    if not args.json:
+        print(precision_line(cfg.precision), flush=True)
     run_id = store.create_run(kind="prune", model=cfg.model, dataset=cfg.dataset, strategy=cfg.strategy,
                               config=cfg.to_dict())
     status = execute_with_bar(store, run_id, args.json)
@@ -263,7 +243,7 @@ BENCHES = {"signals": ("core.cli.bench_signals", "main"), "oracle": ("core.cli.b
            "latency": ("core.cli.bench_latency", "main"), "merge": ("core.cli.bench_merge", "main"),
            "train": ("core.cli.bench_train", "main"), "e5convert": ("core.cli.bench_e5convert", "main"),
            "deploy": ("core.cli.deploy", "bench_main"), "study": ("core.cli.bench_study", "main"),
-           "teacher": ("core.cli.bench_teacher", "main"),
+           "teacher": ("core.cli.bench_teacher", "main"), "precision": ("core.cli.bench_precision", "main"),
            "playground": ("core.cli.bench_playground", "main")}
 
 
@@ -369,12 +349,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_study)
 
+    p = sub.add_parser("reliability", help="the oracle reliability study: split-half and cross-seed agreement of "
+                       "the step-1 oracle at several validation sizes (see `reliability --help`)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_reliability)
+
     p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge | train | e5convert | deploy | "
-                       "teacher")
+                       "teacher | precision | playground")
     p.add_argument("what", choices=list(BENCHES))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
     return parser
+
+
+def cmd_reliability(args: argparse.Namespace) -> int:
+    from core.cli.reliability import main as reliability_main
+
+    return reliability_main(args.rest)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         args = argparse.Namespace(fn=cmd_merge, rest=argv[1:])
     elif argv[:1] == ["study"]:
         args = argparse.Namespace(fn=cmd_study, rest=argv[1:])
+    elif argv[:1] == ["reliability"]:
+        args = argparse.Namespace(fn=cmd_reliability, rest=argv[1:])
     elif argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
         args = argparse.Namespace(fn=cmd_bench, what=argv[1], rest=argv[2:])
     else:

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from core.cli.main import add_length_args, length_settings
+from core.cli.args import add_length_args, add_precision_arg, length_settings
 from core.config import ConfigError, DataConfig
 from core.data.registry import DEFAULT_DATASET
 from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, SELECTIONS, MergeConfig
@@ -45,6 +45,7 @@ def build_parser(prog: str = "python -m core merge") -> argparse.ArgumentParser:
     p.add_argument("--test-cap", type=int, default=d.test_cap)
     add_length_args(p)
     p.add_argument("--seed", type=int, default=d.seed)
+    add_precision_arg(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--prune-anyway", action="store_true", help="go on when the teacher does not beat the "
                    "majority-class baseline (the run is flagged weak_teacher)")
@@ -60,7 +61,8 @@ def config_from_args(args: argparse.Namespace) -> MergeConfig:
                        selection=args.selection, reference=args.reference, epochs=args.epochs, lr=args.lr,
                        distill=args.distill, kd=DistillConfig(epochs=args.kd_epochs), data=data,
                        calibration_size=args.calibration, compare_pruning=args.compare_pruning, seed=args.seed,
-                       allow_weak_teacher=getattr(args, "prune_anyway", False))
+                       allow_weak_teacher=getattr(args, "prune_anyway", False),
+                       precision=getattr(args, "precision", "auto"))
 
 
 def summary_text(summary: Mapping[str, Any], comparison: pd.DataFrame | None) -> str:

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from core.config import SEED, Bound, ConfigError, DataConfig, check_bounds, from_dict, to_dict
+from core.config import PRECISIONS, SEED, Bound, ConfigError, DataConfig, check_bounds, check_choice, from_dict, to_dict
 from core.pruning.config import FUSION, PruneConfig, strategy_keys
 from core.pruning.tree import group_key
 from core.train import DistillConfig
 
-#: bump when a change to the method makes earlier finished cells stale
-CELL_VERSION = 1
+#: bump when a change to the method makes earlier finished cells stale (2: leak-free splits, see core.data.splits)
+CELL_VERSION = 2
 
 
 def _tuple_of_str(owner: str, name: str, value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -55,6 +55,8 @@ class StudyConfig:
     kd_epochs: float = 2.0
     calibration_size: int = 256
     data: DataConfig = field(default_factory=DataConfig)
+    #: every cell's precision (core.precision; our default auto); a cell's id holds the *resolved* one
+    precision: str = "auto"
 
     #: the bounds of the PruneConfig and DistillConfig fields each cell gets
     BOUNDS: ClassVar[dict[str, Bound]] = {
@@ -77,6 +79,7 @@ class StudyConfig:
         object.__setattr__(self, "seeds", tuple(self.seeds))
         if not isinstance(self.distill, bool):
             raise ConfigError(f"{o}.distill must be true or false, got {self.distill!r}")
+        check_choice(o, "precision", self.precision, PRECISIONS)
         check_bounds(self)
         if not isinstance(self.data, DataConfig):
             raise ConfigError(f"{o}.data must be a DataConfig, got {self.data!r}")
@@ -124,7 +127,7 @@ class StudyConfig:
         data = DataConfig(**{**to_dict(self.data), "seed": seed})
         return PruneConfig(model=model, dataset=dataset, strategy=strategy, layers_to_remove=self.layers_to_remove,
                            step_epochs=self.step_epochs, distill=self.distill, calibration_size=self.calibration_size,
-                           kd=DistillConfig(epochs=self.kd_epochs), data=data, seed=seed)
+                           kd=DistillConfig(epochs=self.kd_epochs), data=data, seed=seed, precision=self.precision)
 
     def cells(self, snapshot: str) -> list["Cell"]:
         """Every cell of the grid, in a stable order (model, dataset, seed, strategy). ``snapshot`` is the digest of
@@ -148,9 +151,12 @@ class Cell:
 
     @classmethod
     def of(cls, cfg: PruneConfig, snapshot: str) -> "Cell":
+        from core.precision import resolve
+
         snap = snapshot if cfg.strategy in FUSION else ""
-        ident = json.dumps({"config": cfg.to_dict(), "profile_snapshot": snap, "version": CELL_VERSION},
-                           sort_keys=True)
+        config = cfg.to_dict()
+        config["precision"] = resolve(cfg.precision)  # what runs here: auto is bf16 on one machine, fp32 on another
+        ident = json.dumps({"config": config, "profile_snapshot": snap, "version": CELL_VERSION}, sort_keys=True)
         cell_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
         group = hashlib.sha256(group_key(cfg).encode()).hexdigest()[:12]
         return cls(cfg, snap, cell_id, group)

@@ -1,0 +1,141 @@
+"""Precision (issue 24): what ``auto`` resolves to, that bf16 training learns (autocast's weight cache is not
+allowed to freeze the weights), that bf16 and fp32 agree on the tiny model within a stated tolerance, that fp32
+runs with no autocast at all, and that the precision identifies a teacher and is recorded with a run."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from core.config import ConfigError, TrainConfig
+from core.precision import autocast, describe, resolve
+from core.train import evaluate, fine_tune, predict_logits, run_to_end
+
+
+def test_auto_resolves_by_the_cpu_flags(monkeypatch):
+    import core.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert resolve("auto", "cpu") == "fp32"
+    assert "no bf16 matrix units" in describe("auto", "cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert resolve("auto", "cpu") == "bf16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"amx_bf16", "amx_tile"}))
+    assert resolve("auto", "cpu") == "bf16"
+    assert resolve("fp32", "cpu") == "fp32"
+    assert resolve("bf16", "cpu") == "bf16"  # asked for explicitly: runs (emulated where there are no units)
+
+
+def test_a_bad_precision_names_the_field_and_the_value():
+    with pytest.raises(ConfigError, match=r"TrainConfig\.precision .*'fp8'"):
+        TrainConfig(precision="fp8")
+    from core.pruning.config import PruneConfig
+
+    with pytest.raises(ConfigError, match=r"PruneConfig\.precision"):
+        PruneConfig(precision="half")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve("int8")
+
+
+def _forward_autocast_flags(model, data, cfg) -> list[bool]:
+    """Whether autocast was on in each training forward of ``fine_tune``."""
+    seen: list[bool] = []
+    hook = model.register_forward_pre_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    try:
+        run_to_end(fine_tune(model, data, cfg, device=torch.device("cpu")))
+    finally:
+        hook.remove()
+    return seen
+
+
+def test_fp32_runs_without_autocast_and_bf16_with_it(keyword_batches, tiny_model):
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=3e-3)
+    fp32 = _forward_autocast_flags(copy.deepcopy(tiny_model), keyword_batches["train"],
+                                   TrainConfig(**{**cfg.__dict__, "precision": "fp32"}))
+    bf16 = _forward_autocast_flags(copy.deepcopy(tiny_model), keyword_batches["train"],
+                                   TrainConfig(**{**cfg.__dict__, "precision": "bf16"}))
+    assert fp32 and not any(fp32)
+    assert bf16 and all(bf16)
+    assert not torch.is_autocast_enabled("cpu")  # nothing leaks out of the loop
+
+
+def test_a_few_bf16_steps_change_the_loss(keyword_batches):
+    """The trap of autocast's weight cache: a loop wrapped whole in one autocast context trains against the
+    first step's bf16 weights and its loss never moves. Per-step autocast (cache off) must learn."""
+    from core.models.registry import load_classifier
+
+    model = load_classifier("tiny-bert", 2, seed=0)
+    cfg = TrainConfig(epochs=15, batch_size=16, lr=3e-3, freeze_word_embeddings=False, head_lr_multiplier=1.0,
+                      precision="bf16")
+    losses = [p.loss for p in fine_tune(model, keyword_batches["train"], cfg, device=torch.device("cpu"))]
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.2 * first, (first, last)  # fp32, same seed: 0.693 -> 0.003
+
+
+def test_bf16_and_fp32_agree_on_the_tiny_model(keyword_batches):
+    """Stated tolerance: the same seeded training in both precisions ends within 0.1 validation accuracy, and the
+    fp32-trained model's logits in a bf16 evaluation are within 0.1 of its fp32 logits with the same argmax on
+    at least 95 % of the rows."""
+    from core.models.registry import load_classifier
+    from core.teacher import default_train_config
+
+    base = default_train_config("tiny-bert")
+    accs = {}
+    models = {}
+    for prec in ("fp32", "bf16"):
+        model = load_classifier("tiny-bert", 2, seed=0)
+        run_to_end(fine_tune(model, keyword_batches["train"], TrainConfig(**{**base.__dict__, "precision": prec}),
+                             device=torch.device("cpu")))
+        accs[prec] = evaluate(model, keyword_batches["val"], precision=prec)["accuracy"]
+        models[prec] = model
+    assert accs["fp32"] >= 0.9 and abs(accs["bf16"] - accs["fp32"]) <= 0.1, accs
+    exact = predict_logits(models["fp32"], keyword_batches["val"], precision="fp32")
+    mixed = predict_logits(models["fp32"], keyword_batches["val"], precision="bf16")
+    assert (exact - mixed).abs().max() < 0.1
+    assert (exact.argmax(-1) == mixed.argmax(-1)).float().mean() >= 0.95
+    assert not torch.equal(exact, mixed)  # bf16 really ran
+
+
+def test_the_oracle_in_bf16_keeps_the_fp32_order_on_the_contrast_model(contrast):
+    """On a model whose oracle is not flat, the layers harmless to remove stay the cheapest in bf16."""
+    from scipy.stats import spearmanr
+
+    from core.oracle import compute_oracle
+
+    model, _, task, harmless, _ = contrast
+    model = copy.deepcopy(model)
+    val = task.encoded["val"]
+    fp32 = compute_oracle(model, val, precision="fp32")
+    bf16 = compute_oracle(model, val, precision="bf16")
+    assert spearmanr(fp32["loss"], bf16["loss"]).statistic > 0.9
+    cheapest = set(bf16.nsmallest(len(harmless), "loss")["original_layer"])
+    assert cheapest == set(harmless)
+
+
+def test_the_teacher_key_carries_the_resolved_precision(monkeypatch):
+    import core.precision as precision
+    from core.teacher import teacher_key
+
+    class _Task:
+        fingerprint = "abc"
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    auto, bf16, fp32 = (teacher_key(_Task(), TrainConfig(precision=p)) for p in ("auto", "bf16", "fp32"))
+    assert auto == bf16 != fp32
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset())
+    assert teacher_key(_Task(), TrainConfig(precision="auto")) == fp32  # no bf16 units: auto is fp32
+
+
+def test_autocast_is_entered_per_step_not_reused():
+    """Inside one training autocast context the bf16 weight copies are re-cast after an update (cache off)."""
+    lin = torch.nn.Linear(8, 8)
+    x = torch.randn(4, 8)
+    with autocast("bf16", "cpu"):
+        before = lin(x)
+        with torch.no_grad():
+            lin.weight.add_(1.0)
+        after = lin(x)
+    assert before.dtype == torch.bfloat16
+    assert not torch.allclose(before.float(), after.float())
