@@ -243,7 +243,7 @@ BENCHES = {"signals": ("core.cli.bench_signals", "main"), "oracle": ("core.cli.b
            "latency": ("core.cli.bench_latency", "main"), "merge": ("core.cli.bench_merge", "main"),
            "train": ("core.cli.bench_train", "main"), "e5convert": ("core.cli.bench_e5convert", "main"),
            "deploy": ("core.cli.deploy", "bench_main"), "study": ("core.cli.bench_study", "main"),
-           "teacher": ("core.cli.bench_teacher", "main"), "precision": ("core.cli.bench_precision", "main"),
+           "teacher": ("core.cli.bench_teacher", "main"), "precision": ("core.cli.bench_precision", "main"), "parity": ("core.cli.bench_parity", "main"),
            "playground": ("core.cli.bench_playground", "main")}
 
 
