@@ -43,31 +43,67 @@ def test_fusion_quality_per_run_and_per_strategy_and_dataset():
 def test_merging_verdict_from_accuracies():
     from core.merging.verdict import compare_at_budget
 
-    v = compare_at_budget(0.84, 0.812)
-    assert v.leader == "merging" and v.difference == pytest.approx(0.028) and v.n is None
-    assert v.sentence() == "**merging** is ahead by 0.028."
-    v = compare_at_budget(0.7, 0.75, n=400)
-    assert v.leader == "pruning" and v.sentence() == "**pruning** is ahead by 0.050." and v.n == 400
+    v = compare_at_budget(0.84, 0.812)  # no test size: no interval, and the sentence says so
+    assert v.leader == "merging" and v.difference == pytest.approx(0.028) and v.n is None and v.interval is None
+    assert v.sentence() == "**merging** is ahead by 0.028 (no interval: the test size is unknown)."
+    v = compare_at_budget(0.7, 0.8, n=400)  # unpaired (Newcombe) from the two accuracies: 0.1 is beyond noise
+    assert v.leader == "pruning" and not v.paired and v.n == 400 and v.interval.high < 0
+    assert v.sentence().startswith("**pruning** is ahead by 0.100 [") and "unpaired" in v.sentence()
+    close = compare_at_budget(0.70, 0.72, n=400)  # two points on 400 rows, unpaired: within noise
+    assert close.leader == "neither" and close.sentence().startswith("**within noise**: merge − prune -0.020 [")
     tie = compare_at_budget(0.8, 0.8)
-    assert tie.leader == "neither" and tie.sentence() == "a tie."
+    assert tie.leader == "neither" and tie.sentence().startswith("a tie")
 
 
-def test_merging_verdict_keeps_per_example_correctness_for_a_paired_interval():
+def _pair(n: int, merge_right: int, prune_right: int, both_right: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example correctness of two models on ``n`` rows: ``both_right`` rows both get right, then the rest of
+    each model's right rows where the other is wrong."""
+    m, p = np.zeros(n, bool), np.zeros(n, bool)
+    m[:both_right] = p[:both_right] = True
+    m[both_right:merge_right] = True
+    p[merge_right:merge_right + prune_right - both_right] = True
+    return m, p
+
+
+def test_merging_verdict_within_noise_when_a_paired_pair_differs_less_than_the_noise():
+    """A pair built to differ by 2 of 400 rows (0.005; the models disagree on 10 rows) reads within noise; a pair
+    built to differ by 60 rows (0.15) reads merging ahead, beyond noise; both from the paired interval."""
     from core.merging.verdict import compare_at_budget
 
-    merge = [True, True, False, True, False]  # 3 / 5
-    prune = np.array([True, False, False, True, False])  # 2 / 5, on the same five examples
-    v = compare_at_budget(merge, prune)
-    assert (v.merge_accuracy, v.prune_accuracy, v.n) == (0.6, 0.4, 5) and v.leader == "merging"
-    assert v.merge_correct.tolist() == merge and v.prune_correct.tolist() == prune.tolist()
-    with pytest.raises(ValueError, match="differ in length"):
-        compare_at_budget(merge, [True])
-    with pytest.raises(ValueError, match="n=4 but"):
-        compare_at_budget(merge, prune, n=4)
-    with pytest.raises(ValueError, match="accuracy must be in"):
-        compare_at_budget(1.2, 0.5)
-    with pytest.raises(ValueError, match="n must be a positive integer"):
-        compare_at_budget(0.5, 0.5, n=0)
+    close = compare_at_budget(*_pair(400, 300, 298, 294))
+    assert close.paired and close.interval.contains(0.0) and close.leader == "neither"
+    assert close.difference == pytest.approx(0.005)
+    assert close.sentence().startswith("**within noise**: merge − prune 0.005 [") and "paired" in close.sentence()
+    far = compare_at_budget(*_pair(400, 320, 260, 255))
+    assert far.paired and far.interval.low > 0 and far.leader == "merging"
+    assert far.sentence().startswith("**merging** is ahead by 0.150 [") and "within noise" not in far.sentence()
+    # the paired interval is narrower than the unpaired one on the same accuracies
+    unpaired = compare_at_budget(far.merge_accuracy, far.prune_accuracy, n=400)
+    assert far.interval.width < unpaired.interval.width
+
+
+def test_merging_verdict_from_a_merge_runs_stored_outcomes():
+    """budget_verdict reads the merge and prune sides' test outcomes of the recovered stage (matched on example
+    ids, in any order) and falls back to the stored accuracies with the test size when there are none."""
+    from core.merging.verdict import budget_verdict
+    from core.runs import artifacts
+    from core.runs.record import MergeSummary
+
+    m, p = _pair(400, 300, 298, 294)
+    ids = np.arange(400)
+    labels = np.zeros(400, int)
+    frames = {artifacts.comparison_outcomes("merge", "distilled", "test"):
+              pd.DataFrame({"example": ids, "label": labels, "pred": np.where(m, 0, 1)}),
+              artifacts.comparison_outcomes("prune", "distilled", "test"):
+              pd.DataFrame({"example": ids, "label": labels, "pred": np.where(p, 0, 1)}).iloc[::-1]}
+    summary = MergeSummary.of({"final": {"test_accuracy": 0.75}, "merged": {"finetuned": {}, "distilled": {}},
+                               "pruning": {"depth": 1, "finetuned": {"test_accuracy": 0.7},
+                                           "distilled": {"test_accuracy": 0.745}}})
+    v = budget_verdict(summary, lambda step, e: frames.get(e) if step == 1 else None)
+    assert v.paired and v.leader == "neither" and v.merge_accuracy == 0.75 and v.prune_accuracy == 0.745
+    old = budget_verdict(summary, lambda step, e: None, n=400)  # a run stored before outcomes were kept
+    assert not old.paired and old.interval is not None and "unpaired" in old.sentence()
+    assert budget_verdict(MergeSummary.of({"final": {"test_accuracy": 0.7}}), lambda s, e: None) is None
 
 
 # ------------------------------------------------------------------------------------------ Setup

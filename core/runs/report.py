@@ -4,11 +4,12 @@ both use these functions, so the numbers are computed in one place."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import pandas as pd
 
-from core.runs import artifacts
+from core.runs import artifacts, noise
 from core.runs.store import RunStore
 
 
@@ -23,6 +24,80 @@ def run_report(store: RunStore, run_id: str) -> dict[str, Any]:
                                          "created_at", "started_at", "finished_at", "error")},
             "config": run.config, "summary": store.read_json(run_id, artifacts.SUMMARY) or run.summary,
             "steps": steps.to_dict(orient="records")}
+
+
+def run_intervals(store: RunStore, run_id: str) -> noise.PruneIntervals:
+    """Every test accuracy of a stored pruning run with its interval (:func:`core.runs.noise.prune_intervals`)."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise ValueError(f"no run {run_id!r}")
+    summary = store.read_json(run_id, artifacts.SUMMARY) or run.summary
+    return noise.prune_intervals(run_id, store.steps(run_id), summary, store.read_outcomes,
+                                 noise.test_size(store.events(run_id)))
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The runs of one dataset ranked by test accuracy at ``n_layers`` layers (the deepest depth every one of
+    them reached), each compared with the leader."""
+
+    dataset: str
+    n_layers: int
+    ranked: list[noise.Ranked]
+
+    def sentence(self) -> str:
+        return f"At {self.n_layers} layers: " + noise.rank_sentence(self.ranked)
+
+
+def rankings(store: RunStore, run_ids: list[str], label: Callable[[str], str] = str) -> list[Ranking]:
+    """Per dataset, the pruning runs of ``run_ids`` ranked at the deepest depth all of them reached (two runs of
+    the same strategy are told apart by their id); paired comparisons where the runs kept outcomes on the same
+    test rows. Datasets with fewer than two runs past the teacher are left out."""
+    by_dataset: dict[str, list[Any]] = {}
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        if run is not None and run.kind == "prune":
+            by_dataset.setdefault(run.dataset, []).append(run)
+    out = []
+    for dataset, runs in sorted(by_dataset.items()):
+        found = [(r, run_intervals(store, r.id)) for r in runs]
+        found = [(r, f) for r, f in found if f.final_step]
+        if len(found) < 2:
+            continue
+        step = min(f.final_step for _, f in found)
+        steps0 = store.steps(found[0][0].id)
+        at = steps0[steps0["step"] == step]
+        n_layers = int(at["n_layers"].iloc[0]) if len(at) and "n_layers" in at else -step
+        names = [label(r.strategy) for r, _ in found]
+        entries = [(name if names.count(name) == 1 else f"{name} ({r.id[-6:]})", f.steps[step])
+                   for name, (r, f) in zip(names, found) if step in f.steps]
+        out.append(Ranking(dataset, n_layers, noise.rank(entries)))
+    return out
+
+
+def with_intervals(store: RunStore, table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compare_table`'s accuracies (``teacher``, ``acc@L``, ``best``, ``after_kd``) as text with their
+    95 % intervals (``0.894 [0.882, 0.905]``), for printing; the numbers stay in :func:`compare_table`."""
+    if table.empty:
+        return table
+    out = table.copy().astype({c: object for c in table.columns if c.startswith("acc@")
+                               or c in ("teacher", "best", "after_kd")})
+    for i, row in table.iterrows():
+        found = run_intervals(store, row["run_id"])
+        steps = store.steps(row["run_id"])
+        by_layers = {int(s["n_layers"]): int(s["step"]) for _, s in steps.iterrows()} if "n_layers" in steps else {}
+        for col in out.columns:
+            if col.startswith("acc@") and pd.notna(row[col]):
+                m = found.steps.get(by_layers.get(int(col[4:]), -1))
+                out.at[i, col] = m.text() if m is not None else f"{row[col]:.3f}"
+        if pd.notna(row.get("teacher")) and found.teacher is not None:
+            out.at[i, "teacher"] = found.teacher.text()
+        if "best" in table and pd.notna(row.get("best")):
+            m = found.steps.get(by_layers.get(int(row["best_layers"]), -1))
+            out.at[i, "best"] = m.text() if m is not None else f"{row['best']:.3f}"
+        if "after_kd" in table and pd.notna(row.get("after_kd")):
+            out.at[i, "after_kd"] = found.after_kd.text() if found.after_kd is not None else f"{row['after_kd']:.3f}"
+    return out
 
 
 def compare_table(store: RunStore, run_ids: list[str] | None = None, kind: str = "prune") -> pd.DataFrame:
