@@ -29,23 +29,25 @@ def _patch_everywhere(monkeypatch, name: str, original, replacement) -> int:
 
 
 def test_the_oracle_receives_the_validation_split(monkeypatch):
-    import core.pruning.oracle as oracle_module
+    import core.oracle as oracle_module
     from core import teacher_phase
 
     received: list[object] = []
     tasks: list[object] = []
-    compute_oracle, prepare_and_teach = oracle_module.compute_oracle, teacher_phase.prepare_and_teach
+    # the pruning tree measures the oracle with core.oracle.oracle_with_logits (the table and the logits its
+    # per-example outcomes come from); compute_oracle is a thin wrapper over it, so spying here sees every oracle
+    oracle_with_logits, prepare_and_teach = oracle_module.oracle_with_logits, teacher_phase.prepare_and_teach
 
     def spy_oracle(model, data, *args, **kwargs):
         received.append(data)
-        return compute_oracle(model, data, *args, **kwargs)
+        return oracle_with_logits(model, data, *args, **kwargs)
 
     def spy_prepare(*args, **kwargs):
         result = yield from prepare_and_teach(*args, **kwargs)
         tasks.append(result[0])
         return result
 
-    assert _patch_everywhere(monkeypatch, "compute_oracle", compute_oracle, spy_oracle) >= 1
+    assert _patch_everywhere(monkeypatch, "oracle_with_logits", oracle_with_logits, spy_oracle) >= 1
     assert _patch_everywhere(monkeypatch, "prepare_and_teach", prepare_and_teach, spy_prepare) >= 1
 
     cfg = PruneConfig(model="tiny-bert", dataset="keywords", strategy="oracle", layers_to_remove=2,
