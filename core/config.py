@@ -151,7 +151,9 @@ class DataConfig:
     """
 
     train_cap: int = 2000
-    val_cap: int = 500
+    #: our default, chosen by the oracle reliability study (README, "How much of the oracle is noise"): at 1,000
+    #: validation rows the oracle's pick loses 0.9 accuracy points on rows it did not see, at 500 rows 1.3-1.6
+    val_cap: int = 1000
     test_cap: int = 1000
     max_length: int | str = 32
     seed: int = 0
