@@ -231,7 +231,7 @@ class TeacherCheck:
                 f"than {choice.length} tokens (median {choice.median}), so the model saw only their "
                 f"{'first and last' if choice.truncation == 'head+tail' else 'first'} {choice.length} tokens.")
         if cover > choice.length:
-            text += (f" A max length of {cover} would cover {choice.percentile:g} % of them, at about "
+            text += (f" A max length of {cover} would cover {choice.cover_share:.0%} of them, at about "
                      f"{choice.cost_factor():.1f}x the compute per step"
                      + (f" (this teacher took {_duration(self.teacher_seconds)}; about "
                         f"{_duration(self.teacher_seconds * choice.cost_factor())} at {cover} tokens)"

@@ -63,7 +63,7 @@ def test_auto_length_is_the_95th_percentile_rounded_up_and_capped():
     capped = choose_length(counts, DataConfig(max_length="auto"))  # the default budget: 128
     assert capped.length == 128 and capped.capped and capped.cover_length == 190
     assert capped.truncated == pytest.approx(72 / 200)
-    assert "max_auto_length=128" in capped.reason() and "length 190" in capped.reason()
+    assert "max_auto_length=128" in capped.reason() and "length 190 would cover 95% of them" in capped.reason()
     assert capped.cost_factor() == pytest.approx(190 / 128)
     fixed = choose_length(counts, DataConfig(max_length=32))
     assert fixed.length == 32 and not fixed.auto and fixed.truncated == pytest.approx(168 / 200)
@@ -210,7 +210,7 @@ def test_guard_names_truncation_first_with_the_covering_length_and_its_cost():
     message = check.message()
     assert check.weak and check.truncation_first
     assert message.startswith("Most texts were cut: 90% of the 200 training texts are longer than 32 tokens")
-    assert "A max length of 512 would cover 95 % of them, at about 16.0x the compute per step" in message
+    assert "A max length of 512 would cover 10% of them, at about 16.0x the compute per step" in message
     assert "this teacher took 60 s; about 16 min at 512 tokens" in message
     assert message.index("Most texts were cut") < message.index("did not learn the task")
     # few texts cut: the refusal does not blame truncation

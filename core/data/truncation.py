@@ -96,6 +96,8 @@ class LengthChoice:
     median: int
     truncation: str = "head"
     percentile: float = AUTO_PERCENTILE
+    #: the share of the training texts that fit whole in :attr:`cover_length`
+    cover_share: float = 1.0
 
     @property
     def auto(self) -> bool:
@@ -135,7 +137,7 @@ class LengthChoice:
         why = f"auto: the {pct} of the {self.n_texts:,} training texts' token counts is {self.needed}"
         if self.cap < min(_round_up(max(self.needed, MIN_AUTO_LENGTH)), self.limit):
             return (f"{why}, capped by the cost budget max_auto_length={self.cap} (length {self.cover_length} would "
-                    f"cover them at about {self.cost_factor():.1f}x the compute per step)")
+                    f"cover {self.cover_share:.0%} of them at about {self.cost_factor():.1f}x the compute per step)")
         if self.needed > self.limit:
             return f"{why}, capped at the model's limit of {self.limit} tokens"
         return f"{why}, rounded up to a multiple of 8 (our default percentile)"
@@ -181,9 +183,10 @@ def choose_length(counts: np.ndarray | Sequence[int], cfg: DataConfig, limit: in
     else:
         length = int(min(int(cfg.max_length), limit))
     truncated = float((arr > length).mean()) if arr.size else 0.0
+    cover_share = float((arr <= _cover_length(needed, limit)).mean()) if arr.size else 1.0
     return LengthChoice(requested=cfg.max_length, length=length, needed=needed, cap=cfg.max_auto_length, limit=limit,
                         truncated=truncated, n_texts=int(arr.size), median=int(np.median(arr)) if arr.size else 0,
-                        truncation=cfg.truncation)
+                        truncation=cfg.truncation, cover_share=cover_share)
 
 
 # ------------------------------------------------------------------------------------------------ head+tail
@@ -244,3 +247,20 @@ def parse_max_length(value: str | int) -> int | str:
         return int(text)
     except ValueError:
         raise ValueError(f"--max-length must be a number of tokens or 'auto', got {value!r}") from None
+
+
+def choose_for_dataset(tokenizer: Any, frame: pd.DataFrame, label_names: Sequence[str], cfg: DataConfig
+                       ) -> LengthChoice:
+    """The :class:`LengthChoice` a task on this dataset would make (the same splits, the same training texts as
+    :func:`core.data.task.prepare_task`), without tokenising the other splits: what the Setup page shows."""
+    from core.data.batches import make_splits
+
+    splits = make_splits(frame, label_names, cfg)
+    return choose_length(token_counts(tokenizer, splits.train["text"]), cfg, model_length_limit(tokenizer))
+
+
+def estimated_seconds(per_run_s: float | None, reference_length: int, length: int) -> float | None:
+    """A run's time at ``length`` from one measured at ``reference_length`` (:func:`relative_cost`)."""
+    if per_run_s is None:
+        return None
+    return per_run_s * relative_cost(length, reference_length)
