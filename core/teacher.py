@@ -263,6 +263,28 @@ class TeacherCheck:
                 f"for testing) or more teacher epochs, or a different text column.")
 
 
+def teacher_lines(events: list[dict[str, Any]]) -> list[str]:
+    """What a run's events say about its data and teacher, one line each (the CLI and the Live page print them):
+    the sequence length (its ``prepare`` event's :class:`core.data.truncation.LengthChoice`) and the teacher beside
+    the majority-class baseline with its accuracy interval (its ``teacher_check`` event)."""
+    from core.data.truncation import LengthChoice
+
+    lines = []
+    for ev in events:
+        payload = ev.get("payload") or {}
+        length = (payload.get("task") or {}).get("length") if ev.get("stage") == "prepare" else None
+        if length:
+            lines.append(LengthChoice.from_dict(length).line())
+        if ev.get("stage") == "teacher_check" and "accuracy_low" in payload:
+            c = payload
+            verdict = "weak" if c["weak"] else "beats the baselines beyond the noise"
+            lines.append(f"Teacher: test accuracy {c['accuracy']:.3f} [{c['accuracy_low']:.3f}, "
+                         f"{c['accuracy_high']:.3f}] (95 % Wilson, {c['test_rows']:,} test rows) against "
+                         f"{c['baseline_accuracy']:.3f} for always predicting {c['majority_class']!r}; macro-F1 "
+                         f"{c['macro_f1']:.3f} against {c['baseline_macro_f1']:.3f}: {verdict}.")
+    return lines
+
+
 def check_teacher(test_scores: dict[str, Any], train_labels: torch.Tensor, test_labels: torch.Tensor,
                   label_names: tuple[str, ...] | list[str], max_length: int, *,
                   length: Any | None = None, teacher_seconds: float | None = None) -> TeacherCheck:

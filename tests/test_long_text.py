@@ -223,3 +223,20 @@ def test_guard_names_truncation_first_with_the_covering_length_and_its_cost():
     good = check_teacher({"accuracy": 0.9, "macro_f1": 0.9}, _labels(100, 100), _labels(50, 50), ("neg", "pos"),
                          32, length=choice)
     assert not good.weak and good.message().startswith("The teacher beats the trivial baselines")
+
+
+def test_teacher_lines_from_a_runs_events():
+    from core.data.truncation import choose_length
+    from core.teacher import check_teacher, teacher_lines
+
+    choice = choose_length(np.arange(1, 201), DataConfig(max_length="auto"))
+    check = check_teacher({"accuracy": 0.56, "macro_f1": 0.559}, _labels(100, 100), _labels(50, 50),
+                          ("neg", "pos"), choice.length, length=choice)
+    events = [{"stage": "prepare", "payload": {"task": {"length": choice.to_dict()}}},
+              {"stage": "teacher", "payload": {"loss": 0.5}},
+              {"stage": "teacher_check", "payload": check.to_dict()}]
+    lines = teacher_lines(events)
+    assert lines[0] == choice.line()
+    assert lines[1] == ("Teacher: test accuracy 0.560 [0.462, 0.653] (95 % Wilson, 100 test rows) against 0.500 for "
+                        "always predicting 'neg'; macro-F1 0.559 against 0.500: weak.")
+    assert teacher_lines([{"stage": "prepare", "payload": {}}]) == []  # a run from before issue 23
