@@ -46,20 +46,9 @@ def _data_cfg(args: argparse.Namespace, dataset: str | None = None) -> DataConfi
 
 def _teacher_lines(store, run_id: str) -> str:
     """The run's length line and its teacher beside the baselines (with the accuracy interval), from its events."""
-    lines = []
-    for ev in store.events(run_id):
-        length = ((ev["payload"] or {}).get("task") or {}).get("length")
-        if ev["stage"] == "prepare" and length:
-            from core.data.truncation import LengthChoice
+    from core.teacher import teacher_lines
 
-            lines.append(LengthChoice.from_dict(length).line())
-        if ev["stage"] == "teacher_check" and "accuracy_low" in (ev["payload"] or {}):
-            c = ev["payload"]
-            lines.append(f"teacher: test accuracy {c['accuracy']:.3f} [{c['accuracy_low']:.3f}, "
-                         f"{c['accuracy_high']:.3f}] (95 % Wilson, {c['test_rows']:,} rows) vs majority class "
-                         f"{c['baseline_accuracy']:.3f}; macro-F1 {c['macro_f1']:.3f} vs {c['baseline_macro_f1']:.3f}"
-                         f" -> {'weak' if c['weak'] else 'beats the baselines beyond noise'}")
-    return "\n".join(lines)
+    return "\n".join(teacher_lines(store.events(run_id)))
 
 
 def _dataset(args: argparse.Namespace, value: str | None = None) -> str:
