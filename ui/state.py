@@ -28,6 +28,10 @@ BUDGET_HELP = {
     "val_cap": "Validation rows (the oracle and the accuracy floor)",
     "test_cap": "Test rows (reported accuracy)",
     "max_length": "Max sequence length in tokens (the paper uses 32)",
+    "length_mode": "Sequence length: the dataset's default (auto for uploads and hub datasets, the number for "
+                   "embedded ones), always auto (chosen from the data), or always the number",
+    "max_auto_length": "Longest length auto may choose (a cost budget)",
+    "truncation": "What of a longer text is kept",
     "layers_to_remove": "Layers to remove, one per step",
     "step_epochs": "Fine-tuning epochs after each removal",
     "calibration_size": "Calibration examples for the signals",
@@ -56,7 +60,8 @@ def default_budgets() -> dict[str, Any]:
     fields = {f.name: f.default for f in dataclasses.fields(PruneConfig)
               if f.default is not dataclasses.MISSING}
     return {"train_cap": data.train_cap, "val_cap": data.val_cap, "test_cap": data.test_cap,
-            "max_length": data.max_length, "layers_to_remove": fields["layers_to_remove"],
+            "max_length": data.max_length, "length_mode": "default", "max_auto_length": data.max_auto_length,
+            "truncation": data.truncation, "layers_to_remove": fields["layers_to_remove"],
             "step_epochs": float(fields["step_epochs"]), "calibration_size": fields["calibration_size"],
             "distill": bool(fields["distill"]), "kd_epochs": float(kd.epochs),
             "accuracy_floor": float(fields["accuracy_floor"]), "seed": fields["seed"]}
@@ -184,9 +189,42 @@ def sidebar() -> None:
         st.selectbox("Dataset", datasets, key="_w_dataset", format_func=dataset_label, on_change=_copy,
                      args=("_w_dataset", DATASET_KEY), help="Upload your own CSV on the Setup page.")
         b = budgets()
-        st.caption(f"Budget: {b['train_cap']:,} train rows · length {b['max_length']} · remove "
+        st.caption(f"Budget: {b['train_cap']:,} train rows · length {length_label(b, dataset())} · remove "
                    f"{b['layers_to_remove']} layers · {b['step_epochs']:g} epoch(s)/step"
                    + (" · then KD" if b["distill"] else ""))
+
+
+#: the choices of the ``length_mode`` budget
+LENGTH_MODES = ("default", "auto", "fixed")
+
+
+def max_length_for(dataset_key: str, b: dict[str, Any]) -> int | str:
+    """``DataConfig.max_length`` for ``dataset_key`` under budgets ``b``: ``length_mode`` "auto" -> "auto",
+    "fixed" -> ``max_length``, "default" -> auto for uploads, files and hub datasets, ``max_length`` for the
+    embedded ones (:func:`core.data.truncation.default_max_length`)."""
+    from core.config import AUTO_LENGTH
+    from core.data.truncation import default_max_length
+
+    mode = b.get("length_mode", "default")
+    if mode == "auto" or (mode == "default" and default_max_length(dataset_key) == AUTO_LENGTH):
+        return AUTO_LENGTH
+    return int(b["max_length"])
+
+
+def data_config(dataset_key: str, b: dict[str, Any] | None = None) -> DataConfig:
+    """The data config of the current budgets for ``dataset_key`` (raises ConfigError naming a bad field)."""
+    b = b or budgets()
+    return DataConfig(train_cap=int(b["train_cap"]), val_cap=int(b["val_cap"]), test_cap=int(b["test_cap"]),
+                      max_length=max_length_for(dataset_key, b), seed=int(b["seed"]),
+                      max_auto_length=int(b.get("max_auto_length", DataConfig().max_auto_length)),
+                      truncation=str(b.get("truncation", "head")))
+
+
+def length_label(b: dict[str, Any], dataset_key: str) -> str:
+    """``auto (≤128)`` or ``32``, plus ``head+tail`` when chosen: the sidebar's length."""
+    length = max_length_for(dataset_key, b)
+    text = f"auto (≤{b.get('max_auto_length', 128)})" if length == "auto" else str(length)
+    return text + (" head+tail" if b.get("truncation") == "head+tail" else "")
 
 
 def prune_config(strategy: str, model_key: str | None = None, dataset_key: str | None = None,
@@ -199,8 +237,7 @@ def prune_config(strategy: str, model_key: str | None = None, dataset_key: str |
     from core.train import DistillConfig
 
     b = {**budgets(), **overrides}
-    data = DataConfig(train_cap=int(b["train_cap"]), val_cap=int(b["val_cap"]), test_cap=int(b["test_cap"]),
-                      max_length=int(b["max_length"]), seed=int(b["seed"]))
+    data = data_config(dataset_key or dataset(), b)
     kd = dataclasses.replace(DistillConfig(), epochs=float(b["kd_epochs"]))
     cfg = PruneConfig(model=model_key or model(), dataset=dataset_key or dataset(), strategy=strategy,
                       layers_to_remove=int(b["layers_to_remove"]), step_epochs=float(b["step_epochs"]),
