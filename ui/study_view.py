@@ -102,11 +102,18 @@ class Estimate:
 
 
 def _work(cfg: Mapping[str, Any]) -> float:
-    """Training row-epochs of one run: every step's fine-tuning plus distillation (the bulk of a run's time)."""
+    """Training row-epochs of one run (every step's fine-tuning plus distillation: the bulk of a run's time),
+    scaled by its sequence length relative to 32 (:func:`core.data.truncation.relative_cost`; an ``auto`` length
+    counts as its cap, so the estimate stays an upper bound)."""
+    from core.data.truncation import relative_cost
+
     data = cfg.get("data") or {}
     kd = (cfg.get("kd") or {}).get("epochs", 0.0) if cfg.get("distill", True) else 0.0
     epochs = float(cfg.get("layers_to_remove", 1)) * float(cfg.get("step_epochs", 1.0)) + float(kd or 0.0)
-    return float(data.get("train_cap", 1)) * max(epochs, 0.5)
+    length = data.get("max_length", 32)
+    if not isinstance(length, int):
+        length = int(data.get("max_auto_length", 128))
+    return float(data.get("train_cap", 1)) * max(epochs, 0.5) * relative_cost(length)
 
 
 def _per_cell(run: Run) -> float | None:
@@ -149,6 +156,6 @@ def estimate(runs: Iterable[Run], model: str, cells: int, target: Mapping[str, A
     bound = "an upper bound: the cells of one model, dataset and seed share their work" \
         if basis == "stand-alone runs" else "a rough figure: the budgets and sharing of those studies differ"
     text = (f"About **{_fmt(total)}** for {cells} cell(s) (≈ {_fmt(per_cell)} each), from the median of "
-            f"{len(rates)} finished {model} {basis} on this machine, scaled by training rows × epochs. This is "
+            f"{len(rates)} finished {model} {basis} on this machine, scaled by training rows × epochs × length. This is "
             f"{bound}.")
     return Estimate(total, per_cell, len(rates), basis, text)
