@@ -170,15 +170,15 @@ def _dataset_section() -> None:
 
 def _upload() -> None:
     from core.data.batches import DataError
-    from core.data.tables import MAX_UPLOAD_BYTES
     from core.data.upload import inspect_upload, read_upload
     from core.data.upload_store import save_upload
 
+    limit = _upload_limit_text()
     file = st.file_uploader("CSV, TSV or Parquet with a header row", type=["csv", "tsv", "txt", "tab", "parquet", "pq"],
-                            key="setup_upload", help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB.")
+                            key="setup_upload", help=limit)
     if file is None:
         st.caption("Nothing leaves this machine: the file is stored in the run store as Parquet, so that the "
-                   "workers can read it.")
+                   "workers can read it. " + limit)
         return
     data = file.getvalue()
     try:
@@ -216,6 +216,86 @@ def _upload() -> None:
                    "selected dataset.")
 
 
+def _upload_limit_text() -> str:
+    """The upload limit, which setting sets it and how to raise it; how a big file is read."""
+    from core.data.bigfile import SAMPLE_ROWS
+    from core.data.tables import MAX_UPLOAD_BYTES, READ_WHOLE_BYTES
+
+    limit = int(st.get_option("server.maxUploadSize"))
+    return (f"At most {limit:,} MB per file: Streamlit's `server.maxUploadSize`. For a bigger file, raise it in "
+            f"`.streamlit/config.toml` (`[server]` then `maxUploadSize = 2000`) and restart the app (this engine "
+            f"reads up to {MAX_UPLOAD_BYTES // 2**20:,} MB), or give the file to the command line (`--dataset "
+            f"file.csv`), which has no upload limit. A file over {READ_WHOLE_BYTES // 2**20} MB is read in chunks "
+            f"and a seeded random sample of {SAMPLE_ROWS:,} rows is kept; the notes say how many were read.")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _length_choice(model_key: str, dataset_key: str, root: str, cfg: dict[str, Any]) -> Any:
+    """The sequence length a run would use (core.data.truncation.choose_for_dataset) for the budgets' data config."""
+    from core.data.truncation import choose_for_dataset
+
+    frame, names, _ = _dataset(dataset_key, root)
+    return choose_for_dataset(_tokenizer(model_key), frame, names, DataConfig(**cfg))
+
+
+def _set_length(**fields: Any) -> None:
+    state.set_budgets({**state.budgets(), **fields})
+
+
+def _length_panel(model_key: str, dataset_key: str) -> int | None:
+    """The length a run would use, why, the share of texts it covers, the time per run it costs, and one-click
+    overrides. Returns the length (``None`` when it cannot be computed here)."""
+    import dataclasses
+
+    from ui import study_view
+
+    b = state.budgets()
+    try:
+        cfg = state.data_config(dataset_key, b)
+        choice = _length_choice(model_key, dataset_key, cached_store.root(), dataclasses.asdict(cfg))
+    except Exception as exc:  # no tokenizer offline, a dataset that cannot be split: the histogram says so
+        st.caption(f"The sequence length cannot be chosen here ({type(exc).__name__}: {str(exc)[:160]}).")
+        return None
+    kept = "first and last tokens" if choice.truncation == "head+tail" else "first tokens"
+    st.markdown(f"**Max length: {choice.length} tokens** ({'auto' if choice.auto else 'set'}). "
+                f"It covers **{choice.covered:.0%}** of the {choice.n_texts:,} training texts whole; "
+                f"{choice.truncated:.0%} are cut (their {kept} kept).")
+    st.caption(f"Why: {choice.reason()}. Auto's percentile (95th) and cost budget ({choice.cap} tokens) are our "
+               "defaults.")
+    target = state.prune_config("rf_fusion", dataset_key=dataset_key)
+    target["data"]["max_length"] = choice.length
+    est = study_view.estimate(cached_store.runs(kind="prune"), model_key, 1, target)
+    if est.per_cell_s is not None:
+        st.caption(f"Estimated time per run at {choice.length} tokens: about **{_duration(est.per_cell_s)}**, from "
+                   f"the median of {est.runs_used} finished {model_key} run(s) on this machine, scaled by training "
+                   "rows x epochs x length (compute per step grows about linearly with the length).")
+    else:
+        st.caption(f"No finished {model_key} run on this machine to estimate the time from yet; compute per step "
+                   f"grows about linearly with the length ({choice.length / 32:.1f}x that of 32 tokens).")
+    c = st.columns(3)
+    if choice.auto:
+        c[0].button("Use 32 tokens (the paper's)", key="len_32", on_click=_set_length,
+                    kwargs={"length_mode": "fixed", "max_length": 32})
+    else:
+        c[0].button(f"Choose from the data (auto: {choice.auto_would_choose()})", key="len_auto",
+                    on_click=_set_length, kwargs={"length_mode": "auto"})
+    if choice.cover_length > choice.length:
+        c[1].button(f"Cover {choice.cover_share:.0%}: {choice.cover_length} tokens (~{choice.cost_factor():.1f}x "
+                    "time)", key="len_cover", on_click=_set_length,
+                    kwargs={"length_mode": "fixed", "max_length": choice.cover_length})
+    other = "head" if choice.truncation == "head+tail" else "head+tail"
+    c[2].button("Keep the first tokens (head)" if other == "head" else "Keep first and last tokens (head+tail)",
+                key="len_trunc", on_click=_set_length, kwargs={"truncation": other},
+                help="head+tail keeps a long text's first quarter and last three quarters of the budget "
+                     "(Sun et al. 2019, 'How to Fine-Tune BERT for Text Classification?').")
+    return choice.length
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
+
+
 def _preview() -> None:
     key, model_key = state.dataset(), state.model()
     st.subheader(f"Preview: {state.dataset_label(key)}")
@@ -238,14 +318,14 @@ def _preview() -> None:
     with left:
         widgets.chart(plots.class_balance(frame, names), key="setup_balance")
     with right:
-        max_len = int(state.budgets()["max_length"])
+        max_len = _length_panel(model_key, key) or int(state.budgets()["max_length"])
         try:
             lengths = _token_lengths(model_key, key, cached_store.root())
             fig = plots.text_lengths(lengths, max_len, f"Text length in {model_key} tokens")
             fig.update_xaxes(title=f"tokens per text (sample of up to {LENGTH_SAMPLE:,})")
             widgets.chart(fig, key="setup_lengths")
-            st.caption(f"{truncated_share(lengths, max_len):.0%} of texts are longer than {max_len} tokens and get "
-                       "truncated.")
+            st.caption(f"In this sample {truncated_share(lengths, max_len):.0%} of texts are longer than {max_len} "
+                       "tokens and get truncated.")
         except Exception:  # no tokenizer (hub model offline): words instead
             widgets.chart(plots.text_lengths(word_lengths(frame["text"]), None), key="setup_lengths")
             st.caption("Counted in words: the selected model's tokenizer is not available here.")
@@ -263,6 +343,19 @@ def _budgets_section() -> None:
         values = {name: bounds.number_input(col, state.BUDGET_HELP[name], DataConfig.BOUNDS[name], b[name], step)
                   for col, (name, step) in zip(c, (("train_cap", 100), ("val_cap", 50), ("test_cap", 100),
                                                    ("max_length", 8)))}
+        c = st.columns(4)
+        modes = list(state.LENGTH_MODES)
+        values["length_mode"] = c[0].selectbox(
+            "Length", modes, index=modes.index(b.get("length_mode", "default")), key="setup_length_mode",
+            format_func={"default": "dataset default (auto for uploads/hub)", "auto": "auto (from the data)",
+                         "fixed": "the number above"}.get, help=state.BUDGET_HELP["length_mode"])
+        values["max_auto_length"] = bounds.number_input(c[1], state.BUDGET_HELP["max_auto_length"],
+                                                        DataConfig.BOUNDS["max_auto_length"], b["max_auto_length"], 8)
+        values["truncation"] = c[2].selectbox(state.BUDGET_HELP["truncation"], ["head", "head+tail"],
+                                              index=["head", "head+tail"].index(b.get("truncation", "head")),
+                                              key="setup_truncation",
+                                              help="head: the first tokens; head+tail: the first and the last "
+                                                   "(Sun et al. 2019)")
         c = st.columns(4)
         for col, (name, step) in zip(c, (("layers_to_remove", None), ("step_epochs", 0.5), ("calibration_size", 32),
                                          ("seed", None))):
