@@ -174,6 +174,15 @@ def _metrics(steps: pd.DataFrame, view: int, run: Run) -> None:
                    f"(before: {before if before is not None else float('nan'):.3f}).")
 
 
+def _teacher_check(run: Run) -> None:
+    """The sequence length the run used (why, share cut) and its teacher beside the majority-class baseline, with
+    the accuracy's interval (core.teacher.teacher_lines over the run's events)."""
+    from core.teacher import teacher_lines
+
+    for line in teacher_lines(ustore.store().events(run.id)):
+        st.caption(line)
+
+
 def _run_block(run: Run, compact: bool) -> None:
     steps = ustore.steps(run)
     widgets.run_heading(run, theme.strategy_label(run.strategy), key_prefix="cancel_")
@@ -181,6 +190,7 @@ def _run_block(run: Run, compact: bool) -> None:
                          "and start it again.", "Cancelled. Its finished steps stay in the store.")
     widgets.restart_buttons(run, key_prefix="live_")
     widgets.weak_teacher_note(run)
+    _teacher_check(run)
     view = _view_step(run, steps)
     removed = [int(x) for x in (steps[steps["step"] == view].iloc[-1]["removed_order"] or [])] \
         if not steps.empty and "removed_order" in steps else []
