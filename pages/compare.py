@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from core.runs.record import RunStatus
-from core.runs.report import compare_table
+from core.runs import noise
+from core.runs.report import Ranking, compare_table, rankings, with_intervals
 from core.studies.records import list_studies
 
 from ui import cached_store, plots, router, state, study_view, tables, theme, widgets
@@ -22,6 +23,17 @@ widgets.page_header("Compare", "Every stored pruning run side by side: which str
 @st.cache_data(show_spinner=False, max_entries=32)
 def _table(root: str, key: tuple[tuple[str, str], ...]) -> pd.DataFrame:
     return compare_table(cached_store.store(), [run_id for run_id, _ in key])
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _table_text(root: str, key: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    """The table's accuracies with their 95 % intervals, as text."""
+    return with_intervals(cached_store.store(), _table(root, key))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _rankings(root: str, key: tuple[tuple[str, str], ...]) -> list[Ranking]:
+    return rankings(cached_store.store(), [run_id for run_id, _ in key], theme.strategy_label)
 
 
 runs = [r for r in cached_store.runs(kind="prune") if r.status not in (RunStatus.QUEUED, RunStatus.FAILED)]
@@ -69,17 +81,17 @@ st.subheader("The table")
 if table.empty:
     st.info("The selected runs have no finished step yet.", icon="💡")
 else:
-    show = table.copy()
+    show = _table_text(cached_store.root(), key).copy()
     show.insert(0, "strategy name", [theme.strategy_label(s) for s in show["strategy"]])
     show["dataset"] = [state.dataset_label(d) for d in show["dataset"]]
     show["weak teacher"] = ["⚠ yes" if summaries.get(rid, {}).get("weak_teacher") else "" for rid in show["run_id"]]
     show["study"] = [run_study.get(rid, "") for rid in show["run_id"]]
     show = show[[c for c in show.columns if c != "run_id"] + ["run_id"]]
     acc_cols = [c for c in show.columns if c.startswith("acc@") or c in ("teacher", "best", "after_kd")]
-    numeric = [c for c in [*acc_cols, "ratio", "best_layers"] if c in show]
+    numeric = [c for c in ["ratio", "best_layers"] if c in show]
     show[numeric] = show[numeric].apply(pd.to_numeric, errors="coerce")
-    config = {c: st.column_config.NumberColumn(c.replace("acc@", "") + " layers" if c.startswith("acc@") else c,
-                                               format="%.3f") for c in acc_cols}
+    config = {c: st.column_config.TextColumn(c.replace("acc@", "") + " layers" if c.startswith("acc@") else c)
+              for c in acc_cols}
     config["ratio"] = st.column_config.NumberColumn("acc-to-size ratio", format="%.2f",
                                                     help="(accuracy / teacher accuracy) / (parameters / teacher "
                                                          "parameters); our definition, the paper's is not public")
@@ -88,14 +100,26 @@ else:
     st.caption("Test accuracy after removing layers down to N and fine-tuning; **best** is the maximum accuracy "
                "over pruning depth (the paper's headline number); **after_kd** is the final model distilled "
                "from the teacher; **weak teacher** marks runs pruned anyway although their teacher did not beat "
-               "the majority-class baseline (their numbers may be noise).")
+               "the majority-class baseline (their numbers may be noise). " + noise.METHOD_NOTE
+               + " **best** is the maximum over depths picked on the same test rows, so it is optimistic.")
     st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "compare.csv", "text/csv",
                        key="cmp_csv")
+
+ranks = _rankings(cached_store.root(), key)
+if ranks:
+    st.subheader("Which strategy is ahead")
+    for r in ranks:
+        st.markdown(f"- **{state.dataset_label(r.dataset)}**: {r.sentence()}")
+    st.caption("Ranked by test accuracy at the deepest depth every run of the dataset reached; each place compared "
+               "with the first on the same test rows (paired bootstrap, 95 %). A place **within noise** of the "
+               "first is a tie, not a loss.")
 
 st.subheader("Accuracy as layers are removed")
 if steps.empty:
     st.info("No finished step yet.", icon="💡")
 else:
+    steps = pd.concat([cached_store.prune_intervals(meta[i]).with_bounds(g) for i, g in steps.groupby("run_id")],
+                      ignore_index=True)
     steps["strategy"] = [meta[i].strategy for i in steps["run_id"]]
     steps["dataset"] = [meta[i].dataset for i in steps["run_id"]]
     ds_list = sorted(steps["dataset"].unique())
@@ -107,7 +131,9 @@ else:
                           key=f"cmp_curve_{ds}")
 
 st.subheader("What distillation wins back")
-widgets.chart(plots.kd_bars(tables.kd_frame(selected, summaries)), key="cmp_kd")
+widgets.chart(plots.kd_bars(tables.kd_frame(selected, summaries,
+                                            {r.id: cached_store.prune_intervals(r) for r in selected})), key="cmp_kd")
+st.caption("Error bars: 95 % Wilson intervals over the test rows.")
 
 st.subheader("Accuracy vs size and speed")
 points = tables.compare_points(steps, selected, summaries) if not steps.empty else pd.DataFrame()

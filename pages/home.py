@@ -101,8 +101,16 @@ if not runs:
                         "up your own model and dataset first.", "pages/setup.py", "Setup")
 else:
     for run in runs[:6]:
-        st.markdown(f"- {widgets.run_label(run)}")
-    st.caption(f"{len(runs)} pruning run(s) in the store at `{cached_store.root()}`. See them all on Runs & export.")
+        found = cached_store.final_intervals(run) if run.status == RunStatus.DONE else None
+        result = ""
+        if found is not None and found.final is not None:
+            result = f": final test accuracy {found.final.text()}"
+            if found.vs_teacher is not None:
+                result += f", {found.vs_teacher.sentence()}"
+        st.markdown(f"- {widgets.run_label(run)}{result}")
+    st.caption(f"{len(runs)} pruning run(s) in the store at `{cached_store.root()}`. See them all on Runs & export. "
+               "Brackets: 95 % intervals (Wilson over the test rows; the difference to the teacher paired on the same "
+               "rows, within noise when it contains 0).")
 
 with st.expander("The pages, in order"):
     st.markdown(

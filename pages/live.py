@@ -13,7 +13,7 @@ import streamlit as st
 from core.fusion import read_choice
 from core.models.registry import MODELS
 from core.pruning.config import PruneConfig, strategy_keys
-from core.runs import artifacts
+from core.runs import artifacts, noise
 from core.runs.record import PruneSummary, Run
 from core.signals import SIGNAL_KEYS
 from ui import cached_store as ustore
@@ -158,11 +158,25 @@ def _metrics(steps: pd.DataFrame, view: int, run: Run) -> None:
         return
     teacher = steps.iloc[0]
     now = steps[steps["step"] == view].iloc[-1]
+    found = ustore.prune_intervals(run)
     c = st.columns(4)
-    c[0].metric("Teacher accuracy", f"{teacher.get('test_accuracy', float('nan')):.3f}")
-    delta = now.get("test_accuracy", float("nan")) - teacher.get("test_accuracy", float("nan"))
-    c[1].metric(f"After step {view}" if view else "Before pruning", f"{now.get('test_accuracy', float('nan')):.3f}",
-                f"{delta:+.3f}" if view else None)
+
+    def text(step: int, value: float) -> str:
+        m = found.steps.get(step)
+        return m.text() if m is not None else f"{value:.3f}"
+
+    c[0].metric("Teacher accuracy", text(0, teacher.get("test_accuracy", float("nan"))),
+                help="Test accuracy with its 95 % Wilson interval.")
+    vs = found.vs_teacher.get(view)
+    if vs is not None:
+        delta, color = f"{vs.signed()} vs teacher", "off" if vs.within_noise else "normal"
+    else:
+        delta, color = f"{now.get('test_accuracy', float('nan')) - teacher.get('test_accuracy', float('nan')):+.3f}", \
+            "normal"
+    c[1].metric(f"After step {view}" if view else "Before pruning", text(view, now.get("test_accuracy", float("nan"))),
+                delta if view else None, delta_color=color,
+                help="The change against the teacher on the same test rows, with its paired 95 % interval "
+                     "(bootstrap); **within noise** when it contains 0." if view else None)
     c[2].metric("Layers", f"{int(now['n_layers'])}", f"-{view}" if view else None, delta_color="off")
     if "params_total" in now and teacher.get("params_total"):
         c[3].metric("Parameters", widgets.param_count(now["params_total"]),
@@ -170,8 +184,18 @@ def _metrics(steps: pd.DataFrame, view: int, run: Run) -> None:
     summary = PruneSummary.of(ustore.summary(run))
     after, before = summary.after_kd_accuracy, summary.before_kd_accuracy
     if after is not None and view == int(steps["step"].max()):
-        st.success(f"After distillation from the teacher: test accuracy **{after:.3f}** "
-                   f"(before: {before if before is not None else float('nan'):.3f}).")
+        kd, last = found.after_kd, found.steps.get(found.final_step or view)
+        before_text = last.text() if last is not None else f"{before if before is not None else float('nan'):.3f}"
+        lines = [f"After distillation from the teacher: test accuracy **{kd.text() if kd else f'{after:.3f}'}** "
+                 f"(before: {before_text})."]
+        if found.kd_vs_before is not None:
+            lines.append(f"Distillation: {found.kd_vs_before.sentence()}.")
+        if found.kd_vs_teacher is not None:
+            lines.append(f"Against the teacher: {found.kd_vs_teacher.sentence()}.")
+        st.success("  \n".join(lines))
+    precision = summary.raw.get("precision") or (teacher.get("precision") if "precision" in steps else None)
+    if isinstance(precision, str) and precision:
+        st.caption(f"Ran in **{precision}** (setting: {run.config.get('precision', 'auto')}).")
 
 
 def _teacher_check(run: Run) -> None:
@@ -204,8 +228,9 @@ def _run_block(run: Run, compact: bool) -> None:
     if not compact:
         max_removed = int(run.config.get("layers_to_remove", 0)) or None
         shown = steps[steps["step"] <= view] if not steps.empty else steps
-        widgets.chart(plots.accuracy_curve(shown, run.strategy, max_removed),
+        widgets.chart(plots.accuracy_curve(ustore.prune_intervals(run).with_bounds(shown), run.strategy, max_removed),
                       key=f"curve_{run.id}")
+        st.caption(noise.METHOD_NOTE + " Error bars on the test curve: the same intervals.")
         _details(run, steps, _detail_step(run, view))
 
 
@@ -222,10 +247,11 @@ def panel(ids: list[str]) -> None:
         for run in runs:
             s = ustore.steps(run)
             if not s.empty:
-                frames.append(s.assign(run_id=run.id, strategy=run.strategy))
+                frames.append(ustore.prune_intervals(run).with_bounds(s).assign(run_id=run.id, strategy=run.strategy))
         merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         widgets.chart(plots.curves_by_strategy(merged, title="Side by side: test accuracy vs layers removed"),
                       key="side_curve")
+        st.caption(noise.METHOD_NOTE + " Error bars: the same intervals.")
         cols = st.columns(min(len(runs), 3))
         for i, run in enumerate(runs):
             with cols[i % len(cols)]:

@@ -15,9 +15,9 @@ import streamlit as st
 from core.config import ConfigError, DataConfig
 from core.runs.export import model_zip_bytes
 from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
-from core.merging.verdict import compare_at_budget
+from core.merging.verdict import recovered_stage
 from core.models.registry import MODELS
-from core.runs import artifacts
+from core.runs import artifacts, noise
 from core.runs.record import MergeSummary, Run, RunStatus
 from core.train import DistillConfig
 
@@ -71,7 +71,7 @@ def _merge_config(mode: str, k: int, window: tuple[int, int], selection: str, re
                        auto_k=int(k) if mode == "auto" else None, selection=selection, reference=reference,
                        epochs=float(epochs), distill=bool(distill), kd=DistillConfig(epochs=float(kd_epochs)),
                        data=data, calibration_size=int(calibration), compare_pruning=bool(compare),
-                       seed=int(b["seed"]))
+                       seed=int(b["seed"]), precision=str(b["precision"]))
 
 
 def _start_form() -> None:
@@ -151,17 +151,29 @@ if widgets.query_run_ids() != [run.id]:
 
 
 # ------------------------------------------------------------------------------------------ panel
-def _metrics(summary: MergeSummary, steps: pd.DataFrame) -> None:
+def _cells(comparison: pd.DataFrame | None, column: str = "test accuracy [95 %]") -> dict[tuple[str, str], str]:
+    """(method, stage) -> ``0.894 [0.882, 0.905]``: the comparison table's accuracies with their intervals (or
+    another of its text columns, e.g. ``vs teacher [95 %]``)."""
+    if comparison is None or column not in comparison:
+        return {}
+    return {(r["method"], r["stage"]): r[column] for _, r in comparison.iterrows()}
+
+
+def _metrics(summary: MergeSummary, steps: pd.DataFrame, comparison: pd.DataFrame | None) -> None:
     c = st.columns(4)
     teacher = summary.teacher or (steps.iloc[0].to_dict() if not steps.empty else {})
+    cells = _cells(comparison)
     if teacher.get("test_accuracy") is not None:
-        c[0].metric("Teacher accuracy", f"{teacher['test_accuracy']:.3f}")
+        c[0].metric("Teacher accuracy", cells.get(("teacher", "teacher")) or f"{teacher['test_accuracy']:.3f}")
     final = summary.final
     if final:
         before = summary.before_kd_accuracy
-        c[1].metric("Merged, after recovery", f"{final['test_accuracy']:.3f}",
-                    f"{final['test_accuracy'] - teacher['test_accuracy']:+.3f}",
-                    help=f"After fine-tuning: {before:.3f}" if before is not None else None)
+        stage = recovered_stage(summary) or ("distilled" if summary.after_kd_accuracy is not None else "finetuned")
+        c[1].metric("Merged, after recovery", cells.get(("merge", stage)) or f"{final['test_accuracy']:.3f}",
+                    (_cells(comparison, "vs teacher [95 %]").get(("merge", stage))
+                     or f"{final['test_accuracy'] - teacher['test_accuracy']:+.3f}") + " vs teacher", delta_color="off",
+                    help=f"After fine-tuning: {cells.get(('merge', 'finetuned')) or f'{before:.3f}'}"
+                    if before is not None else None)
     p = summary.params
     if p:
         c[2].metric("Parameters", widgets.param_count(p["after"]), f"{-p['removed_fraction']:+.1%}", delta_color="off")
@@ -169,21 +181,27 @@ def _metrics(summary: MergeSummary, steps: pd.DataFrame) -> None:
                     delta_color="off")
 
 
-def _verdict(summary: MergeSummary) -> None:
+def _verdict(run: Run, summary: MergeSummary, comparison: pd.DataFrame | None) -> None:
     pr, final = summary.pruning, summary.final
     if pr is None or not final:
         return
     side = pr.final
     if "test_accuracy" not in side:
         return
-    verdict = compare_at_budget(final["test_accuracy"], side["test_accuracy"])
+    verdict = ustore.merge_verdict(run)
+    if verdict is None:
+        return
     p_removed = summary.teacher["params_total"] - side["params_total"]
+    stage = recovered_stage(summary)
+    cells = _cells(comparison)
+    merge_text = cells.get(("merge", stage)) or f"{verdict.merge_accuracy:.3f}"
+    prune_text = cells.get(("prune", stage)) or f"{verdict.prune_accuracy:.3f}"
     st.markdown(
         f"**At the same budget:** merging layers {summary.window_label} removes "
         f"{widgets.param_count(summary.params['removed'])} parameters; pruning {pr.depth} whole layer(s) "
         f"({', '.join(f'L{i}' for i in pr.removed_layers)}) removes {widgets.param_count(p_removed)}. "
-        f"After the same recovery, test accuracy is **{verdict.merge_accuracy:.3f}** (merge) vs "
-        f"**{verdict.prune_accuracy:.3f}** (prune): " + verdict.sentence()
+        f"After the same recovery, test accuracy is **{merge_text}** (merge) vs **{prune_text}** (prune): "
+        + verdict.sentence()
         + (f" Pruning also runs faster (latency {pr.latency_ms:.1f} ms vs "
            f"{final['latency_ms']:.1f} ms per batch): merging keeps every layer's compute."
            if pr.raw.get("latency_ms") and pr.latency_ms and final.get("latency_ms") else ""))
@@ -238,7 +256,12 @@ def panel(run_id: str) -> None:
                          "and start it again.", "Cancelled. What it measured before stopping is shown below.")
     steps = ustore.steps(run)
     summary = ustore.merge_summary(run)
-    _metrics(summary, steps)
+    comparison = ustore.step_table(run.id, 1, artifacts.COMPARISON_TABLE)
+    if comparison is not None and not comparison.empty:
+        comparison = noise.comparison_intervals(run.id, comparison, ustore.outcomes, ustore.test_size(run))
+    _metrics(summary, steps, comparison)
+    if summary.raw.get("precision"):
+        st.caption(f"Ran in **{summary.raw['precision']}** (setting: {run.config.get('precision', 'auto')}).")
     choice = ustore.choice(run.id, 1)
     window = [int(i) for i in (choice or {}).get("window") or []]
 
@@ -263,13 +286,14 @@ def panel(run_id: str) -> None:
         else:
             st.caption("A fixed window: chosen by hand, shown with its mean CKA.")
 
-    comparison = ustore.step_table(run.id, 1, artifacts.COMPARISON_TABLE)
     st.subheader("Prune vs merge at the same budget")
     widgets.chart(merge_plots.prune_vs_merge(comparison), key=f"merge_cmp_{run.id}")
-    _verdict(summary)
+    _verdict(run, summary, comparison)
+    st.caption(noise.METHOD_NOTE + " Error bars: the same intervals.")
     if comparison is not None and not comparison.empty:
         with st.expander("Comparison table"):
-            st.dataframe(comparison, hide_index=True,
+            shown = comparison.drop(columns=[c for c in ("test_low", "test_high") if c in comparison])
+            st.dataframe(shown, hide_index=True,
                          column_config={c: st.column_config.NumberColumn(format="%.4f")
                                         for c in ("val_accuracy", "test_accuracy", "test_macro_f1")})
     alignment = ustore.step_table(run.id, 1, artifacts.ALIGNMENT_TABLE)

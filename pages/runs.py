@@ -18,6 +18,7 @@ from core.deploy.onnx_export import PARITY_FILE, offered_onnx
 from core.jobs.deploy import deploy_job, start_deploy
 from core.runs.export import model_zip_bytes
 from core.runs.record import PruneSummary, Run, RunStatus
+from core.runs import noise
 from core.runs.report import run_report
 
 from ui import cached_store as ustore
@@ -56,6 +57,7 @@ shown = [r for r in runs if r.status in pick_status and r.kind in pick_kind
 
 def _row(run: Run) -> dict[str, Any]:
     summary = ustore.run_summary(run)
+    found = ustore.final_intervals(run)
     took = run.seconds
     return {"run": run.id, "status": str(run.status),
             "strategy": theme.strategy_label(run.strategy) if run.kind == "prune" else run.strategy,
@@ -63,16 +65,26 @@ def _row(run: Run) -> dict[str, Any]:
             "model": run.model, "dataset": state.dataset_label(run.dataset),
             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at)),
             "minutes": round(took / 60, 1) if took else None,
-            "teacher acc": summary.teacher_accuracy, "final acc": summary.final_accuracy,
+            "teacher acc": found.teacher.text() if found.teacher else _bare(summary.teacher_accuracy),
+            "final acc": found.final.text() if found.final else _bare(summary.final_accuracy),
+            "final − teacher": found.vs_teacher.signed() if found.vs_teacher else "",
+            "precision": summary.raw.get("precision") or "",
             "layers left": summary.final_layers if isinstance(summary, PruneSummary) else None,
             "weak teacher": "⚠ pruned anyway" if summary.weak_teacher else "",
             "error": run.error or ""}
 
 
+def _bare(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
 st.dataframe(pd.DataFrame([_row(r) for r in shown]), hide_index=True,
-             column_config={"teacher acc": st.column_config.NumberColumn(format="%.3f"),
-                            "final acc": st.column_config.NumberColumn(format="%.3f")})
-st.caption(f"{len(shown)} of {len(runs)} run(s) shown.")
+             column_config={"final − teacher": st.column_config.TextColumn(
+                 help="Final model minus its teacher on the same test rows, paired 95 % interval; within noise "
+                      "when it contains 0"),
+                 "precision": st.column_config.TextColumn(help="The precision the run ran in (resolved from its "
+                                                               "setting; empty for runs from before the setting)")})
+st.caption(f"{len(shown)} of {len(runs)} run(s) shown. " + noise.METHOD_NOTE)
 
 by_id = {r.id: r for r in runs}
 left, right = st.columns(2, gap="large")

@@ -18,6 +18,7 @@ from core.data.registry import DATASETS
 from core.jobs.cancel import cancel_study
 from core.jobs.studies import start_study_job, watch_study
 from core.pruning.config import strategy_keys
+from core.runs import noise
 from core.runs.record import ACTIVE
 from core.studies import records
 from core.studies.config import StudyConfig
@@ -90,13 +91,14 @@ def _start_form() -> None:
         cfg = StudyConfig(name=name or "study", models=(model,), datasets=tuple(datasets),
                           strategies=tuple(strategies), seeds=tuple(int(s) for s in seeds),
                           layers_to_remove=int(layers), step_epochs=float(epochs), distill=bool(distill),
-                          kd_epochs=float(kd_epochs), calibration_size=int(b["calibration_size"]), data=data)
+                          kd_epochs=float(kd_epochs), calibration_size=int(b["calibration_size"]), data=data,
+                          precision=str(b["precision"]))
     except ConfigError as exc:
         cfg, problem = None, str(exc)
     else:
         problem = None
     st.caption(f"Model **{state.model_label(model)}** (change it in the sidebar); validation {b['val_cap']:,} rows, "
-               f"test {b['test_cap']:,} rows, length {b['max_length']} (Setup page).")
+               f"test {b['test_cap']:,} rows, length {b['max_length']}, precision {b['precision']} (Setup page).")
     if cfg is not None:
         target = cfg.prune_config(model, cfg.datasets[0], cfg.strategies[0], cfg.seeds[0]).to_dict()
         est = study_view.estimate(cached_store.runs(kind="prune"), model, cfg.n_cells, target)
@@ -184,9 +186,21 @@ def panel(study_id: str, polling: bool) -> None:
     m[3].metric("Failed or stopped", c["failed"])
     st.progress(study_view.fraction_done(c), text=f"{c['done']} of {c['total']} cells finished")
     rows = study_view.cell_rows(cells, state.dataset_label)
+    finals = {}
+    for run_id in cells.loc[cells["status"] == "done", "run_id"].dropna() if not cells.empty else []:
+        run = cached_store.get_run(run_id)
+        if run is not None:
+            finals[run_id] = cached_store.final_intervals(run)
+    rows = study_view.with_results(rows, finals)
     st.dataframe(study_view.styled(rows), hide_index=True, key="study_cells",
                  column_config={"step": st.column_config.NumberColumn("step", format="%d"),
                                 "run": st.column_config.TextColumn("run id")})
+    seeds = study_view.over_seeds_table(cells, finals, state.dataset_label)
+    if not seeds.empty:
+        st.dataframe(seeds, hide_index=True, key="study_seeds")
+    st.caption("Final accuracy: after distillation when it ran. " + noise.METHOD_NOTE + " Over seeds: the mean "
+               "with a Student-t 95 % interval and the spread (sd) of the seeds. Which strategy is ahead, with "
+               "paired intervals: the Compare page (pick this study there).")
     if _active(study) != polling:
         st.rerun()  # switch the whole page between polling and the finished view (Resume, finish, cancel)
 

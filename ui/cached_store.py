@@ -22,8 +22,9 @@ import pandas as pd
 import streamlit as st
 
 from core.jobs.runner import Runner
+from core.merging.verdict import BudgetVerdict, budget_verdict
 from core.paths import store_dir
-from core.runs import artifacts
+from core.runs import artifacts, noise
 from core.runs.record import MergeSummary, PruneSummary, Run, summary_of
 from core.runs.store import RunStore
 
@@ -65,6 +66,10 @@ def clear() -> None:
     _csv_file.clear()
     _all_steps.clear()
     _profiles.clear()
+    _test_size.clear()
+    _prune_intervals.clear()
+    _merge_verdict.clear()
+    _final_intervals.clear()
 
 
 # ---------------------------------------------------------------------------------------- runs
@@ -128,7 +133,8 @@ def _mtime(path: Path) -> int | None:
 
 @st.cache_data(show_spinner=False, max_entries=1024)
 def _csv_file(path: str, mtime: int) -> pd.DataFrame:
-    return pd.read_csv(path)
+    """A stored table: CSV, or Parquet (per-example outcomes, ``steps/<k>/outcomes/<e>.parquet``)."""
+    return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
@@ -137,8 +143,8 @@ def _json_file(path: str, mtime: int) -> Any:
 
 
 def table(run_id: str, relpath: str) -> pd.DataFrame | None:
-    """A CSV artifact of a run (``artifacts.step_table(3, artifacts.SIGNALS_TABLE)``), or None while it does
-    not exist."""
+    """A table artifact of a run, CSV or Parquet (``artifacts.step_table(3, artifacts.SIGNALS_TABLE)``,
+    ``artifacts.step_outcomes(0, "test")``), or None while it does not exist."""
     path = store().run_dir(run_id) / relpath
     mtime = _mtime(path)
     return None if mtime is None else _csv_file(str(path), mtime).copy()
@@ -164,6 +170,65 @@ def choice(run_id: str, step: int) -> dict[str, Any]:
 def step_table(run_id: str, step: int, table_name: str) -> pd.DataFrame | None:
     """A per-step table (``artifacts.SIGNALS_TABLE``, ``ORACLE_TABLE``, ...), or None while it does not exist."""
     return table(run_id, artifacts.step_table(step, table_name))
+
+
+def outcomes(run_id: str, step: int, evaluation: str) -> pd.DataFrame | None:
+    """Per-example outcomes of one evaluation (``artifacts.TEST_OUTCOMES``, ``comparison_outcomes(...)``) at
+    ``step``, or None when the run did not keep them (runs stored before issue 21): a
+    :data:`core.runs.noise.Reader`."""
+    return table(run_id, artifacts.step_outcomes(step, evaluation))
+
+
+def test_size(run: Run) -> int | None:
+    """The run's test split size (from its teacher-guard event; for intervals of runs without outcomes)."""
+    return _test_size(root(), run.id, version(run) if run.active else "final")
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _test_size(path: str, run_id: str, token: str) -> int | None:
+    return noise.test_size(_store(path).events(run_id))
+
+
+def prune_intervals(run: Run) -> noise.PruneIntervals:
+    """Every test accuracy of a pruning run with its interval (:func:`core.runs.noise.prune_intervals`), computed
+    once per change of the run (the paired bootstraps take tens of milliseconds each)."""
+    return _prune_intervals(root(), run.id, version(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _prune_intervals(path: str, run_id: str, token: str) -> noise.PruneIntervals:
+    run = _store(path).get_run(run_id)
+    if run is None:
+        return noise.PruneIntervals({}, {})
+    return noise.prune_intervals(run_id, _store(path).steps(run_id), summary(run), outcomes, test_size(run))
+
+
+def final_intervals(run: Run) -> noise.FinalIntervals:
+    """A run's teacher and final model with their intervals and the difference (pruning or merge run)."""
+    return _final_intervals(root(), run.id, version(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _final_intervals(path: str, run_id: str, token: str) -> noise.FinalIntervals:
+    run = _store(path).get_run(run_id)
+    if run is None:
+        return noise.FinalIntervals(None, None, None)
+    if run.kind == "merge":
+        return noise.merge_final(run_id, summary(run), outcomes, test_size(run))
+    return _prune_intervals(path, run_id, token).final_intervals()
+
+
+def merge_verdict(run: Run) -> BudgetVerdict | None:
+    """A merge run's prune-vs-merge verdict with its paired interval (:func:`core.merging.verdict.budget_verdict`)."""
+    return _merge_verdict(root(), run.id, version(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _merge_verdict(path: str, run_id: str, token: str) -> BudgetVerdict | None:
+    run = _store(path).get_run(run_id)
+    if run is None:
+        return None
+    return budget_verdict(merge_summary(run), lambda step, e: outcomes(run_id, step, e), test_size(run))
 
 
 def summary(run: Run) -> dict[str, Any]:

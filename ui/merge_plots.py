@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from . import theme
-from .plots import accuracy_axis, apply_layout, empty_figure
+from .plots import accuracy_axis, apply_layout, empty_figure, error_bars
 
 METHOD_COLORS: dict[str, str] = {"merge": "#00838F", "prune": theme.FIXED_STRATEGY_COLORS["oracle"],
                                  "teacher": theme.PRIMARY}
@@ -97,6 +97,7 @@ def prune_vs_merge(comparison: pd.DataFrame, title: str | None = "Accuracy vs pa
                         symbol=[STAGE_SYMBOLS.get(s, "circle") for s in path["stage"]],
                         color=METHOD_COLORS[method], line=dict(color=METHOD_COLORS[method], width=2)),
             text=[STAGE_LABELS.get(s, s) for s in path["stage"]],
+            error_y=error_bars(path, "test_accuracy", "test_low", "test_high", METHOD_COLORS[method]),
             customdata=np.stack([path["n_layers"], path["unique_ffns"], path["params_total"] / 1e6], axis=-1),
             hovertemplate="%{text}<br>%{x:.2f} M removed (%{customdata[2]:.2f} M left)<br>test accuracy %{y:.3f}"
                           "<br>%{customdata[0]} layers, %{customdata[1]} unique FFNs<extra>" +
@@ -107,7 +108,8 @@ def prune_vs_merge(comparison: pd.DataFrame, title: str | None = "Accuracy vs pa
                                      marker=dict(size=12, symbol=STAGE_SYMBOLS[stage], color="#6B7280",
                                                  line=dict(color="#6B7280", width=2))))
     fig.update_xaxes(title="parameters removed (millions)", rangemode="tozero")
-    accuracy_axis(fig, comparison["test_accuracy"])
+    bounds = [c for c in ("test_accuracy", "test_low", "test_high") if c in comparison]
+    accuracy_axis(fig, comparison[bounds].to_numpy())
     return apply_layout(fig, title, height=440, legend=dict(orientation="h", y=-0.2, x=0))
 
 

@@ -35,6 +35,19 @@ def accuracy_axis(fig: go.Figure, values: Any, title: str = "test accuracy", row
     fig.update_yaxes(title=title, range=[max(0.0, lo - pad), min(1.0, hi) + pad])
 
 
+def error_bars(frame: pd.DataFrame, y: str, low: str, high: str, color: str | None = None) -> dict[str, Any] | None:
+    """Plotly ``error_y`` for the points of ``frame``: asymmetric bars from ``low``/``high`` (an interval per
+    point, computed by ``core.stats``); None when the frame has no interval columns or none is known."""
+    if low not in frame or high not in frame:
+        return None
+    lo, hi, v = (pd.to_numeric(frame[c], errors="coerce") for c in (low, high, y))
+    if not (lo.notna() | hi.notna()).any():
+        return None
+    return dict(type="data", symmetric=False, array=(hi - v).clip(lower=0).fillna(0).tolist(),
+                arrayminus=(v - lo).clip(lower=0).fillna(0).tolist(), thickness=1.5, width=4,
+                **({"color": color} if color else {}))
+
+
 def empty_figure(message: str, height: int = 300) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, font=dict(size=theme.FONT_SIZE + 1, color="#6B7280"),
@@ -58,7 +71,10 @@ def accuracy_curve(steps: pd.DataFrame, strategy: str, max_removed: int | None =
     if "test_accuracy" in steps:
         fig.add_trace(go.Scatter(x=x, y=steps["test_accuracy"], mode="lines+markers", name="after fine-tuning (test)",
                                  line=dict(color=color, width=4), marker=dict(size=11),
-                                 hovertemplate="%{x} removed<br>test accuracy %{y:.3f}<extra></extra>"))
+                                 error_y=error_bars(steps, "test_accuracy", "test_low", "test_high", color),
+                                 customdata=steps["test_ci"] if "test_ci" in steps else None,
+                                 hovertemplate="%{x} removed<br>test accuracy "
+                                 + ("%{customdata}" if "test_ci" in steps else "%{y:.3f}") + "<extra></extra>"))
     pruned = steps[steps["step"] > 0]
     if "oracle_best_accuracy" in pruned and pruned["oracle_best_accuracy"].notna().any():
         fig.add_trace(go.Scatter(x=pruned["step"], y=pruned["oracle_best_accuracy"], mode="lines+markers",
@@ -74,7 +90,8 @@ def accuracy_curve(steps: pd.DataFrame, strategy: str, max_removed: int | None =
                                  hovertemplate="step %{x}<br>chosen removal: val %{y:.3f}<extra></extra>"))
     top = int(max_removed if max_removed is not None else max(int(x.max()), 1))
     fig.update_xaxes(title="layers removed", range=[-0.3, top + 0.3], dtick=1)
-    cols = [c for c in ("test_accuracy", "oracle_best_accuracy", "chosen_oracle_accuracy") if c in steps]
+    cols = [c for c in ("test_accuracy", "oracle_best_accuracy", "chosen_oracle_accuracy", "test_low", "test_high")
+            if c in steps]
     accuracy_axis(fig, steps[cols].to_numpy(), "accuracy")
     return apply_layout(fig, title, height=400, legend=dict(orientation="h", y=-0.25, x=0))
 
@@ -92,12 +109,15 @@ def curves_by_strategy(frame: pd.DataFrame, y: str = "test_accuracy", title: str
             x=g["step"], y=g[y], mode="lines+markers", name=theme.strategy_label(strategy),
             legendgroup=strategy, showlegend=strategy not in shown,
             line=dict(color=theme.strategy_color(strategy), dash=theme.strategy_dash(strategy), width=3),
+            error_y=error_bars(g, y, "test_low", "test_high", theme.strategy_color(strategy))
+            if y == "test_accuracy" else None,
             marker=dict(size=8), customdata=np.stack([g["n_layers"]], axis=-1) if "n_layers" in g else None,
             hovertemplate=f"{theme.strategy_label(strategy)}<br>%{{x}} removed<br>{y} %{{y:.3f}}"
                           f"<extra>{run_id[-6:]}</extra>"))
         shown.add(strategy)
     fig.update_xaxes(title="layers removed", dtick=1)
-    accuracy_axis(fig, frame[y], y.replace("_", " "))
+    bars = [c for c in ("test_low", "test_high") if c in frame and y == "test_accuracy"]
+    accuracy_axis(fig, frame[[y, *bars]].to_numpy(), y.replace("_", " "))
     return apply_layout(fig, title, height=420)
 
 
@@ -324,6 +344,7 @@ def kd_bars(frame: pd.DataFrame, title: str = "Before and after distillation") -
                for s, d, r in zip(g["strategy"], g["dataset"], g["run_id"])],
             y=g["accuracy"], name=when, marker_color=[theme.strategy_color(s) for s in g["strategy"]],
             marker_pattern_shape=pattern, opacity=0.55 if when == "before KD" else 1.0,
+            error_y=error_bars(g, "accuracy", "low", "high", "#374151"),
             text=[f"{a:.3f}" for a in g["accuracy"]], textposition="outside",
             hovertemplate=f"{when}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(barmode="group")

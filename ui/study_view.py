@@ -54,6 +54,41 @@ def cell_rows(cells: pd.DataFrame, dataset_label: Any = str) -> pd.DataFrame:
                          "run": frame["run_id"].fillna("").to_numpy()})
 
 
+def with_results(rows: pd.DataFrame, finals: Mapping[str, Any]) -> pd.DataFrame:
+    """The cell table with each finished cell's final test accuracy and its difference to the teacher, both with
+    their 95 % intervals (``finals``: run id -> :class:`core.runs.noise.FinalIntervals`)."""
+    acc, vs = [], []
+    for run_id in rows["run"] if "run" in rows else []:
+        f = finals.get(run_id)
+        acc.append(f.final.text() if f is not None and f.final is not None else "")
+        vs.append(f.vs_teacher.signed() if f is not None and f.vs_teacher is not None else "")
+    out = rows.copy()
+    at = list(out.columns).index("message") if "message" in out.columns else len(out.columns)
+    out.insert(at, "final acc [95 %]", acc)
+    out.insert(at + 1, "final − teacher", vs)
+    return out
+
+
+def over_seeds_table(cells: pd.DataFrame, finals: Mapping[str, Any], dataset_label: Any = str) -> pd.DataFrame:
+    """Per dataset and strategy, the final test accuracy over the finished seeds: the mean with its t interval
+    and spread (``core.stats.over_seeds``), or the one seed's Wilson interval."""
+    from core.stats import over_seeds
+
+    rows = []
+    done = cells[(cells["status"] == "done") & cells["run_id"].notna()] if not cells.empty else cells
+    for (dataset, strategy), g in done.groupby(["dataset", "strategy"], sort=True):
+        found = [finals[r] for r in g["run_id"] if r in finals and finals[r].final is not None]
+        if not found:
+            continue
+        if len(found) == 1:
+            text = f"{found[0].final.text()} (1 seed)"
+        else:
+            text = str(over_seeds([f.final.accuracy for f in found]))
+        rows.append({"dataset": dataset_label(dataset), "strategy": theme.strategy_label(strategy),
+                     "seeds": len(found), "final acc over seeds [95 %]": text})
+    return pd.DataFrame(rows, columns=["dataset", "strategy", "seeds", "final acc over seeds [95 %]"])
+
+
 def status_style(value: Any) -> str:
     """CSS for one cell of the status column (pandas ``Styler.map``)."""
     color = STATUS_COLORS.get(str(value))

@@ -18,6 +18,7 @@ from core.runs.record import PruneSummary, Run
 
 if TYPE_CHECKING:
     from core.fusion import FusionChoice
+    from core.runs.noise import PruneIntervals
 
 ORACLE_COL = "oracle_accuracy"
 
@@ -145,18 +146,24 @@ def compare_points(steps: pd.DataFrame, runs: Sequence[Run],
                                        "n_layers", "accuracy", "params", "latency_ms"])
 
 
-def kd_frame(runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Test accuracy before and after distillation per finished run (long format for grouped bars)."""
+def kd_frame(runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]],
+             intervals: Mapping[str, "PruneIntervals"] | None = None) -> pd.DataFrame:
+    """Test accuracy before and after distillation per finished run (long format for grouped bars), with each
+    one's interval (``low``, ``high``; NaN when unknown) from ``intervals`` (run id -> its intervals)."""
     rows = []
     for run in runs:
         summary = PruneSummary.of(summaries.get(run.id))
         before, after = summary.before_kd_accuracy, summary.after_kd_accuracy
         if before is None or after is None:
             continue
-        for when, value in (("before KD", before), ("after KD", after)):
+        found = (intervals or {}).get(run.id)
+        last = found.steps.get(found.final_step) if found is not None and found.final_step is not None else None
+        for when, value, m in (("before KD", before, last), ("after KD", after, found.after_kd if found else None)):
+            i = m.interval if m is not None else None
             rows.append({"run_id": run.id, "strategy": run.strategy, "dataset": run.dataset,
-                         "when": when, "accuracy": value})
-    return pd.DataFrame(rows, columns=["run_id", "strategy", "dataset", "when", "accuracy"])
+                         "when": when, "accuracy": value, "low": i.low if i else np.nan,
+                         "high": i.high if i else np.nan})
+    return pd.DataFrame(rows, columns=["run_id", "strategy", "dataset", "when", "accuracy", "low", "high"])
 
 
 @dataclass(frozen=True)
