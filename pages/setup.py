@@ -12,11 +12,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError, DataConfig
+from core.config import PRECISIONS, ConfigError, DataConfig
 from core.data.lengths import LENGTH_SAMPLE, token_lengths, truncated_share, word_lengths
 from core.data.registry import describe_datasets
 from core.models.card import ModelCard, model_card
 from core.models.registry import MODELS
+from core.precision import describe
 from core.pruning.config import PruneConfig
 from core.train import DistillConfig
 from ui import bounds, cached_store, plots, router, state, widgets
@@ -366,6 +367,10 @@ def _budgets_section() -> None:
                                                   b["kd_epochs"], 0.5)
         values["accuracy_floor"] = bounds.number_input(c[2], state.BUDGET_HELP["accuracy_floor"],
                                                        PruneConfig.BOUNDS["accuracy_floor"], b["accuracy_floor"], 0.05)
+        values["precision"] = c[3].selectbox(state.BUDGET_HELP["precision"], list(PRECISIONS),
+                                             index=list(PRECISIONS).index(b["precision"]), key="setup_precision",
+                                             help="auto (our default) is bf16 mixed precision where the CPU has "
+                                                  "bf16 units, else fp32. Here: " + describe(b["precision"]) + ".")
         c1, c2 = st.columns([1, 5])
         apply = c1.form_submit_button("Apply", type="primary")
         reset = c2.form_submit_button("Reset to the engine's defaults")
@@ -380,6 +385,8 @@ def _budgets_section() -> None:
     if reset:
         state.set_budgets(state.default_budgets())
         st.rerun()
+    st.caption(f"New runs: {describe(state.budgets()['precision'])}. bf16 trains and evaluates with bf16 matrix "
+               "products (weights stay fp32); each run records the precision it ran in.")
     st.caption("Knowledge distillation uses temperature and weight *our defaults* (the paper does not publish "
                "its values); the teacher is fine-tuned once per model, dataset and budget and then cached.")
 

@@ -39,6 +39,7 @@ BUDGET_HELP = {
     "kd_epochs": "Distillation epochs",
     "accuracy_floor": "Stop early when validation accuracy falls below (0 = never)",
     "seed": "Random seed (splits, training, random baseline)",
+    "precision": "Precision of training and evaluation",
 }
 
 
@@ -64,7 +65,8 @@ def default_budgets() -> dict[str, Any]:
             "truncation": data.truncation, "layers_to_remove": fields["layers_to_remove"],
             "step_epochs": float(fields["step_epochs"]), "calibration_size": fields["calibration_size"],
             "distill": bool(fields["distill"]), "kd_epochs": float(kd.epochs),
-            "accuracy_floor": float(fields["accuracy_floor"]), "seed": fields["seed"]}
+            "accuracy_floor": float(fields["accuracy_floor"]), "seed": fields["seed"],
+            "precision": str(fields["precision"])}
 
 
 def init() -> None:
@@ -191,7 +193,7 @@ def sidebar() -> None:
         b = budgets()
         st.caption(f"Budget: {b['train_cap']:,} train rows · length {length_label(b, dataset())} · remove "
                    f"{b['layers_to_remove']} layers · {b['step_epochs']:g} epoch(s)/step"
-                   + (" · then KD" if b["distill"] else ""))
+                   + (" · then KD" if b["distill"] else "") + f" · precision {b['precision']}")
 
 
 #: the choices of the ``length_mode`` budget
@@ -242,5 +244,5 @@ def prune_config(strategy: str, model_key: str | None = None, dataset_key: str |
     cfg = PruneConfig(model=model_key or model(), dataset=dataset_key or dataset(), strategy=strategy,
                       layers_to_remove=int(b["layers_to_remove"]), step_epochs=float(b["step_epochs"]),
                       calibration_size=int(b["calibration_size"]), distill=bool(b["distill"]), kd=kd, data=data,
-                      accuracy_floor=float(b["accuracy_floor"]), seed=int(b["seed"]))
+                      accuracy_floor=float(b["accuracy_floor"]), seed=int(b["seed"]), precision=str(b["precision"]))
     return cfg.to_dict()
