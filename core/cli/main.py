@@ -138,10 +138,28 @@ def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str):
 
 
 def _print_steps(store, run_id: str) -> str:
+    """The steps table, the test accuracy with its 95 % interval (``core.runs.noise``) and its difference to the
+    teacher on the same test rows."""
+    from core.runs.report import run_intervals
+
     steps = store.steps(run_id)
-    cols = [c for c in ("step", "n_layers", "removed", "val_accuracy", "test_accuracy", "test_macro_f1",
-                        "params_total", "latency_ms", "oracle_best", "ratio") if c in steps.columns]
-    return steps[cols].to_string(index=False) if not steps.empty else "(no steps)"
+    if steps.empty:
+        return "(no steps)"
+    found = run_intervals(store, run_id)
+    steps = found.with_bounds(steps)
+    steps["test_accuracy [95 %]"] = steps["test_ci"]
+    steps["vs teacher [95 %]"] = [found.vs_teacher[k].signed() if k in found.vs_teacher else ""
+                                  for k in steps["step"]]
+    cols = [c for c in ("step", "n_layers", "removed", "val_accuracy", "test_accuracy [95 %]", "vs teacher [95 %]",
+                        "test_macro_f1", "params_total", "latency_ms", "oracle_best", "ratio") if c in steps.columns]
+    return steps[cols].to_string(index=False) + "\n" + _interval_note(found.paired)
+
+
+def _interval_note(paired: bool) -> str:
+    return ("95 % intervals: Wilson over the test rows; differences paired on the same rows (bootstrap), within "
+            "noise when they contain 0" if paired else
+            "95 % intervals: Wilson from the accuracy and the test size (this run kept no per-example outcomes: "
+            "differences unpaired)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -167,8 +185,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.get("weak_teacher") or run.weak_teacher:
         text += "\nflagged weak_teacher: the teacher did not beat the majority-class baseline (--prune-anyway)"
     if summary.get("after_kd"):
-        text += (f"\nafter KD: test accuracy {summary['after_kd']['test_accuracy']:.4f} "
-                 f"(before {summary['before_kd']['test_accuracy']:.4f})")
+        from core.runs.report import run_intervals
+
+        found = run_intervals(store, run_id)
+        last = found.steps.get(found.final_step) if found.final_step is not None else None
+        kd = found.after_kd
+        text += (f"\nafter KD: test accuracy {kd.text() if kd else format(summary['after_kd']['test_accuracy'], '.4f')} "
+                 f"(before {last.text() if last else format(summary['before_kd']['test_accuracy'], '.4f')})"
+                 + "".join(f"\n  {c.sentence()}" for c in (found.kd_vs_before, found.kd_vs_teacher) if c))
     if summary.get("timings_s"):
         text += "\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items())
     _emit(args, payload, text)
@@ -204,9 +228,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
     table.to_json(out / "compare.json", orient="records", indent=1)
+    from core.runs.report import rankings, with_intervals
+
+    shown = with_intervals(store, table)
+    ranks = rankings(store, ids)
     _emit(args, table.to_dict(orient="records"),
-          table.drop(columns=["run_id"]).to_string(index=False, float_format=lambda v: f"{v:.4f}") +
-          f"\nwritten {out / 'compare.csv'} and {out / 'compare.json'}")
+          shown.drop(columns=["run_id"]).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+          + "".join(f"\n{r.dataset}: {r.sentence().replace('**', '')}" for r in ranks)
+          + "\n" + _interval_note(True) + f"\nwritten {out / 'compare.csv'} and {out / 'compare.json'}")
     return 0
 
 

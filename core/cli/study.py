@@ -137,8 +137,27 @@ def _print_status(store: Any, study: Any, as_json: bool) -> int:
         print(f"study {study.id} ({study.name}): {study.status}; " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         if study.error:
             print(f"  {study.error}")
-        print(table.drop(columns=["cell_id", "message"]).to_string(index=False))
+        print(_with_results(store, table).drop(columns=["cell_id", "message"]).to_string(index=False))
+        if (table["status"] == "done").any():
+            print("final: after distillation when it ran; 95 % intervals (Wilson over the test rows; the difference to "
+                  "the teacher paired on the same rows, 'within noise' when it contains 0; 'unpaired' for runs "
+                  "without per-example outcomes)")
     return 0 if study.status in ("done", "running", "queued") else 1
+
+
+def _with_results(store: Any, table: Any) -> Any:
+    """The cell table with each finished cell's final test accuracy and its difference to the teacher, with
+    their 95 % intervals (``core.runs.report.run_intervals``)."""
+    from core.runs.report import run_intervals
+
+    acc, vs = [], []
+    for status, run_id in zip(table["status"], table["run_id"]):
+        found = run_intervals(store, run_id) if status == "done" and run_id else None
+        final = found.final if found is not None else None
+        acc.append(final.text() if final is not None else "")
+        c = found.final_vs_teacher if found is not None else None
+        vs.append(c.signed() if c is not None else "")
+    return table.assign(**{"final acc [95 %]": acc, "final - teacher [95 %]": vs})
 
 
 def cmd_status(args: argparse.Namespace) -> int:
