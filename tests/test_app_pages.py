@@ -13,6 +13,7 @@ import base64
 import colorsys
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from core.pruning.config import PruneConfig
 from core.runs import artifacts
 from core.jobs.execute import execute_run
 from core.runs.store import RunStore
+from core.stats import accuracy_of, paired_accuracy_of
 from core.train import DistillConfig
 from ui.state import TINY_DEMO
 
@@ -37,6 +39,8 @@ TINY_DATA = {"train_cap": TINY_DEMO["train_cap"], "val_cap": TINY_DEMO["val_cap"
 TINY_BUDGETS = {**TINY_DATA, "layers_to_remove": 2, "step_epochs": 0.5, "calibration_size": 32, "distill": True,
                 "kd_epochs": 1.0, "accuracy_floor": 0.0}
 RUN_TIMEOUT_S = 240
+#: an accuracy with its 95 % interval as the pages print it: ``0.894 [0.882, 0.905]``
+INTERVAL = re.compile(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]")
 
 
 def tiny_config(strategy: str, layers: int = 2) -> dict:
@@ -125,6 +129,8 @@ def test_home_invites_a_first_run_and_lists_runs(store_env):
     shown = texts(at)
     assert "Layer-pruning explorer" in shown
     assert all(run_id[-6:] in shown for run_id in ids.values())
+    recent = [m.value for m in at.markdown if ids["rf_fusion"][-6:] in m.value][0]
+    assert "final test accuracy" in recent and INTERVAL.search(recent) and "teacher" in recent
 
 
 def test_home_empty_store_explains_the_next_step(tmp_path, monkeypatch):
@@ -158,6 +164,21 @@ def test_setup_hub_model_offline_is_an_error_naming_the_offline_models(store_env
     at.radio(key="setup_model").set_value("tiny-bert").run()
     assert_clean(at)
     assert {m.label: m.value for m in at.metric}["Layers"] == "12"
+
+
+def test_setup_precision_selector_defaults_to_auto_and_says_what_it_resolves_to(store_env):
+    from core.precision import describe
+
+    at = page("setup").run()
+    assert_clean(at)
+    sel = at.selectbox(key="setup_precision")
+    assert sel.value == "auto" and sel.options == ["auto", "fp32", "bf16"]
+    assert describe("auto") in texts(at)
+    sel.set_value("fp32")
+    next(b for b in at.get("form_submit_button") if b.label == "Apply").click().run()
+    assert_clean(at)
+    assert at.session_state["budgets"]["precision"] == "fp32"
+    assert describe("fp32") in texts(at)
 
 
 def test_setup_budgets_apply_and_reset(store_env):
@@ -206,6 +227,21 @@ def test_live_attaches_from_the_url_and_replays(store_env):
     assert any(t.startswith("Signals at step 2") for t in chart_titles(at))
     curve = next(c for c in charts(at) if c["layout"]["title"]["text"] == "Accuracy as layers are removed")
     assert len(array(curve["data"][0]["x"])) == 3  # teacher + 2 steps
+    # every accuracy with its 95 % interval, the change against the teacher paired, the precision that ran
+    store = RunStore(store_env[0])
+    teacher = accuracy_of(store.read_outcomes(ids["rf_fusion"], 0, artifacts.TEST_OUTCOMES))
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Teacher accuracy"].value == str(teacher) and INTERVAL.fullmatch(metrics["After step 2"].value)
+    step2 = store.read_outcomes(ids["rf_fusion"], 2, artifacts.TEST_OUTCOMES)
+    diff = paired_accuracy_of(step2, store.read_outcomes(ids["rf_fusion"], 0, artifacts.TEST_OUTCOMES)).interval
+    delta = metrics["After step 2"].delta
+    assert delta.startswith(f"{diff.estimate:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]")
+    assert ("within noise" in delta) == diff.contains(0.0)
+    assert "95% intervals" in shown and "paired bootstrap" in shown
+    assert f"Ran in **{store.steps(ids['rf_fusion']).iloc[0]['precision']}**" in shown
+    bars = curve["data"][0]["error_y"]
+    assert len(array(bars["array"])) == 3 and array(bars["arrayminus"])[0] == pytest.approx(
+        teacher.estimate - teacher.low)
     replay = at.slider(key=f"replay_{ids['rf_fusion']}")
     replay.set_value(1).run()
     assert_clean(at)
@@ -302,6 +338,15 @@ def test_compare_table_curves_kd_and_pareto(store_env):
     table = at.dataframe[0].value
     assert set(table["run_id"]) == set(ids.values())
     assert {"teacher", "best", "after_kd", "ratio"} <= set(table.columns)
+    assert all(INTERVAL.fullmatch(v) for v in [*table["teacher"], *table["best"], *table["after_kd"]])
+    # the rank order says by how much, with the paired interval, and "within noise" where it holds 0
+    ranking = next(m.value for m in at.markdown if "highest (" in m.value)
+    assert "At 10 layers" in ranking and "(paired)" in ranking
+    assert "within noise" in ranking or "ahead by" in ranking
+    shown = texts(at)
+    assert "95% intervals" in shown
+    kd = next(c for c in charts(at) if c["layout"]["title"]["text"] == "Before and after distillation")
+    assert all("error_y" in t for t in kd["data"])
     titles = chart_titles(at)
     assert "Before and after distillation" in titles
     assert "Accuracy vs parameters" in titles and "Accuracy vs measured latency" not in titles
@@ -323,6 +368,11 @@ def test_runs_page_lists_exports_and_deletes(store_env):
     assert_clean(at)
     listed = at.dataframe[0].value
     assert set(ids.values()) | {doomed} <= set(listed["run"])
+    done = listed[listed["run"].isin(ids.values())]
+    assert all(INTERVAL.fullmatch(v) for v in [*done["teacher acc"], *done["final acc"]])
+    assert all(re.fullmatch(r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]( within noise)?", v)
+               for v in done["final − teacher"])
+    assert set(done["precision"]) <= {"fp32", "bf16"} and "95% intervals" in texts(at)
     at.selectbox(key="runs_export").set_value(ids["rf_fusion"]).run()
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Report (JSON)", "Steps (CSV)", "Pruned model (zip)"]
@@ -388,7 +438,24 @@ def test_merging_page_shows_the_heatmap_window_choice_comparison_and_export(merg
     shown = texts(at)
     assert f"merging layers {summary['window_label']}" in shown and "At the same budget" in shown
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Unique FFNs"] == "10" and metrics["Teacher accuracy"] == f"{summary['teacher']['test_accuracy']:.3f}"
+    store = RunStore(root)
+    teacher = accuracy_of(store.read_outcomes(run_id, 0, artifacts.TEST_OUTCOMES))  # Wilson, from core.stats
+    assert teacher.estimate == pytest.approx(summary["teacher"]["test_accuracy"])
+    assert metrics["Unique FFNs"] == "10" and metrics["Teacher accuracy"] == str(teacher)  # "0.875 [0.753, 0.941]"
+    assert INTERVAL.fullmatch(metrics["Merged, after recovery"])
+    # the verdict: paired from the two sides' stored test outcomes, and it says within noise when the interval holds 0
+    stage = "distilled" if "distilled" in summary["merged"] else "finetuned"
+    merge_out = store.read_outcomes(run_id, 1, artifacts.comparison_outcomes("merge", stage, "test"))
+    prune_out = store.read_outcomes(run_id, 1, artifacts.comparison_outcomes("prune", stage, "test"))
+    diff = paired_accuracy_of(merge_out, prune_out).interval
+    verdict_line = next(m.value for m in at.markdown if "At the same budget" in m.value)
+    if diff.contains(0.0):
+        assert f"**within noise**: merge − prune {diff.format(3)}" in verdict_line
+    else:
+        assert "within noise" not in verdict_line and f"is ahead by {abs(diff.estimate):.3f} [" in verdict_line
+    assert "paired bootstrap over the same" in verdict_line
+    assert "95% intervals" in shown and "Error bars" in shown
+    assert "error_y" in merge_path and len(array(merge_path["error_y"]["array"])) == len(array(merge_path["y"]))
     assert [b.label for b in at.get("download_button")] == ["Merged model (zip)"]
 
 
