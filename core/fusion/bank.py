@@ -7,9 +7,16 @@ live in ``data/bank/profiles.parquet`` with ``data/bank/manifest.json`` (format,
 SHA-256); :func:`load_bank` checks all of it and raises :class:`BankError` with what to do, never a crash or a
 pickle. :func:`build_bank` makes the files from a run store (``python -m core study bank``).
 
+The bank carries what its intervals need: ``data/bank/outcomes.parquet`` (when the runs it grew from stored their
+oracle's per-example outcomes, ``steps/<k>/outcomes/oracle_val.parquet``) holds one row per (run, step, removed
+layer, validation example): ``correct`` (int8), ``loss`` and ``kl_to_teacher`` (float32). The manifest's
+``outcomes`` entry (file, rows, layer-steps, SHA-256) covers it; :func:`load_outcomes` checks it. The paper check
+scores each strategy on validation examples the oracle did not use to pick its best (:mod:`core.studies.paper`).
+
 :func:`training_profiles` is what fusion trains on: the bank (``source = "bank v<N>"``) plus the user's own
-stored profiles (``source = "store"``). Leave-one-dataset-out is applied later, per step
-(:func:`core.fusion.choose_training_rows`).
+stored profiles (``source = "store"``), each row flagged ``weak_teacher`` when its run pruned a teacher that failed
+the guard (pruned anyway). Leave-one-dataset-out and the exclusion of flagged rows are applied later, per step
+(:func:`core.fusion.choose_training_rows`, whose protocol text says how many rows it left out and why).
 """
 
 from __future__ import annotations
@@ -35,6 +42,12 @@ VERSION = 1
 BANK_DIR = PROJECT_ROOT / "data" / "bank"
 PROFILES_FILE = "profiles.parquet"
 MANIFEST_FILE = "manifest.json"
+OUTCOMES_FILE = "outcomes.parquet"
+#: the companion's columns: one row per (run, step, removed layer, validation example)
+OUTCOME_KEYS = ("run_id", "step", "original_layer", "example")
+OUTCOME_COLUMNS: tuple[str, ...] = (*OUTCOME_KEYS, "correct", "loss", "kl_to_teacher")
+#: the flag :func:`training_profiles` puts on each row (True: its run's teacher failed the guard)
+WEAK_TEACHER = "weak_teacher"
 
 SIGNAL_COLUMNS: tuple[str, ...] = tuple(DEFAULT_COLUMNS)
 ORACLE_COLUMNS = ("oracle_accuracy", "oracle_loss")
@@ -64,6 +77,12 @@ class Bank:
     @property
     def source(self) -> str:
         return f"bank v{self.version}"
+
+    @property
+    def outcomes(self) -> dict[str, Any] | None:
+        """The manifest's entry for the per-example outcomes companion (None: this bank has none)."""
+        entry = self.manifest.get("outcomes")
+        return entry if isinstance(entry, dict) and entry.get("rows") else None
 
     def coverage(self) -> pd.DataFrame:
         """Per model and dataset: seeds, steps, rows."""
@@ -150,20 +169,131 @@ def bank_or_none(folder: str | Path | None = None) -> tuple[Bank | None, str | N
         return None, str(exc)
 
 
+# ------------------------------------------------------------------------------------------- per-example outcomes
+def _outcomes_fail(what: str) -> BankError:
+    return BankError(f"The bank's per-example outcomes are unusable: {what}. {_REBUILD}")
+
+
+def validate_outcomes(outcomes: pd.DataFrame, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Check the companion's columns and values; with ``rows`` (the bank's profiles), also that every block
+    belongs to a bank layer-step, that each (run, step) scored its layers on the same examples, and that each
+    block's mean ``correct`` is the profile's ``oracle_accuracy`` (the same logits made both). Returns the
+    outcomes in the stored dtypes, sorted by key."""
+    missing = [c for c in OUTCOME_COLUMNS if c not in outcomes.columns]
+    if missing:
+        raise _outcomes_fail(f"columns {missing} are missing")
+    out = outcomes[list(OUTCOME_COLUMNS)].copy()
+    if not out["correct"].isin((0, 1)).all():
+        raise _outcomes_fail("column 'correct' must hold 0 or 1")
+    if not np.isfinite(out["loss"].to_numpy(dtype=float)).all():
+        raise _outcomes_fail("some losses are missing or infinite")
+    out = out.astype({"run_id": str, "step": "int16", "original_layer": "int16", "example": "int32",
+                      "correct": "int8", "loss": "float32", "kl_to_teacher": "float32"})
+    out = out.sort_values(list(OUTCOME_KEYS), kind="stable").reset_index(drop=True)
+    if out.duplicated(list(OUTCOME_KEYS)).any():
+        raise _outcomes_fail("a (run, step, layer, example) row appears twice")
+    if rows is not None and len(out):
+        blocks = out.groupby(["run_id", "step", "original_layer"], sort=False)
+        acc = blocks["correct"].mean().rename("outcome_accuracy").reset_index()
+        keyed = rows[["run_id", "step", "original_layer", "oracle_accuracy"]].astype(
+            {"step": "int16", "original_layer": "int16"})
+        both = acc.merge(keyed, on=["run_id", "step", "original_layer"], how="left")
+        if both["oracle_accuracy"].isna().any():
+            extra = both[both["oracle_accuracy"].isna()].iloc[0]
+            raise _outcomes_fail(f"outcomes of run {extra['run_id']} step {extra['step']} layer "
+                                 f"{extra['original_layer']} have no profile row in the bank")
+        if not np.allclose(both["outcome_accuracy"], both["oracle_accuracy"], atol=1e-6):
+            raise _outcomes_fail("a block's accuracy differs from its profile's oracle_accuracy")
+        sizes = blocks.size().groupby(level=[0, 1]).nunique()
+        if (sizes > 1).any():
+            raise _outcomes_fail("the layers of one step were scored on different numbers of examples")
+    return out
+
+
+def outcomes_from_store(store: Any, rows: pd.DataFrame) -> pd.DataFrame:
+    """The companion for bank ``rows`` built from ``store``: each (run, step)'s oracle outcomes
+    (``steps/<k>/outcomes/oracle_val.parquet``) in the compact form. Steps whose run stored none are left out
+    (runs from before per-example outcomes); an empty frame when none did."""
+    from core.runs import artifacts
+
+    parts = []
+    for (run_id, step), _ in rows.groupby(["run_id", "step"], sort=True):
+        found = store.read_outcomes(str(run_id), int(step), artifacts.ORACLE_OUTCOMES)
+        if found is None or found.empty or "original_layer" not in found.columns:
+            continue
+        parts.append(pd.DataFrame({
+            "run_id": str(run_id), "step": int(step), "original_layer": found["original_layer"].to_numpy(),
+            "example": found["example"].to_numpy(),
+            "correct": (found["pred"].to_numpy() == found["label"].to_numpy()).astype("int8"),
+            "loss": found["loss"].to_numpy(dtype="float32"),
+            "kl_to_teacher": found["kl_to_teacher"].to_numpy(dtype="float32")}))
+    if not parts:
+        return pd.DataFrame(columns=list(OUTCOME_COLUMNS))
+    return validate_outcomes(pd.concat(parts, ignore_index=True))
+
+
+def merge_outcomes(kept: pd.DataFrame | None, new: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
+    """The companion of a grown bank whose profiles are ``rows`` (:func:`merge_rows`): ``new`` outcomes, plus the
+    ``kept`` ones of runs the new store did not bring, each only where its run is still in ``rows``."""
+    live = set(rows["run_id"])
+    parts = []
+    fresh = set(new["run_id"]) if new is not None and len(new) else set()
+    if kept is not None and len(kept):
+        parts.append(kept[kept["run_id"].isin(live - fresh)])
+    if new is not None and len(new):
+        parts.append(new[new["run_id"].isin(live)])
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=list(OUTCOME_COLUMNS))
+    return validate_outcomes(pd.concat(parts, ignore_index=True))
+
+
+def load_outcomes(folder: str | Path | None = None, bank: Bank | None = None) -> pd.DataFrame | None:
+    """The bank's per-example outcomes, checked against its manifest; None when the bank has none (a bank
+    grown from runs that predate per-example outcomes). Raises :class:`BankError` when the manifest names a
+    companion that is missing, damaged or edited."""
+    folder = Path(folder) if folder is not None else bank_dir()
+    bank = bank if bank is not None else load_bank(folder)
+    entry = bank.outcomes
+    if entry is None:
+        return None
+    path = folder / str(entry.get("file", OUTCOMES_FILE))
+    if not path.is_file():
+        raise _outcomes_fail(f"{path} does not exist, the manifest names it")
+    if entry.get("sha256") != _sha256(path):
+        raise _outcomes_fail(f"{path.name} does not match the checksum in {MANIFEST_FILE}")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several kinds for a broken file
+        raise _outcomes_fail(f"{path.name} cannot be read as Parquet ({type(exc).__name__})") from exc
+    if len(frame) != entry.get("rows"):
+        raise _outcomes_fail(f"{path.name} has {len(frame)} rows, the manifest says {entry.get('rows')}")
+    return validate_outcomes(frame)
+
+
 # ------------------------------------------------------------------------------------------- training rows
+def weak_teacher_runs(store: Any) -> set[str]:
+    """The ids of the store's pruning runs whose teacher failed the guard and were pruned anyway."""
+    return {r.id for r in store.list_runs(kind="prune") if r.weak_teacher}
+
+
 def training_profiles(store: Any = None, *, bank_folder: str | Path | None = None) -> pd.DataFrame:
-    """Fusion's training rows: the shipped bank plus the store's own profiles, each labelled in ``source``.
+    """Fusion's training rows: the shipped bank plus the store's own profiles, each labelled in ``source`` and
+    flagged in ``weak_teacher`` (True for a run whose teacher failed the guard and was pruned anyway: such rows
+    must not train a ranker, :func:`core.fusion.choose_training_rows` leaves them out and says so).
     Store rows that came from the same runs as bank rows (a bank built from this store) are not counted twice."""
     parts = []
     bank, _ = bank_or_none(bank_folder)
     if bank is not None:
-        parts.append(bank.rows.assign(source=bank.source))
+        flags = bank.rows[WEAK_TEACHER].eq(True) if WEAK_TEACHER in bank.rows else False
+        parts.append(bank.rows.assign(source=bank.source, **{WEAK_TEACHER: flags}))
     if store is not None:
         own = store.profiles()
         if not own.empty:
             if bank is not None:
                 own = own[~own["run_id"].isin(set(bank.rows["run_id"]))]
-            parts.append(own.assign(source="store"))
+            weak = weak_teacher_runs(store)
+            parts.append(own.assign(source="store", **{WEAK_TEACHER: own["run_id"].isin(weak)}))
     if not parts:
         return pd.DataFrame()
     return pd.concat(parts, ignore_index=True, sort=False)
@@ -195,8 +325,9 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
     from core.config import DataConfig, from_dict
     from core.data.task import prepare_task
 
+    # a run whose teacher failed the guard (pruned anyway) measured nothing worth learning from: never banked
     runs = [r for r in store.list_runs(kind="prune", status="done", model=model)
-            if strategies is None or r.strategy in strategies]
+            if (strategies is None or r.strategy in strategies) and not r.weak_teacher]
     profiles = store.profiles(model=model)
     out = []
     fingerprints: dict[str, str] = {}
@@ -246,11 +377,31 @@ def merge_rows(kept: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_file: str | None = None,
-               note: str = "") -> dict[str, Any]:
-    """Validate ``rows`` and write the bank (Parquet + manifest) atomically; returns the manifest."""
+               note: str = "", outcomes: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Validate ``rows`` (and ``outcomes``, the per-example companion, when given) and write the bank (Parquet +
+    manifest) atomically; returns the manifest. Without outcomes, a companion left from an earlier bank is
+    removed: the manifest and the files always describe the same bank."""
     validate_rows(rows)
     folder = Path(folder) if folder is not None else bank_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    opath = folder / OUTCOMES_FILE
+    entry = None
+    if outcomes is not None and len(outcomes):
+        outcomes = validate_outcomes(outcomes, rows)
+        with atomic_file(opath) as tmp:
+            # sorted by key, dictionary-encoded keys cost about a byte per row; the float columns are split by byte
+            # (Parquet's BYTE_STREAM_SPLIT) so zstd finds the exponents' redundancy: ~40 % smaller than the default
+            outcomes.to_parquet(tmp, index=False, compression="zstd", compression_level=19,
+                                use_dictionary=["run_id", "step", "original_layer", "example", "correct"],
+                                use_byte_stream_split=["loss", "kl_to_teacher"])
+        steps = outcomes[["run_id", "step", "original_layer"]].drop_duplicates()
+        entry = {"file": OUTCOMES_FILE, "rows": int(len(outcomes)), "sha256": _sha256(opath),
+                 "columns": list(OUTCOME_COLUMNS), "layer_steps": int(len(steps)),
+                 "steps": int(steps[["run_id", "step"]].drop_duplicates().shape[0]),
+                 "bytes": int(opath.stat().st_size),
+                 "bytes_per_layer_step": round(opath.stat().st_size / max(len(steps), 1), 1)}
+    elif opath.exists():
+        opath.unlink()
     ppath = folder / PROFILES_FILE
     with atomic_file(ppath) as tmp:
         rows.to_parquet(tmp, index=False, compression="zstd")
@@ -263,5 +414,7 @@ def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_fi
                      for (m, d), f in g],
         "study": study_file, "note": note,
     }
+    if entry is not None:
+        manifest["outcomes"] = entry
     atomic_write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=1))
     return manifest

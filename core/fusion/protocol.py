@@ -2,6 +2,9 @@
 
 Leave-one-dataset-out is the rule: the ranker that prunes dataset D never sees a row of D, from any run
 or any source (the user's store, a shipped profile bank), so its agreement with D's oracle is honest.
+A ranker learns only from measurements worth learning from: rows flagged ``weak_teacher`` (a run whose teacher
+failed the guard and was pruned anyway, :func:`core.fusion.bank.training_profiles`) never train one, and the
+protocol's sentence says how many it left out.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class TrainingProtocol:
     sources: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     runs: tuple[str, ...] = ()
+    #: rows that would have been eligible but were left out: their run's teacher failed the guard
+    left_out_weak: int = 0
 
     @property
     def fallback(self) -> str | None:
@@ -43,7 +48,7 @@ class TrainingProtocol:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "n_rows": self.n_rows,
                 "datasets": list(self.datasets), "sources": list(self.sources), "models": list(self.models),
-                "runs": list(self.runs), "fallback": self.fallback}
+                "runs": list(self.runs), "fallback": self.fallback, "left_out_weak": self.left_out_weak}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | str) -> "TrainingProtocol":
@@ -54,7 +59,7 @@ class TrainingProtocol:
             return tuple(str(x) for x in (d.get(key) or ()))
         return cls(name=str(d.get("name") or d.get("protocol") or "?"), description=str(d.get("description", "")),
                    n_rows=int(d.get("n_rows") or 0), datasets=strings("datasets"), sources=strings("sources"),
-                   models=strings("models"), runs=strings("runs"))
+                   models=strings("models"), runs=strings("runs"), left_out_weak=int(d.get("left_out_weak") or 0))
 
 
 def _sources_text(rows: pd.DataFrame) -> str:
@@ -68,11 +73,31 @@ def _sources_text(rows: pd.DataFrame) -> str:
     return " + ".join(parts)
 
 
-def _record(name: str, sentence: str, rows: pd.DataFrame) -> TrainingProtocol:
+WEAK_TEACHER = "weak_teacher"
+
+
+def _weak_mask(rows: pd.DataFrame) -> pd.Series:
+    """True for rows whose run's teacher failed the guard (a missing flag: not weak)."""
+    if WEAK_TEACHER not in rows.columns:
+        return pd.Series(False, index=rows.index)
+    return rows[WEAK_TEACHER].eq(True)
+
+
+def _weak_text(left: pd.DataFrame) -> str:
+    if not len(left):
+        return ""
+    return (f" Left out {len(left)} layer-step(s) of {left['run_id'].nunique()} run(s) whose teacher failed the "
+            "guard (pruned anyway, flagged weak_teacher): a teacher no better than the majority class measures "
+            "nothing worth learning from.")
+
+
+def _record(name: str, sentence: str, rows: pd.DataFrame, left: pd.DataFrame | None = None) -> TrainingProtocol:
     def values(column: str) -> tuple[str, ...]:
         return tuple(sorted({str(v) for v in rows[column]})) if len(rows) else ()
-    return TrainingProtocol(name=name, description=sentence, n_rows=int(len(rows)), datasets=values("dataset"),
-                            sources=values(SOURCE), models=values("model"), runs=values("run_id"))
+    left = left if left is not None else rows.iloc[0:0]
+    return TrainingProtocol(name=name, description=sentence + _weak_text(left), n_rows=int(len(rows)),
+                            datasets=values("dataset"), sources=values(SOURCE), models=values("model"),
+                            runs=values("run_id"), left_out_weak=int(len(left)))
 
 
 def choose_training_rows(profiles: pd.DataFrame, model: str, dataset: str, run_id: Any,
@@ -94,14 +119,18 @@ def choose_training_rows(profiles: pd.DataFrame, model: str, dataset: str, run_i
         profiles = pd.DataFrame(columns=["run_id", "dataset", "model", "step", ORACLE])
     _require_columns(profiles, ["run_id", "dataset", "model", "step", ORACLE], "profiles")
     profiles = upgrade_profiles(profiles)
-    usable = profiles[np.isfinite(pd.to_numeric(profiles[ORACLE], errors="coerce").astype(float))]
+    finite = profiles[np.isfinite(pd.to_numeric(profiles[ORACLE], errors="coerce").astype(float))]
+    weak = _weak_mask(finite)
+    usable, flagged = finite[~weak], finite[weak]
     elsewhere = usable[usable["dataset"] != dataset]
     mine = elsewhere[elsewhere["model"] == model]
+    flagged_elsewhere = flagged[flagged["dataset"] != dataset]
     if len(mine):
         names = sorted({str(d) for d in mine["dataset"]})
         return mine, _record(LEAVE_ONE_DATASET_OUT, (
             f"Trained on {len(mine)} layer-steps of {model} from {len(names)} other dataset(s) "
-            f"({', '.join(names)}): {_sources_text(mine)}; never on {dataset}, the dataset being pruned."), mine)
+            f"({', '.join(names)}): {_sources_text(mine)}; never on {dataset}, the dataset being pruned."), mine,
+            flagged_elsewhere[flagged_elsewhere["model"] == model])
     if len(elsewhere):
         names = sorted({str(d) for d in elsewhere["dataset"]})
         models = sorted({str(m) for m in elsewhere["model"]})
@@ -109,18 +138,18 @@ def choose_training_rows(profiles: pd.DataFrame, model: str, dataset: str, run_i
             f"No other dataset has been profiled for {model}, so the ranker is trained on {len(elsewhere)} "
             f"layer-steps of other model(s) ({', '.join(models)}) from {len(names)} other dataset(s) "
             f"({', '.join(names)}): {_sources_text(elsewhere)}; never on {dataset}. The features are within-step "
-            "ranks, so the rows transfer across models."), elsewhere)
+            "ranks, so the rows transfer across models."), elsewhere, flagged_elsewhere)
     earlier = usable[(usable["run_id"] == run_id) & (usable["step"] < step) & (usable["model"] == model)]
     if len(earlier):
         return earlier, _record(WITHIN_RUN, (
             f"No other dataset has been profiled for any model, so the ranker is trained on the {len(earlier)} "
             f"layer-steps of steps 0-{step - 1} of this run (same dataset: its agreement with the oracle is "
-            "optimistic)."), earlier)
+            "optimistic)."), earlier, flagged_elsewhere)
     nothing = usable.iloc[0:0]
     return nothing, _record(NONE, (
         f"Nothing to train on yet for {model} (first step, no earlier profile): layers are ranked by the "
         "signal vote, the mean within-step rank of the twelve signals, each oriented so that higher "
-        "means prune first."), nothing)
+        "means prune first."), nothing, flagged_elsewhere)
 
 
 def ranker_quality(pred: Sequence[float], oracle: Sequence[float], atol: float = 1e-12) -> dict[str, Any]:
