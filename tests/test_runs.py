@@ -85,7 +85,7 @@ def test_fusion_protocol_within_run_then_leave_one_dataset_out(store, monkeypatc
     rid = _run(store, tiny_cfg(strategy="rf_fusion", layers_to_remove=2))
     choices = {k: read_choice(store.read_json(rid, artifacts.step_choice(k))) for k in (1, 2)}
     assert choices[1].protocol.name == "none" and choices[2].protocol.name == "within_run"
-    assert choices[2].target == "gap"  # what the pages label by
+    assert choices[2].target == "kl"  # what the pages label by: the run's own profiles carry the oracle KL
     steps = store.steps(rid)
     for k, choice in choices.items():  # the removed layer is the arg-max of the stored prediction
         assert choice.chosen_layer == choice.candidates[max(range(len(choice.scores)), key=choice.scores.__getitem__)]

@@ -200,7 +200,8 @@ def predicted_vs_measured(choice: "FusionChoice", title: str | None = None) -> g
     trained = choice.trained and choice.target == "gap"
     scale = 100.0 if trained else 1.0
     xtitle = ("predicted gap to the best (points)" if trained
-              else "signal vote (no ranker yet)")
+              else "predicted change of the predictions (0 = least, -1 = most; scaled KL)"
+              if choice.trained and choice.target == "kl" else "signal vote (no ranker yet)")
     cands, pred, meas = list(cands), np.asarray(pred, float) * scale, np.asarray(meas, float)
     best = set(np.flatnonzero(meas >= np.nanmax(meas) - 1e-12).tolist())
     colors = [theme.FIXED_STRATEGY_COLORS["rf_fusion"] if c == chosen else theme.PRIMARY for c in cands]

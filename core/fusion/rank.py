@@ -17,7 +17,7 @@ import pandas as pd
 from core.config import ConfigError, check_choice, check_float, check_int
 from core.fusion.explanation import explain
 from core.fusion.features import (NORMALISATIONS, ORACLE, SIGNAL_FEATURES, TARGETS, _require_columns, make_features,
-                                  make_target, signal_vote)
+                                  make_target, resolve_target, signal_vote)
 from core.fusion.protocol import TrainingProtocol, choose_training_rows, ranker_quality
 from core.fusion.rankers import (RANKER_KINDS, ForestFusionRanker, FusionRanker, LinearFusionRanker, RankerSummary,
                                  describe_ranker)
@@ -34,7 +34,7 @@ class FusionConfig:
     kind: str = "forest"
     normalise: str = "rank"
     depth_feature: bool = False
-    target: str = "gap"
+    target: str = "auto"
     n_estimators: int = 100
     min_samples_leaf: int = 3
     alpha: float = 1.0
@@ -153,11 +153,12 @@ def rank_step(profiles: pd.DataFrame, step_rows: pd.DataFrame, cfg: FusionConfig
         scores = signal_vote(X, features)
     else:
         X_train = make_features(train_rows, features, cfg.normalise, cfg.depth_feature)
-        est = make_ranker(cfg).fit(X_train, make_target(train_rows, cfg.target))
+        resolved = resolve_target(train_rows, cfg.target)
+        est = make_ranker(cfg).fit(X_train, make_target(train_rows, resolved))
         scores = est.predict(X)
         explanation = explain(est, X_train, X, row_ids=layers, max_background=cfg.max_background,
                               random_state=cfg.random_state) if cfg.explain else None
-        ranker, target = describe_ranker(est, list(X.columns), len(train_rows)), cfg.target
+        ranker, target = describe_ranker(est, list(X.columns), len(train_rows)), resolved
     scores = np.asarray(scores, dtype=float)
     measured = quality = None
     if ORACLE in step_rows.columns:
