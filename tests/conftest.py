@@ -75,10 +75,10 @@ def keyword_batches(keyword_splits, tiny_tokenizer):
 
 @pytest.fixture(scope="session")
 def contrast():
-    """The tiny model whose oracle is not flat (core.contrast): identity layers that are harmless to
+    """The tiny model whose oracle is not flat (tests/contrast.py): identity layers that are harmless to
     remove next to layers whose removal ruins it. Built once per session (~10 s); copy.deepcopy it before
     changing it. Unpacks as ``model, tokenizer, task, harmless_layers, critical_layers``."""
-    from core.contrast import contrast_model
+    from tests.contrast import contrast_model
 
     return contrast_model(seed=0)
 

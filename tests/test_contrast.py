@@ -9,12 +9,12 @@ import torch
 
 from core.data.batches import batches, take
 from core.fusion import ranker_quality
-from core.contrast import contrast_model
 from core.models.registry import encoder_layers
 from core.models.surgery import remove_layers
 from core.pruning.oracle import compute_oracle
 from core.signals import compute_signals, rank_layers
 from core.train import evaluate
+from tests.contrast import contrast_model
 
 CPU = torch.device("cpu")
 

@@ -28,8 +28,9 @@ ranking against it.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
@@ -177,6 +178,5 @@ def contrast_model(seed: int = 0, trained: int = DEFAULT_TRAINED,
                          critical_layers=critical)
 
 
-__all__ = ["ContrastModel", "DATASET_KEY", "DEFAULT_NEGATIONS", "DEFAULT_TRAINED", "KEYWORDS", "LABEL_NAMES", "contrast_model",
-           "contrast_task", "keyword_frame", "make_identity",
-           "make_negation"]
+__all__ = ["ContrastModel", "DATASET_KEY", "DEFAULT_NEGATIONS", "DEFAULT_TRAINED", "KEYWORDS", "LABEL_NAMES",
+           "contrast_model", "contrast_task", "keyword_frame", "make_identity", "make_negation"]
