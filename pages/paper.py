@@ -35,10 +35,27 @@ st.caption(f"**Budget:** {ref.budget} (our choice: the paper does not publish it
 
 # ------------------------------------------------------------------------------------------ claims
 st.subheader("The claims, side by side")
+if ref.held_out:
+    st.success("**Scored on held-out halves, against a noise floor.** At every layer-step the validation examples "
+               "are cut into two seeded halves: each strategy's choice is scored on one half against the best "
+               "removal there, and the **noise floor** is the oracle of the other half (the layer best on half A, "
+               "scored on half B; then swapped, both ways averaged). A strategy at the noise floor is as good as "
+               "the measurement can tell. A claim counts a win only when its paired 95 % interval (bootstrap over "
+               "steps) excludes 0: **beyond noise**; otherwise it is a tie, **within noise**.",
+               icon=":material/balance:")
+else:
+    st.warning("**This bank has no per-example outcomes**, so there is no noise floor: the one-step regrets below "
+               "are **picked and scored on the same rows (optimistic)**: the best removal is chosen on the very "
+               "validation rows it is scored on, and the max of noisy values is inflated, so every regret is too "
+               "large by an unknown amount and small differences between strategies are not evidence. Regrow the "
+               "bank from runs that store their oracle's outcomes (`scripts/grow_bank.py`) and remake these files "
+               "(`python -m core study paper`) to score on held-out halves.", icon=":material/warning:")
 st.table(pp.claims_frame(ref.claims, ref.budget))
 st.caption("Our numbers stand on this app's CPU-sized budget and models, not the paper's BERT-base and its nine "
            "hub datasets, so they test the *shape* of each claim. The paper publishes no code and no per-dataset "
-           "numbers; where it leaves a definition open (regret, the accuracy-to-size ratio) we say ours.")
+           "numbers; where it leaves a definition open (regret, the accuracy-to-size ratio) we say ours. "
+           f"One-step regrets: {ref.scoring}. Intervals: 95 %, bootstrap over steps (per dataset) and over datasets "
+           "and steps (averages); a count of wins leaves out the ties within noise and says how many there were.")
 
 # ------------------------------------------------------------------------------------------ one step
 st.subheader("One step at a time: each strategy's choice against the oracle")
@@ -52,7 +69,15 @@ if not datasets:
     st.info(f"No one-step results for {model} in these files (they hold: "
             f"{', '.join(sorted(ref.summary['model'].unique()))}).", icon=":material/info:")
 else:
-    st.markdown("**The winner on each dataset**, and where the fusion rankers stand among all strategies:")
+    floor = pp.noise_floor(ref.summary, model, label)
+    if not floor.empty:
+        st.markdown("**The noise floor** on each dataset (accuracy points; 95 % interval over its steps): what the "
+                    "oracle itself loses when it picks on one half and is scored on the other.")
+        st.dataframe(floor, hide_index=True, column_config={"top-1 hit rate": st.column_config.NumberColumn(
+            format="%.2f")})
+    st.markdown("**The winner on each dataset**, and where the fusion rankers stand among all strategies"
+                + (" (a winner within noise of the floor is as good as the measurement can tell):" if ref.held_out
+                   else " (same-rows scoring: no interval separates them):"))
     st.dataframe(pp.winners(ref.summary, model, label), hide_index=True,
                  column_config={"regret (points)": st.column_config.NumberColumn(format="%.2f"),
                                 "top-1 hit rate": st.column_config.NumberColumn(format="%.2f"),
@@ -63,11 +88,18 @@ else:
         widgets.chart(pp.rank_heatmap(pp.rank_matrix(ref.summary, model), label,
                                       f"Rank per dataset (1 = lowest regret; {seeds})"), key="paper_heatmap")
     with bars:
-        widgets.chart(pp.regret_bars(pp.regret_by_strategy(ref.summary, model),
-                                     f"Mean regret over {len(datasets)} datasets ({seeds})"),
+        by_strategy = pp.regret_by_strategy(ref.summary, model, ref.overall)
+        widgets.chart(pp.regret_bars(by_strategy, f"Mean regret over {len(datasets)} datasets ({seeds})"),
                       key="paper_regret")
-        st.caption("Bars: mean over datasets of each strategy's mean regret; whiskers: its best and worst dataset.")
-    st.markdown(f"**Regret in accuracy points** (mean over {seeds}, min–max in brackets; lower is better):")
+        if by_strategy["whiskers"].iloc[0].startswith("95"):
+            st.caption("Bars: mean over datasets of each strategy's mean regret; whiskers: 95 % interval (bootstrap "
+                       "over datasets and steps). Grey bar, dashed line and band: the noise floor and its interval.")
+        else:
+            st.caption("Bars: mean over datasets of each strategy's mean regret (picked and scored on the same rows, "
+                       "optimistic); whiskers: its best and worst dataset, not an interval.")
+    st.markdown("**Regret in accuracy points** ("
+                + ("mean with its 95 % interval over steps; first row: the noise floor" if "regret_low" in ref.summary
+                   else f"mean over {seeds}, min–max in brackets") + "; lower is better):")
     st.dataframe(pp.one_step_matrix(ref.summary, model, label))
     with st.expander("Every number of the one-step table (top-1 hit rate, Spearman, steps)"):
         st.dataframe(pp.metrics_table(ref.summary, model, label), hide_index=True,

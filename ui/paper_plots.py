@@ -31,7 +31,11 @@ ONE_STEP_COLUMNS = ("model", "dataset", "seed", "step", "n_layers", "strategy", 
 FULL_COLUMNS = ("model", "dataset", "strategy", "seed")
 NUMERIC = ("regret", "regret_min", "regret_max", "top1", "spearman", "seeds", "steps", "position", "seed", "step",
            "n_layers", "regret_points", "after_kd", "teacher_accuracy", "ratio", "max_accuracy_over_depth",
-           "best_accuracy")
+           "best_accuracy", "regret_low", "regret_high", "vs_floor", "vs_floor_low", "vs_floor_high", "low", "high",
+           "datasets")
+OVERALL_COLUMNS = ("model", "strategy", "regret", "low", "high", "datasets")
+NOISE_FLOOR = "noise_floor"  # the noise floor's strategy key in the files (core.studies.paper.NOISE_FLOOR)
+FLOOR_LABEL = "Noise floor (oracle of the other half)"
 FUSION = ("rf_fusion", "lr_fusion")
 Label = Callable[[str], str]
 
@@ -48,6 +52,25 @@ class Reference:
     full_path: pd.DataFrame | None
     claims: list[dict[str, Any]]
     meta: dict[str, Any] = field(default_factory=dict)
+    #: per strategy: mean regret over datasets with its bootstrap interval (``one_step_overall.csv``; None in
+    #: reference files from before intervals)
+    overall: pd.DataFrame | None = None
+
+    @property
+    def held_out(self) -> bool:
+        """Whether the one-step regrets were scored on held-out halves with a noise floor (the bank carried
+        per-example outcomes); False: picked and scored on the same rows (optimistic)."""
+        t = self.one_step
+        if "scoring" not in t.columns:
+            return False
+        rest = t[t["strategy"] != "oracle"]
+        return bool(len(rest)) and bool((rest["scoring"] == "held-out halves").all())
+
+    @property
+    def scoring(self) -> str:
+        """How the one-step regrets were scored, in words (from the files)."""
+        return str(self.meta.get("scoring") or ("scored on held-out halves" if self.held_out else
+                                                "picked and scored on the same rows (optimistic)"))
 
     @property
     def budget(self) -> str:
@@ -116,7 +139,10 @@ def load_reference(folder: str | Path | None = None) -> Reference:
     if not isinstance(claims, list) or not all(isinstance(c, dict) and "paper" in c and "ours" in c for c in claims):
         raise ReferenceFilesError(f"`{folder / CLAIMS_FILE}` has no list of claims with 'paper' and 'ours'. {MAKE}")
     meta = {k: v for k, v in raw.items() if k != "claims"}
-    return Reference(folder, one_step, summary, full, claims, meta)
+    from core.studies.paper import OVERALL_FILE
+
+    overall = _csv(folder / OVERALL_FILE, OVERALL_COLUMNS) if (folder / OVERALL_FILE).is_file() else None
+    return Reference(folder, one_step, summary, full, claims, meta, overall)
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -133,13 +159,43 @@ def claims_frame(claims: list[dict[str, Any]], page_budget: str = "") -> pd.Data
         b = c.get("budget", "") or "not recorded"
         return "as above" if page_budget and b == page_budget else b
 
-    rows = [{"The paper says": c["paper"], "We measured": c["ours"], "Measurement": c.get("measure", ""),
-             "Budget": budget(c), "Seeds": _span(c), "Datasets": c.get("datasets")} for c in claims]
+    rows = [{"The paper says": c["paper"], "We measured": c["ours"],
+             "Noise": c.get("noise", "no interval (files from before intervals)"),
+             "Measurement": c.get("measure", ""), "Budget": budget(c), "Seeds": _span(c),
+             "Datasets": c.get("datasets")} for c in claims]
     return pd.DataFrame(rows)
 
 
 def _of(summary: pd.DataFrame, model: str) -> pd.DataFrame:
-    return summary[(summary["model"] == model) & (summary["strategy"] != "oracle")]
+    """The ranked strategies of ``model`` (the oracle and the noise floor are reference rows)."""
+    return summary[(summary["model"] == model) & ~summary["strategy"].isin(("oracle", NOISE_FLOOR))]
+
+
+def noise_floor(summary: pd.DataFrame, model: str, label: Label = str) -> pd.DataFrame:
+    """The noise floor per dataset (mean regret of the oracle of the other half, with its interval over steps);
+    empty for files scored on the same rows."""
+    f = summary[(summary["model"] == model) & (summary["strategy"] == NOISE_FLOOR)]
+    if f.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({"dataset": [label(d) for d in f["dataset"]],
+                         "noise floor (points)": [_ci(r.regret, r.regret_low, r.regret_high) for r in f.itertuples()],
+                         "top-1 hit rate": f["top1"].to_numpy(), "steps": f["steps"].astype(int).to_numpy()})
+
+
+def _ci(value: float, low: float, high: float, digits: int = 2) -> str:
+    """``1.70 [1.20, 2.25]``; the value alone when the bounds are missing."""
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _vs_floor(value: float, low: float, high: float) -> str:
+    """The paired distance to the noise floor with its verdict."""
+    if not np.isfinite(value):
+        return ""
+    word = "within noise" if low <= 0 <= high else ("above the floor, beyond noise" if value > 0 else
+                                                    "below the floor, beyond noise")
+    return f"{value:+.2f} [{low:+.2f}, {high:+.2f}] {word}"
 
 
 def strategy_order(summary: pd.DataFrame, model: str) -> list[str]:
@@ -158,14 +214,21 @@ def rank_matrix(summary: pd.DataFrame, model: str) -> pd.DataFrame:
 
 
 def one_step_matrix(summary: pd.DataFrame, model: str, label: Label = str) -> pd.DataFrame:
-    """Mean regret in accuracy points with its min-max over seeds, as text: strategy names x dataset names."""
+    """Mean regret in accuracy points with its 95 % interval over steps (files from before intervals: its min-max
+    over seeds in round brackets), as text: strategy names x dataset names; the noise floor as the first row
+    when the files have one."""
     s = _of(summary, model)
     if s.empty:
         return pd.DataFrame()
-    cell = [f"{r.regret:.2f} ({r.regret_min:.2f}–{r.regret_max:.2f})" for r in s.itertuples()]
+    floor = summary[(summary["model"] == model) & (summary["strategy"] == NOISE_FLOOR)]
+    s = pd.concat([floor, s], ignore_index=True)
+    if "regret_low" in s.columns:
+        cell = [_ci(r.regret, r.regret_low, r.regret_high) for r in s.itertuples()]
+    else:
+        cell = [f"{r.regret:.2f} ({r.regret_min:.2f}–{r.regret_max:.2f})" for r in s.itertuples()]
     m = s.assign(cell=cell).pivot_table(index="strategy", columns="dataset", values="cell", aggfunc="first")
-    m = m.reindex(strategy_order(summary, model))
-    m.index = [theme.strategy_label(k) for k in m.index]
+    m = m.reindex(([NOISE_FLOOR] if len(floor) else []) + strategy_order(summary, model))
+    m.index = [FLOOR_LABEL if k == NOISE_FLOOR else theme.strategy_label(k) for k in m.index]
     m.columns = [label(d) for d in m.columns]
     return m
 
@@ -173,12 +236,20 @@ def one_step_matrix(summary: pd.DataFrame, model: str, label: Label = str) -> pd
 def metrics_table(summary: pd.DataFrame, model: str, label: Label = str) -> pd.DataFrame:
     """Every (dataset, strategy): regret with spread, top-1 hit rate, Spearman, seeds, steps, position."""
     s = _of(summary, model).sort_values(["dataset", "position"])
-    return pd.DataFrame({"dataset": [label(d) for d in s["dataset"]],
-                         "strategy": [theme.strategy_label(k) for k in s["strategy"]],
-                         "position": s["position"].astype(int).to_numpy(), "regret (points)": s["regret"].to_numpy(),
-                         "regret min": s["regret_min"].to_numpy(), "regret max": s["regret_max"].to_numpy(),
-                         "top-1 hit rate": s["top1"].to_numpy(), "Spearman": s["spearman"].to_numpy(),
-                         "seeds": s["seeds"].astype(int).to_numpy(), "steps": s["steps"].astype(int).to_numpy()})
+    out = pd.DataFrame({"dataset": [label(d) for d in s["dataset"]],
+                        "strategy": [theme.strategy_label(k) for k in s["strategy"]],
+                        "position": s["position"].astype(int).to_numpy(), "regret (points)": s["regret"].to_numpy(),
+                        "regret min": s["regret_min"].to_numpy(), "regret max": s["regret_max"].to_numpy(),
+                        "top-1 hit rate": s["top1"].to_numpy(), "Spearman": s["spearman"].to_numpy(),
+                        "seeds": s["seeds"].astype(int).to_numpy(), "steps": s["steps"].astype(int).to_numpy()})
+    if "regret_low" in s.columns:
+        out.insert(4, "95 % interval", [_ci(r.regret, r.regret_low, r.regret_high).split(" ", 1)[1]
+                                        if " " in _ci(r.regret, r.regret_low, r.regret_high) else ""
+                                        for r in s.itertuples()])
+    if "vs_floor" in s.columns and s["vs_floor"].notna().any():
+        out.insert(5, "minus the noise floor", [_vs_floor(r.vs_floor, r.vs_floor_low, r.vs_floor_high)
+                                                for r in s.itertuples()])
+    return out
 
 
 def winners(summary: pd.DataFrame, model: str, label: Label = str) -> pd.DataFrame:
@@ -190,6 +261,11 @@ def winners(summary: pd.DataFrame, model: str, label: Label = str) -> pd.DataFra
         row = {"dataset": label(str(ds)), "winner": theme.strategy_label(str(best["strategy"])),
                "regret (points)": float(best["regret"]), "top-1 hit rate": float(best["top1"]),
                "Spearman": float(best["spearman"])}
+        if "regret_low" in g.columns:
+            row["regret [95 %]"] = _ci(float(best["regret"]), best["regret_low"], best["regret_high"])
+        if "vs_floor" in g.columns and np.isfinite(best["vs_floor"]):
+            row["winner minus the noise floor"] = _vs_floor(best["vs_floor"], best["vs_floor_low"],
+                                                            best["vs_floor_high"])
         for key in FUSION:
             f = g[g["strategy"] == key]
             row[theme.strategy_label(key)] = (f"{int(f['position'].iloc[0])} of {len(g)}" if len(f)
@@ -198,12 +274,19 @@ def winners(summary: pd.DataFrame, model: str, label: Label = str) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def regret_by_strategy(summary: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Per strategy: mean regret over datasets, and the lowest and highest per-dataset mean (the spread)."""
+def regret_by_strategy(summary: pd.DataFrame, model: str, overall: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per strategy: mean regret over datasets with ``low``/``high``: its 95 % bootstrap interval over datasets
+    and steps from ``overall`` (``one_step_overall.csv``, the noise floor included as a row), else (files from
+    before intervals) the lowest and highest per-dataset mean. Column ``whiskers`` says which."""
+    if overall is not None and len(overall[overall["model"] == model]):
+        o = overall[overall["model"] == model]
+        keep = ["strategy", "regret", "low", "high", "datasets"] + [c for c in ("vs_floor", "vs_floor_low",
+                                                                                 "vs_floor_high") if c in o.columns]
+        return o[keep].assign(whiskers="95 % interval").sort_values("regret").reset_index(drop=True)
     s = _of(summary, model)
     g = s.groupby("strategy")["regret"]
     out = pd.DataFrame({"regret": g.mean(), "low": g.min(), "high": g.max(), "datasets": g.size()})
-    return out.sort_values("regret").reset_index()
+    return out.sort_values("regret").reset_index().assign(whiskers="best and worst dataset")
 
 
 def full_path_depth(full: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -311,8 +394,17 @@ def rank_heatmap(matrix: pd.DataFrame, label: Label = str, title: str = "Rank pe
 
 
 def regret_bars(frame: pd.DataFrame, title: str = "Regret per strategy, averaged over datasets") -> go.Figure:
-    """One bar per strategy (mean regret over datasets); whiskers from the best to the worst dataset."""
-    return strategy_bars(frame, "regret", title, "regret (accuracy points)", "mean regret", higher_is_better=False)
+    """One bar per strategy (mean regret over datasets); whiskers: the 95 % interval (or, for files from before
+    intervals, the best to the worst dataset). The noise floor, when the files have one, is a grey bar of its own
+    and a dashed line with its interval shaded: bars inside the band are as good as the measurement can tell."""
+    fig = strategy_bars(frame, "regret", title, "regret (accuracy points)", "mean regret", higher_is_better=False)
+    floor = frame[frame["strategy"] == NOISE_FLOOR]
+    if len(floor):
+        f = floor.iloc[0]
+        fig.add_vrect(x0=float(f["low"]), x1=float(f["high"]), fillcolor="#999", opacity=0.15, line_width=0)
+        fig.add_vline(x=float(f["regret"]), line=dict(color="#444", dash="dash", width=1.5),
+                      annotation_text=f"noise floor {f['regret']:.2f}", annotation_position="top right")
+    return fig
 
 
 def strategy_bars(frame: pd.DataFrame, value: str, title: str, xtitle: str, what: str,
@@ -322,13 +414,16 @@ def strategy_bars(frame: pd.DataFrame, value: str, title: str, xtitle: str, what
     if frame.empty:
         return empty_figure("No strategies to show")
     frame = frame.sort_values(value, ascending=higher_is_better)  # horizontal bars: the best ends up on top
-    names = [theme.strategy_label(k) for k in frame["strategy"]]
+    names = [FLOOR_LABEL if k == NOISE_FLOOR else theme.strategy_label(k) for k in frame["strategy"]]
+    colors = ["#9e9e9e" if k == NOISE_FLOOR else theme.strategy_color(k) for k in frame["strategy"]]
+    spread = str(frame["whiskers"].iloc[0]) if "whiskers" in frame.columns and len(frame) else "datasets"
+    between = "95 % interval" if spread.startswith("95") else "datasets: from"
     fig = go.Figure(go.Bar(
-        y=names, x=frame[value], orientation="h", marker_color=[theme.strategy_color(k) for k in frame["strategy"]],
+        y=names, x=frame[value], orientation="h", marker_color=colors,
         error_x=dict(type="data", symmetric=False, array=frame["high"] - frame[value],
                      arrayminus=frame[value] - frame["low"], color="#555"),
         customdata=np.stack([frame["low"], frame["high"], frame["datasets"]], axis=-1),
-        hovertemplate=f"%{{y}}<br>{what} %{{x:.2f}} points<br>datasets: from %{{customdata[0]:.2f}} to "
+        hovertemplate=f"%{{y}}<br>{what} %{{x:.2f}} points<br>{between} %{{customdata[0]:.2f}} to "
                       "%{customdata[1]:.2f} (%{customdata[2]} datasets)<extra></extra>"))
     fig.update_xaxes(title=xtitle, rangemode="tozero")
     return apply_layout(fig, title, height=max(360, 26 * len(frame) + 120))

@@ -184,7 +184,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_bank(args: argparse.Namespace) -> int:
     import subprocess
 
-    from core.fusion.bank import bank_rows_from_store, load_bank, merge_rows, write_bank
+    from core.fusion.bank import (bank_rows_from_store, load_bank, load_outcomes, merge_outcomes, merge_rows,
+                                  outcomes_from_store, write_bank)
     from core.paths import PROJECT_ROOT
     from core.runs.store import RunStore
 
@@ -200,10 +201,12 @@ def cmd_bank(args: argparse.Namespace) -> int:
     if rows.empty:
         print(f"error: no finished oracle-path prune runs with profiles in {store.root}", file=sys.stderr)
         return 2
+    outcomes = outcomes_from_store(store, rows)  # the oracle's per-example outcomes, where the runs stored them
     if args.add:
         old = load_bank(args.out)  # refuses a damaged bank rather than growing it
         rows = merge_rows(old.rows, rows)
-    manifest = write_bank(rows, args.out, study_file=args.study_file, note=args.note)
+        outcomes = merge_outcomes(load_outcomes(args.out, old), outcomes, rows)
+    manifest = write_bank(rows, args.out, study_file=args.study_file, note=args.note, outcomes=outcomes)
     if args.json:
         print(json.dumps(manifest, indent=1))
     else:
@@ -211,6 +214,10 @@ def cmd_bank(args: argparse.Namespace) -> int:
               f"{args.out or 'data/bank'}")
         for c in manifest["coverage"]:
             print(f"  {c['model']:<10} {c['dataset']:<16} seeds {c['seeds']}  steps {c['steps']:>3}  rows {c['rows']:>4}")
+        o = manifest.get("outcomes")
+        print(f"per-example oracle outcomes: {o['layer_steps']} of {manifest['rows']} layer-steps, {o['rows']:,} rows, "
+              f"{o['bytes'] / 1e6:.2f} MB ({o['bytes_per_layer_step'] / 1e3:.1f} kB per layer-step)" if o else
+              "per-example oracle outcomes: none (the runs predate them); the paper check scores on the same rows")
     return 0
 
 
@@ -218,13 +225,14 @@ def cmd_paper(args: argparse.Namespace) -> int:
     """Recompute the paper check from the bank (one-step) and the store's study runs (full path)."""
     from pathlib import Path
 
-    from core.fusion.bank import load_bank
+    from core.fusion.bank import load_bank, load_outcomes
     from core.runs.store import RunStore
     from core.studies import paper
 
     bank = load_bank(args.bank)
     store = RunStore(args.store) if args.store else None
-    table = paper.one_step_table(bank.rows)
+    # with the bank's per-example outcomes: scored on held-out halves with a noise floor; else on the same rows
+    table = paper.one_step_table(bank.rows, outcomes=load_outcomes(args.bank, bank))
     summary = paper.summarise_one_step(table)
     out = Path(args.out) if args.out else None
     fresh = paper.full_path_table(store) if store is not None else None
@@ -232,15 +240,17 @@ def cmd_paper(args: argparse.Namespace) -> int:
     budget = paper.bank_budget(bank, summary)
     claim_rows = paper.claims(summary, table, full, budget=budget, full_budget=paper.full_budget(full))
     folder = paper.write_reference(table, summary, full, claim_rows, out,
-                                   meta={"bank": bank.manifest.get("coverage"), "budget": budget})
+                                   meta={"bank": bank.manifest.get("coverage"), "budget": budget,
+                                         "scoring": paper.scoring_text(table)})
     if args.json:
         print(json.dumps(claim_rows, indent=1))
         return 0
-    cols = ["dataset", "strategy", "regret", "regret_min", "regret_max", "top1", "spearman", "seeds", "steps",
-            "position"]
+    cols = ["dataset", "strategy", "regret", "regret_low", "regret_high", "regret_min", "regret_max", "top1",
+            "spearman", "seeds", "steps", "position"]  # regret_low/high: 95 % bootstrap interval over steps
     print(summary[summary["strategy"] != "oracle"][cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"one-step regret {paper.scoring_text(table)}")
     for c in claim_rows:
-        print(f"\n[{c['key']}] paper: {c['paper']}\n  ours ({c['measure']}): {c['ours']}")
+        print(f"\n[{c['key']}] paper: {c['paper']}\n  ours ({c['measure']}, {c.get('noise', '?')}): {c['ours']}")
     print(f"\nwritten to {folder}")
     return 0
 

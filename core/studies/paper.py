@@ -4,8 +4,20 @@
   choice scored against the oracle of that step: top-1 hit, regret (accuracy points lost against the best
   removal), Spearman between the strategy's ranking and the oracle's. Fusion is strictly leave-one-dataset-out
   (the same :func:`core.fusion.rank_step` the runs use).
+
+  **Held-out scoring** (when the bank carries per-example outcomes, :func:`core.fusion.bank.load_outcomes`):
+  the step's validation examples are cut into two seeded halves A and B. Every choice is scored on B, against the
+  best removal on B, and the **noise floor** row (strategy ``noise_floor``) is the oracle of the other half: the
+  layer best on A, scored on B. Then the halves swap and the two are averaged. No strategy saw B (signals come
+  from calibration rows, fusion from other datasets), and the noise floor is what an oracle that had not seen the
+  scoring rows loses to noise alone: a strategy at the floor is as good as the measurement can tell. A strategy's
+  regret minus the floor, per step, is its loss against the half-data oracle scored on rows that oracle did not
+  use (``regret_vs_floor``). Without outcomes the old scoring is kept and labelled: picked and scored on the same
+  rows (optimistic: the max of noisy values is inflated).
 * :func:`summarise_one_step`: per dataset and strategy, mean over steps within a seed, then mean and spread
-  (min-max) over seeds; ranks per dataset; the winner.
+  (min-max) over seeds, with a 95 % bootstrap interval over the dataset's steps; ranks per dataset; the winner.
+  :func:`regret_over_datasets`: each strategy's mean regret over datasets with a bootstrap interval over
+  datasets and steps. Claims count a win only when a paired interval (:mod:`core.stats`) excludes 0.
 * :func:`full_path_table`: every strategy's own finished run (removals with fine-tuning, then KD), from a store.
 * :func:`claims`: the paper's statements next to ours, each with its numbers, budget and seed count.
 
@@ -25,11 +37,14 @@ from scipy.stats import spearmanr
 from core.paths import PROJECT_ROOT, atomic_write_text
 from core.pruning.config import FUSION
 from core.signals import STRATEGIES, get_info, rank_layers
+from core.stats import Interval, beyond_noise, paired_mean_difference, win_count
+from core.stats.intervals import bootstrap_interval
 
 REFERENCE_DIR = PROJECT_ROOT / "data" / "reference"
 ONE_STEP_FILE = "one_step.csv"
 FULL_PATH_FILE = "full_path.csv"
 CLAIMS_FILE = "claims.json"
+OVERALL_FILE = "one_step_overall.csv"
 ORACLE = "oracle_accuracy"
 
 #: the paper's statements (published summaries of arXiv 2501.03273; no code or per-dataset numbers are public)
@@ -42,6 +57,18 @@ PAPER = {
     "boundary_layers": "Successful strategies keep the boundary layers (first and last) and prune middle layers first.",
     "ratio": "The accuracy-to-size ratio improves 18.84x on average (its formula is not published).",
 }
+
+
+#: the noise-floor row's strategy key: the oracle of the other half (pick on A, score on B, and back)
+NOISE_FLOOR = "noise_floor"
+#: how a one-step table was scored (column ``scoring``)
+HELD_OUT = "held-out halves"
+SAME_ROWS = "same rows (optimistic)"
+SAME_ROWS_TEXT = "picked and scored on the same rows (optimistic)"
+#: strategies that never take part in the per-dataset ranking (reference rows)
+REFERENCE_ROWS = ("oracle", NOISE_FLOOR)
+#: bootstrap resamples of the paper check's intervals (steps are few: 4,000 as core.stats)
+_RESAMPLES = 4000
 
 
 #: what a claim about fusion says when the bank cannot score fusion fairly
@@ -72,10 +99,62 @@ def _score(step: pd.DataFrame, scores: np.ndarray, strategy: str) -> dict[str, A
             "spearman": float(rho)}
 
 
+def split_halves(n: int, seed: int, dataset: str, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of ``n`` example positions, seeded by (seed, dataset, step): the same bank always
+    splits the same way."""
+    key = [int(seed), int(step), *(ord(c) for c in str(dataset))]
+    order = np.random.default_rng(key).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2:])
+
+
+def _step_outcomes(outcomes: pd.DataFrame | None, run_id: str, step_no: int,
+                   layers: np.ndarray) -> np.ndarray | None:
+    """The (layers x examples) correctness matrix of one bank step in ``layers`` order; None without outcomes for
+    every layer of it."""
+    if outcomes is None:
+        return None
+    part = outcomes[(outcomes["run_id"] == run_id) & (outcomes["step"] == step_no)]
+    if part.empty:
+        return None
+    wide = part.pivot(index="original_layer", columns="example", values="correct")
+    if wide.isna().any().any() or not set(int(x) for x in layers) <= set(int(x) for x in wide.index):
+        return None
+    return wide.loc[[int(x) for x in layers]].to_numpy(dtype=float)
+
+
+def _held_out(correct: np.ndarray, halves: tuple[np.ndarray, np.ndarray], scores: np.ndarray) -> dict[str, float]:
+    """Regret and top-1 of the choice ``argmax(scores)`` scored on each half against that half's best, both ways
+    averaged (the choice never depends on the halves)."""
+    chosen = int(np.argmax(scores))
+    regret, top1 = [], []
+    for score_on in halves:
+        acc = correct[:, score_on].mean(axis=1)
+        regret.append(100.0 * (acc.max() - acc[chosen]))
+        top1.append(float(acc[chosen] >= acc.max() - 1e-12))
+    return {"regret_points": float(np.mean(regret)), "top1": float(np.mean(top1))}
+
+
+def _floor(correct: np.ndarray, halves: tuple[np.ndarray, np.ndarray], layers: np.ndarray) -> dict[str, Any]:
+    """The noise floor of one step: the layer best on one half, scored on the other against its best, both ways."""
+    regret, top1, picks = [], [], []
+    for pick_on, score_on in (halves, halves[::-1]):
+        pick = int(np.argmax(correct[:, pick_on].mean(axis=1)))
+        acc = correct[:, score_on].mean(axis=1)
+        regret.append(100.0 * (acc.max() - acc[pick]))
+        top1.append(float(acc[pick] >= acc.max() - 1e-12))
+        picks.append(int(layers[pick]))
+    return {"regret_points": float(np.mean(regret)), "top1": float(np.mean(top1)), "chosen_layer": picks[0]}
+
+
 def one_step_table(bank: pd.DataFrame, strategies: tuple[str, ...] | None = None,
-                   fusion_profiles: pd.DataFrame | None = None) -> pd.DataFrame:
+                   fusion_profiles: pd.DataFrame | None = None, outcomes: pd.DataFrame | None = None,
+                   split_seed: int = 0) -> pd.DataFrame:
     """One row per (model, dataset, seed, step, strategy). ``fusion_profiles`` (default: ``bank``) is what the
-    fusion rankers may train on; leave-one-dataset-out removes the dataset being scored from it."""
+    fusion rankers may train on; leave-one-dataset-out removes the dataset being scored from it.
+
+    With ``outcomes`` (the bank's per-example companion), every step that has them is scored on held-out halves
+    (see the module doc) and gets a ``noise_floor`` row; column ``scoring`` says which way each row was scored.
+    The ``oracle`` row always uses every validation row (it is the path's own choice, shown for reference)."""
     from core.fusion import FusionConfig, rank_step
 
     strategies = strategies or (*STRATEGIES, *FUSION)
@@ -85,6 +164,11 @@ def one_step_table(bank: pd.DataFrame, strategies: tuple[str, ...] | None = None
         step = step.sort_values("layer")
         base = {"model": model, "dataset": dataset, "seed": int(seed), "step": int(step_no),
                 "n_layers": int(len(step))}
+        layers = step["original_layer"].to_numpy()
+        correct = _step_outcomes(outcomes, str(run_id), int(step_no), layers)
+        halves = split_halves(correct.shape[1], int(seed) + split_seed, str(dataset), int(step_no)) \
+            if correct is not None else None
+        base["scoring"] = HELD_OUT if correct is not None else SAME_ROWS
         for strategy in strategies:
             if strategy in FUSION:
                 cfg = FusionConfig(kind="forest" if strategy == "rf_fusion" else "linear", random_state=int(seed),
@@ -97,15 +181,103 @@ def one_step_table(bank: pd.DataFrame, strategies: tuple[str, ...] | None = None
             else:
                 scores = _strategy_scores(step, strategy, int(seed), int(step_no))
                 extra = {}
-            rows.append({**base, **_score(step, scores, strategy), **extra})
+            row = {**base, **_score(step, scores, strategy), **extra}
+            if correct is not None:
+                row.update(_held_out(correct, halves, scores))
+            rows.append(row)
         acc = step[ORACLE].to_numpy(dtype=float)
-        rows.append({**base, **_score(step, acc, "oracle")})
-    return pd.DataFrame(rows)
+        rows.append({**base, **_score(step, acc, "oracle"), "scoring": SAME_ROWS})
+        if correct is not None:
+            floor = _floor(correct, halves, layers)
+            rows.append({**base, **_score(step, acc, NOISE_FLOOR), **floor, "spearman": np.nan,
+                         "examples": int(correct.shape[1])})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["top1"] = out["top1"].astype(float)  # a hit rate: 0, 1, or 0.5 when the two halves disagree
+    return out
+
+
+def held_out(table: pd.DataFrame) -> bool:
+    """Whether a one-step table was scored on held-out halves (every non-oracle row)."""
+    if "scoring" not in table.columns:
+        return False
+    rest = table[table["strategy"] != "oracle"]
+    return bool(len(rest)) and bool((rest["scoring"] == HELD_OUT).all())
+
+
+def scoring_text(table: pd.DataFrame) -> str:
+    """One phrase for how a one-step table's regrets were scored."""
+    if held_out(table):
+        return ("scored on held-out halves: each choice scored on validation examples the noise-floor oracle did "
+                "not use to pick, against the best removal on those examples, both ways averaged")
+    if "scoring" in table.columns and (table["scoring"] == HELD_OUT).any():
+        n = int(table.loc[table["scoring"] == HELD_OUT, ["dataset", "seed", "step"]].drop_duplicates().shape[0])
+        return (f"mixed: {n} step(s) on held-out halves, the rest {SAME_ROWS_TEXT}; remake the bank so every "
+                "path stores its oracle outcomes")
+    return SAME_ROWS_TEXT
+
+
+# ------------------------------------------------------------------------------------------ intervals
+def _mean_interval(values: np.ndarray, seed: int = 0) -> Interval:
+    """The mean of per-step values with a 95 % BCa bootstrap interval over steps (seeded)."""
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if x.size < 2 or np.all(x == x[0]):
+        return Interval(mean, mean, mean, method="bootstrap over steps", n=int(x.size))
+    low, high = bootstrap_interval((x,), lambda v, axis=-1: np.mean(v, axis=axis), 0.95, _RESAMPLES, seed)
+    return Interval(mean, min(low, mean), max(high, mean), method="bootstrap over steps", n=int(x.size))
+
+
+def cluster_interval(groups: list[np.ndarray], seed: int = 0, level: float = 0.95) -> Interval:
+    """The mean over groups (datasets) of each group's mean over its units (steps), with a two-level percentile
+    bootstrap: datasets resampled with replacement, then steps within each drawn dataset. With one dataset it is
+    a bootstrap over its steps."""
+    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not groups:
+        raise ValueError("cluster_interval: no values")
+    estimate = float(np.mean([g.mean() for g in groups]))
+    if all(np.all(g == groups[0][0]) for g in groups):
+        return Interval(estimate, estimate, estimate, level, "bootstrap over datasets and steps", len(groups))
+    rng = np.random.default_rng(seed)
+    k = len(groups)
+    which = rng.integers(0, k, size=(_RESAMPLES, k))
+    means = np.empty((_RESAMPLES, k))
+    for j, g in enumerate(groups):  # each dataset's resampled step-means, drawn once per resample
+        means[:, j] = g[rng.integers(0, g.size, size=(_RESAMPLES, g.size))].mean(axis=1)
+    draws = np.take_along_axis(means, which, axis=1).mean(axis=1)
+    alpha = (1 - level) / 2
+    low, high = (float(v) for v in np.quantile(draws, [alpha, 1 - alpha]))
+    return Interval(estimate, min(low, estimate), max(high, estimate), level, "bootstrap over datasets and steps",
+                    k)
+
+
+def _per_step(table: pd.DataFrame, strategy: str) -> pd.Series:
+    """One strategy's regret per (model, dataset, seed, step)."""
+    t = table[table["strategy"] == strategy]
+    return t.set_index(["model", "dataset", "seed", "step"])["regret_points"]
+
+
+def paired_regret(table: pd.DataFrame, a: str, b: str, dataset: str | None = None, seed: int = 0) -> Interval | None:
+    """Regret of ``b`` minus regret of ``a`` on the same steps (> 0: ``a`` loses fewer points), with a paired
+    bootstrap interval over the steps (of ``dataset``, else over datasets and steps); None when they share no
+    step."""
+    t = table if dataset is None else table[table["dataset"] == dataset]
+    both = pd.concat([_per_step(t, a).rename("a"), _per_step(t, b).rename("b")], axis=1, join="inner")
+    if both.empty:
+        return None
+    if dataset is not None:
+        return paired_mean_difference(both["b"].to_numpy(), both["a"].to_numpy(), n_resamples=_RESAMPLES,
+                                      seed=seed)
+    d = (both["b"] - both["a"])
+    return cluster_interval([g.to_numpy() for _, g in d.groupby(level="dataset")], seed=seed)
 
 
 def summarise_one_step(table: pd.DataFrame) -> pd.DataFrame:
     """Per (model, dataset, strategy): mean over steps within each seed, then mean, min and max over seeds, the
-    number of seeds and steps, and the rank by mean regret among non-oracle strategies (1 = best)."""
+    number of seeds and steps, and the rank by mean regret among the strategies (1 = best; the oracle and the
+    noise floor are reference rows, not ranked). ``regret_low``/``regret_high``: a 95 % bootstrap interval of the
+    mean regret over the dataset's steps (all seeds); ``vs_floor`` (with ``vs_floor_low``/``_high``): the regret
+    minus the noise floor's on the same steps, paired (held-out tables only); ``scoring``: how it was scored."""
     per_seed = table.groupby(["model", "dataset", "strategy", "seed"]).agg(
         regret=("regret_points", "mean"), top1=("top1", "mean"), spearman=("spearman", "mean"),
         steps=("step", "nunique")).reset_index()
@@ -113,7 +285,21 @@ def summarise_one_step(table: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(regret=("regret", "mean"), regret_min=("regret", "min"), regret_max=("regret", "max"),
                 top1=("top1", "mean"), top1_min=("top1", "min"), top1_max=("top1", "max"),
                 spearman=("spearman", "mean"), seeds=("seed", "nunique"), steps=("steps", "sum")).reset_index()
-    ranked = out[out["strategy"] != "oracle"].copy()
+    lows, highs, vs, vs_low, vs_high = [], [], [], [], []
+    floor = held_out(table)
+    for r in out.itertuples():
+        mine = table[(table["model"] == r.model) & (table["dataset"] == r.dataset) & (table["strategy"] == r.strategy)]
+        ci = _mean_interval(mine["regret_points"].to_numpy())
+        lows.append(ci.low)
+        highs.append(ci.high)
+        d = (paired_regret(table[table["model"] == r.model], NOISE_FLOOR, r.strategy, r.dataset)
+             if floor and r.strategy not in REFERENCE_ROWS else None)
+        vs.append(d.estimate if d is not None else np.nan)
+        vs_low.append(d.low if d is not None else np.nan)
+        vs_high.append(d.high if d is not None else np.nan)
+    out = out.assign(regret_low=lows, regret_high=highs, vs_floor=vs, vs_floor_low=vs_low, vs_floor_high=vs_high,
+                     scoring=HELD_OUT if floor else SAME_ROWS)
+    ranked = out[~out["strategy"].isin(REFERENCE_ROWS)].copy()
     ranked["rank"] = ranked.groupby(["model", "dataset"])["regret"].rank(method="min")
     # ties on regret are broken by top-1 then Spearman, so the rank is the one a reader would give
     ranked = ranked.sort_values(["model", "dataset", "regret", "top1", "spearman"], ascending=[True, True, True,
@@ -122,6 +308,28 @@ def summarise_one_step(table: pd.DataFrame) -> pd.DataFrame:
     out = out.merge(ranked[["model", "dataset", "strategy", "rank", "position"]], how="left",
                     on=["model", "dataset", "strategy"])
     return out.sort_values(["model", "dataset", "position"]).reset_index(drop=True)
+
+
+def regret_over_datasets(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, strategy): the mean over datasets of the mean regret over each dataset's steps, with a 95 %
+    bootstrap interval over datasets and steps (:func:`cluster_interval`); for held-out tables also the paired
+    difference to the noise floor (``vs_floor``, > 0: above the floor) and the scoring. The noise floor is a row
+    of its own (strategy ``noise_floor``); the oracle row is left out (it is not scored)."""
+    rows = []
+    floor = held_out(table)
+    for (model, strategy), t in table[table["strategy"] != "oracle"].groupby(["model", "strategy"], sort=True):
+        groups = [g["regret_points"].to_numpy() for _, g in t.groupby("dataset")]
+        ci = cluster_interval(groups)
+        d = paired_regret(table[table["model"] == model], NOISE_FLOOR, strategy) \
+            if floor and strategy != NOISE_FLOOR else None
+        rows.append({"model": model, "strategy": strategy, "regret": ci.estimate, "low": ci.low, "high": ci.high,
+                     "datasets": len(groups), "steps": int(len(t)),
+                     "vs_floor": d.estimate if d is not None else np.nan,
+                     "vs_floor_low": d.low if d is not None else np.nan,
+                     "vs_floor_high": d.high if d is not None else np.nan,
+                     "scoring": HELD_OUT if floor else SAME_ROWS})
+    out = pd.DataFrame(rows)
+    return out.sort_values(["model", "regret"]).reset_index(drop=True) if len(out) else out
 
 
 def full_path_table(store: Any, study_ids: list[str] | None = None) -> pd.DataFrame:
@@ -141,12 +349,26 @@ def full_path_table(store: Any, study_ids: list[str] | None = None) -> pd.DataFr
                "max_accuracy_over_depth": (s.get("max_accuracy_over_depth") or {}).get("accuracy"),
                "before_kd": (s.get("before_kd") or {}).get("test_accuracy"),
                "after_kd": (s.get("after_kd") or {}).get("test_accuracy"),
-               "ratio": s.get("ratio"), "weak_teacher": bool(s.get("weak_teacher"))}
+               "ratio": s.get("ratio"), "weak_teacher": bool(s.get("weak_teacher")), **_kd_interval(store, r.id)}
         for _, st in steps.iterrows():
             if int(st["step"]) > 0:
                 row[f"acc_{int(st['n_layers'])}_layers"] = st["test_accuracy"]
         rows.append(row)
     return _ranked(pd.DataFrame(rows))
+
+
+def _kd_interval(store: Any, run_id: str) -> dict[str, Any]:
+    """The distilled model minus its teacher on the test rows, with its interval (paired where the run kept
+    per-example outcomes; :func:`core.runs.report.run_intervals`); empty when the run has none."""
+    from core.runs.report import run_intervals
+
+    try:
+        c = run_intervals(store, run_id).kd_vs_teacher
+    except (ValueError, KeyError, OSError):
+        return {}
+    if c is None:
+        return {}
+    return dict(zip(KD_VS_TEACHER, (c.interval.estimate, c.interval.low, c.interval.high, bool(c.paired))))
 
 
 _FULL_KEY = ["model", "dataset", "seed", "train_cap", "layers_removed"]
@@ -189,41 +411,128 @@ def _boundary(table: pd.DataFrame, winners: pd.DataFrame) -> dict[str, Any]:
             "oracle_steps": int(len(oracle)), "oracle_removed_boundary": int(oracle_fl.sum())}
 
 
+def _noise(beyond: bool) -> str:
+    return "beyond noise" if beyond else "within noise"
+
+
+def _pts(i: Interval) -> str:
+    return f"{i.estimate:+.2f} [{i.low:+.2f}, {i.high:+.2f}] points"
+
+
+def _scored(table: pd.DataFrame) -> str:
+    return "" if held_out(table) else f"; {SAME_ROWS_TEXT}"
+
+
+def _rf_first(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> dict[str, Any]:
+    """RF against the best other strategy of each dataset, paired over that dataset's steps."""
+    rf = s[s["strategy"] == "rf_fusion"].set_index("dataset")
+    if not len(rf):
+        return {"ours": NO_FUSION, "noise": "not measured"}
+    diffs, behind = [], []
+    for d in datasets:
+        if d not in rf.index:
+            continue
+        others = s[(s["dataset"] == d) & (s["strategy"] != "rf_fusion")].sort_values("regret")
+        if others.empty:
+            continue
+        best = str(others["strategy"].iloc[0])
+        diff = paired_regret(table, "rf_fusion", best, d)  # best's regret - RF's: > 0, RF loses fewer points
+        if diff is not None:
+            diffs.append(diff)
+            if beyond_noise(diff) and diff.estimate < 0:
+                behind.append(f"{d} (behind {get_info(best).display_name} by {-diff.estimate:.2f})")
+    lowest = int((rf["position"] == 1).sum())
+    positions = ", ".join(f"{d} {int(rf.loc[d, 'position'])}" for d in datasets if d in rf.index)
+    if not diffs:
+        return {"ours": f"RF fusion has the lowest mean one-step regret on {lowest} of {len(datasets)} datasets "
+                        f"(positions: {positions}); no paired interval{_scored(table)}", "noise": "no interval"}
+    w = win_count(diffs)
+    text = (f"RF fusion has the lowest mean one-step regret on {lowest} of {len(datasets)} datasets (positions: "
+            f"{positions}). Counted beyond noise (paired over each dataset's steps, against its best other "
+            f"strategy): first on {w.wins} of {w.n}, behind on {w.losses}, {w.ties} ties within noise"
+            + (f"; behind: {', '.join(behind)}" if behind else "") + _scored(table))
+    return {"ours": text, "noise": _noise(w.wins + w.losses > 0), "wins": w.wins, "losses": w.losses,
+            "ties": w.ties}
+
+
+def _rf_beats_lr(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> dict[str, Any]:
+    rf = s[s["strategy"] == "rf_fusion"].set_index("dataset")
+    lr = s[s["strategy"] == "lr_fusion"].set_index("dataset")
+    both = [d for d in datasets if d in rf.index and d in lr.index]
+    if not both:
+        return {"ours": NO_FUSION, "noise": "not measured"}
+    lower = int(sum(rf.loc[d, "regret"] < lr.loc[d, "regret"] for d in both))
+    diffs = [i for i in (paired_regret(table, "rf_fusion", "lr_fusion", d) for d in both) if i is not None]
+    overall = paired_regret(table, "rf_fusion", "lr_fusion")
+    if not diffs or overall is None:
+        return {"ours": f"RF regret below LR on {lower} of {len(both)} datasets (no paired interval)",
+                "noise": "no interval"}
+    w = win_count(diffs)
+    text = (f"RF regret below LR's on {lower} of {len(both)} datasets by the means; beyond noise (paired over "
+            f"steps): RF better on {w.wins}, LR better on {w.losses}, {w.ties} ties within noise. Over all "
+            f"datasets LR − RF = {_pts(overall)} (mean regret RF {rf['regret'].mean():.2f}, LR "
+            f"{lr['regret'].mean():.2f}; bootstrap over datasets and steps): {_noise(beyond_noise(overall))}"
+            + _scored(table))
+    return {"ours": text, "noise": _noise(beyond_noise(overall)), "wins": w.wins, "losses": w.losses,
+            "ties": w.ties}
+
+
+#: strategies that are not single signals (left out of "the best single signal")
+_NOT_SINGLE = (*FUSION, "random", "top_down", "block_influence", *REFERENCE_ROWS)
+
+
+def _no_universal(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> dict[str, Any]:
+    """The best single signal per dataset, and which single signals are tied with it within noise; a signal
+    tied for best on every dataset means a universal signal is not ruled out."""
+    singles = s[~s["strategy"].isin(_NOT_SINGLE)]
+    best = singles.sort_values(["dataset", "regret"]).groupby("dataset").head(1)
+    tied_sets, separated = [], 0
+    for r in best.itertuples():
+        tied = {r.strategy}
+        others = singles[(singles["dataset"] == r.dataset) & (singles["strategy"] != r.strategy)]
+        for o in others["strategy"]:
+            diff = paired_regret(table, r.strategy, str(o), str(r.dataset))
+            if diff is None or not beyond_noise(diff):
+                tied.add(str(o))
+        tied_sets.append(tied)
+        separated += len(tied) == 1
+    names = ", ".join(f"{r.dataset} {get_info(r.strategy).display_name}" for r in best.itertuples())
+    universal = sorted(set.intersection(*tied_sets)) if tied_sets else []
+    text = (f"{best['strategy'].nunique()} different single signals have the lowest regret across {len(datasets)} "
+            f"datasets ({names}); the best is ahead of every other single signal beyond noise on {separated} of "
+            f"{len(tied_sets)}, tied with at least one within noise on {len(tied_sets) - separated}. ")
+    if universal:
+        text += ("Within noise, a universal signal is not ruled out: "
+                 + ", ".join(get_info(k).display_name for k in universal) + " is tied for best on every dataset")
+    else:
+        text += "Beyond noise: no single signal is within noise of the best on every dataset"
+    return {"ours": text + _scored(table), "noise": _noise(not universal), "ties": len(tied_sets) - separated,
+            "wins": separated}
+
+
 def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None = None,
            budget: str = "", full_budget: str = "") -> list[dict[str, Any]]:
     """The paper's claims next to ours, each with its numbers (from the one-step table, and the full-path table
-    where it has the runs)."""
-    s = summary[summary["strategy"] != "oracle"]
+    where it has the runs). A comparison counts a win only when its paired interval excludes 0 (:mod:`core.stats`);
+    each claim says how many were ties and carries ``noise``: "beyond noise", "within noise" or why there is no
+    interval."""
+    s = summary[~summary["strategy"].isin(REFERENCE_ROWS)]
     datasets = sorted(s["dataset"].unique())
     n = len(datasets)
     seeds = int(s["seeds"].min()) if len(s) else 0
     winners = s[s["position"] == 1]
-    rf = s[s["strategy"] == "rf_fusion"].set_index("dataset")
-    lr = s[s["strategy"] == "lr_fusion"].set_index("dataset")
-    singles = s[~s["strategy"].isin((*FUSION, "random", "top_down", "block_influence"))]
-    best_single = singles.sort_values(["dataset", "position"]).groupby("dataset").head(1)
-    both = [d for d in datasets if d in rf.index and d in lr.index]
     out = [
-        {"key": "rf_first", "paper": PAPER["rf_first"],
-         "ours": (f"RF fusion ranks first (lowest one-step regret) on {int((rf['position'] == 1).sum())} of {n} "
-                  "datasets; its positions: " + ", ".join(f"{d} {int(rf.loc[d, 'position'])}" for d in datasets
-                                                        if d in rf.index)) if len(rf) else NO_FUSION,
+        {"key": "rf_first", "paper": PAPER["rf_first"], **_rf_first(s, table, datasets), "measure": "one-step"},
+        {"key": "rf_beats_lr", "paper": PAPER["rf_beats_lr"], **_rf_beats_lr(s, table, datasets),
          "measure": "one-step"},
-        {"key": "rf_beats_lr", "paper": PAPER["rf_beats_lr"],
-         "ours": (f"RF regret below LR on {int(sum(rf.loc[d, 'regret'] < lr.loc[d, 'regret'] for d in both))} of "
-                  f"{len(both)} datasets (mean regret RF {rf['regret'].mean():.2f} vs LR {lr['regret'].mean():.2f} "
-                  "points)") if both else NO_FUSION,
-         "measure": "one-step"},
-        {"key": "no_universal_signal", "paper": PAPER["no_universal_signal"],
-         "ours": f"{best_single['strategy'].nunique()} different single signals are best across {n} datasets: " +
-                 ", ".join(f"{r.dataset} {get_info(r.strategy).display_name}" for r in best_single.itertuples()),
+        {"key": "no_universal_signal", "paper": PAPER["no_universal_signal"], **_no_universal(s, table, datasets),
          "measure": "one-step"},
     ]
     b = _boundary(table, winners)
     out.append({"key": "boundary_layers", "paper": PAPER["boundary_layers"],
                 "ours": f"the per-dataset winners removed the original first or last layer in {b['winner_removed_boundary']} "
                         f"of {b['winner_steps']} steps; the oracle itself in {b['oracle_removed_boundary']} of "
-                        f"{b['oracle_steps']}", "measure": "one-step"})
+                        f"{b['oracle_steps']}", "measure": "one-step", "noise": "counts of choices (no interval)"})
     if full is not None and not full.empty:
         rf_full = full[full["strategy"] == "rf_fusion"]
         rf_rank = rf_full.groupby("dataset")["rank_after_kd"].mean()
@@ -235,19 +544,19 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
                              + (" (first at every seed)" if several else "")
                              + f"; its {'mean ' if several else ''}rank after KD: "
                              + ", ".join(f"{d} {r:g}" for d, r in rf_rank.items())) if len(rf_rank)
-                            else "RF fusion has no finished full-path run", "measure": "full path"})
-        better = int((rf_full["after_kd"] > rf_full["teacher_accuracy"]).sum())
-        out.append({"key": "kd_beats_teacher", "paper": PAPER["kd_beats_teacher"],
-                    "ours": f"distilled RF-pruned model above its teacher on {better} of {len(rf_full)} measured "
-                            f"dataset-seed runs", "measure": "full path"})
+                            else "RF fusion has no finished full-path run", "measure": "full path",
+                    "noise": "ranks of test accuracies (no interval between runs)"})
+        out.append({"key": "kd_beats_teacher", "paper": PAPER["kd_beats_teacher"], **_kd_beats_teacher(rf_full),
+                    "measure": "full path"})
         out.append({"key": "ratio", "paper": PAPER["ratio"],
                     "ours": f"mean accuracy-to-size ratio {full['ratio'].mean():.2f} over {len(full)} runs (our "
                             "definition: (accuracy / teacher accuracy) / (parameters / teacher parameters), after KD)",
-                    "measure": "full path"})
+                    "measure": "full path", "noise": "a mean of ratios (no interval)"})
     else:
         for key in ("kd_beats_teacher", "ratio"):
             out.append({"key": key, "paper": PAPER[key], "ours": "not measured yet: needs the full-path study "
-                        "(data/studies/paper-small.toml here, paper-full.toml on a cluster)", "measure": "full path"})
+                        "(data/studies/paper-small.toml here, paper-full.toml on a cluster)", "measure": "full path",
+                        "noise": "not measured"})
     one_span = (seeds, int(s["seeds"].max()) if len(s) else 0)
     full_span = seed_span(full)
     full_n = int(full["dataset"].nunique()) if full is not None and not full.empty else 0
@@ -257,6 +566,31 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
         c["seeds"], c["seeds_max"] = one_span if one else full_span
         c["datasets"] = n if one else full_n
     return out
+
+
+#: the full-path columns of the distilled model minus its teacher on the test rows (core.runs.noise)
+KD_VS_TEACHER = ("kd_vs_teacher", "kd_vs_teacher_low", "kd_vs_teacher_high", "kd_vs_teacher_paired")
+
+
+def _kd_beats_teacher(rf_full: pd.DataFrame) -> dict[str, Any]:
+    """The distilled RF-pruned model against its teacher, per run: above or below beyond noise where the run's
+    difference interval is recorded, else counted by the accuracies alone and said so."""
+    n = len(rf_full)
+    better = int((rf_full["after_kd"] > rf_full["teacher_accuracy"]).sum())
+    has = rf_full.dropna(subset=list(KD_VS_TEACHER[:3])) if set(KD_VS_TEACHER[:3]) <= set(rf_full.columns) \
+        else rf_full.iloc[0:0]
+    if has.empty:
+        return {"ours": f"distilled RF-pruned model above its teacher on {better} of {n} measured dataset-seed runs "
+                        "(accuracies only: these runs' test intervals are not in the reference files)",
+                "noise": "no interval"}
+    w = win_count([Interval(float(r.kd_vs_teacher), float(r.kd_vs_teacher_low), float(r.kd_vs_teacher_high))
+                   for r in has.itertuples()])
+    paired = int(has["kd_vs_teacher_paired"].astype(bool).sum()) if "kd_vs_teacher_paired" in has else 0
+    rest = n - len(has)
+    return {"ours": f"distilled RF-pruned model above its teacher beyond noise on {w.wins} of {w.n} runs with a test "
+                    f"interval, below on {w.losses}, {w.ties} ties within noise ({paired} paired on the same test "
+                    f"rows, the rest unpaired)" + (f"; {rest} more run(s) without an interval" if rest else ""),
+            "noise": _noise(w.wins + w.losses > 0), "wins": w.wins, "losses": w.losses, "ties": w.ties}
 
 
 def seed_span(full: pd.DataFrame | None) -> tuple[int, int]:
@@ -319,6 +653,7 @@ def write_reference(table: pd.DataFrame, summary: pd.DataFrame, full: pd.DataFra
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / ONE_STEP_FILE, table.to_csv(index=False))
     atomic_write_text(folder / "one_step_summary.csv", summary.to_csv(index=False))
+    atomic_write_text(folder / OVERALL_FILE, regret_over_datasets(table).to_csv(index=False))
     if full is not None and not full.empty:
         atomic_write_text(folder / FULL_PATH_FILE, full.to_csv(index=False))
     elif (folder / FULL_PATH_FILE).is_file():
