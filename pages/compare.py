@@ -109,7 +109,9 @@ ranks = _rankings(cached_store.root(), key)
 if ranks:
     st.subheader("Which strategy is ahead")
     for r in ranks:
-        st.markdown(f"- **{state.dataset_label(r.dataset)}**: {r.sentence()}")
+        head, *places = r.lines()
+        st.markdown(f"**{state.dataset_label(r.dataset)}**, {head.lower()}:\n"
+                    + "\n".join(f"- {line}" for line in places))
     st.caption("Ranked by test accuracy at the deepest depth every run of the dataset reached; each place compared "
                "with the first on the same test rows (paired bootstrap, 95 %). A place **within noise** of the "
                "first is a tie, not a loss.")

@@ -174,7 +174,7 @@ def _metrics(steps: pd.DataFrame, view: int, run: Run) -> None:
         delta, color = f"{now.get('test_accuracy', float('nan')) - teacher.get('test_accuracy', float('nan')):+.3f}", \
             "normal"
     c[1].metric(f"After step {view}" if view else "Before pruning", text(view, now.get("test_accuracy", float("nan"))),
-                delta if view else None, delta_color=color,
+                delta if view else None, delta_color=color, delta_arrow="off" if color == "off" else "auto",
                 help="The change against the teacher on the same test rows, with its paired 95 % interval "
                      "(bootstrap); **within noise** when it contains 0." if view else None)
     c[2].metric("Layers", f"{int(now['n_layers'])}", f"-{view}" if view else None, delta_color="off")

@@ -61,14 +61,14 @@ def _row(run: Run) -> dict[str, Any]:
     took = run.seconds
     return {"run": run.id, "status": str(run.status),
             "strategy": theme.strategy_label(run.strategy) if run.kind == "prune" else run.strategy,
-            "kind": run.kind,
-            "model": run.model, "dataset": state.dataset_label(run.dataset),
-            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at)),
-            "minutes": round(took / 60, 1) if took else None,
             "teacher acc": found.teacher.text() if found.teacher else _bare(summary.teacher_accuracy),
             "final acc": found.final.text() if found.final else _bare(summary.final_accuracy),
             "final − teacher": found.vs_teacher.signed() if found.vs_teacher else "",
+            "kind": run.kind,
+            "model": run.model, "dataset": state.dataset_label(run.dataset),
             "precision": summary.raw.get("precision") or "",
+            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at)),
+            "minutes": round(took / 60, 1) if took else None,
             "layers left": summary.final_layers if isinstance(summary, PruneSummary) else None,
             "weak teacher": "⚠ pruned anyway" if summary.weak_teacher else "",
             "error": run.error or ""}

@@ -340,8 +340,8 @@ def test_compare_table_curves_kd_and_pareto(store_env):
     assert {"teacher", "best", "after_kd", "ratio"} <= set(table.columns)
     assert all(INTERVAL.fullmatch(v) for v in [*table["teacher"], *table["best"], *table["after_kd"]])
     # the rank order says by how much, with the paired interval, and "within noise" where it holds 0
-    ranking = next(m.value for m in at.markdown if "highest (" in m.value)
-    assert "At 10 layers" in ranking and "(paired)" in ranking
+    ranking = next(m.value for m in at.markdown if "highest: " in m.value)
+    assert "at 10 layers" in ranking and "(paired)" in ranking and INTERVAL.search(ranking)
     assert "within noise" in ranking or "ahead by" in ranking
     shown = texts(at)
     assert "95% intervals" in shown

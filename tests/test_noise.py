@@ -55,7 +55,7 @@ def test_compare_is_paired_with_outcomes_and_unpaired_without_and_says_so():
     assert "unpaired: no per-example outcomes stored" in unpaired.sentence() and unpaired.signed().endswith("unpaired")
     # outcomes of different rows (another split): not paired
     other = noise.compare(noise.measured(None, outcomes(a)), noise.measured(None, outcomes(b, np.arange(400) + 1000)))
-    assert other is not None and not other.paired
+    assert other is not None and not other.paired and "unpaired: different test rows" in other.sentence()
     assert noise.compare(noise.measured(0.8), noise.measured(0.7, n=100)) is None  # one size unknown: no interval
 
 
@@ -105,6 +105,8 @@ def test_rank_order_says_which_places_are_within_noise():
     assert "A ahead by 0.150 [" in text and text.endswith("1 of 2 within noise of the highest.")
     tied = noise.rank_sentence(ranked[:2])
     assert tied.endswith("No place is ahead beyond noise.")
+    lines = noise.rank_lines(ranked)
+    assert lines[0].startswith("**A** highest: 0.750 [") and lines[-1] == "1 of 2 within noise of the highest."
 
 
 def test_comparison_table_of_a_merge_run_gets_intervals_and_vs_teacher():

@@ -141,6 +141,11 @@ CSS = """
 <style>
 /* readable on a projector: bigger metric numbers, tighter page top, visible tab labels */
 [data-testid="stMetricValue"] { font-size: 2.0rem; }
+/* an accuracy with its interval ("0.894 [0.882, 0.905]") and a paired delta wrap instead of being cut off */
+[data-testid="stMetricValue"] *, [data-testid="stMetricDelta"] * { white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; }
+[data-testid="stMetricValue"] p { line-height: 1.15; }
+[data-testid="stMetricDelta"] { height: auto; }
 [data-testid="stMetricLabel"] p { font-size: 1.0rem; }
 .block-container { padding-top: 2.2rem; }
 button[data-baseweb="tab"] p { font-size: 1.05rem; }

@@ -86,6 +86,8 @@ class Comparison:
     paired: bool
     a: str
     b: str
+    #: why an unpaired comparison is not paired
+    unpaired_why: str = "no per-example outcomes stored"
 
     @property
     def within_noise(self) -> bool:
@@ -97,7 +99,7 @@ class Comparison:
 
     def sentence(self, digits: int = 3) -> str:
         """``merging ahead by 0.012 [0.004, 0.020] (paired)`` or ``within noise (a − b: ...)``."""
-        how = "paired" if self.paired else "unpaired: no per-example outcomes stored"
+        how = "paired" if self.paired else f"unpaired: {self.unpaired_why}"
         return f"{verdict(self.interval, self.a, self.b, digits=digits)} ({how})"
 
     def signed(self, digits: int = 3) -> str:
@@ -112,16 +114,17 @@ def compare(a: Measured | None, b: Measured | None, name_a: str = "A", name_b: s
     Wilson intervals' counts; None when either lacks an interval."""
     if a is None or b is None:
         return None
+    why = "no per-example outcomes stored"
     if a.outcomes is not None and b.outcomes is not None:
         try:
             return Comparison(paired_accuracy_of(a.outcomes, b.outcomes).interval, True, name_a, name_b)
-        except ValueError:  # different test rows (another split or seed): fall back to unpaired
-            pass
+        except ValueError:  # different test rows (another split, size or seed): fall back to unpaired
+            why = "different test rows"
     if a.interval is None or b.interval is None or a.interval.n is None or b.interval.n is None:
         return None
     na, nb = a.interval.n, b.interval.n
     diff = unpaired_difference(int(round(a.accuracy * na)), na, int(round(b.accuracy * nb)), nb)
-    return Comparison(diff, False, name_a, name_b)
+    return Comparison(diff, False, name_a, name_b, why)
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,21 @@ def rank(entries: Sequence[tuple[str, Measured]]) -> list[Ranked]:
     for name, m in ordered[1:]:
         out.append(Ranked(name, m, compare(m, lead, name, lead_name)))
     return out
+
+
+def rank_lines(ranked: Sequence[Ranked], digits: int = 3) -> list[str]:
+    """:func:`rank_sentence` as lines: the highest, then one line per other place, then the count of ties."""
+    if not ranked:
+        return []
+    lines = [f"**{ranked[0].name}** highest: {ranked[0].measured.text(digits)}"]
+    for r in ranked[1:]:
+        lines.append(f"{r.name} {r.measured.text(digits)}: "
+                     + (r.vs_leader.sentence(digits) if r.vs_leader is not None else "no interval (test size unknown)"))
+    ties = sum(1 for r in ranked[1:] if r.vs_leader is not None and r.vs_leader.within_noise)
+    if len(ranked) > 1:
+        lines.append("No place is ahead beyond noise." if ties == len(ranked) - 1
+                     else f"{ties} of {len(ranked) - 1} within noise of the highest.")
+    return lines
 
 
 def rank_sentence(ranked: Sequence[Ranked], digits: int = 3) -> str:

@@ -48,6 +48,10 @@ class Ranking:
     def sentence(self) -> str:
         return f"At {self.n_layers} layers: " + noise.rank_sentence(self.ranked)
 
+    def lines(self) -> list[str]:
+        """The heading (``At 10 layers``) and one line per place (:func:`core.runs.noise.rank_lines`)."""
+        return [f"At {self.n_layers} layers", *noise.rank_lines(self.ranked)]
+
 
 def rankings(store: RunStore, run_ids: list[str], label: Callable[[str], str] = str) -> list[Ranking]:
     """Per dataset, the pruning runs of ``run_ids`` ranked at the deepest depth all of them reached (two runs of
@@ -62,9 +66,10 @@ def rankings(store: RunStore, run_ids: list[str], label: Callable[[str], str] = 
     for dataset, runs in sorted(by_dataset.items()):
         found = [(r, run_intervals(store, r.id)) for r in runs]
         found = [(r, f) for r, f in found if f.final_step]
+        finals = [f.final_step for _, f in found if f.final_step is not None]
         if len(found) < 2:
             continue
-        step = min(f.final_step for _, f in found)
+        step = min(finals)
         steps0 = store.steps(found[0][0].id)
         at = steps0[steps0["step"] == step]
         n_layers = int(at["n_layers"].iloc[0]) if len(at) and "n_layers" in at else -step
