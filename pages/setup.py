@@ -275,18 +275,19 @@ def _length_panel(model_key: str, dataset_key: str) -> int | None:
                    f"grows about linearly with the length ({choice.length / 32:.1f}x that of 32 tokens).")
     c = st.columns(3)
     if choice.auto:
-        c[0].button("Use 32 tokens (the paper's)", key="len_32", on_click=_set_length,
+        c[0].button("Use 32 tokens", key="len_32", on_click=_set_length, help="The paper's length (fixed).",
                     kwargs={"length_mode": "fixed", "max_length": 32})
     else:
-        c[0].button(f"Choose from the data (auto: {choice.auto_would_choose()})", key="len_auto",
-                    on_click=_set_length, kwargs={"length_mode": "auto"})
+        c[0].button(f"Auto: {choice.auto_would_choose()} tokens", key="len_auto", on_click=_set_length,
+                    kwargs={"length_mode": "auto"}, help="Choose the length from the data (95th percentile of the "
+                    f"training texts' token counts, at most {choice.cap}).")
     if choice.cover_length > choice.length:
-        c[1].button(f"Cover {choice.cover_share:.0%}: {choice.cover_length} tokens (~{choice.cost_factor():.1f}x "
-                    "time)", key="len_cover", on_click=_set_length,
-                    kwargs={"length_mode": "fixed", "max_length": choice.cover_length})
+        c[1].button(f"Use {choice.cover_length} tokens", key="len_cover", on_click=_set_length,
+                    kwargs={"length_mode": "fixed", "max_length": choice.cover_length},
+                    help=f"Covers {choice.cover_share:.0%} of the training texts whole, at about "
+                         f"{choice.cost_factor():.1f}x the time per step of {choice.length} tokens.")
     other = "head" if choice.truncation == "head+tail" else "head+tail"
-    c[2].button("Keep the first tokens (head)" if other == "head" else "Keep first and last tokens (head+tail)",
-                key="len_trunc", on_click=_set_length, kwargs={"truncation": other},
+    c[2].button("Head only" if other == "head" else "Head+tail", key="len_trunc", on_click=_set_length, kwargs={"truncation": other},
                 help="head+tail keeps a long text's first quarter and last three quarters of the budget "
                      "(Sun et al. 2019, 'How to Fine-Tune BERT for Text Classification?').")
     return choice.length
