@@ -51,16 +51,16 @@ def test_setup_shows_the_auto_length_of_an_upload_and_overrides_it_in_one_click(
     assert "Why: auto: the 95th percentile of the 80 training texts' token counts is" in shown
     assert "No finished tiny-bert run on this machine to estimate the time from yet" in shown
     assert "server.maxUploadSize" in shown and ".streamlit/config.toml" in shown
-    next(b for b in at.button if b.label == "Use 32 tokens (the paper's)").click().run()
+    next(b for b in at.button if b.label == "Use 32 tokens").click().run()
     assert not at.exception
     b = at.session_state["budgets"]
     assert (b["length_mode"], b["max_length"]) == ("fixed", 32)
     shown = _shown(at)
     assert "Max length: 32 tokens** (set)" in shown and "are cut (their first tokens kept)" in shown
-    next(b for b in at.button if b.label.startswith("Keep first and last tokens")).click().run()
+    next(b for b in at.button if b.label == "Head+tail").click().run()
     assert at.session_state["budgets"]["truncation"] == "head+tail"
     assert "their first and last tokens kept" in _shown(at)
-    next(b for b in at.button if b.label.startswith("Choose from the data (auto: 96)")).click().run()
+    next(b for b in at.button if b.label == "Auto: 96 tokens").click().run()
     assert at.session_state["budgets"]["length_mode"] == "auto" and "(auto)" in _shown(at)
 
 
