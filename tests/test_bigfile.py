@@ -103,10 +103,10 @@ def test_big_parquet_is_read_in_batches():
 
 
 def test_upload_and_file_paths_switch_to_chunks_over_the_threshold(monkeypatch, tmp_path):
-    import core.data.tables as tables
+    import core.data.bigfile as bigfile
     import core.data.upload as upload
 
-    monkeypatch.setattr(tables, "READ_WHOLE_BYTES", 10_000)
+    monkeypatch.setattr(bigfile, "READ_WHOLE_BYTES", 10_000)
     monkeypatch.setattr(upload, "READ_WHOLE_BYTES", 10_000)
     data = _csv_bytes(2_000)
     assert len(data) > 10_000

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from core.data.batches import DataError
-from core.data.tables import (PARQUET_SUFFIXES, READ_WHOLE_BYTES, TEXT_SUFFIXES, _binary_kind, _check_header,
-                              _header, _size, reject, sniff_delimiter)
+from core.data.tables import (MAX_UPLOAD_BYTES, PARQUET_SUFFIXES, READ_WHOLE_BYTES, TEXT_SUFFIXES, _binary_kind,
+                              _check_header, _header, _size, read_table, reject, sniff_delimiter)
 
 #: the largest file read at all (in chunks)
 MAX_STREAM_BYTES = 4 * 1024**3
@@ -189,6 +189,25 @@ def read_big_table(source: bytes | str | PathLike[str], filename: str, *, sample
     return table, file_format, delimiter, encoding, (*notes, sampling.note()), sampling
 
 
+def read_any_table(data: object, filename: str, max_bytes: int = MAX_UPLOAD_BYTES
+                   ) -> tuple[pd.DataFrame, str, str | None, str | None, tuple[str, ...]]:
+    """A file's bytes or its path (an :class:`os.PathLike`) -> (table with string column names, format, delimiter,
+    encoding, notes): up to :data:`core.data.tables.READ_WHOLE_BYTES` read whole
+    (:func:`core.data.tables.read_table`), above that in chunks and sampled (:func:`read_big_table`; the last note
+    states the sampling), so memory does not grow with the file. Over ``max_bytes``: refused, saying so."""
+    if isinstance(data, PathLike) or (isinstance(data, (bytes, bytearray, memoryview))
+                                      and len(data) > READ_WHOLE_BYTES):
+        size = source_size(data)
+        if size > max_bytes:
+            raise reject(filename, f"the file is {_size(size)}, over the {_size(max_bytes)} upload limit",
+                         "Upload a sample of its rows: a few thousand are plenty, as every split is capped anyway.")
+        if size > READ_WHOLE_BYTES:
+            return read_big_table(data, filename)[:5]
+        if isinstance(data, PathLike):
+            data = Path(data).read_bytes()
+    return read_table(data, filename, max_bytes)
+
+
 def is_big(source: object, max_bytes: int = READ_WHOLE_BYTES) -> bool:
     """Whether ``source`` (bytes or a path) is over ``max_bytes`` and so read by :func:`read_big_table`."""
     try:
@@ -197,4 +216,5 @@ def is_big(source: object, max_bytes: int = READ_WHOLE_BYTES) -> bool:
         return False
 
 
-__all__ = ["CHUNK_ROWS", "MAX_STREAM_BYTES", "SAMPLE_ROWS", "Sampling", "DataError", "is_big", "read_big_table"]
+__all__ = ["CHUNK_ROWS", "MAX_STREAM_BYTES", "SAMPLE_ROWS", "Sampling", "DataError", "is_big", "read_any_table",
+           "read_big_table"]

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from os import PathLike
-from pathlib import Path, PurePath
+from pathlib import PurePath
 
 import pandas as pd
 
@@ -203,22 +202,8 @@ def _check_row_count(rows: int, filename: str) -> None:
 
 def read_table(data: object, filename: str, max_bytes: int = MAX_UPLOAD_BYTES
                ) -> tuple[pd.DataFrame, str, str | None, str | None, tuple[str, ...]]:
-    """A file's bytes (or its path, a :class:`os.PathLike`) -> (table with string column names, format, delimiter, encoding, notes).
-
-    A file over :data:`READ_WHOLE_BYTES` is read in chunks and sampled (:func:`core.data.bigfile.read_big_table`;
-    the last note states the sampling), so its size in memory does not grow with the file."""
-    if isinstance(data, PathLike) or (isinstance(data, (bytes, bytearray, memoryview))
-                                      and len(data) > READ_WHOLE_BYTES):
-        from core.data.bigfile import read_big_table, source_size
-
-        size = source_size(data)  # type: ignore[arg-type]
-        if size > max_bytes:
-            raise reject(filename, f"the file is {_size(size)}, over the {_size(max_bytes)} upload limit",
-                         "Upload a sample of its rows: a few thousand are plenty, as every split is capped anyway.")
-        if size > READ_WHOLE_BYTES:
-            table, file_format, delimiter, encoding, notes, _ = read_big_table(data, filename)  # type: ignore[arg-type]
-            return table, file_format, delimiter, encoding, notes
-        data = Path(data).read_bytes() if isinstance(data, PathLike) else data
+    """A file's bytes -> (table with string column names, format, delimiter, encoding, notes). A file over
+    :data:`READ_WHOLE_BYTES` is read in chunks instead (:func:`core.data.bigfile.read_any_table` decides)."""
     raw = _as_bytes(data, filename)
     _check_size(raw, filename, max_bytes)
     file_format = _detect_format(raw, filename)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import AUTO_LENGTH, DataConfig
+from core.data.batches import HEAD_SHARE, encode_head_tail, head_tail, special_token_frame  # noqa: F401 (re-exported)
 
 #: ``max_length="auto"`` covers this percentile of the training texts' token counts (our default)
 AUTO_PERCENTILE = 95.0
@@ -33,8 +34,6 @@ MIN_AUTO_LENGTH = 16
 MODEL_MAX_POSITIONS = 512
 #: the length that :func:`relative_cost` compares with: the paper's (and the embedded datasets' default)
 COST_REFERENCE_LENGTH = 32
-#: head+tail: the share of the kept tokens taken from the start of the text (Sun et al. 2019: 128 of 510)
-HEAD_SHARE = 128 / 510
 #: a refusal names truncation first when more than this share of the training texts was cut
 MOSTLY_TRUNCATED = 0.5
 
@@ -187,40 +186,6 @@ def choose_length(counts: np.ndarray | Sequence[int], cfg: DataConfig, limit: in
     return LengthChoice(requested=cfg.max_length, length=length, needed=needed, cap=cfg.max_auto_length, limit=limit,
                         truncated=truncated, n_texts=int(arr.size), median=int(np.median(arr)) if arr.size else 0,
                         truncation=cfg.truncation, cover_share=cover_share)
-
-
-# ------------------------------------------------------------------------------------------------ head+tail
-def special_token_frame(tokenizer: Any) -> tuple[int, int]:
-    """How many special tokens a single text gets before and after its own tokens (``[CLS]``/``[SEP]``: 1, 1)."""
-    enc = tokenizer("probe", add_special_tokens=True, return_special_tokens_mask=True)
-    mask = list(enc["special_tokens_mask"])
-    before = next((i for i, m in enumerate(mask) if not m), len(mask))
-    after = next((i for i, m in enumerate(reversed(mask)) if not m), 0)
-    return before, after
-
-
-def head_tail(ids: Sequence[int], max_length: int, before: int, after: int) -> list[int]:
-    """``ids`` (a whole text's token ids, special tokens included) cut to ``max_length``: the special tokens
-    ``before`` and ``after`` the text kept in place, and of the text its first :data:`HEAD_SHARE` and its last
-    tokens. Texts that fit are returned whole."""
-    ids = list(ids)
-    if len(ids) <= max_length:
-        return ids
-    budget = max_length - before - after
-    if budget <= 0:
-        raise ValueError(f"max_length {max_length} leaves no room for text between {before + after} special tokens")
-    body = ids[before:len(ids) - after]
-    head = int(round(budget * HEAD_SHARE))
-    tail = budget - head
-    return ids[:before] + body[:head] + (body[len(body) - tail:] if tail else []) + ids[len(ids) - after:]
-
-
-def encode_head_tail(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, Any]:
-    """Token ids and attention masks of ``texts`` cut by :func:`head_tail`, padded to the longest (torch tensors)."""
-    before, after = special_token_frame(tokenizer)
-    enc = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
-    rows = [head_tail(ids, max_length, before, after) for ids in enc["input_ids"]]
-    return tokenizer.pad({"input_ids": rows}, padding="longest", return_tensors="pt")
 
 
 # ------------------------------------------------------------------------------------------------ defaults

@@ -25,10 +25,11 @@ from typing import Callable, TypeVar
 import pandas as pd
 
 from core.data.batches import DataError
+from core.data.bigfile import read_any_table
 from core.data.labels import encode_labels, label_strings
 from core.data.registry import LoadedDataset, upload_spec
 from core.data.splits import label_conflicts
-from core.data.tables import MAX_UPLOAD_BYTES, READ_WHOLE_BYTES, read_table, reject
+from core.data.tables import MAX_UPLOAD_BYTES, READ_WHOLE_BYTES, reject
 
 T = TypeVar("T")
 
@@ -200,7 +201,7 @@ def clean_upload(table: pd.DataFrame, text_column: str, label_column: str,
 # ------------------------------------------------------------------------------------------------- public
 def _parse(data: object, filename: str, max_bytes: int) -> UploadPreview:
     filename = str(filename or "upload")
-    table, file_format, delimiter, encoding, notes = read_table(data, filename, max_bytes)
+    table, file_format, delimiter, encoding, notes = read_any_table(data, filename, max_bytes)
     if len(table.columns) < 2:
         raise reject(filename, f"only one column ({table.columns[0]!r}) was found", "Add a label column next "
                      "to the text column (separated by commas, tabs or semicolons) under a header row.")
