@@ -214,23 +214,31 @@ def _overview(run: Run) -> None:
     if len(same) < 2:
         return
     rows, teacher_done = [], False
+
+    def bounds(m: noise.Measured | None) -> dict[str, float]:
+        i = m.interval if m is not None else None
+        return {"test_low": i.low, "test_high": i.high} if i is not None else {}
+
     for r in same:
         s = ustore.merge_summary(r)
         if not s.final:
             continue
+        sides = noise.merge_sides(r.id, s.raw, ustore.outcomes, ustore.test_size(r))
         if not teacher_done:
             rows.append({"method": "teacher", "params_removed": 0, "test_accuracy": s.teacher_accuracy,
-                         "label": "teacher"})
+                         "label": "teacher", **bounds(sides["teacher"])})
             teacher_done = True
         rows.append({"method": "merge", "params_removed": s.params["removed"], "test_accuracy": s.final_accuracy,
-                     "label": f"merge {s.window_label} · {r.id[-6:]}"})
+                     "label": f"merge {s.window_label} · {r.id[-6:]}", **bounds(sides["merge"])})
         pr = s.pruning
         if pr is not None and pr.final:
             rows.append({"method": "prune", "params_removed": s.teacher["params_total"] - pr.final["params_total"],
-                         "test_accuracy": pr.final_accuracy, "label": f"prune {pr.depth} layer(s) · {r.id[-6:]}"})
+                         "test_accuracy": pr.final_accuracy, "label": f"prune {pr.depth} layer(s) · {r.id[-6:]}",
+                         **bounds(sides["prune"])})
     widgets.chart(merge_plots.merge_runs_overview(rows), key="merge_overview")
-    st.caption("Final models only (after fine-tuning and distillation). Teachers of runs with other data "
-               "settings may differ slightly; the first run's teacher is drawn.")
+    st.caption("Final models only (after fine-tuning and distillation), with 95 % Wilson intervals over the test rows "
+               "as error bars. Teachers of runs with other data settings may differ slightly; the first run's "
+               "teacher is drawn.")
 
 
 def _export(run: Run) -> None:

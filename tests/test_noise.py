@@ -122,6 +122,25 @@ def test_comparison_table_of_a_merge_run_gets_intervals_and_vs_teacher():
     assert out["test_low"].iloc[2] == wilson_interval(160, 200).low
 
 
+def test_merge_sides_read_the_recovered_stage_of_both_sides():
+    teacher, merged = pair(200, 180, 170, 168)
+    _, pruned = pair(200, 180, 150, 150)
+    files = {(0, "test"): outcomes(teacher),
+             (1, artifacts.comparison_outcomes("merge", "distilled", "test")): outcomes(merged),
+             (1, artifacts.comparison_outcomes("prune", "distilled", "test")): outcomes(pruned)}
+    summary = {"teacher": {"test_accuracy": 0.9}, "final": {"test_accuracy": 0.85},
+               "merged": {"finetuned": {}, "distilled": {}},
+               "pruning": {"finetuned": {"test_accuracy": 0.7}, "distilled": {"test_accuracy": 0.75}}}
+    sides = noise.merge_sides("r", summary, lambda run_id, step, e: files.get((step, e)))
+    assert sides["teacher"].interval == accuracy_of(outcomes(teacher))
+    assert sides["merge"].interval == accuracy_of(outcomes(merged))
+    assert sides["prune"].interval == accuracy_of(outcomes(pruned))
+    old = noise.merge_sides("r", {**summary, "merged": {"finetuned": {}}}, lambda *a: None, n=200)
+    assert old["prune"].interval == wilson_interval(140, 200)  # fine-tuned side: both were not distilled
+    assert noise.merge_sides("r", {k: v for k, v in summary.items() if k != "pruning"}, lambda *a: None)["prune"] \
+        is None
+
+
 def test_compare_table_with_intervals_and_rankings_from_a_store(tmp_path):
     from core.runs.report import compare_table, rankings, with_intervals
     from core.runs.store import RunStore

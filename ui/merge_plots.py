@@ -131,7 +131,8 @@ def merge_runs_overview(rows: Sequence[Mapping[str, Any]],
             line=dict(color=METHOD_COLORS[method], width=2, dash="solid" if method == "merge" else "dash"),
             marker=dict(size=14, color=METHOD_COLORS[method],
                         symbol="diamond-wide" if method == "teacher" else "circle"),
+            error_y=error_bars(g, "test_accuracy", "test_low", "test_high", METHOD_COLORS[method]),
             text=g["label"], hovertemplate="%{text}<br>%{x:.2f} M removed<br>test accuracy %{y:.3f}<extra></extra>"))
     fig.update_xaxes(title="parameters removed (millions)", rangemode="tozero")
-    accuracy_axis(fig, frame["test_accuracy"])
+    accuracy_axis(fig, frame[[c for c in ("test_accuracy", "test_low", "test_high") if c in frame]].to_numpy())
     return apply_layout(fig, title, height=400, legend=dict(orientation="h", y=-0.25, x=0))

@@ -314,3 +314,17 @@ def merge_final(run_id: str, summary: Mapping[str, Any], read: Reader, n: int | 
     stage = "distilled" if (summary.get("merged") or {}).get("distilled") is not None else "finetuned"
     final = measured(final_acc, read(run_id, 1, artifacts.comparison_outcomes("merge", stage, "test")), n)
     return FinalIntervals(teacher, final, compare(final, teacher, "merged model", "teacher"))
+
+
+def merge_sides(run_id: str, summary: Mapping[str, Any], read: Reader, n: int | None = None
+                ) -> dict[str, Measured | None]:
+    """A merge run's teacher, merged and pruned model after the same recovery (distilled when both were, else
+    fine-tuned), each with its interval: keys ``teacher``, ``merge``, ``prune``."""
+    merged, pruning = summary.get("merged") or {}, summary.get("pruning") or {}
+    stage = "distilled" if merged.get("distilled") is not None and pruning.get("distilled") is not None \
+        else "finetuned"
+    final = merge_final(run_id, summary, read, n)
+    side = pruning.get(stage) or {}
+    prune = measured(side.get("test_accuracy"), read(run_id, 1, artifacts.comparison_outcomes("prune", stage, "test")),
+                     n) if pruning else None
+    return {"teacher": final.teacher, "merge": final.final, "prune": prune}
