@@ -13,6 +13,13 @@ so the script can be killed at any point and started again, in this session or t
 
 Then ``python -m core study paper`` remakes the paper check from the grown bank; commit ``data/bank`` and
 ``data/reference``.
+
+Each path folded in brings its oracle's per-example outcomes (``steps/<k>/outcomes/oracle_val.parquet``) into the
+bank's companion ``outcomes.parquet``, which lets the paper check score on held-out halves with a noise floor.
+To regrow the whole bank (after a change that makes the shipped one stale, e.g. leak-free splits), grow into an
+empty folder with a fresh store, then copy the folder over ``data/bank`` once every path is in::
+
+    nice -n 10 .venv/bin/python scripts/grow_bank.py --store /work/bank/store-v2 --bank /work/bank/v2
 """
 
 from __future__ import annotations
@@ -83,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             continue
         rc = _cli(["study", "bank", "--add", "--out", args.bank, "--study-file", _shown(args.study_file)], args.store)
+        grown = json.loads(manifest_file.read_text()) if rc == 0 and manifest_file.is_file() else {}
+        outcomes = grown.get("outcomes") or {}
         print(f"[{i}/{len(todo)}] {dataset} seed {seed}: done in {(time.monotonic() - start) / 60:.1f} min; "
-              f"bank {'updated' if rc == 0 else f'NOT updated (exit {rc})'}", flush=True)
+              f"bank {'updated' if rc == 0 else f'NOT updated (exit {rc})'}"
+              + (f"; {grown.get('rows', 0)} layer-steps, {outcomes.get('layer_steps', 0)} with per-example outcomes"
+                 if grown else ""), flush=True)
     if failed:
         print("failed: " + ", ".join(failed), file=sys.stderr)
     return 1 if failed else 0

@@ -152,3 +152,50 @@ def test_weak_teacher_profiles_never_train_a_ranker(built, tmp_path, monkeypatch
         assert B.bank_rows_from_store(store, code_version="t").empty
     finally:
         store.update_summary(rid, {"weak_teacher": False})
+
+
+def test_a_study_grown_bank_carries_outcomes_and_the_paper_check_scores_held_out(tmp_path, capsys):
+    """The lead's path, tiny: an oracle-only study (what scripts/grow_bank.py runs, one dataset and seed), then
+    `study bank --add` into a fresh folder, then `study paper` on a bank with three datasets."""
+    from core.cli.study import main
+    from core.studies import execute
+    from core.studies.config import StudyConfig
+
+    store = RunStore(tmp_path / "store")
+    cfg = StudyConfig(name="bank tiny", models=("tiny-bert",), datasets=("keywords",), strategies=("oracle",),
+                      seeds=(0,), layers_to_remove=2, step_epochs=1.0, distill=False, calibration_size=32,
+                      data=SMALL)
+    study = execute.start_study(store, cfg)
+    execute.run_local(store, study.id)
+    bank = tmp_path / "bank"
+    # a fresh folder: --add starts the bank (the first path of a regrow)
+    assert main(["bank", "--add", "--store", str(store.root), "--out", str(bank), "--code-version", "t"]) == 0
+    assert "per-example oracle outcomes: 23 of 23 layer-steps" in capsys.readouterr().out
+    grown = B.load_bank(bank)
+    rows, outcomes = grown.rows, B.load_outcomes(bank, grown)
+    # two more datasets (copies under other names) so that fusion is scored leave-one-dataset-out
+    extra_rows = [rows.assign(dataset=d, run_id=rows["run_id"] + d) for d in ("trec", "bbc-news")]
+    extra_out = [outcomes.assign(run_id=outcomes["run_id"] + d) for d in ("trec", "bbc-news")]
+    B.write_bank(pd.concat([rows[list(B.COLUMNS)], *[r[list(B.COLUMNS)] for r in extra_rows]], ignore_index=True),
+                 bank, outcomes=pd.concat([outcomes, *extra_out], ignore_index=True))
+    out = tmp_path / "reference"
+    assert main(["paper", "--bank", str(bank), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "one-step regret scored on held-out halves" in printed
+    assert "[rf_beats_lr]" in printed and ("within noise" in printed or "beyond noise" in printed)
+    table = pd.read_csv(out / "one_step.csv")
+    assert "noise_floor" in set(table["strategy"]) and (table.loc[table["strategy"] != "oracle", "scoring"]
+                                                        == "held-out halves").all()
+    meta = json.loads((out / "claims.json").read_text())
+    assert meta["scoring"].startswith("scored on held-out halves")
+
+
+def test_a_store_holding_a_path_twice_banks_only_the_newest_run(built):
+    """A store kept across a change that made older cells stale holds the same path twice: only the newest
+    finished run is banked (never two runs of one path)."""
+    _, rid, rows = built
+    older = rows.assign(run_id="older-run", oracle_accuracy=0.0)
+    kept = B._newest_per_path([rows, older], {rid: 200.0, "older-run": 100.0})
+    assert len(kept) == 1 and kept[0]["run_id"].iloc[0] == rid
+    kept = B._newest_per_path([rows, older], {rid: 100.0, "older-run": 200.0})
+    assert kept[0]["run_id"].iloc[0] == "older-run"

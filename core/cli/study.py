@@ -183,9 +183,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_bank(args: argparse.Namespace) -> int:
     import subprocess
+    from pathlib import Path
 
-    from core.fusion.bank import (bank_rows_from_store, load_bank, load_outcomes, merge_outcomes, merge_rows,
-                                  outcomes_from_store, write_bank)
+    from core.fusion.bank import (MANIFEST_FILE, bank_dir, bank_rows_from_store, load_bank, load_outcomes,
+                                  merge_outcomes, merge_rows, outcomes_from_store, write_bank)
     from core.paths import PROJECT_ROOT
     from core.runs.store import RunStore
 
@@ -202,7 +203,9 @@ def cmd_bank(args: argparse.Namespace) -> int:
         print(f"error: no finished oracle-path prune runs with profiles in {store.root}", file=sys.stderr)
         return 2
     outcomes = outcomes_from_store(store, rows)  # the oracle's per-example outcomes, where the runs stored them
-    if args.add:
+    if args.add and not (Path(args.out) if args.out else bank_dir()).joinpath(MANIFEST_FILE).exists():
+        print(f"no bank in {args.out or 'data/bank'} yet: --add starts one")  # the first path of a regrow
+    elif args.add:
         old = load_bank(args.out)  # refuses a damaged bank rather than growing it
         rows = merge_rows(old.rows, rows)
         outcomes = merge_outcomes(load_outcomes(args.out, old), outcomes, rows)

@@ -352,6 +352,7 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
         frame["teacher_fingerprint"] = fingerprints[key]
         frame["code_version"] = str(config.get("code_version", code_version))
         out.append(frame)
+    out = _newest_per_path(out, {r.id: r.finished_at or 0.0 for r in runs})
     if not out:
         return pd.DataFrame(columns=list(COLUMNS))
     frame = pd.concat(out, ignore_index=True)
@@ -361,6 +362,16 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
     for c in (*SIGNAL_COLUMNS, *ORACLE_COLUMNS):
         frame[c] = frame[c].astype("float64")
     return frame.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
+
+
+def _newest_per_path(frames: list[pd.DataFrame], finished: dict[str, float]) -> list[pd.DataFrame]:
+    """One run per (model, dataset, data config, seed): the newest finished. A store that holds a path twice (an
+    older run kept beside a re-run, e.g. from before a change that made older cells stale) must not bank both."""
+    newest: dict[tuple, pd.DataFrame] = {}
+    for frame in sorted(frames, key=lambda f: finished.get(str(f["run_id"].iloc[0]), 0.0)):
+        first = frame.iloc[0]
+        newest[(first["model"], first["dataset"], first["data_config"], int(first["seed"]))] = frame
+    return list(newest.values())
 
 
 def merge_rows(kept: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
