@@ -155,15 +155,19 @@ def _bench_result(result: dict) -> None:
                                 if k not in ("batch", "seq")})
     widgets.chart(plots.deploy_speedups(result["rows"]), key=f"deploy_chart_{result['run_id']}")
     acc = result["accuracy"]
+    texts = int(((result.get("parity") or {}).get("compressed") or {}).get("texts") or 0) or None
+    measured = {k: noise.measured(v, n=texts) for k, v in acc.items()}  # Wilson over the parity texts
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result["created_at"]))
     st.caption(f"Measured {when}: median of {result['config']['repeats']} interleaved rounds per shape, "
                f"{result['threads']} thread(s), random token ids without padding; teacher {result['teacher_layers']} "
                f"layers, compressed {result['compressed_layers']} ({result['distinct_ffns']} distinct FFNs). Ideal = "
-               "teacher layers / compressed layers (merged FFNs save no compute). Test accuracy: "
-               + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in acc.items()) + ".")
+               "teacher layers / compressed layers (merged FFNs save no compute). Test accuracy "
+               + (f"(95 % Wilson over {texts:,} test texts): " if texts else ": ")
+               + ", ".join(f"{k.replace('_', ' ')} {m.text()}" for k, m in measured.items() if m) + ".")
     if "compressed_int8" in acc and acc["compressed_int8"] < acc["compressed_ort"]:
-        st.warning(f"int8 quantization lost accuracy: {acc['compressed_int8']:.3f} vs {acc['compressed_ort']:.3f} "
-                   "in float32.")
+        diff = noise.compare(measured["compressed_int8"], measured["compressed_ort"], "int8", "float32")
+        st.warning(f"int8 quantization lost accuracy: {measured['compressed_int8'].text()} vs "
+                   f"{measured['compressed_ort'].text()} in float32" + (f"; {diff.sentence()}." if diff else "."))
     if result["other_runs_active"]:
         st.warning(f"{len(result['other_runs_active'])} other run(s) were training during this measurement: "
                    "the timings are noisy. Measure again when the machine is quiet.")

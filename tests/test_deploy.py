@@ -5,6 +5,7 @@ deploy benchmark (every row printed, result kept with the run), the background j
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import time
@@ -254,6 +255,9 @@ def test_runs_page_offers_the_checked_onnx_and_shows_the_bench(runs, pruned_reco
     assert "ONNX model (.onnx)" in [b.label for b in at.get("download_button")]
     shown = "\n".join(str(c.value) for c in at.caption)
     assert "measured while the machine trains" in shown and "max |logit difference|" in shown
+    texts = store.read_json(pruned, B.BENCH_FILE)["parity"]["compressed"]["texts"]
+    assert f"Test accuracy (95 % Wilson over {texts:,} test texts): teacher torch " in shown
+    assert re.search(r"compressed ort \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", shown)
     bench_table = at.dataframe[-1].value
     assert "ideal ×" in bench_table.columns and len(bench_table) == len(store.read_json(pruned, B.BENCH_FILE)["rows"])
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
