@@ -26,7 +26,7 @@ from torch import nn
 
 from core.config import check_float, check_int
 from core.data.batches import Batch
-from core.models.registry import count_parameters, encoder_layers, original_layer_indices
+from core.models.registry import config_of, count_parameters, encoder_layers, original_layer_indices
 from core.train import per_example, predict_logits, scores_from_logits
 
 
@@ -124,7 +124,7 @@ def safetensors_bytes(model: nn.Module) -> int:
 
 def latency_batch(model: nn.Module, cfg: LatencyConfig) -> dict[str, torch.Tensor]:
     """A fixed, seeded batch of random token ids (no padding): latency does not depend on the words."""
-    vocab = int(model.config.vocab_size)
+    vocab = int(config_of(model).vocab_size)
     gen = torch.Generator().manual_seed(cfg.seed)
     ids = torch.randint(min(5, vocab - 1), vocab, (cfg.batch_size, cfg.seq_length), generator=gen)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

@@ -18,7 +18,7 @@ import torch
 
 from core.config import TrainConfig, from_dict, to_dict
 from core.data.batches import default_device
-from core.models.registry import load_classifier, load_pretrained
+from core.models.registry import load_classifier, load_pretrained, pretrained
 from core.paths import atomic_dir, cache_dir
 from core.precision import resolve
 from core.data.task import Task
@@ -124,7 +124,7 @@ def train_teacher(task: Task, train_cfg: TrainConfig | None = None, device: torc
     info = {"metrics": metrics, "train": to_dict(train_cfg), "task": task.describe(), "seconds": seconds,
             "key": key, "version": TEACHER_VERSION, "precision": precision}
     with atomic_dir(final, replace=False) as tmp:  # another process may win the race: keep theirs
-        model.to("cpu").save_pretrained(tmp, safe_serialization=True)
+        pretrained(model.to("cpu")).save_pretrained(tmp, safe_serialization=True)
         task.tokenizer.save_pretrained(tmp)
         (tmp / "teacher.json").write_text(json.dumps(info, indent=2))
     yield TeacherResult(path=final, key=key, metrics=metrics, train_cfg=train_cfg, seconds=seconds, cached=False)
@@ -196,7 +196,7 @@ class TeacherCheck:
         """Whether a refusal leads with truncation: more than half of the training texts were cut."""
         from core.data.truncation import MOSTLY_TRUNCATED
 
-        return bool(self.length) and float(self.length.get("truncated", 0.0)) > MOSTLY_TRUNCATED
+        return self.length is not None and float(self.length.get("truncated", 0.0)) > MOSTLY_TRUNCATED
 
     def accuracy_text(self) -> str:
         """``0.560 [0.529, 0.591]`` (Wilson, :data:`GUARD_LEVEL`)."""

@@ -40,6 +40,7 @@ def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConf
     before anything is pruned, unless ``allow_weak_teacher`` (then the event's payload says ``weak: true``).
     ``precision`` (the run's setting) replaces the teacher config's own when given."""
     from core.data.task import prepare_task
+    from core.models.registry import config_of
     from core.teacher import TeacherResult, WeakTeacherError, check_teacher, default_train_config, train_teacher
 
     yield Event(Stage.PREPARE, message=f"Loading {dataset_key} and tokenising for {model}")
@@ -59,7 +60,7 @@ def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConf
                         f"{ev.total_steps}, loss {ev.loss:.3f}", payload={"loss": ev.loss})
     assert result is not None
     check = check_teacher(result.metrics["test"], task.encoded["train"]["labels"], task.encoded["test"]["labels"],
-                          task.label_names, task.data_cfg.max_length, length=task.length,
+                          task.label_names, task.max_length, length=task.length,
                           teacher_seconds=result.seconds)
     message = check.message(stopped=not allow_weak_teacher)
     if check.weak and allow_weak_teacher:
@@ -69,6 +70,6 @@ def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConf
     if check.weak and not allow_weak_teacher:
         raise WeakTeacherError(check)
     teacher = result.load().to(device).eval()
-    teacher.config.teacher_key = result.path.name  # provenance: which cached teacher (saved with exported models)
+    config_of(teacher).teacher_key = result.path.name  # provenance: which cached teacher (saved with exported models)
     clock.tick(Stage.TEACHER)
     return task, teacher, teacher_cfg, result.cached

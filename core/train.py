@@ -10,6 +10,7 @@ loss ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE``.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from core.config import Bound, TrainConfig, check_bounds
 from core.data.batches import Batch, batches, default_device, model_inputs, num_batches
+from core.models.registry import num_labels
 from core.precision import autocast, grad_scaler, resolve
 
 
@@ -66,7 +68,8 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 def _param_groups(model: nn.Module, cfg: TrainConfig, lr: float) -> list[dict]:
     """AdamW groups: no decay on biases/LayerNorm; the (freshly initialised) head learns faster;
-    word embeddings are frozen by default (a large share of a small model's parameters, little to gain in few epochs)."""
+    word embeddings are frozen by default (a large share of a small model's parameters, little to gain in few
+    epochs)."""
     head_names = ("classifier", "pooler")
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
@@ -133,7 +136,7 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
     precision = resolve(cfg.precision, device)
     scaler = grad_scaler(precision, device)
     weight = None if distill or cfg.class_weights == "none" else \
-        class_weights(data["labels"], model.config.num_labels, cfg.class_weights, device)
+        class_weights(data["labels"], num_labels(model), cfg.class_weights, device)
     step = 0
     try:
         for epoch in range(int(math.ceil(total / per_epoch))):
@@ -167,10 +170,8 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
 
 
 def run_to_end(gen: Iterator[TrainProgress]) -> TrainProgress | None:
-    last = None
-    for last in gen:
-        pass
-    return last
+    last = deque(gen, maxlen=1)  # runs the generator to its end, keeping its last item
+    return last[0] if last else None
 
 
 @torch.no_grad()

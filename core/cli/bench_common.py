@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from torch import nn
 
@@ -16,7 +17,7 @@ def synthetic_texts(n: int, words: int = 48, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(TINY_WORDS) for _ in range(words)) for _ in range(n)]
 
 
-def load_bench_model(name: str, num_labels: int) -> tuple[nn.Module, object, str]:
+def load_bench_model(name: str, num_labels: int) -> tuple[nn.Module, Any, str]:
     """Model + tokenizer for a benchmark; falls back to MiniLM-L6 when the requested model is unavailable
     (returns the key actually used)."""
     try:

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     loaded = load_run(store, args.run_id)
     load_s = time.perf_counter() - t0
-    print(f"run {args.run_id}: {loaded.run.name}; precision {loaded.precision}; {torch.get_num_threads()} threads; "
+    run, compressed = loaded.of_run()
+    print(f"run {args.run_id}: {run.name}; precision {loaded.precision}; {torch.get_num_threads()} threads; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     print(f"load (task + both models): {load_s:.2f} s")
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def both() -> None:
         predict(loaded, loaded.teacher, batch)
-        predict(loaded, loaded.compressed, batch)
+        predict(loaded, compressed, batch)
 
     ms = _median_ms(both, args.repeats)
     print(f"predict, teacher + compressed, {n_tokens} tokens: {ms:.1f} ms, {_verdict(ms, TARGETS_MS['predict'])}")
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     def toggle_at(tokens_batch) -> None:  # what one switch recomputes: the teacher without the layer and its trace
         predict(loaded, loaded.teacher, tokens_batch, [layer])
         predict(loaded, loaded.teacher, tokens_batch)
-        predict(loaded, loaded.compressed, tokens_batch)
+        predict(loaded, compressed, tokens_batch)
 
     ms = _median_ms(lambda: toggle_at(batch), args.repeats)
     ms_page = _median_ms(lambda: (compare(loaded, text, [layer]), trace(loaded, text, [layer])), args.repeats)

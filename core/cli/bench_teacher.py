@@ -96,7 +96,7 @@ def _teacher_row(task: Task, recipe: str, cfg: TrainConfig) -> dict[str, Any]:
                                            cfg.min_steps)
     test = result.metrics["test"]
     check = check_teacher(test, task.encoded["train"]["labels"], task.encoded["test"]["labels"], task.label_names,
-                          task.data_cfg.max_length)
+                          task.max_length)
     sizes = task.splits.sizes()
     return {"dataset": task.dataset_key, "recipe": recipe, "model": task.model.key, "train_rows": sizes["train"],
             "val_rows": sizes["val"], "test_rows": sizes["test"], "epochs": cfg.epochs, "min_steps": cfg.min_steps,

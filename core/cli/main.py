@@ -118,7 +118,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
                "metrics": result.metrics, "task": task.describe(), "train": cfg.__dict__}
     t = result.metrics["test"]
     check = check_teacher(t, task.encoded["train"]["labels"], task.encoded["test"]["labels"], task.label_names,
-                          task.data_cfg.max_length, length=task.length, teacher_seconds=result.seconds)
+                          task.max_length, length=task.length, teacher_seconds=result.seconds)
     payload["check"] = check.to_dict()
     _emit(args, payload, f"teacher {'(cached) ' if result.cached else ''}{result.path}\n"
                          f"test accuracy {check.accuracy_text()} (95 % Wilson) vs majority class "

@@ -33,18 +33,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise PlaygroundError("The text is empty: give a sentence in quotes, e.g. python -m core predict RUN_ID "
                               "\"what is the capital of France?\"")
     loaded = load_run(RunStore(), args.run_id)
+    run, _ = loaded.of_run()
     encode_text(loaded, args.text)  # checks the text before any model runs
     result = compare(loaded, args.text, args.layers_off)
     if args.json:
-        print(json.dumps({"run_id": loaded.run.id, "precision": loaded.precision, **result.to_dict()}, indent=2))
+        print(json.dumps({"run_id": run.id, "precision": loaded.precision, **result.to_dict()}, indent=2))
         return 0
     names = result.label_names
     cut = f"; the models read {result.tokens}, the run's max length ({loaded.truncation})" if result.truncated else ""
-    lines = [f"run {loaded.run.id}: {loaded.run.name}", f"text: {result.text!r} ({result.text_tokens} tokens{cut})"]
+    lines = [f"run {run.id}: {run.name}", f"text: {result.text!r} ({result.text_tokens} tokens{cut})"]
     rows = [("teacher", f"{len(result.teacher.layers)} layers", result.teacher)]
     if result.teacher_off is not None:
         rows.append((f"teacher without layers {', '.join(map(str, result.layers_off))}",
                      f"{len(result.teacher_off.layers)} layers", result.teacher_off))
+    if result.compressed is None:  # of_run above: the run has a compressed model, so compare predicted with it
+        raise PlaygroundError(f"run {run.id}: no prediction of its compressed model")
     rows.append((loaded.compressed_name, f"{len(result.compressed.layers)} layers", result.compressed))
     width = max(len(r[0]) for r in rows)
     for name, depth, pred in rows:
@@ -68,6 +71,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
 
     store = RunStore()
     loaded = load_run(store, args.run_id)
+    run, _ = loaded.of_run()
     analysis = error_analysis(store, loaded, refresh=args.refresh)
     if args.json:
         print(json.dumps(analysis.to_dict(), indent=2, default=float))
@@ -75,7 +79,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
     names, name = analysis.label_names, analysis.compressed_name
     flips = analysis.flip_counts()
     where = "read back from" if analysis.cached else "computed and kept in"
-    out = [f"run {loaded.run.id}: {loaded.run.name}",
+    out = [f"run {run.id}: {run.name}",
            f"{analysis.stored_note()} ({where} the run's folder; first computed in {analysis.seconds:.1f} s)", "",
            "teacher:", _matrix(names, analysis.confusion("teacher")), "",
            f"{name}:", _matrix(names, analysis.confusion("compressed")), "",

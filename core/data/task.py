@@ -42,6 +42,11 @@ class Task:
     def label_names(self) -> tuple[str, ...]:
         return self.splits.label_names
 
+    @property
+    def max_length(self) -> int:
+        """The length every text was tokenised to (``data_cfg.max_length``, resolved)."""
+        return int(self.data_cfg.max_length)
+
     def describe(self) -> dict[str, Any]:
         return {"model": self.model.key, "dataset": self.dataset_key, "dataset_name": self.dataset_name,
                 "data": to_dict(self.data_cfg), "sizes": self.splits.sizes(),
@@ -79,7 +84,7 @@ def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | No
     sorted_frames = {}
     for name in ("val", "test"):
         encoded[name], sorted_frames[name] = sort_by_length(encoded[name], getattr(splits, name))
-    splits = replace(splits, **sorted_frames)
+    splits = replace(splits, val=sorted_frames["val"], test=sorted_frames["test"])
     payload = json.dumps({"model": spec.key, "dataset": loaded.spec.key, "data": frame_digest(loaded.frame),
                           "labels": list(loaded.label_names), "cfg": fingerprint_cfg(data_cfg),
                           "splits": SPLIT_VERSION}, sort_keys=True)

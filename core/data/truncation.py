@@ -220,7 +220,7 @@ def choose_for_dataset(tokenizer: Any, frame: pd.DataFrame, label_names: Sequenc
     :func:`core.data.task.prepare_task`), without tokenising the other splits: what the Setup page shows."""
     from core.data.batches import make_splits
 
-    splits = make_splits(frame, label_names, cfg)
+    splits = make_splits(frame, tuple(label_names), cfg)
     return choose_length(token_counts(tokenizer, splits.train["text"]), cfg, model_length_limit(tokenizer))
 
 

@@ -32,7 +32,7 @@ from torch import nn
 from core.config import Bound, ConfigError, check_bounds, check_int
 from core.deploy import onnx_export as ox
 from core.metrics import LatencyConfig, latency_batch
-from core.models.registry import encoder_layers
+from core.models.registry import config_of, encoder_layers
 from core.runs.record import Run
 from core.runs.store import RunStore
 
@@ -193,7 +193,7 @@ def bench_events(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = N
         accuracy["compressed_int8"] = _accuracy(sessions["compressed_int8"], test)
     n_teacher, n_compressed = len(encoder_layers(teacher)), len(encoder_layers(compressed))
     ideal = n_teacher / n_compressed
-    max_len = min(int(teacher.config.max_position_embeddings), int(compressed.config.max_position_embeddings))
+    max_len = min(int(config_of(teacher).max_position_embeddings), int(config_of(compressed).max_position_embeddings))
     rows = []
     shapes = cfg.shapes()
     for i, (b, s) in enumerate(shapes):

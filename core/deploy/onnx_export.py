@@ -75,6 +75,8 @@ def export_onnx(model: nn.Module, path: str | Path) -> dict[str, Any]:
     with torch.no_grad():
         program = torch.onnx.export(wrapper, example, None, dynamo=True, verbose=False, input_names=list(INPUT_NAMES),
                                     output_names=["logits"], dynamic_shapes=(dims, dims))
+    if program is None:  # the dynamo exporter always returns its program; None is the legacy exporter's
+        raise RuntimeError("torch.onnx.export returned no ONNXProgram")
     inits = program.model.graph.initializers
     before = len(inits)
     raw_ffn = count_ffn_weights((v.const_value.numpy() for v in inits.values() if v.const_value is not None), model)
@@ -211,9 +213,10 @@ def export_run(store: RunStore, run_id: str, *, atol: float = PARITY_ATOL, force
     run = store.get_run(run_id)
     if run is None:
         raise ValueError(f"no run {run_id!r}")
-    if not force and offered_onnx(store, run_id) is not None:
+    kept = None if force else store.read_json(run_id, PARITY_FILE)
+    if kept is not None and offered_onnx(store, run_id) is not None:
         report(1.0, "ONNX export already checked")
-        return store.read_json(run_id, PARITY_FILE)
+        return kept
     report(0.05, "Loading the run's model")
     model = load_run_model(store, run_id)
     final = store.run_dir(run_id) / ONNX_FILE

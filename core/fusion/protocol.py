@@ -152,7 +152,8 @@ def choose_training_rows(profiles: pd.DataFrame, model: str, dataset: str, run_i
         "means prune first."), nothing, flagged_elsewhere)
 
 
-def ranker_quality(pred: Sequence[float], oracle: Sequence[float], atol: float = 1e-12) -> dict[str, Any]:
+def ranker_quality(pred: Sequence[float] | np.ndarray, oracle: Sequence[float] | np.ndarray,
+                   atol: float = 1e-12) -> dict[str, Any]:
     """How one step's ranking agrees with the oracle (both are scores: higher = better to remove).
 
     ``spearman``: rank correlation across the remaining layers (None when undefined: fewer than two

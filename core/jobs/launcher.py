@@ -62,7 +62,7 @@ def command(kind: str, store_root: str | Path, args: Sequence[str]) -> list[str]
 
 
 def spawn(kind: str, store_root: str | Path, args: Sequence[str], *,
-          on_exit: Callable[[subprocess.Popen[bytes]], None] | None = None) -> subprocess.Popen[bytes]:
+          on_exit: Callable[[subprocess.Popen[bytes]], object] | None = None) -> subprocess.Popen[bytes]:
     """Start a worker for a job of ``kind`` on the store at ``store_root``; returns its process. ``on_exit``
     runs in the reaper thread once the process has ended (``returncode`` set)."""
     proc = subprocess.Popen(command(kind, store_root, args), cwd=str(PROJECT_ROOT), env=environment(),
@@ -71,7 +71,7 @@ def spawn(kind: str, store_root: str | Path, args: Sequence[str], *,
     return proc
 
 
-def _reap(proc: subprocess.Popen[bytes], on_exit: Callable[[subprocess.Popen[bytes]], None] | None) -> None:
+def _reap(proc: subprocess.Popen[bytes], on_exit: Callable[[subprocess.Popen[bytes]], object] | None) -> None:
     proc.wait()
     if on_exit is not None:
         on_exit(proc)

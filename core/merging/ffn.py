@@ -38,7 +38,7 @@ from torch import nn
 from core.config import check_choice
 from core.data.batches import Batch, default_device, model_inputs
 from core.merging.config import REFERENCES, WINDOWS_ATTR, window_label
-from core.models.registry import encoder_layers, original_layer_indices
+from core.models.registry import config_of, encoder_layers, original_layer_indices, pretrained
 from core.models.surgery import load_model, save_model
 
 
@@ -46,10 +46,12 @@ from core.models.surgery import load_model, save_model
 def ffn_linears(layer: nn.Module) -> tuple[nn.Linear, nn.Linear]:
     """The first (``intermediate.dense``) and second (``output.dense``) FFN linears of a BERT-family layer."""
     try:
-        first, second = layer.intermediate.dense, layer.output.dense
+        first, second = layer.get_submodule("intermediate.dense"), layer.get_submodule("output.dense")
     except AttributeError as exc:
         raise ValueError(f"{type(layer).__name__} has no intermediate.dense / output.dense: not a BERT-family "
                          "layer") from exc
+    if not isinstance(first, nn.Linear) or not isinstance(second, nn.Linear):
+        raise ValueError(f"{type(layer).__name__}: the FFN's intermediate.dense and output.dense are not linear")
     return first, second
 
 
@@ -81,7 +83,8 @@ def capture_ffn(model: nn.Module, layers: Iterable[int] | None = None) -> Iterat
 
     try:
         for i in positions:
-            handles.append(encoder_layers(model)[i].output.register_forward_pre_hook(hook_for(i)))
+            output = encoder_layers(model)[i].get_submodule("output")
+            handles.append(output.register_forward_pre_hook(hook_for(i)))
         yield captured
     finally:
         for handle in handles:
@@ -234,16 +237,17 @@ def _unalias_state_dict(module: nn.Module, state_dict: dict, prefix: str, local_
 def _ensure_save_hook(model: nn.Module) -> None:
     if not getattr(model, "_merged_ffn_save_hook", False):
         model.register_state_dict_post_hook(_unalias_state_dict)
-        model._merged_ffn_save_hook = True
+        # a plain bool attribute (nn.Module types its attributes as tensors or submodules)
+        model._merged_ffn_save_hook = True  # type: ignore[assignment]
 
 
 def _tie(model: nn.Module, window: Sequence[int], source: int) -> None:
     """Make every layer of ``window`` use layer ``source``'s intermediate and output.dense modules."""
     layers = encoder_layers(model)
-    intermediate, dense = layers[source].intermediate, layers[source].output.dense
+    intermediate, dense = layers[source].get_submodule("intermediate"), layers[source].get_submodule("output.dense")
     for p in window:
         layers[p].intermediate = intermediate
-        layers[p].output.dense = dense
+        layers[p].get_submodule("output").dense = dense
 
 
 def _record_window(model: nn.Module, window: Sequence[int]) -> None:
@@ -310,16 +314,17 @@ def save_merged(model: nn.Module, tokenizer: Any, folder: str | Path, compact: b
     if not compact:
         return save_model(model, tokenizer, folder)
     drop = _compact_drop_keys(model)
-    shell = copy.copy(model)  # shallow: same modules, own config and state_dict method
-    shell.config = copy.deepcopy(model.config)
-    shell.config.merged_ffn_compact = True
+    shell = copy.copy(pretrained(model))  # shallow: same modules, own config and state_dict method
+    shell.config = config = copy.deepcopy(config_of(model))
+    config.merged_ffn_compact = True
     full_state = model.state_dict
 
     def compact_state(*args: Any, **kwargs: Any) -> dict:
         state = full_state(*args, **kwargs)
         return {k: v for k, v in state.items() if k not in drop}
 
-    shell.state_dict = compact_state  # type: ignore[method-assign]
+    # an instance attribute replacing the bound method (the save reads it), typed as a method by torch
+    shell.state_dict = compact_state  # type: ignore[method-assign, assignment]
     return save_model(shell, tokenizer, folder)
 
 
@@ -344,5 +349,5 @@ def load_merged(folder: str | Path) -> nn.Module:
         hf_logging.set_verbosity(previous)
     compact = bool(getattr(model.config, "merged_ffn_compact", False))
     if compact:
-        del model.config.merged_ffn_compact
+        del config_of(model).merged_ffn_compact
     return retie(model, check_equal=not compact)

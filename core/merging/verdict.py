@@ -11,7 +11,7 @@ says so. A difference whose interval contains 0 reads **within noise** and names
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence, Union
+from typing import Callable, Literal, Sequence, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from core.stats import Interval, beyond_noise, paired_accuracy_difference, paire
 Leader = Literal["merging", "pruning", "neither"]
 #: a model's result on the test split: its accuracy, its per-example correctness (True = right), or its stored
 #: per-example outcomes frame (``core.train.per_example``: matched with the other side's on example ids)
-Outcome = Union[float, Sequence[bool], np.ndarray, pd.DataFrame]
+Outcome: TypeAlias = float | Sequence[bool] | np.ndarray | pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,9 @@ def compare_at_budget(merge: Outcome, prune: Outcome, n: int | None = None) -> B
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"compare_at_budget: n must be a positive integer, got {n!r}")
     if m_correct is not None and p_correct is not None:
-        interval = paired_accuracy_difference(m_correct, p_correct).interval
-        return BudgetVerdict(m_acc, p_acc, n, m_correct, p_correct, interval, True)
-    interval = None
+        paired = paired_accuracy_difference(m_correct, p_correct).interval
+        return BudgetVerdict(m_acc, p_acc, n, m_correct, p_correct, paired, True)
+    interval: Interval | None = None
     if n is not None:
         interval = unpaired_difference(int(round(m_acc * n)), n, int(round(p_acc * n)), n)
     return BudgetVerdict(m_acc, p_acc, n, m_correct, p_correct, interval, False)

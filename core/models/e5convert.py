@@ -249,7 +249,7 @@ def bert_config(e5: E5File) -> BertConfig:
     return BertConfig(vocab_size=h.vocab_size, hidden_size=h.hidden_size, num_hidden_layers=h.num_layers,
                       num_attention_heads=h.num_heads, intermediate_size=h.intermediate_size,
                       max_position_embeddings=h.max_positions, type_vocab_size=h.type_vocab_size,
-                      layer_norm_eps=h.layer_norm_eps, hidden_act="gelu", position_embedding_type="absolute",
+                      layer_norm_eps=h.layer_norm_eps, hidden_act="gelu",
                       pad_token_id=v.pad_id, bos_token_id=v.bos_id, eos_token_id=v.eos_id,
                       architectures=["BertModel"])
 

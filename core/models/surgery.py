@@ -19,7 +19,8 @@ from typing import Iterable, Iterator, Literal
 
 from torch import nn
 
-from core.models.registry import base_model, encoder_layers, load_pretrained, original_layer_indices
+from core.models.registry import (base_model, config_of, encoder_layers, load_pretrained, original_layer_indices,
+                                  pretrained)
 from core.paths import atomic_dir
 
 IndexKind = Literal["original", "position"]
@@ -70,7 +71,8 @@ def _renumber(layer: nn.Module, index: int) -> None:
     """Set ``layer_idx`` on the layer and every submodule that carries one (self-attention, cross-attention)."""
     for module in layer.modules():
         if hasattr(module, "layer_idx"):
-            module.layer_idx = index
+            # nn.Module types its attributes as tensors or submodules; layer_idx is an int attribute
+            module.layer_idx = index  # type: ignore[assignment]
 
 
 def remove_layers(model: nn.Module, layers: Iterable[int], *, by: IndexKind = "original") -> nn.Module:
@@ -88,9 +90,10 @@ def remove_layers(model: nn.Module, layers: Iterable[int], *, by: IndexKind = "o
     kept_modules = [modules[p] for p in keep_positions]
     for new_index, layer in enumerate(kept_modules):
         _renumber(layer, new_index)
-    base_model(new).encoder.layer = nn.ModuleList(kept_modules)
-    new.config.num_hidden_layers = len(kept_modules)
-    new.config.kept_layers = [kept_original[p] for p in keep_positions]
+    base_model(new).get_submodule("encoder").layer = nn.ModuleList(kept_modules)
+    config = config_of(new)
+    config.num_hidden_layers = len(kept_modules)
+    config.kept_layers = [kept_original[p] for p in keep_positions]
     return new
 
 
@@ -123,7 +126,7 @@ def save_model(model: nn.Module, tokenizer, folder: str | Path) -> Path:
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         with quiet_hf():
-            model.save_pretrained(tmp, safe_serialization=True)
+            pretrained(model).save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return folder

@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ import pandas as pd
 from core.paths import atomic_file, atomic_write_text
 from core.playground.load import Loaded, PlaygroundError
 from core.runs.store import RunStore
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: the folder (in a run's folder) where the playground keeps what it computed, and its files; bump the version
 #: when what is computed changes, so older files are recomputed
@@ -176,7 +179,7 @@ class ErrorAnalysis:
 
 
 # ------------------------------------------------------------------------------------------------ compute
-def _outcomes(loaded: Loaded) -> pd.DataFrame:
+def _outcomes(loaded: Loaded, compressed: nn.Module) -> pd.DataFrame:
     """Both models' predictions on the test split, computed as the run scored it."""
     from core.train import predict_logits
 
@@ -186,7 +189,7 @@ def _outcomes(loaded: Loaded) -> pd.DataFrame:
     out = {"row": np.arange(len(frame)), "text": frame["text"].astype(str).to_numpy(),
            "label": test["labels"].cpu().numpy().astype(int)}
     out["words"] = np.array([len(t.split()) for t in out["text"]], dtype=int)
-    for name, model in (("teacher", loaded.teacher), ("compressed", loaded.compressed)):
+    for name, model in (("teacher", loaded.teacher), ("compressed", compressed)):
         probs = predict_logits(model, test, BATCH_SIZE, device, loaded.precision).softmax(dim=-1).numpy()
         out[f"{name}_pred"] = probs.argmax(axis=1).astype(int)
         out[f"{name}_conf"] = probs.max(axis=1)
@@ -222,7 +225,7 @@ def error_analysis(store: RunStore, loaded: Loaded, *, refresh: bool = False) ->
                              compressed_name=loaded.compressed_name, precision=str(info["precision"]),
                              seconds=float(info["seconds"]), cached=True)
     start = time.perf_counter()
-    frame = _outcomes(loaded)
+    frame = _outcomes(loaded, loaded.compressed)
     seconds = time.perf_counter() - start
     with atomic_file(folder / OUTCOMES_FILE) as tmp:
         frame.to_csv(tmp, index=False)

@@ -113,6 +113,13 @@ class Loaded:
         summary = (MergeSummary if self.run.kind == "merge" else PruneSummary).of(self.run.summary)
         return {"teacher": summary.teacher_accuracy, "compressed": summary.final_accuracy}
 
+    def of_run(self) -> tuple[Run, nn.Module]:
+        """The run and its compressed model; a :class:`PlaygroundError` for a teacher opened alone."""
+        if self.run is None or self.compressed is None:
+            raise PlaygroundError("This needs a finished run (a teacher and its compressed model); a teacher was "
+                                  "opened alone.")
+        return self.run, self.compressed
+
 
 # ------------------------------------------------------------------------------------------------ runs
 def check_run(store: RunStore, run_id: str) -> Run:

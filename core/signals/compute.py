@@ -26,7 +26,7 @@ from torch import nn
 
 from core.config import check_int
 from core.data.batches import Batch, model_inputs
-from core.models.registry import encoder_layers, original_layer_indices
+from core.models.registry import encoder_layers, original_layer_indices, pretrained
 from core.signals.functions import FUNCTIONS
 from core.signals.registry import BASELINES, SIGNAL_KEYS, STRATEGIES, get_info
 from core.signals.stats import PassStats, update_attention, update_counts, update_gradients, update_hidden
@@ -48,7 +48,7 @@ def instrumented(model: nn.Module, device: torch.device | str | None = None,
     old_attn = getattr(model.config, "_attn_implementation", "eager")
     try:
         if old_attn != "eager":
-            model.set_attn_implementation("eager")  # attention maps exist only with eager attention
+            pretrained(model).set_attn_implementation("eager")  # attention maps exist only with eager attention
         if device is not None:
             model.to(device)
         model.eval()
@@ -64,7 +64,7 @@ def instrumented(model: nn.Module, device: torch.device | str | None = None,
         if device is not None and old_device is not None:
             model.to(old_device)
         if old_attn != "eager":
-            model.set_attn_implementation(old_attn)
+            pretrained(model).set_attn_implementation(old_attn)
 
 
 def _parts_for(columns: Sequence[str]) -> frozenset[str]:

@@ -57,7 +57,7 @@ def histogram_entropy(values: torch.Tensor | list[torch.Tensor], bins: int = ENT
     hi = max(float(r.max) for r in ranges)
     if not hi > lo:
         return 0.0
-    counts = sum(torch.histc(v, bins=bins, min=lo, max=hi).double() for v in parts)
+    counts = torch.stack([torch.histc(v, bins=bins, min=lo, max=hi).double() for v in parts]).sum(dim=0)
     p = counts / counts.sum()
     return float(-torch.special.xlogy(p, p).sum())
 
@@ -128,6 +128,8 @@ def task_relevance_mi(s: PassStats, components: int = 4, seed: int = 0) -> np.nd
 
 
 def redundancy_mi(s: PassStats) -> np.ndarray:
+    if s.m2 is None or s.cross is None:  # covariance not collected: NaN, as as_numpy gives for any other part
+        return np.full(s.n_layers, np.nan)
     m2 = s.m2.cpu().numpy()
     cross = s.cross.cpu().numpy()
     return np.array([linear_cka(m2[i], m2[i + 1], cross[i]) for i in range(s.n_layers)])
@@ -139,6 +141,8 @@ def _norm64(tensors: list[torch.Tensor]) -> float:
 
 
 def gradient_norm(s: PassStats) -> np.ndarray:
+    if s.grad_sum is None:  # gradients not collected
+        return np.full(s.n_layers, np.nan)
     return np.array([_norm64(layer) for layer in s.grad_sum]) / s.n_examples
 
 
@@ -147,6 +151,8 @@ def gradient_fisher(s: PassStats) -> np.ndarray:
 
 
 def taylor(s: PassStats) -> np.ndarray:
+    if s.grad_sum is None:  # gradients not collected
+        return np.full(s.n_layers, np.nan)
     dots = [sum(float(torch.vdot(g.flatten(), p.detach().flatten().to(g.dtype))) for g, p in zip(layer, params))
             for layer, params in zip(s.grad_sum, s.params)]
     return np.abs(np.array(dots)) / s.n_examples

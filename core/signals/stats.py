@@ -101,7 +101,7 @@ def _merge_covariance(stats: PassStats, tokens: torch.Tensor) -> None:
     cross_b = torch.bmm(centred[1:].transpose(1, 2), centred[:-1]).double()  # (L, H, H): Y^T X
     mean_b = mean_b.double()
     n = stats.n_tokens
-    if stats.mean is None:
+    if stats.mean is None or stats.m2 is None or stats.cross is None:  # the three are set together
         stats.mean, stats.m2, stats.cross = mean_b, m2_b, cross_b
         return
     delta = mean_b - stats.mean

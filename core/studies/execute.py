@@ -285,7 +285,7 @@ def _record_remote(store: RunStore, ref: Any, run_ids: list[str]) -> dict[str, s
         msg = f"{type(exc).__name__}: {str(exc)[:500]}"
         _fail_open(store, run_ids, "failed", msg)
         return {rid: "failed" for rid in run_ids}
-    status = {}
+    status: dict[str, str] = {}
     for rid in run_ids:
         for ev in result["events"][rid]:
             _finish_event(store, rid, ev)
