@@ -58,7 +58,8 @@ def report(keys: list[str], cfg: DataConfig) -> pd.DataFrame:
                      "val before": len(before.val), "val": len(after.val),
                      **{f"{k} before": v for k, v in b.items()}, **{f"{k} after": v for k, v in a.items()},
                      "new test rows": changed(before.test, after.test), "new val rows": changed(before.val, after.val),
-                     "repeats dropped": after.report.duplicate_rows, "conflicting texts": after.report.conflicting_texts,
+                     "repeats dropped": after.report.duplicate_rows,
+                     "conflicting texts": after.report.conflicting_texts,
                      "conflicting rows": after.report.conflicting_rows})
     return pd.DataFrame(rows)
 

@@ -90,7 +90,8 @@ class ModuleResult:
 def setup_cfg(source: str, tests: tuple[str, ...], timeout_multiplier: float) -> str:
     lines = ["[mutmut]", "source_paths = core", f"only_mutate = {source}", "also_copy =", "    pytest.ini",
              "pytest_add_cli_args_test_selection ="] + [f"    {t}" for t in tests]
-    lines += ["pytest_add_cli_args =", "    -m", "    not integration and not browser", "    -p", "    no:cacheprovider",
+    lines += ["pytest_add_cli_args =", "    -m", "    not integration and not browser",
+              "    -p", "    no:cacheprovider",
               f"timeout_multiplier = {timeout_multiplier}", "use_git_change_detection = false", ""]
     return "\n".join(lines)
 

@@ -21,7 +21,8 @@ from ui.bounds import removable_layers, widget_range
 ROOT = Path(__file__).resolve().parents[1]
 
 FACTORIES = {
-    DataConfig: DataConfig, TrainConfig: TrainConfig, DistillConfig: DistillConfig, DeployBenchConfig: DeployBenchConfig,
+    DataConfig: DataConfig, TrainConfig: TrainConfig, DistillConfig: DistillConfig,
+    DeployBenchConfig: DeployBenchConfig,
     PruneConfig: lambda **kw: PruneConfig(model="tiny-bert", dataset="keywords", **kw),
     MergeConfig: lambda **kw: MergeConfig(model="tiny-bert", dataset="keywords", **kw),
     StudyConfig: lambda **kw: StudyConfig(name="s", models=("tiny-bert",), datasets=("keywords",),

@@ -3,6 +3,8 @@ and the value."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from core.config import ConfigError, DataConfig, TrainConfig
@@ -32,5 +34,5 @@ def test_train_and_distill_config_errors():
 
 def test_configs_are_frozen():
     cfg = DataConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 3  # type: ignore[misc]

@@ -69,7 +69,8 @@ def test_repeated_texts_leaked_before_and_do_not_now():
 def test_an_upload_with_repeats_and_conflicting_labels(tiny_tokenizer):
     from core.data.task import prepare_task
 
-    rows = [(t, lab) for t, lab in zip(keyword_frame(n=150, classes=3)["text"], keyword_frame(n=150, classes=3)["label"])]
+    frame = keyword_frame(n=150, classes=3)
+    rows = [(t, lab) for t, lab in zip(frame["text"], frame["label"])]
     rows += [(f"  {t}", lab) for t, lab in rows[:30]]          # the same texts again, padded: repeats
     rows += [(rows[40][0], (rows[40][1] + 1) % 3), (rows[41][0], (rows[41][1] + 2) % 3)]  # two texts, two labels
     csv = "text,label\n" + "\n".join(f'"{t}",{lab}' for t, lab in rows)

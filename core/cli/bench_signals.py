@@ -7,8 +7,8 @@ In one process, on the same calibration batches, it times
 (c) a naive extraction that runs a separate pass per signal (``compute_signals(..., signals=[key])``);
 
 and prints the times and the ratios one-pass / plain (goal: <= 1.5) and naive / one-pass. Each timing is
-the median of ``repeats`` interleaved rounds after one warm-up round. Run it with ``python -m core.cli.bench_signals`` (the
-lead wires ``python -m core bench signals`` to :func:`main`).
+the median of ``repeats`` interleaved rounds after one warm-up round. Run it with
+``python -m core.cli.bench_signals`` (the lead wires ``python -m core bench signals`` to :func:`main`).
 
 Calibration text: a seeded generator of varied English sentences with a sentiment keyword as label
 (:func:`calibration_frame`), so the benchmark needs no dataset package.

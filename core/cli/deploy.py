@@ -15,7 +15,8 @@ from core.deploy.onnx_export import export_run, offered_onnx, parity_text
 from core.runs.store import RunStore
 
 
-def export_onnx_to(store: RunStore, run_id: str, dest: str | Path, quiet: bool = False) -> tuple[dict[str, Any], Path | None]:
+def export_onnx_to(store: RunStore, run_id: str, dest: str | Path,
+                   quiet: bool = False) -> tuple[dict[str, Any], Path | None]:
     """Export (or reuse) the run's checked ONNX file and copy it to ``dest/model.onnx`` with its parity record
     (``dest/onnx_parity.json``). A failing export copies nothing; returns the record and the copied path."""
     record = export_run(store, run_id, on_progress=None if quiet else _print_progress)

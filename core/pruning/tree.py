@@ -260,7 +260,8 @@ class TreeWalk:
                     m.removed.append(layer)
                     row = {"n_layers": n_original - step, "removed": layer, "removed_order": list(m.removed), **metrics,
                            "oracle_best": best, "oracle_best_accuracy": float(oracle["accuracy"].max()),
-                           "chosen_oracle_accuracy": float(oracle.loc[oracle["original_layer"] == layer, "accuracy"].iloc[0]),
+                           "chosen_oracle_accuracy":
+                               float(oracle.loc[oracle["original_layer"] == layer, "accuracy"].iloc[0]),
                            "ratio": ratio_fn(metrics["test_accuracy"], metrics["params_total"], base["test_accuracy"],
                                              base["params_total"])}
                     quality = info.get("quality") if isinstance(info, dict) else None
@@ -335,7 +336,8 @@ class TreeWalk:
                                       artifacts={"model": model, "tokenizer": task.tokenizer})
 
 
-def _summary(m: Member, base: dict[str, Any], after: dict[str, Any] | None, ratio_fn, n_original: int) -> dict[str, Any]:
+def _summary(m: Member, base: dict[str, Any], after: dict[str, Any] | None, ratio_fn,
+             n_original: int) -> dict[str, Any]:
     summary: dict[str, Any] = {"teacher": base, "removed_order": list(m.removed),
                                "final_layers": n_original - len(m.removed)}
     pruned = m.history[1:]

@@ -12,8 +12,8 @@ Artifacts live in ``<store>/runs/<run_id>/`` and are written atomically (tempora
 ``os.replace``). A run is ``done`` only after all its artifacts are written, so nothing half written is
 ever read as complete. A run whose worker died is marked ``interrupted`` as soon as the store is read for it
 (:meth:`RunStore.get_run`, :meth:`RunStore.list_runs` and :meth:`RunStore.refresh_liveness` check the
-worker's pid, zombies included), and by :meth:`RunStore.recover`, which the runner calls on start. Every connection is short-lived, so several processes (the UI and its workers)
-share the database safely.
+worker's pid, zombies included), and by :meth:`RunStore.recover`, which the runner calls on start. Every
+connection is short-lived, so several processes (the UI and its workers) share the database safely.
 """
 
 from __future__ import annotations

@@ -110,7 +110,8 @@ def set_status(store: RunStore, study_id: str, status: str, *, executor: str | N
     final = status in FINAL
     with store.transaction() as con:
         con.execute("UPDATE studies SET status=?, executor=COALESCE(?, executor), error=?, pid=COALESCE(?, pid), "
-                    "finished_at=? WHERE id=?", (status, executor, error, pid, time.time() if final else None, study_id))
+                    "finished_at=? WHERE id=?",
+                    (status, executor, error, pid, time.time() if final else None, study_id))
 
 
 def claim(store: RunStore, study_id: str, pid: int) -> None:
