@@ -204,3 +204,13 @@ def test_paper_page_without_outcomes_says_so_plainly(held_out_reference, tmp_pat
     warning = " ".join(w.value for w in at.warning)
     assert "no per-example outcomes" in warning and "picked and scored on the same rows (optimistic)" in warning
     assert not at.success
+
+
+def test_rf_behind_another_fusion_ranker_beyond_noise_is_named():
+    rng = np.random.default_rng(3)
+    base = [list(1 + rng.normal(0, 0.3, 8)) for _ in range(3)]
+    table = _table([list(np.array(b) + 3) for b in base], base, [list(np.array(b) + 5) for b in base])
+    claims = {c["key"]: c for c in paper.claims(paper.summarise_one_step(table), table)}
+    first = claims["rf_first"]
+    assert first["losses"] == 3 and first["wins"] == 0 and "behind LR fusion by" in first["ours"]
+    assert claims["rf_beats_lr"]["losses"] == 3 and claims["rf_beats_lr"]["noise"] == "beyond noise"

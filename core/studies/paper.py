@@ -411,6 +411,14 @@ def _boundary(table: pd.DataFrame, winners: pd.DataFrame) -> dict[str, Any]:
             "oracle_steps": int(len(oracle)), "oracle_removed_boundary": int(oracle_fl.sum())}
 
 
+_FUSION_NAMES = {"rf_fusion": "RF fusion", "lr_fusion": "LR fusion"}
+
+
+def _name(key: str) -> str:
+    """A strategy's display name (the registry's; ours for the fusion rankers)."""
+    return _FUSION_NAMES.get(key) or get_info(key).display_name
+
+
 def _noise(beyond: bool) -> str:
     return "beyond noise" if beyond else "within noise"
 
@@ -440,7 +448,7 @@ def _rf_first(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> dict
         if diff is not None:
             diffs.append(diff)
             if beyond_noise(diff) and diff.estimate < 0:
-                behind.append(f"{d} (behind {get_info(best).display_name} by {-diff.estimate:.2f})")
+                behind.append(f"{d} (behind {_name(best)} by {-diff.estimate:.2f})")
     lowest = int((rf["position"] == 1).sum())
     positions = ", ".join(f"{d} {int(rf.loc[d, 'position'])}" for d in datasets if d in rf.index)
     if not diffs:
