@@ -138,7 +138,8 @@ widgets.chart(plots.kd_bars(tables.kd_frame(selected, summaries,
 st.caption("Error bars: 95 % Wilson intervals over the test rows.")
 
 st.subheader("Accuracy vs size and speed")
-points = tables.compare_points(steps, selected, summaries) if not steps.empty else pd.DataFrame()
+points = tables.compare_points(steps, selected, summaries, {r.id: cached_store.prune_intervals(r) for r in selected}) \
+    if not steps.empty else pd.DataFrame()
 if points.empty:
     st.info("No measured models yet.", icon="💡")
 else:
@@ -151,7 +152,7 @@ else:
         widgets.chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch while training (ms, log)",
                                         "Accuracy vs measured latency", log_x=True), key="cmp_pareto_latency")
     st.caption("Diamonds: teachers; circles: pruned models after each step's fine-tuning; stars: after "
-               "distillation. The dashed line is the Pareto front: no model is both smaller (or faster) and "
+               "distillation; error bars: 95 % Wilson intervals over the test rows. The dashed line is the Pareto front: no model is both smaller (or faster) and "
                "more accurate than a model on it. Latency is the median CPU time of one fixed batch, measured "
                "while the run trained, so a busy machine shows in it; the deploy benchmark on Runs & export "
                "(or `python -m core bench deploy RUN_ID`) measures it side by side, in PyTorch and ONNX Runtime.")

@@ -347,6 +347,8 @@ def test_compare_table_curves_kd_and_pareto(store_env):
     assert "95% intervals" in shown
     kd = next(c for c in charts(at) if c["layout"]["title"]["text"] == "Before and after distillation")
     assert all("error_y" in t for t in kd["data"])
+    pareto = next(c for c in charts(at) if c["layout"]["title"]["text"] == "Accuracy vs parameters")
+    assert all("error_y" in t for t in pareto["data"] if t.get("mode") == "markers")
     titles = chart_titles(at)
     assert "Before and after distillation" in titles
     assert "Accuracy vs parameters" in titles and "Accuracy vs measured latency" not in titles

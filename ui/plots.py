@@ -370,6 +370,7 @@ def pareto_plot(points: pd.DataFrame, x: str, xtitle: str, title: str, log_x: bo
             x=g[x], y=g["accuracy"], mode="markers", name=theme.strategy_label(strategy),
             marker=dict(color=theme.strategy_color(strategy), symbol=[symbols.get(s, "circle") for s in g["stage"]],
                         size=[15 if s != "pruned" else 11 for s in g["stage"]], line=dict(color="white", width=1)),
+            error_y=error_bars(g, "accuracy", "low", "high", theme.strategy_color(strategy)),
             customdata=np.stack([g["stage"], g["layers_removed"], g["dataset"], g["run_id"].str[-6:]], axis=-1),
             hovertemplate="%{customdata[0]} · %{customdata[1]} removed · %{customdata[2]}<br>" + xtitle +
                           " %{x:,.4g}<br>accuracy %{y:.3f}<extra>%{customdata[3]}</extra>"))
@@ -378,7 +379,7 @@ def pareto_plot(points: pd.DataFrame, x: str, xtitle: str, title: str, log_x: bo
     fig.add_trace(go.Scatter(x=front[x], y=front["accuracy"], mode="lines", name="Pareto front",
                              line=dict(color="#1B1F24", dash="dash", width=1.5, shape="hv"), hoverinfo="skip"))
     fig.update_xaxes(title=xtitle, type="log" if log_x else "linear")
-    accuracy_axis(fig, pts["accuracy"])
+    accuracy_axis(fig, pts[[c for c in ("accuracy", "low", "high") if c in pts]].to_numpy())
     return apply_layout(fig, title, height=440, legend=dict(orientation="h", y=-0.22, x=0))
 
 

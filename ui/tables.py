@@ -116,10 +116,11 @@ def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> np.ndarray:
     return mask
 
 
-def compare_points(steps: pd.DataFrame, runs: Sequence[Run],
-                   summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def compare_points(steps: pd.DataFrame, runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]],
+                   intervals: Mapping[str, "PruneIntervals"] | None = None) -> pd.DataFrame:
     """One row per model a run produced (each step's fine-tuned model, plus the distilled one), with its
-    accuracy, parameters and latency: the points of the Pareto plots."""
+    accuracy, parameters and latency: the points of the Pareto plots. With ``intervals`` (run id -> its
+    intervals), each accuracy's 95 % interval as ``low``/``high`` (NaN when unknown)."""
     meta = {r.id: r for r in runs}
     rows = []
     for _, s in steps.iterrows():
@@ -130,7 +131,7 @@ def compare_points(steps: pd.DataFrame, runs: Sequence[Run],
                      "model": run.model, "stage": "teacher" if int(s["step"]) == 0 else "pruned",
                      "layers_removed": int(s["step"]), "n_layers": s.get("n_layers"),
                      "accuracy": s.get("test_accuracy"), "params": s.get("params_total"),
-                     "latency_ms": s.get("latency_ms")})
+                     "latency_ms": s.get("latency_ms"), **_bounds(intervals, s["run_id"], int(s["step"]))})
     for run_id, summary in summaries.items():
         run, typed = meta.get(run_id), PruneSummary.of(summary)
         after = typed.after_kd_metrics
@@ -141,9 +142,18 @@ def compare_points(steps: pd.DataFrame, runs: Sequence[Run],
                      "model": run.model, "stage": "after KD", "layers_removed": removed,
                      "n_layers": after.get("num_layers", after.get("n_layers")),
                      "accuracy": after.get("test_accuracy", after.get("accuracy")),
-                     "params": after.get("params_total"), "latency_ms": after.get("latency_ms")})
+                     "params": after.get("params_total"), "latency_ms": after.get("latency_ms"),
+                     **_bounds(intervals, run_id, None)})
     return pd.DataFrame(rows, columns=["run_id", "strategy", "dataset", "model", "stage", "layers_removed",
-                                       "n_layers", "accuracy", "params", "latency_ms"])
+                                       "n_layers", "accuracy", "params", "latency_ms", "low", "high"])
+
+
+def _bounds(intervals: Mapping[str, "PruneIntervals"] | None, run_id: str, step: int | None) -> dict[str, float]:
+    """``low``/``high`` of a run's step (``None``: after distillation) from its intervals; NaN when unknown."""
+    found = (intervals or {}).get(run_id)
+    m = None if found is None else found.after_kd if step is None else found.steps.get(step)
+    i = m.interval if m is not None else None
+    return {"low": i.low if i else np.nan, "high": i.high if i else np.nan}
 
 
 def kd_frame(runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]],
