@@ -28,6 +28,8 @@ from core.data.batches import DataError
 from core.data.tables import (MAX_UPLOAD_BYTES, PARQUET_SUFFIXES, READ_WHOLE_BYTES, TEXT_SUFFIXES, _binary_kind,
                               _check_header, _header, _size, read_table, reject, sniff_delimiter)
 
+#: a file's bytes or its path
+Source = bytes | bytearray | memoryview | str | PathLike[str]
 #: the largest file read at all (in chunks)
 MAX_STREAM_BYTES = 4 * 1024**3
 #: rows kept from a big file (our default: several times the default split caps, 2,000 + 500 + 1,000 rows,
@@ -69,19 +71,19 @@ class Sampling:
                 "rows_dropped": self.rows_dropped, "sample_rows": self.sample_rows, "seed": self.seed}
 
 
-def source_size(source: bytes | str | PathLike[str]) -> int:
+def source_size(source: Source) -> int:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return len(source)
     return Path(source).stat().st_size
 
 
-def _open(source: bytes | str | PathLike[str]) -> BinaryIO:
+def _open(source: Source) -> BinaryIO:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return io.BytesIO(bytes(source) if not isinstance(source, bytes) else source)
     return open(source, "rb")
 
 
-def _head(source: bytes | str | PathLike[str]) -> bytes:
+def _head(source: Source) -> bytes:
     with _open(source) as fh:
         return fh.read(HEAD_BYTES)
 
@@ -117,7 +119,7 @@ def _sample(chunks: Iterator[pd.DataFrame], sample_rows: int, seed: int) -> tupl
     return kept, read
 
 
-def _csv_chunks(source: bytes | str | PathLike[str], filename: str, delimiter: str, encoding: str
+def _csv_chunks(source: Source, filename: str, delimiter: str, encoding: str
                 ) -> Iterator[pd.DataFrame]:
     with _open(source) as fh:
         try:
@@ -133,7 +135,7 @@ def _csv_chunks(source: bytes | str | PathLike[str], filename: str, delimiter: s
                          "delimiter or line breaks is wrapped in double quotes.") from exc
 
 
-def _parquet_chunks(source: bytes | str | PathLike[str], filename: str) -> Iterator[pd.DataFrame]:
+def _parquet_chunks(source: Source, filename: str) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -148,7 +150,7 @@ def _parquet_chunks(source: bytes | str | PathLike[str], filename: str) -> Itera
             raise reject(filename, f"the Parquet file is corrupt or truncated ({str(exc)[:160]})", todo) from exc
 
 
-def read_big_table(source: bytes | str | PathLike[str], filename: str, *, sample_rows: int = SAMPLE_ROWS,
+def read_big_table(source: Source, filename: str, *, sample_rows: int = SAMPLE_ROWS,
                    seed: int = 0) -> tuple[pd.DataFrame, str, str | None, str | None, tuple[str, ...], Sampling]:
     """A big file (its bytes or its path) -> (sampled table with string column names, format, delimiter,
     encoding, notes, :class:`Sampling`); the notes end with the sampling's own."""
