@@ -10,6 +10,7 @@ and shows their full-path table on the Paper check.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -270,6 +271,9 @@ def test_start_a_study_from_the_page_watch_it_finish_and_find_it_on_compare_and_
     frames = [d.value.data if hasattr(d.value, "data") else d.value for d in again.dataframe]
     cells = next(f for f in frames if "strategy" in f.columns and "message" in f.columns)
     assert len(cells) == 3 and set(cells["status"]) == {"done"}
+    # every finished cell: its final accuracy with its 95 % interval and its paired difference to the teacher
+    assert all(re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", v) for v in cells["final acc [95 %]"])
+    assert all(re.match(r"[+-]\d\.\d{3} \[", v) for v in cells["final − teacher"]) and "95% intervals" in texts(again)
 
     compare = page("compare")
     compare.run()
@@ -277,6 +281,8 @@ def test_start_a_study_from_the_page_watch_it_finish_and_find_it_on_compare_and_
     assert_clean(compare)
     table = compare.dataframe[0].value
     assert len(table) == 3 and set(table["study"]) == {"tiny grid"}
+    ranking = next(m.value for m in compare.markdown if "highest: " in m.value)  # the study's rank order
+    assert "(paired)" in ranking and ("within noise" in ranking or "ahead by" in ranking)
 
     full = paper.full_path_table(store, [study_id])
     assert len(full) == 3 and full["after_kd"].notna().all()
