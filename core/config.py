@@ -9,8 +9,9 @@ and ``from_dict`` reads it back.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
 

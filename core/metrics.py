@@ -17,9 +17,10 @@ import copy
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -99,7 +100,7 @@ class ModelMetrics:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelMetrics":
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelMetrics:
         """The record from a stored dict (extra keys, e.g. a step's ``removed``, are ignored)."""
         names = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in names}

@@ -6,15 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
 from core.cli.args import add_length_args, add_precision_arg, length_settings
 from core.config import ConfigError, DataConfig
 from core.data.registry import DEFAULT_DATASET
-from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, SELECTIONS, MergeConfig
 from core.jobs.execute import execute_with_bar
+from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, SELECTIONS, MergeConfig
 from core.runs.store import RunStore
 from core.train import DistillConfig
 

@@ -11,8 +11,8 @@ from core.deploy.worker import JOB_FILE, JOBS
 from core.jobs.kinds import JobKind
 from core.jobs.launcher import exit_reason, spawn
 from core.jobs.record import Job
-from core.runs.record import ACTIVE, RunStatus
 from core.runs.liveness import pid_alive
+from core.runs.record import ACTIVE, RunStatus
 from core.runs.store import RunStore
 
 #: seconds a started job may take to record its process id before it counts as dead

@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from core.jobs.kinds import run_events
 from core.runs.events import Event, Stage
-from core.runs.recorder import record_event
 from core.runs.record import RunStatus
+from core.runs.recorder import record_event
 from core.runs.store import RunStore
 
 

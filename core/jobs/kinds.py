@@ -3,8 +3,9 @@ events. What a worker process of each kind does is the table :data:`core.jobs.wo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from enum import StrEnum
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from core.runs.events import Event
 from core.runs.record import Run

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from core.config import ConfigError
 from core.paths import PROJECT_ROOT

@@ -4,8 +4,9 @@ study's row in the studies table, a deploy check's ``deploy/job.json`` in its ru
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from core.jobs.kinds import JobKind, job_kind
 from core.runs.record import ACTIVE, Run, RunStatus, parse_status

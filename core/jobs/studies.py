@@ -7,8 +7,8 @@ import subprocess
 
 from core.jobs.kinds import JobKind
 from core.jobs.launcher import exit_reason, spawn
-from core.runs.record import ACTIVE, RunStatus
 from core.runs.liveness import pid_alive
+from core.runs.record import ACTIVE, RunStatus
 from core.runs.store import RunStore
 from core.studies import records
 

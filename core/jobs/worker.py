@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from core.jobs.kinds import JobKind, job_kind
 from core.jobs.launcher import worker_setup

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
-from core.config import (PRECISIONS, SEED, Bound, ConfigError, DataConfig, TrainConfig, check_bounds, check_choice,
-                         from_dict, to_dict)
+from core.config import (
+    PRECISIONS,
+    SEED,
+    Bound,
+    ConfigError,
+    DataConfig,
+    TrainConfig,
+    check_bounds,
+    check_choice,
+    from_dict,
+    to_dict,
+)
 from core.train import DistillConfig
 
 #: how a window is chosen: validation accuracy after merging without tuning (our default), or mean linear CKA
@@ -106,5 +117,5 @@ class MergeConfig:
         return to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "MergeConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> MergeConfig:
         return from_dict(cls, d)

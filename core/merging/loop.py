@@ -17,8 +17,9 @@ accuracy window selection), then gets the same fine-tuning and distillation budg
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generator, Iterator, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -27,10 +28,15 @@ from torch import nn
 from core.config import TrainConfig
 from core.data.batches import Batch, batches, default_device, take
 from core.merging.config import PRUNING_STRATEGY, MergeConfig, parse_window, window_label
-from core.merging.ffn import (align_window, check_window, ffn_activations, ffn_linears, merge_aligned,
-                              unique_ffn_count)
-from core.merging.windows import (candidate_windows, chosen_window, cka_matrix, matched_pruning_depth,
-                                  rank_windows, score_window)
+from core.merging.ffn import align_window, check_window, ffn_activations, ffn_linears, merge_aligned, unique_ffn_count
+from core.merging.windows import (
+    candidate_windows,
+    chosen_window,
+    cka_matrix,
+    matched_pruning_depth,
+    rank_windows,
+    score_window,
+)
 from core.metrics import LatencyConfig, accuracy_to_size_ratio, measure_with_outcomes
 from core.models.registry import encoder_layers, original_layer_indices
 from core.models.surgery import remove_layers

@@ -10,8 +10,9 @@ says so. A difference whose interval contains 0 reads **within noise** and names
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence, TypeAlias
+from typing import Literal, TypeAlias
 
 import numpy as np
 import pandas as pd

@@ -9,9 +9,10 @@ the SentencePiece metaspace, then a Viterbi over the unigram pieces. :func:`buil
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 

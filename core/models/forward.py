@@ -8,7 +8,7 @@ They are the model's own transformers modules, called the way ``BertModel.forwar
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn

@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Literal
 
 from torch import nn
 
-from core.models.registry import (base_model, config_of, encoder_layers, load_pretrained, original_layer_indices,
-                                  pretrained)
+from core.models.registry import (
+    base_model,
+    config_of,
+    encoder_layers,
+    load_pretrained,
+    original_layer_indices,
+    pretrained,
+)
 from core.paths import atomic_dir
 
 IndexKind = Literal["original", "position"]

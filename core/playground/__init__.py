@@ -9,10 +9,27 @@ the prediction read layer by layer, and what the compressed model gets wrong on 
 """
 
 from core.playground.errors import ErrorAnalysis, cached_error_analysis, error_analysis
-from core.playground.load import (PLAYABLE_KINDS, Loaded, PlaygroundError, TeacherInfo, cached_teachers, check_run,
-                                  load_run, load_teacher, playable_runs)
-from core.playground.predict import (CHANGE_DEFINITION, LENS_DEFINITION, Comparison, LayerTrace, Prediction, compare,
-                                     skip_logits, trace)
+from core.playground.load import (
+    PLAYABLE_KINDS,
+    Loaded,
+    PlaygroundError,
+    TeacherInfo,
+    cached_teachers,
+    check_run,
+    load_run,
+    load_teacher,
+    playable_runs,
+)
+from core.playground.predict import (
+    CHANGE_DEFINITION,
+    LENS_DEFINITION,
+    Comparison,
+    LayerTrace,
+    Prediction,
+    compare,
+    skip_logits,
+    trace,
+)
 
 __all__ = ["CHANGE_DEFINITION", "LENS_DEFINITION", "PLAYABLE_KINDS", "Comparison", "ErrorAnalysis", "LayerTrace",
            "Loaded", "PlaygroundError", "Prediction", "TeacherInfo", "cached_error_analysis", "cached_teachers",

@@ -5,8 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from core.config import (PRECISIONS, SEED, Bound, ConfigError, DataConfig, TrainConfig, check_bounds, check_choice,
-                         from_dict, to_dict)
+from core.config import (
+    PRECISIONS,
+    SEED,
+    Bound,
+    ConfigError,
+    DataConfig,
+    TrainConfig,
+    check_bounds,
+    check_choice,
+    from_dict,
+    to_dict,
+)
 from core.train import DistillConfig
 
 FUSION = ("lr_fusion", "rf_fusion")
@@ -66,5 +76,5 @@ class PruneConfig:
         return to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PruneConfig":
+    def from_dict(cls, d: dict[str, Any]) -> PruneConfig:
         return from_dict(cls, d)

@@ -11,7 +11,8 @@ can draw progress and stop between batches; it never touches the run store
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 import torch

@@ -12,8 +12,9 @@ Each returns the original index of the layer to remove and a JSON-ready ``info``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pandas as pd
 

@@ -13,8 +13,9 @@ The walk yields ``(run_id, Event)`` pairs and never touches the run store: the c
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -31,6 +32,7 @@ from core.runs.events import Event, Stage, StageClock
 from core.teacher_phase import prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
 from core.version import code_version
+
 
 def group_key(cfg: PruneConfig) -> str:
     """Everything that determines a run's result except its strategy, as canonical JSON."""

@@ -17,14 +17,23 @@ the pages' cached reader).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
 from core.runs import artifacts
-from core.stats import (LEVEL, Interval, accuracy_of, beyond_noise, paired_accuracy_of, unpaired_difference, verdict,
-                        wilson_interval)
+from core.stats import (
+    LEVEL,
+    Interval,
+    accuracy_of,
+    beyond_noise,
+    paired_accuracy_of,
+    unpaired_difference,
+    verdict,
+    wilson_interval,
+)
 
 Reader = Callable[[str, int, str], "pd.DataFrame | None"]
 

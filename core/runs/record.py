@@ -10,9 +10,10 @@ ones an older store lacks (``cell_id`` came with studies) and reads old status w
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, Mapping, Self
+from typing import Any, Self
 
 
 class RunStatus(StrEnum):

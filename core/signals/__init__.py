@@ -7,8 +7,16 @@ pass that computes all twelve (plus the block-influence baseline) for every rema
 """
 
 from core.signals.compute import DEFAULT_COLUMNS, collect, compute_signals, instrumented, rank_layers
-from core.signals.registry import (BASELINES, FAMILIES, SIGNAL_KEYS, SIGNALS, STRATEGIES, SignalInfo, get_info,
-                       signals_markdown)
+from core.signals.registry import (
+    BASELINES,
+    FAMILIES,
+    SIGNAL_KEYS,
+    SIGNALS,
+    STRATEGIES,
+    SignalInfo,
+    get_info,
+    signals_markdown,
+)
 
 __all__ = ["BASELINES", "DEFAULT_COLUMNS", "FAMILIES", "SIGNAL_KEYS", "SIGNALS", "STRATEGIES", "SignalInfo",
            "collect", "compute_signals", "get_info", "instrumented", "rank_layers", "signals_markdown"]

@@ -9,8 +9,8 @@ functions so they can be tested on hand-built inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

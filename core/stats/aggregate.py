@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import stats
 
-from core.stats.intervals import (LEVEL, RESAMPLES, Interval, as_vector, beyond_noise, bootstrap_interval,
-                                  check_level)
+from core.stats.intervals import LEVEL, RESAMPLES, Interval, as_vector, beyond_noise, bootstrap_interval, check_level
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.stats.intervals import (LEVEL, RESAMPLES, Interval, PairedDifference, accuracy_interval, macro_f1_interval,
-                                  paired_accuracy_difference, paired_macro_f1_difference, paired_mean_difference)
+from core.stats.intervals import (
+    LEVEL,
+    RESAMPLES,
+    Interval,
+    PairedDifference,
+    accuracy_interval,
+    macro_f1_interval,
+    paired_accuracy_difference,
+    paired_macro_f1_difference,
+    paired_mean_difference,
+)
 
 _NEEDED = ("example", "label", "pred")
 

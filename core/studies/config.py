@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from core.config import PRECISIONS, SEED, Bound, ConfigError, DataConfig, check_bounds, check_choice, from_dict, to_dict
 from core.pruning.config import FUSION, PruneConfig, strategy_keys
@@ -92,7 +93,7 @@ class StudyConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "StudyConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> StudyConfig:
         d = dict(d)
         unknown = sorted(set(d) - {f for f in cls.__dataclass_fields__})
         if unknown:
@@ -110,7 +111,7 @@ class StudyConfig:
         return from_dict(cls, d)
 
     @classmethod
-    def load(cls, path: str | Path) -> "StudyConfig":
+    def load(cls, path: str | Path) -> StudyConfig:
         """Read a study from a TOML or JSON file."""
         p = Path(path)
         if not p.exists():
@@ -129,7 +130,7 @@ class StudyConfig:
                            step_epochs=self.step_epochs, distill=self.distill, calibration_size=self.calibration_size,
                            kd=DistillConfig(epochs=self.kd_epochs), data=data, seed=seed, precision=self.precision)
 
-    def cells(self, snapshot: str) -> list["Cell"]:
+    def cells(self, snapshot: str) -> list[Cell]:
         """Every cell of the grid, in a stable order (model, dataset, seed, strategy). ``snapshot`` is the digest of
         the profile snapshot the fusion cells train on."""
         return [Cell.of(self.prune_config(m, d, s, seed), snapshot)
@@ -150,7 +151,7 @@ class Cell:
     group: str
 
     @classmethod
-    def of(cls, cfg: PruneConfig, snapshot: str) -> "Cell":
+    def of(cls, cfg: PruneConfig, snapshot: str) -> Cell:
         from core.precision import resolve
 
         snap = snapshot if cfg.strategy in FUSION else ""

@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -27,8 +28,16 @@ from core.runs.record import ACTIVE, RunStatus
 from core.runs.recorder import record_event
 from core.runs.store import RunStore
 from core.studies.config import Cell, StudyConfig, groups
-from core.studies.records import (Study, cancel_requested, clear_cancel, create_study, done_cells, get_study,
-                                  load_snapshot, set_status)
+from core.studies.records import (
+    Study,
+    cancel_requested,
+    clear_cancel,
+    create_study,
+    done_cells,
+    get_study,
+    load_snapshot,
+    set_status,
+)
 
 #: per-batch progress events a remote worker does not send back (the driver records one per stage instead)
 _CHATTY = (Stage.TEACHER, Stage.FINETUNE, Stage.DISTILL)

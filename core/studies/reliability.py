@@ -67,7 +67,7 @@ class Outcomes:
                              "loss": self.loss.ravel().astype(np.float32), "kl": self.kl.ravel().astype(np.float32)})
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> "Outcomes":
+    def from_frame(cls, frame: pd.DataFrame) -> Outcomes:
         layers = tuple(int(x) for x in pd.unique(frame["layer"]))
         shape = (len(layers), len(frame) // len(layers))
         return cls(layers, frame["correct"].to_numpy().reshape(shape).astype(bool),
