@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.runs.record import RunStatus
 from core.runs import noise
+from core.runs.record import RunStatus
 from core.runs.report import Ranking, compare_table, rankings, with_intervals
 from core.studies.records import list_studies
 
@@ -138,8 +138,8 @@ widgets.chart(plots.kd_bars(tables.kd_frame(selected, summaries,
 st.caption("Error bars: 95 % Wilson intervals over the test rows.")
 
 st.subheader("Accuracy vs size and speed")
-points = tables.compare_points(steps, selected, summaries, {r.id: cached_store.prune_intervals(r) for r in selected}) \
-    if not steps.empty else pd.DataFrame()
+intervals = {r.id: cached_store.prune_intervals(r) for r in selected}
+points = tables.compare_points(steps, selected, summaries, intervals) if not steps.empty else pd.DataFrame()
 if points.empty:
     st.info("No measured models yet.", icon="💡")
 else:
@@ -152,7 +152,7 @@ else:
         widgets.chart(plots.pareto_plot(points, "latency_ms", "CPU latency per batch while training (ms, log)",
                                         "Accuracy vs measured latency", log_x=True), key="cmp_pareto_latency")
     st.caption("Diamonds: teachers; circles: pruned models after each step's fine-tuning; stars: after "
-               "distillation; error bars: 95 % Wilson intervals over the test rows. The dashed line is the Pareto front: no model is both smaller (or faster) and "
-               "more accurate than a model on it. Latency is the median CPU time of one fixed batch, measured "
+               "distillation; error bars: 95 % Wilson intervals over the test rows. The dashed line is the Pareto "
+               "front: no model is both smaller (or faster) and more accurate than a model on it. Latency is the median CPU time of one fixed batch, measured "
                "while the run trained, so a busy machine shows in it; the deploy benchmark on Runs & export "
                "(or `python -m core bench deploy RUN_ID`) measures it side by side, in PyTorch and ONNX Runtime.")

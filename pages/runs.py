@@ -16,9 +16,9 @@ import streamlit as st
 from core.deploy.bench import BENCH_FILE, DeployBenchConfig
 from core.deploy.onnx_export import PARITY_FILE, offered_onnx
 from core.jobs.deploy import deploy_job, start_deploy
+from core.runs import noise
 from core.runs.export import model_zip_bytes
 from core.runs.record import PruneSummary, Run, RunStatus
-from core.runs import noise
 from core.runs.report import run_report
 
 from ui import cached_store as ustore

@@ -42,7 +42,8 @@ def test_measured_from_outcomes_from_accuracy_and_size_or_bare():
 def test_compare_is_paired_with_outcomes_and_unpaired_without_and_says_so():
     a, b = pair(400, 300, 298, 294)  # 0.005 apart, 10 discordant rows: within noise
     close = noise.compare(noise.measured(None, outcomes(a)), noise.measured(None, outcomes(b)), "A", "B")
-    assert close.paired and close.within_noise and close.interval == paired_accuracy_of(outcomes(a), outcomes(b)).interval
+    assert close.paired and close.within_noise
+    assert close.interval == paired_accuracy_of(outcomes(a), outcomes(b)).interval
     assert close.sentence().startswith("within noise (A − B: 0.005 [") and close.sentence().endswith("(paired)")
     assert close.signed().endswith("within noise")
     a, b = pair(400, 320, 260, 255)  # 0.15 apart
@@ -183,7 +184,8 @@ def test_study_cells_show_final_accuracy_with_interval_and_seeds_aggregate():
               for i, (t, f) in enumerate(((t0, f0), (t1, f1)))}
     rows = study_view.with_results(study_view.cell_rows(cells), finals)
     by_run = rows.set_index("run")
-    assert by_run.loc["r0", "final acc [95 %]"] == str(accuracy_of(outcomes(f0))) and by_run.loc["r2", "final acc [95 %]"] == ""
+    assert by_run.loc["r0", "final acc [95 %]"] == str(accuracy_of(outcomes(f0)))
+    assert by_run.loc["r2", "final acc [95 %]"] == ""
     assert by_run.loc["r1", "final − teacher"].startswith("-0.100 [")
     seeds = study_view.over_seeds_table(cells, finals)
     assert seeds["seeds"].tolist() == [2]

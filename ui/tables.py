@@ -117,7 +117,7 @@ def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> np.ndarray:
 
 
 def compare_points(steps: pd.DataFrame, runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]],
-                   intervals: Mapping[str, "PruneIntervals"] | None = None) -> pd.DataFrame:
+                   intervals: Mapping[str, PruneIntervals] | None = None) -> pd.DataFrame:
     """One row per model a run produced (each step's fine-tuned model, plus the distilled one), with its
     accuracy, parameters and latency: the points of the Pareto plots. With ``intervals`` (run id -> its
     intervals), each accuracy's 95 % interval as ``low``/``high`` (NaN when unknown)."""
@@ -148,7 +148,7 @@ def compare_points(steps: pd.DataFrame, runs: Sequence[Run], summaries: Mapping[
                                        "n_layers", "accuracy", "params", "latency_ms", "low", "high"])
 
 
-def _bounds(intervals: Mapping[str, "PruneIntervals"] | None, run_id: str, step: int | None) -> dict[str, float]:
+def _bounds(intervals: Mapping[str, PruneIntervals] | None, run_id: str, step: int | None) -> dict[str, float]:
     """``low``/``high`` of a run's step (``None``: after distillation) from its intervals; NaN when unknown."""
     found = (intervals or {}).get(run_id)
     m = None if found is None else found.after_kd if step is None else found.steps.get(step)
@@ -157,7 +157,7 @@ def _bounds(intervals: Mapping[str, "PruneIntervals"] | None, run_id: str, step:
 
 
 def kd_frame(runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]],
-             intervals: Mapping[str, "PruneIntervals"] | None = None) -> pd.DataFrame:
+             intervals: Mapping[str, PruneIntervals] | None = None) -> pd.DataFrame:
     """Test accuracy before and after distillation per finished run (long format for grouped bars), with each
     one's interval (``low``, ``high``; NaN when unknown) from ``intervals`` (run id -> its intervals)."""
     rows = []

@@ -190,8 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         found = run_intervals(store, run_id)
         last = found.steps.get(found.final_step) if found.final_step is not None else None
         kd = found.after_kd
-        text += (f"\nafter KD: test accuracy {kd.text() if kd else format(summary['after_kd']['test_accuracy'], '.4f')} "
-                 f"(before {last.text() if last else format(summary['before_kd']['test_accuracy'], '.4f')})"
+        after = kd.text() if kd else format(summary["after_kd"]["test_accuracy"], ".4f")
+        before = last.text() if last else format(summary["before_kd"]["test_accuracy"], ".4f")
+        text += (f"\nafter KD: test accuracy {after} (before {before})"
                  + "".join(f"\n  {c.sentence()}" for c in (found.kd_vs_before, found.kd_vs_teacher) if c))
     if summary.get("timings_s"):
         text += "\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items())
