@@ -191,3 +191,25 @@ def test_study_cells_show_final_accuracy_with_interval_and_seeds_aggregate():
     assert seeds["seeds"].tolist() == [2]
     assert seeds["final acc over seeds [95 %]"].iloc[0].startswith("0.825 [") and "2 seeds" in \
         seeds["final acc over seeds [95 %]"].iloc[0]
+
+
+def test_cli_tables_print_intervals(tmp_path):
+    """`python -m core run`'s steps table and `study status`'s cell table, from a store built by hand."""
+    from core.cli.main import _print_steps
+    from core.cli.study import _with_results
+    from core.runs.store import RunStore
+
+    store = RunStore(tmp_path)
+    teacher, step1 = pair(300, 270, 240, 235)
+    rid = store.create_run(kind="prune", model="tiny-bert", dataset="keywords", strategy="random", config={})
+    for k, c in ((0, teacher), (1, step1)):
+        store.add_step(rid, k, {"n_layers": 12 - k, "test_accuracy": float(c.mean())})
+        store.write_outcomes(rid, k, artifacts.TEST_OUTCOMES, outcomes(c))
+    text = _print_steps(store, rid)
+    diff = paired_accuracy_of(outcomes(step1), outcomes(teacher)).interval
+    assert str(accuracy_of(outcomes(teacher))) in text and str(accuracy_of(outcomes(step1))) in text
+    assert f"{diff.estimate:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]" in text and "paired on the same rows" in text
+    cells = pd.DataFrame({"cell_id": ["a", "b"], "status": ["done", "waiting"], "run_id": [rid, None]})
+    shown = _with_results(store, cells)
+    assert shown["final acc [95 %]"].tolist() == [str(accuracy_of(outcomes(step1))), ""]
+    assert shown["final - teacher [95 %]"].iloc[0].startswith(f"{diff.estimate:+.3f} [")
