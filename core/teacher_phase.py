@@ -6,7 +6,8 @@ work that call it (:mod:`core.pruning`, :mod:`core.merging`); the job layer (:mo
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from core.config import DataConfig, TrainConfig
 from core.runs.events import Event, Stage, StageClock

@@ -8,11 +8,11 @@ import re
 import pandas as pd
 import pytest
 
+from core.config import ConfigError, DataConfig
 from core.data import datasets as D
 from core.data import hub as H
 from core.data import labels as LB
 from core.data import registry as R
-from core.config import ConfigError, DataConfig
 from core.data.batches import DataError, make_splits
 from core.models.tiny import TINY_WORDS
 

@@ -5,8 +5,8 @@ deploy benchmark (every row printed, result kept with the run), the background j
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -20,8 +20,8 @@ from core.deploy import bench as B
 from core.deploy import onnx_export as ox
 from core.deploy import worker as W
 from core.jobs import deploy as J
-from core.pruning.config import PruneConfig
 from core.jobs.execute import execute_run
+from core.pruning.config import PruneConfig
 from core.runs.store import RunStore
 from core.train import DistillConfig
 

@@ -18,10 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-from core.models import e5convert, e5tokenizer
 from core.config import ConfigError
-from core.models.e5convert import (DTYPE_F32, DTYPE_Q4_0, convert, dequantize_q4_0, ensure_converted, is_converted,
-                            read_e5_file)
+from core.models import e5convert, e5tokenizer
+from core.models.e5convert import (
+    DTYPE_F32,
+    DTYPE_Q4_0,
+    convert,
+    dequantize_q4_0,
+    ensure_converted,
+    is_converted,
+    read_e5_file,
+)
 
 META = "\u2581"
 

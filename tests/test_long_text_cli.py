@@ -7,7 +7,7 @@ import pytest
 
 
 def test_cli_length_flags_and_defaults():
-    from core.cli.main import build_parser, _data_cfg
+    from core.cli.main import _data_cfg, build_parser
 
     parser = build_parser()
     args = parser.parse_args(["teach", "--dataset", "reviews.csv"])

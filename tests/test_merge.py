@@ -11,8 +11,11 @@ import pytest
 import torch
 
 from core.cli.merge import main as merge_cli
-from core.merging import config as C, ffn as F, loop as L, windows as W
 from core.config import ConfigError, DataConfig, TrainConfig
+from core.merging import config as C
+from core.merging import ffn as F
+from core.merging import loop as L
+from core.merging import windows as W
 from core.models.registry import count_parameters, encoder_layers, load_pretrained
 from core.signals.functions import linear_cka
 from core.train import DistillConfig, fine_tune, run_to_end

@@ -9,13 +9,21 @@ import math
 import pytest
 import torch
 
-from core.config import ConfigError
 from core.cli.bench_latency import main as bench_latency_main
-from core.metrics import (BestOverDepth, LatencyConfig, ModelMetrics, accuracy_to_size_ratio,
-                          max_accuracy_over_depth, measure_latency, measure_model, safetensors_bytes)
+from core.config import ConfigError
+from core.metrics import (
+    BestOverDepth,
+    LatencyConfig,
+    ModelMetrics,
+    accuracy_to_size_ratio,
+    max_accuracy_over_depth,
+    measure_latency,
+    measure_model,
+    safetensors_bytes,
+)
 from core.models.registry import count_parameters
-from core.models.tiny import TINY_WORDS
 from core.models.surgery import remove_layers, save_model
+from core.models.tiny import TINY_WORDS
 
 FAST = LatencyConfig(batch_size=4, seq_length=16, repeats=3, warmup=1)
 

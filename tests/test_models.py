@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from core.models.registry import (MODELS, ModelUnavailableError, count_parameters, encoder_layers, get_model_spec,
-                                 model_dir, original_layer_indices)
+from core.models.registry import (
+    MODELS,
+    ModelUnavailableError,
+    count_parameters,
+    encoder_layers,
+    get_model_spec,
+    model_dir,
+    original_layer_indices,
+)
 
 
 def test_registry_entries_and_hub_offline_error(monkeypatch):

@@ -15,7 +15,7 @@ from core.pruning.config import PruneConfig
 from core.pruning.loop import prune_events
 from core.runs import artifacts
 from core.runs.store import RunStore
-from core.train import DistillConfig, PER_EXAMPLE_COLUMNS, per_example, scores_from_logits
+from core.train import PER_EXAMPLE_COLUMNS, DistillConfig, per_example, scores_from_logits
 
 
 def test_per_example_matches_the_aggregate_scores():

@@ -12,14 +12,21 @@ import pytest
 import torch
 
 from core.config import DataConfig
+from core.jobs.execute import execute_run
 from core.models.surgery import keep_layers, remove_layers
-from core.playground import (PlaygroundError, cached_error_analysis, compare, error_analysis, load_run, skip_logits,
-                             trace)
+from core.playground import (
+    PlaygroundError,
+    cached_error_analysis,
+    compare,
+    error_analysis,
+    load_run,
+    skip_logits,
+    trace,
+)
 from core.playground.errors import OUTCOMES_FILE
 from core.playground.predict import layer_change
 from core.pruning.config import PruneConfig
 from core.runs import artifacts
-from core.jobs.execute import execute_run
 from core.runs.store import RunStore
 
 SMALL = DataConfig(train_cap=150, val_cap=45, test_cap=60, max_length=16)

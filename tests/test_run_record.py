@@ -8,8 +8,7 @@ import sqlite3
 
 import pytest
 
-from core.runs.record import (ACTIVE, FINAL, MergeSummary, PruneSummary, Run, RunStatus, parse_status,
-                              summary_of)
+from core.runs.record import ACTIVE, FINAL, MergeSummary, PruneSummary, Run, RunStatus, parse_status, summary_of
 from core.runs.store import RunStore
 
 #: the runs table as the first version of the store created it (no ``cell_id``: studies came later)

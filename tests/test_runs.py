@@ -10,11 +10,11 @@ import time
 import pytest
 
 from core.config import DataConfig
+from core.jobs.execute import execute_run
+from core.jobs.runner import Runner
 from core.pruning.config import PruneConfig
 from core.pruning.loop import prune_events
 from core.runs import artifacts
-from core.jobs.execute import execute_run
-from core.jobs.runner import Runner
 from core.runs.store import RunStore
 
 SMALL = DataConfig(train_cap=150, val_cap=45, test_cap=45)

@@ -12,8 +12,17 @@ import torch
 from core.config import ConfigError
 from core.data.batches import batches
 from core.models.registry import encoder_layers
-from core.signals import (BASELINES, FAMILIES, SIGNAL_KEYS, SIGNALS, STRATEGIES, SignalInfo, compute_signals,
-                          rank_layers, signals_markdown)
+from core.signals import (
+    BASELINES,
+    FAMILIES,
+    SIGNAL_KEYS,
+    SIGNALS,
+    STRATEGIES,
+    SignalInfo,
+    compute_signals,
+    rank_layers,
+    signals_markdown,
+)
 from core.signals.functions import FUNCTIONS, histogram_entropy, linear_cka, pooled_label_mi
 
 ACTIVATION = ("inhibition", "intensity", "energy")
@@ -369,9 +378,9 @@ def test_missing_labels_is_a_clear_error(tiny_model, calib):
 # ------------------------------------------------------------------------------------------ real model
 @pytest.mark.integration
 def test_all_signals_finite_on_embedded_e5(e5_dir):
+    from core.cli.bench_signals import calibration_frame
     from core.data.batches import encode
     from core.models.registry import load_classifier, load_tokenizer
-    from core.cli.bench_signals import calibration_frame
 
     model = load_classifier("e5-small", num_labels=2, seed=0)
     data = encode(load_tokenizer("e5-small"), calibration_frame(24, seed=0), 32)

@@ -9,9 +9,21 @@ import pytest
 from sklearn.metrics import f1_score
 
 from core.config import ConfigError
-from core.stats import (Interval, accuracy_interval, beyond_noise, macro_f1_interval, over_datasets, over_seeds,
-                        paired_accuracy_difference, paired_macro_f1_difference, paired_mean_difference,
-                        unpaired_difference, verdict, wilson_interval, win_count)
+from core.stats import (
+    Interval,
+    accuracy_interval,
+    beyond_noise,
+    macro_f1_interval,
+    over_datasets,
+    over_seeds,
+    paired_accuracy_difference,
+    paired_macro_f1_difference,
+    paired_mean_difference,
+    unpaired_difference,
+    verdict,
+    wilson_interval,
+    win_count,
+)
 
 
 def test_interval_prints_estimate_and_bounds():

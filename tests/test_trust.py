@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from core.config import ConfigError, DataConfig, TrainConfig
-from core.pruning.config import PruneConfig
 from core.jobs.execute import execute_run
 from core.jobs.runner import Runner
+from core.pruning.config import PruneConfig
 from core.runs.store import RunStore, pid_alive
 from core.train import DistillConfig
 from tests.conftest import keyword_frame

@@ -13,8 +13,14 @@ import pytest
 from core.config import DataConfig
 from core.data.batches import DataError, make_splits
 from core.data.tables import MAX_UPLOAD_BYTES, READ_WHOLE_BYTES, sniff_delimiter
-from core.data.upload import (UploadPreview, clean_upload, dataset_from_preview, guess_columns, inspect_upload,
-                              read_upload)
+from core.data.upload import (
+    UploadPreview,
+    clean_upload,
+    dataset_from_preview,
+    guess_columns,
+    inspect_upload,
+    read_upload,
+)
 
 TODO_WORDS = ("upload", "pick", "save", "export", "add", "remove", "check", "give", "re-save")
 
@@ -103,7 +109,7 @@ def test_float_labels_with_gaps_lose_their_decimal_point():
 
 
 def test_cleaning_strips_drops_blanks_and_duplicates():
-    raw = ("text,label\n  padded  ,a\n,a\n   ,b\nx,\ndup,b\ndup,b\ndup,a\np,a\nq,b\nr,b\n").encode()
+    raw = (b"text,label\n  padded  ,a\n,a\n   ,b\nx,\ndup,b\ndup,b\ndup,a\np,a\nq,b\nr,b\n")
     loaded = read_upload(raw, "c.csv", "text", "label")
     rows = list(zip(loaded.frame["text"], (loaded.label_names[c] for c in loaded.frame["label"])))
     assert rows == [("padded", "a"), ("dup", "b"), ("dup", "a"), ("p", "a"), ("q", "b"), ("r", "b")]
