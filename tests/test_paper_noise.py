@@ -214,3 +214,15 @@ def test_rf_behind_another_fusion_ranker_beyond_noise_is_named():
     first = claims["rf_first"]
     assert first["losses"] == 3 and first["wins"] == 0 and "behind LR fusion by" in first["ours"]
     assert claims["rf_beats_lr"]["losses"] == 3 and claims["rf_beats_lr"]["noise"] == "beyond noise"
+
+
+def test_kd_beats_teacher_counts_only_runs_beyond_noise():
+    rf = pd.DataFrame({"strategy": "rf_fusion", "dataset": ["a", "b", "c", "d"], "seed": 0,
+                       "after_kd": [0.91, 0.90, 0.85, 0.88], "teacher_accuracy": [0.90, 0.90, 0.90, 0.87],
+                       "kd_vs_teacher": [0.01, 0.0, -0.05, 0.01], "kd_vs_teacher_low": [-0.01, -0.02, -0.08, np.nan],
+                       "kd_vs_teacher_high": [0.03, 0.02, -0.02, np.nan], "kd_vs_teacher_paired": True})
+    c = paper._kd_beats_teacher(rf)
+    assert (c["wins"], c["losses"], c["ties"]) == (0, 1, 2) and c["noise"] == "beyond noise"
+    assert "1 more run(s) without an interval" in c["ours"] and "2 ties within noise" in c["ours"]
+    bare = paper._kd_beats_teacher(rf.drop(columns=list(paper.KD_VS_TEACHER)))
+    assert bare["noise"] == "no interval" and "2 of 4" in bare["ours"]
