@@ -40,8 +40,9 @@ if ref.held_out:
                "are cut into two seeded halves: each strategy's choice is scored on one half against the best "
                "removal there, and the **noise floor** is the oracle of the other half (the layer best on half A, "
                "scored on half B; then swapped, both ways averaged). A strategy at or below the noise floor does as "
-               "well as an oracle that had not seen the scoring rows: as good as the measurement can tell. A claim counts a win only when its paired 95 % interval (bootstrap over "
-               "steps) excludes 0: **beyond noise**; otherwise it is a tie, **within noise**.",
+               "well as an oracle that had not seen the scoring rows: as good as the measurement can tell. A claim "
+               "counts a win only when its paired 95 % interval (bootstrap over steps) excludes 0: **beyond noise**; "
+               "otherwise it is a tie, **within noise**.",
                icon=":material/balance:")
 else:
     st.warning("**This bank has no per-example outcomes**, so there is no noise floor: the one-step regrets below "

@@ -10,8 +10,8 @@ import pytest
 
 from core.config import DataConfig
 from core.fusion import bank as B
-from core.pruning.config import PruneConfig
 from core.jobs.execute import execute_run
+from core.pruning.config import PruneConfig
 from core.runs.store import RunStore
 
 SMALL = DataConfig(train_cap=120, val_cap=40, test_cap=40)

@@ -18,9 +18,27 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from core.config import ConfigError
 from core.fusion import (
-    ADDITIVITY_ATOL, DEPTH_FEATURE, ORACLE_DROP, SIGNAL_FEATURES, ForestFusionRanker, FusionChoice, FusionConfig,
-    LinearFusionRanker, RankerSummary, TrainingProtocol, choose_training_rows, describe_ranker, explain, make_features,
-    make_target, quality_by_step, rank_step, ranker_quality, read_choice, signal_vote, upgrade_profiles,
+    ADDITIVITY_ATOL,
+    DEPTH_FEATURE,
+    ORACLE_DROP,
+    SIGNAL_FEATURES,
+    ForestFusionRanker,
+    FusionChoice,
+    FusionConfig,
+    LinearFusionRanker,
+    RankerSummary,
+    TrainingProtocol,
+    choose_training_rows,
+    describe_ranker,
+    explain,
+    make_features,
+    make_target,
+    quality_by_step,
+    rank_step,
+    ranker_quality,
+    read_choice,
+    signal_vote,
+    upgrade_profiles,
 )
 
 
@@ -339,7 +357,8 @@ def test_leave_one_dataset_out_never_trains_on_any_row_of_the_pruned_dataset(pro
     """Two runs of the pruned dataset in the store and a shipped-bank row of it: none of them may train."""
     second_run = synthetic_profiles(datasets=("imdb",), seed=5, steps=2, run_suffix="r1")
     bank = pd.concat([synthetic_profiles(datasets=("imdb",), seed=6, steps=1, run_suffix="bank").head(3),
-                      synthetic_profiles(datasets=("yelp",), seed=7, steps=1, run_suffix="bank")]).assign(source="bank v1")
+                      synthetic_profiles(datasets=("yelp",), seed=7, steps=1, run_suffix="bank")])
+    bank = bank.assign(source="bank v1")
     every = pd.concat([profiles, second_run, bank], ignore_index=True)
     rows, info = choose_training_rows(every, "tiny", "imdb", "imdb-r0", 3)
     assert info.name == "leave_one_dataset_out"

@@ -52,7 +52,8 @@ def _teacher_lines(store, run_id: str) -> str:
 
 
 def _dataset(args: argparse.Namespace, value: str | None = None) -> str:
-    """The dataset key of ``--dataset`` (or ``value``): a file is checked and stored like an upload (``upload:<id>``)."""
+    """The dataset key of ``--dataset`` (or ``value``): a file is checked and stored like an upload
+    (``upload:<id>``)."""
     from core.data.ref import resolve_dataset_ref
     from core.data.registry import DEFAULT_DATASET
     from core.runs.store import RunStore
@@ -123,7 +124,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
     _emit(args, payload, f"teacher {'(cached) ' if result.cached else ''}{result.path}\n"
                          f"test accuracy {check.accuracy_text()} (95 % Wilson) vs majority class "
                          f"{check.baseline_accuracy:.4f}  macro-F1 {t['macro_f1']:.4f}  "
-                         f"trained in {result.seconds:.1f} s\n" + ("warning: " if check.weak else "") + check.message(stopped=False))
+                         f"trained in {result.seconds:.1f} s\n" + ("warning: " if check.weak else "")
+                         + check.message(stopped=False))
     return 0
 
 
@@ -205,8 +207,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from core.runs.report import compare_table
     from core.jobs.execute import execute_with_bar
+    from core.runs.report import compare_table
     from core.runs.store import RunStore
 
     store = RunStore()
@@ -262,7 +264,8 @@ BENCHES = {"signals": ("core.cli.bench_signals", "main"), "oracle": ("core.cli.b
            "latency": ("core.cli.bench_latency", "main"), "merge": ("core.cli.bench_merge", "main"),
            "train": ("core.cli.bench_train", "main"), "e5convert": ("core.cli.bench_e5convert", "main"),
            "deploy": ("core.cli.deploy", "bench_main"), "study": ("core.cli.bench_study", "main"),
-           "teacher": ("core.cli.bench_teacher", "main"), "precision": ("core.cli.bench_precision", "main"), "parity": ("core.cli.bench_parity", "main"),
+           "teacher": ("core.cli.bench_teacher", "main"), "precision": ("core.cli.bench_precision", "main"),
+           "parity": ("core.cli.bench_parity", "main"),
            "playground": ("core.cli.bench_playground", "main")}
 
 

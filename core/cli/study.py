@@ -31,7 +31,8 @@ def _subset(cfg: Any, only: list[str] | None, seeds: list[int] | None) -> Any:
         return cfg
     parts = [*(only or ()), *(f"seed {s}" for s in seeds or ())]
     return replace(cfg, datasets=tuple(d for d in cfg.datasets if not only or d in only),
-                   seeds=tuple(s for s in cfg.seeds if not seeds or s in seeds), name=f"{cfg.name} [{', '.join(parts)}]")
+                   seeds=tuple(s for s in cfg.seeds if not seeds or s in seeds),
+                   name=f"{cfg.name} [{', '.join(parts)}]")
 
 
 def _study_from_args(args: argparse.Namespace) -> Any:
@@ -39,8 +40,8 @@ def _study_from_args(args: argparse.Namespace) -> Any:
 
     if args.config:
         return _subset(StudyConfig.load(args.config), args.only, args.seeds)
-    from core.pruning.config import strategy_keys
     from core.data.ref import resolve_dataset_ref
+    from core.pruning.config import strategy_keys
     from core.runs.store import RunStore
 
     store = RunStore()
@@ -51,7 +52,8 @@ def _study_from_args(args: argparse.Namespace) -> Any:
                        layers_to_remove=args.layers, step_epochs=args.epochs, distill=not args.no_distill,
                        kd_epochs=args.kd_epochs, calibration_size=args.calibration,
                        data=DataConfig(train_cap=args.train_cap or d.train_cap, val_cap=args.val_cap or d.val_cap,
-                                       test_cap=args.test_cap or d.test_cap, max_length=args.max_length or d.max_length))
+                                       test_cap=args.test_cap or d.test_cap,
+                                       max_length=args.max_length or d.max_length))
 
 
 class _Bars:
@@ -161,8 +163,8 @@ def _with_results(store: Any, table: Any) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from core.runs.store import RunStore
     from core.jobs.studies import refresh_study as refresh
+    from core.runs.store import RunStore
     from core.studies.records import get_study, list_studies
 
     store = RunStore()
@@ -185,8 +187,17 @@ def cmd_bank(args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
 
-    from core.fusion.bank import (MANIFEST_FILE, bank_dir, bank_rows_from_store, load_bank, load_outcomes,
-                                  merge_outcomes, merge_rows, outcomes_from_store, write_bank)
+    from core.fusion.bank import (
+        MANIFEST_FILE,
+        bank_dir,
+        bank_rows_from_store,
+        load_bank,
+        load_outcomes,
+        merge_outcomes,
+        merge_rows,
+        outcomes_from_store,
+        write_bank,
+    )
     from core.paths import PROJECT_ROOT
     from core.runs.store import RunStore
 
@@ -216,7 +227,8 @@ def cmd_bank(args: argparse.Namespace) -> int:
         print(f"wrote {manifest['rows']} rows ({len(manifest['coverage'])} model-dataset pairs) to "
               f"{args.out or 'data/bank'}")
         for c in manifest["coverage"]:
-            print(f"  {c['model']:<10} {c['dataset']:<16} seeds {c['seeds']}  steps {c['steps']:>3}  rows {c['rows']:>4}")
+            print(f"  {c['model']:<10} {c['dataset']:<16} seeds {c['seeds']}  steps {c['steps']:>3}  "
+                  f"rows {c['rows']:>4}")
         o = manifest.get("outcomes")
         print(f"per-example oracle outcomes: {o['layer_steps']} of {manifest['rows']} layer-steps, {o['rows']:,} rows, "
               f"{o['bytes'] / 1e6:.2f} MB ({o['bytes_per_layer_step'] / 1e3:.1f} kB per layer-step)" if o else

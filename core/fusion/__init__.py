@@ -9,8 +9,19 @@ quality   runs' stored per-step ranker quality summed up per run and per (strate
 """
 
 from core.fusion.explanation import ADDITIVITY_ATOL, explain
-from core.fusion.features import (DEPTH_FEATURE, ORACLE, ORACLE_DROP, ORACLE_GAP, SIGNAL_FEATURES, make_features,
-                                  make_target, profile_rows, relative_depth, signal_vote, upgrade_profiles)
+from core.fusion.features import (
+    DEPTH_FEATURE,
+    ORACLE,
+    ORACLE_DROP,
+    ORACLE_GAP,
+    SIGNAL_FEATURES,
+    make_features,
+    make_target,
+    profile_rows,
+    relative_depth,
+    signal_vote,
+    upgrade_profiles,
+)
 from core.fusion.protocol import TrainingProtocol, choose_training_rows, quality_by_step, ranker_quality
 from core.fusion.rank import FusionChoice, FusionConfig, make_ranker, rank_step, read_choice
 from core.fusion.rankers import ForestFusionRanker, LinearFusionRanker, RankerSummary, describe_ranker

@@ -147,7 +147,8 @@ def load_bank(folder: str | Path | None = None) -> Bank:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _fail(f"{mpath.name} is not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _fail(f"{mpath.name} is not a profile-bank manifest (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise _fail(f"{mpath.name} is not a profile-bank manifest (format {found!r})")
     if manifest.get("version") != VERSION:
         raise _fail(f"its version is {manifest.get('version')!r}, this code reads version {VERSION}")
     if manifest.get("sha256") != _sha256(ppath):

@@ -9,7 +9,8 @@ to 1e-3 on rank features, which the dashboard's waterfalls cannot afford.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

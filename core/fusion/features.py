@@ -22,8 +22,9 @@ as ``oracle_drop``; :func:`upgrade_profiles` renames it on read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -221,6 +222,7 @@ def signal_vote(features: pd.DataFrame, keys: Sequence[str] = SIGNAL_FEATURES,
 
 __all__ = [
     "DEPTH_FEATURE", "GROUP_KEYS", "LEGACY_PROFILE_COLUMNS", "NORMALISATIONS", "ORACLE", "ORACLE_DROP", "ORACLE_GAP",
-    "ORACLE_KL", "ORACLE_LOSS", "SIGNAL_FEATURES", "SIGNAL_PRUNE_END", "SOURCE", "STORE_SOURCE", "TARGETS", "make_features",
-    "make_target", "profile_rows", "relative_depth", "resolve_target", "signal_vote", "upgrade_profiles",
+    "ORACLE_KL", "ORACLE_LOSS", "SIGNAL_FEATURES", "SIGNAL_PRUNE_END", "SOURCE", "STORE_SOURCE", "TARGETS",
+    "make_features", "make_target", "profile_rows", "relative_depth", "resolve_target", "signal_vote",
+    "upgrade_profiles",
 ]

@@ -9,15 +9,15 @@ protocol's sentence says how many it left out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from core.fusion.features import (GROUP_KEYS, ORACLE, SOURCE, STORE_SOURCE, _plain, _require_columns,
-                                  upgrade_profiles)
+from core.fusion.features import GROUP_KEYS, ORACLE, SOURCE, STORE_SOURCE, _plain, _require_columns, upgrade_profiles
 
 LEAVE_ONE_DATASET_OUT = "leave_one_dataset_out"
 LEAVE_ONE_DATASET_OUT_OTHER_MODELS = "leave_one_dataset_out_other_models"
@@ -51,7 +51,7 @@ class TrainingProtocol:
                 "runs": list(self.runs), "fallback": self.fallback, "left_out_weak": self.left_out_weak}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | str) -> "TrainingProtocol":
+    def from_dict(cls, d: Mapping[str, Any] | str) -> TrainingProtocol:
         """Today's dict, or what older runs stored: a dict keyed ``protocol`` or a bare protocol name."""
         if isinstance(d, str):
             return cls(name=d, description="")

@@ -8,8 +8,8 @@ teacher and has neither. This module sums them up per run and per (strategy, dat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import pandas as pd
 

@@ -8,19 +8,35 @@ with :func:`read_choice`, which also opens choices written by older versions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.config import ConfigError, check_choice, check_float, check_int
 from core.fusion.explanation import explain
-from core.fusion.features import (NORMALISATIONS, ORACLE, SIGNAL_FEATURES, TARGETS, _require_columns, make_features,
-                                  make_target, resolve_target, signal_vote)
+from core.fusion.features import (
+    NORMALISATIONS,
+    ORACLE,
+    SIGNAL_FEATURES,
+    TARGETS,
+    _require_columns,
+    make_features,
+    make_target,
+    resolve_target,
+    signal_vote,
+)
 from core.fusion.protocol import TrainingProtocol, choose_training_rows, ranker_quality
-from core.fusion.rankers import (RANKER_KINDS, ForestFusionRanker, FusionRanker, LinearFusionRanker, RankerSummary,
-                                 describe_ranker)
+from core.fusion.rankers import (
+    RANKER_KINDS,
+    ForestFusionRanker,
+    FusionRanker,
+    LinearFusionRanker,
+    RankerSummary,
+    describe_ranker,
+)
 
 
 @dataclass(frozen=True)
@@ -98,7 +114,7 @@ class FusionChoice:
                 "config": None if self.config is None else asdict(self.config)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], layer: int | None = None) -> "FusionChoice":
+    def from_dict(cls, d: Mapping[str, Any], layer: int | None = None) -> FusionChoice:
         """Today's dict, or an older run's ``info`` (keys ``predicted``, ``shap``, the ranker as full JSON, the
         protocol as a string or a dict keyed ``protocol``; the chosen layer then comes from ``layer``, the
         choice file's own field, else the arg-max of the scores). Unknown keys (``strategy``) are ignored."""

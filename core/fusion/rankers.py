@@ -10,8 +10,9 @@ which is what the pages draw.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -35,7 +36,7 @@ class LinearFusionRanker(RegressorMixin, BaseEstimator):
         self.alpha = alpha
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> "LinearFusionRanker":
+    def fit(self, X: Any, y: Any) -> LinearFusionRanker:
         check_float(type(self).__name__, "alpha", self.alpha, 0.0)
         X, y = validate_data(self, X, y, y_numeric=True)
         reg = Ridge(alpha=self.alpha, random_state=self.random_state) if self.alpha > 0 else LinearRegression()
@@ -66,7 +67,7 @@ class ForestFusionRanker(RegressorMixin, BaseEstimator):
         self.max_features = max_features
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> "ForestFusionRanker":
+    def fit(self, X: Any, y: Any) -> ForestFusionRanker:
         X, y = validate_data(self, X, y, y_numeric=True)
         self.estimator_ = RandomForestRegressor(
             n_estimators=self.n_estimators, max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
@@ -117,7 +118,7 @@ class RankerSummary:
         return out | {"coef": list(self.weights), "intercept": self.intercept}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RankerSummary":
+    def from_dict(cls, d: Mapping[str, Any]) -> RankerSummary:
         """Today's description, or the full ranker JSON older runs stored (``feature_names_in``, trees...)."""
         kind = d.get("kind")
         if kind not in RANKER_KINDS:

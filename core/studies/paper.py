@@ -182,12 +182,12 @@ def one_step_table(bank: pd.DataFrame, strategies: tuple[str, ...] | None = None
                 scores = _strategy_scores(step, strategy, int(seed), int(step_no))
                 extra = {}
             row = {**base, **_score(step, scores, strategy), **extra}
-            if correct is not None:
+            if correct is not None and halves is not None:  # the two are None together
                 row.update(_held_out(correct, halves, scores))
             rows.append(row)
         acc = step[ORACLE].to_numpy(dtype=float)
         rows.append({**base, **_score(step, acc, "oracle"), "scoring": SAME_ROWS})
-        if correct is not None:
+        if correct is not None and halves is not None:
             floor = _floor(correct, halves, layers)
             rows.append({**base, **_score(step, acc, NOISE_FLOOR), **floor, "spearman": np.nan,
                          "examples": int(correct.shape[1])})
@@ -538,9 +538,10 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
     ]
     b = _boundary(table, winners)
     out.append({"key": "boundary_layers", "paper": PAPER["boundary_layers"],
-                "ours": f"the per-dataset winners removed the original first or last layer in {b['winner_removed_boundary']} "
-                        f"of {b['winner_steps']} steps; the oracle itself in {b['oracle_removed_boundary']} of "
-                        f"{b['oracle_steps']}", "measure": "one-step", "noise": "counts of choices (no interval)"})
+                "ours": f"the per-dataset winners removed the original first or last layer in "
+                        f"{b['winner_removed_boundary']} of {b['winner_steps']} steps; the oracle itself in "
+                        f"{b['oracle_removed_boundary']} of {b['oracle_steps']}",
+                "measure": "one-step", "noise": "counts of choices (no interval)"})
     if full is not None and not full.empty:
         rf_full = full[full["strategy"] == "rf_fusion"]
         rf_rank = rf_full.groupby("dataset")["rank_after_kd"].mean()
