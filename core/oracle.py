@@ -16,7 +16,7 @@ The oracle is a measurement, not a strategy: pruning (the ``oracle`` strategy, t
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 import torch
@@ -101,8 +101,9 @@ def compute_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, devi
     Columns: ``layer`` (position), ``original_layer``, ``accuracy``, ``loss`` (mean cross-entropy),
     ``macro_f1``, ``accuracy_drop`` (unpruned accuracy minus this one; positive = removal hurts),
     ``loss_increase`` and ``kl`` (mean KL divergence from the unpruned model's prediction to this one's,
-    :func:`mean_kl`; what :func:`best_layer` minimises). The unpruned model's scores are in ``frame.attrs["baseline"]``. ``progress(done,
-    total)`` is called after each validation batch. The model is moved to ``device`` and put in eval mode.
+    :func:`mean_kl`; what :func:`best_layer` minimises). The unpruned model's scores are in
+    ``frame.attrs["baseline"]``. ``progress(done, total)`` is called after each validation batch. The model is
+    moved to ``device`` and put in eval mode.
     ``precision`` is the run's setting (:mod:`core.precision`); fp32 by default.
     """
     return oracle_with_logits(model, data, batch_size=batch_size, device=device, progress=progress,

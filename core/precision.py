@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 

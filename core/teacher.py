@@ -10,18 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
 from core.config import TrainConfig, from_dict, to_dict
 from core.data.batches import default_device
+from core.data.task import Task
 from core.models.registry import load_classifier, load_pretrained, pretrained
 from core.paths import atomic_dir, cache_dir
 from core.precision import resolve
-from core.data.task import Task
 from core.train import TrainProgress, evaluate, fine_tune
 
 #: bump when training code changes in a way that changes results (invalidates cached teachers)
@@ -148,7 +149,7 @@ def ensure_teacher(task: Task, train_cfg: TrainConfig | None = None,
 class WeakTeacherError(RuntimeError):
     """The teacher does not beat the majority-class baseline: pruning it would measure noise."""
 
-    def __init__(self, check: "TeacherCheck") -> None:
+    def __init__(self, check: TeacherCheck) -> None:
         super().__init__(check.message())
         self.check = check
 

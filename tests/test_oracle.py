@@ -7,10 +7,10 @@ import random
 import pytest
 import torch
 
-from core.models.tiny import TINY_WORDS
 from core.cli.bench_oracle import main as bench_main
-from core.pruning.oracle import COLUMNS, compute_oracle, forward_logits, naive_oracle
 from core.models.surgery import keep_layers, remove_layers
+from core.models.tiny import TINY_WORDS
+from core.pruning.oracle import COLUMNS, compute_oracle, forward_logits, naive_oracle
 from core.train import evaluate
 
 
@@ -105,8 +105,12 @@ def test_one_layer_model_has_no_oracle(model, data):
 def _tiny_sibling(kind: str):
     """Tiny RoBERTa / ELECTRA classifiers built from a config: their heads take the sequence output, and
     ELECTRA projects its (smaller) embeddings."""
-    from transformers import (ElectraConfig, ElectraForSequenceClassification, RobertaConfig,
-                              RobertaForSequenceClassification)
+    from transformers import (
+        ElectraConfig,
+        ElectraForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
 
     common = dict(vocab_size=len(TINY_WORDS) + 5, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
                   intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,

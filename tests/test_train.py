@@ -11,7 +11,6 @@ from core.train import distillation_loss, evaluate, fine_tune, run_to_end
 
 def test_fine_tune_learns_and_is_deterministic(keyword_batches):
     from core.models.registry import load_classifier
-
     from core.teacher import default_train_config
 
     cfg = default_train_config("tiny-bert")

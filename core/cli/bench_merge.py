@@ -4,7 +4,8 @@ accuracy and parameters of both methods and the time of each stage (no run store
 from __future__ import annotations
 
 import argparse
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import torch

@@ -16,7 +16,7 @@ when it says "highest": ranking always prunes the LOWEST score first.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
