@@ -13,7 +13,7 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from core.config import Bound, TrainConfig, check_bounds
 from core.data.batches import Batch, batches, default_device, model_inputs, num_batches
 from core.models.registry import num_labels
 from core.precision import autocast, grad_scaler, resolve
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,8 @@ def scores_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
 PER_EXAMPLE_COLUMNS = ("example", "label", "pred", "loss", "kl_to_teacher")
 
 
-def per_example(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None):
+def per_example(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None
+                ) -> pd.DataFrame:
     """One row per example of an evaluation, from the same logits :func:`scores_from_logits` turns into its
     aggregate scores: ``example`` (the row's position in the evaluated split, e.g. ``task.splits.test.iloc[i]``,
     the same for every run of one task fingerprint), ``label``, ``pred`` (argmax), ``loss`` (cross-entropy) and

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import torch
 from scipy.stats import spearmanr
@@ -28,7 +29,7 @@ from scipy.stats import spearmanr
 from core.config import DataConfig
 
 
-def _rho(a, b) -> float:
+def _rho(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")

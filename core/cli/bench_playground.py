@@ -20,8 +20,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from core.playground import Loaded
 
 TARGETS_MS = {"predict": 300.0, "toggle": 1000.0, "errors_first": 30_000.0}
 
@@ -40,7 +44,7 @@ def _verdict(ms: float, target: float) -> str:
     return f"{'within' if ms <= target else 'OVER'} the target of {target:,.0f} ms ({ms / target:.2f}x of it)"
 
 
-def long_text(loaded, tokens: int) -> str:
+def long_text(loaded: Loaded, tokens: int) -> str:
     """Test texts of the run joined until the tokenizer gives at least ``tokens`` tokens."""
     parts, text = [], ""
     for t in loaded.task.splits.test["text"].astype(str):
@@ -93,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     layer = loaded.teacher_layers[len(loaded.teacher_layers) // 2]
 
-    def toggle_at(tokens_batch) -> None:  # what one switch recomputes: the teacher without the layer and its trace
+    # what one switch recomputes: the teacher without the layer and its trace
+    def toggle_at(tokens_batch: dict[str, torch.Tensor]) -> None:
         predict(loaded, loaded.teacher, tokens_batch, [layer])
         predict(loaded, loaded.teacher, tokens_batch)
         predict(loaded, compressed, tokens_batch)

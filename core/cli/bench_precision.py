@@ -13,6 +13,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -24,7 +25,7 @@ from core.precision import autocast, cpu_flags, describe
 from core.train import fine_tune, run_to_end
 
 
-def _encode(tokenizer, n: int, length: int, num_labels: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def _encode(tokenizer: Any, n: int, length: int, num_labels: int, seed: int = 0) -> dict[str, torch.Tensor]:
     enc = tokenizer(synthetic_texts(n, words=max(48, length * 2), seed=seed), truncation=True, max_length=length,
                     padding="max_length", return_tensors="pt")
     labels = torch.arange(n) % num_labels

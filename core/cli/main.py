@@ -6,10 +6,15 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli.args import add_length_args, add_precision_arg, length_settings, precision_line
 from core.config import ConfigError, DataConfig
+
+if TYPE_CHECKING:
+    from core.pruning.config import PruneConfig
+    from core.runs.store import RunStore
+    from core.train import TrainProgress
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -44,7 +49,7 @@ def _data_cfg(args: argparse.Namespace, dataset: str | None = None) -> DataConfi
                       **length_settings(args, dataset or args.dataset))
 
 
-def _teacher_lines(store, run_id: str) -> str:
+def _teacher_lines(store: RunStore, run_id: str) -> str:
     """The run's length line and its teacher beside the baselines (with the accuracy interval), from its events."""
     from core.teacher import teacher_lines
 
@@ -62,7 +67,7 @@ def _dataset(args: argparse.Namespace, value: str | None = None) -> str:
                                    getattr(args, "text_column", None), getattr(args, "label_column", None)))
 
 
-def _weak_teacher_hint(store, run_id: str) -> str:
+def _weak_teacher_hint(store: RunStore, run_id: str) -> str:
     """The guard's message and the flag that overrides it, when ``run_id`` stopped on a weak teacher."""
     last = store.last_event(run_id)
     if last and last["stage"] == "weak_teacher":
@@ -110,7 +115,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
         print(precision_line(args.precision), flush=True)
     bar = StageProgress(f"teacher {task.model.key} on {task.dataset_key}", quiet=args.json)
 
-    def progress(p):
+    def progress(p: TrainProgress) -> None:
         bar.update(p.fraction, f"step {p.step}/{p.total_steps}, epoch {p.epoch:.2f}, loss {p.loss:.3f}", "teacher")
 
     result = ensure_teacher(task, cfg, on_progress=progress)
@@ -129,7 +134,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str):
+def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str) -> PruneConfig:
     from core.pruning.config import PruneConfig
     from core.train import DistillConfig
 
@@ -139,7 +144,7 @@ def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str):
                        allow_weak_teacher=args.prune_anyway, precision=args.precision)
 
 
-def _print_steps(store, run_id: str) -> str:
+def _print_steps(store: RunStore, run_id: str) -> str:
     """The steps table, the test accuracy with its 95 % interval (``core.runs.noise``) and its difference to the
     teacher on the same test rows."""
     from core.runs.report import run_intervals

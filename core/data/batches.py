@@ -94,7 +94,7 @@ def split_rows(frame: pd.DataFrame, label_names: list[str] | tuple[str, ...], cf
     return Splits(out[0], out[1], out[2], tuple(str(n) for n in label_names))
 
 
-def encode(tokenizer, frame: pd.DataFrame, max_length: int, truncation: str = "head") -> Batch:
+def encode(tokenizer: Any, frame: pd.DataFrame, max_length: int, truncation: str = "head") -> Batch:
     """Tokenise a whole split once into padded tensors (padding to the longest, at most ``max_length``).
 
     A longer text keeps its first tokens (``truncation="head"``) or its first and last tokens (``"head+tail"``,

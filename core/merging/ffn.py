@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def capture_ffn(model: nn.Module, layers: Iterable[int] | None = None) -> Iterat
     captured: dict[int, list[torch.Tensor]] = {i: [] for i in positions}
     handles = []
 
-    def hook_for(i: int):
+    def hook_for(i: int) -> Callable[[nn.Module, tuple], None]:
         def hook(_module: nn.Module, args: tuple) -> None:
             captured[i].append(args[0].detach())
         return hook

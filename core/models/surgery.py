@@ -16,7 +16,7 @@ import contextlib
 import copy
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
@@ -123,7 +123,7 @@ def keep_layers(model: nn.Module, kept_original: Iterable[int]) -> nn.Module:
     return remove_layers(model, drop, by="original")
 
 
-def save_model(model: nn.Module, tokenizer, folder: str | Path) -> Path:
+def save_model(model: nn.Module, tokenizer: Any, folder: str | Path) -> Path:
     """Save ``model`` (safetensors) and ``tokenizer`` (may be ``None``) as a plain HF folder, atomically.
 
     Everything is written to a temporary sibling folder that is renamed into place only when complete

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from core.paths import atomic_dir, cache_dir
+
+if TYPE_CHECKING:
+    from transformers import BertConfig, PreTrainedTokenizerFast
 
 TINY_WORDS = (
     "the a an and or but of to in on at for with from by is are was were be been it this that these those "
@@ -22,7 +26,8 @@ TINY_WORDS = (
 ).split()
 
 
-def tiny_config(num_layers: int = 12, hidden: int = 32, heads: int = 4, vocab_size: int | None = None):
+def tiny_config(num_layers: int = 12, hidden: int = 32, heads: int = 4, vocab_size: int | None = None
+                ) -> BertConfig:
     from transformers import BertConfig
 
     vocab = vocab_size or (len(TINY_WORDS) + 5)
@@ -32,7 +37,7 @@ def tiny_config(num_layers: int = 12, hidden: int = 32, heads: int = 4, vocab_si
                       pad_token_id=0)
 
 
-def tiny_tokenizer():
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
     """A lowercase word-level tokenizer over a fixed vocabulary of ~200 English words."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast

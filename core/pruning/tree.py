@@ -13,9 +13,9 @@ The walk yields ``(run_id, Event)`` pairs and never touches the run store: the c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pandas as pd
 import torch
@@ -32,6 +32,13 @@ from core.runs.events import Event, Stage, StageClock
 from core.teacher_phase import prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
 from core.version import code_version
+
+if TYPE_CHECKING:
+    from core.data.batches import Batch
+    from core.data.task import Task
+
+#: ``accuracy_to_size_ratio(accuracy, params, teacher_accuracy, teacher_params)`` (:mod:`core.metrics`)
+RatioFn: TypeAlias = Callable[[float, int, float, int], float]
 
 
 def group_key(cfg: PruneConfig) -> str:
@@ -91,6 +98,10 @@ class Member:
     history: list[dict[str, Any]] = field(default_factory=list)
     own_profiles: list[pd.DataFrame] = field(default_factory=list)
     stopped: bool = False
+
+
+#: the states of one depth: each path of removed layers, its model and the members that took it
+Frontier: TypeAlias = dict[tuple[int, ...], tuple[torch.nn.Module, list[Member]]]
 
 
 @dataclass
@@ -199,8 +210,9 @@ class TreeWalk:
         yield from self._finish(finals, teacher, task, val, test, step_cfg, base, n_original, clock,
                                 accuracy_to_size_ratio)
 
-    def _depth(self, step, target, frontier, calib, val, test, step_cfg, base, n_original, train, dataset_key, clock,
-               ratio_fn):
+    def _depth(self, step: int, target: int, frontier: Frontier, calib: list[Batch], val: Batch, test: Batch,
+               step_cfg: TrainConfig, base: dict[str, Any], n_original: int, train: Batch, dataset_key: str,
+               clock: StageClock, ratio_fn: RatioFn) -> Generator[tuple[str, Event], None, Frontier]:
         from core.models.registry import original_layer_indices
         from core.models.surgery import remove_layers
         from core.oracle import oracle_with_logits
@@ -285,7 +297,7 @@ class TreeWalk:
         self.stats.finetunes_per_depth[step] = tunes
         return nxt
 
-    def _finals(self, frontier) -> dict[tuple[int, ...], tuple[torch.nn.Module, list[Member]]]:
+    def _finals(self, frontier: Frontier) -> Frontier:
         """The final state of every live member: the frontier, plus members stopped early by the floor."""
         finals: dict[tuple[int, ...], tuple[torch.nn.Module, list[Member]]] = {}
         for path, (model, members) in frontier.items():
@@ -298,7 +310,9 @@ class TreeWalk:
                 finals.setdefault(path, (model, []))[1].append(m)
         return finals
 
-    def _finish(self, finals, teacher, task, val, test, step_cfg, base, n_original, clock, ratio_fn):
+    def _finish(self, finals: Frontier, teacher: torch.nn.Module, task: Task, val: Batch, test: Batch,
+                step_cfg: TrainConfig, base: dict[str, Any], n_original: int, clock: StageClock,
+                ratio_fn: RatioFn) -> Iterator[tuple[str, Event]]:
         cfg, device = self.cfg, self.device
         train_kd = None
         for path, (model, members) in finals.items():
@@ -338,7 +352,7 @@ class TreeWalk:
                                       artifacts={"model": model, "tokenizer": task.tokenizer})
 
 
-def _summary(m: Member, base: dict[str, Any], after: dict[str, Any] | None, ratio_fn,
+def _summary(m: Member, base: dict[str, Any], after: dict[str, Any] | None, ratio_fn: RatioFn,
              n_original: int) -> dict[str, Any]:
     summary: dict[str, Any] = {"teacher": base, "removed_order": list(m.removed),
                                "final_layers": n_original - len(m.removed)}

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from core.config import ConfigError, check_float, check_int
@@ -86,7 +87,7 @@ def check_level(level: float) -> None:
         raise ConfigError(f"interval.level must be < 1, got {level!r}")
 
 
-def as_vector(name: str, values: Sequence | np.ndarray, dtype=float) -> np.ndarray:
+def as_vector(name: str, values: Sequence | np.ndarray, dtype: npt.DTypeLike = float) -> np.ndarray:
     arr = np.asarray(values, dtype=dtype).reshape(-1)
     if arr.size == 0:
         raise ValueError(f"{name} is empty: an interval needs at least one example")

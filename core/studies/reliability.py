@@ -23,11 +23,16 @@ the largest size and cached, so every smaller size and every score is a resampli
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+
+if TYPE_CHECKING:
+    import torch
 
 SCORES = ("accuracy", "loss", "kl")
 #: for each score, whether larger is better (accuracy) or smaller (loss, KL)
@@ -74,7 +79,8 @@ class Outcomes:
                    frame["loss"].to_numpy().reshape(shape), frame["kl"].to_numpy().reshape(shape))
 
 
-def outcomes_from_logits(full, removed, labels, layers) -> Outcomes:
+def outcomes_from_logits(full: torch.Tensor, removed: Iterable[torch.Tensor], labels: torch.Tensor,
+                         layers: Iterable[int]) -> Outcomes:
     """:class:`Outcomes` from the oracle's logits (:func:`core.oracle.oracle_with_logits`): ``full`` the unpruned
     model's, ``removed[i]`` those without the layer of row ``i``."""
     import torch
