@@ -10,7 +10,6 @@ from core.runs import noise
 from core.runs.record import RunStatus
 from core.runs.report import Ranking, compare_table, rankings, with_intervals
 from core.studies.records import list_studies
-
 from ui import cached_store, plots, router, state, study_view, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
@@ -153,6 +152,7 @@ else:
                                         "Accuracy vs measured latency", log_x=True), key="cmp_pareto_latency")
     st.caption("Diamonds: teachers; circles: pruned models after each step's fine-tuning; stars: after "
                "distillation; error bars: 95 % Wilson intervals over the test rows. The dashed line is the Pareto "
-               "front: no model is both smaller (or faster) and more accurate than a model on it. Latency is the median CPU time of one fixed batch, measured "
-               "while the run trained, so a busy machine shows in it; the deploy benchmark on Runs & export "
-               "(or `python -m core bench deploy RUN_ID`) measures it side by side, in PyTorch and ONNX Runtime.")
+               "front: no model is both smaller (or faster) and more accurate than a model on it. Latency is the "
+               "median CPU time of one fixed batch, measured while the run trained, so a busy machine shows in it; "
+               "the deploy benchmark on Runs & export (or `python -m core bench deploy RUN_ID`) measures it side "
+               "by side, in PyTorch and ONNX Runtime.")

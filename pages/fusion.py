@@ -1,12 +1,12 @@
 """Fusion & SHAP: why the fusion ranker removed each layer, which signals drive it, how good it is.
 
 Everything is drawn from what the run stored per step (``steps/<k>/choice.json``, read as a
-``core.fusion.FusionChoice``: the ranker's description, its SHAP values, predictions, the oracle, the protocol). SHAP explanations are rebuilt as
-``shap.Explanation`` objects from the stored numbers: no model or ranker is re-run here.
+``core.fusion.FusionChoice``: the ranker's description, its SHAP values, predictions, the oracle, the protocol).
+SHAP explanations are rebuilt as ``shap.Explanation`` objects from the stored numbers: no model or ranker is
+re-run here.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import pandas as pd

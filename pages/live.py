@@ -16,8 +16,8 @@ from core.pruning.config import PruneConfig, strategy_keys
 from core.runs import artifacts, noise
 from core.runs.record import PruneSummary, Run
 from core.signals import SIGNAL_KEYS
-from ui import cached_store as ustore
 from ui import bounds, plots, router, state, tables, theme, widgets
+from ui import cached_store as ustore
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 

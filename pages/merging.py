@@ -13,16 +13,15 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError, DataConfig
-from core.runs.export import model_zip_bytes
 from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
 from core.merging.verdict import recovered_stage
 from core.models.registry import MODELS
 from core.runs import artifacts, noise
+from core.runs.export import model_zip_bytes
 from core.runs.record import MergeSummary, Run, RunStatus
 from core.train import DistillConfig
-
-from ui import cached_store as ustore
 from ui import bounds, merge_plots, router, state, widgets
+from ui import cached_store as ustore
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 

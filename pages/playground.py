@@ -12,8 +12,18 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from core.playground import (CHANGE_DEFINITION, LENS_DEFINITION, PlaygroundError, cached_teachers, compare,
-                             error_analysis, load_run, load_teacher, playable_runs, trace)
+from core.playground import (
+    CHANGE_DEFINITION,
+    LENS_DEFINITION,
+    PlaygroundError,
+    cached_teachers,
+    compare,
+    error_analysis,
+    load_run,
+    load_teacher,
+    playable_runs,
+    trace,
+)
 from core.runs.store import RunStore
 from ui import cached_store as ustore
 from ui import playground_plots as plots

@@ -20,9 +20,8 @@ from core.runs import noise
 from core.runs.export import model_zip_bytes
 from core.runs.record import PruneSummary, Run, RunStatus
 from core.runs.report import run_report
-
-from ui import cached_store as ustore
 from ui import bounds, plots, router, state, theme, widgets
+from ui import cached_store as ustore
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 

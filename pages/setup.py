@@ -287,7 +287,8 @@ def _length_panel(model_key: str, dataset_key: str) -> int | None:
                     help=f"Covers {choice.cover_share:.0%} of the training texts whole, at about "
                          f"{choice.cost_factor():.1f}x the time per step of {choice.length} tokens.")
     other = "head" if choice.truncation == "head+tail" else "head+tail"
-    c[2].button("Head only" if other == "head" else "Head+tail", key="len_trunc", on_click=_set_length, kwargs={"truncation": other},
+    c[2].button("Head only" if other == "head" else "Head+tail", key="len_trunc", on_click=_set_length,
+                kwargs={"truncation": other},
                 help="head+tail keeps a long text's first quarter and last three quarters of the budget "
                      "(Sun et al. 2019, 'How to Fine-Tune BERT for Text Classification?').")
     return choice.length

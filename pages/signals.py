@@ -95,7 +95,7 @@ with tab_learn:
     groups = [(f, [info for info in SIGNALS.values() if info.family == f]) for f in FAMILIES]
     groups.append(("baseline", list(BASELINES.values())))
     fam_tabs = st.tabs([theme.family_label(f) for f, _ in groups])
-    for tab, (family, entries) in zip(fam_tabs, groups):
+    for tab, (_, entries) in zip(fam_tabs, groups):
         with tab:
             for entry in entries:
                 with st.container(border=True):

@@ -2,8 +2,8 @@
 its cells finish.
 
 A study runs in its own worker process (started by the job layer, :mod:`core.jobs.studies`), which walks the cells
-of one model, dataset and seed together as a tree and records every cell as an ordinary run. The study id lives in the URL
-(``?study=<id>``), so a reload or a second tab re-attaches; a fragment re-reads the store every ``POLL_S``
+of one model, dataset and seed together as a tree and records every cell as an ordinary run. The study id lives in
+the URL (``?study=<id>``), so a reload or a second tab re-attaches; a fragment re-reads the store every ``POLL_S``
 seconds while the study is active. A study whose worker died is shown as interrupted and can be resumed: its
 finished cells are never redone.
 """

@@ -23,9 +23,9 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.config import DataConfig
+from core.jobs.execute import execute_run
 from core.pruning.config import PruneConfig
 from core.runs import artifacts
-from core.jobs.execute import execute_run
 from core.runs.store import RunStore
 from core.stats import accuracy_of, paired_accuracy_of
 from core.train import DistillConfig
@@ -430,7 +430,8 @@ def test_merging_page_shows_the_heatmap_window_choice_comparison_and_export(merg
     assert (rect["x0"], rect["x1"]) == (first - 0.5, last + 0.5)  # the merged window is outlined
     bars = figs[1]["data"][0]
     assert len(array(bars["y"])) == 10  # 10 windows of 3 consecutive layers in 12
-    best = RunStore(root).read_table(run_id, artifacts.step_table(1, artifacts.WINDOWS_TABLE)).sort_values("rank").iloc[0]
+    windows = RunStore(root).read_table(run_id, artifacts.step_table(1, artifacts.WINDOWS_TABLE))
+    best = windows.sort_values("rank").iloc[0]
     assert max(array(bars["y"])) == pytest.approx(best["val_accuracy"])
     paths = {t["name"]: t for t in figs[2]["data"] if t.get("mode") == "lines+markers"}
     merge_path = paths["FFN merging"]

@@ -4,7 +4,7 @@ what :mod:`core.playground` returns and never touch streamlit or the store."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

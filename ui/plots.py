@@ -7,7 +7,8 @@ signal family has the same colour on every page. Builders never touch streamlit 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -189,7 +190,7 @@ def label_positions(x: Sequence[float], y: Sequence[float], label_w: float = 0.0
     return [pos for _, pos in sorted(out)]
 
 
-def predicted_vs_measured(choice: "FusionChoice", title: str | None = None) -> go.Figure:
+def predicted_vs_measured(choice: FusionChoice, title: str | None = None) -> go.Figure:
     """For each candidate layer of a fusion choice: the ranker's predicted score (x) against the oracle's
     measured validation accuracy after removing it (y). The chosen layer is the magenta star; the oracle's
     best is ringed. A trained ranker's default target is an accuracy gap, shown in points; without a

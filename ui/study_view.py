@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -191,6 +192,6 @@ def estimate(runs: Iterable[Run], model: str, cells: int, target: Mapping[str, A
     bound = "an upper bound: the cells of one model, dataset and seed share their work" \
         if basis == "stand-alone runs" else "a rough figure: the budgets and sharing of those studies differ"
     text = (f"About **{_fmt(total)}** for {cells} cell(s) (≈ {_fmt(per_cell)} each), from the median of "
-            f"{len(rates)} finished {model} {basis} on this machine, scaled by training rows × epochs × length. This is "
-            f"{bound}.")
+            f"{len(rates)} finished {model} {basis} on this machine, scaled by training rows × epochs × length. "
+            f"This is {bound}.")
     return Estimate(total, per_cell, len(rates), basis, text)

@@ -7,8 +7,9 @@ directly.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -189,7 +190,7 @@ class ShapRows:
     chosen: list[bool]
 
 
-def shap_rows(choices: Mapping[int, "FusionChoice | None"]) -> ShapRows | None:
+def shap_rows(choices: Mapping[int, FusionChoice | None]) -> ShapRows | None:
     """Concatenate the stored SHAP explanation of every step's fusion choice (``FusionChoice.explanation``)."""
     values, data, base, steps, layers, chosen = [], [], [], [], [], []
     names: list[str] | None = None
@@ -216,7 +217,7 @@ def shap_rows(choices: Mapping[int, "FusionChoice | None"]) -> ShapRows | None:
                     feature_names=names, steps=steps, layers=layers, chosen=chosen)
 
 
-def protocol_text(choice: "FusionChoice | None") -> tuple[str, str]:
+def protocol_text(choice: FusionChoice | None) -> tuple[str, str]:
     """(protocol name, a sentence) of a step's fusion choice; a dash for a strategy without a ranker."""
     if choice is None:
         return "-", "This strategy does not train a ranker."

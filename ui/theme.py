@@ -100,7 +100,7 @@ def _shade(hex_color: str, index: int, count: int) -> str:
     lo, hi = max(0.22, l - 0.16), min(0.72, l + 0.16)
     new_l = lo + (hi - lo) * index / (count - 1)
     r, g, b = colorsys.hls_to_rgb(h, new_l, s)
-    return "#{:02X}{:02X}{:02X}".format(round(r * 255), round(g * 255), round(b * 255))
+    return f"#{round(r * 255):02X}{round(g * 255):02X}{round(b * 255):02X}"
 
 
 def strategy_color(key: str) -> str:

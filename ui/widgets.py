@@ -8,7 +8,8 @@ from __future__ import annotations
 import html
 import time
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
