@@ -1,15 +1,18 @@
 """The architecture contract, checked with every test run: the import contracts of ``.importlinter`` (core is
 UI-free and acyclic, library code never imports the CLI, merging never imports pruning), no import cycle
-between any two modules of core, core importable without streamlit, and no module of core over
-``MAX_LINES`` lines. Each failure names the offending imports, cycle or files."""
+between any two modules of core, core importable without streamlit, no module of core over ``MAX_LINES``
+lines, and the habits of ``pyproject.toml``: ruff (lint and import order) over the repository and mypy over
+core are clean. Each failure names the offending imports, cycle, files or lines."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 450
@@ -84,3 +87,24 @@ def test_importing_all_of_core_loads_no_streamlit():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def _run_tool(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` from the repository root (its settings are ``pyproject.toml``'s); skips when
+    the tool is not installed here (``requirements-dev.txt`` pins it, so CI has it)."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed: pip install -r requirements-dev.txt")
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_ruff_finds_nothing():
+    """Lint and import order (``[tool.ruff]``) over core, ui, pages, tests, scripts and app.py."""
+    out = _run_tool("ruff", "check", "--output-format", "concise", ".")
+    assert out.returncode == 0, f"ruff check . found problems:\n{out.stdout[-4000:]}{out.stderr[-2000:]}"
+
+
+def test_mypy_finds_nothing_in_core():
+    """Types of core (``[tool.mypy]``; its cache is .mypy_cache, so a second run takes seconds)."""
+    out = _run_tool("mypy")
+    assert out.returncode == 0, f"mypy core found problems:\n{out.stdout[-4000:]}{out.stderr[-2000:]}"
