@@ -37,12 +37,27 @@ from scipy.stats import spearmanr
 from core.paths import PROJECT_ROOT, atomic_write_text
 from core.pruning.config import FUSION
 from core.signals import STRATEGIES, get_info, rank_layers
-from core.stats import Interval, beyond_noise, paired_mean_difference, win_count
-from core.stats.intervals import bootstrap_interval
+from core.stats import Interval, beyond_noise, win_count
+from core.studies.full_path import FULL_PATH_FILE, KD_VS_TEACHER, REFERENCE_DIR, seed_span, seeds_text
+from core.studies.full_path import full_budget as full_budget  # re-exported: the paper check's callers
+from core.studies.full_path import full_path_table as full_path_table
+from core.studies.full_path import load_full_path as load_full_path
+from core.studies.full_path import merge_full_path as merge_full_path
+from core.studies.regret import (  # re-exported: the paper check's callers read them here
+    HELD_OUT,
+    NOISE_FLOOR,
+    REFERENCE_ROWS,
+    SAME_ROWS,
+    SAME_ROWS_TEXT,
+    held_out,
+    paired_regret,
+    regret_over_datasets,
+)
+from core.studies.regret import cluster_interval as cluster_interval
+from core.studies.regret import scoring_text as scoring_text
+from core.studies.regret import summarise_one_step as summarise_one_step
 
-REFERENCE_DIR = PROJECT_ROOT / "data" / "reference"
 ONE_STEP_FILE = "one_step.csv"
-FULL_PATH_FILE = "full_path.csv"
 CLAIMS_FILE = "claims.json"
 OVERALL_FILE = "one_step_overall.csv"
 ORACLE = "oracle_accuracy"
@@ -59,14 +74,6 @@ PAPER = {
 }
 
 
-#: the noise-floor row's strategy key: the oracle of the other half (pick on A, score on B, and back)
-NOISE_FLOOR = "noise_floor"
-#: how a one-step table was scored (column ``scoring``)
-HELD_OUT = "held-out halves"
-SAME_ROWS = "same rows (optimistic)"
-SAME_ROWS_TEXT = "picked and scored on the same rows (optimistic)"
-#: strategies that never take part in the per-dataset ranking (reference rows)
-REFERENCE_ROWS = ("oracle", NOISE_FLOOR)
 #: bootstrap resamples of the paper check's intervals (steps are few: 4,000 as core.stats)
 _RESAMPLES = 4000
 
@@ -195,210 +202,6 @@ def one_step_table(bank: pd.DataFrame, strategies: tuple[str, ...] | None = None
     if len(out):
         out["top1"] = out["top1"].astype(float)  # a hit rate: 0, 1, or 0.5 when the two halves disagree
     return out
-
-
-def held_out(table: pd.DataFrame) -> bool:
-    """Whether a one-step table was scored on held-out halves (every non-oracle row)."""
-    if "scoring" not in table.columns:
-        return False
-    rest = table[table["strategy"] != "oracle"]
-    return bool(len(rest)) and bool((rest["scoring"] == HELD_OUT).all())
-
-
-def scoring_text(table: pd.DataFrame) -> str:
-    """One phrase for how a one-step table's regrets were scored."""
-    if held_out(table):
-        return ("scored on held-out halves: each choice scored on validation examples the noise-floor oracle did "
-                "not use to pick, against the best removal on those examples, both ways averaged")
-    if "scoring" in table.columns and (table["scoring"] == HELD_OUT).any():
-        n = int(table.loc[table["scoring"] == HELD_OUT, ["dataset", "seed", "step"]].drop_duplicates().shape[0])
-        return (f"mixed: {n} step(s) on held-out halves, the rest {SAME_ROWS_TEXT}; remake the bank so every "
-                "path stores its oracle outcomes")
-    return SAME_ROWS_TEXT
-
-
-# ------------------------------------------------------------------------------------------ intervals
-def _mean_interval(values: np.ndarray, seed: int = 0) -> Interval:
-    """The mean of per-step values with a 95 % BCa bootstrap interval over steps (seeded)."""
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if x.size < 2 or np.all(x == x[0]):
-        return Interval(mean, mean, mean, method="bootstrap over steps", n=int(x.size))
-    low, high = bootstrap_interval((x,), lambda v, axis=-1: np.mean(v, axis=axis), 0.95, _RESAMPLES, seed)
-    return Interval(mean, min(low, mean), max(high, mean), method="bootstrap over steps", n=int(x.size))
-
-
-def cluster_interval(groups: list[np.ndarray], seed: int = 0, level: float = 0.95) -> Interval:
-    """The mean over groups (datasets) of each group's mean over its units (steps), with a two-level percentile
-    bootstrap: datasets resampled with replacement, then steps within each drawn dataset. With one dataset it is
-    a bootstrap over its steps."""
-    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
-    if not groups:
-        raise ValueError("cluster_interval: no values")
-    estimate = float(np.mean([g.mean() for g in groups]))
-    if all(np.all(g == groups[0][0]) for g in groups):
-        return Interval(estimate, estimate, estimate, level, "bootstrap over datasets and steps", len(groups))
-    rng = np.random.default_rng(seed)
-    k = len(groups)
-    which = rng.integers(0, k, size=(_RESAMPLES, k))
-    means = np.empty((_RESAMPLES, k))
-    for j, g in enumerate(groups):  # each dataset's resampled step-means, drawn once per resample
-        means[:, j] = g[rng.integers(0, g.size, size=(_RESAMPLES, g.size))].mean(axis=1)
-    draws = np.take_along_axis(means, which, axis=1).mean(axis=1)
-    alpha = (1 - level) / 2
-    low, high = (float(v) for v in np.quantile(draws, [alpha, 1 - alpha]))
-    return Interval(estimate, min(low, estimate), max(high, estimate), level, "bootstrap over datasets and steps",
-                    k)
-
-
-def _per_step(table: pd.DataFrame, strategy: str) -> pd.Series:
-    """One strategy's regret per (model, dataset, seed, step)."""
-    t = table[table["strategy"] == strategy]
-    return t.set_index(["model", "dataset", "seed", "step"])["regret_points"]
-
-
-def paired_regret(table: pd.DataFrame, a: str, b: str, dataset: str | None = None, seed: int = 0) -> Interval | None:
-    """Regret of ``b`` minus regret of ``a`` on the same steps (> 0: ``a`` loses fewer points), with a paired
-    bootstrap interval over the steps (of ``dataset``, else over datasets and steps); None when they share no
-    step."""
-    t = table if dataset is None else table[table["dataset"] == dataset]
-    both = pd.concat([_per_step(t, a).rename("a"), _per_step(t, b).rename("b")], axis=1, join="inner")
-    if both.empty:
-        return None
-    if dataset is not None:
-        return paired_mean_difference(both["b"].to_numpy(), both["a"].to_numpy(), n_resamples=_RESAMPLES,
-                                      seed=seed)
-    d = (both["b"] - both["a"])
-    return cluster_interval([g.to_numpy() for _, g in d.groupby(level="dataset")], seed=seed)
-
-
-def summarise_one_step(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, dataset, strategy): mean over steps within each seed, then mean, min and max over seeds, the
-    number of seeds and steps, and the rank by mean regret among the strategies (1 = best; the oracle and the
-    noise floor are reference rows, not ranked). ``regret_low``/``regret_high``: a 95 % bootstrap interval of the
-    mean regret over the dataset's steps (all seeds); ``vs_floor`` (with ``vs_floor_low``/``_high``): the regret
-    minus the noise floor's on the same steps, paired (held-out tables only); ``scoring``: how it was scored."""
-    per_seed = table.groupby(["model", "dataset", "strategy", "seed"]).agg(
-        regret=("regret_points", "mean"), top1=("top1", "mean"), spearman=("spearman", "mean"),
-        steps=("step", "nunique")).reset_index()
-    g = per_seed.groupby(["model", "dataset", "strategy"])
-    out = g.agg(regret=("regret", "mean"), regret_min=("regret", "min"), regret_max=("regret", "max"),
-                top1=("top1", "mean"), top1_min=("top1", "min"), top1_max=("top1", "max"),
-                spearman=("spearman", "mean"), seeds=("seed", "nunique"), steps=("steps", "sum")).reset_index()
-    lows, highs, vs, vs_low, vs_high = [], [], [], [], []
-    floor = held_out(table)
-    for r in out.itertuples():
-        mine = table[(table["model"] == r.model) & (table["dataset"] == r.dataset) & (table["strategy"] == r.strategy)]
-        ci = _mean_interval(mine["regret_points"].to_numpy())
-        lows.append(ci.low)
-        highs.append(ci.high)
-        d = (paired_regret(table[table["model"] == r.model], NOISE_FLOOR, r.strategy, r.dataset)
-             if floor and r.strategy not in REFERENCE_ROWS else None)
-        vs.append(d.estimate if d is not None else np.nan)
-        vs_low.append(d.low if d is not None else np.nan)
-        vs_high.append(d.high if d is not None else np.nan)
-    out = out.assign(regret_low=lows, regret_high=highs, vs_floor=vs, vs_floor_low=vs_low, vs_floor_high=vs_high,
-                     scoring=HELD_OUT if floor else SAME_ROWS)
-    ranked = out[~out["strategy"].isin(REFERENCE_ROWS)].copy()
-    ranked["rank"] = ranked.groupby(["model", "dataset"])["regret"].rank(method="min")
-    # ties on regret are broken by top-1 then Spearman, so the rank is the one a reader would give
-    ranked = ranked.sort_values(["model", "dataset", "regret", "top1", "spearman"], ascending=[True, True, True,
-                                                                                              False, False])
-    ranked["position"] = ranked.groupby(["model", "dataset"]).cumcount() + 1
-    out = out.merge(ranked[["model", "dataset", "strategy", "rank", "position"]], how="left",
-                    on=["model", "dataset", "strategy"])
-    return out.sort_values(["model", "dataset", "position"]).reset_index(drop=True)
-
-
-def regret_over_datasets(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, strategy): the mean over datasets of the mean regret over each dataset's steps, with a 95 %
-    bootstrap interval over datasets and steps (:func:`cluster_interval`); for held-out tables also the paired
-    difference to the noise floor (``vs_floor``, > 0: above the floor) and the scoring. The noise floor is a row
-    of its own (strategy ``noise_floor``); the oracle row is left out (it is not scored)."""
-    rows = []
-    floor = held_out(table)
-    for (model, strategy), t in table[table["strategy"] != "oracle"].groupby(["model", "strategy"], sort=True):
-        groups = [g["regret_points"].to_numpy() for _, g in t.groupby("dataset")]
-        ci = cluster_interval(groups)
-        d = paired_regret(table[table["model"] == model], NOISE_FLOOR, strategy) \
-            if floor and strategy != NOISE_FLOOR else None
-        rows.append({"model": model, "strategy": strategy, "regret": ci.estimate, "low": ci.low, "high": ci.high,
-                     "datasets": len(groups), "steps": int(len(t)),
-                     "vs_floor": d.estimate if d is not None else np.nan,
-                     "vs_floor_low": d.low if d is not None else np.nan,
-                     "vs_floor_high": d.high if d is not None else np.nan,
-                     "scoring": HELD_OUT if floor else SAME_ROWS})
-    out = pd.DataFrame(rows)
-    return out.sort_values(["model", "regret"]).reset_index(drop=True) if len(out) else out
-
-
-def full_path_table(store: Any, study_ids: list[str] | None = None) -> pd.DataFrame:
-    """Every finished study run (a strategy's own pruning path, then KD): accuracy at each depth, the maximum
-    over depth, after KD, the accuracy-to-size ratio, and the rank per (model, dataset, seed, budget)."""
-    runs = [r for r in store.list_runs(kind="prune", status="done")
-            if r.group_id and (study_ids is None or r.group_id in study_ids) and r.cell_id]
-    rows = []
-    for r in runs:
-        s, c = r.summary, r.config
-        steps = store.steps(r.id)
-        row = {"run_id": r.id, "study": r.group_id, "model": r.model, "dataset": r.dataset,
-               "strategy": r.strategy, "seed": c.get("seed", 0), "train_cap": c.get("data", {}).get("train_cap"),
-               "val_cap": c.get("data", {}).get("val_cap"), "max_length": c.get("data", {}).get("max_length"),
-               "layers_removed": len(s.get("removed_order", [])), "removed": json.dumps(s.get("removed_order", [])),
-               "teacher_accuracy": s.get("teacher", {}).get("test_accuracy"),
-               "max_accuracy_over_depth": (s.get("max_accuracy_over_depth") or {}).get("accuracy"),
-               "before_kd": (s.get("before_kd") or {}).get("test_accuracy"),
-               "after_kd": (s.get("after_kd") or {}).get("test_accuracy"),
-               "ratio": s.get("ratio"), "weak_teacher": bool(s.get("weak_teacher")), **_kd_interval(store, r.id)}
-        for _, st in steps.iterrows():
-            if int(st["step"]) > 0:
-                row[f"acc_{int(st['n_layers'])}_layers"] = st["test_accuracy"]
-        rows.append(row)
-    return _ranked(pd.DataFrame(rows))
-
-
-def _kd_interval(store: Any, run_id: str) -> dict[str, Any]:
-    """The distilled model minus its teacher on the test rows, with its interval (paired where the run kept
-    per-example outcomes; :func:`core.runs.report.run_intervals`); empty when the run has none."""
-    from core.runs.report import run_intervals
-
-    try:
-        c = run_intervals(store, run_id).kd_vs_teacher
-    except (ValueError, KeyError, OSError):
-        return {}
-    if c is None:
-        return {}
-    return dict(zip(KD_VS_TEACHER, (c.interval.estimate, c.interval.low, c.interval.high, bool(c.paired))))
-
-
-_FULL_KEY = ["model", "dataset", "seed", "train_cap", "layers_removed"]
-
-
-def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rank after KD within each (model, dataset, seed, budget, depth): 1 = best."""
-    if frame.empty:
-        return frame
-    frame = frame.drop(columns=["rank_after_kd"], errors="ignore")
-    frame["rank_after_kd"] = frame.groupby(_FULL_KEY, dropna=False)["after_kd"].rank(ascending=False, method="min")
-    return frame.sort_values([*_FULL_KEY, "rank_after_kd"]).reset_index(drop=True)
-
-
-def merge_full_path(shipped: pd.DataFrame | None, fresh: pd.DataFrame | None) -> pd.DataFrame | None:
-    """The shipped full-path table grown by a store's finished study runs (a run in both: the store's row wins).
-
-    A study's run store lives outside the repository and may be gone by the time the next dataset finishes (another
-    session, another machine); the shipped table is what has been measured so far, so remaking the reference from
-    a store that holds only the newest runs must keep the older rows, never drop them."""
-    parts = [f for f in (shipped, fresh) if f is not None and not f.empty]
-    if not parts:
-        return None
-    both = pd.concat(parts, ignore_index=True).drop_duplicates("run_id", keep="last")
-    return _ranked(both)
-
-
-def load_full_path(folder: Path | None = None) -> pd.DataFrame | None:
-    path = (folder or REFERENCE_DIR) / FULL_PATH_FILE
-    return pd.read_csv(path) if path.is_file() else None
 
 
 def _boundary(table: pd.DataFrame, winners: pd.DataFrame) -> dict[str, Any]:
@@ -578,7 +381,6 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
 
 
 #: the full-path columns of the distilled model minus its teacher on the test rows (core.runs.noise)
-KD_VS_TEACHER = ("kd_vs_teacher", "kd_vs_teacher_low", "kd_vs_teacher_high", "kd_vs_teacher_paired")
 
 
 def _kd_beats_teacher(rf_full: pd.DataFrame) -> dict[str, Any]:
@@ -600,36 +402,6 @@ def _kd_beats_teacher(rf_full: pd.DataFrame) -> dict[str, Any]:
                     f"interval, below on {w.losses}, {w.ties} ties within noise ({paired} paired on the same test "
                     f"rows, the rest unpaired)" + (f"; {rest} more run(s) without an interval" if rest else ""),
             "noise": _noise(w.wins + w.losses > 0), "wins": w.wins, "losses": w.losses, "ties": w.ties}
-
-
-def seed_span(full: pd.DataFrame | None) -> tuple[int, int]:
-    """The fewest and the most seeds any dataset of a full-path table was measured at ((0, 0) when empty)."""
-    if full is None or full.empty:
-        return 0, 0
-    per = full.groupby("dataset")["seed"].nunique()
-    return int(per.min()), int(per.max())
-
-
-def seeds_text(low: int, high: int | None = None, per_dataset: bool = False) -> str:
-    """"1 seed", "2 seeds", or "1-2 seeds per dataset" when datasets were measured at different seed counts
-    (``per_dataset``: "per dataset" in every case)."""
-    high = low if high is None else high
-    text = f"{low} seed" + ("" if low == 1 else "s") if low == high else f"{low}-{high} seeds"
-    return text + (" per dataset" if per_dataset or low != high else "")
-
-
-def full_budget(full: pd.DataFrame | None) -> str:
-    """The full-path budget in words, read from the table's own rows: training and validation rows, length,
-    layers removed, seeds per dataset ("" for an empty table)."""
-    if full is None or full.empty:
-        return ""
-
-    def values(col: str) -> str:
-        return "/".join(f"{int(v):,}" for v in sorted(full[col].dropna().unique())) if col in full else "?"
-
-    return (f"study runs: {values('train_cap')} training rows, {values('val_cap')} validation rows (the oracle), "
-            f"length {values('max_length')}, {values('layers_removed')} layers removed (fine-tuned after each), "
-            f"then KD; {seeds_text(*seed_span(full))}")
 
 
 def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
