@@ -220,7 +220,10 @@ def cmd_bank(args: argparse.Namespace) -> int:
         old = load_bank(args.out)  # refuses a damaged bank rather than growing it
         rows = merge_rows(old.rows, rows)
         outcomes = merge_outcomes(load_outcomes(args.out, old), outcomes, rows)
-    manifest = write_bank(rows, args.out, study_file=args.study_file, note=args.note, outcomes=outcomes)
+    precisions = sorted({str((store.read_json(rid, "summary.json") or {}).get("precision", "fp32"))
+                         for rid in rows["run_id"].unique() if store.get_run(str(rid)) is not None})
+    manifest = write_bank(rows, args.out, study_file=args.study_file, note=args.note, outcomes=outcomes,
+                          precision="/".join(precisions) or None)
     if args.json:
         print(json.dumps(manifest, indent=1))
     else:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core.data.splits import SPLIT_VERSION
 from core.paths import PROJECT_ROOT, atomic_file, atomic_write_text
 from core.signals import DEFAULT_COLUMNS, get_info
 
@@ -51,6 +52,8 @@ WEAK_TEACHER = "weak_teacher"
 
 SIGNAL_COLUMNS: tuple[str, ...] = tuple(DEFAULT_COLUMNS)
 ORACLE_COLUMNS = ("oracle_accuracy", "oracle_loss")
+#: kept when the runs measured them (banks grown before the oracle measured KL do not have it; NaN on such rows)
+OPTIONAL_COLUMNS = ("oracle_kl",)
 KEY_COLUMNS = ("model", "dataset", "seed", "run_id", "step", "original_layer")
 INT_COLUMNS = ("seed", "step", "layer", "original_layer", "n_layers", "n_original")
 TEXT_COLUMNS = ("model", "dataset", "run_id", "removed_so_far", "data_config", "teacher_fingerprint", "code_version")
@@ -119,6 +122,9 @@ def validate_rows(rows: pd.DataFrame) -> pd.DataFrame:
     for c in TEXT_COLUMNS:
         if not all(isinstance(v, str) for v in rows[c]):
             raise _fail(f"column {c!r} must hold text")
+    for c in (c for c in OPTIONAL_COLUMNS if c in rows.columns):
+        if not pd.api.types.is_float_dtype(rows[c]) or (rows[c].dropna() < 0).any():
+            raise _fail(f"column {c!r} must hold non-negative numbers (or be empty on older paths)")
     values = rows[list(SIGNAL_COLUMNS) + list(ORACLE_COLUMNS)].to_numpy(dtype=float)
     if not np.isfinite(values).all():
         raise _fail("some signal or oracle values are missing or infinite")
@@ -357,7 +363,7 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
     if not out:
         return pd.DataFrame(columns=list(COLUMNS))
     frame = pd.concat(out, ignore_index=True)
-    frame = frame[list(COLUMNS)].copy()
+    frame = frame[list(COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in frame.columns]].copy()
     for c in INT_COLUMNS:
         frame[c] = frame[c].astype("int64")
     for c in (*SIGNAL_COLUMNS, *ORACLE_COLUMNS):
@@ -384,12 +390,14 @@ def merge_rows(kept: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         return new.copy()
     fresh = set(map(tuple, new[key].drop_duplicates().itertuples(index=False)))
     stay = kept[[tuple(k) not in fresh for k in kept[key].itertuples(index=False)]]
-    out = pd.concat([stay, new], ignore_index=True)[list(COLUMNS)]
+    out = pd.concat([stay, new], ignore_index=True)
+    out = out[list(COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in out.columns]]
     return out.sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
 
 
 def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_file: str | None = None,
-               note: str = "", outcomes: pd.DataFrame | None = None) -> dict[str, Any]:
+               note: str = "", outcomes: pd.DataFrame | None = None, precision: str | None = None
+               ) -> dict[str, Any]:
     """Validate ``rows`` (and ``outcomes``, the per-example companion, when given) and write the bank (Parquet +
     manifest) atomically; returns the manifest. Without outcomes, a companion left from an earlier bank is
     removed: the manifest and the files always describe the same bank."""
@@ -425,6 +433,8 @@ def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_fi
                       "steps": int(f[["seed", "step"]].drop_duplicates().shape[0]), "rows": int(len(f))}
                      for (m, d), f in g],
         "study": study_file, "note": note,
+        # provenance of the measurements: what the runs computed in, and which split rules drew their data
+        "precision": precision or "fp32", "split_version": SPLIT_VERSION,
     }
     if entry is not None:
         manifest["outcomes"] = entry

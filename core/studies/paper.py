@@ -423,9 +423,12 @@ def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
             pass
     seeds = summary.loc[summary["strategy"] != "oracle", "seeds"]
     lo, hi = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
+    precision = bank.manifest.get("precision", "fp32")  # banks from before the precision setting ran in fp32
+    splits = bank.manifest.get("split_version", 1)
+    provenance = f"{precision}" + ("; splits drawn before the leak fix (split version 1)" if splits < 2 else "")
     return (f"profile bank v{bank.version}: {', '.join(sorted(rows['model'].unique()))} oracle-path profiles, "
             f"{'/'.join(f'{c:,}' for c in caps) or '?'} training rows, length {'/'.join(map(str, lengths)) or '?'}, "
-            f"{epochs}; {seeds_text(lo, hi, per_dataset=True)}")
+            f"{epochs}; {seeds_text(lo, hi, per_dataset=True)}; {provenance}")
 
 
 def write_reference(table: pd.DataFrame, summary: pd.DataFrame, full: pd.DataFrame | None, claim_rows: list[dict],
