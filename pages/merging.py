@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError, DataConfig
+from core.config import ConfigError
 from core.merging.config import DEFAULT_WINDOW_SIZE, REFERENCES, MergeConfig
 from core.merging.verdict import recovered_stage
 from core.models.registry import MODELS
@@ -63,8 +63,7 @@ def _n_layers(model_key: str) -> int:
 def _merge_config(mode: str, k: int, window: tuple[int, int], selection: str, reference: str, epochs: float,
                   distill: bool, kd_epochs: float, compare: bool, calibration: int) -> MergeConfig:
     b = state.budgets()
-    data = DataConfig(train_cap=int(b["train_cap"]), val_cap=int(b["val_cap"]), test_cap=int(b["test_cap"]),
-                      max_length=int(b["max_length"]), seed=int(b["seed"]))
+    data = state.data_config(state.dataset(), b)  # the length mode, auto length and truncation as Live uses them
     return MergeConfig(model=state.model(), dataset=state.dataset(),
                        window=f"{window[0]}-{window[1]}" if mode == "fixed" else None,
                        auto_k=int(k) if mode == "auto" else None, selection=selection, reference=reference,
