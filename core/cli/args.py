@@ -10,6 +10,18 @@ from typing import Any
 from core.config import DataConfig
 
 
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    """The data budget every command that trains shares: the three row caps, the length flags, the seed and the
+    precision (:func:`add_length_args`, :func:`add_precision_arg`)."""
+    d = DataConfig()
+    p.add_argument("--train-cap", type=int, default=d.train_cap)
+    p.add_argument("--val-cap", type=int, default=d.val_cap)
+    p.add_argument("--test-cap", type=int, default=d.test_cap)
+    add_length_args(p)
+    p.add_argument("--seed", type=int, default=d.seed)
+    add_precision_arg(p)
+
+
 def add_precision_arg(p: argparse.ArgumentParser) -> None:
     """``--precision auto|fp32|bf16`` (:mod:`core.precision`; our default auto)."""
     from core.config import PRECISIONS

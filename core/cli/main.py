@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from core.cli.args import add_length_args, add_precision_arg, length_settings, precision_line
+from core.cli.args import add_budget_args, length_settings, precision_line
 from core.config import ConfigError, DataConfig
 
 if TYPE_CHECKING:
@@ -22,17 +22,11 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    d = DataConfig()
     p.add_argument("--model", default="e5-small", help="registry key or hub id (default: e5-small)")
     p.add_argument("--dataset", default=None, help="registry key, upload:<id>, or your own CSV/TSV/Parquet file "
                    "(default: the registry's default)")
     _add_column_args(p)
-    p.add_argument("--train-cap", type=int, default=d.train_cap)
-    p.add_argument("--val-cap", type=int, default=d.val_cap)
-    p.add_argument("--test-cap", type=int, default=d.test_cap)
-    add_length_args(p)
-    p.add_argument("--seed", type=int, default=d.seed)
-    add_precision_arg(p)
+    add_budget_args(p)
 
 
 def _add_column_args(p: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.cli.args import add_length_args, add_precision_arg, length_settings
+from core.cli.args import add_budget_args, length_settings
 from core.config import ConfigError, DataConfig
 from core.data.registry import DEFAULT_DATASET
 from core.jobs.execute import execute_with_bar
@@ -21,7 +21,7 @@ from core.train import DistillConfig
 
 
 def build_parser(prog: str = "python -m core merge") -> argparse.ArgumentParser:
-    d, m = DataConfig(), MergeConfig()
+    m = MergeConfig()
     p = argparse.ArgumentParser(prog=prog, description="Merge the FFN sublayers of a window of consecutive "
                                 "layers (arXiv 2501.06126), fine-tune/distil, and compare with layer pruning "
                                 "at the same parameter budget.")
@@ -41,12 +41,7 @@ def build_parser(prog: str = "python -m core merge") -> argparse.ArgumentParser:
     p.add_argument("--kd-epochs", type=float, default=m.kd.epochs)
     p.add_argument("--compare-pruning", action=argparse.BooleanOptionalAction, default=m.compare_pruning)
     p.add_argument("--calibration", type=int, default=m.calibration_size, help="calibration rows")
-    p.add_argument("--train-cap", type=int, default=d.train_cap)
-    p.add_argument("--val-cap", type=int, default=d.val_cap)
-    p.add_argument("--test-cap", type=int, default=d.test_cap)
-    add_length_args(p)
-    p.add_argument("--seed", type=int, default=d.seed)
-    add_precision_arg(p)
+    add_budget_args(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--prune-anyway", action="store_true", help="go on when the teacher does not beat the "
                    "majority-class baseline (the run is flagged weak_teacher)")
