@@ -16,17 +16,27 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
 from core.data.batches import DataError
-from core.data.tables import (MAX_UPLOAD_BYTES, PARQUET_SUFFIXES, READ_WHOLE_BYTES, TEXT_SUFFIXES, _binary_kind,
-                              _check_header, _header, _size, read_table, reject, sniff_delimiter)
+from core.data.tables import (
+    MAX_UPLOAD_BYTES,
+    READ_WHOLE_BYTES,
+    _check_header,
+    _detect_format,
+    _header,
+    _size,
+    read_table,
+    reject,
+    sniff_delimiter,
+)
 
 #: a file's bytes or its path
 Source = bytes | bytearray | memoryview | str | PathLike[str]
@@ -161,23 +171,12 @@ def read_big_table(source: Source, filename: str, *, sample_rows: int = SAMPLE_R
     head = _head(source)
     if not head.strip():
         raise reject(filename, "the file is empty", "Upload a CSV, TSV or Parquet file with a header row.")
-    suffix = Path(filename or "").suffix.lower()
     delimiter = encoding = None
     notes: tuple[str, ...] = ()
-    if head.startswith(b"PAR1"):
-        file_format, chunks = "parquet", _parquet_chunks(source, filename)
+    file_format = _detect_format(head, filename)  # the whole-file reader's checks, on the file's first bytes
+    if file_format == "parquet":
+        chunks = _parquet_chunks(source, filename)
     else:
-        if suffix in PARQUET_SUFFIXES:
-            raise reject(filename, "this is not a valid Parquet file (it does not start with the Parquet "
-                         "signature)", "Export it again from your tool, or upload it as CSV.")
-        kind = _binary_kind(head)
-        if kind:
-            raise reject(filename, f"this looks like {kind}, not a CSV/TSV table",
-                         "Save the table as CSV (UTF-8) or Parquet and upload that file.")
-        if suffix and suffix not in TEXT_SUFFIXES:
-            raise reject(filename, f"files ending in {suffix!r} are not supported",
-                         "Upload a .csv, .tsv, .txt or .parquet file.")
-        file_format = TEXT_SUFFIXES.get(suffix, "csv")
         encoding, notes = _encoding(head, complete=len(head) == size)
         text = head.decode(encoding, errors="replace")
         delimiter = sniff_delimiter(text, "\t" if file_format == "tsv" else ",")
