@@ -38,7 +38,6 @@ samples: the comparison is between the two ways of splitting, not between two mo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -58,8 +57,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from core.config import DataConfig, to_dict  # noqa: E402
-from core.data.batches import Splits, make_splits, split_rows  # noqa: E402
+from core.data.batches import make_splits, split_rows  # noqa: E402
 from core.data.splits import SPLIT_VERSION, normalise_text  # noqa: E402
+from core.data.task import task_from_splits  # noqa: E402
 from core.stats import Interval, accuracy_interval, unpaired_difference  # noqa: E402
 
 DEFAULT_DATASETS = ("sms-spam", "bbc-news", "tweets")
@@ -123,33 +123,6 @@ def table_row(dataset: str, result: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ training
-def task_from_splits(spec: Any, loaded: Any, splits: Splits, data_cfg: DataConfig, splits_tag: Any) -> Any:
-    """A :class:`core.data.task.Task` from splits already drawn, tokenised as :func:`core.data.task.prepare_task`
-    does (length chosen from the training texts, evaluation splits sorted by length, frames row for row); its
-    fingerprint hashes ``splits_tag`` where ``prepare_task`` hashes :data:`SPLIT_VERSION`, so old and new splits
-    never share one."""
-    from core.data.batches import encode, sort_by_length
-    from core.data.task import Task, fingerprint_cfg, frame_digest
-    from core.data.truncation import choose_length, model_length_limit, token_counts
-    from core.models.registry import load_tokenizer
-
-    tokenizer = load_tokenizer(spec)
-    length = choose_length(token_counts(tokenizer, splits.train["text"]), data_cfg, model_length_limit(tokenizer))
-    data_cfg = replace(data_cfg, max_length=length.length)
-    encoded = {name: encode(tokenizer, getattr(splits, name), length.length, data_cfg.truncation)
-               for name in ("train", "val", "test")}
-    frames = {}
-    for name in ("val", "test"):
-        encoded[name], frames[name] = sort_by_length(encoded[name], getattr(splits, name))
-    splits = replace(splits, val=frames["val"], test=frames["test"])
-    payload = json.dumps({"model": spec.key, "dataset": loaded.spec.key, "data": frame_digest(loaded.frame),
-                          "labels": list(loaded.label_names), "cfg": fingerprint_cfg(data_cfg),
-                          "splits": splits_tag}, sort_keys=True)
-    return Task(model=spec, dataset_key=loaded.spec.key, dataset_name=loaded.spec.display_name, data_cfg=data_cfg,
-                splits=splits, tokenizer=tokenizer, encoded=encoded,
-                fingerprint=hashlib.sha256(payload.encode()).hexdigest()[:16], length=length)
-
-
 def teach_and_test(task: Any, precision: str, device: Any, say: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """Fine-tune a teacher on ``task`` as :func:`core.teacher.train_teacher` does, without its cache; return its
     per-example correctness on the test split (in ``task.splits.test`` order) and timings."""

@@ -73,7 +73,15 @@ def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | No
     data_cfg = data_cfg or DataConfig()
     spec = get_model_spec(model) if isinstance(model, str) else model
     loaded = load_dataset(dataset) if isinstance(dataset, str) else dataset
-    splits = make_splits(loaded.frame, loaded.label_names, data_cfg)
+    return task_from_splits(spec, loaded, make_splits(loaded.frame, loaded.label_names, data_cfg), data_cfg)
+
+
+def task_from_splits(spec: ModelSpec, loaded: Any, splits: Splits, data_cfg: DataConfig,
+                     split_version: Any = SPLIT_VERSION) -> Task:
+    """Tokenise splits already drawn from ``loaded`` (a ``LoadedDataset``) for ``spec``: the length chosen from the
+    training texts, the evaluation splits (frames row for row) in length order. The fingerprint hashes
+    ``split_version``: :data:`SPLIT_VERSION` for :func:`make_splits`; anything else (e.g. the pre-issue-21
+    ``split_rows``, measured by ``scripts/leak_effect.py``) can never share a cached teacher with it."""
     tokenizer = load_tokenizer(spec)
     length = choose_length(token_counts(tokenizer, splits.train["text"]), data_cfg, model_length_limit(tokenizer))
     data_cfg = replace(data_cfg, max_length=length.length)  # "auto" resolved: what the model sees
@@ -87,7 +95,7 @@ def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | No
     splits = replace(splits, val=sorted_frames["val"], test=sorted_frames["test"])
     payload = json.dumps({"model": spec.key, "dataset": loaded.spec.key, "data": frame_digest(loaded.frame),
                           "labels": list(loaded.label_names), "cfg": fingerprint_cfg(data_cfg),
-                          "splits": SPLIT_VERSION}, sort_keys=True)
+                          "splits": split_version}, sort_keys=True)
     fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
     return Task(model=spec, dataset_key=loaded.spec.key, dataset_name=loaded.spec.display_name,
                 data_cfg=data_cfg, splits=splits, tokenizer=tokenizer, encoded=encoded, fingerprint=fingerprint,
