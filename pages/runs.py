@@ -13,7 +13,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.deploy.bench import BENCH_FILE, DeployBenchConfig
+from core.deploy.bench import BENCH_FILE, COMPARISONS, DeployBenchConfig, accuracy_text
+from core.deploy.bench import differences as bench_differences
+from core.deploy.bench import intervals as bench_intervals
 from core.deploy.onnx_export import PARITY_FILE, offered_onnx
 from core.jobs.deploy import deploy_job, start_deploy
 from core.runs import noise
@@ -155,18 +157,34 @@ def _bench_result(result: dict) -> None:
     widgets.chart(plots.deploy_speedups(result["rows"]), key=f"deploy_chart_{result['run_id']}")
     acc = result["accuracy"]
     texts = int(((result.get("parity") or {}).get("compressed") or {}).get("texts") or 0) or None
-    measured = {k: noise.measured(v, n=texts) for k, v in acc.items()}  # Wilson over the parity texts
+    diffs = bench_differences(result)
+    measured: dict[str, noise.Measured | None] = {}
+    if bench_intervals(result):  # kept with per-example outcomes: Wilson intervals and paired differences
+        texts = int(result.get("test_texts") or texts or 0) or None
+        shown = {k: accuracy_text(result, k) for k in acc}
+        paired = ("" if not diffs else " Differences are paired on the same texts (bootstrap over them) and read "
+                  "within noise when their interval contains 0: "
+                  + "; ".join(f"{COMPARISONS[k][2]} vs {COMPARISONS[k][3]}: {d['verdict']}" for k, d in diffs.items())
+                  + ".")
+    else:  # a result stored before outcomes were kept: Wilson from the accuracy and the parity texts, unpaired
+        measured = {k: noise.measured(v, n=texts) for k, v in acc.items()}
+        shown = {k: m.text() for k, m in measured.items() if m}
+        paired = ""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result["created_at"]))
     st.caption(f"Measured {when}: median of {result['config']['repeats']} interleaved rounds per shape, "
                f"{result['threads']} thread(s), random token ids without padding; teacher {result['teacher_layers']} "
                f"layers, compressed {result['compressed_layers']} ({result['distinct_ffns']} distinct FFNs). Ideal = "
                "teacher layers / compressed layers (merged FFNs save no compute). Test accuracy "
                + (f"(95 % Wilson over {texts:,} test texts): " if texts else ": ")
-               + ", ".join(f"{k.replace('_', ' ')} {m.text()}" for k, m in measured.items() if m) + ".")
+               + ", ".join(f"{k.replace('_', ' ')} {text}" for k, text in shown.items()) + "." + paired)
     if "compressed_int8" in acc and acc["compressed_int8"] < acc["compressed_ort"]:
-        diff = noise.compare(measured["compressed_int8"], measured["compressed_ort"], "int8", "float32")
-        st.warning(f"int8 quantization lost accuracy: {measured['compressed_int8'].text()} vs "
-                   f"{measured['compressed_ort'].text()} in float32" + (f"; {diff.sentence()}." if diff else "."))
+        if diffs.get("int8_vs_float32"):
+            sentence = f"; {diffs['int8_vs_float32']['verdict']} (paired)."
+        else:
+            diff = noise.compare(measured["compressed_int8"], measured["compressed_ort"], "int8", "float32")
+            sentence = f"; {diff.sentence()}." if diff else "."
+        st.warning(f"int8 quantization lost accuracy: {shown['compressed_int8']} vs {shown['compressed_ort']} in "
+                   "float32" + sentence)
     if result["other_runs_active"]:
         st.warning(f"{len(result['other_runs_active'])} other run(s) were training during this measurement: "
                    "the timings are noisy. Measure again when the machine is quiet.")

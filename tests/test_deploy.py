@@ -109,6 +109,8 @@ def test_merged_run_keeps_its_tied_ffns_once_in_the_file(runs, merged_record):
     # the exporter's own constant folding copies a tied weight per use: the record says so
     assert f["from_exporter"] >= f["ffn_weight_initializers"]
     assert "tied kept once: yes" in ox.parity_text(rec)
+    assert re.search(r"test accuracy \(95 % Wilson over the 45 texts\): PyTorch \d\.\d{4} \[\d\.\d{4}, \d\.\d{4}\]",
+                     ox.parity_text(rec))
 
 
 def test_census_counts_a_duplicated_file_as_duplicated(runs, merged_record, tmp_path):
@@ -214,6 +216,132 @@ def test_bench_deploy_prints_every_row_and_keeps_the_result(runs, pruned_record,
         assert row["speedup_ort"] == pytest.approx(row["teacher_ort_ms"] / row["compressed_ort_ms"])
     assert 0.0 <= result["accuracy"]["compressed_int8"] <= 1.0
     assert result["parity"]["teacher"]["predictions_identical"]
+    # every accuracy with its interval, every comparison paired with its verdict, the method said once
+    assert "test accuracy on 45 test texts (95 % intervals: an accuracy's is Wilson's" in out
+    assert re.search(r"compressed int8 \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", out)
+    assert "ONNX Runtime vs PyTorch: within noise (ONNX Runtime − PyTorch: 0.000 [0.000, 0.000])" in out
+    assert "int8 vs float32: " in out and "compressed vs teacher: " in out
+
+
+def test_bench_keeps_per_example_outcomes_that_give_its_accuracies_exactly(runs, pruned_record):
+    """The deploy check's outcome files round-trip through the store: they are what the models predict on the
+    run's test texts, and the accuracies, intervals and paired differences it reports are theirs exactly."""
+    import pandas as pd
+
+    from core.runs import artifacts
+    from core.stats import accuracy_of, paired_accuracy_of
+
+    store, pruned, _ = runs
+    if (store.read_json(pruned, B.BENCH_FILE) or {}).get("config", {}).get("int8") is not True:  # run on its own
+        B.run_bench(store, pruned, B.DeployBenchConfig(batch_sizes=(1,), seq_lengths=(32,), repeats=1, warmup=0,
+                                                       int8=True))
+    result = store.read_json(pruned, B.BENCH_FILE)
+    step = B.deploy_step(store, pruned)
+    assert step > 0 and result["test_texts"] == 45
+    assert result["outcomes"] == {
+        "compressed_torch": {"step": step, "evaluation": artifacts.DEPLOY_TORCH_OUTCOMES},
+        "compressed_ort": {"step": step, "evaluation": artifacts.DEPLOY_ORT_OUTCOMES},
+        "compressed_int8": {"step": step, "evaluation": artifacts.DEPLOY_INT8_OUTCOMES},
+        # the teacher's test outcomes the run kept at step 0, reused, and the same predictions as here
+        "teacher_torch": {"step": 0, "evaluation": artifacts.TEST_OUTCOMES, "reused": True,
+                          "prediction_mismatches": 0}}
+    assert artifacts.DEPLOY_TEACHER_OUTCOMES not in store.outcome_evaluations(pruned).get(step, [])
+    frames = {engine: store.read_outcomes(pruned, w["step"], w["evaluation"])
+              for engine, w in result["outcomes"].items()}
+    assert set(frames) == set(result["accuracy"]) == set(result["intervals"])
+    for engine, frame in frames.items():
+        assert frame is not None and len(frame) == 45 and frame["example"].tolist() == list(range(45))
+        assert float((frame["pred"] == frame["label"]).mean()) == result["accuracy"][engine]
+        assert accuracy_of(frame).to_dict() == result["intervals"][engine]
+        assert result["intervals"][engine]["method"] == "Wilson"
+    assert result["accuracy"]["compressed_torch"] == result["parity"]["compressed"]["torch_accuracy"]
+    assert result["accuracy"]["compressed_ort"] == result["parity"]["compressed"]["onnx_accuracy"]
+    # the stored files are what the models predict now (written and read back unchanged)
+    from core.data.batches import batches
+
+    run = store.get_run(pruned)
+    task = ox.run_task(store, run)
+    test = task.encoded["test"]
+    teacher, _ = B._teacher(store, run, task)
+    t_logits = np.concatenate([ox.torch_logits(teacher, b) for b in batches(test, 64)])
+    ref, got, labels = ox.parity_logits(ox.load_run_model(store, pruned),
+                                        ox.ort_session(ox.offered_onnx(store, pruned), threads=1), test)
+    int8 = B._session_logits(ox.ort_session(store.run_dir(pruned) / ox.DEPLOY_DIR / "model.int8.onnx", 1), test)
+    pd.testing.assert_frame_equal(frames["compressed_torch"], B.engine_outcomes(ref, labels, t_logits))
+    pd.testing.assert_frame_equal(frames["compressed_ort"], B.engine_outcomes(got, labels, t_logits, ref))
+    pd.testing.assert_frame_equal(frames["compressed_int8"], B.engine_outcomes(int8, labels, t_logits, ref))
+    assert list(frames["compressed_ort"].columns) == ["example", "label", "pred", "loss", "kl_to_teacher",
+                                                      "kl_to_torch"]
+    assert frames["compressed_ort"]["kl_to_torch"].max() < 1e-5  # parity: the same distribution
+    assert "kl_to_torch" not in frames["compressed_torch"]
+    assert frames["compressed_torch"]["kl_to_teacher"].notna().all()
+    # the paired differences are those of the files
+    for key, (a, b, _, _) in B.COMPARISONS.items():
+        d = result["differences"][key]
+        assert (d["a"], d["b"]) == (a, b)
+        assert d["interval"] == paired_accuracy_of(frames[a], frames[b]).interval.to_dict()
+    ort = result["differences"]["ort_vs_torch"]
+    assert ort["within_noise"] and ort["a_only"] == ort["b_only"] == 0 and ort["verdict"].startswith("within noise")
+
+
+def test_the_verdict_of_identical_predictions_is_within_noise():
+    """On synthetic outcomes: identical predictions read "within noise" (difference exactly 0); a model right on
+    every row against one wrong on most is ahead beyond noise, and the lines say both."""
+    import pandas as pd
+
+    n = 200
+    labels = np.arange(n) % 2
+    right = pd.DataFrame({"example": np.arange(n), "label": labels, "pred": labels})
+    mostly_wrong = right.assign(pred=np.where(np.arange(n) < 150, 1 - labels, labels))
+    stats = B.accuracy_statistics({"teacher_torch": right, "compressed_torch": mostly_wrong,
+                                   "compressed_ort": mostly_wrong.copy()})
+    assert stats["accuracy"] == {"teacher_torch": 1.0, "compressed_torch": 0.25, "compressed_ort": 0.25}
+    same = stats["differences"]["ort_vs_torch"]
+    assert same["within_noise"] and same["interval"]["estimate"] == 0.0
+    assert same["verdict"] == "within noise (ONNX Runtime − PyTorch: 0.000 [0.000, 0.000])"
+    apart = stats["differences"]["compressed_vs_teacher"]
+    assert not apart["within_noise"] and apart["verdict"].startswith("teacher ahead by 0.750 [")
+    assert apart["b_only"] == 150 and apart["a_only"] == 0
+    assert "int8_vs_float32" not in stats["differences"]  # no int8 measured: no comparison
+    lines = B.accuracy_lines({**stats, "test_texts": n})
+    assert lines[0].startswith(f"test accuracy on {n} test texts (95 % intervals")
+    assert "compressed ort 0.250 [" in lines[0]
+    assert any(line.startswith("  ONNX Runtime vs PyTorch: within noise") for line in lines)
+    assert any(line.startswith("  compressed vs teacher: teacher ahead by") for line in lines)
+    # a result stored before intervals were kept prints its bare accuracies as it did
+    assert B.accuracy_lines({"accuracy": {"teacher_torch": 0.5}}) == ["test accuracy: teacher torch 0.5000"]
+
+
+def test_teacher_outcomes_are_step_0s_or_computed_and_kept(runs, tmp_path):
+    """The teacher's side reuses step 0's test outcomes of the same rows (saying how many predictions differ from
+    the teacher here); without them it is computed from the teacher's logits and kept as deploy_teacher."""
+    from core.runs import artifacts
+
+    store, _, merged = runs
+    kept = store.read_outcomes(merged, 0, artifacts.TEST_OUTCOMES)
+    assert kept is not None
+    labels = kept["label"].to_numpy().astype(np.int64)
+    pred = kept["pred"].to_numpy().astype(np.int64)
+    classes = int(max(labels.max(), pred.max())) + 1
+    logits = np.eye(classes, dtype=np.float32)[pred]  # the same predictions as stored
+    step = B.deploy_step(store, merged)
+    frame, where = B.teacher_outcomes(store, merged, logits, labels, step)
+    assert where == {"step": 0, "evaluation": "test", "reused": True, "prediction_mismatches": 0}
+    assert frame.equals(kept)
+    flipped = np.eye(classes, dtype=np.float32)[(pred + 1) % classes]  # every prediction another
+    assert B.teacher_outcomes(store, merged, flipped, labels, step)[1]["prediction_mismatches"] == len(kept)
+    path = store.run_dir(merged) / artifacts.step_outcomes(0, artifacts.TEST_OUTCOMES)
+    shutil.move(path, tmp_path / "test.parquet")
+    try:
+        frame, where = B.teacher_outcomes(store, merged, flipped, labels, step)
+        assert where == {"step": step, "evaluation": artifacts.DEPLOY_TEACHER_OUTCOMES, "reused": False}
+        back = store.read_outcomes(merged, step, artifacts.DEPLOY_TEACHER_OUTCOMES)
+        assert back is not None and back.equals(frame)
+        assert back["pred"].tolist() == ((pred + 1) % classes).tolist() and back["label"].tolist() == labels.tolist()
+    finally:
+        shutil.move(tmp_path / "test.parquet", path)
+    B.teacher_outcomes(store, merged, logits, labels, step)  # step 0's again: the computed file goes
+    assert store.read_outcomes(merged, step, artifacts.DEPLOY_TEACHER_OUTCOMES) is None
 
 
 # ------------------------------------------------------------------------------------------ worker
@@ -258,6 +386,8 @@ def test_runs_page_offers_the_checked_onnx_and_shows_the_bench(runs, pruned_reco
     texts = store.read_json(pruned, B.BENCH_FILE)["parity"]["compressed"]["texts"]
     assert f"Test accuracy (95 % Wilson over {texts:,} test texts): teacher torch " in shown
     assert re.search(r"compressed ort \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", shown)
+    assert "Differences are paired on the same texts" in shown
+    assert "ONNX Runtime vs PyTorch: within noise (ONNX Runtime − PyTorch: 0.000 [0.000, 0.000])" in shown
     bench_table = at.dataframe[-1].value
     assert "ideal ×" in bench_table.columns and len(bench_table) == len(store.read_json(pruned, B.BENCH_FILE)["rows"])
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]

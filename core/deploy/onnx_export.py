@@ -36,6 +36,7 @@ from core.data.batches import Batch, batches
 from core.models.registry import encoder_layers
 from core.runs.record import Run
 from core.runs.store import RunStore
+from core.stats import LEVEL, wilson_interval
 
 #: the largest absolute logit difference between ONNX Runtime and PyTorch that passes (float32 exports
 #: here differ by ~1e-6; 1e-3 still leaves every prediction unchanged unless two logits nearly tie)
@@ -150,29 +151,41 @@ def torch_logits(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> np.ndar
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().numpy()
 
 
-def check_parity(model: nn.Module, session: Any, data: Batch, atol: float = PARITY_ATOL,
-                 batch_size: int = 64) -> dict[str, Any]:
-    """ONNX Runtime vs PyTorch on every row of ``data`` (an encoded split with ``labels``)."""
+def parity_logits(model: nn.Module, session: Any, data: Batch, batch_size: int = 64
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PyTorch's and ONNX Runtime's logits for every row of ``data`` (an encoded split with ``labels``), in the
+    split's order (row ``i`` is example ``i`` of :func:`core.train.per_example`), and the labels."""
     model.eval()
-    diffs, agree, torch_right, ort_right, n = [], 0, 0, 0, 0
+    refs, gots, labels = [], [], []
     for batch in batches(data, batch_size):
-        ref, got = torch_logits(model, batch), ort_logits(session, batch)
-        diffs.append(np.abs(ref - got).reshape(-1))
-        labels = batch["labels"].numpy()
-        p_ref, p_got = ref.argmax(-1), got.argmax(-1)
-        agree += int((p_ref == p_got).sum())
-        torch_right += int((p_ref == labels).sum())
-        ort_right += int((p_got == labels).sum())
-        n += len(labels)
+        refs.append(torch_logits(model, batch))
+        gots.append(ort_logits(session, batch))
+        labels.append(batch["labels"].numpy())
+    if not labels:
+        raise ValueError("The parity check needs at least one test text; the run's test split is empty.")
+    return np.concatenate(refs), np.concatenate(gots), np.concatenate(labels)
+
+
+def parity_of(ref: np.ndarray, got: np.ndarray, labels: np.ndarray, atol: float = PARITY_ATOL) -> dict[str, Any]:
+    """The parity record of ONNX Runtime's logits ``got`` against PyTorch's ``ref`` on rows labelled ``labels``."""
+    n = int(len(labels))
     if n == 0:
         raise ValueError("The parity check needs at least one test text; the run's test split is empty.")
-    diff = np.concatenate(diffs)
+    diff = np.abs(ref - got).reshape(-1)
+    p_ref, p_got = ref.argmax(-1), got.argmax(-1)
+    agree = int((p_ref == p_got).sum())
     max_abs = float(diff.max())
     identical = agree == n
     return {"texts": n, "max_abs_diff": max_abs, "mean_abs_diff": float(diff.mean()), "atol": atol,
             "predictions_identical": identical, "prediction_mismatches": n - agree,
-            "torch_accuracy": torch_right / n, "onnx_accuracy": ort_right / n,
+            "torch_accuracy": int((p_ref == labels).sum()) / n, "onnx_accuracy": int((p_got == labels).sum()) / n,
             "passed": bool(identical and max_abs <= atol)}
+
+
+def check_parity(model: nn.Module, session: Any, data: Batch, atol: float = PARITY_ATOL,
+                 batch_size: int = 64) -> dict[str, Any]:
+    """ONNX Runtime vs PyTorch on every row of ``data`` (an encoded split with ``labels``)."""
+    return parity_of(*parity_logits(model, session, data, batch_size), atol)
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -254,6 +267,11 @@ def offered_onnx(store: RunStore, run_id: str) -> Path | None:
     return path
 
 
+def _wilson(accuracy: float, n: int) -> str:
+    """``0.8000 [0.6630, 0.8910]``: an accuracy over ``n`` texts with its Wilson interval."""
+    return wilson_interval(int(round(accuracy * n)), int(n)).format(4)
+
+
 def parity_text(record: Mapping[str, Any]) -> str:
     """The parity record in a few lines a person reads (the CLI prints it)."""
     p, f, e = record["parity"], record["ffn_weights"], record["export"]
@@ -261,7 +279,8 @@ def parity_text(record: Mapping[str, Any]) -> str:
              f"  {p['texts']} test texts: max |logit diff| {p['max_abs_diff']:.2e} (threshold {p['atol']:g}), "
              f"mean {p['mean_abs_diff']:.2e}; predictions identical: {'yes' if p['predictions_identical'] else 'no'}"
              f" ({p['prediction_mismatches']} differ)",
-             f"  test accuracy: PyTorch {p['torch_accuracy']:.4f}, ONNX Runtime {p['onnx_accuracy']:.4f}",
+             f"  test accuracy ({round(LEVEL * 100)} % Wilson over the {p['texts']} texts): PyTorch "
+             f"{_wilson(p['torch_accuracy'], p['texts'])}, ONNX Runtime {_wilson(p['onnx_accuracy'], p['texts'])}",
              f"  FFN weight matrices in the file: {f['ffn_weight_initializers']} for {f['distinct_ffns']} distinct "
              f"FFN(s) in {f['layers']} layers (tied kept once: {'yes' if f['tied_kept_once'] else 'no'}"
              + ("; DUPLICATED" if f["duplicated"] else "") + f"); the exporter itself wrote {f['from_exporter']}"

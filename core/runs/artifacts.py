@@ -50,6 +50,16 @@ KD_VAL_OUTCOMES = "kd_val"
 # split: ``comparison_outcomes("merge", "finetuned", "test")`` -> ``merge_finetuned_test``
 COMPARISON_METHODS = ("merge", "prune")
 COMPARISON_STAGES = ("no_tuning", "finetuned", "distilled")
+# the deploy check (``core.deploy.bench``), in the run's last step folder: the run's final model on the test split,
+# evaluated on the CPU in PyTorch float32, in ONNX Runtime float32 and (when measured) in ONNX Runtime dynamic int8.
+# ``kl_to_teacher`` is KL(teacher || model), the teacher's logits from the same check (PyTorch float32 on the CPU);
+# the two ONNX Runtime files add ``kl_to_torch``: KL(model in PyTorch float32 || this engine), what the export or
+# the quantization changed. The teacher's side is step 0's ``test`` file; ``deploy_teacher`` is written only for a
+# run whose step 0 kept no outcomes of the same test rows (computed by the check from the same logits).
+DEPLOY_TORCH_OUTCOMES = "deploy_torch"
+DEPLOY_ORT_OUTCOMES = "deploy_ort"
+DEPLOY_INT8_OUTCOMES = "deploy_int8"
+DEPLOY_TEACHER_OUTCOMES = "deploy_teacher"
 
 
 def comparison_outcomes(method: str, stage: str, split: str) -> str:
