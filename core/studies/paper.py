@@ -410,8 +410,10 @@ def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
     rows = bank.rows
     configs = [json.loads(c) for c in rows["data_config"].unique() if isinstance(c, str) and c.startswith("{")]
     caps = sorted({int(c["train_cap"]) for c in configs if "train_cap" in c})
+    val_caps = sorted({int(c["val_cap"]) for c in configs if "val_cap" in c})
     lengths = sorted({int(c["max_length"]) for c in configs if "max_length" in c})
     epochs = "epochs per step not recorded"
+    name = f"profile bank (format v{bank.version})"  # the study file's name when it can be read
     study = bank.manifest.get("study")
     if study and (PROJECT_ROOT / study).is_file():
         from core.studies.config import StudyConfig
@@ -419,6 +421,7 @@ def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
         try:
             cfg = StudyConfig.load(PROJECT_ROOT / study)
             epochs = f"{cfg.step_epochs:g} fine-tuning epoch(s) per step"
+            name = cfg.name
         except (ValueError, OSError):
             pass
     seeds = summary.loc[summary["strategy"] != "oracle", "seeds"]
@@ -426,8 +429,9 @@ def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
     precision = bank.manifest.get("precision", "fp32")  # banks from before the precision setting ran in fp32
     splits = bank.manifest.get("split_version", 1)
     provenance = f"{precision}" + ("; splits drawn before the leak fix (split version 1)" if splits < 2 else "")
-    return (f"profile bank v{bank.version}: {', '.join(sorted(rows['model'].unique()))} oracle-path profiles, "
-            f"{'/'.join(f'{c:,}' for c in caps) or '?'} training rows, length {'/'.join(map(str, lengths)) or '?'}, "
+    train, val = ("/".join(f"{c:,}" for c in x) for x in (caps, val_caps))
+    return (f"{name}: {', '.join(sorted(rows['model'].unique()))} oracle-path profiles, {train or '?'} training rows"
+            f"{f', at most {val} validation rows' if val else ''}, length {'/'.join(map(str, lengths)) or '?'}, "
             f"{epochs}; {seeds_text(lo, hi, per_dataset=True)}; {provenance}")
 
 
