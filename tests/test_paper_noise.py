@@ -182,6 +182,9 @@ def test_paper_page_shows_the_noise_floor_and_the_noise_verdicts(held_out_refere
     one_step = claims[claims["Measurement"] == "one-step"]
     assert set(one_step["Noise"]) <= {"beyond noise", "within noise", "counts of choices (no interval)"}
     assert one_step["Noise"].isin(["beyond noise", "within noise"]).sum() == 3
+    # whose favour: the counts column says, for every claim that counted wins and ties
+    counted = one_step[one_step["Noise"].isin(["beyond noise", "within noise"])]
+    assert counted["Beyond noise: for / against, ties"].str.fullmatch(r"\d+ / \d+, \d+").all()
     assert one_step["We measured"].str.contains("within noise").any()
     floor = at.dataframe[0].value
     assert list(floor.columns[:2]) == ["dataset", "noise floor (points)"] and len(floor) == 3

@@ -162,6 +162,9 @@ def claims_frame(claims: list[dict[str, Any]], page_budget: str = "") -> pd.Data
 
     rows = [{"The paper says": c["paper"], "We measured": c["ours"],
              "Noise": c.get("noise", "no interval (files from before intervals)"),
+             # "beyond noise" says some difference cleared its interval, not in whose favour: the counts do
+             "Beyond noise: for / against, ties": (f"{c.get('wins', 0)} / {c.get('losses', 0)}, {c['ties']}"
+                                                   if "ties" in c else ""),
              "Measurement": c.get("measure", ""), "Budget": budget(c), "Seeds": _span(c),
              "Datasets": c.get("datasets")} for c in claims]
     return pd.DataFrame(rows)
