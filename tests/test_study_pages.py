@@ -338,7 +338,8 @@ def test_home_shows_the_bank_and_the_one_step_claims_on_first_open(reference, tm
     at = AppTest.from_file(str(PAGES / "home.py"), default_timeout=120).run()
     assert_clean(at)
     shown = texts(at)
-    assert "Profile bank v1" in shown and f"{len(synthetic_bank()):,} layer-steps" in shown
+    assert "Profile bank** (" in shown and f"{len(synthetic_bank()):,} layer-steps" in shown
+    assert "leak-free splits" in shown  # the manifest says how the bank was made (write_bank: this split version)
     claims = json.loads((folder / paper.CLAIMS_FILE).read_text())["claims"]
     home = [c for c in claims if c["key"] in paper_plots.HOME_CLAIMS]
     assert shown.count("*Paper:*") == len({c["paper"] for c in home}) >= 4  # a statement measured twice: once

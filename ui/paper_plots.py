@@ -480,7 +480,11 @@ def first_open_lines(bank: Any | None, bank_problem: str | None, ref: Reference 
         cov = bank.coverage()
         names = ", ".join(label(d) for d in sorted(cov["dataset"].unique()))
         seeds = sorted(int(s) for s in bank.rows["seed"].unique())
-        lines.append(f"**Profile bank v{bank.version}**: {len(bank.rows):,} layer-steps of "
+        m = bank.manifest
+        made = (f"{m.get('precision', 'fp32')}, " + ("leak-free splits" if m.get("split_version", 1) >= 2 else
+                                                     "splits from before the leak fix")
+                + (", per-example oracle outcomes" if m.get("outcomes") else ""))
+        lines.append(f"**Profile bank** ({made}): {len(bank.rows):,} layer-steps of "
                      f"{', '.join(sorted(cov['model'].unique()))} on {cov['dataset'].nunique()} dataset(s) ({names}), "
                      f"seed(s) {', '.join(map(str, seeds))}. The fusion rankers train on it from your first step, "
                      "never on the dataset being pruned.")
