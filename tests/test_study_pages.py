@@ -103,7 +103,8 @@ def test_paper_page_shows_claims_heatmap_regret_and_the_oracle_path(reference, m
     at = page("paper").run()
     assert_clean(at)
     claims = at.table[0].value
-    assert list(claims.columns[:5]) == ["The paper says", "We measured", "Noise", "Measurement", "Budget"]
+    assert list(claims.columns[:6]) == ["The paper says", "We measured", "Noise", "Beyond noise: for / against, ties",
+                                       "Measurement", "Budget"]
     assert len(claims) == 6
     one_step = claims["Measurement"] == "one-step"
     assert one_step.sum() == 4 and claims.loc[one_step, "Seeds"].astype(int).eq(2).all()
