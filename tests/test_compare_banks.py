@@ -4,27 +4,19 @@ Spearman agreement, the overlap of paths, and the per-dataset summary."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("_compare_banks", ROOT / "scripts" / "compare_banks.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cb = _script()
+cb = load_script("compare_banks")
 
 
 def _step(step: int, removed: list[int], acc: dict[int, float], kl: dict[int, float] | None = None,

@@ -3,26 +3,18 @@ accuracies and differences computed from per-example outcomes split by that flag
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("_leak_effect", ROOT / "scripts" / "leak_effect.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-le = _script()
+le = load_script("leak_effect")
 
 
 def test_leaked_mask_compares_normalised_texts_in_test_order():

@@ -4,21 +4,16 @@ a refactor that moves a module or renames a test must update them, not leave the
 from __future__ import annotations
 
 import glob
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_quality_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+_script = load_script
 
 
 @pytest.mark.parametrize("key", sorted(_script("mutation").MODULES))
