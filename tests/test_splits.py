@@ -24,9 +24,16 @@ def shared_texts(s: Splits) -> dict[str, int]:
     return {f"{a}&{b}": len(keys[a] & keys[b]) for a, b in (("train", "val"), ("train", "test"), ("val", "test"))}
 
 
-def test_normalisation_is_the_upload_strip_plus_whitespace_runs():
-    texts = pd.Series(["  Win a prize\n", "Win  a\tprize", "win a prize"])
-    assert normalise_text(texts).tolist() == ["Win a prize", "Win a prize", "win a prize"]
+def test_normalisation_is_the_upload_strip_plus_whitespace_runs_and_case():
+    texts = pd.Series(["  Win a prize\n", "Win  a\tprize", "win a PRIZE", "Straße"])
+    assert normalise_text(texts).tolist() == ["win a prize", "win a prize", "win a prize", "strasse"]
+
+
+def test_texts_differing_only_in_case_are_one_text():
+    """BBC News holds one article twice, "grand slam" in one copy and "Grand Slam" in the other (issue 29)."""
+    frame = pd.DataFrame({"text": ["He won the grand slam.", "He won the Grand Slam.", "Other."], "label": [2, 2, 1]})
+    out, report = one_row_per_text(frame)
+    assert out["text"].tolist() == ["He won the grand slam.", "Other."] and report.duplicate_rows == 1
 
 
 def test_one_row_per_text_keeps_repeats_once_and_drops_conflicts():

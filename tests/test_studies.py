@@ -207,3 +207,18 @@ def test_only_and_seeds_run_a_subset_of_a_study_file_and_name_a_wrong_one():
         _study_from_args(build_parser().parse_args(["run", "--config", study_file, "--seeds", "7"]))
     flags = _study_from_args(build_parser().parse_args(["run", "--datasets", "trec"]))
     assert flags.seeds == (0,)  # without a file the seed still defaults to 0
+
+
+def test_strategies_narrow_a_study_file_to_the_same_cells():
+    """The recorded pack is the full-path study's seed-0 cells of four strategies: run first, skipped later."""
+    from core.cli.study import _study_from_args, build_parser
+
+    study_file = str(Path(__file__).resolve().parents[1] / "data" / "studies" / "full-path.toml")
+    whole = _study_from_args(build_parser().parse_args(["run", "--config", study_file]))
+    part = _study_from_args(build_parser().parse_args(
+        ["run", "--config", study_file, "--only", "trec", "--seeds", "0", "--strategies", "top_down", "oracle"]))
+    assert part.strategies == ("oracle", "top_down") and part.datasets == ("trec",) and part.seeds == (0,)
+    ids = {c.cell_id for c in whole.cells(snapshot="s")}
+    assert {c.cell_id for c in part.cells(snapshot="s")} <= ids and len(ids) == 4 * 3 * 7
+    with pytest.raises(ValueError, match="--strategies: taylor not among the study file's strategies"):
+        _study_from_args(build_parser().parse_args(["run", "--config", study_file, "--strategies", "taylor"]))

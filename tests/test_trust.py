@@ -265,7 +265,7 @@ def test_cleaning_notes_say_how_many_rows_were_dropped_and_why():
     raw = b"text,label\na,x\n,x\nb,\nc,\nd,y\nd,y\ne,y\nf,x\ng,y\nh,x\n"
     loaded = read_upload(raw, "c.csv", "text", "label")
     text = loaded.spec.description
-    assert "Kept 6 of 10 rows." in text and "1 with no text, 2 with no label" in text and "1 exact duplicate" in text
+    assert "Kept 6 of 10 rows." in text and "1 with no text, 2 with no label" in text and "1 duplicate row" in text
 
 
 def test_clustered_candidate_labels_do_not_overlap():

@@ -109,11 +109,11 @@ def test_float_labels_with_gaps_lose_their_decimal_point():
 
 
 def test_cleaning_strips_drops_blanks_and_duplicates():
-    raw = (b"text,label\n  padded  ,a\n,a\n   ,b\nx,\ndup,b\ndup,b\ndup,a\np,a\nq,b\nr,b\n")
+    raw = (b"text,label\n  padded  ,a\n,a\n   ,b\nx,\ndup,b\nDup ,b\ndup,a\np,a\nq,b\nr,b\n")
     loaded = read_upload(raw, "c.csv", "text", "label")
     rows = list(zip(loaded.frame["text"], (loaded.label_names[c] for c in loaded.frame["label"])))
     assert rows == [("padded", "a"), ("dup", "b"), ("dup", "a"), ("p", "a"), ("q", "b"), ("r", "b")]
-    assert "Dropped 3 row(s)" in loaded.spec.description and "1 exact duplicate" in loaded.spec.description
+    assert "Dropped 3 row(s)" in loaded.spec.description and "1 duplicate row" in loaded.spec.description
 
 
 def test_bom_and_crlf():

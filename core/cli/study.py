@@ -17,21 +17,25 @@ from typing import Any
 from core.config import DataConfig
 
 
-def _subset(cfg: Any, only: list[str] | None, seeds: list[int] | None) -> Any:
-    """A study file narrowed to some of its datasets and seeds (``--only``, ``--seeds``): a grid measured a piece
-    at a time across sessions, each piece in its own store. A dataset or seed the file does not hold is refused."""
+def _subset(cfg: Any, only: list[str] | None, seeds: list[int] | None, strategies: list[str] | None = None) -> Any:
+    """A study file narrowed to some of its datasets, seeds and strategies (``--only``, ``--seeds``,
+    ``--strategies``): a grid measured a piece at a time across sessions, each piece's cells the same cells as the
+    whole grid's (a cell's id does not hold the study's name), so the whole grid later skips them. A dataset, seed
+    or strategy the file does not hold is refused."""
     from dataclasses import replace
 
-    for flag, kind, asked, held in (("--only", "datasets", only, cfg.datasets), ("--seeds", "seeds", seeds, cfg.seeds)):
+    for flag, kind, asked, held in (("--only", "datasets", only, cfg.datasets), ("--seeds", "seeds", seeds, cfg.seeds),
+                                    ("--strategies", "strategies", strategies, cfg.strategies)):
         unknown = [str(a) for a in asked or () if a not in held]
         if unknown:
             raise ValueError(f"{flag}: {', '.join(unknown)} not among the study file's {kind} "
                              f"({', '.join(map(str, held))})")
-    if not only and not seeds:
+    if not only and not seeds and not strategies:
         return cfg
-    parts = [*(only or ()), *(f"seed {s}" for s in seeds or ())]
+    parts = [*(only or ()), *(f"seed {s}" for s in seeds or ()), *(strategies or ())]
     return replace(cfg, datasets=tuple(d for d in cfg.datasets if not only or d in only),
                    seeds=tuple(s for s in cfg.seeds if not seeds or s in seeds),
+                   strategies=tuple(s for s in cfg.strategies if not strategies or s in strategies),
                    name=f"{cfg.name} [{', '.join(parts)}]")
 
 
@@ -39,7 +43,8 @@ def _study_from_args(args: argparse.Namespace) -> Any:
     from core.studies.config import StudyConfig
 
     if args.config:
-        return _subset(StudyConfig.load(args.config), args.only, args.seeds)
+        return _subset(StudyConfig.load(args.config), args.only, args.seeds,
+                       args.strategies if args.strategies else None)
     from core.data.ref import resolve_dataset_ref
     from core.pruning.config import strategy_keys
     from core.runs.store import RunStore
@@ -286,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", nargs="+", default=["trec"], help="registry keys, hub:NAME, upload:ID or files")
     r.add_argument("--text-column", default=None)
     r.add_argument("--label-column", default=None)
-    r.add_argument("--strategies", nargs="+", default=None, help="default: all 18")
+    r.add_argument("--strategies", nargs="+", default=None, help="default: all 18 (with --config: narrows the study file's strategies)")
     r.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="default 0; with --config: run only these of its seeds")
     r.add_argument("--layers", type=int, default=6)

@@ -28,7 +28,7 @@ from core.data.batches import DataError
 from core.data.bigfile import read_any_table
 from core.data.labels import encode_labels, label_strings
 from core.data.registry import LoadedDataset, upload_spec
-from core.data.splits import label_conflicts
+from core.data.splits import label_conflicts, normalise_text
 from core.data.tables import MAX_UPLOAD_BYTES, READ_WHOLE_BYTES, reject
 
 T = TypeVar("T")
@@ -180,9 +180,10 @@ def clean_upload(table: pd.DataFrame, text_column: str, label_column: str,
         notes.append(f"Dropped {int((~keep).sum())} row(s) with an empty text or label ({', '.join(why)}).")
     pairs = pairs[keep]
     before = len(pairs)
-    pairs = pairs.drop_duplicates(["text", "label"])
+    pairs = pairs[~pd.DataFrame({"key": normalise_text(pairs["text"]), "label": pairs["label"]}).duplicated().to_numpy()]
     if before - len(pairs):
-        notes.append(f"Dropped {before - len(pairs)} exact duplicate row(s) (same text and label).")
+        notes.append(f"Dropped {before - len(pairs)} duplicate row(s) (same text, ignoring case and spacing, and "
+                     "same label).")
     conflicting_texts, conflicting_rows = label_conflicts(pairs)
     if conflicting_texts:  # make_splits leaves them out (core.data.splits); say so before anything trains
         notes.append(f"{conflicting_texts:,} text(s) carry two or more different labels: their "

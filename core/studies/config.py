@@ -22,8 +22,9 @@ from core.pruning.config import FUSION, PruneConfig, strategy_keys
 from core.pruning.tree import group_key
 from core.train import DistillConfig
 
-#: bump when a change to the method makes earlier finished cells stale (2: leak-free splits, see core.data.splits)
-CELL_VERSION = 2
+#: bump when a change to the method makes earlier finished cells stale (2: leak-free splits, 3: texts de-duplicated
+#: case-insensitively; see core.data.splits)
+CELL_VERSION = 3
 
 
 def _tuple_of_str(owner: str, name: str, value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
