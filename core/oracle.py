@@ -32,7 +32,20 @@ Progress = Callable[[int, int], None]
 """``progress(done, total)``: called after each unit of work (a validation batch for the cached oracle,
 a layer for the naive one)."""
 
-COLUMNS = ("layer", "original_layer", "accuracy", "loss", "macro_f1", "accuracy_drop", "loss_increase", "kl")
+#: KL(the step's current model || the model without this layer): the reference is the model this step starts from
+#: (at step k, the model after k - 1 removals and their fine-tuning), not the original teacher; per-example files
+#: name the teacher's KL ``kl_to_teacher`` (:func:`core.train.per_example`). Tables stored before the rename call
+#: it ``kl`` (:data:`LEGACY_COLUMNS`, read by :func:`upgrade_oracle_table`).
+KL_TO_CURRENT = "kl_to_current"
+COLUMNS = ("layer", "original_layer", "accuracy", "loss", "macro_f1", "accuracy_drop", "loss_increase", KL_TO_CURRENT)
+#: oracle-table column names of older versions -> today's
+LEGACY_COLUMNS = {"kl": KL_TO_CURRENT}
+
+
+def upgrade_oracle_table(oracle: pd.DataFrame) -> pd.DataFrame:
+    """An oracle table in today's names (a stored table from before the rename carries ``kl``); idempotent."""
+    renames = {old: new for old, new in LEGACY_COLUMNS.items() if old in oracle.columns and new not in oracle.columns}
+    return oracle.rename(columns=renames) if renames else oracle
 
 
 def mean_kl(reference: torch.Tensor, logits: torch.Tensor) -> float:
@@ -88,7 +101,7 @@ def _table(model: nn.Module, baseline: dict[str, float], per_layer: list[dict[st
     original = original_layer_indices(model)
     rows = [{"layer": i, "original_layer": original[i], "accuracy": s["accuracy"], "loss": s["loss"],
              "macro_f1": s["macro_f1"], "accuracy_drop": baseline["accuracy"] - s["accuracy"],
-             "loss_increase": s["loss"] - baseline["loss"], "kl": kl[i]} for i, s in enumerate(per_layer)]
+             "loss_increase": s["loss"] - baseline["loss"], KL_TO_CURRENT: kl[i]} for i, s in enumerate(per_layer)]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame.attrs["baseline"] = {k: baseline[k] for k in ("accuracy", "loss", "macro_f1", "n")}
     return frame
@@ -100,10 +113,10 @@ def compute_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, devi
 
     Columns: ``layer`` (position), ``original_layer``, ``accuracy``, ``loss`` (mean cross-entropy),
     ``macro_f1``, ``accuracy_drop`` (unpruned accuracy minus this one; positive = removal hurts),
-    ``loss_increase`` and ``kl`` (mean KL divergence from the unpruned model's prediction to this one's,
-    :func:`mean_kl`; what :func:`best_layer` minimises). The unpruned model's scores are in
-    ``frame.attrs["baseline"]``. ``progress(done, total)`` is called after each validation batch. The model is
-    moved to ``device`` and put in eval mode.
+    ``loss_increase`` and ``kl_to_current`` (mean KL divergence from the prediction of ``model`` as given, the
+    step's current model, to this one's, :func:`mean_kl`; what :func:`best_layer` minimises). The unpruned
+    model's scores are in ``frame.attrs["baseline"]``. ``progress(done, total)`` is called after each validation
+    batch. The model is moved to ``device`` and put in eval mode.
     ``precision`` is the run's setting (:mod:`core.precision`); fp32 by default.
     """
     return oracle_with_logits(model, data, batch_size=batch_size, device=device, progress=progress,
@@ -158,11 +171,13 @@ ORACLE_CRITERION = "kl"
 
 
 def best_layer(oracle: pd.DataFrame) -> int:
-    """The original index of the layer whose removal costs least: the lowest KL divergence from the unpruned
+    """The original index of the layer whose removal costs least: the lowest KL divergence from the current
     model's prediction (:data:`ORACLE_CRITERION`), then the highest accuracy, then the lowest loss. A table
-    without a finite ``kl`` column (stored by an older version) is ranked by accuracy, then loss."""
-    if "kl" in oracle.columns and oracle["kl"].notna().all():
-        keys, ascending = ["kl", "accuracy", "loss"], [True, False, True]
+    without a finite KL column (stored by an older version) is ranked by accuracy, then loss; one that calls it
+    ``kl`` (before the rename to ``kl_to_current``) is read as well."""
+    oracle = upgrade_oracle_table(oracle)
+    if KL_TO_CURRENT in oracle.columns and oracle[KL_TO_CURRENT].notna().all():
+        keys, ascending = [KL_TO_CURRENT, "accuracy", "loss"], [True, False, True]
     else:
         keys, ascending = ["accuracy", "loss"], [False, True]
     return int(oracle.sort_values(keys, ascending=ascending, kind="stable").iloc[0]["original_layer"])

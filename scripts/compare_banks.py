@@ -16,9 +16,10 @@ come first, a legend last::
 
 The path is exact where the bank records it: the layer removed at step k is the one in step k+1's
 ``removed_so_far`` (a JSON list of original layer indices) that is not in step k's. The last step's choice is not
-recorded, so it is recomputed with the oracle's rule (:func:`core.oracle.best_layer`): the lowest ``oracle_kl``
-(then highest accuracy, then lowest loss) when every row of the step has a KL, else the highest accuracy (then
-lowest loss). The header says how many recorded choices that rule reproduces, a check that it is the right rule.
+recorded, so it is recomputed with the oracle's rule (:func:`core.oracle.best_layer`): the lowest KL to the current
+model (``oracle_kl_to_current``; then highest accuracy, then lowest loss) when every row of the step has a KL, else
+the highest accuracy (then lowest loss). The header says how many recorded choices that rule reproduces, a check
+that it is the right rule.
 """
 
 from __future__ import annotations
@@ -65,9 +66,18 @@ def parse_removed(value: object) -> list[int]:
     return [int(v) for v in json.loads(str(value))]
 
 
+#: the KL to the step's current model (``oracle_kl`` in banks from before the rename; either is read)
+KL_COLUMNS = ("oracle_kl_to_current", "oracle_kl")
+
+
+def _kl_column(step_rows: pd.DataFrame) -> str | None:
+    return next((c for c in KL_COLUMNS if c in step_rows.columns), None)
+
+
 def oracle_criterion(step_rows: pd.DataFrame) -> str:
-    """``"kl"`` when every row has a finite ``oracle_kl`` (the v2 oracle), else ``"accuracy"``."""
-    if "oracle_kl" in step_rows.columns and np.isfinite(step_rows["oracle_kl"].to_numpy(dtype=float)).all():
+    """``"kl"`` when every row has a finite KL to the step's current model (the v2 oracle), else ``"accuracy"``."""
+    kl = _kl_column(step_rows)
+    if kl is not None and np.isfinite(step_rows[kl].to_numpy(dtype=float)).all():
         return "kl"
     return "accuracy"
 
@@ -77,7 +87,7 @@ def chosen_layer(step_rows: pd.DataFrame) -> int:
     KL, then highest accuracy, then lowest loss; without a KL on every row, highest accuracy, then lowest loss."""
     rows = step_rows.sort_values("original_layer", kind="stable")
     if oracle_criterion(rows) == "kl":
-        keys, ascending = ["oracle_kl", "oracle_accuracy", "oracle_loss"], [True, False, True]
+        keys, ascending = [str(_kl_column(rows)), "oracle_accuracy", "oracle_loss"], [True, False, True]
     else:
         keys, ascending = ["oracle_accuracy", "oracle_loss"], [False, True]
     return int(rows.sort_values(keys, ascending=ascending, kind="stable").iloc[0]["original_layer"])
@@ -234,7 +244,7 @@ def _describe(label: str, folder: Path, bank, rows: pd.DataFrame) -> str:
     manifest = bank.manifest
     steps = rows.groupby(["run_id", "step"])
     kl = sum(oracle_criterion(part) == "kl" for _, part in steps)
-    criterion = "min oracle_kl" if kl == steps.ngroups else "max oracle_accuracy" if kl == 0 else "mixed"
+    criterion = "min KL to the current model" if kl == steps.ngroups else "max oracle_accuracy" if kl == 0 else "mixed"
     return (f"{label}: {folder}  precision {manifest.get('precision', '-')}, split_version "
             f"{manifest.get('split_version', '-')}, {len(rows)} rows, {rows['dataset'].nunique()} datasets, "
             f"oracle rule {criterion}, outcomes {'yes' if bank.outcomes is not None else 'no'}")

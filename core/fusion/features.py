@@ -18,6 +18,13 @@ Two oracle differences, two names: :data:`ORACLE_GAP` (``oracle_gap_to_best``: t
 accuracy minus this layer's, >= 0) and :data:`ORACLE_DROP` (``oracle_drop_from_unpruned``: the accuracy of
 the model before this step's removal minus this layer's). Profiles stored before the rename carry the latter
 as ``oracle_drop``; :func:`upgrade_profiles` renames it on read.
+
+One KL, named by its reference model: :data:`ORACLE_KL` (``oracle_kl_to_current``) is KL(the step's current
+model || the model without this layer), the oracle table's ``kl_to_current``; at step k the current model is the
+one after k - 1 removals and their fine-tuning, so from step 2 on it is not the original teacher. The per-example
+KL of the bank's outcomes and of the runs' outcome files is ``kl_to_teacher``: against the original, unpruned
+teacher. The two agree at step 1 only. Profiles and banks from before the rename call the first ``oracle_kl``
+(read by :func:`upgrade_profiles`).
 """
 
 from __future__ import annotations
@@ -45,8 +52,11 @@ NORMALISATIONS: tuple[str, ...] = ("rank", "zscore")
 TARGETS: tuple[str, ...] = ("auto", "kl", "gap", "rank")
 ORACLE = "oracle_accuracy"
 ORACLE_LOSS = "oracle_loss"
-#: mean KL divergence from the step's model to the model without this layer (core.oracle's ``kl``)
-ORACLE_KL = "oracle_kl"
+#: mean KL divergence from the step's current model to the model without this layer (core.oracle's
+#: ``kl_to_current``); not against the original teacher (that is the per-example ``kl_to_teacher``)
+ORACLE_KL = "oracle_kl_to_current"
+#: the oracle table's name for that KL (core.oracle.KL_TO_CURRENT), then its name before the rename
+ORACLE_TABLE_KL: tuple[str, str] = ("kl_to_current", "kl")
 #: the step's best oracle accuracy minus this layer's (0 for the best removal)
 ORACLE_GAP = "oracle_gap_to_best"
 #: the accuracy of the model the step starts from minus this layer's oracle accuracy (core.oracle's accuracy_drop)
@@ -55,7 +65,7 @@ ORACLE_DROP = "oracle_drop_from_unpruned"
 SOURCE = "source"
 STORE_SOURCE = "store"
 #: column names of profiles stored by older versions -> today's names
-LEGACY_PROFILE_COLUMNS: Mapping[str, str] = MappingProxyType({"oracle_drop": ORACLE_DROP})
+LEGACY_PROFILE_COLUMNS: Mapping[str, str] = MappingProxyType({"oracle_drop": ORACLE_DROP, "oracle_kl": ORACLE_KL})
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -79,11 +89,15 @@ def _plain(value: Any) -> Any:
 def upgrade_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
     """Profiles in today's vocabulary: legacy column names renamed, a missing ``source`` filled as "store".
 
-    The one place where old stored profiles are read into the current names (idempotent).
+    The one place where old stored profiles are read into the current names (idempotent). A frame holding both
+    names (old and new rows concatenated) keeps today's column, filled from the old one where it is empty.
     """
     renames = {old: new for old, new in LEGACY_PROFILE_COLUMNS.items()
                if old in profiles.columns and new not in profiles.columns}
     out = profiles.rename(columns=renames) if renames else profiles
+    both = [(old, new) for old, new in LEGACY_PROFILE_COLUMNS.items() if old in out.columns and new in out.columns]
+    if both:
+        out = out.assign(**{new: out[new].fillna(out[old]) for old, new in both}).drop(columns=[o for o, _ in both])
     if SOURCE not in out.columns:
         out = out.assign(**{SOURCE: STORE_SOURCE})
     elif out[SOURCE].isna().any():
@@ -94,12 +108,14 @@ def upgrade_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
 def profile_rows(signals: pd.DataFrame, oracle: pd.DataFrame, *, run_id: str, dataset: str, model: str,
                  step: int, n_original: int) -> pd.DataFrame:
     """One step's profile rows: the signal table (one row per remaining layer) joined with the oracle table
-    (:func:`core.oracle.compute_oracle`: ``accuracy``, ``loss``, ``accuracy_drop`` per removed layer)."""
+    (:func:`core.oracle.compute_oracle`: ``accuracy``, ``loss``, ``accuracy_drop`` and ``kl_to_current`` per
+    removed layer; a stored table that calls the KL ``kl`` is read too)."""
     _require_columns(oracle, ["original_layer", "accuracy", "loss", "accuracy_drop"], "oracle table")
-    cols = ["original_layer", "accuracy", "loss", "accuracy_drop"] + (["kl"] if "kl" in oracle.columns else [])
+    kl = next((c for c in ORACLE_TABLE_KL if c in oracle.columns), None)
+    cols = ["original_layer", "accuracy", "loss", "accuracy_drop"] + ([kl] if kl else [])
     rows = signals.merge(oracle[cols], on="original_layer")
     rows = rows.rename(columns={"accuracy": ORACLE, "loss": ORACLE_LOSS, "accuracy_drop": ORACLE_DROP,
-                                "kl": ORACLE_KL})
+                                **({kl: ORACLE_KL} if kl else {})})
     rows[ORACLE_GAP] = rows[ORACLE].max() - rows[ORACLE]
     return rows.assign(n_layers=len(rows), n_original=n_original, run_id=run_id, dataset=dataset, model=model,
                        step=step)
