@@ -377,7 +377,7 @@ def test_runs_page_lists_exports_and_deletes(store_env):
     assert set(done["precision"]) <= {"fp32", "bf16"} and "95% intervals" in texts(at)
     at.selectbox(key="runs_export").set_value(ids["rf_fusion"]).run()
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Report (JSON)", "Steps (CSV)", "Pruned model (zip)"]
+    assert labels == ["Report (JSON)", "Steps (CSV)", "Pruned model (zip)", "Report (HTML)"]
     at.multiselect(key="runs_delete").set_value([doomed])
     at.checkbox(key="runs_sure").check().run()
     at.button(key="runs_delete_btn").click().run()

@@ -112,32 +112,38 @@ def _summary_table(facts: ReportFacts) -> pd.DataFrame:
     return table.rename(columns=names)
 
 
+def _size(row: pd.Series) -> str:
+    return megabytes(float(row["safetensors_bytes"])) if pd.notna(row.get("safetensors_bytes")) else ""
+
+
+def _ms(row: pd.Series) -> str:
+    return f"{float(row['latency_ms']):.1f}" if pd.notna(row.get("latency_ms")) else ""
+
+
 def _step_table(run: RunFacts) -> pd.DataFrame:
-    rows = []
+    """One row per step (the teacher first), every accuracy with its interval."""
     by_step = {int(s["step"]): s for _, s in run.steps.iterrows()}
-    teacher = by_step.get(0)
-    if teacher is not None:
-        rows.append({"step": 0, "layers": int(teacher["n_layers"]), "removed": "", "chosen by": "(the teacher)",
-                     "oracle's best": "", "regret (val)": "", "val before tuning": "",
-                     "val after tuning": "", "test": teacher.get("test_ci"), "test − teacher": "",
-                     "size": megabytes(float(teacher["safetensors_bytes"]))
-                     if pd.notna(teacher.get("safetensors_bytes")) else "",
-                     "latency (ms)": teacher.get("latency_ms")})
+    rows = []
+    if 0 in by_step:
+        t = by_step[0]
+        rows.append({"step": 0, "layers": int(t["n_layers"]), "removed": "", "chosen by": "(the teacher)",
+                     "oracle's pick (KL)": "", "most accurate": "", "regret (val)": "", "val before tuning": "",
+                     "val after tuning": "", "test": t.get("test_ci"), "test − teacher": "", "size": _size(t),
+                     "latency (ms)": _ms(t)})
     for story in run.stories:
         s = by_step[story.step]
-        regret = "0 (same layer)" if story.oracle_best == story.removed else "0 (tied)" \
-            if story.regret_value is not None and abs(story.regret_value) < 1e-12 else \
-            story.regret.interval.format() if story.regret is not None else \
-            "" if story.regret_value is None else f"{story.regret_value:.3f}"
+
+        def text(m: noise.Measured | None) -> str:
+            return m.text() if m is not None else ""
+
         rows.append({"step": story.step, "layers": story.n_layers, "removed": f"L{story.removed}",
                      "chosen by": story.chooser,
-                     "oracle's best": f"L{story.oracle_best}" if story.oracle_best is not None else "",
-                     "regret (val)": regret, "val before tuning": story.chosen_val.text() if story.chosen_val else "",
-                     "val after tuning": story.val_after.text() if story.val_after else "",
-                     "test": story.test_after.text() if story.test_after else "",
-                     "test − teacher": story.vs_teacher.signed() if story.vs_teacher else "",
-                     "size": megabytes(float(s["safetensors_bytes"])) if pd.notna(s.get("safetensors_bytes")) else "",
-                     "latency (ms)": s.get("latency_ms")})
+                     "oracle's pick (KL)": "" if story.oracle_best is None else f"L{story.oracle_best}",
+                     "most accurate": "" if story.best_layer is None else f"L{story.best_layer}",
+                     "regret (val)": story.regret_cell(), "val before tuning": text(story.chosen_val),
+                     "val after tuning": text(story.val_after), "test": text(story.test_after),
+                     "test − teacher": story.vs_teacher.signed() if story.vs_teacher else "", "size": _size(s),
+                     "latency (ms)": _ms(s)})
     return pd.DataFrame(rows)
 
 
@@ -217,9 +223,11 @@ def render(facts: ReportFacts, generated: str | None = None) -> str:
                     "<ul>" + "".join(f"<li>{_md(line)}</li>" for line in places) + "</ul>")
     body += ["<h2>Charts</h2>", _charts(facts, figs)]
     body += [_run_section(f, figs) for f in runs]
-    foot = (f'<footer class="note"><p>{_md(noise.METHOD_NOTE)} The regret of a step is the oracle\'s best removal '
-            "minus the chosen one on the validation rows before fine-tuning (paired bootstrap over those rows); "
-            "the best is picked on the same rows, so the regret leans high.</p></footer>")
+    foot = (f'<footer class="note"><p>{_md(noise.METHOD_NOTE)} The regret of a step is the validation accuracy '
+            "of the most accurate single removal minus the chosen one's, both before fine-tuning (paired bootstrap "
+            "over the validation rows); the most accurate is picked on the same rows, so the regret leans high. The "
+            "oracle's own pick is the removal that changes the current model's predictions least (lowest KL), which "
+            "need not be the most accurate one.</p></footer>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}"
             f"</title><style>{CSS}</style></head><body>\n" + "\n".join([*head, *body, foot]) + "\n</body></html>\n")
@@ -236,7 +244,8 @@ def file_name(run_ids: Sequence[str]) -> str:
     return f"{ids[0]}-report.html" if len(ids) == 1 else f"compare-{len(ids)}-runs-report.html"
 
 
-def download_button(store: RunStore, run_ids: Sequence[str], key: str, label: str = "Report (HTML)") -> None:
+def download_button(store: RunStore, run_ids: Sequence[str], key: str, label: str = "Report (HTML)",
+                    width: str = "stretch") -> None:
     """A download button for the report of ``run_ids``, built when clicked; when the runs cannot make one, the
     button is disabled and the reason shown under it."""
     import streamlit as st
@@ -244,12 +253,12 @@ def download_button(store: RunStore, run_ids: Sequence[str], key: str, label: st
     try:
         check_finished(store, run_ids)
     except ReportRefused as exc:
-        st.button(label, disabled=True, key=f"{key}_refused", width="stretch")
+        st.button(label, disabled=True, key=f"{key}_refused", width=width)
         st.caption(str(exc))
         return
     ids = list(run_ids)
     st.download_button(label, lambda: build_report(store, ids).encode(), file_name(ids), MIME, key=key,
-                       width="stretch", help="One HTML file with the figures, tables and step captions; opens "
+                       width=width, help="One HTML file with the figures, tables and step captions; opens "
                                              "offline, in any browser.")
 
 

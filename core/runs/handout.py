@@ -2,10 +2,10 @@
 self-contained HTML file.
 
 Per run: its budget, seed and code version; one story per step (the layer removed, who chose it, the oracle's
-best layer and the regret against it, validation accuracy before and after fine-tuning, test accuracy and the
-difference to the teacher, each with its 95 % interval from :mod:`core.runs.noise`); what distillation won back;
-and the points of the compression chart (test accuracy against latency, bubble size the model's bytes, one point
-per step from the teacher to the distilled student).
+pick and the regret against the most accurate removal, validation accuracy before and after fine-tuning, test
+accuracy and the difference to the teacher, each with its 95 % interval from :mod:`core.runs.noise`); what
+distillation won back; and the points of the compression chart (test accuracy against latency, bubble size the
+model's bytes, one point per step from the teacher to the distilled student).
 
 A report covers finished pruning runs only: :func:`check_finished` raises :class:`ReportRefused` naming every run
 that is missing, not a pruning run, or not done (queued, running, cancelled, interrupted or failed), so nobody
@@ -66,17 +66,22 @@ def check_finished(store: RunStore, run_ids: Sequence[str]) -> list[Run]:
 
 @dataclass(frozen=True)
 class StepStory:
-    """One step of a run: what it removed, who chose it, how that compares with the oracle's best removal (both
-    measured on the validation rows before fine-tuning) and what fine-tuning made of it."""
+    """One step of a run: what it removed, who chose it, the oracle's own pick (the removal that changes the
+    current model's predictions least: lowest KL, :func:`core.oracle.best_layer`), the regret against the most
+    accurate removal (both measured on the validation rows before fine-tuning, as the paper check scores it) and
+    what fine-tuning made of the step."""
 
     step: int
     n_layers: int
     removed: int
     chooser: str
+    #: the oracle's pick (its criterion: lowest KL to the current model), as stored with the step
     oracle_best: int | None
+    #: the most accurate single removal on the validation rows (the chosen layer itself when it ties)
+    best_layer: int | None
     best_val: noise.Measured | None
     chosen_val: noise.Measured | None
-    #: the oracle's best minus the chosen removal's validation accuracy (before fine-tuning), as stored
+    #: the most accurate removal's validation accuracy minus the chosen one's (before fine-tuning)
     regret_value: float | None
     #: the same, with its paired interval over the validation rows (None without the oracle's outcomes)
     regret: noise.Comparison | None
@@ -89,17 +94,17 @@ class StepStory:
         out = [f"Step {self.step}: removed layer L{self.removed} ({self.n_layers} layers left), chosen by "
                f"{self.chooser}."]
         if self.oracle_best is not None:
-            best = f" (validation accuracy without it {self.best_val.text()})" if self.best_val else ""
-            if self.oracle_best == self.removed:
-                out.append(f"The oracle's best removal was the same layer{best}: no regret.")
-            elif self.regret_value is not None and abs(self.regret_value) < 1e-12:
-                out.append(f"The oracle's best removal was L{self.oracle_best}{best}, and this removal tied with it: "
-                           "no regret.")
-            else:
-                mine = f" {self.chosen_val.text()}" if self.chosen_val else ""
-                out.append(f"The oracle's best removal was L{self.oracle_best}{best}; this removal scored{mine}, "
-                           f"so the regret is {_regret_text(self)}.")
+            same = " (the same layer)" if self.oracle_best == self.removed else ""
+            out.append(f"The oracle's pick, the removal that changes the predictions least (lowest KL), was "
+                       f"L{self.oracle_best}{same}.")
         before = self.chosen_val.text() if self.chosen_val else "not stored"
+        if self.best_layer is not None and self.best_layer == self.removed:
+            out.append(f"No removal was more accurate on the validation rows than this one ({before}): no regret.")
+        elif self.regret_value is not None:
+            best = f" ({self.best_val.text()})" if self.best_val else ""
+            which = f"L{self.best_layer}" if self.best_layer is not None else "the most accurate removal"
+            out.append(f"The most accurate removal on the validation rows was {which}{best} against this one's "
+                       f"{before}: regret {_regret_text(self)}.")
         after = self.val_after.text() if self.val_after else "not stored"
         out.append(f"Validation accuracy before fine-tuning {before}, after {after}.")
         if self.test_after is not None:
@@ -107,12 +112,20 @@ class StepStory:
                        + (f"; against the teacher: {self.vs_teacher.sentence()}." if self.vs_teacher else "."))
         return " ".join(out)
 
+    def regret_cell(self) -> str:
+        """The regret as a table cell: ``0 (none)`` when no removal was more accurate."""
+        if self.best_layer is not None and self.best_layer == self.removed:
+            return "0 (none)"
+        if self.regret is not None:
+            return self.regret.interval.format()
+        return "" if self.regret_value is None else f"{self.regret_value:.3f}"
+
 
 def _regret_text(story: StepStory) -> str:
     if story.regret is not None:
         i = story.regret.interval
         noise_word = ", within noise" if story.regret.within_noise else ""
-        return f"{i.format()} on the validation rows (paired{noise_word})"
+        return f"{i.format()} (paired over the validation rows{noise_word})"
     return f"{story.regret_value:.3f} (no interval: the oracle's per-example outcomes were not kept)" \
         if story.regret_value is not None else "unknown"
 
@@ -185,15 +198,33 @@ def _int(value: Any) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
+def _most_accurate(oracle: pd.DataFrame | None, chosen: int | None) -> int | None:
+    """The most accurate removal of an oracle table (then the lowest loss); the chosen layer when it ties."""
+    if oracle is None or oracle.empty or "accuracy" not in oracle:
+        return None
+    acc = dict(zip(oracle["original_layer"].astype(int), oracle["accuracy"].astype(float)))
+    if chosen is not None and chosen in acc and acc[chosen] >= max(acc.values()) - 1e-12:
+        return chosen
+    keys = [c for c in ("accuracy", "loss") if c in oracle]
+    ranked = oracle.sort_values(keys, ascending=[False, True][:len(keys)], kind="stable")
+    return int(ranked.iloc[0]["original_layer"])
+
+
 def step_stories(store: RunStore, run: Run, steps: pd.DataFrame, found: noise.PruneIntervals,
                  label: Label = str) -> list[StepStory]:
     """One :class:`StepStory` per pruning step of ``run`` (its steps table and intervals)."""
     stories = []
     for _, row in steps[steps["step"] > 0].sort_values("step").iterrows():
         k = int(row["step"])
-        removed, best = _int(row.get("removed")), _int(row.get("oracle_best"))
+        removed = _int(row.get("removed"))
+        oracle = store.read_table(run.id, artifacts.step_table(k, artifacts.ORACLE_TABLE))
+        best = _most_accurate(oracle, removed)
         chosen_val, _ = _oracle_side(store, run.id, k, removed, row.get("chosen_oracle_accuracy"))
-        best_val, _ = _oracle_side(store, run.id, k, best, row.get("oracle_best_accuracy"))
+        if best is not None and oracle is not None:
+            best_acc = float(oracle.loc[oracle["original_layer"] == best, "accuracy"].iloc[0])
+            best_val, _ = _oracle_side(store, run.id, k, best, best_acc)
+        else:  # no oracle table: the best accuracy the step stored, without its layer
+            best_val = noise.measured(row.get("oracle_best_accuracy"))
         regret = noise.compare(best_val, chosen_val, f"best (L{best})", f"chosen (L{removed})") \
             if best_val is not None and chosen_val is not None and best_val.paired_ready and chosen_val.paired_ready \
             else None
@@ -201,9 +232,10 @@ def step_stories(store: RunStore, run: Run, steps: pd.DataFrame, found: noise.Pr
         val_after = noise.measured(row.get("val_accuracy"), store.read_outcomes(run.id, k, artifacts.VAL_OUTCOMES))
         stories.append(StepStory(
             step=k, n_layers=int(row["n_layers"]), removed=removed if removed is not None else -1,
-            chooser=_chooser(run, store.read_json(run.id, artifacts.step_choice(k)), label), oracle_best=best,
-            best_val=best_val, chosen_val=chosen_val, regret_value=regret_value, regret=regret, val_after=val_after,
-            test_after=found.steps.get(k), vs_teacher=found.vs_teacher.get(k)))
+            chooser=_chooser(run, store.read_json(run.id, artifacts.step_choice(k)), label),
+            oracle_best=_int(row.get("oracle_best")), best_layer=best, best_val=best_val, chosen_val=chosen_val,
+            regret_value=regret_value, regret=regret, val_after=val_after, test_after=found.steps.get(k),
+            vs_teacher=found.vs_teacher.get(k)))
     return stories
 
 
