@@ -57,7 +57,8 @@ def compression_bubbles(points: pd.DataFrame, title: str = "Accuracy vs latency,
     fig.update_xaxes(title="CPU latency of one 32 × 32 batch, measured while the run trained (ms)")
     accuracy_axis(fig, pts[["accuracy", "low", "high"]].to_numpy())
     low, high = fig.layout.yaxis.range
-    fig.update_yaxes(range=[low, high + 0.06 * max(high - low, 0.2)])  # room for the top bubbles
+    fig.update_yaxes(range=[low, high + 0.12 * max(high - low, 0.2)])  # room for the top bubbles and their labels
+    fig.update_traces(cliponaxis=False)  # a bubble at the edge is drawn whole
     fig.add_annotation(text="bubble area ∝ model size on disk; ◆ teacher, ● after each step's fine-tuning, "
                             "★ distilled; error bars: 95 % intervals", showarrow=False, xref="paper", yref="paper",
                        x=0, y=-0.28, xanchor="left", font=dict(size=theme.FONT_SIZE - 3, color="#4B5563"))
