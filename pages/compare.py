@@ -86,6 +86,7 @@ else:
     show["dataset"] = [state.dataset_label(d) for d in show["dataset"]]
     show["weak teacher"] = ["⚠ yes" if summaries.get(rid, {}).get("weak_teacher") else "" for rid in show["run_id"]]
     show["study"] = [run_study.get(rid, "") for rid in show["run_id"]]
+    show["recorded"] = [cached_store.recorded_day(meta[rid]) for rid in show["run_id"]]
     show = show[[c for c in show.columns if c != "run_id"] + ["run_id"]]
     acc_cols = [c for c in show.columns if c.startswith("acc@") or c in ("teacher", "best", "after_kd")]
     numeric = [c for c in ["ratio", "best_layers"] if c in show]
@@ -100,7 +101,8 @@ else:
     st.caption("Test accuracy after removing layers down to N and fine-tuning; **best** is the maximum accuracy "
                "over pruning depth (the paper's headline number); **after_kd** is the final model distilled "
                "from the teacher; **weak teacher** marks runs pruned anyway although their teacher did not beat "
-               "the majority-class baseline (their numbers may be noise). " + noise.METHOD_NOTE
+               "the majority-class baseline (their numbers may be noise); **recorded** runs ship with the app "
+               "(the day they finished; their budget and precision on Runs & export). " + noise.METHOD_NOTE
                + " **best** is the maximum over depths picked on the same test rows, so it is optimistic.")
     st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "compare.csv", "text/csv",
                        key="cmp_csv")

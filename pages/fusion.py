@@ -82,6 +82,7 @@ if not runs:
 preferred = [r for r in runs if r.model == state.model() and r.dataset == state.dataset()
              and r.strategy == "rf_fusion"]
 run = widgets.pick_run(runs, key="fus_run", default_id=(preferred or runs)[0].id)
+widgets.recorded_badge(run)
 choices = _choices(run)
 rows = tables.shap_rows(choices)
 token = ustore.version(run)

@@ -39,11 +39,19 @@ with left, st.container(border=True):
     st.markdown("**Already measured here, before your first run**")
     for line in cached_store.first_open_lines(state.dataset_label):
         st.markdown(f"- {line}")
+    if (pack := cached_store.pack()) is not None and (recorded := pack.list_runs(kind="prune")):
+        st.markdown(f"- **{len(recorded)} recorded runs** ship with the app ("
+                    f"{len({r.dataset for r in recorded})} dataset(s) × {len({r.strategy for r in recorded})} "
+                    f"strateg{'y' if len({r.strategy for r in recorded}) == 1 else 'ies'}, "
+                    f"{', '.join(sorted({r.model for r in recorded}))}, made {pack.made[:10]}): Signals, Fusion & SHAP "
+                    "and Compare show them now, and Live pruning replays them step by step.")
+    elif cached_store.pack_problem():
+        st.warning(cached_store.pack_problem(), icon=":material/inventory_2:")
     widgets.page_link("pages/paper.py", "Paper check: every claim, the one-step table and the plots",
                       ":material/fact_check:")
 model_key = state.model()
 dataset_key = state.dataset()
-runs = cached_store.runs(kind="prune")
+runs = cached_store.own_runs(kind="prune")  # the recorded runs (shipped with the app) are not "here"
 
 
 def _typical_minutes(model: str) -> str:

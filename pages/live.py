@@ -16,7 +16,7 @@ from core.pruning.config import PruneConfig, strategy_keys
 from core.runs import artifacts, noise
 from core.runs.record import PruneSummary, Run
 from core.signals import SIGNAL_KEYS
-from ui import bounds, plots, router, state, tables, theme, widgets
+from ui import bounds, plots, replay, router, state, tables, theme, widgets
 from ui import cached_store as ustore
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
@@ -64,10 +64,14 @@ if not requested:
     attached = [i for i in st.session_state.get("attached_runs", []) if i in by_id]
 if not attached and not requested and all_runs:
     active = [r for r in all_runs if r.active]
-    first = (active or all_runs)[0]
-    attached = [r.id for r in all_runs if first.group_id and r.group_id == first.group_id] \
-        or [first.id]
-    attached = sorted(attached, key=lambda i: by_id[i].created_at)
+    own = [r for r in all_runs if not r.recorded]
+    if active or own:
+        first = (active or own)[0]
+        attached = [r.id for r in own if first.group_id and r.group_id == first.group_id] or [first.id]
+        attached = sorted(attached, key=lambda i: by_id[i].created_at)
+    else:  # a fresh store: replay a recorded run (random-forest fusion on the selected dataset when there is one)
+        fits = sorted(all_runs, key=lambda r: (r.dataset != state.dataset(), r.strategy != "rf_fusion"))
+        attached = [fits[0].id]
 
 with st.expander("Start a new run", expanded=not attached):
     _start_form()
@@ -77,7 +81,7 @@ def _watch() -> None:
     picked = by_id.get(st.session_state.get("live_switch"))
     if picked is None:
         return
-    group = [r.id for r in all_runs if picked.group_id and r.group_id == picked.group_id]
+    group = [r.id for r in all_runs if picked.group_id and r.group_id == picked.group_id and not picked.recorded]
     ids = sorted(group or [picked.id], key=lambda i: by_id[i].created_at)
     st.session_state["attached_runs"] = ids
     widgets.set_query_runs(ids)
@@ -107,12 +111,17 @@ def _n_original(run: Run, steps: pd.DataFrame) -> int:
     return spec.num_layers if spec is not None else 12
 
 
-def _view_step(run: Run, steps: pd.DataFrame) -> int:
-    """The step to show: the latest while running, a replay slider once finished."""
+def _view_step(run: Run, steps: pd.DataFrame, compact: bool) -> int:
+    """The step to show: the latest while running; once finished, the narrated replay (play, speed, slider and a
+    caption per step: ui.replay), or a plain slider beside other runs."""
     latest = int(steps["step"].max()) if not steps.empty else 0
     if run.active or latest == 0:
         return latest
-    return int(st.slider("Replay: step", 0, latest, latest, key=f"replay_{run.id}",
+    if not compact:
+        view = replay.controls(run, latest)
+        replay.caption(run, view)
+        return view
+    return int(st.slider("Replay: step", 0, latest, latest, key=f"replay_side_{run.id}",
                          help="Slide back to see the run as it was after each step."))
 
 
@@ -215,7 +224,7 @@ def _run_block(run: Run, compact: bool) -> None:
     widgets.restart_buttons(run, key_prefix="live_")
     widgets.weak_teacher_note(run)
     _teacher_check(run)
-    view = _view_step(run, steps)
+    view = _view_step(run, steps, compact)
     removed = [int(x) for x in (steps[steps["step"] == view].iloc[-1]["removed_order"] or [])] \
         if not steps.empty and "removed_order" in steps else []
     nxt = ustore.choice(run.id, view + 1).get("layer") \
@@ -273,4 +282,4 @@ def panel(ids: list[str]) -> None:
 
 runs_now = [by_id[i] for i in attached]
 polling = widgets.any_active(runs_now)
-st.fragment(panel, run_every=POLL_S if polling else None)(attached)
+st.fragment(panel, run_every=POLL_S if polling else replay.every(attached))(attached)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,6 +21,7 @@ from core.deploy.onnx_export import PARITY_FILE, offered_onnx
 from core.jobs.deploy import deploy_job, start_deploy
 from core.runs import noise
 from core.runs.export import model_zip_bytes
+from core.runs.pack import shown_path
 from core.runs.record import PruneSummary, Run, RunStatus
 from core.runs.report import run_report
 from ui import bounds, plots, router, state, theme, widgets
@@ -35,7 +37,13 @@ widgets.page_header("Runs & export", "Everything in the run store: filter, inspe
                                      "model with you.")
 
 runs = ustore.runs()
-st.caption(f"Store: `{ustore.root()}`")
+own_count = sum(not r.recorded for r in runs)
+st.caption(f"Your store: `{shown_path(Path(ustore.root()))}` ({own_count} run(s))"
+           + (f" · {len(runs) - own_count} recorded run(s) shipped with the app (`{shown_path(found.root)}`, made "
+              f"{found.made[:10]}): listed after yours, marked **recorded**, read-only"
+              if (found := ustore.pack()) is not None else ""))
+if ustore.pack_problem():
+    st.warning(ustore.pack_problem(), icon=":material/inventory_2:")
 if not runs:
     widgets.empty_state("The store is empty. Start a run on the Home or Live pruning page.", widgets.LIVE_PAGE,
                         "Live pruning")
@@ -61,7 +69,7 @@ def _row(run: Run) -> dict[str, Any]:
     summary = ustore.run_summary(run)
     found = ustore.final_intervals(run)
     took = run.seconds
-    return {"run": run.id, "status": str(run.status),
+    return {"run": run.id, "status": str(run.status), "recorded": ustore.recorded_note(run),
             "strategy": theme.strategy_label(run.strategy) if run.kind == "prune" else run.strategy,
             "teacher acc": found.teacher.text() if found.teacher else _bare(summary.teacher_accuracy),
             "final acc": found.final.text() if found.final else _bare(summary.final_accuracy),
@@ -85,7 +93,9 @@ st.dataframe(pd.DataFrame([_row(r) for r in shown]), hide_index=True,
                  help="Final model minus its teacher on the same test rows, paired 95 % interval; within noise "
                       "when it contains 0"),
                  "precision": st.column_config.TextColumn(help="The precision the run ran in (resolved from its "
-                                                               "setting; empty for runs from before the setting)")})
+                                                               "setting; empty for runs from before the setting)"),
+                 "recorded": st.column_config.TextColumn(help="A recorded run shipped with the app: the day it "
+                                                              "finished, its budget and precision. Read-only.")})
 st.caption(f"{len(shown)} of {len(runs)} run(s) shown. " + noise.METHOD_NOTE)
 
 by_id = {r.id: r for r in runs}
@@ -113,7 +123,9 @@ with left:
                        f"Or from a shell: `python -m core export {rid} DIR`.")
         else:
             c3.button("Pruned model (zip)", disabled=True, key="dl_zip_off", width="stretch")
-            st.caption("Only finished runs have a saved model." if run.status != RunStatus.DONE
+            st.caption("Recorded runs ship without their weights (they stay out of git): start the same "
+                       "configuration on Live pruning to get the model." if run.recorded
+                       else "Only finished runs have a saved model." if run.status != RunStatus.DONE
                        else "This run stored no model folder.")
         report_button(ustore.store(), [run.id], key="dl_html")
         with st.expander("Configuration"):
@@ -121,10 +133,11 @@ with left:
 
 with right:
     st.subheader("Delete")
-    deletable = [r.id for r in shown if not r.active]
+    deletable = [r.id for r in shown if not r.active and not r.recorded]  # recorded runs are read-only
     doomed = st.multiselect("Runs to delete", deletable, key="runs_delete",
                             format_func=lambda i: widgets.run_label(by_id[i]),
-                            help="Running runs cannot be deleted: cancel them on the Live page first.")
+                            help="Running runs cannot be deleted: cancel them on the Live page first. Recorded "
+                                 "runs (shipped with the app) are read-only and not offered.")
     sure = st.checkbox("Yes, delete them with their artifacts and models", key="runs_sure")
     if st.button("Delete", disabled=not (doomed and sure), key="runs_delete_btn"):
         failed = []

@@ -29,6 +29,7 @@ with tab_heat:
     else:
         preferred = [r for r in runs if r.model == state.model() and r.dataset == state.dataset()]
         run = widgets.pick_run(runs, key="sig_run", default_id=(preferred or runs)[0].id)
+        widgets.recorded_badge(run)
         steps_avail = cached_store.artifact_steps(run.id, SIGNALS_FILE)
         step = steps_avail[0] if len(steps_avail) == 1 else st.select_slider(
             "Step", steps_avail, value=steps_avail[-1], key="sig_step",

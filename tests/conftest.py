@@ -19,6 +19,9 @@ os.environ.setdefault("PRUNE_CACHE_DIR", tempfile.mkdtemp(prefix="prune-cache-")
 os.environ["PRUNE_STORE_DIR"] = tempfile.mkdtemp(prefix="prune-store-")
 # an empty profile bank: fusion tests decide what the bank holds (tests/test_bank.py checks the shipped one)
 os.environ["PRUNE_BANK_DIR"] = tempfile.mkdtemp(prefix="prune-bank-")
+# no recorded pack (data/pack): the pages' empty states are tested as a fresh install without it; tests/test_pack.py
+# builds its own pack and points PRUNE_PACK_DIR at it
+os.environ["PRUNE_PACK_DIR"] = "off"
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402

@@ -25,8 +25,8 @@ from core.jobs.runner import Runner
 from core.merging.verdict import BudgetVerdict, budget_verdict
 from core.paths import store_dir
 from core.runs import artifacts, noise
+from core.runs.pack import Pack, StoreWithPack, budget_text, pack_dir, pack_or_none, pack_stamp
 from core.runs.record import MergeSummary, PruneSummary, Run, summary_of
-from core.runs.store import RunStore
 
 
 def root() -> str:
@@ -34,8 +34,20 @@ def root() -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(path: str) -> RunStore:
-    return RunStore(path)
+def _pack(folder: str, stamp: str) -> tuple[Pack | None, str | None]:
+    """The recorded pack, checked once per change of its manifest: (pack, None), (None, None) without one, or
+    (None, why it was refused)."""
+    return pack_or_none(folder) if folder else (None, None)
+
+
+def _pack_key() -> tuple[str, str]:
+    folder = pack_dir()
+    return (str(folder) if folder is not None else "", pack_stamp(folder))
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str, pack_folder: str, stamp: str) -> StoreWithPack:
+    return StoreWithPack(path, _pack(pack_folder, stamp)[0])
 
 
 @st.cache_resource(show_spinner=False)
@@ -43,9 +55,34 @@ def _runner(path: str) -> Runner:
     return Runner(path)
 
 
-def store() -> RunStore:
-    """The run store (shared)."""
-    return _store(root())
+def store() -> StoreWithPack:
+    """The run store (shared), with the recorded pack's runs after the user's own (read-only: core.runs.pack)."""
+    return _store(root(), *_pack_key())
+
+
+def pack() -> Pack | None:
+    """The recorded pack the app ships (``data/pack``, ``PRUNE_PACK_DIR``), or None (none, or refused)."""
+    return _pack(*_pack_key())[0]
+
+
+def pack_problem() -> str | None:
+    """Why the recorded pack was refused (a file missing or changed), or None."""
+    return _pack(*_pack_key())[1]
+
+
+def recorded_day(run: Run) -> str:
+    """``recorded 2026-12-07`` for a recorded run (the day it finished), empty for the user's own."""
+    found = pack()
+    return f"recorded {found.recorded_on(run)}" if run.recorded and found is not None else ""
+
+
+def recorded_note(run: Run) -> str:
+    """``recorded 2026-12-07 · <budget> · bf16`` for a recorded run, empty for the user's own."""
+    day = recorded_day(run)
+    if not day:
+        return ""
+    precision = (run.summary or {}).get("precision")
+    return " · ".join(p for p in (day, budget_text(run.config), str(precision) if precision else "") if p)
 
 
 def runner() -> Runner:
@@ -74,8 +111,14 @@ def clear() -> None:
 
 # ---------------------------------------------------------------------------------------- runs
 def runs(**filters: Any) -> list[Run]:
-    """All runs, newest first (one small SQLite query: not cached, so statuses are always fresh)."""
+    """All runs: the user's own, newest first (one small SQLite query: not cached, so statuses are always fresh),
+    then the recorded pack's (``run.recorded``)."""
     return store().list_runs(**filters)
+
+
+def own_runs(**filters: Any) -> list[Run]:
+    """The user's own runs only, newest first."""
+    return store().own_runs(**filters)
 
 
 def get_run(run_id: str) -> Run | None:
@@ -84,6 +127,8 @@ def get_run(run_id: str) -> Run | None:
 
 def version(run: Run) -> str:
     """A token that changes whenever the run's stored tables may have changed."""
+    if run.recorded:  # changes only when the pack is rebuilt
+        return f"recorded:{_pack_key()[1]}"
     if run.active:
         last = store().last_event(run.id)
         return f"{run.status}:{last['seq'] if last else -1}"
@@ -92,7 +137,7 @@ def version(run: Run) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _steps(path: str, run_id: str, token: str) -> pd.DataFrame:
-    return _store(path).steps(run_id)
+    return store().steps(run_id)
 
 
 def steps(run: Run) -> pd.DataFrame:
@@ -102,7 +147,7 @@ def steps(run: Run) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _all_steps(path: str, key: tuple[tuple[str, str], ...]) -> pd.DataFrame:
-    return _store(path).all_steps([run_id for run_id, _ in key])
+    return store().all_steps([run_id for run_id, _ in key])
 
 
 def all_steps(run_list: list[Run]) -> pd.DataFrame:
@@ -114,7 +159,7 @@ def all_steps(run_list: list[Run]) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _profiles(path: str, model: str | None, key: tuple[str, ...]) -> pd.DataFrame:
-    return _store(path).profiles(model=model)
+    return store().profiles(model=model)
 
 
 def profiles(model: str | None = None) -> pd.DataFrame:
@@ -186,7 +231,7 @@ def test_size(run: Run) -> int | None:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _test_size(path: str, run_id: str, token: str) -> int | None:
-    return noise.test_size(_store(path).events(run_id))
+    return noise.test_size(store().events(run_id))
 
 
 def prune_intervals(run: Run) -> noise.PruneIntervals:
@@ -197,10 +242,10 @@ def prune_intervals(run: Run) -> noise.PruneIntervals:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _prune_intervals(path: str, run_id: str, token: str) -> noise.PruneIntervals:
-    run = _store(path).get_run(run_id)
+    run = store().get_run(run_id)
     if run is None:
         return noise.PruneIntervals({}, {})
-    return noise.prune_intervals(run_id, _store(path).steps(run_id), summary(run), outcomes, test_size(run))
+    return noise.prune_intervals(run_id, store().steps(run_id), summary(run), outcomes, test_size(run))
 
 
 def final_intervals(run: Run) -> noise.FinalIntervals:
@@ -210,7 +255,7 @@ def final_intervals(run: Run) -> noise.FinalIntervals:
 
 @st.cache_data(show_spinner=False, max_entries=1024)
 def _final_intervals(path: str, run_id: str, token: str) -> noise.FinalIntervals:
-    run = _store(path).get_run(run_id)
+    run = store().get_run(run_id)
     if run is None:
         return noise.FinalIntervals(None, None, None)
     if run.kind == "merge":
@@ -225,7 +270,7 @@ def merge_verdict(run: Run) -> BudgetVerdict | None:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _merge_verdict(path: str, run_id: str, token: str) -> BudgetVerdict | None:
-    run = _store(path).get_run(run_id)
+    run = store().get_run(run_id)
     if run is None:
         return None
     return budget_verdict(merge_summary(run), lambda step, e: outcomes(run_id, step, e), test_size(run))

@@ -81,9 +81,24 @@ def family_legend(families: Iterable[str]) -> None:
 
 
 def run_label(run: Run) -> str:
-    when = time.strftime("%d %b %H:%M", time.localtime(run.created_at))
+    """``[done] Random-forest fusion · e5-small · TREC · 07 Dec 14:02 · 811412``; a recorded run (shipped with the
+    app) reads ``[recorded] ... · 07 Dec 2026 · ...`` with the day it finished."""
     what = theme.strategy_label(run.strategy) if run.kind == "prune" else run.kind
+    if run.recorded:
+        when = time.strftime("%d %b %Y", time.gmtime(run.finished_at or run.created_at))
+        return f"[recorded] {what} · {run.model} · {state.dataset_label(run.dataset)} · {when} · {run.id[-6:]}"
+    when = time.strftime("%d %b %H:%M", time.localtime(run.created_at))
     return f"[{run.status}] {what} · {run.model} · {state.dataset_label(run.dataset)} · {when} · {run.id[-6:]}"
+
+
+RECORDED_BADGE = ":blue-badge[:material/inventory_2: recorded]"
+
+
+def recorded_badge(run: Run) -> None:
+    """For a recorded run: a badge with the day it was recorded, its budget and precision (read-only)."""
+    note = cached_store.recorded_note(run)
+    if note:
+        st.markdown(f"{RECORDED_BADGE} {note} · shipped with the app, read-only")
 
 
 def pick_run(runs: list[Run], key: str, label: str = "Run", default_id: str | None = None) -> Run | None:
@@ -153,7 +168,8 @@ def any_active(runs: Iterable[Run]) -> bool:
 
 def empty_state(message: str, page: str | None = None, label: str | None = None) -> None:
     """An explanation of what to do next, with a link to the page that does it when pages are registered."""
-    st.info(message, icon="💡")
+    problem = cached_store.pack_problem()
+    st.info(message + (f"\n\n{problem}" if problem else ""), icon="💡")
     if page:
         page_link(page, label or "Go there", "➡️")
 
@@ -175,7 +191,9 @@ def run_heading(run: Run, title: str, key_prefix: str) -> None:
     head, button = st.columns([5, 1])
     head.markdown(f"### {STATUS_ICONS.get(run.status, '')} {title}")
     head.caption(f"{run.model} · {state.dataset_label(run.dataset)} · run `{run.id}`")
-    if run.active:
+    with head:
+        recorded_badge(run)
+    if run.active and not run.recorded:
         if button.button("Cancel", key=f"{key_prefix}{run.id}", help="Stops within one training batch"):
             cancel_run(run.id)
             st.toast("Cancel requested: the worker stops after the current batch.")

@@ -88,6 +88,8 @@ class Run:
     pid: int | None = None
     cancel_requested: bool = False
     error: str | None = None
+    #: shipped with the app in the recorded pack (:mod:`core.runs.pack`): read-only, never the user's own
+    recorded: bool = False
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> Run:
@@ -107,7 +109,8 @@ class Run:
                    cell_id=d.get("cell_id"), started_at=_float(d.get("started_at")),
                    finished_at=_float(d.get("finished_at")), heartbeat_at=_float(d.get("heartbeat_at")),
                    pid=None if d.get("pid") is None else int(d["pid"]),
-                   cancel_requested=bool(d.get("cancel_requested")), error=d.get("error"))
+                   cancel_requested=bool(d.get("cancel_requested")), error=d.get("error"),
+                   recorded=bool(d.get("recorded")))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the status as its string)."""

@@ -1,0 +1,160 @@
+"""The story of a finished pruning run, one caption per step, written only from what the run stored: the layer
+removed and who chose it, the oracle's best removal and the regret, the signals that pushed the ranker most (its
+stored SHAP values), validation accuracy right after the removal and after fine-tuning with their intervals, and
+what distillation won back. The Live page's replay shows these captions as it plays (issue 30).
+
+Nothing is recomputed: the inputs are a run's step table, its ``choice.json`` files, its summary and a reader of
+its per-example outcomes (:data:`core.runs.noise.Reader`), so the captions of a recorded run and of the user's own
+are written the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from core.fusion import FusionChoice, read_choice
+from core.runs import artifacts, noise
+from core.signals import BASELINES, SIGNALS
+
+#: how many signals the caption names (pushing towards the removal, then against it)
+TOP_SIGNALS = 3
+
+
+def _name(key: str) -> str:
+    info = SIGNALS.get(key) or BASELINES.get(key)
+    return info.display_name if info is not None else key
+
+
+def _who(strategy: str, label: str, choice: Mapping[str, Any], fusion: FusionChoice | None, layer: int) -> str:
+    """Who chose the layer, and how, in a clause."""
+    if strategy == "oracle":
+        return f"**{label}** removed **L{layer}**: it measured every removal on the validation rows and took the best"
+    if fusion is not None:
+        n = len(fusion.candidates)
+        if fusion.ranker is None:
+            how = f"no ranker could be trained yet, so the twelve signals voted: L{layer} came first of {n}"
+        else:
+            kind = "random forest" if fusion.ranker.kind == "forest" else "linear model"
+            rows = f" on {fusion.ranker.n_train_rows} layer-steps" if fusion.ranker.n_train_rows else ""
+            proto = fusion.protocol.name.replace("_", " ")
+            how = f"its {kind} (trained{rows}, {proto}) scored L{layer} cheapest of {n} layers"
+        return f"**{label}** removed **L{layer}**: {how}"
+    info = SIGNALS.get(strategy)
+    if info is not None:
+        return f"**{label}** removed **L{layer}**: the remaining layer with the {info.direction} {info.display_name}"
+    order = (choice.get("info") or {}).get("order") or []
+    shown = ", ".join(f"L{x}" for x in order[:4]) + (", …" if len(order) > 4 else "")
+    return f"**{label}** removed **L{layer}**" + (f" (its order: {shown})" if shown else "")
+
+
+def _oracle_part(row: Mapping[str, Any], layer: int, val: Callable[[int], noise.Measured | None]) -> str:
+    best = row.get("oracle_best")
+    if best is None or pd.isna(best):
+        return ""
+    best = int(best)
+    best_m = val(best)
+    best_text = best_m.text() if best_m else f"{float(row['oracle_best_accuracy']):.3f}"
+    if best == layer:
+        return f"The oracle agrees: L{best} was the best single removal (validation accuracy {best_text}, no tuning)."
+    chosen = row.get("chosen_oracle_accuracy")
+    regret = (float(row["oracle_best_accuracy"]) - float(chosen)) * 100 if chosen is not None else None
+    said = f"The oracle's best removal was **L{best}** (validation accuracy {best_text} without it, no tuning)"
+    if regret is None:
+        return said + "."
+    if regret < 0.05:
+        return said + f": L{layer} tied with it, **no regret**."
+    return said + f": a regret of **{regret:.1f} points** for L{layer}."
+
+
+def shap_pushes(fusion: FusionChoice | None, layer: int, top: int = TOP_SIGNALS) -> tuple[list[tuple[str, float]],
+                                                                                         list[tuple[str, float]]]:
+    """The signals whose SHAP values pushed the ranker's score of ``layer`` most towards removing it and most
+    against, each as (signal key, value in the target's units); empty without stored SHAP values."""
+    if fusion is None or not fusion.explanation:
+        return [], []
+    shap = fusion.explanation
+    if not shap.get("values") or not shap.get("feature_names"):
+        return [], []
+    rows = [int(x) for x in (shap.get("original_layer") or shap.get("row_ids") or fusion.candidates)]
+    if layer not in rows:
+        return [], []
+    values = dict(zip(shap["feature_names"], shap["values"][rows.index(layer)]))
+    ranked = sorted(values.items(), key=lambda kv: -abs(float(kv[1])))
+    towards = [(k, float(v)) for k, v in ranked if float(v) > 0][:top]
+    against = [(k, float(v)) for k, v in ranked if float(v) < 0][:max(1, top - 2)]
+    return towards, against
+
+
+def _shap_part(fusion: FusionChoice | None, layer: int) -> str:
+    towards, against = shap_pushes(fusion, layer)
+    if fusion is None or (not towards and not against):
+        return ""
+    gap = fusion.target in (None, "gap")
+    scale, unit = (100.0, " points") if gap else (1.0, "")
+
+    def listed(items: list[tuple[str, float]]) -> str:
+        return ", ".join(f"{_name(k)} ({v * scale:+.2f}{unit})" for k, v in items)
+
+    text = f"The signals that pushed the ranker most towards L{layer} (SHAP): {listed(towards) or 'none'}"
+    text += f"; against it: {listed(against)}" if against else ""
+    return text + ("." if gap else f" (on its {fusion.target} score: 0 is the step's least disruptive removal).")
+
+
+def _accuracy_part(layer: int, before: noise.Measured | None, after: noise.Measured | None,
+                   test: noise.Measured | None, vs_teacher: noise.Comparison | None) -> str:
+    text = ""
+    if before is not None and after is not None:
+        text = (f"Validation accuracy {before.text()} right after removing L{layer} (no tuning), "
+                f"**{after.text()}** after fine-tuning.")
+    elif after is not None:
+        text = f"Validation accuracy **{after.text()}** after fine-tuning."
+    if test is not None:
+        text += f" Test accuracy {test.text()}" + (f": {vs_teacher.sentence()}." if vs_teacher else ".")
+    return text.strip()
+
+
+def narrate(run_id: str, strategy: str, steps: pd.DataFrame, choices: Mapping[int, Mapping[str, Any]],
+            intervals: noise.PruneIntervals, read: noise.Reader, label: Callable[[str], str] = str,
+            distilled: bool = True) -> dict[int, str]:
+    """One caption (Markdown) per stored step of a finished pruning run: step -> text. ``choices`` maps a step to
+    its stored ``choice.json``; ``intervals`` are the run's test accuracies with intervals
+    (:func:`core.runs.noise.prune_intervals`); ``read`` reads its per-example outcomes."""
+    if steps.empty:
+        return {}
+    table = steps.sort_values("step")
+    last = int(table["step"].max())
+    name = label(strategy)
+    out: dict[int, str] = {}
+    for _, series in table.iterrows():
+        row = series.to_dict()
+        k = int(row["step"])
+        val = noise.measured(row.get("val_accuracy"), read(run_id, k, artifacts.VAL_OUTCOMES))
+        test = intervals.steps.get(k)
+        if k == 0:
+            out[0] = (f"**Before pruning.** The fine-tuned teacher has {int(row['n_layers'])} layers: test accuracy "
+                      f"{test.text() if test else '?'}" + (f", validation {val.text()}" if val else "") + f". "
+                      f"{name} now removes one layer per step and fine-tunes after each removal ({last} steps).")
+            continue
+        layer = int(row["removed"])
+        oracle_rows = read(run_id, k, artifacts.ORACLE_OUTCOMES)
+
+        def oracle_val(candidate: int, rows: pd.DataFrame | None = oracle_rows) -> noise.Measured | None:
+            if rows is None or "original_layer" not in rows:
+                return None
+            return noise.measured(None, rows[rows["original_layer"] == candidate])
+
+        choice = choices.get(k) or {}
+        fusion = read_choice(choice)
+        text = [f"**Step {k} of {last}.** " + _who(strategy, name, choice, fusion, layer) + ".",
+                _oracle_part(row, layer, oracle_val), _shap_part(fusion, layer),
+                _accuracy_part(layer, oracle_val(layer), val, test, intervals.vs_teacher.get(k))]
+        if k == last and distilled and intervals.after_kd is not None:
+            won = intervals.kd_vs_before
+            text.append(f"**Distillation** from the unpruned teacher, at the end: test accuracy "
+                        f"{test.text() if test else '?'} → **{intervals.after_kd.text()}**"
+                        + (f"; {won.sentence()}" if won else "") + ".")
+        out[k] = " ".join(t for t in text if t)
+    return out

@@ -1,0 +1,350 @@
+"""The recorded pack: finished runs shipped with the app (``data/pack``), read as a second, read-only run store.
+
+A pack is a folder made by ``scripts/make_pack.py`` (:mod:`core.runs.pack_make`)::
+
+    manifest.json               format, version, when it was made, the code version and precision of its runs, their
+                                budget, and every other file's size and sha256
+    tables/runs.parquet         the runs' rows of the store's ``runs`` table (pid and heartbeat left out)
+    tables/steps.parquet        their ``steps``, ``events`` and ``profiles`` rows, the JSON columns as text
+    tables/events.parquet
+    tables/profiles.parquet
+    runs/<run_id>/...           every artifact each run stored except its model weights (:mod:`core.runs.artifacts`)
+
+:func:`load_pack` checks the manifest before anything is read: a file missing, changed (size or checksum), or
+present but not listed refuses the whole pack with a :class:`PackError` saying which file; the app then runs
+without it (:func:`pack_or_none`). Nothing is unpickled: the tables are Parquet, the artifacts JSON, CSV and
+Parquet. :class:`Pack` answers the read half of :class:`core.runs.store.RunStore`'s interface, and
+:class:`StoreWithPack` is the user's store with the pack's runs after the user's own, refusing to write to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from core.paths import PROJECT_ROOT
+from core.runs.record import Run
+from core.runs.store import RunStore
+
+FORMAT = "layer-prune-pack"
+VERSION = 1
+MANIFEST_FILE = "manifest.json"
+RUNS_DIR = "runs"
+TABLES = ("runs", "steps", "events", "profiles")
+#: the most a pack may weigh (all its files, the manifest included)
+LIMIT_BYTES = 20_000_000
+PACK_DIR = PROJECT_ROOT / "data" / "pack"
+#: values of ``PRUNE_PACK_DIR`` that switch the pack off
+OFF = ("", "0", "off", "none", "false", "no")
+
+
+class PackError(Exception):
+    """The pack cannot be used; the message says which file and what is wrong, and that the app runs without it."""
+
+
+class ReadOnlyRunError(RuntimeError):
+    """A write (delete, cancel, event, artifact) aimed at a recorded run: the pack is read-only."""
+
+
+def table_file(name: str) -> str:
+    return f"tables/{name}.parquet"
+
+
+def pack_dir() -> Path | None:
+    """The pack folder: ``PRUNE_PACK_DIR`` when set (``off`` or empty: no pack), else the shipped ``data/pack``."""
+    value = os.environ.get("PRUNE_PACK_DIR")
+    if value is None:
+        return PACK_DIR
+    return None if value.strip().lower() in OFF else Path(value)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shown_path(path: Path) -> str:
+    """A folder as a page may name it: relative to the repository when inside it, else its last part only."""
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return Path(path).name
+
+
+def budget_text(config: Mapping[str, Any]) -> str:
+    """A run's budget in one line: ``2,000 / 1,000 / 1,000 rows (train / val / test), length 32, 6 layers removed,
+    1 epoch per step, KD 2 epochs``."""
+    data = dict(config.get("data") or {})
+    caps = [data.get(k) for k in ("train_cap", "val_cap", "test_cap")]
+    parts = []
+    if all(isinstance(c, int) for c in caps):
+        parts.append(" / ".join(f"{c:,}" for c in caps) + " rows (train / val / test)")
+    if data.get("max_length"):
+        parts.append(f"length {data['max_length']}")
+    if config.get("layers_to_remove") is not None:
+        parts.append(f"{config['layers_to_remove']} layers removed")
+    if config.get("step_epochs") is not None:
+        parts.append(f"{config['step_epochs']:g} epoch(s) per step")
+    kd = config.get("kd") or {}
+    if config.get("distill") and kd.get("epochs") is not None:
+        parts.append(f"KD {kd['epochs']:g} epoch(s)")
+    return ", ".join(parts)
+
+
+def _fail(folder: Path, what: str) -> PackError:
+    return PackError(f"The recorded pack in {shown_path(folder)} was refused: {what}. The app runs without it; "
+                     "rebuild it with scripts/make_pack.py or restore it from git.")
+
+
+def _listed_files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {MANIFEST_FILE}
+
+
+def validate(folder: Path) -> dict[str, Any]:
+    """The pack's manifest after checking it and every file it lists (size, then sha256). Raises :class:`PackError`."""
+    mpath = folder / MANIFEST_FILE
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise _fail(folder, f"{MANIFEST_FILE} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise _fail(folder, f"{MANIFEST_FILE} is not readable JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise _fail(folder, f"{MANIFEST_FILE} is not a pack manifest (format {found!r}, expected {FORMAT!r})")
+    if manifest.get("version") != VERSION:
+        raise _fail(folder, f"its version is {manifest.get('version')!r}, this code reads version {VERSION}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or any(table_file(t) not in files for t in TABLES):
+        raise _fail(folder, f"{MANIFEST_FILE} does not list the four tables {[table_file(t) for t in TABLES]}")
+    for rel, entry in sorted(files.items()):
+        path = folder / rel
+        if not path.is_file():
+            raise _fail(folder, f"the file {rel} is missing")
+        if path.stat().st_size != entry.get("bytes"):
+            raise _fail(folder, f"the file {rel} has {path.stat().st_size:,} bytes, the manifest says "
+                                f"{entry.get('bytes')!r} (changed after the pack was made)")
+        if sha256_file(path) != entry.get("sha256"):
+            raise _fail(folder, f"the file {rel} does not match its checksum (changed after the pack was made)")
+    extra = sorted(_listed_files(folder) - set(files))
+    if extra:
+        raise _fail(folder, f"{len(extra)} file(s) are not in the manifest, e.g. {extra[0]}")
+    total = sum(int(e["bytes"]) for e in files.values()) + mpath.stat().st_size
+    if total > LIMIT_BYTES:
+        raise _fail(folder, f"it holds {total:,} bytes, more than the limit of {LIMIT_BYTES:,}")
+    return manifest
+
+
+def _rows(folder: Path, name: str) -> list[dict[str, Any]]:
+    return pq.read_table(folder / table_file(name)).to_pylist()
+
+
+class Pack:
+    """A validated pack (use :func:`load_pack`): the read half of :class:`~core.runs.store.RunStore`'s interface,
+    from memory (the tables) and the pack's folder (the artifacts). Every run it holds is ``recorded``."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
+        self.root = folder
+        self.manifest = manifest
+        self._runs = [Run.from_dict({**row, "recorded": True}) for row in _rows(folder, "runs")]
+        self._by_id = {r.id: r for r in self._runs}
+        self._steps: dict[str, list[dict[str, Any]]] = {}
+        for row in _rows(folder, "steps"):
+            self._steps.setdefault(row["run_id"], []).append({"step": row["step"], **json.loads(row["data"])})
+        self._events: dict[str, list[dict[str, Any]]] = {}
+        for row in _rows(folder, "events"):
+            row["payload"] = json.loads(row["payload"]) if row["payload"] else {}
+            self._events.setdefault(row["run_id"], []).append(row)
+        self._profiles = _rows(folder, "profiles")
+        for steps in self._steps.values():
+            steps.sort(key=lambda r: int(r["step"]))
+        for events in self._events.values():
+            events.sort(key=lambda r: int(r["seq"]))
+
+    @property
+    def ids(self) -> set[str]:
+        return set(self._by_id)
+
+    @property
+    def made(self) -> str:
+        return str(self.manifest.get("made") or "")
+
+    def list_runs(self, *, kind: str | None = None, status: str | None = None, model: str | None = None,
+                  dataset: str | None = None) -> list[Run]:
+        want = {"kind": kind, "status": status, "model": model, "dataset": dataset}
+        return [r for r in self._runs if all(v is None or str(getattr(r, k)) == v for k, v in want.items())]
+
+    def get_run(self, run_id: str, check: bool = True) -> Run | None:
+        return self._by_id.get(run_id)
+
+    def steps(self, run_id: str) -> pd.DataFrame:
+        return pd.DataFrame([dict(r) for r in self._steps.get(run_id, [])])
+
+    def all_steps(self, run_ids: list[str] | None = None) -> pd.DataFrame:
+        keep = self._by_id if run_ids is None else [i for i in run_ids if i in self._by_id]
+        return pd.DataFrame([{"run_id": i, **r} for i in sorted(keep) for r in self._steps.get(i, [])])
+
+    def profiles(self, model: str | None = None) -> pd.DataFrame:
+        records = []
+        for row in self._profiles:
+            if model is None or row["model"] == model:
+                records += [{**rec, "run_id": row["run_id"], "step": row["step"], "model": row["model"],
+                             "dataset": row["dataset"]} for rec in json.loads(row["rows"])]
+        return pd.DataFrame(records)
+
+    def events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+        return [dict(e) for e in self._events.get(run_id, []) if e["seq"] > after]
+
+    def last_event(self, run_id: str) -> dict[str, Any] | None:
+        found = self._events.get(run_id)
+        return dict(found[-1]) if found else None
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / RUNS_DIR / run_id
+
+    def recorded_on(self, run: Run) -> str:
+        """The date the run finished (``2026-12-07``)."""
+        return pd.Timestamp(run.finished_at or run.created_at, unit="s").strftime("%Y-%m-%d")
+
+
+def load_pack(folder: str | Path | None = None) -> Pack | None:
+    """The pack in ``folder`` (default :func:`pack_dir`), validated; None when there is none (no folder, an empty
+    one, or the pack switched off). Raises :class:`PackError` (never anything else) when it is there but unusable."""
+    path = Path(folder) if folder is not None else pack_dir()
+    if path is None or not path.is_dir() or not any(path.iterdir()):
+        return None
+    manifest = validate(path)
+    try:
+        return Pack(path, manifest)
+    except Exception as exc:  # a table that passed its checksum but does not read: a pack of another layout
+        raise _fail(path, f"its tables do not read ({type(exc).__name__}: {exc})") from None
+
+
+def pack_or_none(folder: str | Path | None = None) -> tuple[Pack | None, str | None]:
+    """``(pack, None)``, ``(None, None)`` without a pack, or ``(None, why it was refused)``."""
+    try:
+        return load_pack(folder), None
+    except PackError as exc:
+        return None, str(exc)
+
+
+def pack_stamp(folder: Path | None) -> str:
+    """What changes when the pack is rebuilt or touched: the manifest's size and modification time (cache keys)."""
+    if folder is None:
+        return "off"
+    try:
+        stat = (folder / MANIFEST_FILE).stat()
+    except OSError:
+        return "none"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+class StoreWithPack(RunStore):
+    """The user's run store (``root``) with the recorded runs of ``pack`` after the user's own: every read of a
+    recorded run goes to the pack, every write to one raises :class:`ReadOnlyRunError`. New runs, studies and jobs
+    go to the user's store as before. A user run with a pack run's id hides the pack's."""
+
+    def __init__(self, root: Path | str | None, pack: Pack | None) -> None:
+        super().__init__(root)
+        self.pack = pack
+        with self.connection() as con:
+            own = {r[0] for r in con.execute("SELECT id FROM runs")}
+        self._recorded = (pack.ids - own) if pack is not None else set()
+
+    def is_recorded(self, run_id: str) -> bool:
+        return run_id in self._recorded
+
+    def _pack_of(self, run_id: str) -> Pack | None:
+        return self.pack if run_id in self._recorded else None
+
+    def _refuse(self, run_id: str, what: str) -> None:
+        if run_id in self._recorded:
+            raise ReadOnlyRunError(f"run {run_id} is a recorded run shipped with the app: it cannot be {what}")
+
+    # ------------------------------------------------------------------ reads
+    def list_runs(self, *, kind: str | None = None, status: str | None = None, model: str | None = None,
+                  dataset: str | None = None) -> list[Run]:
+        own = super().list_runs(kind=kind, status=status, model=model, dataset=dataset)
+        if self.pack is None:
+            return own
+        recorded = self.pack.list_runs(kind=kind, status=status, model=model, dataset=dataset)
+        return own + [r for r in recorded if r.id in self._recorded]
+
+    def own_runs(self, **filters: Any) -> list[Run]:
+        """The user's runs only (what the store itself holds)."""
+        return super().list_runs(**filters)
+
+    def get_run(self, run_id: str, check: bool = True) -> Run | None:
+        pack = self._pack_of(run_id)
+        return pack.get_run(run_id) if pack is not None else super().get_run(run_id, check)
+
+    def steps(self, run_id: str) -> pd.DataFrame:
+        pack = self._pack_of(run_id)
+        return pack.steps(run_id) if pack is not None else super().steps(run_id)
+
+    def all_steps(self, run_ids: list[str] | None = None) -> pd.DataFrame:
+        own = super().all_steps(run_ids)
+        if self.pack is None:
+            return own
+        ids = sorted(self._recorded) if run_ids is None else [i for i in run_ids if i in self._recorded]
+        recorded = self.pack.all_steps(ids)
+        return pd.concat([f for f in (own, recorded) if not f.empty], ignore_index=True) \
+            if not (own.empty and recorded.empty) else own
+
+    def profiles(self, model: str | None = None) -> pd.DataFrame:
+        own = super().profiles(model)
+        if self.pack is None:
+            return own
+        recorded = self.pack.profiles(model)
+        if not recorded.empty:
+            recorded = recorded[recorded["run_id"].isin(self._recorded)]
+        frames = [f for f in (own, recorded) if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else own
+
+    def events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+        pack = self._pack_of(run_id)
+        return pack.events(run_id, after) if pack is not None else super().events(run_id, after)
+
+    def last_event(self, run_id: str) -> dict[str, Any] | None:
+        pack = self._pack_of(run_id)
+        return pack.last_event(run_id) if pack is not None else super().last_event(run_id)
+
+    def run_dir(self, run_id: str) -> Path:
+        pack = self._pack_of(run_id)
+        return pack.run_dir(run_id) if pack is not None else super().run_dir(run_id)
+
+    # ------------------------------------------------------------------ writes: never to a recorded run
+    def delete_run(self, run_id: str) -> None:
+        self._refuse(run_id, "deleted")
+        super().delete_run(run_id)
+
+    def request_cancel(self, run_id: str) -> None:
+        self._refuse(run_id, "cancelled")
+        super().request_cancel(run_id)
+
+    def update_summary(self, run_id: str, fields: dict[str, Any]) -> None:
+        self._refuse(run_id, "changed")
+        super().update_summary(run_id, fields)
+
+    def add_event(self, run_id: str, stage: str, *, step: int | None = None, progress: float | None = None,
+                  message: str = "", payload: dict[str, Any] | None = None) -> int:
+        self._refuse(run_id, "changed")
+        return super().add_event(run_id, stage, step=step, progress=progress, message=message, payload=payload)
+
+    def write_json(self, run_id: str, relpath: str, obj: Any) -> Path:
+        self._refuse(run_id, "written to")
+        return super().write_json(run_id, relpath, obj)
+
+    def write_table(self, run_id: str, relpath: str, frame: pd.DataFrame) -> Path:
+        self._refuse(run_id, "written to")
+        return super().write_table(run_id, relpath, frame)
