@@ -25,7 +25,7 @@ from torch import nn
 from core.data.batches import Batch, batches, default_device, num_batches
 from core.models.forward import embed, head_logits, run_layers
 from core.models.registry import encoder_layers, original_layer_indices
-from core.precision import autocast, resolve
+from core.precision import autocast, hidden_size_of, resolve
 from core.train import predict_logits, scores_from_logits
 
 Progress = Callable[[int, int], None]
@@ -70,7 +70,7 @@ def _check_prunable(model: nn.Module) -> int:
 def _cached_logits(model: nn.Module, data: Batch, batch_size: int, device: torch.device,
                    progress: Progress | None, precision: str = "fp32") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Logits of the full model and of each single-layer removal, by prefix caching (see module doc)."""
-    with autocast(resolve(precision, device), device, inference=True):  # weights cast once for the whole pass
+    with autocast(resolve(precision, device, hidden_size_of(model)), device, inference=True):  # weights cast once for the whole pass
         return _cached_logits_in(model, data, batch_size, device, progress)
 
 

@@ -1,9 +1,17 @@
 """Numeric precision of training and evaluation: fp32, or bf16 mixed precision on hardware with bf16 units.
 
-``auto`` (our default) resolves to ``bf16`` where the CPU has bf16 matrix units (AMX-BF16 or AVX-512 BF16 on
-x86, the BF16 extension on Arm) or a CUDA device supports bf16, to ``fp16`` on older CUDA devices (with a
-gradient scaler), and to ``fp32`` everywhere else. Mixed precision means ``torch.autocast``: weights and
-optimiser state stay fp32, matrix products run in the low precision.
+``auto`` (our default) means *the faster one*. On a CPU it resolves to ``bf16`` only where the CPU has bf16
+matrix units (AMX-BF16 or AVX-512 BF16 on x86, the BF16 extension on Arm) **and** the model is wide enough for
+bf16 to pay (hidden size at least :data:`BF16_MIN_HIDDEN`: ``python -m core bench precision --sizes`` measures
+the crossover; on the tiny model, hidden 32, autocast's overhead makes bf16 slower than fp32); a CUDA device
+gets ``bf16`` where it supports it and ``fp16`` (with a gradient scaler) where not; everything else is ``fp32``.
+Mixed precision means ``torch.autocast``: weights and optimiser state stay fp32, matrix products run in the low
+precision.
+
+The CPU's capabilities can be overridden with the environment variable :data:`CPU_BF16_ENV`
+(``PRUNE_CPU_BF16=0``: act as a CPU without bf16 units, ``1``: with them; unset: read ``/proc/cpuinfo``). The
+test suite sets it, so no test's verdict depends on the machine it runs on, and it lets anyone see what
+``auto`` does on the other kind of CPU. The CLI's precision line says when the override is in force.
 
 Autocast is entered per step (around one forward and its loss), never around a whole training loop: inside one
 autocast context the low-precision copies of the weights are cast once and reused, so a loop wrapped whole
@@ -18,16 +26,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from core.config import PRECISIONS  # the user-facing choices; ``auto`` is our default
+from core.config import PRECISIONS, ConfigError  # the user-facing choices; ``auto`` is our default
 
 #: what a precision resolves to (fp16 only on CUDA devices without bf16)
 RESOLVED = ("fp32", "bf16", "fp16")
 DEFAULT_PRECISION = "auto"
+#: the environment variable that overrides the CPU's detected bf16 units ("0": none, "1": present)
+CPU_BF16_ENV = "PRUNE_CPU_BF16"
+#: the smallest hidden size at which ``auto`` picks bf16 on a CPU with bf16 units. Measured with
+#: ``python -m core bench precision --sizes`` on a 2-core Xeon with AVX-512 BF16 (2026-12-07; the README's
+#: precision table): a training step is slower in bf16 at hidden 32 and 64, and faster from hidden 256 on
+#: (e5-small and MiniLM-L6, hidden 384: 1.4-1.7x).
+BF16_MIN_HIDDEN = 256
+#: the CPU flags of bf16 matrix units
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -47,13 +65,53 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(flags)
 
 
+def cpu_override() -> bool | None:
+    """The override of :data:`CPU_BF16_ENV`: True/False, or None when unset. A value other than 0/1 is refused."""
+    value = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value in ("1", "yes", "true"):
+        return True
+    if value in ("0", "no", "false"):
+        return False
+    raise ValueError(f"{CPU_BF16_ENV} must be 0 (no bf16 units) or 1 (bf16 units), or unset; got {value!r}")
+
+
 def cpu_has_bf16_units() -> bool:
-    """True where the CPU computes bf16 matrix products natively (not emulated through fp32)."""
-    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16", "bf16"})
+    """True where the CPU computes bf16 matrix products natively (not emulated through fp32), or where
+    :data:`CPU_BF16_ENV` says so."""
+    override = cpu_override()
+    if override is not None:
+        return override
+    return bool(cpu_flags() & BF16_FLAGS)
 
 
-def resolve(precision: str, device: torch.device | str | None = None) -> str:
-    """The precision that actually runs on ``device`` for the setting ``precision`` (auto | fp32 | bf16).
+def hidden_size_of(model: object) -> int | None:
+    """The hidden size of a Hugging Face model (its ``config.hidden_size``), or None when it has none."""
+    size = getattr(getattr(model, "config", None), "hidden_size", None)
+    return int(size) if isinstance(size, int) else None
+
+
+def _auto(kind: str, hidden_size: int | None) -> tuple[str, str]:
+    """What ``auto`` picks on a device of ``kind`` for a model of ``hidden_size``, and why (one clause)."""
+    if kind == "cuda":
+        return ("bf16", "CUDA with bf16") if torch.cuda.is_bf16_supported() else ("fp16", "CUDA without bf16")
+    if kind != "cpu":
+        return "fp32", f"no mixed precision on {kind}"
+    if hidden_size is not None and hidden_size < BF16_MIN_HIDDEN:  # decided without asking the CPU
+        return "fp32", (f"hidden size {hidden_size} < {BF16_MIN_HIDDEN}: fp32 is faster than bf16 at this width, "
+                        "with or without bf16 units")
+    forced = " (PRUNE_CPU_BF16 override)" if cpu_override() is not None else ""
+    if not cpu_has_bf16_units():
+        return "fp32", f"no bf16 matrix units on this machine{forced}"
+    units = ", ".join(sorted(cpu_flags() & BF16_FLAGS)) or "bf16 units"
+    width = f"hidden size {hidden_size} >= {BF16_MIN_HIDDEN}" if hidden_size is not None else "model of unknown width"
+    return "bf16", f"{units}{forced}, {width}: bf16 is faster"
+
+
+def resolve(precision: str, device: torch.device | str | None = None, hidden_size: int | None = None) -> str:
+    """The precision that actually runs on ``device`` for the setting ``precision`` (auto | fp32 | bf16), for a
+    model of ``hidden_size`` (None: unknown, taken as wide; only ``auto`` looks at it).
 
     ``bf16`` asked for explicitly runs in bf16 even without native units (slow but valid: for parity checks);
     on a CUDA device without bf16 support it falls back to fp16.
@@ -63,21 +121,35 @@ def resolve(precision: str, device: torch.device | str | None = None) -> str:
     kind = torch.device(device).type if device is not None else "cpu"
     if precision == "fp32":
         return "fp32"
+    if precision == "auto":
+        return _auto(kind, hidden_size)[0]
     if kind == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "auto":
-        return "bf16" if kind == "cpu" and cpu_has_bf16_units() else "fp32"
     return "bf16" if precision in ("bf16", "fp16") else "fp32"
 
 
-def describe(precision: str, device: torch.device | str | None = None) -> str:
+def check_run_precision(owner: str, precision: str, model: str, hidden_size: int | None) -> None:
+    """Refuse an explicit ``bf16`` run of a model narrower than :data:`BF16_MIN_HIDDEN`, with the reason: at that
+    width bf16 is slower than fp32 and its training is not stable (the tiny model's keyword teacher learned at
+    one thread and collapsed to the majority class at two, on a CPU without bf16 units: issue 28). Evaluations
+    and parity checks may still call :func:`autocast` in bf16 on any model."""
+    if precision == "bf16" and hidden_size is not None and hidden_size < BF16_MIN_HIDDEN:
+        raise ConfigError(f"{owner}.precision 'bf16' is refused for {model} (hidden size {hidden_size} < "
+                          f"{BF16_MIN_HIDDEN}): at this width bf16 trains slower than fp32 and not reliably (its "
+                          "teacher can collapse to the majority class, depending on the thread count); use 'auto' "
+                          "or 'fp32'")
+
+
+def describe(precision: str, device: torch.device | str | None = None, hidden_size: int | None = None) -> str:
     """One line for the CLI and Setup: what the setting resolves to here, and why."""
-    resolved = resolve(precision, device)
-    if resolved == "fp32":
-        why = "fp32 asked for" if precision == "fp32" else "no bf16 matrix units on this machine"
+    resolved = resolve(precision, device, hidden_size)
+    if precision == "auto":
+        why = "auto: " + _auto(torch.device(device).type if device is not None else "cpu", hidden_size)[1]
+    elif resolved == "fp32":
+        why = "fp32 asked for"
     else:
-        units = sorted(cpu_flags() & {"amx_bf16", "avx512_bf16", "bf16"}) or ["CUDA"]
-        why = f"{'auto: ' if precision == 'auto' else ''}{resolved} mixed precision ({', '.join(units)})"
+        units = ", ".join(sorted(cpu_flags() & BF16_FLAGS)) or "emulated: no bf16 units here"
+        why = f"{resolved} mixed precision asked for ({units})"
     return f"precision {resolved} ({why})"
 
 

@@ -79,7 +79,7 @@ def teacher_key(task: Task, train_cfg: TrainConfig) -> str:
     (``auto`` is bf16 on one machine and fp32 on another), the code version. An fp32 teacher keeps the key
     it had before precision was a setting."""
     train = to_dict(train_cfg)
-    resolved = resolve(train.pop("precision", "fp32"), default_device())
+    resolved = resolve(train.pop("precision", "fp32"), default_device(), task.model.hidden_size)
     if resolved != "fp32":
         train["precision"] = resolved
     payload = json.dumps({"task": task.fingerprint, "train": train, "v": TEACHER_VERSION}, sort_keys=True)
@@ -116,7 +116,7 @@ def train_teacher(task: Task, train_cfg: TrainConfig | None = None, device: torc
     start = time.perf_counter()
     model = load_classifier(task.model, task.num_labels, dict(enumerate(task.label_names)), seed=train_cfg.seed)
     yield from fine_tune(model, task.encoded["train"], train_cfg, device=device)
-    precision = resolve(train_cfg.precision, device)
+    precision = resolve(train_cfg.precision, device, task.model.hidden_size)
     metrics = {split: evaluate(model, task.encoded[split], device=device, precision=precision)
                for split in ("val", "test")}
     seconds = time.perf_counter() - start

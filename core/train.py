@@ -24,7 +24,7 @@ from torch import nn
 from core.config import Bound, TrainConfig, check_bounds
 from core.data.batches import Batch, batches, default_device, model_inputs, num_batches
 from core.models.registry import num_labels
-from core.precision import autocast, grad_scaler, resolve
+from core.precision import autocast, grad_scaler, hidden_size_of, resolve
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,7 +137,7 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
         return max(0.0, (total - step) / max(total - warmup, 1))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    precision = resolve(cfg.precision, device)
+    precision = resolve(cfg.precision, device, hidden_size_of(model))
     scaler = grad_scaler(precision, device)
     weight = None if distill or cfg.class_weights == "none" else \
         class_weights(data["labels"], num_labels(model), cfg.class_weights, device)
@@ -185,7 +185,7 @@ def predict_logits(model: nn.Module, data: Batch, batch_size: int = 128,
     (``fp32`` by default; a run passes its own, see :mod:`core.precision`)."""
     device = device or default_device()
     model.to(device).eval()
-    with autocast(resolve(precision, device), device, inference=True):
+    with autocast(resolve(precision, device, hidden_size_of(model)), device, inference=True):
         out = [model(**model_inputs(b)).logits.float().cpu() for b in batches(data, batch_size, device=device)]
     return torch.cat(out) if out else torch.empty(0)
 

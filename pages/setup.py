@@ -16,7 +16,7 @@ from core.config import PRECISIONS, ConfigError, DataConfig
 from core.data.lengths import LENGTH_SAMPLE, token_lengths, truncated_share, word_lengths
 from core.data.registry import describe_datasets
 from core.models.card import ModelCard, model_card
-from core.models.registry import MODELS
+from core.models.registry import MODELS, get_model_spec
 from core.precision import describe
 from core.pruning.config import PruneConfig
 from core.train import DistillConfig
@@ -31,6 +31,11 @@ widgets.page_header("Setup", "What to prune, on which data, and how much compute
 
 # ------------------------------------------------------------------------------------------ cached loads
 @st.cache_resource(show_spinner=False)
+
+def _describe(precision: str) -> str:
+    """What ``precision`` resolves to here for the selected model (its width decides ``auto``)."""
+    return describe(precision, None, get_model_spec(state.model()).hidden_size)
+
 def _architecture(key: str) -> ModelCard:
     """Layers, sizes and parameters of a model from its config (skeleton on the meta device)."""
     return model_card(key)
@@ -371,8 +376,9 @@ def _budgets_section() -> None:
                                                        PruneConfig.BOUNDS["accuracy_floor"], b["accuracy_floor"], 0.05)
         values["precision"] = c[3].selectbox(state.BUDGET_HELP["precision"], list(PRECISIONS),
                                              index=list(PRECISIONS).index(b["precision"]), key="setup_precision",
-                                             help="auto (our default) is bf16 mixed precision where the CPU has "
-                                                  "bf16 units, else fp32. Here: " + describe(b["precision"]) + ".")
+                                             help="auto (our default) is the faster one: bf16 mixed precision "
+                                                  "where the CPU has bf16 units and the model is wide enough for "
+                                                  "bf16 to pay, else fp32. Here: " + _describe(b["precision"]) + ".")
         c1, c2 = st.columns([1, 5])
         apply = c1.form_submit_button("Apply", type="primary")
         reset = c2.form_submit_button("Reset to the engine's defaults")
@@ -387,7 +393,7 @@ def _budgets_section() -> None:
     if reset:
         state.set_budgets(state.default_budgets())
         st.rerun()
-    st.caption(f"New runs: {describe(state.budgets()['precision'])}. bf16 trains and evaluates with bf16 matrix "
+    st.caption(f"New runs: {_describe(state.budgets()['precision'])}. bf16 trains and evaluates with bf16 matrix "
                "products (weights stay fp32); each run records the precision it ran in.")
     st.caption("Knowledge distillation uses temperature and weight *our defaults* (the paper does not publish "
                "its values); the teacher is fine-tuned once per model, dataset and budget and then cached.")

@@ -19,6 +19,11 @@ os.environ.setdefault("PRUNE_CACHE_DIR", tempfile.mkdtemp(prefix="prune-cache-")
 os.environ["PRUNE_STORE_DIR"] = tempfile.mkdtemp(prefix="prune-store-")
 # an empty profile bank: fusion tests decide what the bank holds (tests/test_bank.py checks the shipped one)
 os.environ["PRUNE_BANK_DIR"] = tempfile.mkdtemp(prefix="prune-bank-")
+# The suite runs on a simulated CPU (core.precision.CPU_BF16_ENV), never on the one it happens to run on: by
+# default one without bf16 units; `PRUNE_CPU_BF16=1 bash scripts/test.sh` runs it as on a CPU with them. Worker
+# processes the tests start inherit it. Tests that are not about precision must not even depend on the
+# simulated one: see _precision_is_pinned below.
+os.environ.setdefault("PRUNE_CPU_BF16", "0")
 # no recorded pack (data/pack): the pages' empty states are tested as a fresh install without it; tests/test_pack.py
 # builds its own pack and points PRUNE_PACK_DIR at it
 os.environ["PRUNE_PACK_DIR"] = "off"
@@ -27,6 +32,35 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+import core.precision as _precision  # noqa: E402
+
+_detect_bf16_units = _precision.cpu_has_bf16_units
+_ABOUT_PRECISION: list[bool] = [False]  # True while a test marked `precision` runs
+
+
+class PrecisionFollowsMachine(AssertionError):
+    """A test or fixture that is not about precision let ``auto`` decide from the CPU's bf16 units."""
+
+
+def _guarded_bf16_units() -> bool:
+    if not _ABOUT_PRECISION[0]:
+        raise PrecisionFollowsMachine(
+            "precision 'auto' was resolved from the CPU's bf16 units in a test that is not about precision: its "
+            "verdict would change with the machine. Pin precision='fp32' in the test or fixture (or mark the test "
+            "@pytest.mark.precision and make it hold under PRUNE_CPU_BF16=0 and =1).")
+    return _detect_bf16_units()
+
+
+_precision.cpu_has_bf16_units = _guarded_bf16_units
+
+
+@pytest.fixture(autouse=True)
+def _precision_is_pinned(request):
+    """Lets only tests marked ``precision`` consult the (simulated) CPU's bf16 units when resolving ``auto``."""
+    _ABOUT_PRECISION[0] = request.node.get_closest_marker("precision") is not None
+    yield
+    _ABOUT_PRECISION[0] = False
 
 
 def keyword_frame(n: int = 240, seed: int = 0, classes: int = 2) -> pd.DataFrame:

@@ -14,18 +14,72 @@ from core.precision import autocast, describe, resolve
 from core.train import evaluate, fine_tune, predict_logits, run_to_end
 
 
+@pytest.mark.precision
 def test_auto_resolves_by_the_cpu_flags(monkeypatch):
     import core.precision as precision
 
+    monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)  # read the (patched) flags, not the override
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
-    assert resolve("auto", "cpu") == "fp32"
-    assert "no bf16 matrix units" in describe("auto", "cpu")
+    assert resolve("auto", "cpu", 384) == "fp32"
+    assert "no bf16 matrix units" in describe("auto", "cpu", 384)
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    assert resolve("auto", "cpu") == "bf16"
+    assert resolve("auto", "cpu", 384) == "bf16" and resolve("auto", "cpu") == "bf16"  # unknown width: wide
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"amx_bf16", "amx_tile"}))
-    assert resolve("auto", "cpu") == "bf16"
+    assert resolve("auto", "cpu", 384) == "bf16"
     assert resolve("fp32", "cpu") == "fp32"
     assert resolve("bf16", "cpu") == "bf16"  # asked for explicitly: runs (emulated where there are no units)
+
+
+@pytest.mark.precision
+@pytest.mark.parametrize("units", ["0", "1"])
+def test_auto_is_the_faster_precision_under_both_simulated_cpus(monkeypatch, units):
+    """The override of the CPU's bf16 units decides ``auto`` on any machine; the model's width decides whether
+    bf16 pays: the tiny model (hidden 32) is fp32 everywhere, e5-small (384) is bf16 only with units."""
+    import core.precision as precision
+    from core.models.registry import get_model_spec
+
+    monkeypatch.setenv(precision.CPU_BF16_ENV, units)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"amx_bf16"} if units == "0" else set()))
+    tiny, e5 = get_model_spec("tiny-bert").hidden_size, get_model_spec("e5-small").hidden_size
+    assert resolve("auto", "cpu", tiny) == "fp32"
+    assert resolve("auto", "cpu", e5) == ("bf16" if units == "1" else "fp32")
+    assert "hidden size 32 < 256" in describe("auto", "cpu", tiny)
+    line = describe("auto", "cpu", e5)
+    assert "PRUNE_CPU_BF16 override" in line
+    assert ("hidden size 384 >= 256" in line) if units == "1" else ("no bf16 matrix units" in line)
+    assert resolve("auto", "cpu", precision.BF16_MIN_HIDDEN) == ("bf16" if units == "1" else "fp32")
+    assert resolve("auto", "cpu", precision.BF16_MIN_HIDDEN - 1) == "fp32"
+
+
+@pytest.mark.precision
+def test_a_bad_override_is_refused_with_its_name(monkeypatch):
+    import core.precision as precision
+
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "maybe")
+    with pytest.raises(ValueError, match="PRUNE_CPU_BF16 must be 0 .* got 'maybe'"):
+        resolve("auto", "cpu", 384)
+
+
+def test_auto_resolved_from_the_cpu_in_a_test_not_about_precision_fails():
+    """The planted case: a fixture that trains e5-small at ``auto`` would follow the machine; the suite's guard
+    (tests/conftest.py) turns it into a failure that says what to do. The tiny model's ``auto`` never asks."""
+    with pytest.raises(AssertionError, match="not about precision.*Pin precision='fp32'") as raised:
+        resolve("auto", "cpu", 384)
+    assert type(raised.value).__name__ == "PrecisionFollowsMachine"
+    with pytest.raises(AssertionError, match="Pin precision='fp32'"):
+        resolve(TrainConfig().precision, "cpu")  # TrainConfig's default is auto
+    assert resolve("auto", "cpu", 32) == "fp32"  # too narrow for bf16 to pay: decided without the CPU
+
+
+def test_explicit_bf16_is_refused_for_the_tiny_model_with_the_reason():
+    from core.merging.config import MergeConfig
+    from core.pruning.config import PruneConfig
+
+    with pytest.raises(ConfigError, match=r"PruneConfig\.precision 'bf16' is refused for tiny-bert \(hidden size 32"):
+        PruneConfig(model="tiny-bert", dataset="keywords", strategy="random", precision="bf16")
+    with pytest.raises(ConfigError, match=r"MergeConfig\.precision 'bf16' is refused"):
+        MergeConfig(model="tiny-bert", dataset="keywords", precision="bf16")
+    assert PruneConfig(model="e5-small", dataset="trec", strategy="random", precision="bf16").precision == "bf16"
 
 
 def test_a_bad_precision_names_the_field_and_the_value():
@@ -114,17 +168,20 @@ def test_the_oracle_in_bf16_keeps_the_fp32_order_on_the_contrast_model(contrast)
     assert cheapest == set(harmless)
 
 
+@pytest.mark.precision
 def test_the_teacher_key_carries_the_resolved_precision(monkeypatch):
     import core.precision as precision
+    from core.models.registry import get_model_spec
     from core.teacher import teacher_key
 
     class _Task:
         fingerprint = "abc"
+        model = get_model_spec("e5-small")
 
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "1")
     auto, bf16, fp32 = (teacher_key(_Task(), TrainConfig(precision=p)) for p in ("auto", "bf16", "fp32"))
     assert auto == bf16 != fp32
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset())
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "0")
     assert teacher_key(_Task(), TrainConfig(precision="auto")) == fp32  # no bf16 units: auto is fp32
 
 

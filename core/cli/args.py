@@ -31,11 +31,13 @@ def add_precision_arg(p: argparse.ArgumentParser) -> None:
                    "or bf16; recorded with the results")
 
 
-def precision_line(precision: str) -> str:
-    """The one line the commands print before they train: what the setting resolves to here, and why."""
+def precision_line(precision: str, model: str | None = None) -> str:
+    """The one line the commands print before they train: what the setting resolves to here for ``model``
+    (its hidden size decides ``auto``), and why; it names the PRUNE_CPU_BF16 override when one is set."""
+    from core.models.registry import get_model_spec
     from core.precision import describe
 
-    return describe(precision)
+    return describe(precision, None, get_model_spec(model).hidden_size if model else None)
 
 
 def add_length_args(p: argparse.ArgumentParser) -> None:

@@ -106,7 +106,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
                                              ("class_weights", args.class_weights)) if v is not None},
                   precision=args.precision)
     if not args.json:
-        print(precision_line(args.precision), flush=True)
+        print(precision_line(args.precision, task.model.key), flush=True)
     bar = StageProgress(f"teacher {task.model.key} on {task.dataset_key}", quiet=args.json)
 
     def progress(p: TrainProgress) -> None:
@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = RunStore()
     cfg = _prune_cfg(args, args.strategy, _dataset(args))
     if not args.json:
-        print(precision_line(cfg.precision), flush=True)
+        print(precision_line(cfg.precision, cfg.model), flush=True)
     run_id = store.create_run(kind="prune", model=cfg.model, dataset=cfg.dataset, strategy=cfg.strategy,
                               config=cfg.to_dict())
     status = execute_with_bar(store, run_id, args.json)

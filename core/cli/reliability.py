@@ -51,7 +51,7 @@ def measure(dataset: str, seed: int, args: argparse.Namespace, store: Path) -> t
     model = teacher.load().eval()
     teacher_s = time.perf_counter() - start
     val = task.encoded["val"]
-    precision = resolve(args.precision)
+    precision = resolve(args.precision, None, task.model.hidden_size)
     start = time.perf_counter()
     table, full, removed = oracle_with_logits(model, val, precision=precision)
     oracle_s = time.perf_counter() - start

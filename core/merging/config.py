@@ -19,6 +19,8 @@ from core.config import (
     from_dict,
     to_dict,
 )
+from core.models.registry import get_model_spec
+from core.precision import check_run_precision
 from core.train import DistillConfig
 
 #: how a window is chosen: validation accuracy after merging without tuning (our default), or mean linear CKA
@@ -92,6 +94,7 @@ class MergeConfig:
             raise ConfigError(f"{o}.model must be a registry key or hub id, got {self.model!r}")
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ConfigError(f"{o}.dataset must be a dataset key, got {self.dataset!r}")
+        check_run_precision(o, self.precision, self.model, get_model_spec(self.model).hidden_size)
         if self.window is not None:
             parse_window(self.window, o)
             if self.auto_k is not None:

@@ -38,7 +38,7 @@ from core.merging.windows import (
     score_window,
 )
 from core.metrics import LatencyConfig, accuracy_to_size_ratio, measure_with_outcomes
-from core.models.registry import encoder_layers, original_layer_indices
+from core.models.registry import encoder_layers, get_model_spec, original_layer_indices
 from core.models.surgery import remove_layers
 from core.oracle import best_layer, compute_oracle
 from core.precision import resolve
@@ -53,6 +53,11 @@ __all__ = ["LATENCY", "MergeConfig", "merge_events", "model_scores"]
 #: removes some)
 LATENCY = LatencyConfig(repeats=5, warmup=1)
 
+
+
+def _resolved(cfg: MergeConfig, device: torch.device) -> str:
+    """The precision that runs for ``cfg`` on ``device`` (the model's width decides ``auto``)."""
+    return resolve(cfg.precision, device, get_model_spec(cfg.model).hidden_size)
 
 def _lr_default(model_key: str, lr: float | None, fallback: float) -> float:
     if lr is not None:
@@ -211,7 +216,7 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
     if cfg.compare_pruning:
         pruning = yield from _map_progress(_prune_side(teacher, budget["depth"], rec, clock), hi, 0.98)
     summary = _summary(cfg, base, choice, budget, merged_scores, final, pruning, shared, clock)
-    summary["precision"] = resolve(cfg.precision, device)
+    summary["precision"] = _resolved(cfg, device)
     yield Event(Stage.DONE, step=1, progress=1.0, message="Finished", payload=summary,
                 tables={"comparison": _comparison_table(base, merged_scores, pruning), **keep.take()},
                 artifacts={"model": merged, "tokenizer": task.tokenizer})
@@ -224,10 +229,10 @@ def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: 
         cfg.model, cfg.dataset, dataset, cfg.data, cfg.teacher, device, clock,
         allow_weak_teacher=getattr(cfg, "allow_weak_teacher", False), precision=cfg.precision)
     base = model_scores(teacher, task.encoded["val"], task.encoded["test"], device, timed=True,
-                        precision=resolve(cfg.precision, device), keep=keep, teacher=True)
+                        precision=_resolved(cfg, device), keep=keep, teacher=True)
     yield Event(Stage.STEP_DONE, step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
                 payload={**base, "n_layers": base["num_layers"], "window": None, "teacher_cached": cached,
-                         "precision": resolve(cfg.precision, device)}, tables=keep.take() if keep else {})
+                         "precision": _resolved(cfg, device)}, tables=keep.take() if keep else {})
     clock.tick("evaluate")
     return task, teacher, teacher_cfg, base
 
@@ -268,7 +273,7 @@ def _select(cfg: MergeConfig, teacher: nn.Module, acts: Mapping[int, torch.Tenso
         for done, window in enumerate(windows, start=1):
             rows.append(score_window(teacher, window, acts, similarity, cfg.selection, val=val,
                                      reference=cfg.reference, device=device,
-                                     precision=resolve(cfg.precision, device)))
+                                     precision=_resolved(cfg, device)))
             score = rows[-1].get("val_accuracy", rows[-1]["mean_cka"])
             yield Event(Stage.SELECT, step=1, progress=0.05 + 0.1 * done / len(windows),
                         message=f"Window {done}/{len(windows)} ({rows[-1]['window']}): {cfg.selection} {score:.3f}")
@@ -294,7 +299,7 @@ def _merge_phase(cfg: MergeConfig, teacher: nn.Module, window: tuple[int, ...], 
     merged = merge_aligned(teacher, window, perms, cfg.reference)
     clock.tick("merge")
     no_tuning = model_scores(merged, task.encoded["val"], task.encoded["test"], device,
-                             precision=resolve(cfg.precision, device), keep=keep, name="merge_no_tuning")
+                             precision=_resolved(cfg, device), keep=keep, name="merge_no_tuning")
     clock.tick("evaluate")
     yield Event(Stage.MERGE, step=1, progress=0.2,
                 message=f"Merged: {base['params_total'] - no_tuning['params_total']:,} parameters removed; "
@@ -329,9 +334,9 @@ def _recovery(cfg: MergeConfig, task: Any, teacher: nn.Module, teacher_cfg: Trai
                              freeze_word_embeddings=train_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
                              seed=cfg.seed, precision=cfg.precision)
         train_kd = attach_teacher_logits(task.encoded["train"], teacher, device=device,
-                                         precision=resolve(cfg.precision, device))
+                                         precision=_resolved(cfg, device))
     return _Recovery(task.encoded["train"], train_kd, train_cfg, kd_cfg, kd, task.encoded["val"],
-                     task.encoded["test"], device, resolve(cfg.precision, device))
+                     task.encoded["test"], device, _resolved(cfg, device))
 
 
 def _shared_ok(model: nn.Module, window: Sequence[int]) -> bool:

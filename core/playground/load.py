@@ -226,7 +226,7 @@ def load_run(store: RunStore, run_id: str) -> Loaded:
     key = _teacher_key_of(cfg, task, compressed)
     teacher = _load_teacher(key, f"run {run.id}")
     device = _device()
-    precision = resolve(str(run.summary.get("precision") or cfg.precision), device)
+    precision = resolve(str(run.summary.get("precision") or cfg.precision), device, task.model.hidden_size)
     return Loaded(task=task, teacher=teacher.to(device), compressed=compressed.to(device), precision=precision,
                   teacher_key=key, run=run)
 

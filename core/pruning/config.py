@@ -17,6 +17,8 @@ from core.config import (
     from_dict,
     to_dict,
 )
+from core.models.registry import get_model_spec
+from core.precision import check_run_precision
 from core.train import DistillConfig
 
 FUSION = ("lr_fusion", "rf_fusion")
@@ -66,6 +68,7 @@ class PruneConfig:
             raise ConfigError(f"{o}.model must be a registry key or hub id, got {self.model!r}")
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ConfigError(f"{o}.dataset must be a dataset key, got {self.dataset!r}")
+        check_run_precision(o, self.precision, self.model, get_model_spec(self.model).hidden_size)
         check_choice(o, "strategy", self.strategy, strategy_keys())
         check_bounds(self)
         check_choice(o, "normalise", self.normalise, ("rank", "zscore"))

@@ -23,6 +23,7 @@ import torch
 from core.config import TrainConfig
 from core.data.batches import batches, default_device, take
 from core.fusion import profile_rows
+from core.models.registry import get_model_spec
 from core.oracle import best_layer
 from core.precision import resolve
 from core.pruning.config import PruneConfig
@@ -135,7 +136,7 @@ class TreeWalk:
         self.profiles = profiles if profiles is not None else pd.DataFrame()
         self.device = device or default_device()
         #: what runs here (fp32/bf16/fp16), never "auto": recorded with every result
-        self.precision = resolve(self.cfg.precision, self.device)
+        self.precision = resolve(self.cfg.precision, self.device, get_model_spec(self.cfg.model).hidden_size)
         self.dataset = dataset
         self.stats = WalkStats()
         self._dropped: set[str] = set()

@@ -153,11 +153,12 @@ class Cell:
 
     @classmethod
     def of(cls, cfg: PruneConfig, snapshot: str) -> Cell:
+        from core.models.registry import get_model_spec
         from core.precision import resolve
 
         snap = snapshot if cfg.strategy in FUSION else ""
         config = cfg.to_dict()
-        config["precision"] = resolve(cfg.precision)  # what runs here: auto is bf16 on one machine, fp32 on another
+        config["precision"] = resolve(cfg.precision, None, get_model_spec(cfg.model).hidden_size)  # what runs here: auto is bf16 on one machine, fp32 on another
         ident = json.dumps({"config": config, "profile_snapshot": snap, "version": CELL_VERSION}, sort_keys=True)
         cell_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
         group = hashlib.sha256(group_key(cfg).encode()).hexdigest()[:12]
