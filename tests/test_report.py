@@ -183,10 +183,11 @@ def test_comparison_report_ranks_the_runs_and_draws_each(report_store):
 
 
 # ------------------------------------------------------------------------------------------ refusal
-@pytest.mark.parametrize("state", ["queued", "running", "cancelled"])
-def test_an_unfinished_run_is_refused_not_half_reported(report_store, state):
+@pytest.mark.parametrize("state, says", [("queued", "is queued: it has not started"), ("running", "is still running"),
+                                         ("cancelled", "was cancelled before it finished")])
+def test_an_unfinished_run_is_refused_not_half_reported(report_store, state, says):
     store, ids = report_store
-    with pytest.raises(ReportRefused, match=f"{ids[state]} is {state}, not finished"):
+    with pytest.raises(ReportRefused, match=f"{ids[state]} {says}.*finished pruning runs only"):
         build_report(store, [ids[state]])
     # in a comparison, the message names the unfinished run only
     with pytest.raises(ReportRefused) as err:
@@ -203,6 +204,14 @@ def test_refusals_name_missing_and_other_kinds_of_run(report_store):
         check_finished(store, [merge])
     with pytest.raises(ReportRefused, match="at least one run"):
         check_finished(store, [])
+    for status, says in (("failed", "failed before it finished"),
+                         ("interrupted", "was interrupted before it finished")):
+        ended = store.create_run(kind="prune", model="tiny-bert", dataset="keywords", strategy="random",
+                                 config=tiny_config("random"))
+        store.mark_running(ended)
+        store.finish(ended, status, error="stopped")
+        with pytest.raises(ReportRefused, match=f"{ended} {says}"):
+            check_finished(store, [ended])
     assert [r.id for r in check_finished(store, [ids["top_down"], ids["top_down"]])] == [ids["top_down"]]
 
 
@@ -214,7 +223,7 @@ def test_command_line_writes_the_report_or_says_why_not(report_store, tmp_path, 
     assert out.read_text().count("Plotly.newPlot(") == 5 and "wrote" in capsys.readouterr().out
     refused = tmp_path / "refused.html"
     assert main([ids["running"], "--out", str(refused)]) == 2
-    assert "is running, not finished" in capsys.readouterr().err and not refused.exists()
+    assert "is still running" in capsys.readouterr().err and not refused.exists()
 
 
 # ------------------------------------------------------------------------------------------ pages
@@ -237,12 +246,12 @@ def test_runs_and_compare_pages_offer_the_report_or_show_the_refusal(report_stor
     at.selectbox(key="runs_export").set_value(ids["running"]).run()
     assert not at.exception and "Report (HTML)" not in [b.label for b in at.get("download_button")]
     assert at.button(key="dl_html_refused").disabled
-    assert any(f"{ids['running']} is running, not finished" in c.value for c in at.caption)
+    assert any(f"{ids['running']} is still running" in c.value for c in at.caption)
 
     at = page("compare").run()  # the running run is among the selected ones: refused, and says why
     assert not at.exception
     assert at.button(key="cmp_report_refused").disabled
-    assert any("is running, not finished" in c.value for c in at.caption)
+    assert any("is still running" in c.value for c in at.caption)
     at.toggle(key="cmp_done").set_value(True).run()  # finished runs only: the report is offered
     assert not at.exception
     assert "Report of these runs (HTML)" in [b.label for b in at.get("download_button")]

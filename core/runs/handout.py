@@ -38,6 +38,13 @@ BUDGET_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("precision setting", ("precision",)), ("seed", ("seed",)))
 
 
+#: how the refusal names a run that has not finished, by its status
+UNFINISHED: dict[RunStatus, str] = {
+    RunStatus.QUEUED: "is queued: it has not started", RunStatus.RUNNING: "is still running",
+    RunStatus.CANCELLED: "was cancelled before it finished",
+    RunStatus.INTERRUPTED: "was interrupted before it finished", RunStatus.FAILED: "failed before it finished"}
+
+
 class ReportRefused(ValueError):
     """The runs asked for cannot make a report (not finished, not a pruning run, or missing); the message says
     which and why."""
@@ -55,7 +62,7 @@ def check_finished(store: RunStore, run_ids: Sequence[str]) -> list[Run]:
         elif run.kind != "prune":
             why.append(f"{run_id} is a {run.kind} run (reports cover pruning runs)")
         elif run.status != RunStatus.DONE:
-            why.append(f"{run_id} is {run.status}, not finished")
+            why.append(f"{run_id} {UNFINISHED.get(run.status, f'is {run.status}')}")
         else:
             runs.append(run)
     if why:
