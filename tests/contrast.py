@@ -133,11 +133,13 @@ def make_negation(layer: nn.Module) -> None:
 
 def contrast_model(seed: int = 0, trained: int = DEFAULT_TRAINED,
                    negations: tuple[int, ...] = DEFAULT_NEGATIONS, epochs: float = 6.0,
-                   rows: int = 600) -> ContrastModel:
+                   rows: int = 600, precision: str = "fp32") -> ContrastModel:
     """Build and train the contrast model (see the module docstring). Deterministic for a given ``seed``.
 
     ``trained`` is the position of the one layer trained on the task; ``negations`` are the positions of the
     sign-flipping layers (an even number, all after ``trained``); every other layer is an identity.
+    ``precision`` is the training precision, pinned (fp32 by default) so the fixture never follows the machine;
+    scripts/contrast_hold_rates.py builds it in both precisions and several seeds.
     """
     check_int("contrast_model", "seed", seed, 0, 2**31 - 1)
     check_int("contrast_model", "trained", trained, 0, 11)
@@ -167,7 +169,7 @@ def contrast_model(seed: int = 0, trained: int = DEFAULT_TRAINED,
     for p in frozen:
         p.requires_grad_(False)
     cfg = TrainConfig(epochs=epochs, lr=3e-3, batch_size=32, head_lr_multiplier=1.0, weight_decay=0.0,
-                      freeze_word_embeddings=False, group_by_length=False, seed=seed)
+                      freeze_word_embeddings=False, group_by_length=False, seed=seed, precision=precision)
     try:
         run_to_end(fine_tune(model, task.encoded["train"], cfg, device=torch.device("cpu")))
     finally:
