@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import paper_plots as pp
+from ui import paper_sections as pn
 from ui import router, state, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
@@ -30,7 +31,7 @@ seeds = ref.seeds(model)
 datasets = sorted(ref.summary.loc[ref.summary["model"] == model, "dataset"].unique())
 st.caption(f"**Budget:** {ref.budget} (our choice: the paper does not publish its training sizes or epochs). "
            f"**{model}**, {len(datasets)} dataset(s), {seeds} (mean over seeds and the spread min–max). "
-           f"Files: `{ref.folder}`.")
+           f"Files: `{ref.shown_folder}`.")
 
 
 # ------------------------------------------------------------------------------------------ claims
@@ -42,7 +43,10 @@ if ref.held_out:
                "scored on half B; then swapped, both ways averaged). A strategy at or below the noise floor does as "
                "well as an oracle that had not seen the scoring rows: as good as the measurement can tell. A claim "
                "counts a win only when its paired 95 % interval (bootstrap over steps) excludes 0: **beyond noise**; "
-               "otherwise it is a tie, **within noise**.",
+               "otherwise it is a tie, **within noise**. A claim *over datasets* is beyond noise only when the "
+               "two-level bootstrap (datasets, then steps) excludes 0 **and** an exact sign-flip test over the "
+               "dataset means gives p < 0.05. Baselines are fair: random is its expectation over the candidates, "
+               "and each single signal prunes from the end learned on the other datasets.",
                icon=":material/balance:")
 else:
     st.warning("**This bank has no per-example outcomes**, so there is no noise floor: the one-step regrets below "
@@ -56,7 +60,9 @@ st.caption("Our numbers stand on this app's CPU-sized budget and models, not the
            "hub datasets, so they test the *shape* of each claim. The paper publishes no code and no per-dataset "
            "numbers; where it leaves a definition open (regret, the accuracy-to-size ratio) we say ours. "
            f"One-step regrets: {ref.scoring}. Intervals: 95 %, bootstrap over steps (per dataset) and over datasets "
-           "and steps (averages); a count of wins leaves out the ties within noise and says how many there were.")
+           "and steps (averages); a count of wins leaves out the ties within noise and says how many there were. "
+           "**Over datasets: sign-flip p**: the exact two-sided sign-flip test of the claim's comparison over the "
+           "dataset means (every one of the 2^n sign patterns; with 8 datasets p cannot go below 0.008).")
 
 # ------------------------------------------------------------------------------------------ one step
 st.subheader("One step at a time: each strategy's choice against the oracle")
@@ -65,7 +71,13 @@ st.markdown("At every profiled step of the oracle's own pruning path, each strat
             "accuracy points lost against the best removal at that step, before fine-tuning. **Top-1 hit rate**: "
             "how often the strategy picked the best layer. **Spearman**: agreement of the strategy's ordering "
             "with the oracle's. The fusion rankers are trained leave-one-dataset-out: never on rows of the "
-            "dataset they are scored on.")
+            "dataset they are scored on; so is each single signal's direction (prune its lowest or its highest value "
+            "first: the end that lost fewer points on the other datasets). **Random** is its exact expectation over "
+            "the step's candidates (the mean regret of removing each one), never one seeded draw.")
+if not ref.random_expected:
+    st.warning("These reference files score random by **one seeded draw** and each single signal by the registry's "
+               "direction (files from before the fair baselines): remake them with `python -m core study paper`.",
+               icon=":material/warning:")
 if not datasets:
     st.info(f"No one-step results for {model} in these files (they hold: "
             f"{', '.join(sorted(ref.summary['model'].unique()))}).", icon=":material/info:")
@@ -87,7 +99,8 @@ else:
     heat, bars = st.columns(2) if len(datasets) <= 3 else (st.container(), st.container())
     with heat:
         widgets.chart(pp.rank_heatmap(pp.rank_matrix(ref.summary, model), label,
-                                      f"Rank per dataset (1 = lowest regret; {seeds})"), key="paper_heatmap")
+                                      f"Rank per dataset (1 = lowest regret; {seeds})", name=pp.one_step_name),
+                      key="paper_heatmap")
     with bars:
         by_strategy = pp.regret_by_strategy(ref.summary, model, ref.overall)
         widgets.chart(pp.regret_bars(by_strategy, f"Mean regret over {len(datasets)} datasets ({seeds})"),
@@ -109,6 +122,8 @@ else:
                                               "Spearman")})
         st.download_button("Download (CSV)", ref.summary.to_csv(index=False).encode(), "one_step_summary.csv",
                            "text/csv", key="paper_csv")
+    pn.fair_baselines(ref, model, seeds)
+    pn.over_datasets(ref, model)
 
 # ------------------------------------------------------------------------------------------ depth
 st.subheader("Accuracy as layers are removed")
@@ -166,8 +181,9 @@ else:
                                               "validation accuracy"), key=f"paper_oracle_{ds}")
 
 with st.expander("Where these numbers come from"):
-    st.markdown(f"Read from `{ref.folder}`: `one_step.csv` ({len(ref.one_step):,} rows: one per dataset, seed, step "
-                f"and strategy), `one_step_summary.csv`, `claims.json`"
+    st.markdown(f"Read from `{ref.shown_folder}`: `one_step.csv` ({len(ref.one_step):,} rows: one per dataset, seed, "
+                f"step and strategy), `one_step_summary.csv`, `one_step_overall.csv`, `directions.csv`, "
+                "`dataset_tests.csv`, `claims.json`"
                 + (", `full_path.csv`" if ref.full_path is not None else "") + ". Remake them with "
                 "`python -m core study paper`; the profile bank they stand on is in `data/bank/`.")
     if ref.meta:

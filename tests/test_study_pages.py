@@ -103,11 +103,11 @@ def test_paper_page_shows_claims_heatmap_regret_and_the_oracle_path(reference, m
     at = page("paper").run()
     assert_clean(at)
     claims = at.table[0].value
-    assert list(claims.columns[:6]) == ["The paper says", "We measured", "Noise", "Beyond noise: for / against, ties",
-                                       "Measurement", "Budget"]
-    assert len(claims) == 6
+    assert list(claims.columns[:7]) == ["The paper says", "We measured", "Noise", "Beyond noise: for / against, ties",
+                                       "Over datasets: sign-flip p", "Measurement", "Budget"]
+    assert len(claims) == 7
     one_step = claims["Measurement"] == "one-step"
-    assert one_step.sum() == 4 and claims.loc[one_step, "Seeds"].astype(int).eq(2).all()
+    assert one_step.sum() == 5 and claims.loc[one_step, "Seeds"].astype(int).eq(2).all()
     # without a full-path study its claims say so and carry no seeds, never a borrowed number
     assert claims.loc[~one_step, "Seeds"].astype(int).eq(0).all()
     assert claims.loc[~one_step, "We measured"].str.startswith("not measured yet").all()

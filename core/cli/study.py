@@ -244,6 +244,36 @@ def cmd_bank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_fair(table: Any) -> None:
+    """The paper check's fair baselines and dataset-level tests, as the reference files hold them."""
+    from core.studies.dataset_tests import dataset_comparisons
+    from core.studies.fair import direction_table, direction_text
+    from core.studies.regret import regret_over_datasets
+
+    def pts(v: float, lo: float, hi: float) -> str:
+        return f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+    overall = regret_over_datasets(table)
+    print("\nmean regret over datasets (95 % bootstrap over datasets, then steps; random: its expectation):")
+    for r in overall.itertuples():
+        draw = f"  one seeded draw: ±{r.draw_sd:.2f} (sd)" if r.draw_sd == r.draw_sd else ""
+        print(f"  {r.strategy:<18} {pts(r.regret, r.low, r.high)}  {r.datasets} datasets, {r.seeds} seeds{draw}")
+    directions = direction_table(table)
+    if len(directions):
+        print("\nsingle-signal directions (regret: learned rule | always lowest | always highest):")
+        for r in directions.to_dict("records"):
+            print(f"  {r['strategy']:<18} {pts(r['regret'], r['regret_low'], r['regret_high'])} | "
+                  f"{pts(r['regret_lowest'], r['regret_lowest_low'], r['regret_lowest_high'])} | "
+                  f"{pts(r['regret_highest'], r['regret_highest_low'], r['regret_highest_high'])}  "
+                  f"{direction_text(r)}")
+    tests = dataset_comparisons(table)
+    if len(tests):
+        print("\nover datasets (B - A, points; > 0 favours A):")
+        for r in tests.to_dict("records"):
+            print(f"  {r['a']} vs {r['b']}: {pts(r['estimate'], r['low'], r['high'])}, sign-flip p = "
+                  f"{r['sign_flip_p']:.3f} ({r['favour_a']} of {r['datasets']} favour {r['a']}): {r['verdict']}"
+                  + (f"\n      {r['power']}" if isinstance(r.get("power"), str) and r["power"] else ""))
+
+
 def cmd_paper(args: argparse.Namespace) -> int:
     """Recompute the paper check from the bank (one-step) and the store's study runs (full path)."""
     from pathlib import Path
@@ -272,6 +302,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
             "spearman", "seeds", "steps", "position"]  # regret_low/high: 95 % bootstrap interval over steps
     print(summary[summary["strategy"] != "oracle"][cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"one-step regret {paper.scoring_text(table)}")
+    _print_fair(table)
     for c in claim_rows:
         print(f"\n[{c['key']}] paper: {c['paper']}\n  ours ({c['measure']}, {c.get('noise', '?')}): {c['ours']}")
     print(f"\nwritten to {folder}")
@@ -291,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", nargs="+", default=["trec"], help="registry keys, hub:NAME, upload:ID or files")
     r.add_argument("--text-column", default=None)
     r.add_argument("--label-column", default=None)
-    r.add_argument("--strategies", nargs="+", default=None, help="default: all 18 (with --config: narrows the study file's strategies)")
+    r.add_argument("--strategies", nargs="+", default=None,
+                   help="default: all 18 (with --config: narrows the study file's strategies)")
     r.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="default 0; with --config: run only these of its seeds")
     r.add_argument("--layers", type=int, default=6)

@@ -12,14 +12,9 @@ oracle's per-example outcomes, ``steps/<k>/outcomes/oracle_val.parquet``) holds 
 layer, validation example): ``correct`` (int8), ``loss`` and ``kl_to_teacher`` (float32). The manifest's
 ``outcomes`` entry (file, rows, layer-steps, SHA-256) covers it; :func:`load_outcomes` checks it. The paper check
 scores each strategy on validation examples the oracle did not use to pick its best (:mod:`core.studies.paper`).
-
-**Two KLs, each named by its reference model.** ``oracle_kl_to_current`` (profiles, one per layer-step) is the mean
-KL(the step's current model || the model without this layer): the oracle's criterion, measured against the model
-the step starts from (after the earlier removals and their fine-tuning). ``kl_to_teacher`` (outcomes, one per
-example) is KL(the original unpruned teacher || the model without this layer). They agree at step 1 (the current
-model is the teacher) and drift apart from step 2 (by up to 0.35 nats on the mean in bank v2). Banks written before
-the rename call the first ``oracle_kl``: :func:`load_bank` reads them under today's name (the file and its
-checksum are untouched), :func:`write_bank` writes today's.
+**Two KLs, named by their reference model**: ``oracle_kl_to_current`` (profiles) is KL(the step's current model ||
+the model without this layer), ``kl_to_teacher`` (outcomes) KL(the original teacher || it); equal at step 1 only.
+Banks from before the rename call the first ``oracle_kl``: read under today's name (files and checksum untouched).
 
 :func:`training_profiles` is what fusion trains on: the bank (``source = "bank v<N>"``) plus the user's own
 stored profiles (``source = "store"``), each row flagged ``weak_teacher`` when its run pruned a teacher that failed
@@ -40,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.splits import SPLIT_VERSION
-from core.fusion.features import ORACLE_KL, upgrade_profiles
+from core.fusion.features import ORACLE_KL, rename_legacy
 from core.paths import PROJECT_ROOT, atomic_file, atomic_write_text
 from core.signals import DEFAULT_COLUMNS, get_info
 
@@ -61,11 +56,8 @@ WEAK_TEACHER = "weak_teacher"
 
 SIGNAL_COLUMNS: tuple[str, ...] = tuple(DEFAULT_COLUMNS)
 ORACLE_COLUMNS = ("oracle_accuracy", "oracle_loss")
-#: kept when the runs measured them (banks grown before the oracle measured KL do not have it; NaN on such rows).
-#: ``oracle_kl_to_current``: KL to the step's current model (``oracle_kl`` in banks from before the rename)
+#: kept when the runs measured them (banks grown before the oracle measured KL do not have it; NaN on such rows)
 OPTIONAL_COLUMNS = (ORACLE_KL,)
-#: profile column names of banks from before a rename -> today's (read by :func:`validate_rows`)
-LEGACY_COLUMNS = {"oracle_kl": ORACLE_KL}
 KEY_COLUMNS = ("model", "dataset", "seed", "run_id", "step", "original_layer")
 INT_COLUMNS = ("seed", "step", "layer", "original_layer", "n_layers", "n_original")
 TEXT_COLUMNS = ("model", "dataset", "run_id", "removed_so_far", "data_config", "teacher_fingerprint", "code_version")
@@ -121,9 +113,8 @@ def _fail(what: str) -> BankError:
 
 
 def validate_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Check the bank's columns, kinds and ranges; returns the rows in today's column names (:data:`LEGACY_COLUMNS`
-    renamed) with their oriented signal scores added."""
-    rows = _current_names(rows)
+    """Check the bank's columns, kinds and ranges; returns the rows in today's names with oriented scores added."""
+    rows = rename_legacy(rows)
     missing = [c for c in COLUMNS if c not in rows.columns]
     if missing:
         raise _fail(f"columns {missing} are missing")
@@ -154,14 +145,6 @@ def validate_rows(rows: pd.DataFrame) -> pd.DataFrame:
         info = get_info(key)
         out[info.score_column] = (1.0 if info.direction == "lowest" else -1.0) * out[key]
     return out
-
-
-def _current_names(rows: pd.DataFrame) -> pd.DataFrame:
-    """Bank rows with the column names of banks from before a rename replaced by today's (idempotent)."""
-    if not any(old in rows.columns for old in LEGACY_COLUMNS):
-        return rows
-    upgraded = upgrade_profiles(rows)
-    return upgraded if "source" in rows.columns else upgraded.drop(columns="source")
 
 
 def load_bank(folder: str | Path | None = None) -> Bank:
@@ -358,8 +341,7 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
     runs = [r for r in store.list_runs(kind="prune", status="done", model=model)
             if (strategies is None or r.strategy in strategies) and not r.weak_teacher]
     profiles = store.profiles(model=model)
-    if not profiles.empty:  # runs recorded before a rename carry the old column names
-        profiles = _current_names(profiles)
+    profiles = rename_legacy(profiles)  # runs recorded before a rename carry the old column names
     out = []
     fingerprints: dict[str, str] = {}
     for run in runs:
@@ -410,7 +392,7 @@ def merge_rows(kept: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     in ``kept``; other paths of ``kept`` stay. Lets a bank be built over several machines or sessions, each
     adding the runs its own store finished."""
     key = ["model", "dataset", "data_config", "seed"]
-    kept, new = _current_names(kept), _current_names(new)
+    kept, new = rename_legacy(kept), rename_legacy(new)
     if kept.empty:
         return new.copy()
     fresh = set(map(tuple, new[key].drop_duplicates().itertuples(index=False)))
@@ -426,7 +408,7 @@ def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_fi
     """Validate ``rows`` (and ``outcomes``, the per-example companion, when given) and write the bank (Parquet +
     manifest) atomically; returns the manifest. Without outcomes, a companion left from an earlier bank is
     removed: the manifest and the files always describe the same bank."""
-    rows = _current_names(rows)
+    rows = rename_legacy(rows)
     validate_rows(rows)
     folder = Path(folder) if folder is not None else bank_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -86,18 +86,25 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def upgrade_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
-    """Profiles in today's vocabulary: legacy column names renamed, a missing ``source`` filled as "store".
-
-    The one place where old stored profiles are read into the current names (idempotent). A frame holding both
-    names (old and new rows concatenated) keeps today's column, filled from the old one where it is empty.
-    """
+def rename_legacy(profiles: pd.DataFrame) -> pd.DataFrame:
+    """Profile (or bank) rows with the column names of older versions replaced by today's
+    (:data:`LEGACY_PROFILE_COLUMNS`); a frame holding both (old and new rows concatenated) keeps today's column,
+    filled from the old one where it is empty. Idempotent; nothing else changes."""
     renames = {old: new for old, new in LEGACY_PROFILE_COLUMNS.items()
                if old in profiles.columns and new not in profiles.columns}
     out = profiles.rename(columns=renames) if renames else profiles
     both = [(old, new) for old, new in LEGACY_PROFILE_COLUMNS.items() if old in out.columns and new in out.columns]
     if both:
         out = out.assign(**{new: out[new].fillna(out[old]) for old, new in both}).drop(columns=[o for o, _ in both])
+    return out
+
+
+def upgrade_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
+    """Profiles in today's vocabulary: legacy column names renamed, a missing ``source`` filled as "store".
+
+    The one place where old stored profiles are read into the current names (idempotent; :func:`rename_legacy`).
+    """
+    out = rename_legacy(profiles)
     if SOURCE not in out.columns:
         out = out.assign(**{SOURCE: STORE_SOURCE})
     elif out[SOURCE].isna().any():

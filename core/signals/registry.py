@@ -42,6 +42,10 @@ class SignalInfo:
 
     ``direction`` says which end of the raw value is pruned first; ranking always uses the
     direction-adjusted score (``score = value`` for "lowest", ``-value`` for "highest"), lowest first.
+    ``direction_reason`` says why that end: the directions were fixed a priori, in the registry's first version
+    (before any oracle, bank or run existed) and are unchanged since; the runs use them. The Paper check also
+    learns each signal's direction on the profile bank leave-one-dataset-out, the way fusion learns
+    (:mod:`core.studies.fair`), and shows both directions' regret.
     """
 
     key: str
@@ -54,6 +58,8 @@ class SignalInfo:
     origin: str
     note: str = ""
     reference: str = PAPER
+    #: why ``direction`` (every registry entry has one: :func:`_check_registry`)
+    direction_reason: str = ""
 
     def __post_init__(self) -> None:
         o = f"SignalInfo[{self.key!r}]"
@@ -78,6 +84,18 @@ class SignalInfo:
         return FAMILIES.get(self.family, "Baseline")
 
     @property
+    def direction_text(self) -> str:
+        """The teaching panel's sentence: which end is pruned first, how that was decided and why."""
+        if self.key == "random":
+            return f"**Pruned first:** a random layer: {self.direction_reason}"
+        if self.family == BASELINE_FAMILY:
+            return f"**Pruned first:** the layer with the **{self.direction}** value: {self.direction_reason}"
+        return (f"**Pruned first:** the layer with the **{self.direction}** value, fixed a priori (in this "
+                f"registry's first version, before any measurement; the runs use it) because "
+                f"{self.direction_reason} The Paper check also learns the direction on the profile bank "
+                "leave-one-dataset-out, as fusion learns, and scores both ends.")
+
+    @property
     def score_column(self) -> str:
         """The table column holding the direction-adjusted score (lower = pruned first)."""
         return f"score__{self.key}"
@@ -97,6 +115,7 @@ _ENTRIES = (
         formula_latex=r"\mathrm{Inh}_\ell=\frac{1}{\lvert M\rvert\,d}\sum_{(i,t)\in M}\sum_{j=1}^{d}"
                       r"h^{(\ell)}_{i,t,j}",
         direction="lowest", needs=_FWD,
+        direction_reason="a layer whose outputs sit low on average passes little excitation on to the next layer.",
         intuition="The average signed value of everything the layer outputs. Like an inhibited neuron that "
                   "stays near (or below) its resting level, a layer whose outputs sit low on average passes "
                   "little excitation on to the next layer, so it is removed first.",
@@ -106,6 +125,7 @@ _ENTRIES = (
         formula_latex=r"\mathrm{Int}_\ell=\frac{1}{\lvert M\rvert}\sum_{(i,t)\in M}"
                       r"\lVert h^{(\ell)}_{i,t}\rVert_2",
         direction="lowest", needs=_FWD,
+        direction_reason="the quietest layer is assumed to do the least work.",
         intuition="How loudly the layer speaks: the average length of its output vector per token, whatever "
                   "the sign. It plays the role of a neuron's firing rate; the quietest layer goes first.",
     ),
@@ -113,6 +133,7 @@ _ENTRIES = (
         key="energy", display_name="Energy", family="activation", origin="paper", note=OUR_FORMULA,
         formula_latex=r"E_\ell=\frac{1}{N}\sum_{i=1}^{N}\sum_{t:(i,t)\in M}\lVert h^{(\ell)}_{i,t}\rVert_2^2",
         direction="lowest", needs=_FWD,
+        direction_reason="a layer that spends little energy is assumed to do little work.",
         intuition="The total squared activity a layer produces for one sentence (the squared Frobenius norm "
                   "of its output matrix over real tokens). Like the metabolic energy a brain region burns, a "
                   "layer that spends little energy is assumed to do little work.",
@@ -128,6 +149,7 @@ _ENTRIES = (
         formula_latex=r"\sum_{c=1}^{k}\hat I_{\mathrm{kNN}}\big(z^{(\ell)}_{c};\,y\big),\quad "
                       r"z^{(\ell)}_i=\mathrm{PCA}_k\Big(\frac{1}{n_i}\sum_{t:(i,t)\in M}h^{(\ell)}_{i,t}\Big)",
         direction="lowest", needs=_needs("forward", "labels"),
+        direction_reason="a layer whose representation says little about the label carries the least task information.",
         intuition="How much knowing the layer's summary of a sentence tells you about its label. A neuron "
                   "tuned to the stimulus that matters carries task information; a layer whose "
                   "representation says little about the label is the first candidate to drop.",
@@ -141,6 +163,7 @@ _ENTRIES = (
                       r"{\lVert \tilde X^{\top}\tilde X\rVert_F\,\lVert \tilde Y^{\top}\tilde Y\rVert_F},\quad "
                       r"X=h^{(\ell-1)}_{M},\ Y=h^{(\ell)}_{M}",
         direction="highest", needs=_FWD,
+        direction_reason="a layer whose output is already in its input (CKA near 1) adds the least.",
         intuition="How much of the layer's output is already in its input (1 = a linear re-coding of the "
                   "input, 0 = unrelated). A layer that only echoes what it receives, like a relay neuron "
                   "repeating its input, adds little and is removed first.",
@@ -150,6 +173,7 @@ _ENTRIES = (
         key="gradient_norm", display_name="Gradient-Norm", family="gradient", origin="our definition",
         formula_latex=r"\big\lVert \nabla_{\theta_\ell}\mathcal L\big\rVert_2",
         direction="lowest", needs=_GRAD,
+        direction_reason="weights the task loss barely pulls on are not being used for the task.",
         intuition="How strongly the task loss pulls on the layer's weights, averaged over the calibration "
                   "set. Synapses that receive no error signal are not being used for the task; the layer "
                   "with the weakest pull goes first.",
@@ -163,6 +187,7 @@ _ENTRIES = (
                       r"\big\rVert_2^2\approx\frac{1}{N}\sum_{i=1}^{N}\big\lVert\nabla_{\theta_\ell}"
                       r"\ell_i\big\rVert_2^2",
         direction="lowest", needs=_GRAD,
+        direction_reason="a flat loss surface around the layer's weights means losing them should hurt least.",
         intuition="The empirical Fisher information of the layer's weights: how sharply, example by example, "
                   "the loss reacts to nudging them. Low Fisher means the loss surface is flat there, so "
                   "losing the layer should hurt least.",
@@ -171,6 +196,7 @@ _ENTRIES = (
         key="taylor", display_name="Taylor", family="gradient", origin="our definition",
         formula_latex=r"\Big\lvert\sum_{p\in\theta_\ell} g_p\,w_p\Big\rvert,\quad g=\nabla_{\theta}\mathcal L",
         direction="lowest", needs=_GRAD,
+        direction_reason="the smallest first-order estimate of the loss change if the layer's weights were zeroed.",
         intuition="A first-order Taylor estimate of how much the loss would change if the layer's weights "
                   "were set to zero, like predicting the deficit of a brain lesion from how the region is "
                   "wired. The smallest predicted damage is pruned first.",
@@ -182,18 +208,19 @@ _ENTRIES = (
              "mean square so layers of different width compare.",
         formula_latex=r"\sqrt{\frac{1}{\lvert W_\ell\rvert}\sum_{w\in W_\ell}w^{2}}",
         direction="lowest", needs=_needs("weights"),
+        direction_reason="the weakest connections go first, as in magnitude pruning.",
         intuition="The typical strength of the layer's connections. As in synaptic pruning during brain "
                   "development, the weakest connections are the first to go.",
     ),
     SignalInfo(
         key="weight_entropy", display_name="Weight-Entropy", family="weight", origin="paper",
         note=OUR_FORMULA + " Histogram: 256 equal-width bins spanning the layer's own weight range (so the "
-             "value depends on the shape of the distribution, not its scale). Direction, our choice: lowest "
-             "first. Low entropy means the weights take few distinct values (an all-zero or constant layer "
-             "has entropy 0): the layer stores little information and is closest to a trivial map.",
+             "value depends on the shape of the distribution, not its scale).",
         formula_latex=r"H_\ell=-\sum_{b=1}^{256}p_b\ln p_b,\quad p_b=\frac{\#\{w\in W_\ell:w\in\mathrm{bin}_b\}}"
                       r"{\lvert W_\ell\rvert}",
         direction="lowest", needs=_needs("weights"),
+        direction_reason="weights that take few distinct values store little information (an all-zero or constant "
+                         "layer has entropy 0), so the layer is closest to a trivial map.",
         intuition="How varied the layer's connection strengths are. Synapses that are all alike carry little "
                   "information, so the layer with the least diverse weights goes first.",
     ),
@@ -205,6 +232,7 @@ _ENTRIES = (
         formula_latex=r"\frac{1}{\lvert M\rvert\,K}\sum_{(i,t)\in M}\sum_{k=1}^{K}-\sum_{s}"
                       r"A^{(\ell,k)}_{i,t,s}\ln A^{(\ell,k)}_{i,t,s}",
         direction="highest", needs=_FWD,
+        direction_reason="near-uniform attention has learned little selective routing.",
         intuition="How spread out the layer's attention is. Near-uniform attention looks everywhere at once "
                   "and has learned little selective routing, like an unfocused gaze; the most diffuse layer "
                   "is pruned first.",
@@ -215,6 +243,7 @@ _ENTRIES = (
         formula_latex=r"\frac{1}{\lvert M\rvert\,K}\sum_{(i,t)\in M}\sum_{k=1}^{K}\max_{s}"
                       r"A^{(\ell,k)}_{i,t,s}",
         direction="lowest", needs=_FWD,
+        direction_reason="heads that focus on no single token pick out little.",
         intuition="How sharply each head focuses on a single token. Focused heads pick out what matters, as "
                   "selective attention does in the brain; the layer with the least focused heads goes first.",
     ),
@@ -231,6 +260,8 @@ BASELINES: dict[str, SignalInfo] = {
             key="random", display_name="Random", family=BASELINE_FAMILY, origin="our definition",
             formula_latex=r"\pi\sim\mathrm{Uniform}\big(S_L\big)\ \text{(seeded)}",
             direction="lowest", needs=frozenset(),
+            direction_reason="no end: a seeded random order, the control (the Paper check scores its expectation over "
+                             "the candidates, never one draw).",
             note="A seeded random permutation of the remaining layers.",
             intuition="The control: layers removed in a random order. Any signal worth its cost should beat it.",
         ),
@@ -240,6 +271,7 @@ BASELINES: dict[str, SignalInfo] = {
             "Transformer Models (Poor Man's BERT), arXiv 2004.03844",
             formula_latex=r"\text{prune } \ell=L,\,L-1,\,\dots,\,1",
             direction="highest", needs=frozenset(),
+            direction_reason="the published rule of Sajjad et al.: the last remaining layer first.",
             intuition="Always drop the last remaining layer. The top layers are the most specialised to the "
                       "pre-training objective, and dropping them is a strong, data-free rule.",
         ),
@@ -251,6 +283,7 @@ BASELINES: dict[str, SignalInfo] = {
                           r"h^{(\ell-1)\top}_{i,t}h^{(\ell)}_{i,t}}{\lVert h^{(\ell-1)}_{i,t}\rVert_2\,"
                           r"\lVert h^{(\ell)}_{i,t}\rVert_2}\Big)",
             direction="lowest", needs=_FWD,
+            direction_reason="the published rule of ShortGPT (Men et al.): the layer that turns its input least first.",
             intuition="How much the layer turns each token's vector: one minus the cosine between its input "
                       "and output. A layer that leaves the direction of its input unchanged is removed first.",
         ),
@@ -289,6 +322,10 @@ def _check_registry() -> None:
         raise ConfigError(f"signal and baseline keys overlap: {sorted(overlap)}")
     if len(SIGNALS) != 12:
         raise ConfigError(f"expected the paper's 12 signals, got {len(SIGNALS)}")
+    for info in (*SIGNALS.values(), *BASELINES.values()):
+        if not isinstance(info.direction_reason, str) or not info.direction_reason.strip():
+            raise ConfigError(f"SignalInfo[{info.key!r}].direction_reason must say why the {info.direction} value "
+                              f"is pruned first, got {info.direction_reason!r}")
 
 
 _check_registry()

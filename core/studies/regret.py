@@ -139,8 +139,9 @@ def summarise_one_step(table: pd.DataFrame) -> pd.DataFrame:
 def regret_over_datasets(table: pd.DataFrame) -> pd.DataFrame:
     """Per (model, strategy): the mean over datasets of the mean regret over each dataset's steps, with a 95 %
     bootstrap interval over datasets and steps (:func:`cluster_interval`); for held-out tables also the paired
-    difference to the noise floor (``vs_floor``, > 0: above the floor) and the scoring. The noise floor is a row
-    of its own (strategy ``noise_floor``); the oracle row is left out (it is not scored)."""
+    difference to the noise floor (``vs_floor``, > 0: above the floor) and the scoring; for the random baseline
+    (scored as its expectation) ``draw_sd``, the standard deviation of one seeded draw's mean around it. The noise
+    floor is a row of its own (strategy ``noise_floor``); the oracle row is left out (it is not scored)."""
     rows: list[dict[str, object]] = []
     if table.empty or "strategy" not in table.columns:  # a bank without profiles: nothing to summarise
         return pd.DataFrame(rows)
@@ -151,10 +152,24 @@ def regret_over_datasets(table: pd.DataFrame) -> pd.DataFrame:
         d = paired_regret(table[table["model"] == model], NOISE_FLOOR, strategy) \
             if floor and strategy != NOISE_FLOOR else None
         rows.append({"model": model, "strategy": strategy, "regret": ci.estimate, "low": ci.low, "high": ci.high,
-                     "datasets": len(groups), "steps": int(len(t)),
+                     "datasets": len(groups), "steps": int(len(t)), "seeds": int(t["seed"].nunique()),
+                     # the random baseline is its expectation; how far one seeded draw of this mean would land
+                     "draw_sd": draw_sd(t) if "regret_sd" in t.columns and t["regret_sd"].notna().all()
+                     else np.nan,
                      "vs_floor": d.estimate if d is not None else np.nan,
                      "vs_floor_low": d.low if d is not None else np.nan,
                      "vs_floor_high": d.high if d is not None else np.nan,
                      "scoring": HELD_OUT if floor else SAME_ROWS})
     out = pd.DataFrame(rows)
     return out.sort_values(["model", "regret"]).reset_index(drop=True) if len(out) else out
+
+
+def draw_sd(rows: pd.DataFrame) -> float:
+    """The standard deviation of one seeded random draw's mean regret around the expectation, for one-step rows of
+    the expected random baseline (columns ``dataset``, ``regret_sd``): the mean over datasets of each dataset's mean
+    over its steps, the draws independent across steps, so its variance is the sum over datasets and steps of
+    ``regret_sd**2 / (datasets**2 * steps_of_that_dataset**2)``."""
+    if rows.empty or "regret_sd" not in rows.columns:
+        return float("nan")
+    per = rows.groupby("dataset")["regret_sd"].agg(lambda s: float(np.sum(np.square(s))) / len(s) ** 2)
+    return float(np.sqrt(per.sum()) / len(per))

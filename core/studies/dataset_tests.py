@@ -1,0 +1,130 @@
+"""Comparisons of two strategies over datasets (issue 29 item 3): beside the two-level bootstrap (datasets, then
+steps: :func:`core.studies.regret.paired_regret`), a test at the level of datasets and, for a difference within
+noise, how many datasets x seeds would separate it.
+
+For strategies A and B on the same one-step table, the difference is ``regret(B) - regret(A)`` (accuracy points;
+> 0: A loses fewer points). Per dataset it is the mean over that dataset's steps (all seeds), as the bootstrap's
+estimate is; :func:`core.stats.datasets.sign_flip_test` tests those dataset means exactly (all ``2**n`` sign
+patterns); :func:`core.stats.datasets.power_statement` reads the between-dataset and between-seed variances from
+the per-(dataset, seed) means. A comparison is **beyond noise** only when both agree: the bootstrap interval
+excludes 0 and the sign-flip p-value is below 0.05.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.stats import beyond_noise
+from core.stats.datasets import ALPHA, power_statement, sign_flip_test
+from core.studies.regret import NOISE_FLOOR, paired_regret
+
+#: strategies that are not single signals (left out of "the best single signal")
+NOT_SINGLE = ("rf_fusion", "lr_fusion", "random", "top_down", "block_influence", "oracle", NOISE_FLOOR)
+
+
+def _paired_steps(table: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Per (model, dataset, seed, step) shared by ``a`` and ``b``: ``diff`` = regret of b - regret of a."""
+    def one(key: str) -> pd.Series:
+        t = table[table["strategy"] == key]
+        return t.set_index(["model", "dataset", "seed", "step"])["regret_points"]
+    both = pd.concat([one(a).rename("a"), one(b).rename("b")], axis=1, join="inner")
+    return (both["b"] - both["a"]).rename("diff").reset_index()
+
+
+def best_single(table: pd.DataFrame, rule: str = "learned") -> str | None:
+    """The single signal with the lowest mean regret over datasets (each dataset's mean over its steps), each
+    pruned from the end the table scored it with (``rule="learned"``) or from the registry's a-priori end
+    (``rule="registry"``: its ``regret_lowest``/``regret_highest`` column)."""
+    from core.signals import get_info
+
+    singles = table[~table["strategy"].isin(NOT_SINGLE)]
+    if singles.empty:
+        return None
+    if rule == "registry" and {"regret_lowest", "regret_highest"} <= set(singles.columns):
+        column = [f"regret_{get_info(str(k)).direction}" for k in singles["strategy"]]
+        values = [float(singles[c].iloc[i]) for i, c in enumerate(column)]
+        singles = singles.assign(regret_points=values)
+    per = singles.groupby(["strategy", "dataset"])["regret_points"].mean().groupby("strategy").mean()
+    return str(per.idxmin())
+
+
+def _scored_at_registry_end(table: pd.DataFrame, key: str) -> bool:
+    """Whether every row of signal ``key`` was scored from the registry's end (learned = a priori everywhere)."""
+    from core.signals import get_info
+
+    rows = table[table["strategy"] == key]
+    return "direction" not in rows.columns or bool((rows["direction"] == get_info(key).direction).all())
+
+
+def compare(table: pd.DataFrame, a: str, b: str, seeds: tuple[int, ...] | None = None) -> dict[str, Any] | None:
+    """A against B over datasets (see the module doc); None when they share no step. Keys: ``estimate``/``low``/
+    ``high`` (the bootstrap), ``sign_flip_p``, ``favour_a``/``favour_b`` (datasets whose mean difference is above
+    / below 0), ``datasets``, ``seeds``, ``verdict`` ("beyond noise" or "within noise"), and for a comparison
+    within noise ``power`` (the sentence) with ``needed_<s>`` (datasets at ``s`` seeds) and the two standard
+    deviations."""
+    d = _paired_steps(table, a, b)
+    if d.empty:
+        return None
+    boot = paired_regret(table, a, b)
+    if boot is None:
+        return None
+    by_dataset = d.groupby("dataset")["diff"].mean()
+    flip = sign_flip_test(by_dataset.to_numpy())
+    path = d.groupby(["dataset", "seed"])["diff"].mean()
+    per_dataset = [g.to_numpy() for _, g in path.groupby(level="dataset")]
+    n_seeds = int(min(len(g) for g in per_dataset))
+    both = beyond_noise(boot) and flip.p < ALPHA
+    out: dict[str, Any] = {"a": a, "b": b, "estimate": boot.estimate, "low": boot.low, "high": boot.high,
+                           "sign_flip_p": flip.p, "sign_flip_min_p": flip.min_p, "favour_a": flip.positive,
+                           "favour_b": flip.negative, "datasets": flip.n, "seeds": n_seeds,
+                           "bootstrap": "beyond noise" if beyond_noise(boot) else "within noise",
+                           "verdict": "beyond noise" if both else "within noise"}
+    if not both:
+        counts = tuple(sorted({n_seeds, 3, 5})) if seeds is None else seeds
+        statement = power_statement(per_dataset, counts)
+        out["power"] = statement.text()
+        out.update({f"needed_{s}": (n if n is not None else np.nan) for s, n in statement.needed.items()})
+        out["dataset_sd"] = float(np.sqrt(statement.components.dataset_var))
+        out["seed_sd"] = float(np.sqrt(statement.components.seed_var))
+    return out
+
+
+def comparison_text(c: dict[str, Any], name_a: str, name_b: str) -> str:
+    """One comparison in words: the bootstrap interval, the sign-flip test and, within noise, the power."""
+    text = (f"{name_b} − {name_a} = {c['estimate']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] points (bootstrap over "
+            f"datasets and steps, {c['bootstrap']}); exact sign-flip test over the {c['datasets']} dataset means p = "
+            f"{c['sign_flip_p']:.3f} ({c['favour_a']} of {c['datasets']} favour {name_a}): {c['verdict']}")
+    if c.get("power"):
+        text += f". The difference {c['power']}"
+    return text
+
+
+def dataset_comparisons(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons the paper check's claims rest on, per model: RF fusion, LR fusion and the best single signal
+    against each other, against random (its expectation), against the noise floor, and RF against the two
+    published baselines and against the best single signal by the registry's a-priori end when that is another
+    signal whose learned end is the registry's (so its rows are that rule's). One row per comparison
+    (:func:`compare`); ``best_single`` and ``best_apriori`` name the two signals."""
+    rows = []
+    for model, t in table.groupby("model", sort=True):
+        best = best_single(t)
+        apriori = best_single(t, "registry")
+        present = set(t["strategy"])
+        keys = [k for k in ("rf_fusion", "lr_fusion", best) if k is not None and k in present]
+        pairs: list[tuple[str, str]] = []
+        for i, a in enumerate(keys):
+            pairs += [(a, b) for b in keys[i + 1:]]
+        pairs += [(a, "random") for a in keys]
+        pairs += [(a, NOISE_FLOOR) for a in (*keys, "random")]
+        pairs += [("rf_fusion", b) for b in ("block_influence", "top_down")]
+        if apriori is not None and apriori != best and _scored_at_registry_end(t, apriori):
+            pairs.append(("rf_fusion", apriori))
+        for a, b in pairs:
+            if a in present and b in present and a != b:
+                c = compare(t, a, b)
+                if c is not None:
+                    rows.append({"model": model, "best_single": best, "best_apriori": apriori, **c})
+    return pd.DataFrame(rows)
