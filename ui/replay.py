@@ -92,7 +92,7 @@ def controls(run: Run, latest: int) -> int:
             st.session_state[_tick_key(run.id)] = now
         if int(st.session_state[key]) >= latest:
             st.session_state[_playing_key(run.id)] = False  # the last step: stop here
-    play, speed, slider = st.columns([1.2, 1.8, 7], vertical_alignment="bottom")
+    play, speed, slider = st.columns([1.2, 2.6, 6.2], vertical_alignment="bottom")
     play.button("Pause" if playing else "Play", key=f"replay_btn_{run.id}", on_click=_toggle, args=(run.id, latest),
                 icon=":material/pause:" if playing else ":material/play_arrow:", type="primary", width="stretch",
                 help="Replay the run step by step, as it happened, with a caption per step.")

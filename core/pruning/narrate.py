@@ -156,5 +156,5 @@ def narrate(run_id: str, strategy: str, steps: pd.DataFrame, choices: Mapping[in
             text.append(f"**Distillation** from the unpruned teacher, at the end: test accuracy "
                         f"{test.text() if test else '?'} → **{intervals.after_kd.text()}**"
                         + (f"; {won.sentence()}" if won else "") + ".")
-        out[k] = " ".join(t for t in text if t)
+        out[k] = "  \n".join(t for t in text if t)  # one line each (a Markdown line break)
     return out
