@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.runs import artifacts
 from core.signals import BASELINES, FAMILIES, SIGNALS
-from ui import cached_store, plots, router, state, tables, theme, widgets
+from ui import cached_store, paper_data, plots, router, state, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -95,6 +95,7 @@ with tab_learn:
                 "ours because the paper does not publish it; **literature**: a published baseline.")
     groups = [(f, [info for info in SIGNALS.values() if info.family == f]) for f in FAMILIES]
     groups.append(("baseline", list(BASELINES.values())))
+    learned = paper_data.direction_lines(tuple(SIGNALS))  # what the Paper check learned for each direction
     fam_tabs = st.tabs([theme.family_label(f) for f, _ in groups])
     for tab, (_, entries) in zip(fam_tabs, groups):
         with tab:
@@ -108,7 +109,9 @@ with tab_learn:
                                f"needs: {', '.join(sorted(entry.needs)) or 'nothing'}")
                     st.latex(entry.formula_latex)
                     st.markdown(entry.intuition)
-                    st.markdown(f"**Pruned first:** the layer with the **{entry.direction}** value.")
+                    st.markdown(entry.direction_text)  # which end, decided how and why (core.signals.registry)
+                    if entry.key in learned:
+                        st.caption(learned[entry.key])
                     if entry.note:
                         st.caption(entry.note)
                     if entry.reference and entry.origin == "literature":

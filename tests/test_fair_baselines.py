@@ -195,3 +195,22 @@ def test_reference_files_carry_directions_and_dataset_tests(tmp_path):
     assert pp.direction_line("top_down", tmp_path) is None
     frame = pp.dataset_tests_frame(ref.dataset_tests, "tiny")
     assert len(frame) == len(tests) and frame["sign-flip p"].ge(0.25).all()
+
+
+def test_the_signals_page_teaches_each_direction_with_its_reason_and_what_was_learned(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    profiles, outcomes = synthetic_bank(datasets=("alpha", "beta", "gamma"), steps=2, n_examples=100)
+    table = paper.one_step_table(profiles, (PERFECT, WORST), outcomes=outcomes)
+    summary = paper.summarise_one_step(table)
+    paper.write_reference(table, summary, None, paper.claims(summary, table), tmp_path)
+    monkeypatch.setenv("PRUNE_REFERENCE_DIR", str(tmp_path))
+    at = AppTest.from_file(str(paper.PROJECT_ROOT / "pages" / "signals.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    shown = " ".join(m.value for m in (*at.markdown, *at.caption))
+    for info in SIGNALS.values():
+        assert info.direction_reason in shown
+    assert shown.count("fixed a priori") == len(SIGNALS)
+    # the learned line: only for the signals the reference files scored, with both ends' regret
+    assert shown.count("learned leave-one-dataset-out (each dataset's direction") == 2
+    assert "lowest first" in shown and "highest first" in shown and str(tmp_path) not in shown

@@ -183,6 +183,12 @@ def _optional(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:
     return _csv(path, required)
 
 
+def direction_lines(keys: list[str] | tuple[str, ...], folder: str | Path | None = None) -> dict[str, str]:
+    """:func:`direction_line` of each key that has one (the Signals page's teaching panels, read once)."""
+    lines = {k: direction_line(k, folder) for k in keys}
+    return {k: v for k, v in lines.items() if v}
+
+
 def direction_line(key: str, folder: str | Path | None = None) -> str | None:
     """For a signal's teaching panel: the direction the Paper check learned for ``key`` leave-one-dataset-out on the
     profile bank, with both ends' regret and their intervals; None without the reference files (or for a key that
