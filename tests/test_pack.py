@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.fusion.bank import training_profiles
 from core.pruning.narrate import narrate, shap_pushes
 from core.runs import artifacts, noise
 from core.runs.pack import MANIFEST_FILE, PackError, ReadOnlyRunError, StoreWithPack, load_pack, pack_dir, table_file
@@ -200,6 +201,8 @@ def test_the_users_store_comes_first_and_recorded_runs_are_read_only(tiny_pack, 
     assert both.read_json(recorded, artifacts.SUMMARY) == both.get_run(recorded).summary
     assert both.read_outcomes(recorded, 0, artifacts.TEST_OUTCOMES) is not None
     assert set(both.all_steps()["run_id"]) == {*ids.values()} and not both.all_steps([mine]).shape[0]
+    assert set(both.profiles(with_recorded=True)["run_id"]) == {*ids.values()}
+    assert both.profiles().empty and training_profiles(both).empty  # fusion never trains on the pack
     for write in (lambda: both.delete_run(recorded), lambda: both.request_cancel(recorded),
                   lambda: both.add_event(recorded, "done"), lambda: both.write_json(recorded, "x.json", {})):
         with pytest.raises(ReadOnlyRunError, match="recorded run"):

@@ -159,7 +159,7 @@ def all_steps(run_list: list[Run]) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _profiles(path: str, model: str | None, key: tuple[str, ...]) -> pd.DataFrame:
-    return store().profiles(model=model)
+    return store().profiles(model=model, with_recorded=True)
 
 
 def profiles(model: str | None = None) -> pd.DataFrame:

@@ -301,9 +301,12 @@ class StoreWithPack(RunStore):
         return pd.concat([f for f in (own, recorded) if not f.empty], ignore_index=True) \
             if not (own.empty and recorded.empty) else own
 
-    def profiles(self, model: str | None = None) -> pd.DataFrame:
+    def profiles(self, model: str | None = None, *, with_recorded: bool = False) -> pd.DataFrame:
+        """The user's profile rows; with the recorded runs' too when ``with_recorded`` (for pages to show). Fusion's
+        training rows (:func:`core.fusion.bank.training_profiles`) never take the pack's: a run or study started here
+        learns from the same rows whether a pack ships or not."""
         own = super().profiles(model)
-        if self.pack is None:
+        if self.pack is None or not with_recorded:
             return own
         recorded = self.pack.profiles(model)
         if not recorded.empty:
