@@ -27,7 +27,7 @@ from core.playground import (
 from core.runs.store import RunStore
 from ui import cached_store as ustore
 from ui import playground_plots as plots
-from ui import router, state, widgets
+from ui import recorded_play, router, state, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -84,9 +84,10 @@ teachers = cached_teachers()
 choices = [r.id for r in runs] + [TEACHER_PREFIX + t.key for t in teachers]
 labels = {r.id: widgets.run_label(r) for r in runs} | {TEACHER_PREFIX + t.key: t.label for t in teachers}
 if not choices:
-    widgets.empty_state("Nothing to play with yet: the playground opens a finished pruning or merging run (or a "
-                        "fine-tuned teacher). Start a run on the Live pruning page; the tiny demo finishes in about "
-                        "a minute.", widgets.LIVE_PAGE, "Live pruning")
+    if not recorded_play.offer("Nothing of your own to play with yet: rerun a recorded run here"):
+        widgets.empty_state("Nothing to play with yet: the playground opens a finished pruning or merging run (or a "
+                            "fine-tuned teacher). Start a run on the Live pruning page; the tiny demo finishes in "
+                            "about a minute.", widgets.LIVE_PAGE, "Live pruning")
     router.stop_page()
 
 asked = widgets.query_run_ids()
@@ -103,6 +104,10 @@ choice = st.selectbox("Open a finished run, or a teacher alone", choices, format
                       index=choices.index(asked[0]) if asked and asked[0] in choices else 0)
 if widgets.query_run_ids() != [choice]:
     widgets.set_query_runs([choice])
+if recorded_play.recorded_runs():
+    with st.expander("Recorded runs ship without weights: rerun one here to play with its models",
+                     expanded=bool(st.session_state.get(recorded_play.RERUN_KEY))):
+        recorded_play.offer("Rerun a recorded run")
 
 try:
     with st.spinner("Loading the models (once per session)…"):

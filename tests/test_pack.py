@@ -264,3 +264,34 @@ def test_every_page_shows_the_pack_on_a_fresh_store(tiny_pack, tmp_path, monkeyp
     at.slider(key=f"replay_{ids['rf_fusion']}").set_value(1).run()
     assert_clean(at)
     assert "**Step 1 of 2.**" in texts(at) and "**Step 2 of 2.**" not in texts(at)
+
+
+def test_playground_reruns_a_recorded_run_and_opens_its_models(tiny_pack, tmp_path, monkeypatch):
+    import time
+
+    from ui.recorded_play import rerun_config
+
+    _, pack_folder, ids = tiny_pack
+    monkeypatch.setenv("PRUNE_PACK_DIR", str(pack_folder))
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path / "fresh"))
+    monkeypatch.setenv("PRUNE_CACHE_DIR", str(tmp_path / "cache"))  # no teacher cached: the weights are not here
+    at = page("playground").run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "Recorded runs ship without their weights" in shown and "On the machine that recorded it (fp32)" in shown
+    assert "Nothing to play with yet" not in shown
+    at.button(key="pg_rerun_btn").click().run()
+    assert not at.exception
+    store = RunStore(tmp_path / "fresh")
+    [mine] = store.list_runs()
+    recorded = load_pack(pack_folder).get_run(ids["rf_fusion"])
+    assert mine.config == rerun_config(recorded) and mine.strategy == "rf_fusion" and not mine.recorded
+    deadline = time.monotonic() + 240
+    while store.get_run(mine.id).active and time.monotonic() < deadline:
+        time.sleep(1.0)
+    assert store.get_run(mine.id).status == "done", store.get_run(mine.id).error
+    at = page("playground").run()
+    assert_clean(at)
+    picker = at.selectbox(key="pg_choice")
+    assert picker.value == mine.id and any(o.startswith("teacher · tiny-bert") for o in picker.options)
+    assert any(m.label.startswith("Teacher (12 layers)") for m in at.metric)

@@ -74,6 +74,10 @@ def test_fresh_store_with_a_pack_shows_every_page_and_replays_a_recorded_run(bro
             screenshot(page, f"pack_{slug}")
             print(f"  {slug:<8} fresh session: {seconds:.2f} s")
 
+        open_page(page, base, "playground")  # the tiny teacher is in this session's cache: the offer sits below
+        no_exception(page)
+        assert page.get_by_text("Recorded runs ship without weights: rerun one here").count() == 1
+
         # Live on a fresh store replays the recorded random-forest run: play it from the start, one caption per step
         page.goto(f"{base}/live")
         settled(page, PAGES["live"])
