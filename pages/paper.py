@@ -134,8 +134,9 @@ if full is not None and not full.empty:
     st.caption(f"Each strategy's own run: one removal per step with fine-tuning (test accuracy), then distillation. "
                f"{budget}; the mean over the seeds each point shows on hover.")
     runs = ref.full_path[ref.full_path["model"] == model]
-    st.caption("Drawn at first: the oracle, the two fusion rankers, random removal and the dataset's best other "
-               "strategy after KD; click a name in the legend to add any of the 18. Dotted: the unpruned teacher.")
+    st.caption("Drawn at first: the oracle, the two fusion rankers, random removal (here one seeded draw per run: a "
+               "run removes actual layers) and the dataset's best other strategy after KD; click a name in the legend "
+               "to add any of the 18. Dotted: the unpruned teacher.")
     ds_list = sorted(full["dataset"].unique())
     for ds in ds_list:  # full width: the legend of 18 strategies leaves a half-width plot no room
         focus, teacher = pp.depth_focus(runs, ds)

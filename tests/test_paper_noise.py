@@ -129,7 +129,8 @@ def test_three_datasets_cannot_carry_a_claim_over_datasets_and_the_claim_says_ho
     table = _table(base, [list(np.array(b) + 3) for b in base], [list(np.array(b) + 3) for b in base])
     c = {c["key"]: c for c in paper.claims(paper.summarise_one_step(table), table)}["rf_beats_lr"]
     assert c["wins"] == 3 and c["sign_flip_p"] == pytest.approx(0.25) and c["noise"] == "within noise"
-    assert "bootstrap over datasets and steps, beyond noise" in c["ours"] and "p = 0.250" in c["ours"]
+    assert "(bootstrap beyond noise)" in c["ours"] and "p = 0.250 over 3 dataset means" in c["ours"]
+    assert "would be separated at about 6 datasets × 1 seed (" in c["ours"]
     # a 3-point difference with little spread: the fewest datasets a sign-flip test allows at 5 % (6) would do
     assert "would be separated" in c["power"] and "at about 6 datasets × 1 seed" in c["power"]
 
@@ -240,7 +241,7 @@ def test_rf_behind_another_fusion_ranker_beyond_noise_is_named():
     first = claims["rf_first"]
     assert first["losses"] == 8 and first["wins"] == 0 and "behind LR fusion by" in first["ours"]
     assert claims["rf_beats_lr"]["losses"] == 8 and claims["rf_beats_lr"]["noise"] == "beyond noise"
-    assert "0 of 8 favour RF fusion" in claims["rf_beats_lr"]["ours"]
+    assert "over 8 dataset means (0 favour RF fusion): beyond noise" in claims["rf_beats_lr"]["ours"]
 
 
 def test_kd_beats_teacher_counts_only_runs_beyond_noise():

@@ -4,6 +4,8 @@ how many datasets x seeds would separate a difference within noise). Reads the r
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from .paper_data import Reference
@@ -40,8 +42,14 @@ def fair_baselines(ref: Reference, model: str, seeds: str) -> None:
                    "them with `python -m core study paper`.")
         return
     d = ref.directions[ref.directions["model"] == model]
-    flipped = int(sum((r.learned_lowest == r.datasets) != (r.registry == "lowest") for r in d.itertuples()))
     folds = int(d["datasets"].max())
+    def against(r: Any) -> int:  # the folds that learned the end the registry did not fix
+        n, low = int(r.datasets), int(r.learned_lowest)
+        return n - low if r.registry == "lowest" else low
+    opposite = [r for r in d.itertuples() if against(r) > 0]
+    every = sum(1 for r in opposite if against(r) == r.datasets)
+    mixed = [f"{one_step_name(str(r.strategy))} on {against(r)} of {r.datasets}" for r in opposite
+             if against(r) < r.datasets]
     best_learned = d.sort_values("regret").iloc[0]
     registry_regret = d.apply(lambda r: r["regret_lowest"] if r["registry"] == "lowest" else r["regret_highest"],
                               axis=1)
@@ -51,8 +59,9 @@ def fair_baselines(ref: Reference, model: str, seeds: str) -> None:
         "first. The registry fixed one *a priori* (in its first version, before any measurement; the runs use it; "
         "the Signals page gives each reason). The Paper check also **learns** it the way fusion learns: for each "
         f"dataset, the end that lost fewer points on the other datasets' steps ({folds} folds; never the scored "
-        f"dataset; a tie keeps the registry's). Learning picks the other end than the registry for **{flipped} of "
-        f"{len(d)}** signals. Best single signal by the learned end: **{one_step_name(str(best_learned['strategy']))}"
+        f"dataset; a tie keeps the registry's). Learning picks the other end than the registry for **{every} of "
+        f"{len(d)}** signals on every fold" + (f" (and for {', '.join(mixed)} folds)" if mixed else "") + ". "
+        f"Best single signal by the learned end: **{one_step_name(str(best_learned['strategy']))}"
         f"** ({best_learned['regret']:.2f} [{best_learned['regret_low']:.2f}, {best_learned['regret_high']:.2f}]); "
         f"by the registry's end: **{one_step_name(str(best_registry['strategy']))}** "
         f"({registry_regret.min():.2f}). Both rules are fair; picking the best of twelve on this table is not "

@@ -171,6 +171,19 @@ class PowerStatement:
                 f"{seeds(c.seeds)}) as the true ones")
 
 
+def short_power(needed: dict[int, int | None]) -> str:
+    """:meth:`PowerStatement.text` in a few words: "would be separated at about 17 datasets × 2 seeds (13 × 3,
+    10 × 5; a power estimate)"."""
+    found = [(s, d) for s, d in needed.items() if d is not None]
+    if not found:
+        return f"would need more than {MAX_DATASETS} datasets to be separated (a power estimate)"
+    def seeds(n: int) -> str:
+        return f"{n} seed{'s' if n > 1 else ''}"
+    (s0, d0), rest = found[0], found[1:]
+    more = ", ".join(f"{d} × {seeds(s)}" for s, d in rest)
+    return f"would be separated at about {d0} datasets × {seeds(s0)} ({more + '; ' if more else ''}a power estimate)"
+
+
 def power_statement(values: Sequence[Sequence[float]], seeds: Sequence[int] = (2, 3, 5)) -> PowerStatement:
     """:func:`variance_components` of the per-(dataset, seed) values and :func:`datasets_needed` at each seed
     count in ``seeds``."""

@@ -141,13 +141,14 @@ def _dataset_test(c: dict[str, Any] | None) -> dict[str, Any]:
     """A claim's dataset-level test, as fields of claims.json (empty without one)."""
     if c is None:
         return {}
-    return {"sign_flip_p": c["sign_flip_p"], "power": c.get("power", "")}
+    return {"sign_flip_p": c["sign_flip_p"], "power": c.get("power", ""), "power_short": c.get("power_short", "")}
 
 
 def _rf_lowest(table: pd.DataFrame) -> dict[str, Any]:
     """The headline, with fair baselines: which strategy has the lowest mean regret over datasets, and RF fusion
-    against the best single signal (direction learned leave-one-dataset-out) and against random (its expectation),
-    each with the bootstrap and the dataset-level test."""
+    against the best single signal (direction learned leave-one-dataset-out), the best by the registry's a-priori
+    end when that is another signal, and random (its expectation), each with the bootstrap and the dataset-level
+    test."""
     overall = regret_over_datasets(table)
     ranked = overall[~overall["strategy"].isin(REFERENCE_ROWS)].reset_index(drop=True)
     if "rf_fusion" not in set(ranked["strategy"]):
@@ -156,21 +157,20 @@ def _rf_lowest(table: pd.DataFrame) -> dict[str, Any]:
 
     def mean(key: str) -> str:
         r = overall[overall["strategy"] == key]
-        return f"{_name(key)} {r['regret'].iloc[0]:.2f} [{r['low'].iloc[0]:.2f}, {r['high'].iloc[0]:.2f}]" \
-            if len(r) else f"{_name(key)} not scored"
-    best = best_single(table)
+        return f"{r['regret'].iloc[0]:.2f} [{r['low'].iloc[0]:.2f}, {r['high'].iloc[0]:.2f}]" if len(r) else "—"
+    best, apriori = best_single(table), best_single(table, "registry")
     lead = (f"RF fusion has the lowest mean one-step regret of {len(ranked)} strategies" if place == 1 else
             f"{_name(str(ranked['strategy'].iloc[0]))} has the lowest mean one-step regret; RF fusion is {place} "
             f"of {len(ranked)}")
-    text = (f"{lead} ({mean('rf_fusion')} points; {mean(NOISE_FLOOR)}; {mean('lr_fusion')}; "
-            + (f"{mean(best)}, the best single signal, its direction learned leave-one-dataset-out; " if best else "")
-            + f"{mean('random')}, the exact expectation over each step's candidates). ")
+    text = (f"{lead}: {mean('rf_fusion')} points (noise floor {mean(NOISE_FLOOR)}; LR fusion {mean('lr_fusion')}; "
+            + (f"best single signal, its end learned on the other datasets: {_name(best)} {mean(best)}; " if best
+               else "")
+            + f"random, expected over the candidates: {mean('random')}). ")
     out: dict[str, Any] = {"noise": "within noise"}
-    apriori = best_single(table, "registry")
-    others = [(best, "the best single signal")]
+    others: list[tuple[str | None, str]] = [(best, _name(best) if best else "")]
     if apriori is not None and apriori != best:
-        others.append((apriori, f"the best single signal by the registry's a-priori end ({_name(apriori)}, "
-                                f"{get_info(apriori).direction} first)"))
+        others.append((apriori, f"{_name(apriori)} (the registry's a-priori best, {get_info(apriori).direction} "
+                                "first)"))
     for other, label in (*others, ("random", "random")):
         c = compare(table, "rf_fusion", other) if other else None
         if c is None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.stats import beyond_noise
-from core.stats.datasets import ALPHA, power_statement, sign_flip_test
+from core.stats.datasets import ALPHA, power_statement, short_power, sign_flip_test
 from core.studies.regret import NOISE_FLOOR, paired_regret
 
 #: strategies that are not single signals (left out of "the best single signal")
@@ -86,6 +86,7 @@ def compare(table: pd.DataFrame, a: str, b: str, seeds: tuple[int, ...] | None =
         counts = tuple(sorted({n_seeds, 3, 5})) if seeds is None else seeds
         statement = power_statement(per_dataset, counts)
         out["power"] = statement.text()
+        out["power_short"] = short_power(statement.needed)
         out.update({f"needed_{s}": (n if n is not None else np.nan) for s, n in statement.needed.items()})
         out["dataset_sd"] = float(np.sqrt(statement.components.dataset_var))
         out["seed_sd"] = float(np.sqrt(statement.components.seed_var))
@@ -93,12 +94,13 @@ def compare(table: pd.DataFrame, a: str, b: str, seeds: tuple[int, ...] | None =
 
 
 def comparison_text(c: dict[str, Any], name_a: str, name_b: str) -> str:
-    """One comparison in words: the bootstrap interval, the sign-flip test and, within noise, the power."""
-    text = (f"{name_b} − {name_a} = {c['estimate']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] points (bootstrap over "
-            f"datasets and steps, {c['bootstrap']}); exact sign-flip test over the {c['datasets']} dataset means p = "
-            f"{c['sign_flip_p']:.3f} ({c['favour_a']} of {c['datasets']} favour {name_a}): {c['verdict']}")
-    if c.get("power"):
-        text += f". The difference {c['power']}"
+    """One comparison in a claim's words: the bootstrap interval, the sign-flip test, the verdict and, within noise,
+    the power estimate in short (the full sentence is in ``dataset_tests.csv`` and on the page)."""
+    text = (f"{name_b} − {name_a} = {c['estimate']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] points (bootstrap "
+            f"{c['bootstrap']}), sign-flip p = {c['sign_flip_p']:.3f} over {c['datasets']} dataset means "
+            f"({c['favour_a']} favour {name_a}): {c['verdict']}")
+    if c.get("power_short"):
+        text += f"; {c['power_short']}"
     return text
 
 
@@ -108,7 +110,9 @@ def dataset_comparisons(table: pd.DataFrame) -> pd.DataFrame:
     published baselines and against the best single signal by the registry's a-priori end when that is another
     signal whose learned end is the registry's (so its rows are that rule's). One row per comparison
     (:func:`compare`); ``best_single`` and ``best_apriori`` name the two signals."""
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if table.empty or not {"model", "strategy", "regret_points"} <= set(table.columns):
+        return pd.DataFrame(rows)
     for model, t in table.groupby("model", sort=True):
         best = best_single(t)
         apriori = best_single(t, "registry")
