@@ -214,3 +214,22 @@ def test_the_signals_page_teaches_each_direction_with_its_reason_and_what_was_le
     # the learned line: only for the signals the reference files scored, with both ends' regret
     assert shown.count("learned leave-one-dataset-out (each dataset's direction") == 2
     assert "lowest first" in shown and "highest first" in shown and str(tmp_path) not in shown
+
+
+def test_the_best_single_signal_picked_without_the_scored_dataset():
+    profiles, outcomes = synthetic_bank(datasets=("alpha", "beta", "gamma"), steps=3, n_examples=400, noise=0.2,
+                                        spread=0.1)
+    table = paper.one_step_table(profiles, (*SIGNALS, "rf_fusion"), outcomes=outcomes)
+    picked = fair.selected_single(profiles, table)
+    assert picked is not None and picked["datasets"] == 3
+    # the other datasets pick a signal that orders the layers by their true accuracy, from its good end (PERFECT,
+    # or WORST from the other end: the same order)
+    good = {f"{PERFECT} ({get_info(PERFECT).direction} first)", f"{WORST} (highest first)"}
+    assert set(picked["picks"].values()) <= good
+    perfect = table[table["strategy"] == PERFECT]
+    want = paper.cluster_interval([g[f"regret_{get_info(PERFECT).direction}"].to_numpy()
+                                   for _, g in perfect.groupby("dataset")])
+    assert picked["regret"] == pytest.approx(want.estimate) and picked["low"] <= picked["regret"] <= picked["high"]
+    assert "minus_rf" in picked and 0 <= picked["minus_rf"]["sign_flip_p"] <= 1
+    one, _ = synthetic_bank(datasets=("alpha",), steps=2, n_examples=50)
+    assert fair.selected_single(one, paper.one_step_table(one, (PERFECT,))) is None  # no other dataset to pick on

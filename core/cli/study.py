@@ -281,6 +281,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     from core.fusion.bank import load_bank, load_outcomes
     from core.runs.store import RunStore
     from core.studies import paper
+    from core.studies.fair import selected_single
 
     bank = load_bank(args.bank)
     store = RunStore(args.store) if args.store else None
@@ -292,9 +293,10 @@ def cmd_paper(args: argparse.Namespace) -> int:
     full = fresh if args.fresh_full_path else paper.merge_full_path(paper.load_full_path(out), fresh)
     budget = paper.bank_budget(bank, summary)
     claim_rows = paper.claims(summary, table, full, budget=budget, full_budget=paper.full_budget(full))
+    selected = selected_single(bank.rows, table)  # "the best single signal", picked without the scored dataset
     folder = paper.write_reference(table, summary, full, claim_rows, out,
                                    meta={"bank": bank.manifest.get("coverage"), "budget": budget,
-                                         "scoring": paper.scoring_text(table)})
+                                         "scoring": paper.scoring_text(table), "selected_single": selected})
     if args.json:
         print(json.dumps(claim_rows, indent=1))
         return 0
@@ -303,6 +305,12 @@ def cmd_paper(args: argparse.Namespace) -> int:
     print(summary[summary["strategy"] != "oracle"][cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"one-step regret {paper.scoring_text(table)}")
     _print_fair(table)
+    if selected:
+        m = selected.get("minus_rf") or {}
+        print(f"\nthe best single signal picked without the scored dataset: {selected['regret']:.2f} "
+              f"[{selected['low']:.2f}, {selected['high']:.2f}]"
+              + (f"; minus RF fusion {m['estimate']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}], sign-flip p = "
+                 f"{m['sign_flip_p']:.3f}" if m else "") + f"; picks: {selected['picks']}")
     for c in claim_rows:
         print(f"\n[{c['key']}] paper: {c['paper']}\n  ours ({c['measure']}, {c.get('noise', '?')}): {c['ours']}")
     print(f"\nwritten to {folder}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -173,3 +174,43 @@ def direction_text(row: pd.Series | dict) -> str:
     picked = (f"lowest on all {n} datasets" if low == n else f"highest on all {n} datasets" if low == 0
               else f"lowest on {low}, highest on {n - low} of {n} datasets")
     return f"{picked} (registry, a priori: {row['registry']})"
+
+
+def selected_single(bank: pd.DataFrame, table: pd.DataFrame, fusion_profiles: pd.DataFrame | None = None
+                    ) -> dict[str, Any] | None:
+    """"The best single signal", chosen without the scored dataset: for each dataset, the (signal, end) with the
+    lowest mean regret on the rows fusion may train on for it, scored with that end's column of the one-step
+    table (``regret_lowest``/``regret_highest``: held-out where the table is). Picking the best of twelve signals
+    on the scored table itself is optimistic; this is what such a pick is worth on a dataset it never saw. Returns
+    the picks, the mean regret with its 95 % interval (bootstrap over datasets, then steps) and, where RF fusion
+    was scored, the paired difference to it with the exact sign-flip test over dataset means; None without a
+    leave-one-dataset-out fold or when the table lacks the picked signal (it needs all twelve)."""
+    from core.fusion import choose_training_rows
+    from core.stats.datasets import sign_flip_test
+
+    fusion_profiles = bank if fusion_profiles is None else fusion_profiles
+    picks: dict[str, str] = {}
+    groups, diffs = [], []
+    for (model, dataset), _ in bank.groupby(["model", "dataset"], sort=True):
+        train, protocol = choose_training_rows(fusion_profiles, str(model), str(dataset), None, 0)
+        if not protocol.name.startswith("leave_one_dataset_out") or not len(train):
+            return None
+        per = step_regrets(train).drop(columns=["run_id", "step"]).groupby("dataset").mean().mean()
+        key, end = str(per.idxmin()).split("__")
+        picks[str(dataset)] = f"{key} ({end} first)"
+        mine = table[(table["dataset"] == dataset) & (table["strategy"] == key)].sort_values(["seed", "step"])
+        if mine.empty or f"regret_{end}" not in mine.columns:
+            return None
+        groups.append(mine[f"regret_{end}"].to_numpy())
+        rf = table[(table["dataset"] == dataset) & (table["strategy"] == "rf_fusion")].sort_values(["seed", "step"])
+        if len(rf) == len(mine):
+            diffs.append(groups[-1] - rf["regret_points"].to_numpy())
+    ci = cluster_interval(groups)
+    out: dict[str, Any] = {"picks": picks, "regret": ci.estimate, "low": ci.low, "high": ci.high,
+                              "datasets": len(groups)}
+    if len(diffs) == len(groups) and len(groups) > 1:
+        d = cluster_interval(diffs)
+        flip = sign_flip_test([x.mean() for x in diffs])
+        out["minus_rf"] = {"estimate": d.estimate, "low": d.low, "high": d.high, "sign_flip_p": flip.p,
+                           "favour_rf": flip.positive}
+    return out
