@@ -76,6 +76,8 @@ def fair_baselines(ref: Reference, model: str, seeds: str) -> None:
             f"{selected['high']:.2f}] points over {selected['datasets']} datasets"
             + (f" (minus RF fusion: {m['estimate']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}], sign-flip p = "
                f"{m['sign_flip_p']:.3f})" if m else "")
+            + (f"; minus random's expectation: {r['estimate']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}], sign-flip "
+               f"p = {r['sign_flip_p']:.3f}" if (r := selected.get("minus_random") or {}) else "")
             + ". That is what choosing \"the best single signal\" is worth on a dataset it never saw; picks: "
             + ", ".join(f"{d} {k}" for d, k in dict(selected.get("picks") or {}).items()) + ".")
     st.dataframe(table, hide_index=True)

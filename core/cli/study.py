@@ -306,11 +306,13 @@ def cmd_paper(args: argparse.Namespace) -> int:
     print(f"one-step regret {paper.scoring_text(table)}")
     _print_fair(table)
     if selected:
-        m = selected.get("minus_rf") or {}
         print(f"\nthe best single signal picked without the scored dataset: {selected['regret']:.2f} "
-              f"[{selected['low']:.2f}, {selected['high']:.2f}]"
-              + (f"; minus RF fusion {m['estimate']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}], sign-flip p = "
-                 f"{m['sign_flip_p']:.3f}" if m else "") + f"; picks: {selected['picks']}")
+              f"[{selected['low']:.2f}, {selected['high']:.2f}]; picks: {selected['picks']}")
+        for key, name in (("minus_rf", "RF fusion"), ("minus_random", "random (expected)")):
+            m = selected.get(key) or {}
+            if m:
+                print(f"  minus {name}: {m['estimate']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}], sign-flip p = "
+                      f"{m['sign_flip_p']:.3f}")
     for c in claim_rows:
         print(f"\n[{c['key']}] paper: {c['paper']}\n  ours ({c['measure']}, {c.get('noise', '?')}): {c['ours']}")
     print(f"\nwritten to {folder}")

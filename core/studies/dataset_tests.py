@@ -125,7 +125,7 @@ def dataset_comparisons(table: pd.DataFrame) -> pd.DataFrame:
         pairs += [(a, NOISE_FLOOR) for a in (*keys, "random")]
         pairs += [("rf_fusion", b) for b in ("block_influence", "top_down")]
         if apriori is not None and apriori != best and _scored_at_registry_end(t, apriori):
-            pairs.append(("rf_fusion", apriori))
+            pairs += [("rf_fusion", apriori)] + ([(best, apriori)] if best is not None else [])
         for a, b in pairs:
             if a in present and b in present and a != b:
                 c = compare(t, a, b)

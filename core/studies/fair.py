@@ -190,7 +190,8 @@ def selected_single(bank: pd.DataFrame, table: pd.DataFrame, fusion_profiles: pd
 
     fusion_profiles = bank if fusion_profiles is None else fusion_profiles
     picks: dict[str, str] = {}
-    groups, diffs = [], []
+    groups: list[np.ndarray] = []
+    diffs: dict[str, list[np.ndarray]] = {"rf_fusion": [], "random": []}
     for (model, dataset), _ in bank.groupby(["model", "dataset"], sort=True):
         train, protocol = choose_training_rows(fusion_profiles, str(model), str(dataset), None, 0)
         if not protocol.name.startswith("leave_one_dataset_out") or not len(train):
@@ -202,15 +203,18 @@ def selected_single(bank: pd.DataFrame, table: pd.DataFrame, fusion_profiles: pd
         if mine.empty or f"regret_{end}" not in mine.columns:
             return None
         groups.append(mine[f"regret_{end}"].to_numpy())
-        rf = table[(table["dataset"] == dataset) & (table["strategy"] == "rf_fusion")].sort_values(["seed", "step"])
-        if len(rf) == len(mine):
-            diffs.append(groups[-1] - rf["regret_points"].to_numpy())
+        for other, found in diffs.items():
+            rows = table[(table["dataset"] == dataset) & (table["strategy"] == other)].sort_values(["seed", "step"])
+            if len(rows) == len(mine):
+                found.append(groups[-1] - rows["regret_points"].to_numpy())
     ci = cluster_interval(groups)
     out: dict[str, Any] = {"picks": picks, "regret": ci.estimate, "low": ci.low, "high": ci.high,
-                              "datasets": len(groups)}
-    if len(diffs) == len(groups) and len(groups) > 1:
-        d = cluster_interval(diffs)
-        flip = sign_flip_test([x.mean() for x in diffs])
-        out["minus_rf"] = {"estimate": d.estimate, "low": d.low, "high": d.high, "sign_flip_p": flip.p,
-                           "favour_rf": flip.positive}
+                           "datasets": len(groups)}
+    for other, found in diffs.items():  # this pick's regret minus RF's / random's: > 0, the pick loses more
+        if len(found) == len(groups) and len(groups) > 1:
+            d = cluster_interval(found)
+            flip = sign_flip_test([x.mean() for x in found])
+            out["minus_rf" if other == "rf_fusion" else "minus_random"] = {
+                "estimate": d.estimate, "low": d.low, "high": d.high, "sign_flip_p": flip.p,
+                "datasets_above": flip.positive}
     return out
