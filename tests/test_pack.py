@@ -220,13 +220,16 @@ def test_captions_tell_each_step_from_the_stored_data(tiny_pack):
         choices = {k: store.read_json(run_id, artifacts.step_choice(k)) for k in (1, 2)}
         intervals = noise.prune_intervals(run_id, steps, store.read_json(run_id, artifacts.SUMMARY),
                                           store.read_outcomes)
-        told = narrate(run_id, strategy, steps, choices, intervals, store.read_outcomes)
+        told = narrate(run_id, strategy, steps, choices, intervals, store.read_outcomes,
+                       oracle=lambda k, r=run_id: store.read_table(r, artifacts.step_table(k, artifacts.ORACLE_TABLE)))
         assert sorted(told) == [0, 1, 2]
         for k in (1, 2):
             row = steps[steps["step"] == k].iloc[0]
             assert told[k].startswith(f"**Step {k} of 2.**") and f"removed **L{int(row['removed'])}**" in told[k]
             assert f"L{int(row['oracle_best'])}" in told[k] and intervals.steps[k].text() in told[k]
-            assert ("no regret" in told[k] or "regret of" in told[k] or "oracle agrees" in told[k])
+            assert "changes the predictions least, KL" in told[k]
+            regret = (row["oracle_best_accuracy"] - row["chosen_oracle_accuracy"]) * 100
+            assert (f"a regret of **{regret:.1f} points**" in told[k]) if regret >= 0.05 else "no regret" in told[k]
         assert "Distillation" in told[2] and intervals.after_kd.text() in told[2] and "Distillation" not in told[1]
     fusion_told = narrate(ids["rf_fusion"], "rf_fusion", store.steps(ids["rf_fusion"]),
                           {k: store.read_json(ids["rf_fusion"], artifacts.step_choice(k)) for k in (1, 2)},

@@ -60,7 +60,8 @@ def _captions(run_id: str, token: str) -> dict[int, str]:
         return {}
     choices = {k: cached_store.choice(run_id, k) for k in cached_store.artifact_steps(run_id, artifacts.CHOICE)}
     return narrate(run_id, run.strategy, cached_store.steps(run), choices, cached_store.prune_intervals(run),
-                   cached_store.outcomes, theme.strategy_label, distilled=bool(run.config.get("distill", True)))
+                   cached_store.outcomes, theme.strategy_label, distilled=bool(run.config.get("distill", True)),
+                   oracle=lambda k: cached_store.step_table(run_id, k, artifacts.ORACLE_TABLE))
 
 
 def captions(run: Run) -> dict[int, str]:

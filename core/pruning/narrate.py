@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from core.fusion import FusionChoice, read_choice
+from core.oracle import KL_TO_CURRENT, upgrade_oracle_table
 from core.runs import artifacts, noise
 from core.signals import BASELINES, SIGNALS
 
@@ -31,7 +32,7 @@ def _name(key: str) -> str:
 def _who(strategy: str, label: str, choice: Mapping[str, Any], fusion: FusionChoice | None, layer: int) -> str:
     """Who chose the layer, and how, in a clause."""
     if strategy == "oracle":
-        return f"**{label}** removed **L{layer}**: it measured every removal on the validation rows and took the best"
+        return f"**{label}** removed **L{layer}**: it tried every removal on the validation rows"
     if fusion is not None:
         n = len(fusion.candidates)
         if fusion.ranker is None:
@@ -50,23 +51,34 @@ def _who(strategy: str, label: str, choice: Mapping[str, Any], fusion: FusionCho
     return f"**{label}** removed **L{layer}**" + (f" (its order: {shown})" if shown else "")
 
 
-def _oracle_part(row: Mapping[str, Any], layer: int, val: Callable[[int], noise.Measured | None]) -> str:
-    best = row.get("oracle_best")
-    if best is None or pd.isna(best):
+def _by_kl(table: pd.DataFrame | None) -> bool:
+    """Whether the oracle picked by KL (:func:`core.oracle.best_layer`): its table holds a finite KL per candidate."""
+    if table is None:
+        return False
+    table = upgrade_oracle_table(table)
+    return KL_TO_CURRENT in table.columns and bool(table[KL_TO_CURRENT].notna().all())
+
+
+def _oracle_part(row: Mapping[str, Any], layer: int, table: pd.DataFrame | None,
+                 val: Callable[[int], noise.Measured | None]) -> str:
+    """The oracle's own pick, the most accurate removal and the regret (validation accuracy, no tuning)."""
+    values: list[Any] = [row.get(k) for k in ("oracle_best", "oracle_best_accuracy", "chosen_oracle_accuracy")]
+    if any(v is None or pd.isna(v) for v in values):
         return ""
-    best = int(best)
-    best_m = val(best)
-    best_text = best_m.text() if best_m else f"{float(row['oracle_best_accuracy']):.3f}"
-    if best == layer:
-        return f"The oracle agrees: L{best} was the best single removal (validation accuracy {best_text}, no tuning)."
-    chosen = row.get("chosen_oracle_accuracy")
-    regret = (float(row["oracle_best_accuracy"]) - float(chosen)) * 100 if chosen is not None else None
-    said = f"The oracle's best removal was **L{best}** (validation accuracy {best_text} without it, no tuning)"
-    if regret is None:
-        return said + "."
+    pick, top, chosen = int(values[0]), float(values[1]), float(values[2])
+    how = " (the removal that changes the predictions least, KL)" if _by_kl(table) else ""
+    said = f"The oracle's own pick{how} was " + (f"also L{layer}" if pick == layer else f"**L{pick}**")
+    regret = (top - chosen) * 100
     if regret < 0.05:
-        return said + f": L{layer} tied with it, **no regret**."
-    return said + f": a regret of **{regret:.1f} points** for L{layer}."
+        return said + f"; no removal kept more validation accuracy than L{layer}: **no regret**."
+    most_text, most = f"{top:.3f}", ""
+    if table is not None and {"original_layer", "accuracy"} <= set(table.columns):
+        tops = table[table["accuracy"] >= table["accuracy"].max() - 1e-12]["original_layer"].astype(int).tolist()
+        best = pick if pick in tops else tops[0]
+        most, found = f" L{best}", val(best)
+        most_text = found.text() if found is not None else most_text
+    return (said + f"; the most accurate removal{most} kept {most_text} (no tuning): a regret of "
+            f"**{regret:.1f} points** for L{layer}.")
 
 
 def shap_pushes(fusion: FusionChoice | None, layer: int, top: int = TOP_SIGNALS) -> tuple[list[tuple[str, float]],
@@ -118,10 +130,11 @@ def _accuracy_part(layer: int, before: noise.Measured | None, after: noise.Measu
 
 def narrate(run_id: str, strategy: str, steps: pd.DataFrame, choices: Mapping[int, Mapping[str, Any]],
             intervals: noise.PruneIntervals, read: noise.Reader, label: Callable[[str], str] = str,
-            distilled: bool = True) -> dict[int, str]:
+            distilled: bool = True, oracle: Callable[[int], pd.DataFrame | None] | None = None) -> dict[int, str]:
     """One caption (Markdown) per stored step of a finished pruning run: step -> text. ``choices`` maps a step to
     its stored ``choice.json``; ``intervals`` are the run's test accuracies with intervals
-    (:func:`core.runs.noise.prune_intervals`); ``read`` reads its per-example outcomes."""
+    (:func:`core.runs.noise.prune_intervals`); ``read`` reads its per-example outcomes; ``oracle`` a step's oracle
+    table (``steps/<k>/oracle.csv``: which removal was the most accurate, and whether the oracle picked by KL)."""
     if steps.empty:
         return {}
     table = steps.sort_values("step")
@@ -149,7 +162,7 @@ def narrate(run_id: str, strategy: str, steps: pd.DataFrame, choices: Mapping[in
         choice = choices.get(k) or {}
         fusion = read_choice(choice)
         text = [f"**Step {k} of {last}.** " + _who(strategy, name, choice, fusion, layer) + ".",
-                _oracle_part(row, layer, oracle_val), _shap_part(fusion, layer),
+                _oracle_part(row, layer, oracle(k) if oracle else None, oracle_val), _shap_part(fusion, layer),
                 _accuracy_part(layer, oracle_val(layer), val, test, intervals.vs_teacher.get(k))]
         if k == last and distilled and intervals.after_kd is not None:
             won = intervals.kd_vs_before
