@@ -39,8 +39,10 @@ def checks(seed: int, precision: str) -> dict[str, bool]:
     base = oracle.attrs["baseline"]["accuracy"]
     harmless, critical = list(c.harmless_layers), list(c.critical_layers)
     table = signals.set_index("original_layer")
+    print(f"seed {seed} {precision}: teacher validation accuracy {base:.3f}", file=sys.stderr, flush=True)
     out = {
         "oracle: teacher accuracy >= 0.95": base >= 0.95,
+        "oracle: teacher accuracy >= 0.9": base >= 0.9,
         "oracle: harmless layers cost nothing (exact)": all(abs(acc[i] - base) <= 1e-9 for i in harmless),
         "oracle: harmless layers cost < 0.01": all(abs(acc[i] - base) < 0.01 for i in harmless),
         "oracle: critical layers <= 0.4": all(acc[i] <= 0.4 for i in critical),

@@ -166,14 +166,17 @@ def test_setup_hub_model_offline_is_an_error_naming_the_offline_models(store_env
     assert {m.label: m.value for m in at.metric}["Layers"] == "12"
 
 
+@pytest.mark.precision
 def test_setup_precision_selector_defaults_to_auto_and_says_what_it_resolves_to(store_env):
+    from core.models.registry import get_model_spec
     from core.precision import describe
+    from ui.state import MODEL_KEY
 
     at = page("setup").run()
     assert_clean(at)
     sel = at.selectbox(key="setup_precision")
     assert sel.value == "auto" and sel.options == ["auto", "fp32", "bf16"]
-    assert describe("auto") in texts(at)
+    assert describe("auto", None, get_model_spec(at.session_state[MODEL_KEY]).hidden_size) in texts(at)
     sel.set_value("fp32")
     next(b for b in at.get("form_submit_button") if b.label == "Apply").click().run()
     assert_clean(at)

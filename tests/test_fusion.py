@@ -462,12 +462,19 @@ def test_fusion_removes_the_argmax_of_its_stored_prediction(contrast, contrast_s
         assert np.ptp(scores) > 0  # the fixture's scores differ, so arg-max vs arg-min is a real question
         assert layer == stored.chosen_layer == stored.candidates[int(np.argmax(scores))]
         assert info["strategy"] == strategy
-    # the trained ranker learnt the contrast: it removes a harmless layer and ranks every critical one last
+    # the trained ranker learnt the contrast: it removes a harmless layer, scores the critical layers below the
+    # harmless ones on average and scores a critical layer lowest (each held on 10 of 10 builds: seeds 0-4 x
+    # fp32/bf16, scripts/contrast_hold_rates.py); the forest also ranks EVERY critical layer below every harmless
+    # one (10/10), which a linear ranker trained on one other task does not promise (6/10)
     layer, info = _choose(strategy, contrast_step)
     stored = read_choice({"layer": layer, "info": info})
     assert stored.trained and layer in contrast.harmless_layers and stored.quality["top1_hit"]
     by_layer = dict(zip(stored.candidates, stored.scores))
-    assert max(by_layer[c] for c in contrast.critical_layers) < min(by_layer[h] for h in contrast.harmless_layers)
+    critical = [by_layer[c] for c in contrast.critical_layers]
+    harmless = [by_layer[h] for h in contrast.harmless_layers]
+    assert np.mean(critical) < np.mean(harmless) and min(by_layer, key=by_layer.get) in contrast.critical_layers
+    if strategy == "rf_fusion":
+        assert max(critical) < min(harmless)
 
 
 @pytest.mark.parametrize("strategy, kind", [("rf_fusion", "forest"), ("lr_fusion", "linear")])

@@ -21,8 +21,8 @@ def test_leaked_mask_compares_normalised_texts_in_test_order():
     train = pd.DataFrame({"text": ["free prize now", "  see you  at\tnoon ", "call me"], "label": [1, 0, 0]})
     test = pd.DataFrame({"text": ["hello there", "free  prize now ", "see you at noon", "call  me later", "Call me"],
                          "label": [0, 1, 0, 0, 0]})
-    # repeats up to whitespace (on either side): leaked; a longer text and a different case: not
-    assert le.leaked_mask(test, train).tolist() == [False, True, True, False, False]
+    # repeats up to whitespace and case (on either side; case since issue 29): leaked; a longer text: not
+    assert le.leaked_mask(test, train).tolist() == [False, True, True, False, True]
     assert le.leaked_mask(test, train.iloc[:0]).tolist() == [False] * 5
     assert le.leaked_mask(test.iloc[:0], train).tolist() == []
 

@@ -150,7 +150,10 @@ def test_compare_and_switching_the_removed_layers_off_is_the_pruned_model_before
 
     with torch.no_grad(), autocast(loaded.precision, "cpu", inference=True):
         want = torch.softmax(cut(**batch).logits.float(), -1)[0].tolist()
-    assert list(off.teacher_off.probs) == pytest.approx(want, abs=0)
+    # equal up to fp32 rounding: the copy surgery makes sits at other addresses, and the CPU's fp32 matrix
+    # products may round differently by the buffers' alignment (a 1e-9 logit difference measured on a 2-core
+    # EPYC at 1 and 2 threads; the unmodified model through the same pieces is exact: test_forward)
+    assert list(off.teacher_off.probs) == pytest.approx(want, abs=1e-6)
     assert json.loads(json.dumps(off.to_dict()))["layers_off"] == sorted(loaded.removed_layers)
     long = compare(loaded, " ".join(["good"] * 40))
     assert long.truncated and long.tokens == loaded.max_length == 16 and long.text_tokens > 40

@@ -209,6 +209,7 @@ def test_only_and_seeds_run_a_subset_of_a_study_file_and_name_a_wrong_one():
     assert flags.seeds == (0,)  # without a file the seed still defaults to 0
 
 
+@pytest.mark.precision  # cell ids hold the resolved precision: the same cells either way
 def test_strategies_narrow_a_study_file_to_the_same_cells():
     """The recorded pack is the full-path study's seed-0 cells of four strategies: run first, skipped later."""
     from core.cli.study import _study_from_args, build_parser

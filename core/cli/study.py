@@ -107,7 +107,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         study = records.get_study(store, args.resume)
     else:
-        study = execute.start_study(store, _study_from_args(args))
+        profiles = None
+        if args.bank_only:  # the same snapshot in every session and piece of a grid, whatever the store holds
+            from core.fusion.bank import training_profiles
+
+            profiles = training_profiles(None)
+        study = execute.start_study(store, _study_from_args(args), profiles)
     cells = study.cells()
     done = len(records.done_cells(store, [c.cell_id for c in cells]))
     if not args.json:
@@ -345,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--val-cap", type=int, default=None)
     r.add_argument("--test-cap", type=int, default=None)
     r.add_argument("--max-length", type=int, default=None)
+    r.add_argument("--bank-only", action="store_true",
+                   help="fusion cells train on the shipped profile bank only (default: the bank plus this store's "
+                   "profiles); a grid measured in pieces then keeps one snapshot, so its fusion cells are not redone")
     r.add_argument("--keep-models", action="store_true", help="save every cell's pruned model (large)")
     r.add_argument("--ray", action="store_true", help="run each group as a Ray task")
     r.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")

@@ -85,7 +85,10 @@ class StudyConfig:
         check_bounds(self)
         if not isinstance(self.data, DataConfig):
             raise ConfigError(f"{o}.data must be a DataConfig, got {self.data!r}")
-        self.cells(snapshot="")  # every combination must make a valid PruneConfig (names the bad field)
+        for m in self.models:  # every combination must make a valid PruneConfig (names the bad field)
+            for d in self.datasets:
+                for strategy in self.strategies:
+                    self.prune_config(m, d, strategy, self.seeds[0])
 
     # ------------------------------------------------------------------------------------------ io
     def to_dict(self) -> dict[str, Any]:
