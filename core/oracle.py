@@ -70,7 +70,8 @@ def _check_prunable(model: nn.Module) -> int:
 def _cached_logits(model: nn.Module, data: Batch, batch_size: int, device: torch.device,
                    progress: Progress | None, precision: str = "fp32") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Logits of the full model and of each single-layer removal, by prefix caching (see module doc)."""
-    with autocast(resolve(precision, device, hidden_size_of(model)), device, inference=True):  # weights cast once for the whole pass
+    resolved = resolve(precision, device, hidden_size_of(model))
+    with autocast(resolved, device, inference=True):  # weights cast once for the whole pass
         return _cached_logits_in(model, data, batch_size, device, progress)
 
 

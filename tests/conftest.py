@@ -48,7 +48,8 @@ def _describing() -> bool:
     """True when called under core.precision.describe: a line that says what auto does here is not a verdict."""
     frame = sys._getframe(2)
     while frame is not None:
-        if frame.f_code.co_name == "describe" and frame.f_code.co_filename.endswith(os.path.join("core", "precision.py")):
+        code = frame.f_code
+        if code.co_name == "describe" and code.co_filename.endswith(os.path.join("core", "precision.py")):
             return True
         frame = frame.f_back
     return False

@@ -58,7 +58,8 @@ def _sized_bert(hidden: int, num_labels: int) -> torch.nn.Module:
     torch.manual_seed(0)
     heads = max(1, hidden // 64) if hidden >= 64 else max(1, hidden // 8)
     cfg = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=6, num_attention_heads=heads,
-                     intermediate_size=4 * hidden, max_position_embeddings=512, num_labels=num_labels)
+                     intermediate_size=4 * hidden, max_position_embeddings=512)
+    cfg.num_labels = num_labels
     return BertForSequenceClassification(cfg)
 
 
@@ -106,7 +107,7 @@ def crossover(repeats: int, models: tuple[str, ...] = ("tiny-bert", "minilm-l6",
         rows.append((used, hidden, _pair_ms(model, _encode(tokenizer, 32, 32, 6), repeats)))
         print(_crossover_row(*rows[-1]), flush=True)
     for hidden in sizes:
-        rows.append((f"random BERT, 6 layers", hidden, _pair_ms(_sized_bert(hidden, 6), _encode(tok, 32, 32, 6),
+        rows.append(("random BERT, 6 layers", hidden, _pair_ms(_sized_bert(hidden, 6), _encode(tok, 32, 32, 6),
                                                                   repeats)))
         print(_crossover_row(*rows[-1]), flush=True)
     return rows

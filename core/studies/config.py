@@ -161,7 +161,8 @@ class Cell:
 
         snap = snapshot if cfg.strategy in FUSION else ""
         config = cfg.to_dict()
-        config["precision"] = resolve(cfg.precision, None, get_model_spec(cfg.model).hidden_size)  # what runs here: auto is bf16 on one machine, fp32 on another
+        # what runs here: auto is bf16 on one machine, fp32 on another (and fp32 for a narrow model everywhere)
+        config["precision"] = resolve(cfg.precision, None, get_model_spec(cfg.model).hidden_size)
         ident = json.dumps({"config": config, "profile_snapshot": snap, "version": CELL_VERSION}, sort_keys=True)
         cell_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
         group = hashlib.sha256(group_key(cfg).encode()).hexdigest()[:12]
