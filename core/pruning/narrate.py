@@ -95,8 +95,9 @@ def shap_pushes(fusion: FusionChoice | None, layer: int, top: int = TOP_SIGNALS)
         return [], []
     values = dict(zip(shap["feature_names"], shap["values"][rows.index(layer)]))
     ranked = sorted(values.items(), key=lambda kv: -abs(float(kv[1])))
-    towards = [(k, float(v)) for k, v in ranked if float(v) > 0][:top]
-    against = [(k, float(v)) for k, v in ranked if float(v) < 0][:max(1, top - 2)]
+    tiny = 0.05 * max(abs(float(v)) for _, v in ranked)  # under 5 % of the largest push: left out
+    towards = [(k, float(v)) for k, v in ranked if float(v) > tiny][:top]
+    against = [(k, float(v)) for k, v in ranked if float(v) < -tiny][:max(1, top - 2)]
     return towards, against
 
 
