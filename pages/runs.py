@@ -19,6 +19,7 @@ from core.deploy.bench import differences as bench_differences
 from core.deploy.bench import intervals as bench_intervals
 from core.deploy.onnx_export import PARITY_FILE, offered_onnx
 from core.jobs.deploy import deploy_job, start_deploy
+from core.jobs.slots import max_jobs
 from core.runs import noise
 from core.runs.export import model_zip_bytes
 from core.runs.pack import shown_path
@@ -65,11 +66,15 @@ shown = [r for r in runs if r.status in pick_status and r.kind in pick_kind
          and (not pick_st or r.strategy in pick_st)]
 
 
+places = ustore.queue_places()  # the waiting jobs: their place in the store's one queue, when they should start
+
+
 def _row(run: Run) -> dict[str, Any]:
     summary = ustore.run_summary(run)
     found = ustore.final_intervals(run)
     took = run.seconds
-    return {"run": run.id, "status": str(run.status), "recorded": ustore.recorded_note(run),
+    return {"run": run.id, "status": str(run.status),
+            "queue": places[run.job_id].short if run.job_id in places else "", "recorded": ustore.recorded_note(run),
             "strategy": theme.strategy_label(run.strategy) if run.kind == "prune" else run.strategy,
             "teacher acc": found.teacher.text() if found.teacher else _bare(summary.teacher_accuracy),
             "final acc": found.final.text() if found.final else _bare(summary.final_accuracy),
@@ -88,8 +93,12 @@ def _bare(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-st.dataframe(pd.DataFrame([_row(r) for r in shown]), hide_index=True,
-             column_config={"final − teacher": st.column_config.TextColumn(
+st.dataframe(pd.DataFrame([_row(r) for r in shown]).drop(columns=[] if places else ["queue"], errors="ignore"),
+             hide_index=True,
+             column_config={"queue": st.column_config.TextColumn(
+                 help=f"A waiting run's place in the one job queue (at most {max_jobs()} heavy job(s) at once on this "
+                      "machine) and when it should start, from this store's finished runs of its model"),
+                 "final − teacher": st.column_config.TextColumn(
                  help="Final model minus its teacher on the same test rows, paired 95 % interval; within noise "
                       "when it contains 0"),
                  "precision": st.column_config.TextColumn(help="The precision the run ran in (resolved from its "
@@ -236,7 +245,9 @@ def deploy_panel(run_id: str) -> None:
     busy = bool(job and job.active)
     if job is not None and busy:
         what = "ONNX export" if job.task == "export" else "Deploy benchmark"
-        st.progress(min(max(float(job.progress or 0.0), 0.0), 1.0), text=f"**{what}** · {job.message}")
+        place = ustore.job_place("deploy", run_id) if job.status == RunStatus.QUEUED else None  # waits for a slot
+        st.progress(min(max(float(job.progress or 0.0), 0.0), 1.0),
+                    text=f"**{what}** · {place.text if place else job.message}")
     elif job is not None and job.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and job.error:
         st.error(f"The last deploy job ({job.task}) {job.status}: {job.error}")
     c1, c2 = st.columns(2, gap="large")

@@ -142,7 +142,8 @@ def _status_note(study: records.Study) -> None:
     elif study.status == "cancelled":
         st.info("**Cancelled.** Finished cells are kept; Resume runs the rest.")
     elif study.status == "queued":
-        st.progress(0.0, text="Queued: the worker process is starting…")
+        place = cached_store.job_place("study", study.id)  # waiting for a slot in the store's one queue
+        st.progress(0.0, text=place.text if place else "Queued: the worker process is starting…")
 
 
 def _resume(study_id: str) -> None:

@@ -21,7 +21,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.jobs.estimate import Place, queue
+from core.jobs.kinds import job_kind
+from core.jobs.queue import job_for
 from core.jobs.runner import Runner
+from core.jobs.schedule import tick
 from core.merging.verdict import BudgetVerdict, budget_verdict
 from core.paths import store_dir
 from core.runs import artifacts, noise
@@ -92,8 +96,28 @@ def runner() -> Runner:
 
 def submit(kind: str, configs: list[dict[str, Any]], group_id: str | None = None,
            strategy: str | None = None) -> list[str]:
-    """Start runs on the shared runner (one worker process runs them in order); returns their ids."""
+    """Queue runs on the shared runner (one job: one worker process runs them in order, when a slot is free);
+    returns their ids."""
     return runner().submit(kind, configs, group_id=group_id, strategy=strategy)
+
+
+def queue_places() -> dict[str, Place]:
+    """Every waiting job's place in the store's queue and when it should start, by job id (fresh on every call,
+    never cached). It is also a liveness check: a dead worker's slot goes to the next job within one poll."""
+    tick(store())
+    return {p.job_id: p for p in queue(store())}
+
+
+def queue_place(job_id: str | None) -> Place | None:
+    """The waiting job's place (None when it is not waiting)."""
+    return queue_places().get(job_id) if job_id else None
+
+
+def job_place(kind: str, target: str) -> Place | None:
+    """The place of the waiting job of ``kind`` (``study``, ``deploy``) that works on ``target`` (its id, the
+    run it checks), or None when none waits."""
+    job = job_for(store(), job_kind(kind), target)
+    return queue_place(job.id) if job is not None and job.waiting else None
 
 
 def clear() -> None:

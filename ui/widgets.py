@@ -253,7 +253,8 @@ def run_progress(run: Run, failed_hint: str, cancelled: str) -> None:
         took = (run.finished_at or 0) - (run.started_at or 0)
         st.progress(1.0, text=f"**Finished** in {took / 60:.1f} min")
     elif last is None:
-        st.progress(0.0, text="Queued: waiting for the worker to start…")
+        place = None if run.recorded else cached_store.queue_place(run.job_id)  # waiting for a slot: where, when
+        st.progress(0.0, text=place.text if place else "Queued: waiting for the worker to start…")
     else:
         value = min(max(float(last["progress"] or 0.0), 0.0), 1.0)
         st.progress(value, text=f"**{stage_label(last['stage'])}** · {last['message']}")

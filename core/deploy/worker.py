@@ -15,11 +15,12 @@ import traceback
 from typing import Any
 
 from core.deploy.bench import DeployBenchConfig, run_bench
-from core.deploy.onnx_export import DEPLOY_DIR, export_run
+from core.deploy.onnx_export import export_run
+from core.runs.artifacts import DEPLOY_JOB
 from core.runs.record import RunStatus
 from core.runs.store import RunStore
 
-JOB_FILE = f"{DEPLOY_DIR}/job.json"
+JOB_FILE = DEPLOY_JOB  # deploy/job.json in the run folder
 JOBS = ("export", "bench")
 
 

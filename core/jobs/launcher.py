@@ -24,6 +24,8 @@ from core.config import ConfigError
 from core.paths import PROJECT_ROOT
 
 WORKER_MODULE = "core.jobs.worker"
+#: the worker's job id (its row in the store's jobs table), in the worker's environment
+JOB_ENV = "PRUNE_JOB_ID"
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,16 @@ def command(kind: str, store_root: str | Path, args: Sequence[str]) -> list[str]
     return [sys.executable, "-m", WORKER_MODULE, str(kind), str(store_root), *map(str, args)]
 
 
-def spawn(kind: str, store_root: str | Path, args: Sequence[str], *,
+def spawn(kind: str, store_root: str | Path, args: Sequence[str], *, job_id: str | None = None,
           on_exit: Callable[[subprocess.Popen[bytes]], object] | None = None) -> subprocess.Popen[bytes]:
-    """Start a worker for a job of ``kind`` on the store at ``store_root``; returns its process. ``on_exit``
-    runs in the reaper thread once the process has ended (``returncode`` set)."""
-    proc = subprocess.Popen(command(kind, store_root, args), cwd=str(PROJECT_ROOT), env=environment(),
+    """Start a worker for a job of ``kind`` on the store at ``store_root``; returns its process. ``job_id`` (its
+    row in the jobs table, :data:`JOB_ENV` in its environment) is what its heartbeat updates. ``on_exit`` runs in
+    the reaper thread once the process has ended (``returncode`` set)."""
+    env = environment()
+    env.pop(JOB_ENV, None)
+    if job_id:
+        env[JOB_ENV] = job_id
+    proc = subprocess.Popen(command(kind, store_root, args), cwd=str(PROJECT_ROOT), env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
     threading.Thread(target=_reap, args=(proc, on_exit), name=f"reap-{proc.pid}", daemon=True).start()
     return proc

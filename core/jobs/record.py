@@ -1,6 +1,8 @@
-"""One record for every job, whatever its kind and wherever its state is kept: a run's row in the runs table, a
-study's row in the studies table, a deploy check's ``deploy/job.json`` in its run's folder. One status vocabulary
-(:class:`~core.runs.record.RunStatus`, here also called :data:`JobStatus`) for all three."""
+"""One view of every job's work, whatever its kind and wherever its records are kept: a run's row in the runs
+table, a study's row in the studies table, a deploy check's ``deploy/job.json`` in its run's folder. One status
+vocabulary (:class:`~core.runs.record.RunStatus`, here also called :data:`JobStatus`) for all three. The job itself
+(queued, running, how it ended, its worker's pid and heartbeat) is a row of the store's one jobs table
+(:class:`core.jobs.queue.JobRow`); ``job_id`` links the view to it."""
 
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     cancel_requested: bool = False
+    #: its row in the jobs table (None for work recorded before the job queue)
+    job_id: str | None = None
 
     @property
     def active(self) -> bool:
@@ -42,7 +46,8 @@ class Job:
     @classmethod
     def of_run(cls, run: Run) -> Job:
         return cls(kind=job_kind(run.kind), id=run.id, status=run.status, pid=run.pid, error=run.error,
-                   started_at=run.started_at, finished_at=run.finished_at, cancel_requested=run.cancel_requested)
+                   started_at=run.started_at, finished_at=run.finished_at, cancel_requested=run.cancel_requested,
+                   job_id=run.job_id)
 
     @classmethod
     def of_study(cls, study: Study) -> Job:
@@ -51,11 +56,11 @@ class Job:
                    cancel_requested=study.cancel_requested)
 
     @classmethod
-    def of_deploy(cls, run_id: str, state: Mapping[str, Any]) -> Job:
+    def of_deploy(cls, run_id: str, state: Mapping[str, Any], job_id: str | None = None) -> Job:
         """A deploy check from its ``deploy/job.json`` (earlier versions wrote ``starting``: read as queued)."""
         progress, status = state.get("progress"), parse_status(state.get("status") or RunStatus.QUEUED)
         return cls(kind=JobKind.DEPLOY, id=run_id, status=status, pid=state.get("pid"),
                    task=str(state.get("job") or ""),
                    progress=None if progress is None else float(progress), message=str(state.get("message") or ""),
                    error=state.get("error"), started_at=state.get("started_at"),
-                   finished_at=None if status in ACTIVE else state.get("updated_at"))
+                   finished_at=None if status in ACTIVE else state.get("updated_at"), job_id=job_id)

@@ -14,13 +14,20 @@ deploy   RUN_ID export|bench REPEATS INT8(0|1)        :func:`core.deploy.worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from core.jobs.kinds import JobKind, job_kind
-from core.jobs.launcher import worker_setup
+from core.jobs.launcher import JOB_ENV, SETTINGS, WorkerSettings, worker_setup
+from core.jobs.queue import beat
+from core.jobs.schedule import HEARTBEAT_S
+from core.jobs.slots import max_jobs, threads_per_job
 from core.runs.record import RunStatus
 from core.runs.store import RunStore
 
@@ -72,13 +79,31 @@ WORKERS: dict[JobKind, KindSpec] = {
 }
 
 
+def _heartbeat(store: RunStore, job_id: str, stop: threading.Event) -> None:
+    """Beat every :data:`~core.jobs.schedule.HEARTBEAT_S` seconds while the worker lives (the job layer's
+    liveness rule reads it); a busy store only delays a beat."""
+    while not stop.wait(HEARTBEAT_S):
+        with contextlib.suppress(sqlite3.Error):
+            beat(store, job_id)
+
+
 def main(argv: Sequence[str]) -> int:
     if len(argv) < 3:
         print("usage: python -m core.jobs.worker KIND STORE ARGS...", file=sys.stderr)
         return 2
     spec = WORKERS[job_kind(argv[0])]
-    worker_setup()
-    return spec.work(RunStore(argv[1]), list(argv[2:]))
+    store = RunStore(argv[1])
+    job_id = os.environ.get(JOB_ENV)
+    stop = threading.Event()
+    if job_id:  # started by the scheduler: share the cores with the other slots, and beat
+        worker_setup(WorkerSettings(niceness=SETTINGS.niceness, threads=threads_per_job(max_jobs())))
+        threading.Thread(target=_heartbeat, args=(store, job_id, stop), name="heartbeat", daemon=True).start()
+    else:
+        worker_setup()
+    try:
+        return spec.work(store, list(argv[2:]))
+    finally:
+        stop.set()
 
 
 if __name__ == "__main__":

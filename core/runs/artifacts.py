@@ -60,6 +60,9 @@ DEPLOY_TORCH_OUTCOMES = "deploy_torch"
 DEPLOY_ORT_OUTCOMES = "deploy_ort"
 DEPLOY_INT8_OUTCOMES = "deploy_int8"
 DEPLOY_TEACHER_OUTCOMES = "deploy_teacher"
+#: a run's deploy check (ONNX export or deploy benchmark): its state (task, status, progress, message, error), in the
+#: run's folder; written by the check's worker (core.deploy.worker) and by the job layer (core.jobs)
+DEPLOY_JOB = "deploy/job.json"
 
 
 def comparison_outcomes(method: str, stage: str, split: str) -> str:

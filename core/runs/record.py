@@ -82,6 +82,8 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
     group_id: str | None = None
     cell_id: str | None = None
+    #: the job (a row of the store's jobs table) that runs it; None for runs recorded before the job queue
+    job_id: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
     heartbeat_at: float | None = None
@@ -106,7 +108,7 @@ class Run:
                    name=d.get("name") or f"{strategy} · {d['model']} · {d['dataset']}", strategy=str(strategy),
                    status=parse_status(d["status"]), created_at=float(d.get("created_at") or 0.0),
                    config=_json(d.get("config")), summary=_json(d.get("summary")), group_id=d.get("group_id"),
-                   cell_id=d.get("cell_id"), started_at=_float(d.get("started_at")),
+                   cell_id=d.get("cell_id"), job_id=d.get("job_id"), started_at=_float(d.get("started_at")),
                    finished_at=_float(d.get("finished_at")), heartbeat_at=_float(d.get("heartbeat_at")),
                    pid=None if d.get("pid") is None else int(d["pid"]),
                    cancel_requested=bool(d.get("cancel_requested")), error=d.get("error"),

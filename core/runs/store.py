@@ -1,12 +1,13 @@
 """The run store: an embedded SQLite database (WAL mode) plus one artifact folder per run.
 
-Tables
+Tables (:mod:`core.runs.schema`, which also brings an older store up to date)
 ------
 ``runs``      one row per run: kind (prune | merge), model, dataset, strategy, status, config, times, pid,
-              heartbeat, error, summary, cancel flag.
+              heartbeat, error, summary, cancel flag, study cell, job.
 ``events``    the run's event log (stage, step, progress, message, payload) in order: what the live page polls.
 ``steps``     one row per finished pruning/merging step: what was removed and the measured metrics.
 ``profiles``  per (run, step, layer): the twelve signals and the oracle; the fusion rankers' training data.
+``studies``, ``jobs``  kept by :mod:`core.studies.records` and the job layer (:mod:`core.jobs.queue`).
 
 Artifacts live in ``<store>/runs/<run_id>/`` and are written atomically (temporary file, then
 ``os.replace``). A run is ``done`` only after all its artifacts are written, so nothing half written is
@@ -37,71 +38,12 @@ from core.runs import artifacts
 from core.runs.events import Stage
 from core.runs.liveness import pid_alive
 from core.runs.record import ACTIVE, FINAL, Run, RunStatus
+from core.runs.schema import migrate
 
 #: ACTIVE in SQL: ``status IN (...)``
 _ACTIVE_SQL = "(" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"
 HEARTBEAT_TIMEOUT_S = 120.0
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    model TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    strategy TEXT NOT NULL,
-    group_id TEXT,
-    status TEXT NOT NULL,
-    config TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    heartbeat_at REAL,
-    pid INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    summary TEXT
-);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    stage TEXT NOT NULL,
-    step INTEGER,
-    progress REAL,
-    message TEXT,
-    payload TEXT,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (run_id, step)
-);
-CREATE TABLE IF NOT EXISTS profiles (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    rows TEXT NOT NULL,
-    PRIMARY KEY (run_id, step)
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
-CREATE TABLE IF NOT EXISTS studies (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    config TEXT NOT NULL,
-    snapshot TEXT NOT NULL,
-    status TEXT NOT NULL,
-    executor TEXT,
-    pid INTEGER,
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    error TEXT
-);
-"""
 
 
 def _clean(obj: Any) -> Any:
@@ -132,11 +74,7 @@ class RunStore:
         self.db_path = self.root / "runs.sqlite"
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(SCHEMA)
-            columns = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
-            if "cell_id" not in columns:  # stores made before studies existed
-                con.execute("ALTER TABLE runs ADD COLUMN cell_id TEXT")
-            con.execute("CREATE INDEX IF NOT EXISTS runs_cell ON runs(cell_id)")
+            migrate(con)  # a store of any earlier version opens with today's tables and columns
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -307,12 +245,14 @@ class RunStore:
 
     def recover(self) -> list[str]:
         """At start-up: mark runs whose worker died as ``interrupted`` (also unclaimed queued runs older than
-        :data:`HEARTBEAT_TIMEOUT_S` and runs silent for ten times that); returns their ids."""
+        :data:`HEARTBEAT_TIMEOUT_S` that no job holds, and runs silent for ten times that); returns their ids."""
         now = time.time()
         lost = self.refresh_liveness()
         with self._connect() as con:
             rows = con.execute(f"SELECT * FROM runs WHERE status IN {_ACTIVE_SQL}").fetchall()
         for run in map(Run.from_dict, rows):
+            if run.job_id is not None and run.pid is None:
+                continue  # waiting in the job queue: the job layer's liveness rule decides (core.jobs.schedule)
             if run.status == RunStatus.QUEUED and run.pid is None and now - run.created_at < HEARTBEAT_TIMEOUT_S:
                 continue  # just created, its worker is starting
             stale = run.heartbeat_at is not None and now - run.heartbeat_at > HEARTBEAT_TIMEOUT_S * 10
