@@ -16,14 +16,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
-from ui import router, state, warmup  # noqa: E402
+from ui import links, router, state, warmup  # noqa: E402
 
 st.set_page_config(page_title="Layer-pruning explorer", page_icon="✂️", layout="wide",
-                   initial_sidebar_state="expanded")
+                   initial_sidebar_state="collapsed" if links.presenting() else "expanded")
 
 PAGES = {
     "Start": [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/lesson.py", title="Lesson", icon=":material/school:"),
         st.Page("pages/setup.py", title="Setup", icon=":material/tune:"),
     ],
     "Prune": [
@@ -43,9 +44,11 @@ PAGES = {
     ],
 }
 
-page = st.navigation(PAGES, position="sidebar", expanded=True)
+links.begin()  # the link's instructor switches, dataset and unknown parameters (ui/links.py)
+page = st.navigation(links.visible(PAGES), position="sidebar", expanded=True)
 try:
     with router.routing():
+        links.slot()  # where a link's notices go: the top of the page
         page.run()
 except router.PageDone:  # the page ended early (an empty state); the frame below still draws
     pass
@@ -55,5 +58,7 @@ except Exception as exc:  # a page must never end the session (st.stop/st.rerun 
     with st.expander("Details"):
         st.exception(exc)
 finally:  # after the page, so its first lines paint before the engine's imports
-    state.sidebar()
+    if not links.controls_hidden():
+        state.sidebar()
+    links.finish()  # the view into the URL, the Copy link box, presenter and hide styles
     warmup.start()

@@ -17,7 +17,7 @@ from core.fusion.quality import RunSteps, quality_by_strategy_and_dataset, quali
 from core.runs import artifacts
 from core.runs.record import Run
 from ui import cached_store as ustore
-from ui import plots, router, state, tables, theme, widgets
+from ui import links, plots, router, state, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -81,6 +81,7 @@ if not runs:
 
 preferred = [r for r in runs if r.model == state.model() and r.dataset == state.dataset()
              and r.strategy == "rf_fusion"]
+links.choice("run", "fus_run", [r.id for r in runs], "fusion run")  # ?run= opens that run
 run = widgets.pick_run(runs, key="fus_run", default_id=(preferred or runs)[0].id)
 widgets.recorded_badge(run)
 choices = _choices(run)
@@ -128,6 +129,7 @@ with tab_why:
     else:
         avail = sorted(set(rows.steps))
         c1, c2 = st.columns(2)
+        links.number("step", "fus_step", avail, "step")  # ?step= opens that step's waterfall
         step = c1.selectbox("Step", avail, index=len(avail) - 1, key="fus_step")
         in_step = [i for i, s in enumerate(rows.steps) if s == step]
         layers = [rows.layers[i] for i in in_step]

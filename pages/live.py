@@ -16,7 +16,7 @@ from core.pruning.config import PruneConfig, strategy_keys
 from core.runs import artifacts, noise
 from core.runs.record import PruneSummary, Run
 from core.signals import SIGNAL_KEYS
-from ui import bounds, plots, replay, router, state, tables, theme, widgets
+from ui import bounds, links, plots, replay, router, state, tables, theme, widgets
 from ui import cached_store as ustore
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
@@ -73,7 +73,7 @@ if not attached and not requested and all_runs:
         fits = sorted(all_runs, key=lambda r: (r.dataset != state.dataset(), r.strategy != "rf_fusion"))
         attached = [fits[0].id]
 
-with st.expander("Start a new run", expanded=not attached):
+with st.expander("Start a new run", expanded=not attached, key=links.advanced_key("live_start")):
     _start_form()
 
 def _watch() -> None:
@@ -118,6 +118,7 @@ def _view_step(run: Run, steps: pd.DataFrame, compact: bool) -> int:
     if run.active or latest == 0:
         return latest
     if not compact:
+        links.number("step", replay.step_key(run.id), list(range(latest + 1)), "step")  # ?step= opens the replay there
         view = replay.controls(run, latest)
         replay.caption(run, view)
         return view

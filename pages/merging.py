@@ -20,7 +20,7 @@ from core.runs import artifacts, noise
 from core.runs.export import model_zip_bytes
 from core.runs.record import MergeSummary, Run, RunStatus
 from core.train import DistillConfig
-from ui import bounds, merge_plots, router, state, widgets
+from ui import bounds, links, merge_plots, router, state, widgets
 from ui import cached_store as ustore
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
@@ -130,7 +130,7 @@ by_id = {r.id: r for r in merges}
 requested = [i for i in widgets.query_run_ids() if i in by_id]
 unknown = [i for i in widgets.query_run_ids() if i not in by_id]
 
-with st.expander("Start a merge run", expanded=not merges):
+with st.expander("Start a merge run", expanded=not merges, key=links.advanced_key("merge_start")):
     _start_form()
 
 if unknown and not requested:

@@ -26,8 +26,8 @@ from core.playground import (
 )
 from core.runs.store import RunStore
 from ui import cached_store as ustore
+from ui import links, recorded_play, router, state, widgets
 from ui import playground_plots as plots
-from ui import recorded_play, router, state, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -133,6 +133,7 @@ if st.session_state.get(TEXT_KEY) is None or st.session_state.get("pg_loaded") !
     first = test.iloc[0]
     _set_text(str(first["text"]), str(loaded.label_names[int(first["label"])]))
 
+links.text("text", TEXT_KEY)  # ?text= opens this text
 st.subheader("Your text")
 left, right = st.columns([4, 1], vertical_alignment="bottom")
 left.text_area("Type or paste a text", key=TEXT_KEY, height=90)
@@ -143,6 +144,7 @@ example = st.session_state.get(EXAMPLE_KEY)
 true_label = example[1] if example and example[0] == text else None
 
 layers = loaded.teacher_layers
+links.layers_off("off", f"pg_layers_{choice}", layers)  # ?off=3,7 opens with those layers switched off
 on = st.pills("Teacher's layers: click one to switch it off", layers, selection_mode="multi", default=layers,
               key=f"pg_layers_{choice}", format_func=lambda i: f"layer {i}")
 off = [i for i in layers if i not in (on or [])]

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.runs import artifacts
 from core.signals import BASELINES, FAMILIES, SIGNALS
-from ui import cached_store, paper_data, plots, router, state, tables, theme, widgets
+from ui import cached_store, links, paper_data, plots, router, state, tables, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -28,9 +28,11 @@ with tab_heat:
                             "fills in after its first step.", widgets.LIVE_PAGE, "Live pruning")
     else:
         preferred = [r for r in runs if r.model == state.model() and r.dataset == state.dataset()]
+        links.choice("run", "sig_run", [r.id for r in runs], "run")  # ?run= opens that run's heatmap
         run = widgets.pick_run(runs, key="sig_run", default_id=(preferred or runs)[0].id)
         widgets.recorded_badge(run)
         steps_avail = cached_store.artifact_steps(run.id, SIGNALS_FILE)
+        links.number("step", "sig_step", steps_avail, "step")  # ?step= opens it (the nearest step when out of range)
         step = steps_avail[0] if len(steps_avail) == 1 else st.select_slider(
             "Step", steps_avail, value=steps_avail[-1], key="sig_step",
             help="Step k ranks the layers left after k-1 removals (original layer indices).")
@@ -47,6 +49,11 @@ with tab_heat:
         st.caption("Colour runs from the signal's lowest value at this step (dark) to its highest (yellow); hover "
                    "for the raw value. Blank columns are layers already removed. Whether low or high means "
                    "\"prune first\" depends on the signal: see the third tab.")
+        links.choice("signal", "sig_signal", keys, "signal")  # ?signal= explains one signal under the heatmap
+        if (sig := st.selectbox("Read one signal", keys, index=None, key="sig_signal", placeholder="pick a signal",
+                                format_func=lambda k: SIGNALS[k].display_name)) is not None:
+            st.caption(f"**{SIGNALS[sig].display_name}** ({theme.family_label(SIGNALS[sig].family)}): pruned first "
+                       f"at its **{SIGNALS[sig].direction}** value. {SIGNALS[sig].intuition}")
         oracle = cached_store.step_table(run.id, step, artifacts.ORACLE_TABLE)
         widgets.chart(plots.oracle_bars(oracle, chosen, f"The oracle at step {step}: validation accuracy "
                                                         "with each layer removed (no fine-tuning)"),
