@@ -104,7 +104,10 @@ if active:
     widgets.empty_state("Open the Live pruning page to watch them.", widgets.LIVE_PAGE, "Live pruning")
 
 st.subheader("Recent runs")
-if not runs:
+if not runs and cached_store.pack() is not None:
+    widgets.empty_state("No runs yet of your own: start one above, or first watch a recorded run replayed step by "
+                        "step on Live pruning.", widgets.LIVE_PAGE, "Live pruning: replay a recorded run")
+elif not runs:
     widgets.empty_state("No runs yet. Start one above (the tiny demo finishes in about a minute), or set "
                         "up your own model and dataset first.", "pages/setup.py", "Setup")
 else:
