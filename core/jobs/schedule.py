@@ -106,8 +106,13 @@ def _fill_slots(store: RunStore) -> list[JobRow]:
                 continue
             proc = launcher.spawn(job.kind, store.root, job.args, job_id=job.id,
                                   on_exit=functools.partial(_exited, store, job.id))
-            mark_claimed(con, job.id, proc.pid)
-            hooks.claimed(con, store, job, proc.pid)
+            try:
+                mark_claimed(con, job.id, proc.pid)
+                hooks.claimed(con, store, job, proc.pid)
+            except BaseException:  # the claim rolls back: its worker must not run a job that is still waiting
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                raise
         with _spawned_lock:
             SPAWNED[job.id] = proc
         started.append(job)
