@@ -32,7 +32,10 @@ os.environ["PRUNE_PACK_DIR"] = "off"
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# under pytest-xdist (scripts/test.sh runs two workers) each worker takes its share of the cores, so the two do not
+# oversubscribe them; a worker process a test starts still uses every core
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 import core.precision as _precision  # noqa: E402
 
