@@ -26,7 +26,7 @@ from core.cli.bench_common import load_bench_model, synthetic_texts
 from core.config import TrainConfig
 from core.data.batches import model_inputs
 from core.oracle import compute_oracle
-from core.precision import BF16_MIN_HIDDEN, autocast, cpu_flags, describe
+from core.precision import BF16_MIN_HIDDEN, autocast, cpu_flags, describe, hidden_size_of
 from core.train import fine_tune, run_to_end
 
 
@@ -67,7 +67,8 @@ def _pair_ms(model: torch.nn.Module, batch: dict[str, torch.Tensor], repeats: in
     """Median ms of a training step and of a forward, fp32 and bf16 interleaved on copies of ``model``."""
     inputs = model_inputs(batch)
     models = {prec: copy.deepcopy(model) for prec in ("fp32", "bf16")}
-    opts = {prec: torch.optim.AdamW(m.parameters(), lr=1e-5) for prec, m in models.items()}
+    opts = {prec: torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=1e-5)
+            for prec, m in models.items()}
 
     def train_step(prec: str) -> None:
         m = models[prec].train()
@@ -140,44 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     base.eval()
     print(f"{key}, {torch.get_num_threads()} threads, batch 32; CPU bf16 units: "
           f"{', '.join(sorted(cpu_flags() & {'amx_bf16', 'avx512_bf16', 'bf16'})) or 'none'}; "
-          f"auto here: {describe('auto')}")
+          f"auto here: {describe('auto', None, hidden_size_of(base))}")
     print(f"median of {args.repeats} interleaved repeats (after one warm-up each)")
     for length in (32, 128):
-        batch = _encode(tokenizer, 32, length, num_labels)
-        inputs = model_inputs(batch)
-
-        train_ms: dict[str, float] = {}
-        fwd_ms: dict[str, float] = {}
-        models = {prec: copy.deepcopy(base) for prec in ("fp32", "bf16")}
-        opts = {prec: torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=1e-5)
-                for prec, m in models.items()}
-
-        def train_step(prec: str) -> None:
-            m = models[prec].train()
-            with autocast(prec):
-                loss = torch.nn.functional.cross_entropy(m(**inputs).logits.float(), batch["labels"])
-            opts[prec].zero_grad(set_to_none=True)
-            loss.backward()
-            opts[prec].step()
-
-        @torch.no_grad()
-        def forward(prec: str) -> None:
-            m = models[prec].eval()
-            with autocast(prec, inference=True):
-                m(**inputs)
-
-        for fn in (train_step, forward):
-            for prec in ("fp32", "bf16"):
-                fn(prec)  # warm-up
-        t: dict[str, list[float]] = {"train_fp32": [], "train_bf16": [], "fwd_fp32": [], "fwd_bf16": []}
-        for _ in range(args.repeats):
-            for prec in ("fp32", "bf16"):
-                t[f"train_{prec}"].append(_median_ms(lambda: train_step(prec), 1))
-                t[f"fwd_{prec}"].append(_median_ms(lambda: forward(prec), 1))
-        train_ms = {prec: statistics.median(t[f"train_{prec}"]) for prec in ("fp32", "bf16")}
-        fwd_ms = {prec: statistics.median(t[f"fwd_{prec}"]) for prec in ("fp32", "bf16")}
-        print(_row(f"training step, length {length}", train_ms))
-        print(_row(f"forward only, length {length}", fwd_ms))
+        ms = _pair_ms(base, _encode(tokenizer, 32, length, num_labels), args.repeats)
+        print(_row(f"training step, length {length}", {p: ms[f"train_{p}"] for p in ("fp32", "bf16")}))
+        print(_row(f"forward only, length {length}", {p: ms[f"fwd_{p}"] for p in ("fp32", "bf16")}))
     for rows in args.oracle_rows:
         data = _encode(tokenizer, rows, 32, num_labels, seed=1)
         ms = {}
