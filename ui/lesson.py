@@ -54,14 +54,17 @@ GUESSES = tuple(c.guess for c in CHAPTERS if c.guess)
 
 
 def _parse_chapter(raw: str) -> int:
+    """A link's chapter (its number or slug), opened on its live view: an instructor links a view, not a text."""
     slugs = [c.slug for c in CHAPTERS]
     if raw in slugs:
-        return slugs.index(raw) + 1
-    n = int(raw)  # ValueError: not a chapter
+        n = slugs.index(raw) + 1
+    else:
+        n = int(raw)  # ValueError: not a chapter
     if not 1 <= n <= len(CHAPTERS):
         nearest = min(max(n, 1), len(CHAPTERS))
         links.notice(f"The link's chapter {n} does not exist (chapters 1–{len(CHAPTERS)}): showing chapter {nearest}.")
-        return nearest
+        n = nearest
+    _open(n)
     return n
 
 
@@ -82,7 +85,7 @@ def _header(ctx: Ctx, n: int) -> Any:
     chapter = CHAPTERS[n - 1]
     top, right = st.columns([3, 1], vertical_alignment="bottom")
     top.progress(n / len(CHAPTERS), text=f"**Chapter {n} of {len(CHAPTERS)}** · {chapter.title}")
-    slot = right.empty()  # filled after the chapter: a reveal counts at once
+    slot = right.container(key="lesson_score")  # filled after the chapter: a reveal counts at once
     if ctx.runs.dataset is not None:
         others = [state.dataset_label(d) for d in ctx.runs.datasets if d != ctx.dataset]
         st.caption(f"The lesson reads recorded runs of **{ctx.runs.model}** on **{ctx.dataset_label()}**"
@@ -152,8 +155,7 @@ def draw() -> None:
         with st.container(key="lesson_action", border=True):
             chapter.action(ctx)
     _nav(n)
-    score_slot.markdown(f"<div class='lesson-score'>{lesson_guesses.score_line()}</div>",
-                                                    unsafe_allow_html=True)
+    score_slot.markdown(f"**{lesson_guesses.score_line()}**")  # .st-key-lesson_score
     if n == len(CHAPTERS) and len(lesson_guesses.score()) == len(GUESSES):
         st.success(f"Lesson done. {lesson_guesses.score_line()}. Every guess was scored against a measurement with "
                    "its interval; the bank's other seeds show how much of a good guess was luck.",

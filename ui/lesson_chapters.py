@@ -263,7 +263,7 @@ def recovery(ctx: Ctx) -> None:
     run_line(run)
     steps = [s.step for s in facts.stories]
     links.number("step", "lesson_step", steps, "step")
-    step = st.select_slider("Step", steps, key="lesson_step", value=st.session_state.get("lesson_step", steps[0]))
+    step = st.select_slider("Step", steps, key="lesson_step")
     story = next(s for s in facts.stories if s.step == step)
     order = facts.summary.removed_order[:step]
     n = int(facts.steps.iloc[0]["n_layers"])

@@ -243,7 +243,8 @@ def kd(ctx: Ctx) -> None:
     i = found.gain.interval
     cols[2].metric("Won back", f"{100 * i.estimate:+.1f} points", f"[{100 * i.low:+.1f}, {100 * i.high:+.1f}]",
                    delta_color="off", delta_arrow="off", border=True)
-    st.markdown(f"{found.gain.sentence()}. Your guess: **{guess:+.1f}** points.")
+    said = found.gain.sentence()
+    st.markdown(f"{said[:1].upper()}{said[1:]}. Your guess: **{guess:+.1f}** points.")
     _verdict("kd", found.scored, "Scored: your guess lies within the interval (or within a point of the estimate).",
              "Not this time: the measured gain is outside your guess's reach.")
     st.markdown("**Luck or insight?** The same question on other runs:")

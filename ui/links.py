@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlencode
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from . import router, state
 
@@ -61,6 +61,27 @@ html { font-size: 21px; }
 [data-testid="stMain"] h1 { font-size: 2.6rem; }
 [data-testid="stMain"] p, [data-testid="stMain"] li { font-size: 1.2rem; line-height: 1.55; }
 </style>"""
+#: the Copy link box: the browser's own address (every widget above writes its value into it, fragments included, so
+#: it is never a stale copy), refreshed twice a second, and a Copy button (the clipboard, else the text selected)
+COPY_HTML = """<div style="font-family: 'Source Sans Pro', sans-serif; font-size: 14px">
+<input id="link" readonly aria-label="Link to this view" style="width: 100%; box-sizing: border-box; padding: 6px;
+ border: 1px solid #d1d5db; border-radius: 6px; font-family: monospace; font-size: 12px">
+<button id="copy" style="margin-top: 6px; padding: 4px 14px; border-radius: 6px; border: 1px solid #3949AB;
+ background: #3949AB; color: white; cursor: pointer">Copy</button><span id="said" style="margin-left: 8px;
+ color: #6B7280"></span></div>
+<script>
+const box = document.getElementById("link");
+const here = () => { try { return window.parent.location.href; } catch (e) { return document.referrer; } };
+const refresh = () => { if (document.activeElement !== box) box.value = here(); };
+refresh(); setInterval(refresh, 500);
+document.getElementById("copy").onclick = async () => {
+  box.value = here(); box.select();
+  let done = false;
+  try { await navigator.clipboard.writeText(box.value); done = true; }
+  catch (e) { done = document.execCommand("copy"); }
+  document.getElementById("said").textContent = done ? "copied" : "press Ctrl+C";
+};
+</script>"""
 HIDE_CSS = f"""<style>
 [class*="st-key-{ADVANCED_PREFIX}"] {{ display: none !important; }}
 [data-testid="stToolbar"] {{ display: none !important; }}
@@ -256,13 +277,6 @@ def slot() -> None:
     st.session_state[_SLOT] = st.empty()
 
 
-def current_url() -> str:
-    """The address that reopens this view: the page's URL and its query."""
-    base = st.context.url or ""
-    query = urlencode({k: st.query_params.get(k) for k in st.query_params.keys()})
-    return f"{base}?{query}" if query else base
-
-
 def finish() -> None:
     """End of every run of ``app.py``: publish each bound widget's value, clear parameters no page kept, show the
     notices, the instructor styles and the Copy link box."""
@@ -291,6 +305,6 @@ def finish() -> None:
     with st.sidebar:
         with st.popover("Copy link", icon=":material/link:", width="stretch",
                         help="The address of exactly this view: page, dataset, run, step, layers, text."):
-            st.code(current_url(), language=None, wrap_lines=True)
+            components.html(COPY_HTML, height=80)
             st.caption("Copy it with the button at the box's right. Add `&hide=controls` for a class, "
                        "`&present=1` for a projector, `&chapter=N` to open the lesson at chapter N.")
