@@ -135,9 +135,10 @@ def next_waiting(con: sqlite3.Connection) -> JobRow | None:
 
 
 def mark_claimed(con: sqlite3.Connection, job_id: str, pid: int) -> None:
+    """The job runs in worker ``pid`` from now on (no heartbeat yet: the worker is starting)."""
     now = time.time()
-    con.execute("UPDATE jobs SET status='running', pid=?, started_at=?, heartbeat_at=? WHERE id=? AND status='queued'",
-                (pid, now, now, job_id))
+    con.execute("UPDATE jobs SET status='running', pid=?, started_at=?, heartbeat_at=NULL WHERE id=? AND "
+                "status='queued'", (pid, now, job_id))
 
 
 def mark_ended(con: sqlite3.Connection, job_id: str, status: RunStatus, error: str | None = None, *,

@@ -13,9 +13,10 @@ tried at the three moments a slot can change hands:
   worker that died where no reaper thread saw it (the app restarted, a worker killed) frees its slot within one poll.
 
 The liveness rule: a running job is dead when its worker's pid no longer runs (or is a zombie) or its heartbeat (the
-worker beats every :data:`HEARTBEAT_S` seconds from a thread of its own) is older than :data:`HEARTBEAT_TIMEOUT_S`.
-A waiting job is never dead: nothing runs it yet. Cancelling a waiting job ends it (and its records) as cancelled
-without a worker ever starting (:func:`withdraw`).
+worker beats every :data:`HEARTBEAT_S` seconds from a thread of its own) is older than :data:`HEARTBEAT_TIMEOUT_S`
+(its first beat may take :data:`STARTUP_TIMEOUT_S` from the claim: a worker imports torch first, slowly on a busy
+machine). A waiting job is never dead: nothing runs it yet. Cancelling a waiting job ends it (and its records) as
+cancelled without a worker ever starting (:func:`withdraw`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ from core.runs.store import RunStore
 #: seconds between two heartbeats of a worker
 HEARTBEAT_S = 5.0
 #: a running job whose worker has not beaten for this long is dead (a frozen process, or a pid now another's)
-HEARTBEAT_TIMEOUT_S = 90.0
+HEARTBEAT_TIMEOUT_S = 120.0
+#: the time a started worker has for its first beat (its imports come first)
+STARTUP_TIMEOUT_S = 600.0
 
 CANCELLED_WAITING = "Cancelled while it waited in the queue: no worker was started."
 
@@ -94,29 +97,38 @@ def _fill_slots(store: RunStore) -> list[JobRow]:
         if next_waiting(con) is None or running_count(con) >= slots:
             return started
     while True:
+        job, proc = _claim_one(store, slots)
+        if job is None:
+            return started
+        if proc is not None:
+            with _spawned_lock:
+                SPAWNED[job.id] = proc
+            started.append(job)
+
+
+def _claim_one(store: RunStore, slots: int) -> tuple[JobRow | None, subprocess.Popen[bytes] | None]:
+    """Claim one slot for the oldest waiting job and start its worker, in one transaction: (the job, its worker),
+    (a job, None) when it was ended instead (nothing left to run), (None, None) when no slot or no job is left."""
+    proc: subprocess.Popen[bytes] | None = None
+    try:
         with store.transaction() as con:  # one claimer at a time, across processes
-            if running_count(con) >= slots:
-                break
-            job = next_waiting(con)
+            job = next_waiting(con) if running_count(con) < slots else None
             if job is None:
-                break
+                return None, None
             hooks = HOOKS[job.kind]
             if not hooks.pending(con, store, job):  # everything it would run was cancelled while it waited
                 mark_ended(con, job.id, RunStatus.CANCELLED, CANCELLED_WAITING, waiting_only=True)
-                continue
+                return job, None
             proc = launcher.spawn(job.kind, store.root, job.args, job_id=job.id,
                                   on_exit=functools.partial(_exited, store, job.id))
-            try:
-                mark_claimed(con, job.id, proc.pid)
-                hooks.claimed(con, store, job, proc.pid)
-            except BaseException:  # the claim rolls back: its worker must not run a job that is still waiting
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                raise
-        with _spawned_lock:
-            SPAWNED[job.id] = proc
-        started.append(job)
-    return started
+            mark_claimed(con, job.id, proc.pid)
+            hooks.claimed(con, store, job, proc.pid)
+        return job, proc
+    except BaseException:  # the claim rolled back (or never committed): its worker must not run a waiting job
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        raise
 
 
 def _exited(store: RunStore, job_id: str, proc: subprocess.Popen[bytes]) -> None:
@@ -157,7 +169,7 @@ def dead_because(job: JobRow, now: float | None = None) -> str | None:
     if not pid_alive(job.pid):
         return f"The worker process (pid {job.pid}) stopped before the job finished (killed, or it crashed)."
     silent = (now or time.time()) - (job.heartbeat_at or job.started_at or job.created_at)
-    if silent > HEARTBEAT_TIMEOUT_S:
+    if silent > (HEARTBEAT_TIMEOUT_S if job.heartbeat_at else STARTUP_TIMEOUT_S):
         return f"The worker process (pid {job.pid}) gave no heartbeat for {silent:.0f} s and was stopped."
     return None
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from core.jobs.kinds import JobKind, job_kind
 from core.jobs.launcher import JOB_ENV, SETTINGS, WorkerSettings, worker_setup
-from core.jobs.queue import beat
+from core.jobs.queue import beat, get_job
 from core.jobs.schedule import HEARTBEAT_S
 from core.jobs.slots import max_jobs, threads_per_job
 from core.runs.record import RunStatus
@@ -82,9 +82,20 @@ WORKERS: dict[JobKind, KindSpec] = {
 def _heartbeat(store: RunStore, job_id: str, stop: threading.Event) -> None:
     """Beat every :data:`~core.jobs.schedule.HEARTBEAT_S` seconds while the worker lives (the job layer's
     liveness rule reads it); a busy store only delays a beat."""
-    while not stop.wait(HEARTBEAT_S):
+    while True:
         with contextlib.suppress(sqlite3.Error):
             beat(store, job_id)
+        if stop.wait(HEARTBEAT_S):
+            return
+
+
+def _owns(store: RunStore, job_id: str) -> bool:
+    """This process is the worker its job's claim recorded (it waits for the claim to commit; a claim that rolled
+    back leaves the job waiting for another worker, and this one must not run it)."""
+    with store.transaction():
+        pass
+    job = get_job(store, job_id)
+    return job is not None and job.running and job.pid == os.getpid()
 
 
 def main(argv: Sequence[str]) -> int:
@@ -95,9 +106,12 @@ def main(argv: Sequence[str]) -> int:
     store = RunStore(argv[1])
     job_id = os.environ.get(JOB_ENV)
     stop = threading.Event()
-    if job_id:  # started by the scheduler: share the cores with the other slots, and beat
-        worker_setup(WorkerSettings(niceness=SETTINGS.niceness, threads=threads_per_job(max_jobs())))
+    if job_id and not _owns(store, job_id):
+        print(f"worker {os.getpid()}: job {job_id} is not claimed by this process; nothing to do", file=sys.stderr)
+        return 0
+    if job_id:  # started by the scheduler: beat (from now on), and share the cores with the other slots
         threading.Thread(target=_heartbeat, args=(store, job_id, stop), name="heartbeat", daemon=True).start()
+        worker_setup(WorkerSettings(niceness=SETTINGS.niceness, threads=threads_per_job(max_jobs())))
     else:
         worker_setup()
     try:
