@@ -223,6 +223,36 @@ def test_without_a_pack_every_chapter_says_what_is_missing(monkeypatch, tmp_path
                        for x in lines), (n, lines)
 
 
+def test_before_the_pack_lands_the_guess_stands_on_the_shipped_bank(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("PRUNE_BANK_DIR", str(ROOT / "data" / "bank"))
+    at = lesson(3)
+    at.session_state["lesson_pick_layer"] = 4
+    at.session_state["lesson_shown_layer"] = True
+    at.run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "reads step 1 of the profile bank's seed 0 of the same model and dataset" in shown
+    assert "Your pick: L4" in shown and "bank seed(s)" in shown and "The forest's pick" not in shown
+    assert at.session_state["sel_model"] == "e5-small" and at.session_state["sel_dataset"] == "trec"
+
+
+def test_a_bank_step_reads_like_a_stored_step():
+    from core.fusion.features import ORACLE_KL
+
+    rows = pd.DataFrame([{"model": "m", "dataset": "d", "seed": s, "run_id": f"r{s}", "step": 1, "original_layer": k,
+                          "oracle_accuracy": 0.5 + 0.1 * k, "oracle_loss": 1.0 - 0.1 * k, ORACLE_KL: 0.3 - 0.1 * k,
+                          "taylor": float(k)} for s in (1, 0) for k in range(3)])
+    outcomes = pd.DataFrame([{"run_id": "r0", "step": 1, "original_layer": k, "example": e, "correct": int(e < k + 1)}
+                             for k in range(3) for e in range(4)])
+    found = course.bank_step(rows, outcomes, "m", "d")
+    assert found.seed == 0 and found.run_id == "r0" and list(found.oracle["original_layer"]) == [0, 1, 2]
+    assert guesses.oracle_pick(found.oracle) == 2 and guesses.most_accurate(found.oracle) == 2
+    cost = guesses.layer_cost(found.oracle, found.outcomes, 0)
+    assert cost.accuracy.accuracy == 0.25 and cost.regret_points == pytest.approx(20.0)  # the table's, not outcomes'
+    assert course.bank_step(rows, None, "m", "other") is None
+
+
 def test_a_guess_is_revealed_scored_once_and_counted(lesson_env):
     at = lesson(3).run()
     assert at.button(key="lesson_reveal_layer").disabled  # no guess, no reveal

@@ -39,7 +39,7 @@ def run_line(run: Run | None) -> None:
 
 def missing(ctx: Ctx, what: str) -> None:
     """The one line a chapter shows when its recorded run is not in the pack (yet)."""
-    st.info(f"The recorded {what} run of {ctx.runs.model or 'the model'} on {ctx.dataset_label()} is not in the "
+    st.info(f"The recorded {what} run of {ctx.model} on {ctx.dataset_label()} is not in the "
             "pack yet (the recorded runs are still being computed; they appear here when the pack is remade). "
             "The other chapters work from what is there.", icon=":material/hourglass_top:")
 
@@ -107,10 +107,12 @@ def sentence(ctx: Ctx) -> None:
     drops = [(s.full.probs[top[s.text]] - s.off[k].probs[top[s.text]], k, s.text)
              for s in found.sentences for k in found.layers]
     worst = max(drops)
+    small = sum(d < 0.05 for d, _, _ in drops)
     st.markdown(f"Over these {len(found.sentences)} sentences × {len(found.layers)} layers, switching one layer off "
-                f"changes the answer **{flips}** time(s); the largest drop in the answer's probability is "
-                f"**{worst[0]:.2f}**, without L{worst[1]} on *{worst[2]}*. One layer rarely decides alone, and some "
-                "layers matter more than others: that is what the rest of the lesson measures.")
+                f"changes the answer **{flips}** time(s) in {len(drops)}, and **{small}** switches move the answer's "
+                f"probability by less than 0.05; the largest drop is **{worst[0]:.2f}**, without L{worst[1]} on "
+                f"*{worst[2]}*. Most layers can go at little cost on a given sentence and a few cannot: finding them "
+                "without trying each one is what the rest of the lesson is about.")
     st.caption(note + f"Precomputed from the teacher (fine-tuned {found.model}, teacher "
                f"{found.meta.get('teacher_key')}, {found.meta.get('precision')}, made {found.meta.get('made')}), one "
                f"sentence and one forward pass each: the model with the layer removed, no retraining. "
@@ -129,10 +131,17 @@ SIGNALS_INTRO = (
 def signals(ctx: Ctx) -> None:
     run = ctx.runs.forest or ctx.runs.any
     data = lesson_data.heatmap(run, 1) if run is not None else None
+    frame = cached_store.step_table(run.id, 1, "signals") if run is not None and data is not None else None
     if run is None or data is None:
-        missing(ctx, "random-forest fusion")
-        return
-    run_line(run)
+        found = lesson_data.bank_step(ctx.model, ctx.dataset)
+        if found is None:
+            missing(ctx, "random-forest fusion")
+            return
+        lesson_data.bank_line(ctx, found)
+        frame = found.signals
+        data = tables.heatmap_data(frame, list(SIGNALS_BY_KEY), len(frame))
+    else:
+        run_line(run)
     widgets.family_legend(FAMILIES)
     widgets.chart(plots.signal_heatmap(data, "Step 1: each signal across the twelve layers (min → max per signal)"),
                   key="lesson_heatmap_signals")
@@ -141,7 +150,6 @@ def signals(ctx: Ctx) -> None:
     key = st.selectbox("Read one signal", keys, key="lesson_signal",
                        format_func=lambda k: SIGNALS_BY_KEY[k].display_name)
     info = SIGNALS_BY_KEY[key]
-    frame = cached_store.step_table(run.id, 1, "signals")
     first = None
     if frame is not None and key in frame:
         score = tables.prune_first_score(frame, key, info.direction)
@@ -151,8 +159,9 @@ def signals(ctx: Ctx) -> None:
         st.latex(info.formula_latex)
         st.markdown(info.intuition)
         st.markdown(f"Pruned first: the layer with the **{info.direction}** value"
-                    + (f": at step 1 of this run, **L{first}**." if first is not None else "."))
-    open_page(SIGNALS_PAGE, "Open this heatmap on the Signals page", run, step=1, signal=key)
+                    + (f": at step 1 here, **L{first}**." if first is not None else "."))
+    if run is not None:
+        open_page(SIGNALS_PAGE, "Open this heatmap on the Signals page", run, step=1, signal=key)
 
 
 

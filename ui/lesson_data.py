@@ -134,6 +134,27 @@ def bank() -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
     return _bank(str(folder), _stamp(folder))
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _bank_step(folder: str, stamp: tuple, model: str, dataset: str) -> course.BankStep | None:
+    rows, outcomes, _ = _bank(folder, stamp)
+    return course.bank_step(rows, outcomes, model, dataset) if rows is not None else None
+
+
+def bank_step(model: str, dataset: str) -> course.BankStep | None:
+    """Step 1 of the bank's lowest seed of (model, dataset): what a chapter shows while its run is not in the pack."""
+    from core.fusion.bank import bank_dir
+
+    folder = bank_dir()
+    return _bank_step(str(folder), _stamp(folder), model, dataset)
+
+
+def bank_line(ctx: Ctx, found: course.BankStep) -> None:
+    """The line a chapter shows when it stands on the bank instead of a recorded run."""
+    st.info(f"The recorded runs of {ctx.model} on {ctx.dataset_label()} are not in the pack yet (they are still being "
+            f"computed), so this chapter reads step 1 of the profile bank's seed {found.seed} of the same model and "
+            f"dataset (run {found.run_id}).", icon=":material/inventory_2:")
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _readings(model: str, dataset: str, folder: str, stamp: tuple) -> tuple[Readings | None, str | None]:
     try:

@@ -9,8 +9,9 @@ import streamlit as st
 
 from core.lesson import guesses, reference
 from core.runs.record import Run
+from core.signals import SIGNALS
 
-from . import cached_store, lesson_data, lesson_plots, plots, state, theme, widgets
+from . import cached_store, lesson_data, lesson_plots, plots, state, tables, theme, widgets
 from .lesson_chapters import missing, run_line
 from .lesson_data import Ctx
 
@@ -79,10 +80,19 @@ def layer(ctx: Ctx) -> None:
     run = ctx.runs.forest or ctx.runs.oracle or ctx.runs.any
     data = lesson_data.heatmap(run, 1) if run is not None else None
     oracle, outcomes = lesson_data.oracle(run, 1) if run is not None else (None, None)
+    model, dataset, this_seed, this_run = ctx.model, ctx.dataset, None, None
     if run is None or data is None or oracle is None or oracle.empty:
-        missing(ctx, "random-forest fusion")
-        return
-    run_line(run)
+        found_bank = lesson_data.bank_step(ctx.model, ctx.dataset)
+        if found_bank is None:
+            missing(ctx, "random-forest fusion")
+            return
+        lesson_data.bank_line(ctx, found_bank)
+        oracle, outcomes, this_seed, this_run = (found_bank.oracle, found_bank.outcomes, found_bank.seed,
+                                                 found_bank.run_id)
+        data = tables.heatmap_data(found_bank.signals, list(SIGNALS), len(found_bank.signals))
+    else:
+        run_line(run)
+        model, dataset, this_seed = run.model, run.dataset, run.config.get("seed")
     figure = lesson_plots.pick_heatmap(data, "Step 1: click the layer you would remove first",
                                        st.session_state.get("lesson_pick_layer"))
     event = st.plotly_chart(figure, theme=None, key="lesson_heat_pick", on_select="rerun", selection_mode="points",
@@ -99,8 +109,8 @@ def layer(ctx: Ctx) -> None:
         return
     forest = lesson_data.chosen_layer(ctx.runs.forest, 1)
     rows, bank_outcomes, problem = lesson_data.bank()
-    seeds = guesses.bank_seed_costs(rows, bank_outcomes, run.model, run.dataset, int(guess)) if rows is not None \
-        else ()
+    seeds = tuple(s for s in guesses.bank_seed_costs(rows, bank_outcomes, model, dataset, int(guess))
+                  if s.run_id != this_run) if rows is not None else ()
     found = guesses.reveal_layer(oracle, outcomes, int(guess), forest, seeds)
     widgets.chart(plots.oracle_bars(oracle, int(guess), "The oracle at step 1: validation accuracy without each layer "
                                                         "(your pick highlighted)"), key="lesson_oracle")
@@ -119,14 +129,15 @@ def layer(ctx: Ctx) -> None:
                    f"**L{found.oracle_pick}**." if found.oracle_pick is not None else ""))
     _verdict("layer", found.scored, "Scored: your pick is as good as the best removal, within noise.",
              "Not this time: the best removal beats your pick beyond noise.")
-    st.markdown("**Luck or insight?** The same layer, scored on every seed the profile bank holds for this model and "
-                "dataset (another split and teacher; the bank's seed 0 may be an earlier teacher of this run's seed):")
+    st.markdown("**Luck or insight?** The same layer, scored on the other seeds the profile bank holds for this model "
+                "and dataset (another split and teacher" + ("" if this_run else "; the bank's seed of this run's "
+                                                            "number may be an earlier teacher") + "):")
     if not seeds:
-        st.info(problem or f"The bank holds no step-1 measurements of {run.model} on "
-                f"{state.dataset_label(run.dataset)}, so this guess cannot be checked on other seeds.", icon="💡")
+        st.info(problem or f"The bank holds no other step-1 measurements of {model} on "
+                f"{state.dataset_label(dataset)}, so this guess cannot be checked on other seeds.", icon="💡")
         return
-    this_seed = run.config.get("seed")
-    widgets.chart(lesson_plots.seed_costs(found, this_seed), key="lesson_seed_costs")
+    here = f"bank, seed {this_seed} (above)" if this_run else f"this run (seed {this_seed})"
+    widgets.chart(lesson_plots.seed_costs(found, here), key="lesson_seed_costs")
     good = sum(s.as_good_as_best for s in seeds)
     st.markdown(f"L{g.layer} is as good as the best (within noise) on **{good} of {len(seeds)}** bank seed(s); the "
                 "best removal there was " + ", ".join(f"L{s.best_layer} (seed {s.seed}, your pick ranked {s.rank} of "

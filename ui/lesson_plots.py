@@ -80,10 +80,9 @@ def recovery_bars(stories: Sequence[StepStory], shown: int | None = None) -> go.
                         barmode="group", legend=dict(orientation="h", y=-0.25, x=0))
 
 
-def seed_costs(reveal: LayerReveal, this_seed: int | None) -> go.Figure:
-    """The guessed layer's regret on this run and on every seed of the bank, with their intervals."""
-    rows = [("this run" + (f" (seed {this_seed})" if this_seed is not None else ""), reveal.guess.regret_points,
-             reveal.guess.regret)]
+def seed_costs(reveal: LayerReveal, here: str) -> go.Figure:
+    """The guessed layer's regret where it was guessed (``here``) and on the bank's other seeds, with intervals."""
+    rows = [(here, reveal.guess.regret_points, reveal.guess.regret)]
     rows += [(f"bank, seed {s.seed}", s.regret_points, s.regret) for s in reveal.seeds]
     fig = go.Figure(go.Bar(
         x=[r[0] for r in rows], y=[r[1] for r in rows], marker_color=[theme.PRIMARY] + ["#9CA3AF"] * len(reveal.seeds),

@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
+
+from core.fusion.features import ORACLE_KL
 from core.runs.record import Run, RunStatus
 
 #: the pack's datasets, in the order the lesson prefers them
@@ -83,3 +87,39 @@ def ffn_parameters(layer_parameters: int, hidden: int) -> int | None:
         return None
     width = rest // (2 * h + 1)
     return 2 * h * width + width + h
+
+
+@dataclass(frozen=True)
+class BankStep:
+    """One step of one bank path (model, dataset, seed) in the shape a run stores it: the signals per layer, the
+    oracle table and its per-example outcomes (``label``/``pred`` so that ``pred == label`` is the bank's
+    ``correct``). What the lesson stands on while a recorded run is not in the pack yet."""
+
+    run_id: str
+    seed: int
+    signals: pd.DataFrame
+    oracle: pd.DataFrame
+    outcomes: pd.DataFrame | None
+
+
+def bank_step(rows: pd.DataFrame, outcomes: pd.DataFrame | None, model: str, dataset: str, step: int = 1
+              ) -> BankStep | None:
+    """The lowest seed's ``step`` of ``model`` on ``dataset`` in the bank, or None when the bank has none."""
+    mine = rows[(rows["model"] == model) & (rows["dataset"] == dataset) & (rows["step"] == step)]
+    if mine.empty:
+        return None
+    seed = int(mine["seed"].min())
+    part = mine[mine["seed"] == seed]
+    run_id = str(part["run_id"].iloc[0])
+    part = part[part["run_id"] == run_id].sort_values("original_layer")
+    kl = part[ORACLE_KL] if ORACLE_KL in part else pd.Series(np.nan, index=part.index)
+    oracle = pd.DataFrame({"original_layer": part["original_layer"].astype(int), "accuracy": part["oracle_accuracy"],
+                           "loss": part["oracle_loss"], "kl_to_current": kl}).reset_index(drop=True)
+    found = None
+    if outcomes is not None:
+        rows_of = outcomes[(outcomes["run_id"] == run_id) & (outcomes["step"] == step)]
+        if len(rows_of):
+            found = pd.DataFrame({"example": rows_of["example"].astype(int), "label": 1,
+                                  "pred": rows_of["correct"].astype(int), "original_layer": rows_of["original_layer"]
+                                  .astype(int)}).reset_index(drop=True)
+    return BankStep(run_id=run_id, seed=seed, signals=part.reset_index(drop=True), oracle=oracle, outcomes=found)
