@@ -10,7 +10,7 @@ from core.runs import noise
 from core.runs.record import RunStatus
 from core.runs.report import Ranking, compare_table, rankings, with_intervals
 from core.studies.records import list_studies
-from ui import cached_store, plots, router, state, study_view, tables, theme, widgets
+from ui import cached_store, links, plots, router, state, study_view, tables, theme, widgets
 from ui.report import download_button as report_button
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
@@ -47,6 +47,7 @@ studies = {s.id: s for s in list_studies(cached_store.store())}
 run_study = study_view.study_of_runs(runs, list(studies.values()))
 in_studies = [sid for sid in studies if any(r.group_id == sid and r.id in run_study for r in runs)]
 if in_studies:
+    links.choice("study", "cmp_study", in_studies, "study")  # ?study= opens that study's runs
     picked = st.selectbox("Study", [None, *in_studies], key="cmp_study",
                           format_func=lambda s: "All runs" if s is None else study_view.study_label(studies[s]),
                           help="The runs of one study (started on the Studies page); All runs shows every run.")

@@ -25,7 +25,7 @@ from core.runs.export import model_zip_bytes
 from core.runs.pack import shown_path
 from core.runs.record import PruneSummary, Run, RunStatus
 from core.runs.report import run_report
-from ui import bounds, plots, router, state, theme, widgets
+from ui import bounds, links, plots, router, state, theme, widgets
 from ui import cached_store as ustore
 from ui.report import download_button as report_button
 
@@ -111,6 +111,7 @@ by_id = {r.id: r for r in runs}
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Export")
+    links.choice("run", "runs_export", [r.id for r in shown], "run")  # ?run= opens that run's export
     run = widgets.pick_run(shown, key="runs_export", label="Run to export") if shown else None
     if run is None:
         st.info("No run matches the filters.", icon="💡")

@@ -22,7 +22,7 @@ from core.runs import noise
 from core.runs.record import ACTIVE
 from core.studies import records
 from core.studies.config import StudyConfig
-from ui import bounds, cached_store, router, state, study_view, theme, widgets
+from ui import bounds, cached_store, links, router, state, study_view, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -226,7 +226,7 @@ except Exception as exc:  # an unreadable store: say so instead of a traceback
     router.stop_page()
 attached = st.query_params.get(STUDY_PARAM)
 
-with st.expander("Start a new study", expanded=not attached):
+with st.expander("Start a new study", expanded=not attached, key=links.advanced_key("study_start")):
     _start_form()
 
 _pick(studies)
