@@ -34,7 +34,9 @@ def test_groups_partition_the_layers(contrast):
 
 def test_oracle_separates_harmless_from_critical_layers(contrast, oracle):
     base = oracle.attrs["baseline"]["accuracy"]
-    assert base >= 0.95  # the model learnt the task
+    # the model learnt the task, far above chance (1/3): every build of seeds 0-4 x fp32/bf16 scored >= 0.667 on
+    # validation (>= 0.95 held on 6 of 10 only: a seed may miss one class), scripts/contrast_hold_rates.py
+    assert base >= 0.6
     acc = oracle.set_index("original_layer")["accuracy"]
     assert all(acc[i] == pytest.approx(base, abs=1e-9) for i in contrast.harmless_layers)
     assert all(acc[i] <= 0.4 for i in contrast.critical_layers)  # chance is 1/3
