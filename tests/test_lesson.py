@@ -299,3 +299,22 @@ def test_a_link_opens_its_chapter_and_a_bad_one_the_nearest_with_a_notice(lesson
     at.run()
     assert_clean(at)
     assert "layer 99 does not exist here" in texts(at) and at.session_state["lesson_off"] == 11
+
+
+def test_instructor_switches_hide_controls_and_enlarge_text_for_the_session(lesson_env):
+    from ui.links import HIDE_CSS, PRESENT_CSS
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for key, value in {"hide": "controls", "present": "1", "chapter": "2", "bogus": "x"}.items():
+        at.query_params[key] = value
+    at.run()
+    assert_clean(at)
+    assert not [s.label for s in at.sidebar.selectbox if s.label in ("Model", "Dataset")]  # the selectors are hidden
+    styles = [m.value for m in at.markdown]
+    assert HIDE_CSS in styles and PRESENT_CSS in styles
+    assert any("does not know, ignored: bogus" in w.value for w in at.warning)
+    assert "bogus" not in at.query_params and at.query_params["hide"] == "controls"
+    at.switch_page("pages/signals.py").run()  # another page of the same session: still hidden, still presenting
+    assert_clean(at)
+    assert HIDE_CSS in [m.value for m in at.markdown] and at.query_params["present"] == "1"
+    assert not [s.label for s in at.sidebar.selectbox if s.label in ("Model", "Dataset")]
