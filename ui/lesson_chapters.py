@@ -242,7 +242,9 @@ def noise(ctx: Ctx) -> None:
                    f"seeds, mean over {len(rel.datasets)} datasets.")
     floor = lesson_data.noise_floor(rel.model or ctx.model)
     if floor is not None:
-        cols[2].metric("Noise floor of a one-step pick", f"{floor.interval.estimate:.2f} points", border=True,
+        i = floor.interval
+        cols[2].metric("Noise floor of a one-step pick", f"{i.estimate:.2f} points", f"[{i.low:.2f}, {i.high:.2f}], "
+                       f"{floor.datasets} datasets", delta_color="off", delta_arrow="off", border=True,
                        help="The oracle's own pick on one half of the rows, scored on the other half.")
     widgets.chart(lesson_plots.reliability_lines(reference.reliability_curve(), rel.val_rows), key="lesson_reliability")
     st.markdown(f"At {rel.val_rows:,} validation rows (the app's default), two seeds order the step-1 removals alike "
