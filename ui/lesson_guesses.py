@@ -240,11 +240,10 @@ def kd(ctx: Ctx) -> None:
     if not _reveal_button("kd", True):
         return
     others = {}
-    for other in cached_store.runs(kind="prune"):
-        f = lesson_data.facts(other) if other.id != run.id and other.model == run.model and other.recorded else None
-        if f is not None and f.intervals.kd_vs_before is not None:
-            others[f"{theme.strategy_label(other.strategy)} · {state.dataset_label(other.dataset)}"] = \
-                f.intervals.kd_vs_before
+    for other in cached_store.runs(kind="prune", status="done", model=run.model):
+        gain = cached_store.prune_intervals(other).kd_vs_before if other.id != run.id and other.recorded else None
+        if gain is not None:  # the intervals every page reads (cached per run): no report is built for the others
+            others[f"{theme.strategy_label(other.strategy)} · {state.dataset_label(other.dataset)}"] = gain
     found = guesses.reveal_kd(float(guess), facts.intervals.kd_vs_before, others)
     before = facts.intervals.steps.get(facts.intervals.final_step) if facts.intervals.final_step else None
     cols = st.columns(3)
