@@ -2,7 +2,7 @@
 
 ``auto`` (our default) means *the faster one*. On a CPU it resolves to ``bf16`` only where the CPU has bf16
 matrix units (AMX-BF16 or AVX-512 BF16 on x86, the BF16 extension on Arm) **and** the model is wide enough for
-bf16 to pay (hidden size at least :data:`BF16_MIN_HIDDEN`: ``python -m core bench precision --sizes`` measures
+bf16 to pay (hidden size at least :data:`BF16_MIN_HIDDEN`: ``python -m core bench precision --crossover`` measures
 the crossover; on the tiny model, hidden 32, autocast's overhead makes bf16 slower than fp32); a CUDA device
 gets ``bf16`` where it supports it and ``fp16`` (with a gradient scaler) where not; everything else is ``fp32``.
 Mixed precision means ``torch.autocast``: weights and optimiser state stay fp32, matrix products run in the low
@@ -40,10 +40,11 @@ DEFAULT_PRECISION = "auto"
 #: the environment variable that overrides the CPU's detected bf16 units ("0": none, "1": present)
 CPU_BF16_ENV = "PRUNE_CPU_BF16"
 #: the smallest hidden size at which ``auto`` picks bf16 on a CPU with bf16 units. Measured with
-#: ``python -m core bench precision --sizes`` on a 2-core Xeon with AVX-512 BF16 (2026-12-07; the README's
-#: precision table): a training step is slower in bf16 at hidden 32 and 64, and faster from hidden 256 on
-#: (e5-small and MiniLM-L6, hidden 384: 1.4-1.7x).
-BF16_MIN_HIDDEN = 256
+#: ``python -m core bench precision --crossover`` on a 2-core EPYC with AVX-512 BF16 and no AMX (2026-12-07, quiet;
+#: the README's precision table): bf16 / fp32 of a training step and a forward is 1.08 / 1.14 at hidden 32, 0.95 /
+#: 1.12 at 64 (a forward still slower), 0.79 / 0.84 at 128, 0.72 / 0.66 at 256, 0.63-0.70 / 0.54-0.57 at 384
+#: (e5-small, MiniLM-L6); so bf16 pays from 128 on.
+BF16_MIN_HIDDEN = 128
 #: the CPU flags of bf16 matrix units
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
 

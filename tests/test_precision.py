@@ -43,10 +43,10 @@ def test_auto_is_the_faster_precision_under_both_simulated_cpus(monkeypatch, uni
     tiny, e5 = get_model_spec("tiny-bert").hidden_size, get_model_spec("e5-small").hidden_size
     assert resolve("auto", "cpu", tiny) == "fp32"
     assert resolve("auto", "cpu", e5) == ("bf16" if units == "1" else "fp32")
-    assert "hidden size 32 < 256" in describe("auto", "cpu", tiny)
+    assert f"hidden size 32 < {precision.BF16_MIN_HIDDEN}" in describe("auto", "cpu", tiny)
     line = describe("auto", "cpu", e5)
     assert "PRUNE_CPU_BF16 override" in line
-    assert ("hidden size 384 >= 256" in line) if units == "1" else ("no bf16 matrix units" in line)
+    assert (f"hidden size 384 >= {precision.BF16_MIN_HIDDEN}" in line) if units == "1" else ("no bf16 matrix units" in line)
     assert resolve("auto", "cpu", precision.BF16_MIN_HIDDEN) == ("bf16" if units == "1" else "fp32")
     assert resolve("auto", "cpu", precision.BF16_MIN_HIDDEN - 1) == "fp32"
 
