@@ -141,3 +141,21 @@ def e5_dir() -> Path:
     from core.models.registry import model_dir
 
     return Path(model_dir("e5-small"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium (tests/test_browser.py: its path and flags), one per test module; skipped with
+    the command that installs it when it is missing."""
+    from tests.test_browser import CHROMIUM, launch
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch(pw)
+        try:
+            yield b
+        finally:
+            b.close()

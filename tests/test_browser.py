@@ -179,20 +179,6 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def test_walk_every_page_start_a_tiny_run_and_screenshot(browser, tmp_path):
     store = tmp_path / "store"
     with streamlit_server(store, tmp_path / "streamlit.log") as (base, started):

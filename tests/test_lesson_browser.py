@@ -14,7 +14,7 @@ import pytest
 
 from core.lesson.readings import PRESETS
 from tests.lesson_pack import LessonPack, make_lesson_pack
-from tests.test_browser import CHROMIUM, launch, no_exception, screenshot, settled, streamlit_server
+from tests.test_browser import no_exception, screenshot, settled, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -25,20 +25,6 @@ INTERVAL = re.compile(r"\[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]")
 @pytest.fixture(scope="module")
 def lesson_pack(tmp_path_factory) -> LessonPack:
     return make_lesson_pack(tmp_path_factory.mktemp("lesson"))
-
-
-@pytest.fixture(scope="module")
-def playwright_browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture()
@@ -114,9 +100,9 @@ def _guess_kd(page) -> None:
 GUESSES = {3: _guess_layer, 5: _guess_duel, 8: _guess_kd}
 
 
-def test_walk_the_lesson_from_the_first_chapter_to_the_last(playwright_browser, served, tmp_path):
+def test_walk_the_lesson_from_the_first_chapter_to_the_last(browser, served, tmp_path):
     with streamlit_server(tmp_path / "fresh", tmp_path / "streamlit.log") as (base, _):
-        page = playwright_browser.new_page(viewport={"width": 1600, "height": 1000})
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(f"{base}/lesson")
         settled(page, "Lesson", timeout_ms=120_000)
         nav = page.get_by_test_id("stSidebarNav")
@@ -165,13 +151,13 @@ def _notices(page) -> list[str]:
     return [a.inner_text() for a in page.locator("[data-testid='stAlert']").all() if "link_off" in a.inner_text()]
 
 
-def test_a_copied_link_opens_the_same_view_in_a_new_browser(playwright_browser, served, tmp_path):
+def test_a_copied_link_opens_the_same_view_in_a_new_browser(browser, served, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(served.store, store)  # the tiny runs with their weights: the Playground opens them
     run_id = served.ids["rf_fusion"]
     text = "we watched a great tennis match"
     with streamlit_server(store, tmp_path / "streamlit.log", cancel_runs=False) as (base, _):
-        page = playwright_browser.new_page(viewport={"width": 1600, "height": 1000})
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
         # the Playground: a typed text and two layers switched off
         page.goto(f"{base}/playground?run={run_id}")
         settled(page, "Playground", timeout_ms=120_000)
@@ -212,7 +198,7 @@ def test_a_copied_link_opens_the_same_view_in_a_new_browser(playwright_browser, 
         page.close()
 
         for url, name in ((link, "playground"), (live_link, "live"), (lesson_link, "lesson")):
-            context = playwright_browser.new_context(viewport={"width": 1600, "height": 1000})  # a fresh browser
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})  # a fresh browser
             fresh = context.new_page()
             fresh.goto(url)
             settled(fresh, {"playground": "Playground", "live": "Live pruning", "lesson": "Lesson"}[name],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.packs import make_tiny_pack
-from tests.test_browser import CHROMIUM, PAGES, launch, no_exception, open_page, screenshot, settled, streamlit_server
+from tests.test_browser import PAGES, no_exception, open_page, screenshot, settled, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -22,20 +22,6 @@ EMPTY = ("No run has computed signals", "No fusion run yet", "Nothing to compare
 CONTENT = {"signals": ("[data-testid='stPlotlyChart']", 2), "fusion": ("[data-testid='stImage']", 2),
            "compare": ("[data-testid='stDataFrame']", 1), "runs": ("[data-testid='stDataFrame']", 1),
            "live": (".st-key-replay_caption", 1)}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,8 @@ def test_auto_is_the_faster_precision_under_both_simulated_cpus(monkeypatch, uni
     assert f"hidden size 32 < {precision.BF16_MIN_HIDDEN}" in describe("auto", "cpu", tiny)
     line = describe("auto", "cpu", e5)
     assert "PRUNE_CPU_BF16 override" in line
-    assert (f"hidden size 384 >= {precision.BF16_MIN_HIDDEN}" in line) if units == "1" else ("no bf16 matrix units" in line)
+    wide = f"hidden size 384 >= {precision.BF16_MIN_HIDDEN}"
+    assert (wide in line) if units == "1" else ("no bf16 matrix units" in line)
     assert resolve("auto", "cpu", precision.BF16_MIN_HIDDEN) == ("bf16" if units == "1" else "fp32")
     assert resolve("auto", "cpu", precision.BF16_MIN_HIDDEN - 1) == "fp32"
 
