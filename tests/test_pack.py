@@ -298,3 +298,23 @@ def test_playground_reruns_a_recorded_run_and_opens_its_models(tiny_pack, tmp_pa
     picker = at.selectbox(key="pg_choice")
     assert picker.value == mine.id and any(o.startswith("teacher · tiny-bert") for o in picker.options)
     assert any(m.label.startswith("Teacher (12 layers)") for m in at.metric)
+
+
+# ------------------------------------------------------------------------------------------ the shipped pack
+SHIPPED = Path(__file__).resolve().parent.parent / "data" / "pack"
+
+
+@pytest.mark.skipif(not (SHIPPED / "manifest.json").exists(), reason="no recorded pack shipped (data/pack)")
+def test_the_shipped_pack_validates_and_agrees_with_itself():
+    """data/pack: every checksum holds, it is under the 20 MB limit, its runs are finished e5-small runs at the
+    default budget with KD, and every summary agrees with its own step table and outcome files."""
+    from core.runs.pack import LIMIT_BYTES
+
+    pack = load_pack(SHIPPED)
+    assert pack is not None
+    assert sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file()) <= LIMIT_BYTES
+    runs = pack.list_runs()
+    assert runs and all(r.status == "done" and r.recorded and r.model == "e5-small" for r in runs)
+    assert all(r.config["data"]["train_cap"] == 2000 and r.config["layers_to_remove"] == 6 and r.config["distill"]
+               for r in runs)
+    assert check_pack(pack.steps, pack.run_dir, {r.id: r.summary for r in runs}) == []
