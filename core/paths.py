@@ -26,6 +26,16 @@ def cache_dir() -> Path:
     return path
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as a page or a report may name it: relative to the project (``data/reference``) when inside it, else
+    only its last two parts (``study/store``): never a machine's absolute path."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return "/".join(p.parts[-2:]) if len(p.parts) >= 2 else p.name
+
+
 def store_dir() -> Path:
     """The run store (SQLite database plus one folder per run). Override with ``PRUNE_STORE_DIR``."""
     base = os.environ.get("PRUNE_STORE_DIR")

@@ -119,7 +119,7 @@ def _start_form() -> None:
             ids = ustore.submit("merge", [cfg.to_dict()], strategy=cfg.strategy)
         except Exception as exc:  # e.g. a read-only store folder
             widgets.show_error("Could not start the merge run", exc,
-                               f"Check that the run store folder {ustore.root()} is writable, then try again.")
+                               f"Check that the run store folder `{ustore.shown_root()}` is writable, then try again.")
             return
         widgets.set_query_runs(ids)
         st.rerun()
@@ -134,7 +134,7 @@ with st.expander("Start a merge run", expanded=not merges, key=links.advanced_ke
     _start_form()
 
 if unknown and not requested:
-    st.warning(f"Run {', '.join(unknown)} from the address is not a merge run in the store at {ustore.root()}. "
+    st.warning(f"Run {', '.join(unknown)} from the address is not a merge run in the store at `{ustore.shown_root()}`. "
                "Showing the newest merge run instead.")
 if not merges:
     widgets.empty_state("No merge run yet. Start one above: the tiny model on the keywords dataset finishes in "

@@ -120,7 +120,7 @@ def _start(cfg: StudyConfig | None) -> None:
         with st.spinner("Recording the study and fixing the profiles its fusion cells train on…"):
             study = start_study(cached_store.store(), cfg)
     except Exception as exc:  # e.g. a read-only store folder
-        widgets.show_error("Could not record the study", exc, f"Check that {cached_store.root()} is writable.")
+        widgets.show_error("Could not record the study", exc, f"Check that `{cached_store.shown_root()}` is writable.")
         return
     if _launch(study.id):
         _attach(study.id)
@@ -161,7 +161,7 @@ def panel(study_id: str, polling: bool) -> None:
     try:
         study = watch_study(store, study_id)
     except KeyError:
-        st.error(f"Study {study_id} is not in the store at {cached_store.root()}. Pick another study above.")
+        st.error(f"Study {study_id} is not in the store at `{cached_store.shown_root()}`. Pick another study above.")
         return
     cells = records.cell_table(store, study)
     c = study_view.counts(cells)
@@ -222,7 +222,7 @@ def _pick(studies: list[records.Study]) -> None:
 try:
     studies = records.list_studies(cached_store.store())
 except Exception as exc:  # an unreadable store: say so instead of a traceback
-    widgets.show_error("Could not read the studies from the run store", exc, f"Check {cached_store.root()}.")
+    widgets.show_error("Could not read the studies from the run store", exc, f"Check `{cached_store.shown_root()}`.")
     router.stop_page()
 attached = st.query_params.get(STUDY_PARAM)
 

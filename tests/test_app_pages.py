@@ -140,6 +140,24 @@ def test_home_empty_store_explains_the_next_step(tmp_path, monkeypatch):
     assert "No runs yet" in texts(at)
 
 
+@pytest.mark.parametrize("name,params", [("home", {}), ("runs", {}), ("live", {"run": "20990101-000000-nosuch"}),
+                                         ("merging", {"run": "20990101-000000-nosuch"}), ("study", {}),
+                                         ("compare", {}), ("playground", {})])
+def test_a_page_never_shows_the_machines_path_of_the_store(store_env, name, params):
+    """The store sits outside the repository here (a temporary folder): the pages name it by its last parts only,
+    also in the errors that say a run from the address is not in it."""
+    root, _ = store_env
+    at = page(name)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = texts(at)
+    assert str(root) not in shown and str(root.parent) not in shown, name
+    if params:
+        assert "nosuch" in shown and f"`{root.parent.name}/{root.name}`" in shown, name
+
+
 def test_setup_shows_model_card_dataset_preview_and_budgets(store_env):
     at = page("setup").run()
     assert_clean(at)

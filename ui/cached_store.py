@@ -27,7 +27,7 @@ from core.jobs.queue import job_for
 from core.jobs.runner import Runner
 from core.jobs.schedule import tick
 from core.merging.verdict import BudgetVerdict, budget_verdict
-from core.paths import store_dir
+from core.paths import shown_path, store_dir
 from core.runs import artifacts, noise
 from core.runs.pack import Pack, StoreWithPack, budget_text, pack_dir, pack_or_none, pack_stamp
 from core.runs.record import MergeSummary, PruneSummary, Run, summary_of
@@ -35,6 +35,11 @@ from core.runs.record import MergeSummary, PruneSummary, Run, summary_of
 
 def root() -> str:
     return str(store_dir())
+
+
+def shown_root() -> str:
+    """The run store as a page may name it (repository-relative, or its last two parts): never the machine's path."""
+    return shown_path(store_dir())
 
 
 @st.cache_resource(show_spinner=False)

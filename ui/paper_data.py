@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from core.paths import shown_path
+
 SUMMARY_FILE = "one_step_summary.csv"
 MAKE = ("Make them with `python -m core study paper` (from the profile bank in `data/bank/`; the full-path table "
         "also needs the finished runs of the paper study in your run store), or restore the shipped files with "
@@ -98,18 +100,6 @@ class Reference:
 
         s = self.summary[(self.summary["model"] == model) & (self.summary["strategy"] != "oracle")]
         return seeds_text(int(s["seeds"].min()), int(s["seeds"].max())) if len(s) else seeds_text(0)
-
-
-def shown_path(path: str | Path) -> str:
-    """A path as a page may show it: relative to the project (``data/reference``), else only its last two parts
-    (never a machine's absolute path)."""
-    from core.paths import PROJECT_ROOT
-
-    p = Path(path)
-    try:
-        return p.resolve().relative_to(PROJECT_ROOT.resolve()).as_posix()
-    except ValueError:
-        return "/".join(p.parts[-2:]) if len(p.parts) >= 2 else p.name
 
 
 def reference_dir() -> Path:

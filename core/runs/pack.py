@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from core.paths import PROJECT_ROOT
+from core.paths import PROJECT_ROOT, shown_path
 from core.runs.record import Run
 from core.runs.store import RunStore
 
@@ -71,14 +71,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def shown_path(path: Path) -> str:
-    """A folder as a page may name it: relative to the repository when inside it, else its last part only."""
-    try:
-        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return Path(path).name
 
 
 def budget_text(config: Mapping[str, Any]) -> str:
