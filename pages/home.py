@@ -119,7 +119,8 @@ else:
             if found.vs_teacher is not None:
                 result += f", {found.vs_teacher.sentence()}"
         st.markdown(f"- {widgets.run_label(run)}{result}")
-    st.caption(f"{len(runs)} pruning run(s) in the store at `{cached_store.shown_root()}`. See them all on Runs & export. "
+    st.caption(f"{len(runs)} pruning run(s) in the store at `{cached_store.shown_root()}`. "
+               "See them all on Runs & export. "
                "Brackets: 95 % intervals (Wilson over the test rows; the difference to the teacher paired on the same "
                "rows, within noise when it contains 0).")
 

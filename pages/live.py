@@ -58,8 +58,8 @@ requested = widgets.query_run_ids()
 missing = [i for i in requested if i not in by_id]
 attached = [i for i in requested if i in by_id]
 if missing:
-    st.error(f"Run(s) {', '.join(missing)} from the address are not in the store at `{ustore.shown_root()}`: they may have "
-             "been deleted. Pick another run in the sidebar, or start a new one below.")
+    st.error(f"Run(s) {', '.join(missing)} from the address are not in the store at `{ustore.shown_root()}`: "
+             "they may have been deleted. Pick another run in the sidebar, or start a new one below.")
 if not requested:
     attached = [i for i in st.session_state.get("attached_runs", []) if i in by_id]
 if not attached and not requested and all_runs:

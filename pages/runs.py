@@ -20,9 +20,9 @@ from core.deploy.bench import intervals as bench_intervals
 from core.deploy.onnx_export import PARITY_FILE, offered_onnx
 from core.jobs.deploy import deploy_job, start_deploy
 from core.jobs.slots import max_jobs
+from core.paths import shown_path
 from core.runs import noise
 from core.runs.export import model_zip_bytes
-from core.paths import shown_path
 from core.runs.record import PruneSummary, Run, RunStatus
 from core.runs.report import run_report
 from ui import bounds, links, plots, router, state, theme, widgets
