@@ -112,11 +112,11 @@ with tab_global:
         with left:
             widgets.chart(plots.importance_bars(rows.feature_names, mean_abs * scale,
                                                 "Global importance: mean |SHAP value|",
-                                                "mean |SHAP|" + (" (accuracy points)" if unit else
-                                                                 " (effect on the predicted score)")),
+                                                "mean |SHAP|" + (" (acc. points)" if unit else "")),
                           key="fus_global")
-            st.caption(f"Over {len(rows.steps)} (step, layer) rows from {len(set(rows.steps))} step(s). Bars are "
-                       "coloured by signal family.")
+            st.caption(f"Over {len(rows.steps)} (step, layer) rows from {len(set(rows.steps))} step(s): each bar is "
+                       "the signal's mean absolute effect on the ranker's predicted score"
+                       + (" (accuracy points)" if unit else "") + ". Bars are coloured by signal family.")
         with right:
             st.image(_beeswarm(run.id, token, scale, rows),
                      caption="SHAP beeswarm: one dot per (step, layer); colour = the signal's normalised value "

@@ -28,6 +28,7 @@ with tab_heat:
                             "fills in after its first step.", widgets.LIVE_PAGE, "Live pruning")
     else:
         preferred = [r for r in runs if r.model == state.model() and r.dataset == state.dataset()]
+        preferred.sort(key=lambda r: r.strategy != "rf_fusion")  # stable: the newest fusion run first, as on Home
         links.choice("run", "sig_run", [r.id for r in runs], "run")  # ?run= opens that run's heatmap
         run = widgets.pick_run(runs, key="sig_run", default_id=(preferred or runs)[0].id)
         widgets.recorded_badge(run)
