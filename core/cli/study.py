@@ -285,8 +285,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
     from core.fusion.bank import load_bank, load_outcomes
     from core.runs.store import RunStore
+    from core.studies import full_path_outcomes as fpo
+    from core.studies import full_path_tests as fpt
     from core.studies import paper
     from core.studies.fair import selected_single
+    from core.studies.full_path import at_budget
 
     bank = load_bank(args.bank)
     store = RunStore(args.store) if args.store else None
@@ -294,14 +297,23 @@ def cmd_paper(args: argparse.Namespace) -> int:
     table = paper.one_step_table(bank.rows, outcomes=load_outcomes(args.bank, bank))
     summary = paper.summarise_one_step(table)
     out = Path(args.out) if args.out else None
-    fresh = paper.full_path_table(store) if store is not None else None
-    full = fresh if args.fresh_full_path else paper.merge_full_path(paper.load_full_path(out), fresh)
+    # the shipped full-path rows and their per-example outcomes, grown by the store's runs and the pack's runs of the
+    # full-path study; runs are paired only on the same teacher (core.studies.full_path_outcomes)
+    pack, study = _full_path_pack(args)
+    full, outcomes = fpo.collect(store, out, pack=pack, study=study, fresh_only=args.fresh_full_path)
+    tests, per_tree = fpt.full_path_tests(full, outcomes)
+    shown = at_budget(full)  # the claims stand on one budget: the newest study's (older rows stay in the file)
     budget = paper.bank_budget(bank, summary)
-    claim_rows = paper.claims(summary, table, full, budget=budget, full_budget=paper.full_budget(full))
+    claim_rows = paper.claims(summary, table, shown, budget=budget, full_budget=paper.full_budget(shown))
+    cap = int(tests["train_cap"].iloc[0]) if len(tests) else None
+    claim_rows += fpt.claim_rows(tests, paper.full_budget(at_budget(full, cap)) if cap else "")
     selected = selected_single(bank.rows, table)  # "the best single signal", picked without the scored dataset
     folder = paper.write_reference(table, summary, full, claim_rows, out,
                                    meta={"bank": bank.manifest.get("coverage"), "budget": budget,
                                          "scoring": paper.scoring_text(table), "selected_single": selected})
+    if len(outcomes):
+        fpo.write_outcomes(folder, outcomes)
+    fpt.write_tests(folder, tests, per_tree)
     if args.json:
         print(json.dumps(claim_rows, indent=1))
         return 0
@@ -320,8 +332,48 @@ def cmd_paper(args: argparse.Namespace) -> int:
                       f"{m['sign_flip_p']:.3f}")
     for c in claim_rows:
         print(f"\n[{c['key']}] paper: {c['paper']}\n  ours ({c['measure']}, {c.get('noise', '?')}): {c['ours']}")
+    _print_full_path(full, tests)
     print(f"\nwritten to {folder}")
     return 0
+
+
+def _full_path_pack(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The recorded pack and the full-path study whose runs it may hold (``--pack off``: none); a pack that is
+    refused is said and left out."""
+    from core.runs.pack import PackError, load_pack, pack_dir
+    from core.studies.config import StudyConfig
+
+    if args.pack is not None and args.pack.strip().lower() in ("", "0", "off", "none", "false", "no"):
+        return None, None
+    try:
+        pack = load_pack(args.pack if args.pack is not None else pack_dir())
+    except PackError as exc:
+        print(f"the recorded pack is left out of the full-path table: {exc}", file=sys.stderr)
+        return None, None
+    if pack is None:
+        return None, None
+    from core.paths import PROJECT_ROOT
+
+    return pack, StudyConfig.load(args.study_file or PROJECT_ROOT / "data" / "studies" / "full-path.toml")
+
+
+def _print_full_path(full: Any, tests: Any) -> None:
+    """Where the full-path table's runs come from, how they pair, and the comparisons over datasets."""
+    from core.studies.full_path_tests import SPREAD, choice_sentence, pair_text
+
+    if full is None or full.empty:
+        return
+    print("\nfull-path runs by budget and source (pairing):")
+    cols = [c for c in ("train_cap", "source", "pairing") if c in full.columns]
+    for key, n in full.fillna({c: "-" for c in cols}).groupby(cols).size().items():
+        print(f"  {key}: {n}")
+    if tests is None or tests.empty:
+        return
+    for stage in ("after_kd", "before_kd"):
+        print(f"\nfull path, {stage.replace('_', ' ')} (A − B, accuracy points; > 0: A more accurate):")
+        for r in tests[(tests["stage"] == stage) & (tests["a"] != SPREAD)].to_dict("records"):
+            print("  " + pair_text(r, str(r["a"]), str(r["b"])))
+    print("\n" + choice_sentence(tests).replace("**", ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=None, help="output folder (default: data/reference)")
     q.add_argument("--fresh-full-path", action="store_true", help="full-path table from --store only (default: the "
                    "shipped table grown by the store's runs, so rows measured elsewhere are kept)")
+    q.add_argument("--pack", default=None, help="recorded pack whose runs of --study-file join the full-path table "
+                   "when the table lacks them (default: PRUNE_PACK_DIR or data/pack; 'off': none)")
+    q.add_argument("--study-file", default=None,
+                   help="the full-path study whose runs the pack may hold (default: data/studies/full-path.toml)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_paper)
     return p

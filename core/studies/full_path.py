@@ -18,18 +18,28 @@ FULL_PATH_FILE = "full_path.csv"
 KD_VS_TEACHER = ("kd_vs_teacher", "kd_vs_teacher_low", "kd_vs_teacher_high", "kd_vs_teacher_paired")
 
 
-def full_path_table(store: Any, study_ids: list[str] | None = None) -> pd.DataFrame:
+def full_path_table(store: Any, study_ids: list[str] | None = None, run_ids: list[str] | None = None,
+                    source: str = "store") -> pd.DataFrame:
     """Every finished study run (a strategy's own pruning path, then KD): accuracy at each depth, the maximum
-    over depth, after KD, the accuracy-to-size ratio, and the rank per (model, dataset, seed, budget)."""
+    over depth, after KD, the accuracy-to-size ratio, and the rank per (model, dataset, seed, budget).
+
+    ``store`` is a run store or anything that reads like one (the recorded pack:
+    :class:`core.studies.full_path_outcomes.PackReader`); ``run_ids`` keeps only those runs; ``source`` names where
+    the rows come from (column ``source``: ``store`` or ``pack``). ``cell_id`` and ``teacher_key`` (the teacher's
+    cache key, step 0) say which study cell and which teacher each run is."""
     runs = [r for r in store.list_runs(kind="prune", status="done")
-            if r.group_id and (study_ids is None or r.group_id in study_ids) and r.cell_id]
+            if r.group_id and (study_ids is None or r.group_id in study_ids) and r.cell_id
+            and (run_ids is None or r.id in run_ids)]
     rows = []
     for r in runs:
         s, c = r.summary, r.config
         steps = store.steps(r.id)
-        row = {"run_id": r.id, "study": r.group_id, "model": r.model, "dataset": r.dataset,
-               "strategy": r.strategy, "seed": c.get("seed", 0), "train_cap": c.get("data", {}).get("train_cap"),
-               "val_cap": c.get("data", {}).get("val_cap"), "max_length": c.get("data", {}).get("max_length"),
+        data = c.get("data", {})
+        row = {"run_id": r.id, "study": r.group_id, "cell_id": r.cell_id, "source": source, "model": r.model,
+               "dataset": r.dataset, "strategy": r.strategy, "seed": c.get("seed", 0),
+               "train_cap": data.get("train_cap"), "val_cap": data.get("val_cap"), "test_cap": data.get("test_cap"),
+               "max_length": data.get("max_length"),
+               "teacher_key": steps["teacher_key"].iloc[0] if "teacher_key" in steps and len(steps) else None,
                "layers_removed": len(s.get("removed_order", [])), "removed": json.dumps(s.get("removed_order", [])),
                "teacher_accuracy": s.get("teacher", {}).get("test_accuracy"),
                "max_accuracy_over_depth": (s.get("max_accuracy_over_depth") or {}).get("accuracy"),
@@ -115,3 +125,25 @@ def full_budget(full: pd.DataFrame | None) -> str:
     return (f"study runs: {values('train_cap')} training rows, {values('val_cap')} validation rows (the oracle), "
             f"length {values('max_length')}, {values('layers_removed')} layers removed (fine-tuned after each), "
             f"then KD; {seeds_text(*seed_span(full))}")
+
+
+def train_caps(full: pd.DataFrame | None) -> list[int]:
+    """The training-row budgets a full-path table holds, largest first (the study of issue 29 ran at 2,000 rows;
+    older rows at 500 stay readable but apart)."""
+    if full is None or full.empty or "train_cap" not in full.columns:
+        return []
+    return sorted({int(c) for c in pd.to_numeric(full["train_cap"], errors="coerce").dropna()}, reverse=True)
+
+
+def default_cap(full: pd.DataFrame | None) -> int | None:
+    """The budget shown first: the largest one with rows (the newest study's), None for an empty table."""
+    caps = train_caps(full)
+    return caps[0] if caps else None
+
+
+def at_budget(full: pd.DataFrame | None, cap: int | None = None) -> pd.DataFrame | None:
+    """The rows of one training-row budget (default :func:`default_cap`): never mix budgets in one number."""
+    cap = default_cap(full) if cap is None else cap
+    if full is None or full.empty or cap is None:
+        return full
+    return full[pd.to_numeric(full["train_cap"], errors="coerce") == cap].reset_index(drop=True)
