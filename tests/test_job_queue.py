@@ -333,6 +333,23 @@ def test_live_runs_and_studies_show_the_place_in_the_queue(queue_env, monkeypatc
     assert any(b.startswith("Queued: 2nd in line") for b in bars), bars
 
 
+def test_runs_started_together_wait_for_their_turn_on_the_one_worker_and_live_says_so(queue_env, monkeypatch):
+    """Three strategies started at once are one job: its worker runs them in turn, so the second and third wait
+    inside a running job (not in the queue): Live says which turn, not 'waiting for the worker to start'."""
+    store, _ = queue_env
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(store.root))
+    first, second, third = Runner(store.root).submit("prune", [_cfg(), _cfg("random"), _cfg("oracle")])
+    _wait(lambda: _running(store), 30, "the job's worker")
+    live = _page("live", store.root, run=f"{first},{second},{third}")
+    live.run()
+    assert not live.exception, [e.value for e in live.exception]
+    bars = [node.proto.text for node in live.get("progress")]
+    assert any(b.startswith("Queued: 2nd of the 3 runs started together") and "(1 before this one)" in b
+               for b in bars), bars
+    assert any(b.startswith("Queued: 3rd of the 3 runs started together") and "(2 before this one)" in b
+               for b in bars), bars
+
+
 # ------------------------------------------------------------------------------------------ a class
 CLASS = ("top_down", "random", "weight_magnitude", "weight_entropy", "block_influence", "attention_entropy",
          "inhibition", "energy", "intensity", "attention_weight")

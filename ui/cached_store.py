@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.jobs.estimate import Place, queue
+from core.jobs.estimate import Place, batch_text, queue
 from core.jobs.kinds import job_kind
-from core.jobs.queue import job_for
+from core.jobs.queue import get_job, job_for
 from core.jobs.runner import Runner
 from core.jobs.schedule import tick
 from core.merging.verdict import BudgetVerdict, budget_verdict
@@ -116,6 +116,16 @@ def queue_places() -> dict[str, Place]:
 def queue_place(job_id: str | None) -> Place | None:
     """The waiting job's place (None when it is not waiting)."""
     return queue_places().get(job_id) if job_id else None
+
+
+def waiting_text(run: Run) -> str:
+    """What a run that has not started yet waits for: its job's place in the queue and when it should start, or
+    its turn among the runs its job's worker runs one after another."""
+    place = None if run.recorded else queue_place(run.job_id)
+    if place is not None:
+        return place.text
+    job = get_job(store(), run.job_id) if run.job_id and not run.recorded else None
+    return (batch_text(job, run.id) if job is not None else None) or "Queued: waiting for the worker to start…"
 
 
 def job_place(kind: str, target: str) -> Place | None:

@@ -188,13 +188,14 @@ def show_error(what: str, exc: BaseException, todo: str) -> None:
 
 def run_heading(run: Run, title: str, key_prefix: str) -> None:
     """A run's title with its status icon, what it runs on, and a Cancel button while it is active."""
-    head, button = st.columns([5, 1])
+    head, button = st.columns([5, 1])  # in a narrow card the button shrinks to its icon, never to a cut word
     head.markdown(f"### {STATUS_ICONS.get(run.status, '')} {title}")
     head.caption(f"{run.model} · {state.dataset_label(run.dataset)} · run `{run.id}`")
     with head:
         recorded_badge(run)
     if run.active and not run.recorded:
-        if button.button("Cancel", key=f"{key_prefix}{run.id}", help="Stops within one training batch"):
+        if button.button("", icon=":material/cancel:", key=f"{key_prefix}{run.id}",
+                         help="Cancel this run: it stops within one training batch"):
             cancel_run(run.id)
             st.toast("Cancel requested: the worker stops after the current batch.")
             st.rerun()
@@ -253,8 +254,7 @@ def run_progress(run: Run, failed_hint: str, cancelled: str) -> None:
         took = (run.finished_at or 0) - (run.started_at or 0)
         st.progress(1.0, text=f"**Finished** in {took / 60:.1f} min")
     elif last is None:
-        place = None if run.recorded else cached_store.queue_place(run.job_id)  # waiting for a slot: where, when
-        st.progress(0.0, text=place.text if place else "Queued: waiting for the worker to start…")
+        st.progress(0.0, text=cached_store.waiting_text(run))  # waiting for a slot (where, when) or its turn
     else:
         value = min(max(float(last["progress"] or 0.0), 0.0), 1.0)
         st.progress(value, text=f"**{stage_label(last['stage'])}** · {last['message']}")

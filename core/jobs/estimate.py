@@ -126,3 +126,17 @@ def queue(store: RunStore, now: float | None = None) -> list[Place]:
 def place(store: RunStore, job_id: str) -> Place | None:
     """The waiting job's place, or None when it is not waiting (running, ended, unknown)."""
     return next((p for p in queue(store) if p.job_id == job_id), None)
+
+
+def batch_text(job: JobRow, run_id: str) -> str | None:
+    """For a run that waits inside a job already running (runs started together share one worker, which runs
+    them one after another): ``Queued: 3rd of the 3 runs started together; their worker runs them in turn (2
+    before this one)``. None when the run is not a later target of a running job."""
+    if not job.running or run_id not in job.targets or len(job.targets) < 2:
+        return None
+    k = job.targets.index(run_id)
+    if k == 0:
+        return None
+    return (f"Queued: {ordinal(k + 1)} of the {len(job.targets)} runs started together; their worker runs them in "
+            f"turn ({k} before this one)")
+
