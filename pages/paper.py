@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.studies.full_path import at_budget, train_caps
 from ui import paper_plots as pp
 from ui import paper_sections as pn
 from ui import router, state, widgets
@@ -127,13 +128,18 @@ else:
 
 # ------------------------------------------------------------------------------------------ depth
 st.subheader("Accuracy as layers are removed")
-full = pp.full_path_depth(ref.full_path, model) if ref.full_path is not None else None
-if full is not None and not full.empty:
-    caps = sorted({int(c) for c in ref.full_path["train_cap"].dropna()}) if "train_cap" in ref.full_path else []
-    budget = f"{', '.join(f'{c:,}' for c in caps)} training rows" if caps else "budget not recorded"
+caps = train_caps(ref.full_path)  # largest first: the newest study's budget; older budgets stay readable, apart
+cap = (caps[0] if len(caps) == 1 else st.radio(
+    "Full-path budget (training rows; never mixed in one number)", caps, format_func=lambda c: f"{c:,}",
+    horizontal=True, key="paper_full_cap")) if caps else None
+full_at = at_budget(ref.full_path, cap) if ref.full_path is not None else None
+full = pp.full_path_depth(full_at, model) if full_at is not None else None
+if full_at is not None and full is not None and not full.empty:
+    budget = f"{cap:,} training rows" if cap is not None else "budget not recorded"
     st.caption(f"Each strategy's own run: one removal per step with fine-tuning (test accuracy), then distillation. "
-               f"{budget}; the mean over the seeds each point shows on hover.")
-    runs = ref.full_path[ref.full_path["model"] == model]
+               f"{budget}" + (" (the newest study's budget; the others are one click above)" if len(caps) > 1 and
+                               cap == caps[0] else "") + "; the mean over the seeds each point shows on hover.")
+    runs = full_at[full_at["model"] == model]
     st.caption("Drawn at first: the oracle, the two fusion rankers, random removal (here one seeded draw per run: a "
                "run removes actual layers) and the dataset's best other strategy after KD; click a name in the legend "
                "to add any of the 18. Dotted: the unpruned teacher.")
@@ -144,10 +150,10 @@ if full is not None and not full.empty:
                                       focus=focus, teacher=teacher), key=f"paper_full_{ds}")
     heat, bars = st.columns(2) if len(ds_list) <= 3 else (st.container(), st.container())
     with heat:
-        widgets.chart(pp.rank_heatmap(pp.full_rank_matrix(ref.full_path, model), label,
+        widgets.chart(pp.rank_heatmap(pp.full_rank_matrix(full_at, model), label,
                                       "Rank after KD per dataset (1 = most accurate)"), key="paper_full_heatmap")
     with bars:
-        widgets.chart(pp.strategy_bars(pp.kd_gain(ref.full_path, model), "gain",
+        widgets.chart(pp.strategy_bars(pp.kd_gain(full_at, model), "gain",
                                        f"After KD minus the teacher, mean over {len(ds_list)} dataset(s)",
                                        "accuracy points vs the teacher (> 0: better)",
                                        "after KD minus teacher", higher_is_better=True), key="paper_kd_gain")
@@ -155,17 +161,18 @@ if full is not None and not full.empty:
                    "teacher's; whiskers: its lowest and highest dataset.")
     st.markdown("**Full-path table** (mean over seeds; ratio = (accuracy / teacher accuracy) / (parameters / "
                 "teacher parameters) after KD, our definition):")
-    st.dataframe(pp.full_path_summary(ref.full_path, model, label), hide_index=True,
+    st.dataframe(pp.full_path_summary(full_at, model, label), hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("teacher", "best over depth", "after KD")}
                  | {"acc-to-size ratio": st.column_config.NumberColumn(format="%.2f"),
                     "rank after KD": st.column_config.NumberColumn(format="%.1f")})
+    pn.full_path_tests(ref, model, cap, label)
 else:
     st.info("The full-path study (every strategy's own run with fine-tuning, then distillation) has not been "
-            "measured yet. Run it with `python -m core study run --config data/studies/paper-small.toml` (this "
-            "machine's budget) or `data/studies/paper-full.toml --ray` (the default budget, on a Ray cluster), then "
-            "`python -m core study paper --store DIR`. Meanwhile, the oracle's own path "
-            "from the one-step table:", icon=":material/hourglass_empty:")
+            "measured yet. Run it with `python -m core study run --bank-only --config data/studies/full-path.toml` "
+            "(the app's default budget, one tree at a time, resumable; its header says the order), or "
+            "`data/studies/paper-small.toml` (a smaller budget), then `python -m core study paper --store DIR`. "
+            "Meanwhile, the oracle's own path from the one-step table:", icon=":material/hourglass_empty:")
     path = pp.oracle_path(ref.one_step, ref.summary, model)
     if path.empty:
         st.caption("These reference files do not record the oracle's accuracies (column `best_accuracy`); "
@@ -185,7 +192,9 @@ with st.expander("Where these numbers come from"):
     st.markdown(f"Read from `{ref.shown_folder}`: `one_step.csv` ({len(ref.one_step):,} rows: one per dataset, seed, "
                 f"step and strategy), `one_step_summary.csv`, `one_step_overall.csv`, `directions.csv`, "
                 "`dataset_tests.csv`, `claims.json`"
-                + (", `full_path.csv`" if ref.full_path is not None else "") + ". Remake them with "
+                + (", `full_path.csv`" if ref.full_path is not None else "")
+                + (", `full_path_tests.csv`, `full_path_trees.csv`" if ref.full_path_tests is not None else "")
+                + ". Remake them with "
                 "`python -m core study paper`; the profile bank they stand on is in `data/bank/`.")
     if ref.meta:
         st.json(ref.meta, expanded=False)

@@ -28,7 +28,7 @@ FULL_COLUMNS = ("model", "dataset", "strategy", "seed")
 NUMERIC = ("regret", "regret_min", "regret_max", "top1", "spearman", "seeds", "steps", "position", "seed", "step",
            "n_layers", "regret_points", "after_kd", "teacher_accuracy", "ratio", "max_accuracy_over_depth",
            "best_accuracy", "regret_low", "regret_high", "vs_floor", "vs_floor_low", "vs_floor_high", "low", "high",
-           "datasets")
+           "datasets", "train_cap", "estimate", "null_mean", "null_high", "permutation_p", "trees")
 OVERALL_COLUMNS = ("model", "strategy", "regret", "low", "high", "datasets")
 DIRECTION_COLUMNS = ("model", "strategy", "registry", "datasets", "learned_lowest", "regret", "regret_low",
                      "regret_high", "regret_lowest", "regret_lowest_low", "regret_lowest_high", "regret_highest",
@@ -36,6 +36,9 @@ DIRECTION_COLUMNS = ("model", "strategy", "registry", "datasets", "learned_lowes
 TEST_COLUMNS = ("model", "a", "b", "estimate", "low", "high", "sign_flip_p", "favour_a", "favour_b", "datasets",
                 "seeds", "bootstrap", "verdict")
 NOISE_FLOOR = "noise_floor"  # the noise floor's strategy key in the files (core.studies.paper.NOISE_FLOOR)
+#: the full-path comparisons (core.studies.full_path_tests): over datasets, and per tree
+FULL_TEST_COLUMNS = ("model", "train_cap", "stage", "a", "b", "estimate", "datasets", "trees", "verdict")
+FULL_TREE_COLUMNS = ("model", "train_cap", "stage", "dataset", "seed", "a", "b", "estimate")
 FLOOR_LABEL = "Noise floor (oracle of the other half)"
 FUSION = ("rf_fusion", "lr_fusion")
 Label = Callable[[str], str]
@@ -61,6 +64,10 @@ class Reference:
     directions: pd.DataFrame | None = None
     #: the claims' comparisons over datasets: bootstrap, sign-flip test, power (``dataset_tests.csv``)
     dataset_tests: pd.DataFrame | None = None
+    #: the full-path study's paired comparisons over datasets and per tree (``full_path_tests.csv``,
+    #: ``full_path_trees.csv``; None in files from before them)
+    full_path_tests: pd.DataFrame | None = None
+    full_path_trees: pd.DataFrame | None = None
 
     @property
     def shown_folder(self) -> str:
@@ -158,12 +165,15 @@ def load_reference(folder: str | Path | None = None) -> Reference:
         raise ReferenceFilesError(f"`{shown_path(folder / CLAIMS_FILE)}` has no list of claims with 'paper' and "
                                   f"'ours'. {MAKE}")
     meta = {k: v for k, v in raw.items() if k != "claims"}
+    from core.studies.full_path_tests import TESTS_FILE, TREES_FILE
     from core.studies.paper import DATASET_TESTS_FILE, DIRECTIONS_FILE, OVERALL_FILE
 
     overall = _csv(folder / OVERALL_FILE, OVERALL_COLUMNS) if (folder / OVERALL_FILE).is_file() else None
     return Reference(folder, one_step, summary, full, claims, meta, overall,
                      _optional(folder / DIRECTIONS_FILE, DIRECTION_COLUMNS),
-                     _optional(folder / DATASET_TESTS_FILE, TEST_COLUMNS))
+                     _optional(folder / DATASET_TESTS_FILE, TEST_COLUMNS),
+                     _optional(folder / TESTS_FILE, FULL_TEST_COLUMNS),
+                     _optional(folder / TREES_FILE, FULL_TREE_COLUMNS))
 
 
 def _optional(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:

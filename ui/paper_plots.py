@@ -39,8 +39,10 @@ from .paper_tables import (  # noqa: F401
     depth_focus,
     directions_frame,
     full_path_depth,
+    full_path_name,
     full_path_summary,
     full_rank_matrix,
+    full_tests_frame,
     kd_gain,
     metrics_table,
     noise_floor,
@@ -50,6 +52,7 @@ from .paper_tables import (  # noqa: F401
     rank_matrix,
     regret_by_strategy,
     strategy_order,
+    tree_differences,
     winners,
 )
 from .plots import accuracy_axis, apply_layout, empty_figure
@@ -140,3 +143,43 @@ def depth_figure(frame: pd.DataFrame, title: str, ytitle: str, focus: set[str] |
     else:  # plotly's autorange follows the lines on show, so one that collapses zooms out only when added
         fig.update_yaxes(title=ytitle, autorange=True)
     return apply_layout(fig, title, height=400)
+
+
+def tree_difference_figure(per_tree: pd.DataFrame, tests: pd.DataFrame | None, label: Label = str,
+                           title: str = "RF fusion minus each other strategy, per tree") -> go.Figure:
+    """The full-path comparisons of one stage: per other strategy (x), RF fusion's accuracy minus its own on each
+    tree (one marker per dataset and seed, whiskers: the tree's paired 95 % interval over its test rows), and the
+    mean over datasets with its two-level bootstrap interval (black diamond). Above 0: RF fusion more accurate."""
+    if per_tree.empty:
+        return empty_figure("No paired full-path trees at this budget")
+    order = list(dict.fromkeys(per_tree["b"]))
+    names = {k: full_path_name(k) for k in order}
+    fig = go.Figure()
+    datasets = sorted(per_tree["dataset"].unique())
+    for ds in datasets:
+        g = per_tree[per_tree["dataset"] == ds]
+        fig.add_trace(go.Scatter(
+            x=[names[k] for k in g["b"]], y=g["estimate"], mode="markers", name=label(ds).split(" (")[0],
+            marker=dict(size=10, symbol=[["circle", "square", "triangle-up"][int(s) % 3] for s in g["seed"]]),
+            error_y=dict(type="data", symmetric=False, array=g["high"] - g["estimate"],
+                         arrayminus=g["estimate"] - g["low"], thickness=1.2, width=3),
+            customdata=np.stack([g["seed"], g["low"], g["high"], g["p"]], axis=-1),
+            hovertemplate=f"{label(ds)}, seed %{{customdata[0]}}<br>RF fusion − %{{x}}: %{{y:+.2f}} points "
+                          "[%{customdata[1]:+.2f}, %{customdata[2]:+.2f}]<br>McNemar p %{customdata[3]:.3f}"
+                          "<extra></extra>"))
+    if tests is not None and not tests.empty:
+        m = tests[tests["b"].isin(order)].set_index("b").reindex(order).dropna(subset=["estimate"])
+        fig.add_trace(go.Scatter(
+            x=[names[k] for k in m.index], y=m["estimate"], mode="markers", name="mean over datasets (95 %)",
+            marker=dict(size=15, symbol="diamond", color="#111", line=dict(color="white", width=1)),
+            error_y=dict(type="data", symmetric=False, array=m["high"] - m["estimate"],
+                         arrayminus=m["estimate"] - m["low"], color="#111", thickness=2.5, width=8),
+            customdata=np.stack([m["low"], m["high"], m["sign_flip_p"], m["datasets"]], axis=-1),
+            hovertemplate="mean over %{customdata[3]} datasets: RF fusion − %{x}: %{y:+.2f} points<br>bootstrap "
+                          "[%{customdata[0]:+.2f}, %{customdata[1]:+.2f}], sign-flip p %{customdata[2]:.3f}"
+                          "<extra></extra>"))
+    fig.add_hline(y=0, line=dict(color="#444", dash="dash", width=1.2))
+    fig.update_layout(scattermode="group", scattergap=0.5)
+    fig.update_xaxes(title="RF fusion minus …", tickmode="array", tickvals=list(names.values()))
+    fig.update_yaxes(title="accuracy points (> 0: RF fusion more accurate)", zeroline=False)
+    return apply_layout(fig, title, height=440)

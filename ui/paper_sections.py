@@ -8,8 +8,21 @@ from typing import Any
 
 import streamlit as st
 
-from .paper_data import Reference
-from .paper_tables import RANDOM_EXPECTED, dataset_tests_frame, directions_frame, one_step_name
+from . import widgets
+from .paper_data import Label, Reference
+from .paper_plots import tree_difference_figure
+from .paper_tables import (
+    FULL_STAGES,
+    RANDOM_EXPECTED,
+    SPREAD,
+    dataset_tests_frame,
+    directions_frame,
+    full_tests_frame,
+    of_budget,
+    one_step_name,
+    seeds_of,
+    tree_differences,
+)
 
 POWER_METHOD = ("**Would be separated at** is an estimate, not a measurement: the fewest datasets (each measured at "
                 "the given number of seeds) at which a two-sided t-test over dataset means at 5 % would separate a "
@@ -97,3 +110,58 @@ def over_datasets(ref: Reference, model: str) -> None:
                 "difference.")
     st.dataframe(table, hide_index=True)
     st.caption(POWER_METHOD)
+
+
+FULL_METHOD = ("**How these are made** (`python -m core study paper`, from `full_path.csv` and the per-example test "
+               "outcomes in `full_path_outcomes.parquet`): two runs are compared only when they were pruned from the "
+               "same teacher (the same cache key and the same per-example teacher outcomes) on the same test rows. "
+               "Per tree (one dataset and seed): A − B on those rows with a paired 95 % bootstrap interval. Over "
+               "datasets: the two-level bootstrap (datasets, then each dataset's test rows over its seeds) and the "
+               "exact sign-flip test over the dataset means; **beyond noise** only when both say so, and with n "
+               "datasets the sign-flip p cannot go below 2/2^n. **The spread**: each tree's most accurate strategy "
+               "minus its least accurate, against a permutation test that shuffles the strategies' outcomes on every "
+               "test row (what noise alone gives: the largest of several noisy accuracies minus the smallest is never "
+               "0). The shuffles hold the test rows' noise only, not training noise; the seeds and the tests over "
+               "datasets carry that. Random is one seeded draw per run here (a run removes actual layers).")
+
+
+def full_path_tests(ref: Reference, model: str, cap: int | None, label: Label) -> None:
+    """The full-path study's paired comparisons at budget ``cap``: whether the choice of layers still matters after
+    recovery (in words), the comparisons with their intervals and tests, and the per-tree differences against RF
+    fusion (figure)."""
+    from core.studies.full_path_tests import choice_sentence
+
+    st.markdown("#### Does the choice of layers still matter after recovery?")
+    tests = of_budget(ref.full_path_tests, model, cap)
+    if tests.empty:
+        st.info("No paired comparisons at this budget: its runs kept no per-example test outcomes (runs recorded "
+                "before `full_path_outcomes.parquet`), so they are shown above by their accuracies only.",
+                icon=":material/info:")
+        return
+    spread = tests[(tests["a"] == SPREAD) & (tests["stage"] == "after_kd")]
+    r = (spread if len(spread) else tests).iloc[0]
+    full = ref.full_path[(ref.full_path["model"] == model) & (ref.full_path["train_cap"] == cap)] \
+        if ref.full_path is not None else None
+    apart = int(full["pairing"].astype(str).str.startswith("kept apart").sum()) if full is not None and \
+        "pairing" in full.columns else 0
+    pack = int((full["source"] == "pack").sum()) if full is not None and "source" in full.columns else 0
+    st.caption(f"**Budget:** {cap:,} training rows; {int(r['trees'])} paired tree(s): {int(r['datasets'])} "
+               f"dataset(s) × {seeds_of(r)} seed(s) so far (every number says what it stands on; nothing is "
+               f"extrapolated to trees not yet measured)."
+               + (f" {pack} of these runs are the recorded pack's (seed 0, recorded in an earlier session), paired "
+                  "with this budget's other runs only where their teacher is the same." if pack else "")
+               + (f" **{apart} run(s) kept apart**: their teacher differs from the other runs of their tree "
+                  "(column `pairing` of `full_path.csv`)." if apart else ""))
+    st.markdown(choice_sentence(tests, model))
+    st.dataframe(full_tests_frame(tests, model, cap), hide_index=True)
+    stage = st.radio("Differences", list(FULL_STAGES), format_func=lambda s: FULL_STAGES[s], horizontal=True,
+                     key="paper_full_stage")
+    per_tree = tree_differences(ref.full_path_trees, model, cap, stage)
+    mine = tests[(tests["stage"] == stage) & (tests["a"] == "rf_fusion")]
+    widgets.chart(tree_difference_figure(per_tree, mine, label, f"RF fusion minus each other strategy, "
+                                         f"{FULL_STAGES[stage]}, per tree ({cap:,} training rows)"),
+                  key="paper_full_trees")
+    st.caption("Markers: one tree (dataset colour; circle seed 0, square seed 1, triangle seed 2), whiskers its "
+               "paired 95 % interval over its test rows. Black diamond: the mean over datasets with its two-level "
+               "bootstrap interval. Above the dashed line RF fusion is more accurate.")
+    st.caption(FULL_METHOD)

@@ -311,3 +311,90 @@ def dataset_tests_frame(tests: pd.DataFrame | None, model: str) -> pd.DataFrame:
                      "verdict": r["verdict"], "would be separated at (datasets × seeds)": sep})
     return pd.DataFrame(rows)
 
+
+
+# ------------------------------------------------------------------------------------------- full-path tests
+#: the stages of the full-path comparisons, in words
+FULL_STAGES = {"after_kd": "after KD", "before_kd": "before KD"}
+SPREAD = "spread"  # core.studies.full_path_tests.SPREAD
+
+
+def full_path_name(key: str) -> str:
+    """A strategy's name in the full-path comparisons: random is one seeded draw per run (a run removes layers)."""
+    return "Random (one seeded draw per run)" if key == "random" else theme.strategy_label(key)
+
+
+def of_budget(frame: pd.DataFrame | None, model: str, cap: int | None) -> pd.DataFrame:
+    if frame is None or frame.empty:
+        return pd.DataFrame()
+    f = frame[frame["model"] == model]
+    return f[f["train_cap"] == cap] if cap is not None else f
+
+
+def seeds_of(r: dict[str, Any]) -> str:
+    low, most = int(r["seeds"]), r.get("seeds_max")
+    high = int(most) if most is not None and pd.notna(most) else low
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
+def full_tests_frame(tests: pd.DataFrame | None, model: str, cap: int | None) -> pd.DataFrame:
+    """The full-path comparisons of one budget: the spread between strategies against test-row noise, then A − B
+    in accuracy points after and before KD (two-level bootstrap interval, exact sign-flip p over dataset means,
+    per-tree verdicts, the verdict and, within noise, the datasets x seeds that would separate it)."""
+    t = of_budget(tests, model, cap)
+    if t.empty:
+        return pd.DataFrame()
+    from core.studies.full_path_tests import count_text
+
+    rows = []
+    t = pd.concat([t[t["a"] == SPREAD], t[t["a"] != SPREAD]])  # whether the choice matters first
+    for (a, b), g in t.groupby(["a", "b"], sort=False):
+        by = {str(r["stage"]): r for r in g.to_dict("records")}
+        after, before = by.get("after_kd"), by.get("before_kd")
+        main = after or before
+        if main is None:
+            continue
+        where = f"{int(main['trees'])} ({int(main['datasets'])} × {seeds_of(main)})"
+        if a == SPREAD:
+            def spread(r: dict[str, Any] | None) -> str:
+                return "" if r is None else (f"{r['estimate']:.2f} (noise {r['null_mean']:.2f}; 95 % of shuffles ≤ "
+                                             f"{r['null_high']:.2f}), permutation p = {r['permutation_p']:.4f}")
+            rows.append({"A": "the most accurate strategy of each tree", "B": "the least accurate (spread; "
+                         f"{count_text(main['strategies'])} strategies)", "A − B after KD (points)": spread(after),
+                         "verdict after KD": after["verdict"] if after else "",
+                         "A − B before KD (points)": spread(before),
+                         "verdict before KD": before["verdict"] if before else "",
+                         "test over datasets": "permutation over test rows",
+                         "trees (datasets × seeds)": where,
+                         "trees beyond noise": f"{int(main['trees_beyond'])} of {int(main['trees'])}",
+                         "would be separated at": ""})
+            continue
+
+        def cell(r: dict[str, Any] | None) -> str:
+            return "" if r is None else f"{r['estimate']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
+        power = main.get("power_short")
+        rows.append({"A": full_path_name(str(a)), "B": full_path_name(str(b)),
+                     "A − B after KD (points)": cell(after), "verdict after KD": after["verdict"] if after else "",
+                     "A − B before KD (points)": cell(before),
+                     "verdict before KD": before["verdict"] if before else "",
+                     "test over datasets": (f"sign-flip p = {main['sign_flip_p']:.3f} ({int(main['favour_a'])} of "
+                                            f"{int(main['datasets'])} favour A; lowest possible "
+                                            f"{main['sign_flip_min_p']:.3f})"),
+                     "trees (datasets × seeds)": where,
+                     "trees beyond noise": (f"A ahead {int(main['trees_a_ahead'])}, behind {int(main['trees_b_ahead'])}"
+                                            f" of {int(main['trees'])}"),
+                     "would be separated at": (power.replace("would be separated at about ", "").replace(
+                         "; a power estimate", "").replace(" (a power estimate)", "")
+                         if after is not None and after["verdict"] == "within noise" and isinstance(power, str)
+                         else "")})
+    return pd.DataFrame(rows)
+
+
+def tree_differences(trees: pd.DataFrame | None, model: str, cap: int | None, stage: str = "after_kd",
+                     a: str = "rf_fusion") -> pd.DataFrame:
+    """Per tree, ``a`` minus each other strategy at ``stage`` (accuracy points, paired interval): the rows of the
+    full-path figure."""
+    t = of_budget(trees, model, cap)
+    if t.empty:
+        return pd.DataFrame()
+    return t[(t["stage"] == stage) & (t["a"] == a)].reset_index(drop=True)

@@ -69,6 +69,8 @@ def sign_flip_test(differences: Sequence[float] | np.ndarray, *, seed: int = 0) 
     pos, neg = int((x > 0).sum()), int((x < 0).sum())
     if np.all(x == 0):
         return SignFlip(0.0, 1.0, n, pos, neg, True)
+    if n < 2:  # one dataset: its two sign patterns have the same |mean|, so p = 1 (scipy needs two values)
+        return SignFlip(float(x.mean()), 1.0, n, pos, neg, True)
     exact = n <= EXACT_UP_TO
     res = stats.permutation_test((x,), lambda v, axis=-1: np.mean(v, axis=axis), permutation_type="samples",
                                  vectorized=True, n_resamples=np.inf if exact else 100_000,

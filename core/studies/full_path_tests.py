@@ -77,7 +77,8 @@ def trees(full: pd.DataFrame | None, outcomes: pd.DataFrame | None, cap: int) ->
     f = full[(pd.to_numeric(full["train_cap"], errors="coerce") == cap) & full["teacher_outcomes"].notna()]
     if "pairing" in f.columns:
         f = f[f["pairing"] != NO_OUTCOMES]
-    o = outcomes[outcomes["train_cap"] == cap]
+    # a teacher's rows are kept once (by its fingerprint), whichever budget's run brought them
+    o = outcomes[(outcomes["train_cap"] == cap) | (outcomes["stage"] == "teacher")]
     by_run = {str(k): g.sort_values("example") for k, g in o.groupby("run_id", sort=False)}
     out: list[Tree] = []
     for (model, dataset, seed), g in f.groupby(["model", "dataset", "seed"], sort=True):
@@ -241,10 +242,11 @@ def choice_sentence(tests: pd.DataFrame | None, model: str | None = None) -> str
         return ""
     r = after.iloc[0]
     cap = f"{int(r['train_cap']):,} training rows" if pd.notna(r.get("train_cap")) else "one budget"
-    text = (f"After KD ({cap}, {_trees_text(r)}, {r['strategies']} strategies per tree), the most accurate strategy "
-            f"of a tree is ahead of the least accurate by {r['estimate']:.2f} points on average; test-row noise "
-            f"alone (the strategies' outcomes shuffled on each test row) gives {r['null_mean']:.2f} (95 % of "
-            f"shuffles below {r['null_high']:.2f}): permutation p {_p(r['permutation_p'])}. ")
+    text = (f"After KD ({cap}, {_trees_text(r)}, {count_text(r['strategies'])} strategies per tree), the most "
+            f"accurate strategy of a tree is ahead of the least accurate by {r['estimate']:.2f} points on average; "
+            f"test-row noise alone (the strategies' outcomes shuffled on each test row) gives "
+            f"{r['null_mean']:.2f} (95 % of shuffles below {r['null_high']:.2f}): permutation p "
+            f"{_p(r['permutation_p'])}. ")
     if r["verdict"] == "beyond noise":
         text += (f"**The choice of layers still matters after recovery**: the spread is "
                  f"{r['estimate'] - r['null_mean']:.2f} points above what noise gives; per tree, beyond noise on "
@@ -276,6 +278,13 @@ def pair_text(c: dict[str, Any], name_a: str, name_b: str) -> str:
             f"ahead beyond noise in {int(c['trees_a_ahead'])}, behind in {int(c['trees_b_ahead'])}")
     power = c.get("power_short")
     return text + (f"; {power}" if isinstance(power, str) and power else "")
+
+
+def count_text(value: Any) -> str:
+    """A count as written in the files ("4", "4-7"), also when a CSV reader made it a float (4.0 -> "4")."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _p(p: float) -> str:
