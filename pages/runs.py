@@ -14,10 +14,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.deploy.bench import BENCH_FILE, COMPARISONS, DeployBenchConfig, accuracy_text
-from core.deploy.bench import differences as bench_differences
-from core.deploy.bench import intervals as bench_intervals
-from core.deploy.onnx_export import PARITY_FILE, offered_onnx
+from core.deploy.bench import read_bench
+from core.deploy.onnx_export import offered_onnx, read_parity
+from core.deploy.records import COMPARISONS, BenchResult, DeployBenchConfig
 from core.jobs.deploy import deploy_job, start_deploy
 from core.jobs.slots import max_jobs
 from core.paths import shown_path
@@ -81,7 +80,7 @@ def _row(run: Run) -> dict[str, Any]:
             "final − teacher": found.vs_teacher.signed() if found.vs_teacher else "",
             "kind": run.kind,
             "model": run.model, "dataset": state.dataset_label(run.dataset),
-            "precision": summary.raw.get("precision") or "",
+            "precision": summary.precision or "",
             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at)),
             "minutes": round(took / 60, 1) if took else None,
             "layers left": summary.final_layers if isinstance(summary, PruneSummary) else None,
@@ -174,67 +173,65 @@ BENCH_COLUMNS = {"batch": "batch", "seq": "tokens", "teacher_torch_ms": "teacher
                  "speedup_int8": "int8 × (vs teacher ORT)", "ideal": "ideal ×"}
 
 
-def _bench_result(result: dict) -> None:
-    table = pd.DataFrame(result["rows"])[[c for c in BENCH_COLUMNS if c in result["rows"][0]]]
-    st.dataframe(table.rename(columns=BENCH_COLUMNS), hide_index=True,
+def _bench_result(result: BenchResult) -> None:
+    table = result.table()
+    st.dataframe(table[[c for c in BENCH_COLUMNS if c in table]].rename(columns=BENCH_COLUMNS), hide_index=True,
                  column_config={v: st.column_config.NumberColumn(format="%.2f") for k, v in BENCH_COLUMNS.items()
                                 if k not in ("batch", "seq")})
-    widgets.chart(plots.deploy_speedups(result["rows"]), key=f"deploy_chart_{result['run_id']}")
-    acc = result["accuracy"]
-    texts = int(((result.get("parity") or {}).get("compressed") or {}).get("texts") or 0) or None
-    diffs = bench_differences(result)
+    widgets.chart(plots.deploy_speedups(table), key=f"deploy_chart_{result.run_id}")
+    stats = result.stats
+    texts = result.texts
+    diffs = stats.differences
     measured: dict[str, noise.Measured | None] = {}
-    if bench_intervals(result):  # kept with per-example outcomes: Wilson intervals and paired differences
-        texts = int(result.get("test_texts") or texts or 0) or None
-        shown = {k: accuracy_text(result, k) for k in acc}
+    if stats.intervals:  # kept with per-example outcomes: Wilson intervals and paired differences
+        shown = {k: stats.text(k) for k in stats.accuracy}
         paired = ("" if not diffs else " Differences are paired on the same texts (bootstrap over them) and read "
                   "within noise when their interval contains 0: "
-                  + "; ".join(f"{COMPARISONS[k][2]} vs {COMPARISONS[k][3]}: {d['verdict']}" for k, d in diffs.items())
+                  + "; ".join(f"{COMPARISONS[k][2]} vs {COMPARISONS[k][3]}: {d.verdict}" for k, d in diffs.items())
                   + ".")
     else:  # a result stored before outcomes were kept: Wilson from the accuracy and the parity texts, unpaired
-        measured = {k: noise.measured(v, n=texts) for k, v in acc.items()}
+        measured = {k: noise.measured(v, n=texts) for k, v in stats.accuracy.items()}
         shown = {k: m.text() for k, m in measured.items() if m}
         paired = ""
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result["created_at"]))
-    st.caption(f"Measured {when}: median of {result['config']['repeats']} interleaved rounds per shape, "
-               f"{result['threads']} thread(s), random token ids without padding; teacher {result['teacher_layers']} "
-               f"layers, compressed {result['compressed_layers']} ({result['distinct_ffns']} distinct FFNs). Ideal = "
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(result.created_at))
+    st.caption(f"Measured {when}: median of {result.config.repeats} interleaved rounds per shape, "
+               f"{result.threads} thread(s), random token ids without padding; teacher {result.teacher_layers} "
+               f"layers, compressed {result.compressed_layers} ({result.distinct_ffns} distinct FFNs). Ideal = "
                "teacher layers / compressed layers (merged FFNs save no compute). Test accuracy "
                + (f"(95 % Wilson over {texts:,} test texts): " if texts else ": ")
                + ", ".join(f"{k.replace('_', ' ')} {text}" for k, text in shown.items()) + "." + paired)
-    if "compressed_int8" in acc and acc["compressed_int8"] < acc["compressed_ort"]:
-        if diffs.get("int8_vs_float32"):
-            sentence = f"; {diffs['int8_vs_float32']['verdict']} (paired)."
+    if stats.int8_lost:
+        if (d := diffs.get("int8_vs_float32")) is not None:
+            sentence = f"; {d.verdict} (paired)."
         else:
             diff = noise.compare(measured["compressed_int8"], measured["compressed_ort"], "int8", "float32")
             sentence = f"; {diff.sentence()}." if diff else "."
         st.warning(f"int8 quantization lost accuracy: {shown['compressed_int8']} vs {shown['compressed_ort']} in "
                    "float32" + sentence)
-    if result["other_runs_active"]:
-        st.warning(f"{len(result['other_runs_active'])} other run(s) were training during this measurement: "
+    if result.other_runs_active:
+        st.warning(f"{len(result.other_runs_active)} other run(s) were training during this measurement: "
                    "the timings are noisy. Measure again when the machine is quiet.")
 
 
 def _onnx_part(run_id: str, busy: bool) -> None:
     store = ustore.store()
-    record = store.read_json(run_id, PARITY_FILE)
+    record = read_parity(store, run_id)
     path = offered_onnx(store, run_id)
-    if path is not None:
-        p = record["parity"]
+    if record is not None and path is not None:
+        p, f = record.parity, record.ffn_weights
         st.download_button("ONNX model (.onnx)", lambda: path.read_bytes(), f"{run_id}.onnx",
                            "application/octet-stream", key="dl_onnx", type="primary", width="stretch")
-        f = record["ffn_weights"]
-        st.caption(f"Parity on {p['texts']} test texts: max |logit difference| {p['max_abs_diff']:.1e} "
-                   f"(≤ {p['atol']:g}), predictions identical. {f['ffn_weight_initializers']} FFN weight matrices "
-                   f"in the file for {f['distinct_ffns']} distinct FFN(s) in {f['layers']} layers. Inputs "
+        st.caption(f"Parity on {p.texts} test texts: max |logit difference| {p.max_abs_diff:.1e} "
+                   f"(≤ {p.atol:g}), predictions identical. {f.ffn_weight_initializers} FFN weight matrices "
+                   f"in the file for {f.distinct_ffns} distinct FFN(s) in {f.layers} layers. Inputs "
                    "`input_ids`, `attention_mask` (int64, any batch and length); output `logits`. "
                    f"From a shell: `python -m core export {run_id} DIR --onnx`.")
         return
-    if record is not None and record["status"] != "passed":
-        p = record["parity"]
+    if record is not None and not record.passed:
+        p = record.parity
         st.error(f"The ONNX export failed parity and is not offered: max |logit difference| "
-                 f"{p['max_abs_diff']:.1e} (threshold {p['atol']:g}), {p['prediction_mismatches']} of "
-                 f"{p['texts']} predictions differ.")
+                 f"{p.max_abs_diff:.1e} (threshold {p.atol:g}), {p.prediction_mismatches} of "
+                 f"{p.texts} predictions differ.")
     if st.button("Export to ONNX (checks parity)", key="deploy_export", disabled=busy, width="stretch"):
         start_deploy(store, run_id, "export")
         st.rerun()
@@ -264,8 +261,8 @@ def deploy_panel(run_id: str) -> None:
         if go_bench:
             start_deploy(store, run_id, "bench", repeats=int(repeats), int8=bool(int8))
             st.rerun()
-    result = store.read_json(run_id, BENCH_FILE)
-    if result:
+    result = read_bench(store, run_id)
+    if result is not None:
         _bench_result(result)
     elif not busy:
         st.caption("No deploy benchmark yet for this run: it times teacher and compressed model in PyTorch and "

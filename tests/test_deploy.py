@@ -19,6 +19,7 @@ from core.config import ConfigError, DataConfig
 from core.deploy import bench as B
 from core.deploy import onnx_export as ox
 from core.deploy import worker as W
+from core.deploy.records import AccuracyStatistics, ExportInfo, OutcomeSource
 from core.jobs import deploy as J
 from core.jobs.execute import execute_run
 from core.pruning.config import PruneConfig
@@ -82,32 +83,33 @@ def _ort_vs_torch(store: RunStore, run_id: str) -> float:
 def test_pruned_run_exports_loads_in_onnx_runtime_and_keeps_parity(runs, pruned_record):
     store, pruned, _ = runs
     rec = pruned_record
-    assert rec["status"] == "passed" and rec["file"] == ox.ONNX_FILE
-    p = rec["parity"]
-    assert p["texts"] == 45 and p["predictions_identical"] and p["prediction_mismatches"] == 0
-    assert 0.0 <= p["max_abs_diff"] <= ox.PARITY_ATOL and p["passed"]
-    assert p["onnx_accuracy"] == p["torch_accuracy"]
-    assert store.read_json(pruned, ox.PARITY_FILE) == json.loads(json.dumps(rec))
+    assert rec.passed and rec.status == "passed" and rec.file == ox.ONNX_FILE
+    p = rec.parity
+    assert p.texts == 45 and p.predictions_identical and p.prediction_mismatches == 0
+    assert 0.0 <= p.max_abs_diff <= ox.PARITY_ATOL and p.passed
+    assert p.onnx_accuracy == p.torch_accuracy
+    assert store.read_json(pruned, ox.PARITY_FILE) == json.loads(json.dumps(rec.to_dict()))
+    assert ox.read_parity(store, pruned) == rec
     assert ox.offered_onnx(store, pruned) == store.run_dir(pruned) / ox.ONNX_FILE
     assert _ort_vs_torch(store, pruned) <= ox.PARITY_ATOL
-    f = rec["ffn_weights"]  # 10 layers, none tied: 2 FFN matrices per layer
-    assert f["layers"] == f["distinct_ffns"] == 10 and f["ffn_weight_initializers"] == 20 == f["expected"]
-    assert f["tied_kept_once"] and not f["duplicated"]
+    f = rec.ffn_weights  # 10 layers, none tied: 2 FFN matrices per layer
+    assert f.layers == f.distinct_ffns == 10 and f.ffn_weight_initializers == 20 == f.expected
+    assert f.tied_kept_once and not f.duplicated
     again = ox.export_run(store, pruned)  # a passing export on disk is reused, not redone
-    assert again["created_at"] == rec["created_at"]
+    assert again.created_at == rec.created_at
 
 
 def test_merged_run_keeps_its_tied_ffns_once_in_the_file(runs, merged_record):
     store, _, merged = runs
     rec = merged_record
-    assert rec["status"] == "passed" and rec["parity"]["predictions_identical"]
+    assert rec.passed and rec.parity.predictions_identical
     assert _ort_vs_torch(store, merged) <= ox.PARITY_ATOL
-    f = rec["ffn_weights"]
-    assert f["layers"] == 12 and f["distinct_ffns"] == 10
-    assert f["ffn_weight_initializers"] == 20 and f["per_layer"] == 24  # window 2-4 stored once, not 3 times
-    assert f["tied_kept_once"] and not f["duplicated"]
+    f = rec.ffn_weights
+    assert f.layers == 12 and f.distinct_ffns == 10
+    assert f.ffn_weight_initializers == 20 and f.per_layer == 24  # window 2-4 stored once, not 3 times
+    assert f.tied_kept_once and not f.duplicated
     # the exporter's own constant folding copies a tied weight per use: the record says so
-    assert f["from_exporter"] >= f["ffn_weight_initializers"]
+    assert f.from_exporter is not None and f.from_exporter >= f.ffn_weight_initializers
     assert "tied kept once: yes" in ox.parity_text(rec)
     assert re.search(r"test accuracy \(95 % Wilson over the 45 texts\): PyTorch \d\.\d{4} \[\d\.\d{4}, \d\.\d{4}\]",
                      ox.parity_text(rec))
@@ -127,10 +129,10 @@ def test_census_counts_a_duplicated_file_as_duplicated(runs, merged_record, tmp_
         layer.intermediate = copy.deepcopy(layer.intermediate)
         layer.output.dense = copy.deepcopy(layer.output.dense)
     assert unique_ffn_count(untied) == 12
-    info = ox.export_onnx(untied, tmp_path / "untied.onnx")
+    info, from_exporter = ox.export_onnx(untied, tmp_path / "untied.onnx")
     census = ox.ffn_weight_census(tmp_path / "untied.onnx", model)  # counted against the tied model
-    assert census["ffn_weight_initializers"] == 20  # equal copies merged by content after export
-    assert info["duplicate_constants_merged"] > 0
+    assert census.ffn_weight_initializers == 20  # equal copies merged by content after export
+    assert info.duplicate_constants_merged > 0 and from_exporter >= 20
 
 
 def test_failed_parity_is_reported_and_not_offered(runs, pruned_record, monkeypatch, tmp_path, capsys):
@@ -138,13 +140,12 @@ def test_failed_parity_is_reported_and_not_offered(runs, pruned_record, monkeypa
     good = tmp_path / "good.onnx"
     shutil.copyfile(store.run_dir(pruned) / ox.ONNX_FILE, good)
     real_logits = ox.ort_logits
-    monkeypatch.setattr(ox, "export_onnx", lambda model, path: (shutil.copyfile(good, path), {
-        "exporter": "copy", "seconds": 0.0, "bytes": good.stat().st_size, "duplicate_constants_merged": 0,
-        "ffn_weight_initializers_from_exporter": 20})[1])
+    monkeypatch.setattr(ox, "export_onnx", lambda model, path: (shutil.copyfile(good, path), (
+        ExportInfo("copy", 0.0, good.stat().st_size, 0), 20))[1])
     monkeypatch.setattr(ox, "ort_logits", lambda session, batch: real_logits(session, batch) + 0.01)
     rec = ox.export_run(store, pruned, force=True)
-    assert rec["status"] == "failed" and rec["file"] is None and not rec["parity"]["passed"]
-    assert rec["parity"]["max_abs_diff"] > ox.PARITY_ATOL and rec["parity"]["predictions_identical"]
+    assert rec.status == "failed" and not rec.passed and rec.file is None and not rec.parity.passed
+    assert rec.parity.max_abs_diff > ox.PARITY_ATOL and rec.parity.predictions_identical
     assert store.read_json(pruned, ox.PARITY_FILE)["status"] == "failed"
     assert ox.offered_onnx(store, pruned) is None
     assert not (store.run_dir(pruned) / ox.ONNX_FILE).exists()
@@ -160,7 +161,7 @@ def test_failed_parity_is_reported_and_not_offered(runs, pruned_record, monkeypa
     # restore the good export for the tests that follow
     monkeypatch.undo()
     shutil.copyfile(good, store.run_dir(pruned) / ox.ONNX_FILE)
-    store.write_json(pruned, ox.PARITY_FILE, pruned_record)
+    store.write_json(pruned, ox.PARITY_FILE, pruned_record.to_dict())
     assert ox.offered_onnx(store, pruned) is not None
 
 
@@ -295,21 +296,21 @@ def test_the_verdict_of_identical_predictions_is_within_noise():
     mostly_wrong = right.assign(pred=np.where(np.arange(n) < 150, 1 - labels, labels))
     stats = B.accuracy_statistics({"teacher_torch": right, "compressed_torch": mostly_wrong,
                                    "compressed_ort": mostly_wrong.copy()})
-    assert stats["accuracy"] == {"teacher_torch": 1.0, "compressed_torch": 0.25, "compressed_ort": 0.25}
-    same = stats["differences"]["ort_vs_torch"]
-    assert same["within_noise"] and same["interval"]["estimate"] == 0.0
-    assert same["verdict"] == "within noise (ONNX Runtime − PyTorch: 0.000 [0.000, 0.000])"
-    apart = stats["differences"]["compressed_vs_teacher"]
-    assert not apart["within_noise"] and apart["verdict"].startswith("teacher ahead by 0.750 [")
-    assert apart["b_only"] == 150 and apart["a_only"] == 0
-    assert "int8_vs_float32" not in stats["differences"]  # no int8 measured: no comparison
-    lines = B.accuracy_lines({**stats, "test_texts": n})
+    assert stats.accuracy == {"teacher_torch": 1.0, "compressed_torch": 0.25, "compressed_ort": 0.25}
+    same = stats.differences["ort_vs_torch"]
+    assert same.within_noise and same.interval.estimate == 0.0
+    assert same.verdict == "within noise (ONNX Runtime − PyTorch: 0.000 [0.000, 0.000])"
+    apart = stats.differences["compressed_vs_teacher"]
+    assert not apart.within_noise and apart.verdict.startswith("teacher ahead by 0.750 [")
+    assert apart.b_only == 150 and apart.a_only == 0
+    assert "int8_vs_float32" not in stats.differences  # no int8 measured: no comparison
+    lines = stats.lines(n)
     assert lines[0].startswith(f"test accuracy on {n} test texts (95 % intervals")
     assert "compressed ort 0.250 [" in lines[0]
     assert any(line.startswith("  ONNX Runtime vs PyTorch: within noise") for line in lines)
     assert any(line.startswith("  compressed vs teacher: teacher ahead by") for line in lines)
     # a result stored before intervals were kept prints its bare accuracies as it did
-    assert B.accuracy_lines({"accuracy": {"teacher_torch": 0.5}}) == ["test accuracy: teacher torch 0.5000"]
+    assert AccuracyStatistics({"teacher_torch": 0.5}).lines() == ["test accuracy: teacher torch 0.5000"]
 
 
 def test_teacher_outcomes_are_step_0s_or_computed_and_kept(runs, tmp_path):
@@ -326,15 +327,15 @@ def test_teacher_outcomes_are_step_0s_or_computed_and_kept(runs, tmp_path):
     logits = np.eye(classes, dtype=np.float32)[pred]  # the same predictions as stored
     step = B.deploy_step(store, merged)
     frame, where = B.teacher_outcomes(store, merged, logits, labels, step)
-    assert where == {"step": 0, "evaluation": "test", "reused": True, "prediction_mismatches": 0}
+    assert where == OutcomeSource(0, "test", reused=True, prediction_mismatches=0)
     assert frame.equals(kept)
     flipped = np.eye(classes, dtype=np.float32)[(pred + 1) % classes]  # every prediction another
-    assert B.teacher_outcomes(store, merged, flipped, labels, step)[1]["prediction_mismatches"] == len(kept)
+    assert B.teacher_outcomes(store, merged, flipped, labels, step)[1].prediction_mismatches == len(kept)
     path = store.run_dir(merged) / artifacts.step_outcomes(0, artifacts.TEST_OUTCOMES)
     shutil.move(path, tmp_path / "test.parquet")
     try:
         frame, where = B.teacher_outcomes(store, merged, flipped, labels, step)
-        assert where == {"step": step, "evaluation": artifacts.DEPLOY_TEACHER_OUTCOMES, "reused": False}
+        assert where.to_dict() == {"step": step, "evaluation": artifacts.DEPLOY_TEACHER_OUTCOMES, "reused": False}
         back = store.read_outcomes(merged, step, artifacts.DEPLOY_TEACHER_OUTCOMES)
         assert back is not None and back.equals(frame)
         assert back["pred"].tolist() == ((pred + 1) % classes).tolist() and back["label"].tolist() == labels.tolist()

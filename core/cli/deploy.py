@@ -8,15 +8,15 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from core.deploy.bench import DeployBenchConfig, bench_text, run_bench
 from core.deploy.onnx_export import export_run, offered_onnx, parity_text
+from core.deploy.records import ParityRecord
 from core.runs.store import RunStore
 
 
 def export_onnx_to(store: RunStore, run_id: str, dest: str | Path,
-                   quiet: bool = False) -> tuple[dict[str, Any], Path | None]:
+                   quiet: bool = False) -> tuple[ParityRecord, Path | None]:
     """Export (or reuse) the run's checked ONNX file and copy it to ``dest/model.onnx`` with its parity record
     (``dest/onnx_parity.json``). A failing export copies nothing; returns the record and the copied path."""
     record = export_run(store, run_id, on_progress=None if quiet else _print_progress)
@@ -27,7 +27,7 @@ def export_onnx_to(store: RunStore, run_id: str, dest: str | Path,
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / "model.onnx"
     shutil.copyfile(src, target)
-    (dest / "onnx_parity.json").write_text(json.dumps(record, indent=1, default=str))
+    (dest / "onnx_parity.json").write_text(json.dumps(record.to_dict(), indent=1, default=str))
     return record, target
 
 
@@ -57,14 +57,14 @@ def bench_main(argv: list[str] | None = None) -> int:
     cfg = DeployBenchConfig(batch_sizes=tuple(args.batch_sizes), seq_lengths=tuple(args.seq_lengths),
                             repeats=args.repeats, warmup=args.warmup, threads=args.threads, int8=args.int8)
     result = run_bench(RunStore(), args.run_id, cfg, on_progress=None if args.json else _print_progress)
-    print(json.dumps(result, indent=1, default=str) if args.json else bench_text(result))
+    print(json.dumps(result.to_dict(), indent=1, default=str) if args.json else bench_text(result))
     return 0
 
 
-def print_parity(record: dict[str, Any], path: Path | None, as_json: bool) -> int:
+def print_parity(record: ParityRecord, path: Path | None, as_json: bool) -> int:
     """Print an ONNX export's outcome; returns the exit status (1 when parity failed)."""
     if as_json:
-        print(json.dumps({**record, "path": str(path) if path else None}, indent=1, default=str))
+        print(json.dumps({**record.to_dict(), "path": str(path) if path else None}, indent=1, default=str))
     else:
         print(parity_text(record) + (f"\nwrote {path}" if path else ""))
     return 0 if path is not None else 1

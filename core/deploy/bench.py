@@ -28,68 +28,50 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from core.config import Bound, ConfigError, check_bounds, check_int
+from core.config import ConfigError
 from core.deploy import onnx_export as ox
+from core.deploy.records import (
+    COMPARISONS,
+    ENGINES,
+    METHOD_NOTE,
+    AccuracyStatistics,
+    BenchResult,
+    BenchRow,
+    DeployBenchConfig,
+    EngineDifference,
+    Machine,
+    OutcomeSource,
+    Parity,
+)
 from core.metrics import LatencyConfig, latency_batch
 from core.models.registry import config_of, encoder_layers
 from core.runs import artifacts
 from core.runs.record import Run
 from core.runs.store import RunStore
-from core.stats import LEVEL, Interval, accuracy_of, beyond_noise, paired_accuracy_of, verdict
+from core.stats import LEVEL, accuracy_of, beyond_noise, paired_accuracy_of, verdict
 from core.stats.outcomes import aligned
 from core.train import per_example
 
+if TYPE_CHECKING:
+    from core.data.task import Task
+    from core.teacher import TeacherResult
+
 BENCH_FILE = f"{ox.DEPLOY_DIR}/bench.json"
-ENGINES = ("teacher_torch", "compressed_torch", "teacher_ort", "compressed_ort", "compressed_int8")
 #: the per-example outcomes kept for each accuracy the check measures (evaluation names, in the run's last step
 #: folder); the teacher's accuracy rests on step 0's ``test`` file (:func:`teacher_outcomes`)
 OUTCOMES = {"compressed_torch": artifacts.DEPLOY_TORCH_OUTCOMES, "compressed_ort": artifacts.DEPLOY_ORT_OUTCOMES,
             "compressed_int8": artifacts.DEPLOY_INT8_OUTCOMES}
-#: the paired comparisons on the same test texts: key -> (engine A, engine B, A's name, B's name); A - B
-COMPARISONS = {"ort_vs_torch": ("compressed_ort", "compressed_torch", "ONNX Runtime", "PyTorch"),
-               "int8_vs_float32": ("compressed_int8", "compressed_ort", "int8", "float32"),
-               "compressed_vs_teacher": ("compressed_torch", "teacher_torch", "compressed", "teacher")}
-#: what the brackets mean, said once under the numbers
-METHOD_NOTE = (f"{round(LEVEL * 100)} % intervals: an accuracy's is Wilson's over the test texts; a difference is "
-               "paired on the same texts (bootstrap over them) and reads within noise when its interval contains 0")
-
-
-@dataclass(frozen=True)
-class DeployBenchConfig:
-    """Shapes, repeats (timed rounds per shape), untimed warm-up runs, threads (0: torch's current count)
-    and whether to add the int8 column."""
-
-    batch_sizes: tuple[int, ...] = (1, 8, 32)
-    seq_lengths: tuple[int, ...] = (32, 128)
-    repeats: int = 10
-    warmup: int = 2
-    threads: int = 0
-    int8: bool = False
-
-    BOUNDS: ClassVar[dict[str, Bound]] = {"repeats": Bound("int", 1, 1000), "warmup": Bound("int", 0, 100),
-                                          "threads": Bound("int", 0, 1024)}
-
-    def __post_init__(self) -> None:
-        o = "DeployBenchConfig"
-        for name in ("batch_sizes", "seq_lengths"):
-            values = getattr(self, name)
-            if not values:
-                raise ConfigError(f"{o}.{name} must list at least one size, got {values!r}")
-            for v in values:
-                check_int(o, name, v, 1, 4096)
-        check_bounds(self)
-
-    def shapes(self) -> list[tuple[int, int]]:
-        return [(b, s) for b in self.batch_sizes for s in self.seq_lengths]
+__all__ = ["BENCH_FILE", "COMPARISONS", "ENGINES", "METHOD_NOTE", "OUTCOMES", "BenchResult", "DeployBenchConfig",
+           "accuracy_statistics", "bench_events", "bench_text", "read_bench", "run_bench"]
 
 
 # --------------------------------------------------------------------------------------- timing
@@ -122,7 +104,7 @@ def _ort_call(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], object]
 
 
 # --------------------------------------------------------------------------------------- models
-def _teacher(store: RunStore, run: Run, task: Any) -> tuple[nn.Module, Any]:
+def _teacher(store: RunStore, run: Run, task: Task) -> tuple[nn.Module, TeacherResult]:
     from core.config import TrainConfig, from_dict
     from core.teacher import cached_teacher, default_train_config
 
@@ -137,7 +119,7 @@ def _teacher(store: RunStore, run: Run, task: Any) -> tuple[nn.Module, Any]:
 
 
 def _teacher_onnx(teacher: nn.Module, key: str, test: dict[str, torch.Tensor]
-                  ) -> tuple[Path, dict[str, Any], np.ndarray]:
+                  ) -> tuple[Path, Parity, np.ndarray]:
     """The teacher's ONNX file (cached per teacher key), its parity on the run's test texts and its PyTorch
     logits on them (in the split's order)."""
     from core.paths import cache_dir
@@ -202,7 +184,7 @@ def deploy_step(store: RunStore, run_id: str) -> int:
 
 
 def teacher_outcomes(store: RunStore, run_id: str, logits: np.ndarray, labels: np.ndarray, step: int
-                     ) -> tuple[pd.DataFrame, dict[str, Any]]:
+                     ) -> tuple[pd.DataFrame, OutcomeSource]:
     """The teacher's test outcomes the deploy check compares against: step 0's ``test`` file (what the run measured)
     when it covers the same test texts with the same labels; else computed from the teacher's PyTorch ``logits``
     here and kept as ``deploy_teacher`` at ``step``. Returns the frame and where it is (``step``, ``evaluation``,
@@ -219,33 +201,30 @@ def teacher_outcomes(store: RunStore, run_id: str, logits: np.ndarray, labels: n
         else:
             stale.unlink(missing_ok=True)
             mismatches = int((stored["pred"].to_numpy() != now["pred"].to_numpy()).sum())
-            return kept, {"step": 0, "evaluation": artifacts.TEST_OUTCOMES, "reused": True,
-                          "prediction_mismatches": mismatches}
+            return kept, OutcomeSource(0, artifacts.TEST_OUTCOMES, reused=True, prediction_mismatches=mismatches)
     store.write_outcomes(run_id, step, artifacts.DEPLOY_TEACHER_OUTCOMES, here)
-    return here, {"step": step, "evaluation": artifacts.DEPLOY_TEACHER_OUTCOMES, "reused": False}
+    return here, OutcomeSource(step, artifacts.DEPLOY_TEACHER_OUTCOMES, reused=False)
 
 
-def _difference(frames: Mapping[str, pd.DataFrame], a: str, b: str, name_a: str, name_b: str) -> dict[str, Any]:
+def _difference(frames: Mapping[str, pd.DataFrame], a: str, b: str, name_a: str, name_b: str) -> EngineDifference:
     d = paired_accuracy_of(frames[a], frames[b])
-    return {"a": a, "b": b, "interval": d.interval.to_dict(), "a_only": d.a_only, "b_only": d.b_only,
-            "mcnemar_p": d.mcnemar_p, "within_noise": not beyond_noise(d.interval),
-            "verdict": verdict(d.interval, name_a, name_b)}
+    return EngineDifference(a, b, d.interval, d.a_only, d.b_only, d.mcnemar_p, not beyond_noise(d.interval),
+                            verdict(d.interval, name_a, name_b))
 
 
-def accuracy_statistics(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+def accuracy_statistics(frames: Mapping[str, pd.DataFrame]) -> AccuracyStatistics:
     """From each engine's outcomes (keys of :data:`ENGINES`): ``accuracy`` (exactly the outcomes' mean of ``pred ==
-    label``), ``intervals`` (Wilson, as dicts) and ``differences`` (:data:`COMPARISONS` whose engines are both
-    there, paired on the same rows: interval, McNemar counts, verdict)."""
+    label``), ``intervals`` (Wilson) and ``differences`` (:data:`COMPARISONS` whose engines are both there, paired
+    on the same rows: interval, McNemar counts, verdict)."""
     intervals = {k: accuracy_of(f) for k, f in frames.items()}
-    return {"accuracy": {k: i.estimate for k, i in intervals.items()},
-            "intervals": {k: i.to_dict() for k, i in intervals.items()},
-            "differences": {key: _difference(frames, a, b, na, nb) for key, (a, b, na, nb) in COMPARISONS.items()
-                            if a in frames and b in frames}}
+    return AccuracyStatistics({k: i.estimate for k, i in intervals.items()}, intervals,
+                              {key: _difference(frames, a, b, na, nb) for key, (a, b, na, nb) in COMPARISONS.items()
+                               if a in frames and b in frames})
 
 
 # --------------------------------------------------------------------------------------- the bench
 def bench_events(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = None
-                 ) -> Iterator[tuple[float, str, dict[str, Any] | None]]:
+                 ) -> Iterator[tuple[float, str, BenchResult | None]]:
     """Run the benchmark, yielding ``(progress 0..1, message, None)`` and finally ``(1.0, message, result)``;
     the result is also stored with the run (``deploy/bench.json``)."""
     cfg = cfg or DeployBenchConfig()
@@ -258,9 +237,9 @@ def bench_events(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = N
     busy = [r.id for r in store.list_runs() if r.active and r.id != run_id]
     yield 0.01, "Exporting the compressed model to ONNX (parity check)", None
     record = ox.export_run(store, run_id)
-    if record["status"] != "passed":
+    if not record.passed:
         raise ValueError(f"The ONNX export of run {run_id} failed parity (max |logit diff| "
-                         f"{record['parity']['max_abs_diff']:.2e}): nothing to benchmark in ONNX Runtime.")
+                         f"{record.parity.max_abs_diff:.2e}): nothing to benchmark in ONNX Runtime.")
     compressed = ox.load_run_model(store, run_id)
     yield 0.2, "Loading the teacher and the run's test texts", None
     task = ox.run_task(store, run)
@@ -283,10 +262,10 @@ def bench_events(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = N
                                                     t_logits, c_torch)
     else:  # an int8 file from an earlier check must not pass for this one's
         (store.run_dir(run_id) / artifacts.step_outcomes(step, OUTCOMES["compressed_int8"])).unlink(missing_ok=True)
-    where: dict[str, dict[str, Any]] = {}
+    where: dict[str, OutcomeSource] = {}
     for engine, frame in frames.items():
         store.write_outcomes(run_id, step, OUTCOMES[engine], frame)
-        where[engine] = {"step": step, "evaluation": OUTCOMES[engine]}
+        where[engine] = OutcomeSource(step, OUTCOMES[engine])
     teacher_frame, where["teacher_torch"] = teacher_outcomes(store, run_id, t_logits, labels, step)
     stats = accuracy_statistics({"teacher_torch": teacher_frame, **frames})
     n_teacher, n_compressed = len(encoder_layers(teacher)), len(encoder_layers(compressed))
@@ -303,31 +282,28 @@ def bench_events(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = N
         feed = {k: v.numpy().astype(np.int64) for k, v in batch.items()}
         engines = {"teacher_torch": _torch_call(teacher, batch), "compressed_torch": _torch_call(compressed, batch),
                    **{name: _ort_call(sess, feed) for name, sess in sessions.items()}}
-        ms = interleaved_medians(engines, cfg.repeats, cfg.warmup)
-        row = {"batch": b, "seq": s, **{f"{k}_ms": v for k, v in ms.items()},
-               "speedup_torch": ms["teacher_torch"] / ms["compressed_torch"],
-               "speedup_ort": ms["teacher_ort"] / ms["compressed_ort"],
-               "ort_vs_teacher_torch": ms["teacher_torch"] / ms["compressed_ort"], "ideal": ideal}
-        if "compressed_int8" in ms:
-            row["speedup_int8"] = ms["teacher_ort"] / ms["compressed_int8"]
-        rows.append(row)
-    result = {"run_id": run_id, "kind": run.kind, "model": run.model, "dataset": run.dataset,
-              "created_at": time.time(), "seconds": round(time.perf_counter() - start, 1),
-              "config": {"batch_sizes": list(cfg.batch_sizes), "seq_lengths": list(cfg.seq_lengths),
-                         "repeats": cfg.repeats, "warmup": cfg.warmup, "int8": cfg.int8},
-              "threads": threads, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                              "processor": platform.processor() or platform.machine()},
-              "other_runs_active": busy, "teacher_layers": n_teacher, "compressed_layers": n_compressed,
-              "distinct_ffns": record["ffn_weights"]["distinct_ffns"], "ideal": ideal, **stats,
-              "level": LEVEL, "outcomes": where, "test_texts": int(len(labels)),
-              "parity": {"compressed": record["parity"], "teacher": t_parity}, "rows": rows,
-              "versions": record["versions"]}
-    store.write_json(run_id, BENCH_FILE, result)
+        rows.append(BenchRow.of(b, s, interleaved_medians(engines, cfg.repeats, cfg.warmup), ideal))
+    result = BenchResult(
+        run_id=run_id, kind=run.kind, model=run.model, dataset=run.dataset, created_at=time.time(),
+        seconds=round(time.perf_counter() - start, 1), config=replace(cfg, threads=threads),
+        machine=Machine(os.cpu_count(), platform.platform(), platform.processor() or platform.machine()),
+        other_runs_active=tuple(busy), teacher_layers=n_teacher, compressed_layers=n_compressed,
+        distinct_ffns=record.ffn_weights.distinct_ffns, ideal=ideal, stats=stats, compressed_parity=record.parity,
+        teacher_parity=t_parity, rows=tuple(rows), versions=record.versions, level=LEVEL, outcomes=where,
+        test_texts=int(len(labels)))
+    store.write_json(run_id, BENCH_FILE, result.to_dict())
     yield 1.0, "Finished", result
 
 
+def read_bench(store: RunStore, run_id: str) -> BenchResult | None:
+    """The run's stored deploy benchmark (``deploy/bench.json``, any version written so far), ``None`` when it
+    has none."""
+    data = store.read_json(run_id, BENCH_FILE)
+    return BenchResult.from_dict(data) if data else None
+
+
 def run_bench(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = None,
-              on_progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+              on_progress: Callable[[float, str], None] | None = None) -> BenchResult:
     """:func:`bench_events` to the end; returns the result."""
     result = None
     for fraction, message, out in bench_events(store, run_id, cfg):
@@ -339,75 +315,40 @@ def run_bench(store: RunStore, run_id: str, cfg: DeployBenchConfig | None = None
 
 
 # --------------------------------------------------------------------------------------- text
-def bench_text(result: Mapping[str, Any]) -> str:
+#: the table's columns and their headers (the int8 ones only when int8 was measured)
+TEXT_COLUMNS = {"batch": "batch", "seq": "seq", "teacher_torch_ms": "teacher pt ms",
+                "compressed_torch_ms": "compr. pt ms", "speedup_torch": "pt x", "teacher_ort_ms": "teacher ort ms",
+                "compressed_ort_ms": "compr. ort ms", "speedup_ort": "ort x",
+                "ort_vs_teacher_torch": "ort vs pt-teacher x", "compressed_int8_ms": "compr. int8 ms",
+                "speedup_int8": "int8 x", "ideal": "ideal x"}
+
+
+def bench_text(result: BenchResult) -> str:
     """The result as a fixed-width table with its context (threads, accuracies, parity, busy machine)."""
-    rows = result["rows"]
-    int8 = any("compressed_int8_ms" in r for r in rows)
-    acc = result["accuracy"]
-    head = (f"deploy bench of run {result['run_id']} ({result['kind']}, {result['model']} on {result['dataset']}): "
-            f"teacher {result['teacher_layers']} layers vs compressed {result['compressed_layers']} layers "
-            f"({result['distinct_ffns']} distinct FFNs); ideal encoder-only speedup {result['ideal']:.2f}x\n"
-            f"median of {result['config']['repeats']} interleaved rounds per shape; {result['threads']} thread(s); "
-            f"{result['machine']['cpus']} CPUs; random token ids, no padding")
-    cols = ["batch", "seq", "teacher_torch_ms", "compressed_torch_ms", "speedup_torch", "teacher_ort_ms",
-            "compressed_ort_ms", "speedup_ort", "ort_vs_teacher_torch"]
-    cols += ["compressed_int8_ms", "speedup_int8"] if int8 else []
-    cols += ["ideal"]
-    names = {"teacher_torch_ms": "teacher pt ms", "compressed_torch_ms": "compr. pt ms", "speedup_torch": "pt x",
-             "teacher_ort_ms": "teacher ort ms", "compressed_ort_ms": "compr. ort ms", "speedup_ort": "ort x",
-             "ort_vs_teacher_torch": "ort vs pt-teacher x", "compressed_int8_ms": "compr. int8 ms",
-             "speedup_int8": "int8 x", "ideal": "ideal x"}
-    widths = [max(len(names.get(c, c)), 7) for c in cols]
-    lines = [head, "  ".join(names.get(c, c).rjust(w) for c, w in zip(cols, widths))]
-    for r in rows:
+    head = (f"deploy bench of run {result.run_id} ({result.kind}, {result.model} on {result.dataset}): "
+            f"teacher {result.teacher_layers} layers vs compressed {result.compressed_layers} layers "
+            f"({result.distinct_ffns} distinct FFNs); ideal encoder-only speedup {result.ideal:.2f}x\n"
+            f"median of {result.config.repeats} interleaved rounds per shape; {result.threads} thread(s); "
+            f"{result.machine.cpus} CPUs; random token ids, no padding")
+    int8 = result.int8
+    cols = [c for c in TEXT_COLUMNS if int8 or c not in ("compressed_int8_ms", "speedup_int8")]
+    widths = [max(len(TEXT_COLUMNS[c]), 7) for c in cols]
+    lines = [head, "  ".join(TEXT_COLUMNS[c].rjust(w) for c, w in zip(cols, widths))]
+    for row in result.rows:
+        r = row.to_dict()
         cells = [f"{r[c]:.0f}" if c in ("batch", "seq") else f"{r[c]:.2f}" for c in cols]
         lines.append("  ".join(x.rjust(w) for x, w in zip(cells, widths)))
-    lines += accuracy_lines(result)
-    cp, tp = result["parity"]["compressed"], result["parity"]["teacher"]
-    lines.append(f"parity (max |logit diff| ONNX Runtime vs PyTorch): compressed {cp['max_abs_diff']:.2e}, "
-                 f"teacher {tp['max_abs_diff']:.2e}; predictions identical: "
-                 f"{'yes' if cp['predictions_identical'] and tp['predictions_identical'] else 'NO'}")
-    if "compressed_int8" in acc and acc["compressed_int8"] < acc["compressed_ort"]:
-        lines.append(f"int8 LOST accuracy: {accuracy_text(result, 'compressed_int8')} vs "
-                     f"{accuracy_text(result, 'compressed_ort')} in float32"
-                     + (f"; {d['verdict']} (paired)" if (d := differences(result).get("int8_vs_float32")) else ""))
-    if result["other_runs_active"]:
-        lines.append(f"warning: {len(result['other_runs_active'])} other run(s) were training during the "
+    lines += result.accuracy_lines()
+    cp, tp = result.compressed_parity, result.teacher_parity
+    lines.append(f"parity (max |logit diff| ONNX Runtime vs PyTorch): compressed {cp.max_abs_diff:.2e}, "
+                 f"teacher {tp.max_abs_diff:.2e}; predictions identical: "
+                 f"{'yes' if cp.predictions_identical and tp.predictions_identical else 'NO'}")
+    stats = result.stats
+    if stats.int8_lost:
+        d = stats.differences.get("int8_vs_float32")
+        lines.append(f"int8 LOST accuracy: {stats.text('compressed_int8')} vs {stats.text('compressed_ort')} in float32"
+                     + (f"; {d.verdict} (paired)" if d else ""))
+    if result.other_runs_active:
+        lines.append(f"warning: {len(result.other_runs_active)} other run(s) were training during the "
                      "measurement; the machine was busy, timings are noisy")
     return "\n".join(lines)
-
-
-def intervals(result: Mapping[str, Any]) -> dict[str, Interval]:
-    """The result's accuracies with their intervals (empty for a result stored before they were kept)."""
-    return {k: Interval(**v) for k, v in (result.get("intervals") or {}).items()}
-
-
-def differences(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The result's paired comparisons (:data:`COMPARISONS` keys; empty for a result stored before them)."""
-    return dict(result.get("differences") or {})
-
-
-def accuracy_text(result: Mapping[str, Any], engine: str, digits: int = 3) -> str:
-    """``0.894 [0.882, 0.905]``, or the bare accuracy of a result stored without intervals."""
-    i = intervals(result).get(engine)
-    return i.format(digits) if i is not None else f"{result['accuracy'][engine]:.{digits + 1}f}"
-
-
-def accuracy_lines(result: Mapping[str, Any]) -> list[str]:
-    """The test accuracies with their intervals and the paired comparisons, method and level said once."""
-    acc = result["accuracy"]
-    listed = ", ".join(f"{k.replace('_', ' ')} {accuracy_text(result, k)}" for k in acc)
-    diffs = differences(result)
-    if not intervals(result):
-        return [f"test accuracy: {listed}"]
-    n = result.get("test_texts")
-    lines = [f"test accuracy on {n} test texts ({METHOD_NOTE}): {listed}"]
-    for key, d in diffs.items():
-        _, _, name_a, name_b = COMPARISONS[key]
-        lines.append(f"  {name_a} vs {name_b}: {d['verdict']}; {d['a_only']} text(s) right only in {name_a}, "
-                     f"{d['b_only']} only in {name_b}")
-    teacher = (result.get("outcomes") or {}).get("teacher_torch") or {}
-    if teacher.get("prediction_mismatches"):
-        lines.append(f"  note: the teacher's accuracy is the run's own (step 0's test outcomes); the teacher evaluated "
-                     f"here predicts {teacher['prediction_mismatches']} text(s) differently")
-    return lines

@@ -25,18 +25,23 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from core.data.batches import Batch, batches
+from core.deploy.records import ExportInfo, FfnCensus, Parity, ParityRecord
 from core.models.registry import encoder_layers
 from core.runs.record import Run
 from core.runs.store import RunStore
 from core.stats import LEVEL, wilson_interval
+
+if TYPE_CHECKING:
+    from core.data.task import Task
 
 #: the largest absolute logit difference between ONNX Runtime and PyTorch that passes (float32 exports
 #: here differ by ~1e-6; 1e-3 still leaves every prediction unchanged unless two logits nearly tie)
@@ -62,9 +67,10 @@ class LogitsOnly(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ export
-def export_onnx(model: nn.Module, path: str | Path) -> dict[str, Any]:
+def export_onnx(model: nn.Module, path: str | Path) -> tuple[ExportInfo, int]:
     """Export ``model`` (a BERT-family classifier, on the CPU) to one ``.onnx`` file at ``path``; returns
-    the exporter used, the seconds taken, the file size and how many duplicate constants were merged."""
+    the exporter used, the seconds taken, the file size and how many duplicate constants were merged, and how
+    many FFN weight matrices the exporter itself wrote (before the merge)."""
     import onnx_ir.passes.common as ir_passes
 
     path = Path(path)
@@ -84,9 +90,9 @@ def export_onnx(model: nn.Module, path: str | Path) -> dict[str, Any]:
     raw_ffn = count_ffn_weights((v.const_value.numpy() for v in inits.values() if v.const_value is not None), model)
     ir_passes.DeduplicateInitializersPass(size_limit=2**62)(program.model)
     program.save(str(path), external_data=False)
-    return {"exporter": EXPORTER, "seconds": round(time.perf_counter() - start, 2), "bytes": path.stat().st_size,
-            "duplicate_constants_merged": before - len(program.model.graph.initializers),
-            "ffn_weight_initializers_from_exporter": raw_ffn}
+    info = ExportInfo(EXPORTER, round(time.perf_counter() - start, 2), path.stat().st_size,
+                      before - len(program.model.graph.initializers))
+    return info, raw_ffn
 
 
 def _digest(array: np.ndarray) -> str:
@@ -107,7 +113,7 @@ def count_ffn_weights(arrays: Iterable[np.ndarray], model: nn.Module) -> int:
     return sum(1 for a in arrays if a.ndim == 2 and _digest(a) in targets)
 
 
-def ffn_weight_census(onnx_path: str | Path, model: nn.Module) -> dict[str, Any]:
+def ffn_weight_census(onnx_path: str | Path, model: nn.Module) -> FfnCensus:
     """The FFN weight matrices the ONNX file holds, counted by content (:func:`count_ffn_weights`).
     ``expected`` is two per distinct FFN of ``model`` (tied FFNs once); ``per_layer`` is two per layer (what a
     file that duplicates tied FFNs holds)."""
@@ -120,9 +126,8 @@ def ffn_weight_census(onnx_path: str | Path, model: nn.Module) -> dict[str, Any]
     found = count_ffn_weights((numpy_helper.to_array(init) for init in proto.graph.initializer), model)
     distinct = unique_ffn_count(model)
     n_layers = len(encoder_layers(model))
-    return {"layers": n_layers, "distinct_ffns": distinct, "ffn_weight_initializers": found,
-            "expected": 2 * distinct, "per_layer": 2 * n_layers, "tied_kept_once": found == 2 * distinct,
-            "duplicated": found > 2 * distinct}
+    return FfnCensus(layers=n_layers, distinct_ffns=distinct, ffn_weight_initializers=found, expected=2 * distinct,
+                     per_layer=2 * n_layers, tied_kept_once=found == 2 * distinct, duplicated=found > 2 * distinct)
 
 
 # ------------------------------------------------------------------------------------------ runtime
@@ -166,7 +171,7 @@ def parity_logits(model: nn.Module, session: Any, data: Batch, batch_size: int =
     return np.concatenate(refs), np.concatenate(gots), np.concatenate(labels)
 
 
-def parity_of(ref: np.ndarray, got: np.ndarray, labels: np.ndarray, atol: float = PARITY_ATOL) -> dict[str, Any]:
+def parity_of(ref: np.ndarray, got: np.ndarray, labels: np.ndarray, atol: float = PARITY_ATOL) -> Parity:
     """The parity record of ONNX Runtime's logits ``got`` against PyTorch's ``ref`` on rows labelled ``labels``."""
     n = int(len(labels))
     if n == 0:
@@ -176,14 +181,14 @@ def parity_of(ref: np.ndarray, got: np.ndarray, labels: np.ndarray, atol: float 
     agree = int((p_ref == p_got).sum())
     max_abs = float(diff.max())
     identical = agree == n
-    return {"texts": n, "max_abs_diff": max_abs, "mean_abs_diff": float(diff.mean()), "atol": atol,
-            "predictions_identical": identical, "prediction_mismatches": n - agree,
-            "torch_accuracy": int((p_ref == labels).sum()) / n, "onnx_accuracy": int((p_got == labels).sum()) / n,
-            "passed": bool(identical and max_abs <= atol)}
+    return Parity(texts=n, max_abs_diff=max_abs, mean_abs_diff=float(diff.mean()), atol=atol,
+                  predictions_identical=identical, prediction_mismatches=n - agree,
+                  torch_accuracy=int((p_ref == labels).sum()) / n, onnx_accuracy=int((p_got == labels).sum()) / n,
+                  passed=bool(identical and max_abs <= atol))
 
 
 def check_parity(model: nn.Module, session: Any, data: Batch, atol: float = PARITY_ATOL,
-                 batch_size: int = 64) -> dict[str, Any]:
+                 batch_size: int = 64) -> Parity:
     """ONNX Runtime vs PyTorch on every row of ``data`` (an encoded split with ``labels``)."""
     return parity_of(*parity_logits(model, session, data, batch_size), atol)
 
@@ -197,7 +202,7 @@ def load_run_model(store: RunStore, run_id: str) -> nn.Module:
     return load_merged(run_model_dir(store, run_id)).to("cpu").eval()
 
 
-def run_task(store: RunStore, run: Run) -> Any:
+def run_task(store: RunStore, run: Run) -> Task:
     """The run's task re-created from its stored config (same model, dataset, data config, hence the same
     test texts in the same order)."""
     from core.config import DataConfig, from_dict
@@ -219,15 +224,15 @@ def _versions() -> dict[str, str]:
 
 
 def export_run(store: RunStore, run_id: str, *, atol: float = PARITY_ATOL, force: bool = False,
-               on_progress: Progress | None = None) -> dict[str, Any]:
+               on_progress: Progress | None = None) -> ParityRecord:
     """Export ``run_id``'s model to ``deploy/model.onnx`` in its run folder and check parity on its test
     texts; returns (and stores as ``deploy/onnx_parity.json``) the record. A passing export already on disk
-    is reused unless ``force``. A failing one leaves no file behind: ``record["file"]`` is ``None``."""
+    is reused unless ``force``. A failing one leaves no file behind: ``record.file`` is ``None``."""
     report = on_progress or (lambda _f, _m: None)
     run = store.get_run(run_id)
     if run is None:
         raise ValueError(f"no run {run_id!r}")
-    kept = None if force else store.read_json(run_id, PARITY_FILE)
+    kept = None if force else read_parity(store, run_id)
     if kept is not None and offered_onnx(store, run_id) is not None:
         report(1.0, "ONNX export already checked")
         return kept
@@ -238,31 +243,36 @@ def export_run(store: RunStore, run_id: str, *, atol: float = PARITY_ATOL, force
     final.unlink(missing_ok=True)  # an older file must not outlive a new record
     try:
         report(0.1, "Exporting to ONNX (torch.onnx, dynamo)")
-        export = export_onnx(model, tmp)
+        export, from_exporter = export_onnx(model, tmp)
         report(0.6, "Re-creating the run's test texts")
         task = run_task(store, run)
         report(0.7, f"Checking parity on {len(task.encoded['test']['labels'])} test texts with ONNX Runtime")
         parity = check_parity(model, ort_session(tmp), task.encoded["test"], atol)
-        ffn = {**ffn_weight_census(tmp, model),
-               "from_exporter": export.pop("ffn_weight_initializers_from_exporter")}
-        if parity["passed"]:
+        ffn = replace(ffn_weight_census(tmp, model), from_exporter=from_exporter)
+        if parity.passed:
             os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    record = {"run_id": run_id, "kind": run.kind, "model": run.model, "dataset": run.dataset,
-              "created_at": time.time(), "file": ONNX_FILE if parity["passed"] else None,
-              "status": "passed" if parity["passed"] else "failed", "export": export, "parity": parity,
-              "ffn_weights": ffn, "versions": _versions()}
-    store.write_json(run_id, PARITY_FILE, record)
-    report(1.0, f"Parity {record['status']}: max |logit diff| {parity['max_abs_diff']:.2e}")
+    record = ParityRecord(run_id=run_id, kind=run.kind, model=run.model, dataset=run.dataset,
+                          created_at=time.time(), file=ONNX_FILE if parity.passed else None,
+                          status="passed" if parity.passed else "failed", export=export, parity=parity,
+                          ffn_weights=ffn, versions=_versions())
+    store.write_json(run_id, PARITY_FILE, record.to_dict())
+    report(1.0, f"Parity {record.status}: max |logit diff| {parity.max_abs_diff:.2e}")
     return record
+
+
+def read_parity(store: RunStore, run_id: str) -> ParityRecord | None:
+    """The run's stored parity record (``deploy/onnx_parity.json``), ``None`` when it has none."""
+    data = store.read_json(run_id, PARITY_FILE)
+    return ParityRecord.from_dict(data) if data else None
 
 
 def offered_onnx(store: RunStore, run_id: str) -> Path | None:
     """The run's ONNX file when it exists and its stored parity record passed; else ``None``."""
-    record = store.read_json(run_id, PARITY_FILE)
+    record = read_parity(store, run_id)
     path = store.run_dir(run_id) / ONNX_FILE
-    if not record or record.get("status") != "passed" or record.get("file") != ONNX_FILE or not path.exists():
+    if record is None or not record.passed or record.file != ONNX_FILE or not path.exists():
         return None
     return path
 
@@ -272,22 +282,22 @@ def _wilson(accuracy: float, n: int) -> str:
     return wilson_interval(int(round(accuracy * n)), int(n)).format(4)
 
 
-def parity_text(record: Mapping[str, Any]) -> str:
+def parity_text(record: ParityRecord) -> str:
     """The parity record in a few lines a person reads (the CLI prints it)."""
-    p, f, e = record["parity"], record["ffn_weights"], record["export"]
-    lines = [f"ONNX export of run {record['run_id']}: parity {record['status'].upper()}",
-             f"  {p['texts']} test texts: max |logit diff| {p['max_abs_diff']:.2e} (threshold {p['atol']:g}), "
-             f"mean {p['mean_abs_diff']:.2e}; predictions identical: {'yes' if p['predictions_identical'] else 'no'}"
-             f" ({p['prediction_mismatches']} differ)",
-             f"  test accuracy ({round(LEVEL * 100)} % Wilson over the {p['texts']} texts): PyTorch "
-             f"{_wilson(p['torch_accuracy'], p['texts'])}, ONNX Runtime {_wilson(p['onnx_accuracy'], p['texts'])}",
-             f"  FFN weight matrices in the file: {f['ffn_weight_initializers']} for {f['distinct_ffns']} distinct "
-             f"FFN(s) in {f['layers']} layers (tied kept once: {'yes' if f['tied_kept_once'] else 'no'}"
-             + ("; DUPLICATED" if f["duplicated"] else "") + f"); the exporter itself wrote {f['from_exporter']}"
+    p, f, e = record.parity, record.ffn_weights, record.export
+    lines = [f"ONNX export of run {record.run_id}: parity {record.status.upper()}",
+             f"  {p.texts} test texts: max |logit diff| {p.max_abs_diff:.2e} (threshold {p.atol:g}), "
+             f"mean {p.mean_abs_diff:.2e}; predictions identical: {'yes' if p.predictions_identical else 'no'}"
+             f" ({p.prediction_mismatches} differ)",
+             f"  test accuracy ({round(LEVEL * 100)} % Wilson over the {p.texts} texts): PyTorch "
+             f"{_wilson(p.torch_accuracy, p.texts)}, ONNX Runtime {_wilson(p.onnx_accuracy, p.texts)}",
+             f"  FFN weight matrices in the file: {f.ffn_weight_initializers} for {f.distinct_ffns} distinct "
+             f"FFN(s) in {f.layers} layers (tied kept once: {'yes' if f.tied_kept_once else 'no'}"
+             + ("; DUPLICATED" if f.duplicated else "") + f"); the exporter itself wrote {f.from_exporter}"
              + (" (its constant folding copies tied weights per use; merged after export)"
-                if f["from_exporter"] > f["ffn_weight_initializers"] else ""),
-             f"  exporter: {e['exporter']}; {e['seconds']:.1f} s; {e['bytes'] / 1e6:.1f} MB; "
-             f"{e['duplicate_constants_merged']} duplicate constant(s) merged"]
-    if record["status"] != "passed":
+                if (f.from_exporter or 0) > f.ffn_weight_initializers else ""),
+             f"  exporter: {e.exporter}; {e.seconds:.1f} s; {e.bytes / 1e6:.1f} MB; "
+             f"{e.duplicate_constants_merged} duplicate constant(s) merged"]
+    if not record.passed:
         lines.append("  the file is NOT offered: parity failed")
     return "\n".join(lines)

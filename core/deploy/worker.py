@@ -41,8 +41,8 @@ def run_job(store: RunStore, run_id: str, job: str, cfg: DeployBenchConfig) -> R
     try:
         if job == "export":
             record = export_run(store, run_id, on_progress=on_progress)
-            status = RunStatus.DONE if record["status"] == "passed" else RunStatus.FAILED
-            write(status, 1.0, f"ONNX parity {record['status']}",
+            status = RunStatus.DONE if record.passed else RunStatus.FAILED
+            write(status, 1.0, f"ONNX parity {record.status}",
                   error=None if status == RunStatus.DONE else "the export failed parity; it is not offered")
         else:
             run_bench(store, run_id, cfg, on_progress=on_progress)
