@@ -8,8 +8,8 @@ from typing import Any
 from .paper_data import Label, Reference
 
 #: the claims Home shows on first open, in this order (one-step from the shipped bank; full path where measured)
-HOME_CLAIMS = ("rf_first", "rf_first_full", "rf_beats_lr", "no_universal_signal", "boundary_layers",
-               "kd_beats_teacher")
+HOME_CLAIMS = ("rf_first", "rf_first_full", "choice_matters_full", "rf_beats_lr", "no_universal_signal",
+               "boundary_layers", "kd_beats_teacher")
 
 
 def first_open_lines(bank: Any | None, bank_problem: str | None, ref: Reference | None,
