@@ -92,9 +92,13 @@ def merge_full_path(shipped: pd.DataFrame | None, fresh: pd.DataFrame | None) ->
     return _ranked(both)
 
 
+#: identifiers that look like numbers to a CSV reader now and then (a hex digest of digits and one "e")
+TEXT_IDS = ("run_id", "study", "cell_id", "teacher_key", "teacher_outcomes")
+
+
 def load_full_path(folder: Path | None = None) -> pd.DataFrame | None:
     path = (folder or REFERENCE_DIR) / FULL_PATH_FILE
-    return pd.read_csv(path) if path.is_file() else None
+    return pd.read_csv(path, dtype={c: str for c in TEXT_IDS}) if path.is_file() else None
 
 
 def seed_span(full: pd.DataFrame | None) -> tuple[int, int]:
