@@ -76,7 +76,7 @@ key = tuple(sorted((r.id, cached_store.version(r)) for r in selected))
 table = _table(cached_store.root(), key)
 steps = cached_store.all_steps(selected)
 meta = {r.id: r for r in selected}
-summaries = {r.id: cached_store.summary(r) for r in selected}
+summaries = {r.id: cached_store.run_summary(r) for r in selected}
 
 st.subheader("The table")
 if table.empty:
@@ -85,7 +85,8 @@ else:
     show = _table_text(cached_store.root(), key).copy()
     show.insert(0, "strategy name", [theme.strategy_label(s) for s in show["strategy"]])
     show["dataset"] = [state.dataset_label(d) for d in show["dataset"]]
-    show["weak teacher"] = ["⚠ yes" if summaries.get(rid, {}).get("weak_teacher") else "" for rid in show["run_id"]]
+    show["weak teacher"] = ["⚠ yes" if rid in summaries and summaries[rid].weak_teacher else ""
+                            for rid in show["run_id"]]
     show["study"] = [run_study.get(rid, "") for rid in show["run_id"]]
     show["recorded"] = [cached_store.recorded_day(meta[rid]) for rid in show["run_id"]]
     show = show[[c for c in show.columns if c != "run_id"] + ["run_id"]]

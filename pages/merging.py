@@ -159,17 +159,20 @@ def _cells(comparison: pd.DataFrame | None, column: str = "test accuracy [95 %]"
 
 def _metrics(summary: MergeSummary, steps: pd.DataFrame, comparison: pd.DataFrame | None) -> None:
     c = st.columns(4)
-    teacher = summary.teacher or (steps.iloc[0].to_dict() if not steps.empty else {})
+    teacher = summary.teacher_accuracy
+    if teacher is None and not steps.empty and "test_accuracy" in steps:  # a run still measuring: step 0's row
+        teacher = float(steps["test_accuracy"].iloc[0]) if pd.notna(steps["test_accuracy"].iloc[0]) else None
     cells = _cells(comparison)
-    if teacher.get("test_accuracy") is not None:
-        c[0].metric("Teacher accuracy", cells.get(("teacher", "teacher")) or f"{teacher['test_accuracy']:.3f}")
-    final = summary.final
-    if final:
+    if teacher is not None:
+        c[0].metric("Teacher accuracy", cells.get(("teacher", "teacher")) or f"{teacher:.3f}")
+    final = summary.final_accuracy if summary.final else None
+    if final is not None:
         before = summary.before_kd_accuracy
         stage = recovered_stage(summary) or ("distilled" if summary.after_kd_accuracy is not None else "finetuned")
-        c[1].metric("Merged, after recovery", cells.get(("merge", stage)) or f"{final['test_accuracy']:.3f}",
-                    (_cells(comparison, "vs teacher [95 %]").get(("merge", stage))
-                     or f"{final['test_accuracy'] - teacher['test_accuracy']:+.3f}") + " vs teacher", delta_color="off",
+        vs_teacher = _cells(comparison, "vs teacher [95 %]").get(("merge", stage)) or (
+            f"{final - teacher:+.3f}" if teacher is not None else None)
+        c[1].metric("Merged, after recovery", cells.get(("merge", stage)) or f"{final:.3f}",
+                    f"{vs_teacher} vs teacher" if vs_teacher else None, delta_color="off",
                     help=f"After fine-tuning: {cells.get(('merge', 'finetuned')) or f'{before:.3f}'}"
                     if before is not None else None)
     p = summary.params
@@ -184,12 +187,13 @@ def _verdict(run: Run, summary: MergeSummary, comparison: pd.DataFrame | None) -
     if pr is None or not final:
         return
     side = pr.final
-    if "test_accuracy" not in side:
+    if pr.final_accuracy is None:
         return
     verdict = ustore.merge_verdict(run)
     if verdict is None:
         return
     p_removed = summary.teacher["params_total"] - side["params_total"]
+    merged_ms = None if final.get("latency_ms") is None else float(final["latency_ms"])
     stage = recovered_stage(summary)
     cells = _cells(comparison)
     merge_text = cells.get(("merge", stage)) or f"{verdict.merge_accuracy:.3f}"
@@ -201,8 +205,8 @@ def _verdict(run: Run, summary: MergeSummary, comparison: pd.DataFrame | None) -
         f"After the same recovery, test accuracy is **{merge_text}** (merge) vs **{prune_text}** (prune): "
         + verdict.sentence()
         + (f" Pruning also runs faster (latency {pr.latency_ms:.1f} ms vs "
-           f"{final['latency_ms']:.1f} ms per batch): merging keeps every layer's compute."
-           if pr.raw.get("latency_ms") and pr.latency_ms and final.get("latency_ms") else ""))
+           f"{merged_ms:.1f} ms per batch): merging keeps every layer's compute."
+           if pr.latency_ms is not None and merged_ms is not None and pr.latency_ms < merged_ms else ""))
 
 
 def _overview(run: Run) -> None:
@@ -221,7 +225,7 @@ def _overview(run: Run) -> None:
         s = ustore.merge_summary(r)
         if not s.final:
             continue
-        sides = noise.merge_sides(r.id, s.raw, ustore.outcomes, ustore.test_size(r))
+        sides = noise.merge_sides(r.id, s, ustore.outcomes, ustore.test_size(r))
         if not teacher_done:
             rows.append({"method": "teacher", "params_removed": 0, "test_accuracy": s.teacher_accuracy,
                          "label": "teacher", **bounds(sides["teacher"])})

@@ -183,7 +183,7 @@ def _charts(facts: ReportFacts, figs: _Figures) -> str:
         for ds, g in steps.groupby("dataset", sort=True):
             parts.append(figs.html(plots.curves_by_strategy(g, title=f"{dataset_label(str(ds))}: test accuracy"),
                                    "One line per run; error bars: 95 % Wilson intervals over the test rows."))
-    summaries = {f.run.id: f.summary.raw for f in facts.runs}
+    summaries = {f.run.id: f.summary for f in facts.runs}
     kd = tables.kd_frame(runs, summaries, {f.run.id: f.intervals for f in facts.runs})
     if not kd.empty:
         parts.append(figs.html(plots.kd_bars(kd), "Test accuracy of the final pruned model before and after "

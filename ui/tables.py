@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from core.runs.record import PruneSummary, Run
+from core.runs.record import PruneSummary, Run, RunSummary
 
 if TYPE_CHECKING:
     from core.fusion import FusionChoice
@@ -117,7 +117,7 @@ def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> np.ndarray:
     return mask
 
 
-def compare_points(steps: pd.DataFrame, runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]],
+def compare_points(steps: pd.DataFrame, runs: Sequence[Run], summaries: Mapping[str, RunSummary],
                    intervals: Mapping[str, PruneIntervals] | None = None) -> pd.DataFrame:
     """One row per model a run produced (each step's fine-tuned model, plus the distilled one), with its
     accuracy, parameters and latency: the points of the Pareto plots. With ``intervals`` (run id -> its
@@ -134,11 +134,11 @@ def compare_points(steps: pd.DataFrame, runs: Sequence[Run], summaries: Mapping[
                      "accuracy": s.get("test_accuracy"), "params": s.get("params_total"),
                      "latency_ms": s.get("latency_ms"), **_bounds(intervals, s["run_id"], int(s["step"]))})
     for run_id, summary in summaries.items():
-        run, typed = meta.get(run_id), PruneSummary.of(summary)
-        after = typed.after_kd_metrics
-        if run is None or not after:
+        run = meta.get(run_id)
+        if run is None or not isinstance(summary, PruneSummary) or not summary.after_kd_metrics:
             continue
-        removed = len(typed.removed_order)
+        after = summary.after_kd_metrics
+        removed = len(summary.removed_order)
         rows.append({"run_id": run_id, "strategy": run.strategy, "dataset": run.dataset,
                      "model": run.model, "stage": "after KD", "layers_removed": removed,
                      "n_layers": after.get("num_layers", after.get("n_layers")),
@@ -157,13 +157,15 @@ def _bounds(intervals: Mapping[str, PruneIntervals] | None, run_id: str, step: i
     return {"low": i.low if i else np.nan, "high": i.high if i else np.nan}
 
 
-def kd_frame(runs: Sequence[Run], summaries: Mapping[str, Mapping[str, Any]],
+def kd_frame(runs: Sequence[Run], summaries: Mapping[str, RunSummary],
              intervals: Mapping[str, PruneIntervals] | None = None) -> pd.DataFrame:
     """Test accuracy before and after distillation per finished run (long format for grouped bars), with each
     one's interval (``low``, ``high``; NaN when unknown) from ``intervals`` (run id -> its intervals)."""
     rows = []
     for run in runs:
-        summary = PruneSummary.of(summaries.get(run.id))
+        summary = summaries.get(run.id)
+        if summary is None:
+            continue
         before, after = summary.before_kd_accuracy, summary.after_kd_accuracy
         if before is None or after is None:
             continue

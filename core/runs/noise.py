@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from core.runs import artifacts
+from core.runs.record import MergeSummary
 from core.stats import (
     LEVEL,
     Interval,
@@ -314,9 +315,15 @@ def comparison_intervals(run_id: str, comparison: pd.DataFrame, read: Reader, n:
     return frame.assign(test_low=lows, test_high=highs, **{"test accuracy [95 %]": texts, "vs teacher [95 %]": vs})
 
 
-def merge_final(run_id: str, summary: Mapping[str, Any], read: Reader, n: int | None = None) -> FinalIntervals:
+def _stored(summary: MergeSummary | Mapping[str, Any]) -> Mapping[str, Any]:
+    return summary.raw if isinstance(summary, MergeSummary) else summary
+
+
+def merge_final(run_id: str, summary: MergeSummary | Mapping[str, Any], read: Reader, n: int | None = None
+                ) -> FinalIntervals:
     """A merge run's teacher and merged model after recovery (distilled when it ran, else fine-tuned) with their
-    intervals and the difference (``summary`` as stored)."""
+    intervals and the difference (``summary`` typed, or as stored)."""
+    summary = _stored(summary)
     teacher_acc = (summary.get("teacher") or {}).get("test_accuracy")
     teacher = measured(teacher_acc, read(run_id, 0, artifacts.TEST_OUTCOMES), n)
     final_acc = (summary.get("final") or {}).get("test_accuracy")
@@ -325,10 +332,11 @@ def merge_final(run_id: str, summary: Mapping[str, Any], read: Reader, n: int | 
     return FinalIntervals(teacher, final, compare(final, teacher, "merged model", "teacher"))
 
 
-def merge_sides(run_id: str, summary: Mapping[str, Any], read: Reader, n: int | None = None
+def merge_sides(run_id: str, summary: MergeSummary | Mapping[str, Any], read: Reader, n: int | None = None
                 ) -> dict[str, Measured | None]:
     """A merge run's teacher, merged and pruned model after the same recovery (distilled when both were, else
     fine-tuned), each with its interval: keys ``teacher``, ``merge``, ``prune``."""
+    summary = _stored(summary)
     merged, pruning = summary.get("merged") or {}, summary.get("pruning") or {}
     stage = "distilled" if merged.get("distilled") is not None and pruning.get("distilled") is not None \
         else "finetuned"
