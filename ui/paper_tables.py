@@ -357,14 +357,15 @@ def full_tests_frame(tests: pd.DataFrame | None, model: str, cap: int | None) ->
         where = f"{int(main['trees'])} ({int(main['datasets'])} × {seeds_of(main)})"
         if a == SPREAD:
             def spread(r: dict[str, Any] | None) -> str:
-                return "" if r is None else (f"{r['estimate']:.2f} (noise {r['null_mean']:.2f}; 95 % of shuffles ≤ "
-                                             f"{r['null_high']:.2f}), permutation p = {r['permutation_p']:.4f}")
+                return "" if r is None else (f"{r['estimate']:.2f} (noise {r['null_mean']:.2f}, 95 % ≤ "
+                                             f"{r['null_high']:.2f}; p = {r['permutation_p']:.4f})")
             rows.append({"A": "the most accurate strategy of each tree", "B": "the least accurate (spread; "
                          f"{count_text(main['strategies'])} strategies)", "A − B after KD (points)": spread(after),
                          "verdict after KD": after["verdict"] if after else "",
                          "A − B before KD (points)": spread(before),
                          "verdict before KD": before["verdict"] if before else "",
-                         "test over datasets": "permutation over test rows",
+                         "test over datasets": "permutation: each test row's outcomes shuffled among the "
+                                               "strategies (p in brackets)",
                          "trees (datasets × seeds)": where,
                          "trees beyond noise": f"{int(main['trees_beyond'])} of {int(main['trees'])}",
                          "would be separated at": ""})
