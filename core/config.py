@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 
 T = TypeVar("T")
 
@@ -179,6 +179,26 @@ class DataConfig:
 #: the choices of :attr:`TrainConfig.precision` (kept equal to :data:`core.precision.PRECISIONS`, which imports
 #: torch; config stays importable without it)
 PRECISIONS = ("auto", "fp32", "bf16")
+
+#: A precision *resolved* for a device (:func:`core.precision.resolve`): what actually runs and what every result
+#: records, never ``auto`` (``fp16`` only on a CUDA device without bf16). A setting (``auto``/``fp32``/``bf16``, the
+#: user's choice kept in the configs) is resolved once where a run starts, where its device is chosen; everything
+#: below takes this type, so an unresolved ``auto`` is a type error there (and :func:`as_resolved` refuses it at
+#: run time). Here, not in :mod:`core.precision`, so that records and pages name it without importing torch.
+Resolved: TypeAlias = Literal["fp32", "bf16", "fp16"]
+RESOLVED: tuple[Resolved, ...] = ("fp32", "bf16", "fp16")
+
+
+def as_resolved(value: object, owner: str = "precision") -> Resolved:
+    """``value`` as a :data:`Resolved` precision; ``auto`` (a setting, not yet resolved) or anything else is
+    refused with the reason. For a precision read back from a file, and where a run's context is built."""
+    for choice in RESOLVED:
+        if value == choice:
+            return choice
+    if value == "auto":
+        raise ValueError(f"{owner} must be resolved (fp32, bf16 or fp16) before it gets here, got 'auto': resolve "
+                         "the setting once where the run starts (core.precision.resolve)")
+    raise ValueError(f"{owner} must be one of {', '.join(RESOLVED)}; got {value!r}")
 
 #: the choices of :attr:`TrainConfig.class_weights`
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")

@@ -28,6 +28,7 @@ from torch import nn
 from core.config import check_float, check_int
 from core.data.batches import Batch
 from core.models.registry import config_of, count_parameters, encoder_layers, original_layer_indices
+from core.precision import Resolved
 from core.train import per_example, predict_logits, scores_from_logits
 
 
@@ -171,7 +172,7 @@ DEFAULT_LATENCY = LatencyConfig()
 
 def measure_model(model: nn.Module, test: Batch, *, val: Batch | None = None, batch_size: int = 128,
                   device: torch.device | None = None, latency: LatencyConfig | None = DEFAULT_LATENCY,
-                  precision: str = "fp32") -> ModelMetrics:
+                  precision: Resolved) -> ModelMetrics:
     """Everything measured about one model: scores on ``test`` (and on ``val`` when given), parameters, the
     safetensors size and the CPU latency under ``latency``. ``latency=None`` skips the size and the latency
     (scores and parameter counts only: what a model that is tuned further needs). Scores are computed in
@@ -193,13 +194,14 @@ class Measured:
 
 def measure_with_outcomes(model: nn.Module, test: Batch, *, val: Batch | None = None, batch_size: int = 128,
                           device: torch.device | None = None, latency: LatencyConfig | None = DEFAULT_LATENCY,
-                          precision: str = "fp32", teacher_logits: Mapping[str, torch.Tensor] | None = None
+                          precision: Resolved, teacher_logits: Mapping[str, torch.Tensor] | None = None
                           ) -> Measured:
     """:func:`measure_model`, keeping what each example did: the aggregate scores and the per-example frames come
     from one forward pass per split, so they agree exactly. ``teacher_logits`` (``"test"``/``"val"``) fill the
     frames' ``kl_to_teacher``."""
     splits = {"test": test, **({"val": val} if val is not None else {})}
-    logits = {name: predict_logits(model, data, batch_size, device, precision) for name, data in splits.items()}
+    logits = {name: predict_logits(model, data, batch_size, device, precision=precision)
+              for name, data in splits.items()}
     scores = {name: scores_from_logits(logits[name], data["labels"]) for name, data in splits.items()}
     teacher = teacher_logits or {}
     outcomes = {name: per_example(logits[name], data["labels"], teacher.get(name)) for name, data in splits.items()}

@@ -25,7 +25,7 @@ from torch import nn
 from core.data.batches import Batch, batches, default_device, num_batches
 from core.models.forward import embed, head_logits, run_layers
 from core.models.registry import encoder_layers, original_layer_indices
-from core.precision import autocast, hidden_size_of, resolve
+from core.precision import Resolved, autocast
 from core.train import predict_logits, scores_from_logits
 
 Progress = Callable[[int, int], None]
@@ -68,10 +68,9 @@ def _check_prunable(model: nn.Module) -> int:
 
 @torch.no_grad()
 def _cached_logits(model: nn.Module, data: Batch, batch_size: int, device: torch.device,
-                   progress: Progress | None, precision: str = "fp32") -> tuple[torch.Tensor, list[torch.Tensor]]:
+                   progress: Progress | None, precision: Resolved) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Logits of the full model and of each single-layer removal, by prefix caching (see module doc)."""
-    resolved = resolve(precision, device, hidden_size_of(model))
-    with autocast(resolved, device, inference=True):  # weights cast once for the whole pass
+    with autocast(precision, device, inference=True):  # weights cast once for the whole pass
         return _cached_logits_in(model, data, batch_size, device, progress)
 
 
@@ -109,7 +108,7 @@ def _table(model: nn.Module, baseline: dict[str, float], per_layer: list[dict[st
 
 
 def compute_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, device: torch.device | None = None,
-                   progress: Progress | None = None, precision: str = "fp32") -> pd.DataFrame:
+                   progress: Progress | None = None, precision: Resolved) -> pd.DataFrame:
     """One row per remaining layer: the validation scores of the model with that layer removed.
 
     Columns: ``layer`` (position), ``original_layer``, ``accuracy``, ``loss`` (mean cross-entropy),
@@ -118,14 +117,14 @@ def compute_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, devi
     step's current model, to this one's, :func:`mean_kl`; what :func:`best_layer` minimises). The unpruned
     model's scores are in ``frame.attrs["baseline"]``. ``progress(done, total)`` is called after each validation
     batch. The model is moved to ``device`` and put in eval mode.
-    ``precision`` is the run's setting (:mod:`core.precision`); fp32 by default.
+    ``precision`` is the resolved precision that runs (:mod:`core.precision`: a run passes its own).
     """
     return oracle_with_logits(model, data, batch_size=batch_size, device=device, progress=progress,
                               precision=precision)[0]
 
 
 def oracle_with_logits(model: nn.Module, data: Batch, *, batch_size: int = 128, device: torch.device | None = None,
-                       progress: Progress | None = None, precision: str = "fp32"
+                       progress: Progress | None = None, precision: Resolved
                        ) -> tuple[pd.DataFrame, torch.Tensor, list[torch.Tensor]]:
     """:func:`compute_oracle`'s table, with the logits it was computed from: the unpruned model's and, at
     position ``i`` of the list, those of the model with the layer in row ``i`` removed (fp32, CPU; one row per
@@ -149,12 +148,12 @@ def naive_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, device
 
     n = _check_prunable(model)
     device = device or default_device()
-    full = predict_logits(model, data, batch_size, device)
+    full = predict_logits(model, data, batch_size, device, precision="fp32")
     baseline = scores_from_logits(full, data["labels"])
     per_layer, kl = [], []
     for i in range(n):
         pruned = remove_layers(model, [i], by="position")
-        logits = predict_logits(pruned, data, batch_size, device)
+        logits = predict_logits(pruned, data, batch_size, device, precision="fp32")
         per_layer.append(scores_from_logits(logits, data["labels"]))
         kl.append(mean_kl(full, logits))
         del pruned

@@ -2,7 +2,7 @@
 
 ``auto`` (our default) means *the faster one*. On a CPU it resolves to ``bf16`` only where the CPU has bf16
 matrix units (AMX-BF16 or AVX-512 BF16 on x86, the BF16 extension on Arm) **and** the model is wide enough for
-bf16 to pay (hidden size at least :data:`BF16_MIN_HIDDEN`: ``python -m core bench precision --crossover`` measures
+bf16 to pay (hidden size at least :data:`BF16_MIN_HIDDEN`: ``python -m benchmarks precision --crossover`` measures
 the crossover; on the tiny model, hidden 32, autocast's overhead makes bf16 slower than fp32); a CUDA device
 gets ``bf16`` where it supports it and ``fp16`` (with a gradient scaler) where not; everything else is ``fp32``.
 Mixed precision means ``torch.autocast``: weights and optimiser state stay fp32, matrix products run in the low
@@ -20,6 +20,11 @@ trains against stale weights (a TREC teacher stayed at loss ln 6). :func:`autoca
 
 What ran is recorded with every result as the *resolved* precision (``fp32``/``bf16``/``fp16``), never as
 ``auto``: two machines that resolve ``auto`` differently produce different teachers and different cells.
+
+Resolved once: a run resolves its setting where it starts, where its device is chosen (the pruning walk's
+:class:`core.pruning.tree.WalkSetup`, :func:`core.merging.loop.merge_events`, the teacher's
+:func:`core.teacher.train_teacher`, a command's or a page's entry), and passes the :data:`Resolved` value down;
+nothing below calls :func:`resolve` again. :func:`autocast` refuses an unresolved ``auto``.
 """
 
 from __future__ import annotations
@@ -32,15 +37,15 @@ from pathlib import Path
 
 import torch
 
-from core.config import PRECISIONS, ConfigError  # the user-facing choices; ``auto`` is our default
+from core.config import PRECISIONS, RESOLVED, ConfigError, Resolved, as_resolved  # ``auto`` is our default
 
-#: what a precision resolves to (fp16 only on CUDA devices without bf16)
-RESOLVED = ("fp32", "bf16", "fp16")
+__all__ = ["BF16_MIN_HIDDEN", "CPU_BF16_ENV", "DEFAULT_PRECISION", "PRECISIONS", "RESOLVED", "Resolved", "as_resolved",
+           "autocast", "check_run_precision", "describe", "grad_scaler", "hidden_size_of", "resolve"]
 DEFAULT_PRECISION = "auto"
 #: the environment variable that overrides the CPU's detected bf16 units ("0": none, "1": present)
 CPU_BF16_ENV = "PRUNE_CPU_BF16"
 #: the smallest hidden size at which ``auto`` picks bf16 on a CPU with bf16 units. Measured with
-#: ``python -m core bench precision --crossover`` on a 2-core EPYC with AVX-512 BF16 and no AMX (2026-12-07, quiet;
+#: ``python -m benchmarks precision --crossover`` on a 2-core EPYC with AVX-512 BF16 and no AMX (2026-12-07, quiet;
 #: the README's precision table): bf16 / fp32 of a training step and a forward is 1.08 / 1.14 at hidden 32, 0.95 /
 #: 1.12 at 64 (a forward still slower), 0.79 / 0.84 at 128, 0.72 / 0.66 at 256, 0.63-0.70 / 0.54-0.57 at 384
 #: (e5-small, MiniLM-L6); so bf16 pays from 128 on.
@@ -93,7 +98,7 @@ def hidden_size_of(model: object) -> int | None:
     return int(size) if isinstance(size, int) else None
 
 
-def _auto(kind: str, hidden_size: int | None) -> tuple[str, str]:
+def _auto(kind: str, hidden_size: int | None) -> tuple[Resolved, str]:
     """What ``auto`` picks on a device of ``kind`` for a model of ``hidden_size``, and why (one clause)."""
     if kind == "cuda":
         return ("bf16", "CUDA with bf16") if torch.cuda.is_bf16_supported() else ("fp16", "CUDA without bf16")
@@ -110,7 +115,7 @@ def _auto(kind: str, hidden_size: int | None) -> tuple[str, str]:
     return "bf16", f"{units}{forced}, {width}: bf16 is faster"
 
 
-def resolve(precision: str, device: torch.device | str | None = None, hidden_size: int | None = None) -> str:
+def resolve(precision: str, device: torch.device | str | None = None, hidden_size: int | None = None) -> Resolved:
     """The precision that actually runs on ``device`` for the setting ``precision`` (auto | fp32 | bf16), for a
     model of ``hidden_size`` (None: unknown, taken as wide; only ``auto`` looks at it).
 
@@ -155,24 +160,23 @@ def describe(precision: str, device: torch.device | str | None = None, hidden_si
 
 
 @contextlib.contextmanager
-def autocast(resolved: str, device: torch.device | str | None = None, *, inference: bool = False) -> Iterator[None]:
+def autocast(resolved: Resolved, device: torch.device | str | None = None, *,
+             inference: bool = False) -> Iterator[None]:
     """Mixed precision for one training step (a forward and its loss), or for a whole evaluation pass with
     ``inference=True``; a no-op for ``fp32``.
 
     Training: ``cache_enabled=False``, the low-precision weight copies are never reused across optimiser steps.
     Inference: the weights do not change inside the context, so each weight is cast to the low precision once
     for the whole pass (autocast's cache) instead of once per batch."""
-    if resolved == "fp32":
+    if as_resolved(resolved, "autocast's precision") == "fp32":  # refuses an unresolved "auto"
         yield
         return
-    if resolved not in _DTYPES:
-        raise ValueError(f"resolved precision must be one of {', '.join(RESOLVED)}; got {resolved!r}")
     kind = torch.device(device).type if device is not None else "cpu"
     with torch.autocast(kind, dtype=_DTYPES[resolved], cache_enabled=inference):
         yield
 
 
-def grad_scaler(resolved: str, device: torch.device | str | None = None) -> torch.amp.GradScaler | None:
+def grad_scaler(resolved: Resolved, device: torch.device | str | None = None) -> torch.amp.GradScaler | None:
     """A gradient scaler for fp16 on CUDA (bf16 has fp32's exponent range and needs none)."""
     kind = torch.device(device).type if device is not None else "cpu"
     if resolved == "fp16" and kind == "cuda":

@@ -113,10 +113,10 @@ def train_teacher(task: Task, train_cfg: TrainConfig | None = None, device: torc
         yield hit
         return
     device = device or default_device()
+    precision = resolve(train_cfg.precision, device, task.model.hidden_size)  # once: the teacher's entry
     start = time.perf_counter()
     model = load_classifier(task.model, task.num_labels, dict(enumerate(task.label_names)), seed=train_cfg.seed)
-    yield from fine_tune(model, task.encoded["train"], train_cfg, device=device)
-    precision = resolve(train_cfg.precision, device, task.model.hidden_size)
+    yield from fine_tune(model, task.encoded["train"], train_cfg, device=device, precision=precision)
     metrics = {split: evaluate(model, task.encoded[split], device=device, precision=precision)
                for split in ("val", "test")}
     seconds = time.perf_counter() - start

@@ -24,7 +24,7 @@ from torch import nn
 from core.config import Bound, TrainConfig, check_bounds
 from core.data.batches import Batch, batches, default_device, model_inputs, num_batches
 from core.models.registry import num_labels
-from core.precision import autocast, grad_scaler, hidden_size_of, resolve
+from core.precision import Resolved, autocast, grad_scaler, hidden_size_of, resolve
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,10 +111,12 @@ def class_weights(labels: torch.Tensor, num_labels: int, how: str, device: torch
 
 
 def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: DistillConfig | None = None,
-              device: torch.device | None = None) -> Iterator[TrainProgress]:
+              device: torch.device | None = None, precision: Resolved | None = None) -> Iterator[TrainProgress]:
     """Train ``model`` in place on ``data``; yields progress after every optimiser step.
 
     If ``distill`` is given, ``data`` must carry ``teacher_logits`` (see :func:`attach_teacher_logits`).
+    ``precision`` is what runs, resolved by the run that calls (:mod:`core.precision`); left out, ``cfg.precision``
+    (a setting) is resolved here, for a caller that holds only a config (a benchmark, a test).
     """
     device = device or default_device()
     model.to(device).train()
@@ -137,7 +139,7 @@ def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: Disti
         return max(0.0, (total - step) / max(total - warmup, 1))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    precision = resolve(cfg.precision, device, hidden_size_of(model))
+    precision = precision or resolve(cfg.precision, device, hidden_size_of(model))  # else a config's setting
     scaler = grad_scaler(precision, device)
     weight = None if distill or cfg.class_weights == "none" else \
         class_weights(data["labels"], num_labels(model), cfg.class_weights, device)
@@ -180,20 +182,21 @@ def run_to_end(gen: Iterator[TrainProgress]) -> TrainProgress | None:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, data: Batch, batch_size: int = 128,
-                   device: torch.device | None = None, precision: str = "fp32") -> torch.Tensor:
-    """The model's logits on every row of ``data`` (fp32, on the CPU), computed in ``precision``
-    (``fp32`` by default; a run passes its own, see :mod:`core.precision`)."""
+                   device: torch.device | None = None, *, precision: Resolved) -> torch.Tensor:
+    """The model's logits on every row of ``data`` (fp32, on the CPU), computed in ``precision`` (resolved: a run
+    passes its own, see :mod:`core.precision`; an unresolved ``auto`` is refused)."""
     device = device or default_device()
     model.to(device).eval()
-    with autocast(resolve(precision, device, hidden_size_of(model)), device, inference=True):
+    with autocast(precision, device, inference=True):
         out = [model(**model_inputs(b)).logits.float().cpu() for b in batches(data, batch_size, device=device)]
     return torch.cat(out) if out else torch.empty(0)
 
 
 def attach_teacher_logits(data: Batch, teacher: nn.Module, batch_size: int = 128,
-                          device: torch.device | None = None, precision: str = "fp32") -> Batch:
-    """Compute the teacher's logits once; they then travel with the rows through shuffled batches."""
-    return {**data, "teacher_logits": predict_logits(teacher, data, batch_size, device, precision)}
+                          device: torch.device | None = None, *, precision: Resolved) -> Batch:
+    """Compute the teacher's logits once (in ``precision``, resolved); they then travel with the rows through
+    shuffled batches."""
+    return {**data, "teacher_logits": predict_logits(teacher, data, batch_size, device, precision=precision)}
 
 
 def scores_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -252,7 +255,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def evaluate(model: nn.Module, data: Batch, batch_size: int = 128, device: torch.device | None = None,
-             precision: str = "fp32") -> dict[str, float]:
-    """Accuracy, macro-F1 and mean cross-entropy of ``model`` on ``data``, computed in ``precision``."""
-    return scores_from_logits(predict_logits(model, data, batch_size, device, precision), data["labels"])
+def evaluate(model: nn.Module, data: Batch, batch_size: int = 128, device: torch.device | None = None, *,
+             precision: Resolved) -> dict[str, float]:
+    """Accuracy, macro-F1 and mean cross-entropy of ``model`` on ``data``, computed in ``precision`` (resolved)."""
+    return scores_from_logits(predict_logits(model, data, batch_size, device, precision=precision), data["labels"])

@@ -203,7 +203,7 @@ def _metrics(steps: pd.DataFrame, view: int, run: Run) -> None:
         if found.kd_vs_teacher is not None:
             lines.append(f"Against the teacher: {found.kd_vs_teacher.sentence()}.")
         st.success("  \n".join(lines))
-    precision = summary.raw.get("precision") or (teacher.get("precision") if "precision" in steps else None)
+    precision = summary.precision or (teacher.get("precision") if "precision" in steps else None)
     if isinstance(precision, str) and precision:
         st.caption(f"Ran in **{precision}** (setting: {run.config.get('precision', 'auto')}).")
 

@@ -62,8 +62,8 @@ BUGS = (
         "tests/test_store_atomic.py"),
     Bug("the oracle is computed on the test split",
         "core/pruning/tree.py",
-        "oracle_with_logits(model, val, device=device, precision=self.precision)",
-        "oracle_with_logits(model, test, device=device, precision=self.precision)",
+        "oracle_with_logits(model, ctx.val, device=s.device, precision=s.precision)",
+        "oracle_with_logits(model, ctx.test, device=s.device, precision=s.precision)",
         "tests/test_oracle_split.py"),
 )
 

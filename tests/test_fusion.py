@@ -437,7 +437,7 @@ def contrast_step(contrast):
     cpu = torch.device("cpu")
     signals = compute_signals(contrast.model, list(batches(take(contrast.task.encoded["train"], 64), 32)),
                               device=cpu, seed=0)
-    oracle = compute_oracle(contrast.model, contrast.task.encoded["val"], device=cpu)
+    oracle = compute_oracle(contrast.model, contrast.task.encoded["val"], device=cpu, precision="fp32")
     elsewhere = profile_rows(signals, oracle, run_id="elsewhere", dataset="other-task", model="tiny-bert", step=1,
                              n_original=12)
     return signals, oracle, elsewhere
@@ -464,8 +464,8 @@ def test_fusion_removes_the_argmax_of_its_stored_prediction(contrast, contrast_s
         assert info["strategy"] == strategy
     # the trained ranker learnt the contrast: it removes a harmless layer, scores the critical layers below the
     # harmless ones on average and scores a critical layer lowest (each held on 10 of 10 builds: seeds 0-4 x
-    # fp32/bf16, scripts/contrast_hold_rates.py); the forest also ranks EVERY critical layer below every harmless
-    # one (10/10), which a linear ranker trained on one other task does not promise (6/10)
+    # fp32/bf16, scripts/archive/contrast_hold_rates.py); the forest also ranks EVERY critical layer below every
+    # harmless one (10/10), which a linear ranker trained on one other task does not promise (6/10)
     layer, info = _choose(strategy, contrast_step)
     stored = read_choice({"layer": layer, "info": info})
     assert stored.trained and layer in contrast.harmless_layers and stored.quality["top1_hit"]

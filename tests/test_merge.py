@@ -373,8 +373,8 @@ def test_mean_window_cka_reads_the_block():
 def test_score_windows_by_accuracy_on_the_model(model, calib, keyword_batches):
     acts = F.ffn_activations(model, calib)
     sim = W.cka_matrix(acts)
-    table = W.score_windows(model, 10, acts, sim, "accuracy", val=keyword_batches["val"],
-                            device=torch.device("cpu"))
+    table = W.score_windows(model, 10, W.WindowScoring(acts, sim, "accuracy", "fp32", val=keyword_batches["val"],
+                                                       device=torch.device("cpu")))
     assert list(table["window"]) == ["0-9", "1-10", "2-11"] and sorted(table["rank"]) == [1, 2, 3]
     assert table["val_accuracy"].between(0, 1).all()
     best = table.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]

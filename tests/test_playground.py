@@ -61,7 +61,7 @@ def test_skipping_layers_gives_exactly_the_logits_of_surgery(model, batch, off):
     with torch.no_grad():
         want = remove_layers(model, off)(**batch).logits
         full = model(**batch).logits
-    got = skip_logits(model, batch, off)
+    got = skip_logits(model, batch, off, precision="fp32")
     assert torch.equal(got, want)
     assert not torch.allclose(got, full, atol=1e-3)  # the layers mattered: a skip that did nothing would fail
     assert len(model.bert.encoder.layer) == 12  # nothing was removed from the model
@@ -71,16 +71,16 @@ def test_skipping_on_a_pruned_model_uses_original_indices_and_bf16_matches_too(m
     pruned = keep_layers(model, [0, 3, 4, 8, 11])
     with torch.no_grad():
         want = remove_layers(pruned, [4, 11])(**batch).logits
-    assert torch.equal(skip_logits(pruned, batch, [4, 11]), want)
+    assert torch.equal(skip_logits(pruned, batch, [4, 11], precision="fp32"), want)
     from core.precision import autocast
 
     with torch.no_grad(), autocast("bf16", "cpu", inference=True):
         want16 = remove_layers(model, [2, 9])(**batch).logits.float()
     assert torch.equal(skip_logits(model, batch, [2, 9], precision="bf16"), want16)
     with pytest.raises(PlaygroundError, match=r"Layer\(s\) \[1\] are not in the model"):
-        skip_logits(pruned, batch, [1])
+        skip_logits(pruned, batch, [1], precision="fp32")
     with pytest.raises(PlaygroundError, match="Every layer"):
-        skip_logits(pruned, batch, [0, 3, 4, 8, 11])
+        skip_logits(pruned, batch, [0, 3, 4, 8, 11], precision="fp32")
 
 
 def test_block_influence_of_one_text_is_one_minus_the_cosine_over_its_tokens(model, batch):

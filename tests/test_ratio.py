@@ -31,32 +31,34 @@ def test_ratio_divides_relative_accuracy_by_relative_size():
 
 def test_pruning_summary_ratio_is_the_final_models_hand_computed_ratio():
     from core.pruning.config import PruneConfig
-    from core.pruning.tree import Member, _summary
+    from core.pruning.tree import Member, prune_summary
+    from core.runs.record import StepRow
 
     member = Member("r1", PruneConfig(strategy="random"), removed=[5, 7],
-                    history=[{**TEACHER, "n_layers": 12},
-                             {**_metrics(0.846, 80_000_000), "n_layers": 11},
-                             {**_metrics(0.72, 60_000_000), "n_layers": 10}])
+                    history=[StepRow(12, None, (), TEACHER), StepRow(11, 5, (5,), _metrics(0.846, 80_000_000)),
+                             StepRow(10, 7, (5, 7), _metrics(0.72, 60_000_000))])
     after_kd = _metrics(0.81, 60_000_000)
-    summary = _summary(member, TEACHER, after_kd, accuracy_to_size_ratio, 12)
-    assert summary["ratio"] == pytest.approx(1.5)  # (0.81 / 0.90) / (60M / 100M)
-    assert summary["ratio_after_kd"] == pytest.approx(1.5)
-    no_kd = _summary(member, TEACHER, None, accuracy_to_size_ratio, 12)
-    assert no_kd["ratio"] == pytest.approx(4 / 3)  # (0.72 / 0.90) / 0.6 = 0.8 / 0.6
+    summary = prune_summary(member, TEACHER, after_kd, accuracy_to_size_ratio)
+    assert summary.ratio == pytest.approx(1.5)  # (0.81 / 0.90) / (60M / 100M)
+    assert summary.ratio_after_kd == pytest.approx(1.5)
+    assert summary.to_dict()["ratio"] == pytest.approx(1.5) and summary.final_layers == 10
+    no_kd = prune_summary(member, TEACHER, None, accuracy_to_size_ratio)
+    assert no_kd.ratio == pytest.approx(4 / 3)  # (0.72 / 0.90) / 0.6 = 0.8 / 0.6
+    assert no_kd.max_accuracy_over_depth == {"accuracy": 0.846, "n_layers": 11}
 
 
 def test_merging_summary_ratio_is_the_merged_models_hand_computed_ratio():
     from core.merging.config import MergeConfig
-    from core.merging.loop import _summary
-    from core.runs.events import StageClock
+    from core.merging.loop import MergeOutcome, merge_summary
 
     base = {**TEACHER, "unique_ffns": 12}
     final = {**_metrics(0.855, 80_000_000), "unique_ffns": 9}
     merged = {"finetuned": _metrics(0.8, 80_000_000), "distilled": final}
-    summary = _summary(MergeConfig(model="tiny-bert", dataset="keywords"), base,
-                       {"window": [4, 5, 6, 7], "label": "L4-L7", "selection": "accuracy"}, {"ffn_params": 1},
-                       merged, final, None, True, StageClock())
-    assert summary["ratio"] == pytest.approx(1.1875)  # (0.855 / 0.90) / (80M / 100M) = 0.95 / 0.8
+    outcome = MergeOutcome(base, {"window": [4, 5, 6, 7], "label": "L4-L7", "selection": "accuracy"},
+                           {"ffn_params": 1}, merged, True)
+    summary = merge_summary(MergeConfig(model="tiny-bert", dataset="keywords"), outcome)
+    assert summary.ratio == pytest.approx(1.1875)  # (0.855 / 0.90) / (80M / 100M) = 0.95 / 0.8
+    assert summary.to_dict()["ratio"] == pytest.approx(1.1875)
 
 
 def test_each_pruning_steps_ratio_follows_the_formula():

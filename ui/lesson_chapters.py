@@ -305,7 +305,7 @@ def size(ctx: Ctx) -> None:
     points = compression_points(facts, theme.strategy_label)
     widgets.chart(compression_bubbles(points), key="lesson_bubbles")
     teacher, last = points.iloc[0], points.iloc[-1]
-    ratio = facts.summary.raw.get("ratio_after_kd") or facts.summary.raw.get("ratio")
+    ratio = facts.summary.ratio_after_kd or facts.summary.ratio
     kd = facts.intervals.after_kd or facts.intervals.final
     share = float(last["params"]) / float(teacher["params"]) if pd.notna(last["params"]) else float("nan")
     st.markdown(f"The teacher: {widgets.param_count(teacher['params'])} parameters, test accuracy "

@@ -13,6 +13,11 @@ validation accuracy, re-measure, repeat; no tuning in between: the same "measure
 accuracy window selection), then gets the same fine-tuning and distillation budget. Both sides are measured by
 :func:`core.metrics.measure_model`. Merging never imports :mod:`core.pruning`: the oracle is a measurement
 (:mod:`core.oracle`) and layer removal is model surgery (:mod:`core.models.surgery`).
+
+How it is built: :func:`merge_events` is the entry. It resolves the device and the precision once
+(:class:`MergeSetup`); the teacher phase gives the context every later phase reads (:class:`MergeContext`: the
+task, the teacher and its scores); each phase is a small generator over that context, and the run's summary is a
+:class:`core.runs.record.MergeSummary` built from what the phases measured (:class:`MergeOutcome`).
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core.config import TrainConfig
+from core.config import Resolved, TrainConfig, as_resolved
 from core.data.batches import Batch, batches, default_device, take
 from core.merging.config import PRUNING_STRATEGY, MergeConfig, parse_window, window_label
 from core.merging.ffn import align_window, check_window, ffn_activations, ffn_linears, merge_aligned, unique_ffn_count
 from core.merging.windows import (
+    WindowScoring,
     candidate_windows,
     chosen_window,
     cka_matrix,
@@ -38,31 +44,27 @@ from core.merging.windows import (
     score_window,
 )
 from core.metrics import LatencyConfig, accuracy_to_size_ratio, measure_with_outcomes
-from core.models.registry import encoder_layers, get_model_spec, original_layer_indices
+from core.models.registry import encoder_layers, get_model_spec, original_layer_indices, recovery_lr
 from core.models.surgery import remove_layers
 from core.oracle import best_layer, compute_oracle
 from core.precision import resolve
 from core.runs import artifacts
 from core.runs.events import Event, Stage, StageClock
+from core.runs.record import MergeSummary, PruningSide
 from core.teacher_phase import prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
 
-__all__ = ["LATENCY", "MergeConfig", "merge_events", "model_scores"]
+__all__ = ["LATENCY", "MergeConfig", "MergeContext", "MergeSetup", "merge_events", "merge_summary"]
 
 #: merging's latency measurement: fewer repeats than a pruning step's (merging keeps the compute; pruning
 #: removes some)
 LATENCY = LatencyConfig(repeats=5, warmup=1)
+#: the fine-tuning learning rate of a merge run that does not set one (the tiny model has its own:
+#: :func:`core.models.registry.recovery_lr`)
+DEFAULT_LR = 1e-4
 
-
-
-def _resolved(cfg: MergeConfig, device: torch.device) -> str:
-    """The precision that runs for ``cfg`` on ``device`` (the model's width decides ``auto``)."""
-    return resolve(cfg.precision, device, get_model_spec(cfg.model).hidden_size)
-
-def _lr_default(model_key: str, lr: float | None, fallback: float) -> float:
-    if lr is not None:
-        return lr
-    return 1e-3 if model_key == "tiny-bert" else fallback
+#: a model's scores (:meth:`core.metrics.ModelMetrics.to_dict` plus ``unique_ffns``)
+Scores = dict[str, Any]
 
 
 @dataclass
@@ -79,91 +81,143 @@ class _Kept:
         return out
 
 
-def model_scores(model: nn.Module, val: Batch, test: Batch, device: torch.device | None = None, *,
-                 timed: bool = False, precision: str = "fp32", keep: _Kept | None = None,
-                 name: str = "", teacher: bool = False) -> dict[str, Any]:
-    """:func:`core.metrics.measure_model`'s record of ``model`` plus its distinct FFNs (``unique_ffns``); the
-    size and the latency (:data:`LATENCY`) only when ``timed`` (the teacher and each side's final model). With
-    ``keep``, the per-example outcomes of test and val go into it as ``<name>_test`` / ``<name>_val`` (``test`` /
-    ``val`` without a name), with the KL to ``keep.teacher_logits``; measuring the ``teacher`` sets those."""
-    measured = measure_with_outcomes(model, test, val=val, device=device, latency=LATENCY if timed else None,
-                                     precision=precision, teacher_logits=keep.teacher_logits if keep else None)
-    if keep is not None:
+@dataclass(frozen=True)
+class MergeSetup:
+    """What the whole run shares, fixed once at its entry (:meth:`open`): the config, the device, the precision
+    resolved for that device and model (never ``auto``: refused here), the clock and the outcomes kept for the
+    next event."""
+
+    cfg: MergeConfig
+    device: torch.device
+    precision: Resolved
+    clock: StageClock = field(default_factory=StageClock)
+    keep: _Kept = field(default_factory=_Kept)
+
+    def __post_init__(self) -> None:
+        as_resolved(self.precision, "MergeSetup.precision")
+
+    @classmethod
+    def open(cls, cfg: MergeConfig, device: torch.device | None = None) -> MergeSetup:
+        """Where the device is chosen, the precision setting is resolved, once for the whole run."""
+        device = device or default_device()
+        return cls(cfg, device, resolve(cfg.precision, device, get_model_spec(cfg.model).hidden_size))
+
+    @property
+    def lr(self) -> float:
+        """The recovery's learning rate: the run's own when set, else the model's default."""
+        return self.cfg.lr if self.cfg.lr is not None else recovery_lr(self.cfg.model, DEFAULT_LR)
+
+    @property
+    def kd_lr(self) -> float:
+        return recovery_lr(self.cfg.model, self.cfg.kd.lr)
+
+    def recovery(self, teacher_cfg: TrainConfig, epochs: float, lr: float) -> TrainConfig:
+        """A recovery's training config: the teacher's batch size and embedding freeze, no head multiplier."""
+        return TrainConfig(epochs=epochs, lr=lr, batch_size=teacher_cfg.batch_size,
+                           freeze_word_embeddings=teacher_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
+                           seed=self.cfg.seed, precision=self.cfg.precision)
+
+
+@dataclass(frozen=True)
+class MergeContext:
+    """What every phase after the teacher reads: the setup, the task, the teacher and its config and scores."""
+
+    setup: MergeSetup
+    task: Any
+    teacher: nn.Module
+    teacher_cfg: TrainConfig
+    base: Scores = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> MergeConfig:
+        return self.setup.cfg
+
+    @property
+    def clock(self) -> StageClock:
+        return self.setup.clock
+
+    def split(self, name: str) -> Batch:
+        return self.task.encoded[name]
+
+    def score(self, model: nn.Module, name: str = "", *, timed: bool = False, teacher: bool = False) -> Scores:
+        """:func:`core.metrics.measure_with_outcomes`'s record of ``model`` plus its distinct FFNs
+        (``unique_ffns``); the size and the latency (:data:`LATENCY`) only when ``timed`` (the teacher and each
+        side's final model). The per-example outcomes of test and val are kept as ``<name>_test`` /
+        ``<name>_val`` (``test`` / ``val`` without a name), with the KL to the teacher's logits; measuring the
+        ``teacher`` sets those."""
+        s = self.setup
+        measured = measure_with_outcomes(model, self.split("test"), val=self.split("val"), device=s.device,
+                                         latency=LATENCY if timed else None, precision=s.precision,
+                                         teacher_logits=None if teacher else s.keep.teacher_logits)
         for split, frame in measured.outcomes.items():
-            keep.tables[artifacts.outcomes(f"{name}_{split}" if name else split)] = frame
+            s.keep.tables[artifacts.outcomes(f"{name}_{split}" if name else split)] = frame
         if teacher:
-            keep.teacher_logits = measured.logits
-    return {**measured.metrics.to_dict(), "unique_ffns": unique_ffn_count(model)}
+            s.keep.teacher_logits = measured.logits
+        return {**measured.metrics.to_dict(), "unique_ffns": unique_ffn_count(model)}
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Recovery:
     """What the merged and the pruned model both get: the same fine-tuning and distillation budget."""
 
-    train: Batch
-    train_kd: Batch | None
+    ctx: MergeContext
     train_cfg: TrainConfig
-    kd_cfg: TrainConfig | None
-    kd: DistillConfig | None
-    val: Batch
-    test: Batch
-    device: torch.device
-    precision: str = "fp32"  # resolved (core.precision)
-    keep: _Kept | None = None  # per-example outcomes (model_scores)
+    kd_cfg: TrainConfig | None = None
+    kd: DistillConfig | None = None
+    train_kd: Batch | None = None
 
 
-def _recover(model: nn.Module, rec: _Recovery, clock: StageClock, label: str, stages: tuple[Stage, Stage],
-             prefix: str = "") -> Generator[Event, None, dict[str, dict[str, Any]]]:
+def _recover(model: nn.Module, rec: _Recovery, label: str, stages: tuple[Stage, Stage], prefix: str = ""
+             ) -> Generator[Event, None, dict[str, Scores]]:
     """Fine-tune then (optionally) distil ``model`` in place, yielding progress (0..1) under ``stages``
     (fine-tuning, distillation); returns the scores after each."""
-    out: dict[str, dict[str, Any]] = {}
+    ctx, s = rec.ctx, rec.ctx.setup
+    out: dict[str, Scores] = {}
     half = 0.5 if rec.kd is not None else 1.0
-    for p in fine_tune(model, rec.train, rec.train_cfg, device=rec.device):
+    for p in fine_tune(model, ctx.split("train"), rec.train_cfg, device=s.device, precision=s.precision):
         yield Event(stages[0], step=1, progress=half * p.fraction, message=f"{label}: fine-tuning "
                     f"{p.step}/{p.total_steps}, loss {p.loss:.3f}", payload={"loss": p.loss, "fraction": p.fraction})
-    clock.tick(f"{prefix}finetune")
+    ctx.clock.tick(f"{prefix}finetune")
     method = "prune" if prefix else "merge"
-    out["finetuned"] = model_scores(model, rec.val, rec.test, rec.device, timed=rec.kd is None,
-                                    precision=rec.precision, keep=rec.keep, name=f"{method}_finetuned")
-    clock.tick(f"{prefix}evaluate")
+    out["finetuned"] = ctx.score(model, f"{method}_finetuned", timed=rec.kd is None)
+    ctx.clock.tick(f"{prefix}evaluate")
     if rec.kd is not None and rec.train_kd is not None and rec.kd_cfg is not None:
-        for p in fine_tune(model, rec.train_kd, rec.kd_cfg, distill=rec.kd, device=rec.device):
+        for p in fine_tune(model, rec.train_kd, rec.kd_cfg, distill=rec.kd, device=s.device, precision=s.precision):
             yield Event(stages[1], step=1, progress=0.5 + 0.5 * p.fraction,
                         message=f"{label}: distillation {p.step}/{p.total_steps}, loss {p.loss:.3f}",
                         payload={"loss": p.loss, "fraction": p.fraction})
-        clock.tick(f"{prefix}distill")
-        out["distilled"] = model_scores(model, rec.val, rec.test, rec.device, timed=True, precision=rec.precision,
-                                        keep=rec.keep, name=f"{method}_distilled")
-        clock.tick(f"{prefix}evaluate")
+        ctx.clock.tick(f"{prefix}distill")
+        out["distilled"] = ctx.score(model, f"{method}_distilled", timed=True)
+        ctx.clock.tick(f"{prefix}evaluate")
     return out
 
 
-def _prune_side(teacher: nn.Module, depth: int, rec: _Recovery, clock: StageClock
-                ) -> Generator[Event, None, dict[str, Any]]:
+def _prune_side(depth: int, rec: _Recovery) -> Generator[Event, None, PruningSide]:
     """Remove ``depth`` layers by the greedy oracle, then give the pruned model the same recovery budget."""
-    model, removed = teacher, []
+    ctx, s = rec.ctx, rec.ctx.setup
+    model, removed = ctx.teacher, []
     for d in range(1, depth + 1):
         yield Event(Stage.COMPARE, step=1, progress=0.2 * (d - 1) / depth, message=f"Pruning side: oracle {d}/{depth} "
                     f"on {len(encoder_layers(model))} layers")
-        oracle = compute_oracle(model, rec.val, device=rec.device, precision=rec.precision)
-        best = best_layer(oracle)
+        best = best_layer(compute_oracle(model, ctx.split("val"), device=s.device, precision=s.precision))
         model = remove_layers(model, [best], by="original")
         removed.append(best)
-    clock.tick("prune_select")
-    scores = {"no_tuning": model_scores(model, rec.val, rec.test, rec.device, precision=rec.precision, keep=rec.keep,
-                                        name="prune_no_tuning")}
-    clock.tick("prune_evaluate")
-    scores.update((yield from _map_progress(_recover(model, rec, clock, f"Pruning side ({depth} layers)",
-                                                     (Stage.COMPARE, Stage.COMPARE), prefix="prune_"), 0.2, 1.0)))
-    return {"strategy": PRUNING_STRATEGY, "depth": depth, "removed_layers": removed,
-            "kept_layers": original_layer_indices(model), **scores}
+    ctx.clock.tick("prune_select")
+    no_tuning = ctx.score(model, "prune_no_tuning")
+    ctx.clock.tick("prune_evaluate")
+    scores = yield from _map_progress(_recover(model, rec, f"Pruning side ({depth} layers)",
+                                               (Stage.COMPARE, Stage.COMPARE), prefix="prune_"), 0.2, 1.0)
+    return PruningSide(strategy=PRUNING_STRATEGY, depth=depth, removed_layers=removed,
+                       kept_layers=original_layer_indices(model), no_tuning=no_tuning,
+                       finetuned=scores.get("finetuned"), distilled=scores.get("distilled"))
 
 
-def _comparison_table(teacher: dict[str, Any], merged: Mapping[str, Any], pruning: Mapping[str, Any] | None
+def _comparison_table(teacher: Mapping[str, Any], merged: Mapping[str, Any], pruning: PruningSide | None
                       ) -> pd.DataFrame:
     """Long table: method x stage -> parameters and accuracy (what the prune-vs-merge chart draws)."""
     rows = [{"method": "teacher", "stage": "teacher", **_row(teacher, teacher)}]
-    for method, scores in (("merge", merged), ("prune", pruning or {})):
+    side = pruning.to_dict() if pruning is not None else {}
+    for method, scores in (("merge", merged), ("prune", side)):
         for stage in ("no_tuning", "finetuned", "distilled"):
             if stage in scores:
                 rows.append({"method": method, "stage": stage, **_row(scores[stage], teacher)})
@@ -186,100 +240,109 @@ def merge_events(cfg: MergeConfig, *, run_id: str = "", dataset: Any = None,
     select (one per scored candidate), choice (table ``windows``), align (table ``alignment``), merge,
     finetune, distill, step_done (step 1: the merged model), compare (the pruning side), done (summary,
     table ``comparison``, the merged model). ``dataset`` may be a loaded upload instead of ``cfg.dataset``;
-    ``run_id`` is unused (the runner passes it to every kind of run).
+    ``run_id`` is unused (the runner passes it to every kind of run). The run's entry: the device and the
+    precision are resolved here, once (:meth:`MergeSetup.open`).
     """
     del run_id
-    device = device or default_device()
+    setup = MergeSetup.open(cfg, device)
     torch.manual_seed(cfg.seed)
-    clock = StageClock()
-    keep = _Kept()
-    task, teacher, teacher_cfg, base = yield from _teacher_phase(cfg, dataset, device, clock, keep)
-    acts, similarity = yield from _similarity_phase(cfg, task, teacher, device, clock)
-    window, choice = yield from _select(cfg, teacher, acts, similarity, task.encoded["val"], device, clock)
-    merged, no_tuning = yield from _merge_phase(cfg, teacher, window, acts, base, task, device, clock, keep)
+    ctx = yield from _teacher_phase(setup, dataset)
+    acts, similarity = yield from _similarity_phase(ctx)
+    window, choice = yield from _select(ctx, acts, similarity)
+    merged, no_tuning = yield from _merge_phase(ctx, window, acts)
     del acts
-    budget = matched_pruning_depth(teacher, len(window))
-    rec = replace(_recovery(cfg, task, teacher, teacher_cfg, device), keep=keep)
-    clock.tick("distill" if cfg.distill else "finetune")
+    outcome = yield from _recover_both(ctx, (merged, window), choice, no_tuning)
+    summary = replace(merge_summary(cfg, outcome), timings_s=ctx.clock.summary(), precision=setup.precision)
+    yield Event(Stage.DONE, step=1, progress=1.0, message="Finished", payload=summary.to_dict(),
+                tables={"comparison": _comparison_table(ctx.base, outcome.merged, outcome.pruning),
+                        **setup.keep.take()},
+                artifacts={"model": merged, "tokenizer": ctx.task.tokenizer})
+
+
+def _recover_both(ctx: MergeContext, merge: tuple[nn.Module, tuple[int, ...]], choice: dict[str, Any],
+                  no_tuning: Scores) -> Generator[Event, None, MergeOutcome]:
+    """The merged model's recovery (and its step 1 row), then the pruning side's at the same budget."""
+    merged, window = merge
+    cfg = ctx.cfg
+    budget = matched_pruning_depth(ctx.teacher, len(window))
+    rec = _recovery(ctx)
+    ctx.clock.tick("distill" if cfg.distill else "finetune")
     hi = 0.6 if cfg.compare_pruning else 0.95
-    merged_scores = {"no_tuning": no_tuning}
-    merged_scores.update((yield from _map_progress(
-        _recover(merged, rec, clock, f"Merged {window_label(window)}", (Stage.FINETUNE, Stage.DISTILL)), 0.2, hi)))
-    final = merged_scores.get("distilled") or merged_scores["finetuned"]
-    shared = _shared_ok(merged, window)
+    scores = {"no_tuning": no_tuning}
+    scores.update((yield from _map_progress(
+        _recover(merged, rec, f"Merged {window_label(window)}", (Stage.FINETUNE, Stage.DISTILL)), 0.2, hi)))
+    outcome = MergeOutcome(ctx.base, choice, budget, scores, _shared_ok(merged, window))
+    final = outcome.final
     row = {**final, "n_layers": final["num_layers"], "window": window_label(window), "merged_layers": choice["window"],
            "no_tuning_test_accuracy": no_tuning["test_accuracy"],
-           "finetuned_test_accuracy": merged_scores["finetuned"]["test_accuracy"], "ffn_still_shared": shared}
+           "finetuned_test_accuracy": scores["finetuned"]["test_accuracy"], "ffn_still_shared": outcome.shared}
     yield Event(Stage.STEP_DONE, step=1, progress=hi,
-                message=f"Merged model: test accuracy {final['test_accuracy']:.3f}", payload=row, tables=keep.take())
-    pruning = None
+                message=f"Merged model: test accuracy {final['test_accuracy']:.3f}", payload=row,
+                tables=ctx.setup.keep.take())
     if cfg.compare_pruning:
-        pruning = yield from _map_progress(_prune_side(teacher, budget["depth"], rec, clock), hi, 0.98)
-    summary = _summary(cfg, base, choice, budget, merged_scores, final, pruning, shared, clock)
-    summary["precision"] = _resolved(cfg, device)
-    yield Event(Stage.DONE, step=1, progress=1.0, message="Finished", payload=summary,
-                tables={"comparison": _comparison_table(base, merged_scores, pruning), **keep.take()},
-                artifacts={"model": merged, "tokenizer": task.tokenizer})
+        side = yield from _map_progress(_prune_side(budget["depth"], rec), hi, 0.98)
+        outcome = replace(outcome, pruning=side)
+    return outcome
 
 
-def _teacher_phase(cfg: MergeConfig, dataset: Any, device: torch.device, clock: StageClock, keep: _Kept | None = None
-                   ) -> Generator[Event, None, tuple[Any, nn.Module, TrainConfig, dict[str, Any]]]:
+def _teacher_phase(setup: MergeSetup, dataset: Any) -> Generator[Event, None, MergeContext]:
     """Data, the (cached) teacher and its scores (step 0)."""
+    cfg = setup.cfg
     task, teacher, teacher_cfg, cached = yield from prepare_and_teach(
-        cfg.model, cfg.dataset, dataset, cfg.data, cfg.teacher, device, clock,
+        cfg.model, cfg.dataset, dataset, cfg.data, cfg.teacher, setup.device, setup.clock,
         allow_weak_teacher=getattr(cfg, "allow_weak_teacher", False), precision=cfg.precision)
-    base = model_scores(teacher, task.encoded["val"], task.encoded["test"], device, timed=True,
-                        precision=_resolved(cfg, device), keep=keep, teacher=True)
+    ctx = MergeContext(setup, task, teacher, teacher_cfg)
+    base = ctx.score(teacher, timed=True, teacher=True)
     yield Event(Stage.STEP_DONE, step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
                 payload={**base, "n_layers": base["num_layers"], "window": None, "teacher_cached": cached,
-                         "precision": _resolved(cfg, device)}, tables=keep.take() if keep else {})
-    clock.tick("evaluate")
-    return task, teacher, teacher_cfg, base
+                         "precision": setup.precision}, tables=setup.keep.take())
+    setup.clock.tick("evaluate")
+    return replace(ctx, base=base)
 
 
-def _similarity_phase(cfg: MergeConfig, task: Any, teacher: nn.Module, device: torch.device, clock: StageClock
-                      ) -> Generator[Event, None, tuple[dict[int, torch.Tensor], pd.DataFrame]]:
+def _similarity_phase(ctx: MergeContext) -> Generator[Event, None, tuple[dict[int, torch.Tensor], pd.DataFrame]]:
     """FFN activations on the calibration rows and their layers x layers CKA (indexed by position)."""
+    cfg, teacher = ctx.cfg, ctx.teacher
     n_layers = len(encoder_layers(teacher))
     if cfg.window:
         check_window(teacher, parse_window(cfg.window))
     elif cfg.window_size > n_layers:
         raise ValueError(f"auto_k={cfg.window_size} is larger than the model's {n_layers} layers")
     yield Event(Stage.SIMILARITY, step=0, progress=0.0, message="Recording FFN activations on calibration tokens")
-    calib = list(batches(take(task.encoded["train"], cfg.calibration_size), 32))
-    acts = ffn_activations(teacher, calib, device=device)
-    clock.tick("activations")
+    calib = list(batches(take(ctx.split("train"), cfg.calibration_size), 32))
+    acts = ffn_activations(teacher, calib, device=ctx.setup.device)
+    ctx.clock.tick("activations")
     similarity = cka_matrix(acts, list(range(n_layers)), max_tokens=cfg.max_cka_tokens, seed=cfg.seed)
     labelled = similarity.copy()
     labelled.index = labelled.columns = original_layer_indices(teacher)
     labelled.index.name = "layer"
     yield Event(Stage.SIMILARITY, step=0, progress=0.05, message=f"FFN similarity (linear CKA) of {n_layers} layers "
                 f"on {acts[0].shape[0]} tokens", tables={"ffn_similarity": labelled.reset_index()})
-    clock.tick("similarity")
+    ctx.clock.tick("similarity")
     return acts, similarity
 
 
-def _select(cfg: MergeConfig, teacher: nn.Module, acts: Mapping[int, torch.Tensor], similarity: pd.DataFrame,
-            val: Batch, device: torch.device, clock: StageClock
+def _select(ctx: MergeContext, acts: Mapping[int, torch.Tensor], similarity: pd.DataFrame
             ) -> Generator[Event, None, tuple[tuple[int, ...], dict[str, Any]]]:
     """The window (fixed, or the best candidate) and the choice payload, with a progress event per scored
     candidate and the ``choice`` event carrying the table of candidates."""
+    cfg, teacher, s = ctx.cfg, ctx.teacher, ctx.setup
     if cfg.window:
-        rows = [score_window(teacher, parse_window(cfg.window), acts, similarity, "similarity")]
-        table = rank_windows(rows, "similarity")
+        how = WindowScoring(acts, similarity, "similarity", s.precision)
+        table = rank_windows([score_window(teacher, parse_window(cfg.window), how)], "similarity")
     else:
+        how = WindowScoring(acts, similarity, cfg.selection, s.precision, val=ctx.split("val"),
+                            reference=cfg.reference, device=s.device)
         windows = candidate_windows(teacher, cfg.window_size)
         rows = []
         for done, window in enumerate(windows, start=1):
-            rows.append(score_window(teacher, window, acts, similarity, cfg.selection, val=val,
-                                     reference=cfg.reference, device=device,
-                                     precision=_resolved(cfg, device)))
+            rows.append(score_window(teacher, window, how))
             score = rows[-1].get("val_accuracy", rows[-1]["mean_cka"])
             yield Event(Stage.SELECT, step=1, progress=0.05 + 0.1 * done / len(windows),
                         message=f"Window {done}/{len(windows)} ({rows[-1]['window']}): {cfg.selection} {score:.3f}")
         table = rank_windows(rows, cfg.selection)
     window = chosen_window(table)
-    clock.tick("selection")
+    ctx.clock.tick("selection")
     choice = {"window": list(window), "label": window_label(window), "size": len(window),
               "selection": "fixed" if cfg.window else cfg.selection, "scores": table.to_dict(orient="records")}
     yield Event(Stage.CHOICE, step=1, progress=0.15, message=f"Merging the FFNs of layers {window_label(window)} "
@@ -287,24 +350,23 @@ def _select(cfg: MergeConfig, teacher: nn.Module, acts: Mapping[int, torch.Tenso
     return window, choice
 
 
-def _merge_phase(cfg: MergeConfig, teacher: nn.Module, window: tuple[int, ...], acts: Mapping[int, torch.Tensor],
-                 base: dict[str, Any], task: Any, device: torch.device, clock: StageClock,
-                 keep: _Kept | None = None) -> Generator[Event, None, tuple[nn.Module, dict[str, Any]]]:
+def _merge_phase(ctx: MergeContext, window: tuple[int, ...], acts: Mapping[int, torch.Tensor]
+                 ) -> Generator[Event, None, tuple[nn.Module, Scores]]:
     """Align, merge and tie; the merged model and its scores without tuning."""
+    teacher, reference = ctx.teacher, ctx.cfg.reference
     yield Event(Stage.ALIGN, step=1, progress=0.15, message=f"Aligning {len(window) - 1} layer(s) to the reference")
-    perms, alignment = align_window(teacher, window, acts, cfg.reference)
-    clock.tick("align")
+    perms, alignment = align_window(teacher, window, acts, reference)
+    ctx.clock.tick("align")
     yield Event(Stage.ALIGN, step=1, progress=0.17, message="Neurons aligned (Hungarian assignment on correlations)",
                 payload={"alignment": alignment.to_dict(orient="records")}, tables={"alignment": alignment})
-    merged = merge_aligned(teacher, window, perms, cfg.reference)
-    clock.tick("merge")
-    no_tuning = model_scores(merged, task.encoded["val"], task.encoded["test"], device,
-                             precision=_resolved(cfg, device), keep=keep, name="merge_no_tuning")
-    clock.tick("evaluate")
+    merged = merge_aligned(teacher, window, perms, reference)
+    ctx.clock.tick("merge")
+    no_tuning = ctx.score(merged, "merge_no_tuning")
+    ctx.clock.tick("evaluate")
     yield Event(Stage.MERGE, step=1, progress=0.2,
-                message=f"Merged: {base['params_total'] - no_tuning['params_total']:,} parameters removed; "
+                message=f"Merged: {ctx.base['params_total'] - no_tuning['params_total']:,} parameters removed; "
                 f"validation accuracy without tuning {no_tuning['val_accuracy']:.3f}",
-                payload={"no_tuning": no_tuning}, tables=keep.take() if keep else {})
+                payload={"no_tuning": no_tuning}, tables=ctx.setup.keep.take())
     return merged, no_tuning
 
 
@@ -320,23 +382,15 @@ def _map_progress(gen: Generator[Event, None, Any], lo: float, hi: float) -> Gen
         return stop.value
 
 
-def _recovery(cfg: MergeConfig, task: Any, teacher: nn.Module, teacher_cfg: TrainConfig,
-              device: torch.device) -> _Recovery:
-    lr = _lr_default(task.model.key, cfg.lr, 1e-4)
-    train_cfg = TrainConfig(epochs=cfg.epochs, lr=lr, batch_size=teacher_cfg.batch_size,
-                            freeze_word_embeddings=teacher_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                            seed=cfg.seed, precision=cfg.precision)
-    kd = kd_cfg = train_kd = None
-    if cfg.distill:
-        kd_lr = 1e-3 if task.model.key == "tiny-bert" else cfg.kd.lr
-        kd = DistillConfig(temperature=cfg.kd.temperature, alpha=cfg.kd.alpha, epochs=cfg.kd.epochs, lr=kd_lr)
-        kd_cfg = TrainConfig(epochs=cfg.kd.epochs, lr=kd_lr, batch_size=train_cfg.batch_size,
-                             freeze_word_embeddings=train_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                             seed=cfg.seed, precision=cfg.precision)
-        train_kd = attach_teacher_logits(task.encoded["train"], teacher, device=device,
-                                         precision=_resolved(cfg, device))
-    return _Recovery(task.encoded["train"], train_kd, train_cfg, kd_cfg, kd, task.encoded["val"],
-                     task.encoded["test"], device, _resolved(cfg, device))
+def _recovery(ctx: MergeContext) -> _Recovery:
+    """The recovery budget both sides get: fine-tuning, and distillation from the teacher when the run asks."""
+    s, cfg = ctx.setup, ctx.cfg
+    train_cfg = s.recovery(ctx.teacher_cfg, cfg.epochs, s.lr)
+    if not cfg.distill:
+        return _Recovery(ctx, train_cfg)
+    kd = DistillConfig(temperature=cfg.kd.temperature, alpha=cfg.kd.alpha, epochs=cfg.kd.epochs, lr=s.kd_lr)
+    train_kd = attach_teacher_logits(ctx.split("train"), ctx.teacher, device=s.device, precision=s.precision)
+    return _Recovery(ctx, train_cfg, s.recovery(train_cfg, cfg.kd.epochs, s.kd_lr), kd, train_kd)
 
 
 def _shared_ok(model: nn.Module, window: Sequence[int]) -> bool:
@@ -347,26 +401,40 @@ def _shared_ok(model: nn.Module, window: Sequence[int]) -> bool:
     return len(ptrs) == 1
 
 
-def _summary(cfg: MergeConfig, base: dict[str, Any], choice: dict[str, Any], budget: dict[str, int],
-             merged: dict[str, dict[str, Any]], final: dict[str, Any], pruning: dict[str, Any] | None,
-             shared: bool, clock: StageClock) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What a merge run measured, before it is summarised: the teacher's scores, the window chosen (the choice
+    event's payload), the matched pruning budget, the merged model's scores per stage, whether the window's
+    FFNs are still shared, and the pruning side."""
+
+    base: Mapping[str, Any]
+    choice: Mapping[str, Any]
+    budget: Mapping[str, int]
+    merged: dict[str, Scores]
+    shared: bool
+    pruning: PruningSide | None = None
+
+    @property
+    def final(self) -> Scores:
+        """The merged model after recovery: distilled when it ran, else fine-tuned."""
+        return self.merged.get("distilled") or self.merged["finetuned"]
+
+
+def merge_summary(cfg: MergeConfig, outcome: MergeOutcome) -> MergeSummary:
+    """The figures of a merge run's summary (the run adds its timings and precision)."""
+    base, final, merged = outcome.base, outcome.final, outcome.merged
     acc = ("test_accuracy", "test_macro_f1", "val_accuracy")
-    summary: dict[str, Any] = {
-        "teacher": base, "window": choice["window"], "window_label": choice["label"],
-        "selection": choice["selection"], "reference": cfg.reference,
-        "params": {"before": base["params_total"], "after": final["params_total"],
-                   "removed": base["params_total"] - final["params_total"],
-                   "removed_fraction": 1 - final["params_total"] / base["params_total"],
-                   "ffn_params_per_layer": budget["ffn_params"], "unique_ffns_before": base["unique_ffns"],
-                   "unique_ffns_after": final["unique_ffns"]},
-        "merged": merged, "final": final, "ffn_still_shared": shared,
-        "before_kd": {k: merged["finetuned"][k] for k in acc},
-        "budget": budget, "pruning": pruning,
-        "ratio": accuracy_to_size_ratio(accuracy=final["test_accuracy"], params=final["params_total"],
-                                        teacher_accuracy=base["test_accuracy"], teacher_params=base["params_total"])
+    return MergeSummary(
+        teacher=dict(base), window=list(outcome.choice["window"]), window_label=outcome.choice["label"],
+        selection=outcome.choice["selection"], reference=cfg.reference,
+        params={"before": base["params_total"], "after": final["params_total"],
+                "removed": base["params_total"] - final["params_total"],
+                "removed_fraction": 1 - final["params_total"] / base["params_total"],
+                "ffn_params_per_layer": outcome.budget["ffn_params"], "unique_ffns_before": base["unique_ffns"],
+                "unique_ffns_after": final["unique_ffns"]},
+        merged=merged, final=final, ffn_still_shared=outcome.shared,
+        before_kd={k: merged["finetuned"][k] for k in acc}, budget=dict(outcome.budget), pruning=outcome.pruning,
+        ratio=accuracy_to_size_ratio(accuracy=final["test_accuracy"], params=final["params_total"],
+                                     teacher_accuracy=base["test_accuracy"], teacher_params=base["params_total"])
         if base["test_accuracy"] > 0 else None,
-    }
-    if "distilled" in merged:
-        summary["after_kd"] = {k: merged["distilled"][k] for k in acc}
-    summary["timings_s"] = clock.summary()
-    return summary
+        after_kd={k: merged["distilled"][k] for k in acc} if "distilled" in merged else None)

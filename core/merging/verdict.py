@@ -136,9 +136,7 @@ def recovered_stage(summary: MergeSummary) -> str | None:
     pr = summary.pruning
     if pr is None or not summary.final:
         return None
-    merged = summary.raw.get("merged") or {}
-    return "distilled" if merged.get("distilled") is not None and pr.raw.get("distilled") is not None \
-        else "finetuned"
+    return "distilled" if summary.merged.get("distilled") is not None and pr.distilled is not None else "finetuned"
 
 
 def budget_verdict(summary: MergeSummary, read: Callable[[int, str], pd.DataFrame | None],

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core.config import check_choice
+from core.config import Resolved, check_choice
 from core.data.batches import Batch
 from core.merging.config import SELECTIONS, window_label
 from core.merging.ffn import ffn_activations, ffn_linears, merge_ffns, merged_windows
@@ -81,20 +82,36 @@ def mean_window_cka(similarity: pd.DataFrame, window: Sequence[int]) -> float:
     return float((block.sum() - np.trace(block)) / (m * (m - 1)))
 
 
-def score_window(model: nn.Module, window: Sequence[int], activations: Mapping[int, torch.Tensor],
-                 similarity: pd.DataFrame, selection: str, *, val: Batch | None = None, reference: str = "first",
-                 device: torch.device | None = None, precision: str = "fp32") -> dict[str, Any]:
+@dataclass(frozen=True)
+class WindowScoring:
+    """How candidate windows are scored: the FFN activations and their CKA matrix (by position), the selection
+    (``similarity``: mean CKA; ``accuracy``: also the validation scores of the model merged on the window
+    without tuning, which needs ``val``), the reference layer, and where and in which (resolved) precision the
+    merged models are evaluated."""
+
+    activations: Mapping[int, torch.Tensor]
+    similarity: pd.DataFrame
+    selection: str
+    precision: Resolved
+    val: Batch | None = None
+    reference: str = "first"
+    device: torch.device | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("WindowScoring", "selection", self.selection, SELECTIONS)
+        if self.selection == "accuracy" and self.val is None:
+            raise ValueError("selection='accuracy' needs validation data")
+
+
+def score_window(model: nn.Module, window: Sequence[int], how: WindowScoring) -> dict[str, Any]:
     """One candidate's row: its layers, mean CKA and, for ``selection="accuracy"``, the validation scores of
     the model merged on it without tuning."""
-    check_choice("score_window", "selection", selection, SELECTIONS)
     original = original_layer_indices(model)
     row: dict[str, Any] = {"window": window_label([original[p] for p in window]), "start": window[0],
-                           "end": window[-1], "mean_cka": mean_window_cka(similarity, window)}
-    if selection == "accuracy":
-        if val is None:
-            raise ValueError("selection='accuracy' needs validation data")
-        merged, _ = merge_ffns(model, window, activations, reference)
-        scores = evaluate(merged, val, device=device, precision=precision)
+                           "end": window[-1], "mean_cka": mean_window_cka(how.similarity, window)}
+    if how.selection == "accuracy" and how.val is not None:
+        merged, _ = merge_ffns(model, window, how.activations, how.reference)
+        scores = evaluate(merged, how.val, device=how.device, precision=how.precision)
         row.update(val_accuracy=scores["accuracy"], val_loss=scores["loss"], val_macro_f1=scores["macro_f1"])
     return row
 
@@ -114,13 +131,9 @@ def rank_windows(rows: Sequence[Mapping[str, Any]], selection: str) -> pd.DataFr
     return table
 
 
-def score_windows(model: nn.Module, size: int, activations: Mapping[int, torch.Tensor],
-                  similarity: pd.DataFrame, selection: str, *, val: Batch | None = None,
-                  reference: str = "first", device: torch.device | None = None) -> pd.DataFrame:
+def score_windows(model: nn.Module, size: int, how: WindowScoring) -> pd.DataFrame:
     """Every free window of ``size`` layers scored (:func:`score_window`) and ranked (:func:`rank_windows`)."""
-    rows = [score_window(model, w, activations, similarity, selection, val=val, reference=reference,
-                         device=device) for w in candidate_windows(model, size)]
-    return rank_windows(rows, selection)
+    return rank_windows([score_window(model, w, how) for w in candidate_windows(model, size)], how.selection)
 
 
 def chosen_window(table: pd.DataFrame) -> tuple[int, ...]:

@@ -190,7 +190,7 @@ def _outcomes(loaded: Loaded, compressed: nn.Module) -> pd.DataFrame:
            "label": test["labels"].cpu().numpy().astype(int)}
     out["words"] = np.array([len(t.split()) for t in out["text"]], dtype=int)
     for name, model in (("teacher", loaded.teacher), ("compressed", compressed)):
-        probs = predict_logits(model, test, BATCH_SIZE, device, loaded.precision).softmax(dim=-1).numpy()
+        probs = predict_logits(model, test, BATCH_SIZE, device, precision=loaded.precision).softmax(dim=-1).numpy()
         out[f"{name}_pred"] = probs.argmax(axis=1).astype(int)
         out[f"{name}_conf"] = probs.max(axis=1)
     return pd.DataFrame(out)

@@ -17,8 +17,9 @@ from typing import Any
 
 from torch import nn
 
+from core.config import Resolved, as_resolved
 from core.runs import artifacts
-from core.runs.record import MergeSummary, PruneSummary, Run, RunStatus
+from core.runs.record import MergeSummary, PruneSummary, Run, RunStatus, summary_of
 from core.runs.store import RunStore
 
 #: the kinds of run whose saved model the playground compares with its teacher
@@ -39,7 +40,7 @@ class TeacherInfo:
     dataset: str
     data: dict[str, Any]
     test_accuracy: float | None
-    precision: str
+    precision: Resolved
 
     @property
     def label(self) -> str:
@@ -57,7 +58,7 @@ class Loaded:
     task: Any  # core.data.task.Task
     teacher: nn.Module
     compressed: nn.Module | None
-    precision: str
+    precision: Resolved
     teacher_key: str
     run: Run | None = None
 
@@ -226,7 +227,10 @@ def load_run(store: RunStore, run_id: str) -> Loaded:
     key = _teacher_key_of(cfg, task, compressed)
     teacher = _load_teacher(key, f"run {run.id}")
     device = _device()
-    precision = resolve(str(run.summary.get("precision") or cfg.precision), device, task.model.hidden_size)
+    # a page's preview is an entry: the precision the run recorded (resolved; re-resolved for this device), else
+    # the run's setting
+    recorded = summary_of(run.kind, run.summary).precision
+    precision = resolve(recorded or cfg.precision, device, task.model.hidden_size)
     return Loaded(task=task, teacher=teacher.to(device), compressed=compressed.to(device), precision=precision,
                   teacher_key=key, run=run)
 
@@ -245,7 +249,7 @@ def cached_teachers() -> list[TeacherInfo]:
             found.append(TeacherInfo(key=meta.parent.name, path=meta.parent, model=str(task["model"]),
                                      dataset=str(task["dataset"]), data=dict(task.get("data") or {}),
                                      test_accuracy=(info.get("metrics") or {}).get("test", {}).get("accuracy"),
-                                     precision=str(info.get("precision") or "fp32")))
+                                     precision=as_resolved(info.get("precision") or "fp32")))
         except (OSError, ValueError, KeyError, TypeError):  # a foreign or unreadable folder: not offered
             continue
     return found

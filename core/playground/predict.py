@@ -20,7 +20,7 @@ from torch import nn
 from core.models.forward import embed, head_logits
 from core.models.registry import encoder_layers, original_layer_indices
 from core.playground.load import Loaded, PlaygroundError
-from core.precision import autocast
+from core.precision import Resolved, autocast
 
 #: what the layer-by-layer reading is, in the words the page and the CLI print
 LENS_DEFINITION = ("Our definition: after each layer, the trained classifier head (pooler and classifier) is "
@@ -137,17 +137,17 @@ def _softmax(logits: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def skip_logits(model: nn.Module, batch: dict[str, torch.Tensor], layers_off: Iterable[int] = (),
-                precision: str = "fp32") -> torch.Tensor:
+def skip_logits(model: nn.Module, batch: dict[str, torch.Tensor], layers_off: Iterable[int] = (), *,
+                precision: Resolved) -> torch.Tensor:
     """The logits of ``model`` with the original layers ``layers_off`` skipped: embeddings, the kept layers in
     order, the classifier head (no copy of the model). Equal to the logits of
     ``remove_layers(model, layers_off)`` (the tests check it)."""
-    return trace_logits(model, batch, layers_off, precision, every_layer=False)[-1]
+    return trace_logits(model, batch, layers_off, precision=precision, every_layer=False)[-1]
 
 
 @torch.no_grad()
-def trace_logits(model: nn.Module, batch: dict[str, torch.Tensor], layers_off: Iterable[int] = (),
-                 precision: str = "fp32", hidden: list[torch.Tensor] | None = None, every_layer: bool = True
+def trace_logits(model: nn.Module, batch: dict[str, torch.Tensor], layers_off: Iterable[int] = (), *,
+                 precision: Resolved, hidden: list[torch.Tensor] | None = None, every_layer: bool = True
                  ) -> list[torch.Tensor]:
     """The classifier head read after the embeddings and after every kept layer (the last entry is the model's
     logits; ``every_layer=False``: the model's logits alone); the hidden states after each of those stages are
@@ -172,7 +172,7 @@ def predict(loaded: Loaded, model: nn.Module, batch: dict[str, torch.Tensor], la
             ) -> Prediction:
     """``model``'s prediction on one encoded text, with ``layers_off`` switched off."""
     off = set(int(i) for i in layers_off)
-    probs = _softmax(skip_logits(model, batch, off, loaded.precision))[0]
+    probs = _softmax(skip_logits(model, batch, off, precision=loaded.precision))[0]
     index = int(probs.argmax())
     layers = tuple(i for i in original_layer_indices(model) if i not in off)
     return Prediction(label=str(loaded.label_names[index]), index=index, probs=tuple(float(p) for p in probs),
@@ -211,7 +211,7 @@ def trace(loaded: Loaded, text: str, layers_off: Iterable[int] = (), model: nn.M
     off = sorted({int(i) for i in layers_off})
     batch = encode_text(loaded, text)
     hidden: list[torch.Tensor] = []
-    logits = trace_logits(model, batch, off, loaded.precision, hidden=hidden)
+    logits = trace_logits(model, batch, off, precision=loaded.precision, hidden=hidden)
     kept = [i for i in original_layer_indices(model) if i not in off]
     names = [str(n) for n in loaded.label_names]
     probs = np.stack([_softmax(lg)[0] for lg in logits])

@@ -80,13 +80,17 @@ def strategy_kind(strategy: str) -> str:
     return "fusion" if strategy in FUSION else "oracle" if strategy == "oracle" else "ranked"
 
 
+def choose(x: StepInputs) -> tuple[int, dict[str, Any]]:
+    """Pick the original index of the layer to remove, and explain the choice (JSON-ready)."""
+    return CHOOSERS[strategy_kind(x.cfg.strategy)](x)
+
+
 def choose_layer(cfg: PruneConfig, step: int, signals: pd.DataFrame, oracle: pd.DataFrame,
                  profiles: pd.DataFrame, run_id: str, dataset_key: str, n_original: int
                  ) -> tuple[int, dict[str, Any]]:
-    """Pick the original index of the layer to remove, and explain the choice (JSON-ready)."""
-    inputs = StepInputs(cfg, step, signals, oracle, profiles, run_id, dataset_key, n_original)
-    return CHOOSERS[strategy_kind(cfg.strategy)](inputs)
+    """:func:`choose` with its inputs spelled out (the tests' and the scripts' form)."""
+    return choose(StepInputs(cfg, step, signals, oracle, profiles, run_id, dataset_key, n_original))
 
 
-__all__ = ["CHOOSERS", "FUSION_RANKERS", "StepInputs", "choose_fusion", "choose_layer", "choose_oracle",
+__all__ = ["CHOOSERS", "FUSION_RANKERS", "StepInputs", "choose", "choose_fusion", "choose_layer", "choose_oracle",
            "choose_ranked", "fusion_config", "strategy_kind"]

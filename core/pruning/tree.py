@@ -8,28 +8,42 @@ needed are dropped. Fine-tuning is seeded per call (:func:`core.train.fine_tune`
 tree of eighteen gives exactly what it gives alone; a single run is a tree of one
 (:func:`core.pruning.loop.prune_events`).
 
+How it is built: :class:`TreeWalk` is the entry. It resolves what the whole walk shares once, before anything
+runs (:class:`WalkSetup`: the device, the precision resolved for it, the recovery learning rates, the ratio
+function); the teacher phase then gives the run-level context every step reads (:class:`WalkContext`: the task,
+the teacher and its scores, the step's training config, the clock). Each depth visits its states, and each state
+goes through small steps: scan (signals and oracle), choose, remove and fine-tune, evaluate and record (a
+:class:`core.runs.record.StepRow` per member); the members' ends are a distillation and a
+:class:`core.runs.record.PruneSummary`. :class:`Roster` says whom an event goes to (members dropped by the
+caller hear nothing more).
+
 The walk yields ``(run_id, Event)`` pairs and never touches the run store: the caller records them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pandas as pd
 import torch
 
-from core.config import TrainConfig
+from core import metrics
+from core.config import Resolved, TrainConfig, as_resolved
 from core.data.batches import batches, default_device, take
 from core.fusion import profile_rows
-from core.models.registry import get_model_spec
-from core.oracle import best_layer
+from core.models.registry import get_model_spec, original_layer_indices, recovery_lr
+from core.models.surgery import remove_layers
+from core.oracle import best_layer, oracle_with_logits
 from core.precision import resolve
 from core.pruning.config import PruneConfig
-from core.pruning.strategies import choose_layer
+from core.pruning.strategies import StepInputs, choose
 from core.runs import artifacts
 from core.runs.events import Event, Stage, StageClock
+from core.runs.record import OracleMark, PruneSummary, RankerMark, StepRow, TeacherOrigin
+from core.signals import compute_signals
 from core.teacher_phase import prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
 from core.version import code_version
@@ -40,40 +54,15 @@ if TYPE_CHECKING:
 
 #: ``accuracy_to_size_ratio(accuracy, params, teacher_accuracy, teacher_params)`` (:mod:`core.metrics`)
 RatioFn: TypeAlias = Callable[[float, int, float, int], float]
+#: what the walk yields: the run an event belongs to, and the event
+Routed: TypeAlias = tuple[str, Event]
 
 
 def group_key(cfg: PruneConfig) -> str:
     """Everything that determines a run's result except its strategy, as canonical JSON."""
-    import json
-
     d = cfg.to_dict()
     d.pop("strategy", None)
     return json.dumps(d, sort_keys=True)
-
-
-def step_lr(cfg: PruneConfig) -> float:
-    return 1e-3 if cfg.model == "tiny-bert" else cfg.step_lr
-
-
-def measure(model: torch.nn.Module, val: Any, test: Any, device: torch.device, precision: str = "fp32"
-            ) -> dict[str, Any]:
-    """Test and validation scores, size and latency of ``model``, flat (:func:`core.metrics.measure_model`)."""
-    from core.metrics import measure_model
-
-    return measure_model(model, test, val=val, device=device, precision=precision).to_dict()
-
-
-def measure_kept(model: torch.nn.Module, val: Any, test: Any, device: torch.device, precision: str = "fp32",
-                 teacher_logits: dict[str, torch.Tensor] | None = None, prefix: str = ""
-                 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame], dict[str, torch.Tensor]]:
-    """:func:`measure`, keeping what each example did: the flat metrics, the per-example outcomes as
-    ``Event.tables`` (``artifacts.outcomes(prefix + "test")`` and ``... + "val"``; KL to ``teacher_logits`` when
-    given) and the logits per split, all from one forward pass per split."""
-    from core.metrics import measure_with_outcomes
-
-    m = measure_with_outcomes(model, test, val=val, device=device, precision=precision, teacher_logits=teacher_logits)
-    tables = {artifacts.outcomes(prefix + name): frame for name, frame in m.outcomes.items()}
-    return m.metrics.to_dict(), tables, m.logits
 
 
 def oracle_outcomes(oracle: pd.DataFrame, removed_logits: Sequence[torch.Tensor], val: Any,
@@ -89,14 +78,15 @@ def oracle_outcomes(oracle: pd.DataFrame, removed_logits: Sequence[torch.Tensor]
     return out
 
 
+# ------------------------------------------------------------------------------------------ run-level records
 @dataclass
 class Member:
-    """One strategy's run inside the tree: its config, its path so far and what it has recorded."""
+    """One strategy's run inside the tree: its config, its path so far and the step rows it has recorded."""
 
     run_id: str
     cfg: PruneConfig
     removed: list[int] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[StepRow] = field(default_factory=list)
     own_profiles: list[pd.DataFrame] = field(default_factory=list)
     stopped: bool = False
 
@@ -118,6 +108,151 @@ class WalkStats:
                 "distills": self.distills}
 
 
+@dataclass(frozen=True)
+class WalkSetup:
+    """What the whole walk shares, fixed once before it starts (:meth:`open`, the walk's entry): the group's
+    config, the device, the precision resolved for that device and model (never ``auto``: refused here), the
+    learning rates of its recoveries (:func:`core.models.registry.recovery_lr`) and the ratio it reports."""
+
+    cfg: PruneConfig
+    device: torch.device
+    precision: Resolved
+    ratio: RatioFn = metrics.accuracy_to_size_ratio
+
+    def __post_init__(self) -> None:
+        as_resolved(self.precision, "WalkSetup.precision")
+
+    @classmethod
+    def open(cls, cfg: PruneConfig, device: torch.device | None = None) -> WalkSetup:
+        """The setup of a walk of ``cfg``'s group on ``device`` (default: the fastest here): where the device is
+        chosen, the precision setting is resolved, once for the whole walk."""
+        device = device or default_device()
+        return cls(cfg, device, resolve(cfg.precision, device, get_model_spec(cfg.model).hidden_size))
+
+    @property
+    def step_lr(self) -> float:
+        return recovery_lr(self.cfg.model, self.cfg.step_lr)
+
+    @property
+    def kd_lr(self) -> float:
+        return recovery_lr(self.cfg.model, self.cfg.kd.lr)
+
+    def recovery(self, teacher_cfg: TrainConfig, epochs: float, lr: float) -> TrainConfig:
+        """A recovery's training config: the teacher's batch size and embedding freeze, no head multiplier."""
+        return TrainConfig(epochs=epochs, lr=lr, batch_size=teacher_cfg.batch_size,
+                           freeze_word_embeddings=teacher_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
+                           seed=self.cfg.seed, precision=self.cfg.precision)
+
+
+@dataclass
+class WalkContext:
+    """What every step reads, built once after the teacher phase: the setup, the task and the teacher, the
+    teacher's scores (``base``, step 0) and logits (every later evaluation's KL), the calibration batches, the
+    training config of a step's fine-tune and the clock."""
+
+    setup: WalkSetup
+    task: Task
+    teacher: torch.nn.Module
+    step_cfg: TrainConfig
+    clock: StageClock
+    weak_teacher: bool = False
+    teacher_cached: bool = False
+    base: dict[str, Any] = field(default_factory=dict)
+    teacher_logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    n_original: int = 0
+    calib: list[Batch] = field(default_factory=list)
+    _train_kd: Batch | None = None
+
+    @property
+    def val(self) -> Batch:
+        return self.task.encoded["val"]
+
+    @property
+    def test(self) -> Batch:
+        return self.task.encoded["test"]
+
+    @property
+    def target(self) -> int:
+        """How many steps the walk takes: the budget, leaving at least one layer."""
+        return min(self.setup.cfg.layers_to_remove, self.n_original - 1)
+
+    def measure(self, model: torch.nn.Module, prefix: str = ""
+                ) -> tuple[dict[str, Any], dict[str, pd.DataFrame], dict[str, torch.Tensor]]:
+        """Test and validation scores, size and latency of ``model`` (:func:`core.metrics.measure_with_outcomes`)
+        in the walk's precision, keeping what each example did: the flat metrics, the per-example outcomes as
+        ``Event.tables`` (``artifacts.outcomes(prefix + "test")`` and ``... + "val"``, with the KL to the teacher's
+        logits once they are known) and the logits per split, all from one forward pass per split."""
+        m = metrics.measure_with_outcomes(model, self.test, val=self.val, device=self.setup.device,
+                                          precision=self.setup.precision, teacher_logits=self.teacher_logits)
+        tables = {artifacts.outcomes(prefix + name): frame for name, frame in m.outcomes.items()}
+        return m.metrics.to_dict(), tables, m.logits
+
+    def ratio_of(self, scores: Mapping[str, Any]) -> float:
+        """A model's accuracy-to-size ratio against the teacher's."""
+        return self.setup.ratio(scores["test_accuracy"], scores["params_total"], self.base["test_accuracy"],
+                                self.base["params_total"])
+
+    def distill_data(self) -> Batch:
+        """The training rows with the teacher's logits, computed on first use and kept for every member."""
+        if self._train_kd is None:
+            self._train_kd = attach_teacher_logits(self.task.encoded["train"], self.teacher,
+                                                   device=self.setup.device, precision=self.setup.precision)
+        return self._train_kd
+
+
+@dataclass(frozen=True)
+class StepAt:
+    """One depth of the walk: the step number and how far the walk has come when it starts."""
+
+    step: int
+    target: int
+
+    @property
+    def start(self) -> float:
+        return (self.step - 1) / self.target
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What was measured on one state: signals, the oracle (table and per-candidate outcomes) and its best."""
+
+    signals: pd.DataFrame
+    oracle: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
+    best: int
+
+    def accuracy_of(self, layer: int) -> float:
+        return float(self.oracle.loc[self.oracle["original_layer"] == layer, "accuracy"].iloc[0])
+
+
+#: the layers chosen on one state, each with the members that chose it and their explanations
+Choices: TypeAlias = dict[int, list[tuple[Member, dict[str, Any]]]]
+
+
+class Roster:
+    """The walk's members and whom an event goes to: a member dropped by the caller hears nothing more; one
+    stopped by its accuracy floor still hears its own end (:meth:`kept`)."""
+
+    def __init__(self, members: list[Member]) -> None:
+        self.members = members
+        self.dropped: set[str] = set()
+
+    def live(self, members: Sequence[Member]) -> list[Member]:
+        return [m for m in members if m.run_id not in self.dropped and not m.stopped]
+
+    def to_live(self, members: Sequence[Member], ev: Event) -> Iterator[Routed]:
+        """``ev`` for every member still walking."""
+        for m in self.live(members):
+            yield m.run_id, ev
+
+    def to_kept(self, members: Sequence[Member], ev: Event) -> Iterator[Routed]:
+        """``ev`` for every member not dropped (members stopped by the accuracy floor still finish)."""
+        for m in members:
+            if m.run_id not in self.dropped:
+                yield m.run_id, ev
+
+
+# ------------------------------------------------------------------------------------------ the walk
 class TreeWalk:
     """Prune ``configs`` (one per run id, all in one group) together. Iterate :meth:`events`; call :meth:`drop`
     to stop one member (e.g. cancelled) between events; :attr:`stats` says what was shared."""
@@ -126,254 +261,259 @@ class TreeWalk:
                  device: torch.device | None = None, dataset: Any = None) -> None:
         if not configs or len(configs) != len(run_ids):
             raise ValueError(f"TreeWalk needs one run id per config, got {len(configs)} configs and {len(run_ids)} ids")
-        keys = {group_key(c) for c in configs}
-        if len(keys) != 1:
+        if len({group_key(c) for c in configs}) != 1:
             raise ValueError("TreeWalk: configs differ in more than their strategy; walk each group separately")
         if len(set(run_ids)) != len(run_ids):
             raise ValueError("TreeWalk: run ids must be distinct")
-        self.cfg = configs[0]
-        self.members = [Member(r, c) for r, c in zip(run_ids, configs)]
+        self.setup = WalkSetup.open(configs[0], device)
+        self.roster = Roster([Member(r, c) for r, c in zip(run_ids, configs)])
         self.profiles = profiles if profiles is not None else pd.DataFrame()
-        self.device = device or default_device()
-        #: what runs here (fp32/bf16/fp16), never "auto": recorded with every result
-        self.precision = resolve(self.cfg.precision, self.device, get_model_spec(self.cfg.model).hidden_size)
         self.dataset = dataset
         self.stats = WalkStats()
-        self._dropped: set[str] = set()
-        #: the teacher's logits on "val" and "test" (step 0): every later evaluation's KL to the teacher
-        self.teacher_logits: dict[str, torch.Tensor] = {}
         self._stopped_at: dict[str, tuple[tuple[int, ...], torch.nn.Module]] = {}
 
+    @property
+    def members(self) -> list[Member]:
+        return self.roster.members
+
+    @property
+    def precision(self) -> Resolved:
+        """What runs here (fp32/bf16/fp16), never "auto": recorded with every result."""
+        return self.setup.precision
+
     def drop(self, run_id: str) -> None:
-        self._dropped.add(run_id)
+        self.roster.dropped.add(run_id)
 
-    def _live(self, members: Sequence[Member]) -> list[Member]:
-        return [m for m in members if m.run_id not in self._dropped and not m.stopped]
+    def events(self) -> Iterator[Routed]:
+        torch.manual_seed(self.setup.cfg.seed)
+        ctx = yield from self._teach()
+        yield from self._step_zero(ctx)
+        frontier: Frontier = {(): (ctx.teacher, list(self.members))}
+        for step in range(1, ctx.target + 1):
+            frontier = yield from self._depth(ctx, StepAt(step, ctx.target), frontier)
+            if not frontier:
+                break
+        yield from self._finish(ctx, self._finals(frontier))
 
-    def _all(self, members: Sequence[Member], ev: Event) -> Iterator[tuple[str, Event]]:
-        """``ev`` for every member still walking."""
-        for m in self._live(members):
-            yield m.run_id, ev
-
-    def _to(self, members: Sequence[Member], ev: Event) -> Iterator[tuple[str, Event]]:
-        """``ev`` for every member not dropped (members stopped by the accuracy floor still finish)."""
-        for m in members:
-            if m.run_id not in self._dropped:
-                yield m.run_id, ev
-
-    # ------------------------------------------------------------------------------------------ the walk
-    def events(self) -> Iterator[tuple[str, Event]]:
-        from core.metrics import accuracy_to_size_ratio
-        from core.models.registry import original_layer_indices
-
-        cfg, device = self.cfg, self.device
-        torch.manual_seed(cfg.seed)
-        clock = StageClock()
-        phase = prepare_and_teach(cfg.model, cfg.dataset, self.dataset, cfg.data, cfg.teacher, device, clock,
+    # ------------------------------------------------------------------------------- the teacher (step 0)
+    def _teach(self) -> Generator[Routed, None, WalkContext]:
+        """The teacher phase, shared: every member gets its events; returns the walk's context."""
+        s, cfg, clock = self.setup, self.setup.cfg, StageClock()
+        phase = prepare_and_teach(cfg.model, cfg.dataset, self.dataset, cfg.data, cfg.teacher, s.device, clock,
                                   allow_weak_teacher=cfg.allow_weak_teacher, precision=cfg.precision)
         weak = False
-        while True:  # the teacher phase, shared: every member gets its events
+        while True:
             try:
                 ev = next(phase)
             except StopIteration as stop:
                 task, teacher, teacher_cfg, cached = stop.value
                 break
-            if ev.stage == Stage.TEACHER_CHECK:
-                weak = bool(ev.payload.get("weak"))
-            yield from self._all(self.members, ev)
-        self.weak_teacher = weak
-        self.task = task
-        val, test = task.encoded["val"], task.encoded["test"]
-        base, teacher_tables, self.teacher_logits = measure_kept(teacher, val, test, device, self.precision)
-        n_original = len(original_layer_indices(teacher))
-        step0 = {"n_layers": n_original, "removed": None, "removed_order": [], **base, "teacher_cached": cached,
-                 "teacher_key": getattr(teacher.config, "teacher_key", None), "code_version": code_version(),
-                 "precision": self.precision,
-                 **({"weak_teacher": True} if weak else {})}
+            weak = weak or (ev.stage == Stage.TEACHER_CHECK and bool(ev.payload.get("weak")))
+            yield from self.roster.to_live(self.members, ev)
+        step_cfg = s.recovery(teacher_cfg, cfg.step_epochs, s.step_lr)
+        return WalkContext(s, task, teacher, step_cfg, clock, weak_teacher=weak, teacher_cached=cached,
+                           n_original=len(original_layer_indices(teacher)))
+
+    def _step_zero(self, ctx: WalkContext) -> Iterator[Routed]:
+        """Measure the teacher (every later evaluation's reference) and record it as every member's step 0."""
+        ctx.base, tables, ctx.teacher_logits = ctx.measure(ctx.teacher)  # no teacher logits yet: no KL
+        key = getattr(getattr(ctx.teacher, "config", None), "teacher_key", None)
+        origin = TeacherOrigin(cached=ctx.teacher_cached, key=key, code_version=code_version(),
+                               precision=self.setup.precision, weak=ctx.weak_teacher)
+        row = StepRow(n_layers=ctx.n_original, removed=None, removed_order=(), metrics=ctx.base, teacher=origin)
         for m in self.members:
-            m.history.append(step0)
-        yield from self._all(self.members, Event(Stage.STEP_DONE, step=0, progress=0.0,
-                                                 message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",
-                                                 payload=step0, tables=teacher_tables))
-        clock.tick("evaluate")
-        calib = list(batches(take(task.encoded["train"], cfg.calibration_size), 32))
-        step_cfg = TrainConfig(epochs=cfg.step_epochs, lr=step_lr(cfg), batch_size=teacher_cfg.batch_size,
-                               freeze_word_embeddings=teacher_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                               seed=cfg.seed, precision=cfg.precision)
-        target = min(cfg.layers_to_remove, n_original - 1)
-        frontier: dict[tuple[int, ...], tuple[torch.nn.Module, list[Member]]] = {(): (teacher, list(self.members))}
-        for step in range(1, target + 1):
-            frontier = yield from self._depth(step, target, frontier, calib, val, test, step_cfg, base, n_original,
-                                              task.encoded["train"], task.dataset_key, clock, accuracy_to_size_ratio)
-            if not frontier:
-                break
-        finals = self._finals(frontier)
-        yield from self._finish(finals, teacher, task, val, test, step_cfg, base, n_original, clock,
-                                accuracy_to_size_ratio)
+            m.history.append(row)
+        yield from self.roster.to_live(self.members, Event(
+            Stage.STEP_DONE, step=0, progress=0.0, message=f"Teacher: test accuracy {ctx.base['test_accuracy']:.3f}",
+            payload=row.to_dict(), tables=tables))
+        ctx.clock.tick("evaluate")
+        ctx.calib = list(batches(take(ctx.task.encoded["train"], self.setup.cfg.calibration_size), 32))
 
-    def _depth(self, step: int, target: int, frontier: Frontier, calib: list[Batch], val: Batch, test: Batch,
-               step_cfg: TrainConfig, base: dict[str, Any], n_original: int, train: Batch, dataset_key: str,
-               clock: StageClock, ratio_fn: RatioFn) -> Generator[tuple[str, Event], None, Frontier]:
-        from core.models.registry import original_layer_indices
-        from core.models.surgery import remove_layers
-        from core.oracle import oracle_with_logits
-        from core.signals import compute_signals
-
-        cfg, device = self.cfg, self.device
-        nxt: dict[tuple[int, ...], tuple[torch.nn.Module, list[Member]]] = {}
-        states = 0
-        tunes = 0
-        frac0 = (step - 1) / target
+    # ------------------------------------------------------------------------------- one depth
+    def _depth(self, ctx: WalkContext, at: StepAt, frontier: Frontier) -> Generator[Routed, None, Frontier]:
+        """Every live state of this depth: scan, choose, and one child per distinct chosen layer."""
+        nxt: Frontier = {}
+        states = tunes = 0
         for path, (model, members) in frontier.items():
-            members = self._live(members)
+            members = self.roster.live(members)
             if not members:
                 continue
             states += 1
-            n_now = len(original_layer_indices(model))
             where = f"state {states} of {len(frontier)}, removed {', '.join(f'L{l}' for l in path)}: " if path else ""
-            yield from self._all(members, Event(Stage.SIGNALS, step=step, progress=frac0,
-                                                message=f"Step {step}: {where}computing the twelve signals on "
-                                                f"{n_now} layers"))
-            signals = compute_signals(model, calib, device=device, seed=cfg.seed)
-            clock.tick("signals")
-            yield from self._all(members, Event(Stage.ORACLE, step=step, progress=frac0, message=f"Step {step}: oracle "
-                                                "(remove each layer, measure validation accuracy)"))
-            oracle, _, removed_logits = oracle_with_logits(model, val, device=device, precision=self.precision)
-            oracle_tables = {artifacts.outcomes(artifacts.ORACLE_OUTCOMES): oracle_outcomes(
-                oracle, removed_logits, val, self.teacher_logits.get("val"))}
-            clock.tick("oracle")
-            choices: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
-            for m in members:
-                known = pd.concat([self.profiles, *m.own_profiles], ignore_index=True) if m.own_profiles \
-                    else self.profiles
-                layer, info = choose_layer(m.cfg, step, signals, oracle, known, m.run_id, dataset_key, n_original)
-                profile = profile_rows(signals, oracle, run_id=m.run_id, dataset=dataset_key, model=m.cfg.model,
-                                       step=step, n_original=n_original)
-                m.own_profiles.append(profile)
-                choices.setdefault(layer, []).append((m, info))
-                yield m.run_id, Event(Stage.CHOICE, step=step, progress=frac0, message=f"Step {step}: {m.cfg.strategy} "
-                                      f"removes layer {layer}", payload={"layer": layer, "info": info},
-                                      tables={"signals": signals, "oracle": oracle, "profile": profile,
-                                              **oracle_tables})
-            clock.tick("choice")
-            best = best_layer(oracle)
+            scan = yield from self._scan(ctx, at, model, members, where)
+            choices = yield from self._choose(ctx, at, scan, members)
             for layer, chosen in choices.items():
-                sub = [m for m, _ in chosen]
-                child = remove_layers(model, [layer], by="original")
                 tunes += 1
-                for p in fine_tune(child, train, step_cfg, device=device):
-                    ev = Event(Stage.FINETUNE, step=step, progress=frac0 + p.fraction / target, message=f"Step {step}: "
-                               f"fine-tuning {p.step}/{p.total_steps}, loss {p.loss:.3f}",
-                               payload={"loss": p.loss, "fraction": p.fraction})
-                    yield from self._all(sub, ev)
-                clock.tick("finetune")
-                metrics, step_tables, _ = measure_kept(child, val, test, device, self.precision, self.teacher_logits)
-                clock.tick("evaluate")
-                for m, info in chosen:
-                    if m.run_id in self._dropped:
-                        continue
-                    m.removed.append(layer)
-                    row = {"n_layers": n_original - step, "removed": layer, "removed_order": list(m.removed), **metrics,
-                           "oracle_best": best, "oracle_best_accuracy": float(oracle["accuracy"].max()),
-                           "chosen_oracle_accuracy":
-                               float(oracle.loc[oracle["original_layer"] == layer, "accuracy"].iloc[0]),
-                           "ratio": ratio_fn(metrics["test_accuracy"], metrics["params_total"], base["test_accuracy"],
-                                             base["params_total"])}
-                    quality = info.get("quality") if isinstance(info, dict) else None
-                    if quality:
-                        row["ranker_spearman"] = quality.get("spearman")
-                        row["ranker_top1"] = quality.get("top1_hit")
-                    m.history.append(row)
-                    yield m.run_id, Event(Stage.STEP_DONE, step=step, progress=step / target, message=f"Step {step}: "
-                                          f"{n_original - step} layers, test accuracy {metrics['test_accuracy']:.3f}",
-                                          payload=row, tables=step_tables)
-                    if m.cfg.accuracy_floor and metrics["val_accuracy"] < m.cfg.accuracy_floor:
-                        yield m.run_id, Event(Stage.EVALUATE, step=step, message=f"Validation accuracy "
-                                              f"{metrics['val_accuracy']:.3f} fell below the floor "
-                                              f"{m.cfg.accuracy_floor:.3f}: stopping")
-                        m.stopped = True
-                        self._stopped_at[m.run_id] = (path + (layer,), child)
-                nxt[path + (layer,)] = (child, sub)
-        self.stats.states_per_depth[step] = states
-        self.stats.finetunes_per_depth[step] = tunes
+                child = yield from self._remove_and_tune(ctx, at, model, layer, [m for m, _ in chosen])
+                yield from self._evaluate(ctx, at, (path, layer, child), scan, chosen)
+                nxt[path + (layer,)] = (child, [m for m, _ in chosen])
+        self.stats.states_per_depth[at.step] = states
+        self.stats.finetunes_per_depth[at.step] = tunes
         return nxt
 
+    def _scan(self, ctx: WalkContext, at: StepAt, model: torch.nn.Module, members: list[Member], where: str
+              ) -> Generator[Routed, None, Scan]:
+        """The twelve signals and the oracle of one state, once for every member standing on it."""
+        s = self.setup
+        yield from self.roster.to_live(members, Event(
+            Stage.SIGNALS, step=at.step, progress=at.start, message=f"Step {at.step}: {where}computing the twelve "
+            f"signals on {len(original_layer_indices(model))} layers"))
+        signals = compute_signals(model, ctx.calib, device=s.device, seed=s.cfg.seed)
+        ctx.clock.tick("signals")
+        yield from self.roster.to_live(members, Event(Stage.ORACLE, step=at.step, progress=at.start, message=f"Step "
+                                                      f"{at.step}: oracle (remove each layer, measure validation "
+                                                      "accuracy)"))
+        oracle, _, removed_logits = oracle_with_logits(model, ctx.val, device=s.device, precision=s.precision)
+        tables = {artifacts.outcomes(artifacts.ORACLE_OUTCOMES): oracle_outcomes(
+            oracle, removed_logits, ctx.val, ctx.teacher_logits.get("val"))}
+        ctx.clock.tick("oracle")
+        return Scan(signals, oracle, tables, best_layer(oracle))
+
+    def _choose(self, ctx: WalkContext, at: StepAt, scan: Scan, members: list[Member]
+                ) -> Generator[Routed, None, Choices]:
+        """Each member's strategy picks its layer (its profile rows join what it knows for later steps)."""
+        choices: Choices = {}
+        dataset_key = ctx.task.dataset_key
+        for m in members:
+            known = pd.concat([self.profiles, *m.own_profiles], ignore_index=True) if m.own_profiles \
+                else self.profiles
+            layer, info = choose(StepInputs(m.cfg, at.step, scan.signals, scan.oracle, known, m.run_id, dataset_key,
+                                            ctx.n_original))
+            profile = profile_rows(scan.signals, scan.oracle, run_id=m.run_id, dataset=dataset_key, model=m.cfg.model,
+                                   step=at.step, n_original=ctx.n_original)
+            m.own_profiles.append(profile)
+            choices.setdefault(layer, []).append((m, info))
+            yield m.run_id, Event(Stage.CHOICE, step=at.step, progress=at.start, message=f"Step {at.step}: "
+                                  f"{m.cfg.strategy} removes layer {layer}", payload={"layer": layer, "info": info},
+                                  tables={"signals": scan.signals, "oracle": scan.oracle, "profile": profile,
+                                          **scan.tables})
+        ctx.clock.tick("choice")
+        return choices
+
+    def _remove_and_tune(self, ctx: WalkContext, at: StepAt, model: torch.nn.Module, layer: int,
+                         members: list[Member]) -> Generator[Routed, None, torch.nn.Module]:
+        """The child state: ``model`` without ``layer``, fine-tuned once for every member that chose it."""
+        child = remove_layers(model, [layer], by="original")
+        for p in fine_tune(child, ctx.task.encoded["train"], ctx.step_cfg, device=self.setup.device,
+                           precision=self.setup.precision):
+            yield from self.roster.to_live(members, Event(
+                Stage.FINETUNE, step=at.step, progress=at.start + p.fraction / at.target, message=f"Step {at.step}: "
+                f"fine-tuning {p.step}/{p.total_steps}, loss {p.loss:.3f}",
+                payload={"loss": p.loss, "fraction": p.fraction}))
+        ctx.clock.tick("finetune")
+        return child
+
+    def _evaluate(self, ctx: WalkContext, at: StepAt, state: tuple[tuple[int, ...], int, torch.nn.Module],
+                  scan: Scan, chosen: list[tuple[Member, dict[str, Any]]]) -> Iterator[Routed]:
+        """Measure the child once, then record its step row for every member that chose it (and stop a member
+        whose validation accuracy fell below its floor)."""
+        path, layer, child = state
+        scores, tables, _ = ctx.measure(child)
+        ctx.clock.tick("evaluate")
+        mark = OracleMark(best=scan.best, best_accuracy=float(scan.oracle["accuracy"].max()),
+                          chosen_accuracy=scan.accuracy_of(layer), ratio=ctx.ratio_of(scores))
+        for m, info in chosen:
+            if m.run_id in self.roster.dropped:
+                continue
+            m.removed.append(layer)
+            row = StepRow(n_layers=ctx.n_original - at.step, removed=layer, removed_order=tuple(m.removed),
+                          metrics=scores, oracle=mark, ranker=_ranker_mark(info))
+            m.history.append(row)
+            yield m.run_id, Event(Stage.STEP_DONE, step=at.step, progress=at.step / at.target, message=f"Step "
+                                  f"{at.step}: {row.n_layers} layers, test accuracy {scores['test_accuracy']:.3f}",
+                                  payload=row.to_dict(), tables=tables)
+            yield from self._floor(m, at, scores["val_accuracy"], (path + (layer,), child))
+
+    def _floor(self, m: Member, at: StepAt, val_accuracy: float,
+               state: tuple[tuple[int, ...], torch.nn.Module]) -> Iterator[Routed]:
+        """Stop ``m`` at ``state`` when its validation accuracy fell below its accuracy floor."""
+        floor = m.cfg.accuracy_floor
+        if floor and val_accuracy < floor:
+            yield m.run_id, Event(Stage.EVALUATE, step=at.step, message=f"Validation accuracy {val_accuracy:.3f} "
+                                  f"fell below the floor {floor:.3f}: stopping")
+            m.stopped = True
+            self._stopped_at[m.run_id] = state
+
+    # ------------------------------------------------------------------------------- the end
     def _finals(self, frontier: Frontier) -> Frontier:
         """The final state of every live member: the frontier, plus members stopped early by the floor."""
-        finals: dict[tuple[int, ...], tuple[torch.nn.Module, list[Member]]] = {}
+        finals: Frontier = {}
         for path, (model, members) in frontier.items():
-            live = [m for m in members if m.run_id not in self._dropped and not m.stopped]
+            live = self.roster.live(members)
             if live:
                 finals[path] = (model, live)
         for m in self.members:
-            if m.stopped and m.run_id not in self._dropped:
+            if m.stopped and m.run_id not in self.roster.dropped:
                 path, model = self._stopped_at[m.run_id]
                 finals.setdefault(path, (model, []))[1].append(m)
         return finals
 
-    def _finish(self, finals: Frontier, teacher: torch.nn.Module, task: Task, val: Batch, test: Batch,
-                step_cfg: TrainConfig, base: dict[str, Any], n_original: int, clock: StageClock,
-                ratio_fn: RatioFn) -> Iterator[tuple[str, Event]]:
-        cfg, device = self.cfg, self.device
-        train_kd = None
+    def _finish(self, ctx: WalkContext, finals: Frontier) -> Iterator[Routed]:
+        """Distil every final state (once for the members on it), then each member's summary and model."""
         for path, (model, members) in finals.items():
-            after = None
-            if cfg.distill and path:
-                yield from self._to(members, Event(Stage.DISTILL, progress=0.0, message="Distilling from the unpruned "
-                                                   "teacher (caching its logits)"))
-                if train_kd is None:
-                    train_kd = attach_teacher_logits(task.encoded["train"], teacher, device=device,
-                                                     precision=self.precision)
-                lr = cfg.kd.lr if cfg.model != "tiny-bert" else 1e-3
-                kd_cfg = TrainConfig(epochs=cfg.kd.epochs, lr=lr, batch_size=step_cfg.batch_size,
-                                     freeze_word_embeddings=step_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                                     seed=cfg.seed, precision=cfg.precision)
-                kd = DistillConfig(temperature=cfg.kd.temperature, alpha=cfg.kd.alpha, epochs=cfg.kd.epochs, lr=lr)
-                self.stats.distills += 1
-                for p in fine_tune(model, train_kd, kd_cfg, distill=kd, device=device):
-                    ev = Event(Stage.DISTILL, progress=p.fraction, message=f"Distillation {p.step}/{p.total_steps}, "
-                               f"loss {p.loss:.3f}", payload={"loss": p.loss})
-                    yield from self._to(members, ev)
-                clock.tick("distill")
-                after, kd_tables, _ = measure_kept(model, val, test, device, self.precision, self.teacher_logits,
-                                                   prefix="kd_")
-                clock.tick("evaluate")
-                yield from self._to(members, Event(Stage.EVALUATE, step=len(path), message=f"After distillation: test "
-                                                   f"accuracy {after['test_accuracy']:.3f}", tables=kd_tables))
+            after = (yield from self._distill(ctx, path, model, members)) if ctx.setup.cfg.distill and path else None
             for m in members:
-                if m.run_id in self._dropped:
+                if m.run_id in self.roster.dropped:
                     continue
-                summary = _summary(m, base, after, ratio_fn, n_original)
-                summary["timings_s"] = clock.summary()
-                summary["precision"] = self.precision
-                if self.weak_teacher:
-                    summary["weak_teacher"] = True
-                summary["shared"] = {"strategies_in_tree": len(self.members), **self.stats.to_dict()}
-                yield m.run_id, Event(Stage.DONE, progress=1.0, message="Finished", payload=summary,
-                                      artifacts={"model": model, "tokenizer": task.tokenizer})
+                summary = replace(prune_summary(m, ctx.base, after, self.setup.ratio), timings_s=ctx.clock.summary(),
+                                  precision=self.setup.precision, weak_teacher=ctx.weak_teacher,
+                                  shared={"strategies_in_tree": len(self.members), **self.stats.to_dict()})
+                yield m.run_id, Event(Stage.DONE, progress=1.0, message="Finished", payload=summary.to_dict(),
+                                      artifacts={"model": model, "tokenizer": ctx.task.tokenizer})
+
+    def _distill(self, ctx: WalkContext, path: tuple[int, ...], model: torch.nn.Module, members: list[Member]
+                 ) -> Generator[Routed, None, dict[str, Any]]:
+        """Distil ``model`` from the unpruned teacher in place; its scores after."""
+        s, kd = self.setup, self.setup.cfg.kd
+        yield from self.roster.to_kept(members, Event(Stage.DISTILL, progress=0.0, message="Distilling from the "
+                                                      "unpruned teacher (caching its logits)"))
+        train_kd = ctx.distill_data()
+        kd_cfg = s.recovery(ctx.step_cfg, kd.epochs, s.kd_lr)
+        how = DistillConfig(temperature=kd.temperature, alpha=kd.alpha, epochs=kd.epochs, lr=s.kd_lr)
+        self.stats.distills += 1
+        for p in fine_tune(model, train_kd, kd_cfg, distill=how, device=s.device, precision=s.precision):
+            yield from self.roster.to_kept(members, Event(Stage.DISTILL, progress=p.fraction, message=f"Distillation "
+                                                          f"{p.step}/{p.total_steps}, loss {p.loss:.3f}",
+                                                          payload={"loss": p.loss}))
+        ctx.clock.tick("distill")
+        after, tables, _ = ctx.measure(model, prefix="kd_")
+        ctx.clock.tick("evaluate")
+        yield from self.roster.to_kept(members, Event(Stage.EVALUATE, step=len(path), message=f"After distillation: "
+                                                      f"test accuracy {after['test_accuracy']:.3f}", tables=tables))
+        return after
 
 
-def _summary(m: Member, base: dict[str, Any], after: dict[str, Any] | None, ratio_fn: RatioFn,
-             n_original: int) -> dict[str, Any]:
-    summary: dict[str, Any] = {"teacher": base, "removed_order": list(m.removed),
-                               "final_layers": n_original - len(m.removed)}
+def _ranker_mark(info: Any) -> RankerMark | None:
+    """A fusion ranker's agreement with the oracle, from its choice's explanation (None for other strategies)."""
+    quality = info.get("quality") if isinstance(info, dict) else None
+    return RankerMark(quality.get("spearman"), quality.get("top1_hit")) if quality else None
+
+
+def prune_summary(m: Member, base: Mapping[str, Any], after: Mapping[str, Any] | None, ratio: RatioFn
+                  ) -> PruneSummary:
+    """The figures of a member's summary, from its step rows (step 0: the teacher) and its scores after
+    distillation (None: none ran); the walk adds the timings, precision and what was shared."""
+    def vs_teacher(scores: Mapping[str, Any]) -> float:
+        return ratio(scores["test_accuracy"], scores["params_total"], base["test_accuracy"], base["params_total"])
+
     pruned = m.history[1:]
-    if pruned:
-        best = max(pruned, key=lambda h: h["test_accuracy"])
-        summary["max_accuracy_over_depth"] = {"accuracy": best["test_accuracy"], "n_layers": best["n_layers"]}
-        summary["before_kd"] = {k: m.history[-1][k] for k in ("test_accuracy", "test_macro_f1", "val_accuracy")}
-    if after is not None:
-        summary["after_kd"] = {k: after[k] for k in ("test_accuracy", "test_macro_f1", "val_accuracy")}
-        summary["after_kd_metrics"] = after
-        summary["ratio_after_kd"] = ratio_fn(after["test_accuracy"], after["params_total"], base["test_accuracy"],
-                                             base["params_total"])
-    if m.removed:
-        final = after or m.history[-1]
-        summary["ratio"] = ratio_fn(final["test_accuracy"], final["params_total"], base["test_accuracy"],
-                                    base["params_total"])
-    return summary
+    best = max(pruned, key=lambda h: h.metrics["test_accuracy"]) if pruned else None
+    last = m.history[-1].metrics
+    final = after or last
+    return PruneSummary(
+        teacher=dict(base), removed_order=list(m.removed), final_layers=m.history[0].n_layers - len(m.removed),
+        max_accuracy_over_depth={"accuracy": best.metrics["test_accuracy"], "n_layers": best.n_layers}
+        if best else None,
+        before_kd=_headline(last) if pruned else None, after_kd=_headline(after) if after is not None else None,
+        after_kd_metrics=dict(after or {}), ratio_after_kd=vs_teacher(after) if after is not None else None,
+        ratio=vs_teacher(final) if m.removed else None)
 
 
-def walk(configs: Sequence[PruneConfig], run_ids: Sequence[str], **kwargs: Any) -> Iterator[tuple[str, Event]]:
+def _headline(scores: Mapping[str, Any]) -> dict[str, Any]:
+    """The three scores a summary repeats per stage."""
+    return {k: scores[k] for k in ("test_accuracy", "test_macro_f1", "val_accuracy")}
+
+
+def walk(configs: Sequence[PruneConfig], run_ids: Sequence[str], **kwargs: Any) -> Iterator[Routed]:
     """:class:`TreeWalk` as a plain generator of ``(run_id, Event)``."""
     return TreeWalk(configs, run_ids, **kwargs).events()

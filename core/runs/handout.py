@@ -254,7 +254,7 @@ def _budget(run: Run, summary: PruneSummary, steps: pd.DataFrame) -> dict[str, A
             value = value.get(key) if isinstance(value, Mapping) else None
         if value is not None:
             out[name] = ("yes" if value else "no") if isinstance(value, bool) else value
-    ran = summary.raw.get("precision") or (steps["precision"].dropna().iloc[0] if "precision" in steps
+    ran = summary.precision or (steps["precision"].dropna().iloc[0] if "precision" in steps
                                            and steps["precision"].notna().any() else None)
     if ran:
         out["precision it ran in"] = ran
