@@ -270,8 +270,8 @@ def panel(run_id: str) -> None:
     if comparison is not None and not comparison.empty:
         comparison = noise.comparison_intervals(run.id, comparison, ustore.outcomes, ustore.test_size(run))
     _metrics(summary, steps, comparison)
-    if summary.raw.get("precision"):
-        st.caption(f"Ran in **{summary.raw['precision']}** (setting: {run.config.get('precision', 'auto')}).")
+    if summary.precision:
+        st.caption(f"Ran in **{summary.precision}** (setting: {run.config.get('precision', 'auto')}).")
     choice = ustore.choice(run.id, 1)
     window = [int(i) for i in (choice or {}).get("window") or []]
 

@@ -81,13 +81,14 @@ def test_measure_model(tiny_model, keyword_batches):
 
     pruned = remove_layers(tiny_model, [2, 9])
     cpu = torch.device("cpu")
-    metrics = measure_model(pruned, keyword_batches["test"], val=keyword_batches["val"], device=cpu, latency=FAST)
+    metrics = measure_model(pruned, keyword_batches["test"], val=keyword_batches["val"], device=cpu, latency=FAST,
+                            precision="fp32")
     assert metrics.num_layers == 10
     assert metrics.kept_layers == (0, 1, 3, 4, 5, 6, 7, 8, 10, 11)
     assert metrics.params_total == tiny_counts(10)["total"]
     assert metrics.params_encoder == tiny_counts(10)["encoder"]
     assert metrics.safetensors_bytes == safetensors_bytes(pruned)
-    test, val = evaluate(pruned, keyword_batches["test"]), evaluate(pruned, keyword_batches["val"])
+    test, val = (evaluate(pruned, keyword_batches[s], precision="fp32") for s in ("test", "val"))
     assert (metrics.test_accuracy, metrics.test_macro_f1, metrics.test_loss) == pytest.approx(
         (test["accuracy"], test["macro_f1"], test["loss"]))
     assert (metrics.val_accuracy, metrics.val_macro_f1, metrics.val_loss) == pytest.approx(
@@ -104,7 +105,8 @@ def test_measure_model(tiny_model, keyword_batches):
 
 
 def test_measure_model_without_latency_or_validation(tiny_model, keyword_batches):
-    metrics = measure_model(tiny_model, keyword_batches["test"], device=torch.device("cpu"), latency=None)
+    metrics = measure_model(tiny_model, keyword_batches["test"], device=torch.device("cpu"), latency=None,
+                            precision="fp32")
     assert metrics.latency_ms is None and metrics.safetensors_bytes is None and metrics.val_accuracy is None
     blob = metrics.to_dict()
     assert "latency_ms" not in blob and "val_accuracy" not in blob and blob["test_accuracy"] >= 0.0

@@ -62,7 +62,7 @@ def test_skipping_a_layer_matches_removing_it(model, data):
 @pytest.mark.parametrize("kept", [list(range(12)), [0, 3, 4, 8, 11]])
 def test_cached_equals_naive(model, data, kept):
     model = keep_layers(model, kept)
-    cached = compute_oracle(model, data, batch_size=20, device=torch.device("cpu"))
+    cached = compute_oracle(model, data, batch_size=20, device=torch.device("cpu"), precision="fp32")
     naive = naive_oracle(model, data, batch_size=20, device=torch.device("cpu"))
     assert list(cached.columns) == list(COLUMNS)
     assert cached["layer"].tolist() == list(range(len(kept)))
@@ -76,8 +76,8 @@ def test_cached_equals_naive(model, data, kept):
 
 
 def test_baseline_and_derived_columns(model, data):
-    table = compute_oracle(model, data, batch_size=16, device=torch.device("cpu"))
-    reference = evaluate(model, data, batch_size=40, device=torch.device("cpu"))
+    table = compute_oracle(model, data, batch_size=16, device=torch.device("cpu"), precision="fp32")
+    reference = evaluate(model, data, batch_size=40, device=torch.device("cpu"), precision="fp32")
     base = table.attrs["baseline"]
     assert base["n"] == 40
     assert abs(base["accuracy"] - reference["accuracy"]) <= 1e-6
@@ -88,7 +88,7 @@ def test_baseline_and_derived_columns(model, data):
 
 def test_progress_is_reported(model, data):
     calls: list[tuple[int, int]] = []
-    compute_oracle(model, data, batch_size=12, device=torch.device("cpu"),
+    compute_oracle(model, data, batch_size=12, device=torch.device("cpu"), precision="fp32",
                    progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 40 rows in batches of 12
     calls.clear()
@@ -99,7 +99,7 @@ def test_progress_is_reported(model, data):
 
 def test_one_layer_model_has_no_oracle(model, data):
     with pytest.raises(ValueError, match="would leave none"):
-        compute_oracle(keep_layers(model, [4]), data)
+        compute_oracle(keep_layers(model, [4]), data, precision="fp32")
 
 
 def _tiny_sibling(kind: str):
@@ -127,7 +127,7 @@ def test_other_bert_family_heads(kind, data):
     batch = {k: data[k] for k in ("input_ids", "attention_mask")}
     with torch.no_grad():
         torch.testing.assert_close(forward_logits(model, batch), model(**batch).logits, atol=1e-5, rtol=0)
-    cached = compute_oracle(model, data, batch_size=16, device=torch.device("cpu"))
+    cached = compute_oracle(model, data, batch_size=16, device=torch.device("cpu"), precision="fp32")
     naive = naive_oracle(model, data, batch_size=16, device=torch.device("cpu"))
     assert (cached["loss"] - naive["loss"]).abs().max() <= 1e-5
 
