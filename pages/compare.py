@@ -161,5 +161,5 @@ else:
                "distillation; error bars: 95 % Wilson intervals over the test rows. The dashed line is the Pareto "
                "front: no model is both smaller (or faster) and more accurate than a model on it. Latency is the "
                "median CPU time of one fixed batch, measured while the run trained, so a busy machine shows in it; "
-               "the deploy benchmark on Runs & export (or `python -m core bench deploy RUN_ID`) measures it side "
+               "the deploy benchmark on Runs & export (or `python -m benchmarks deploy RUN_ID`) measures it side "
                "by side, in PyTorch and ONNX Runtime.")

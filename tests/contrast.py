@@ -139,7 +139,7 @@ def contrast_model(seed: int = 0, trained: int = DEFAULT_TRAINED,
     ``trained`` is the position of the one layer trained on the task; ``negations`` are the positions of the
     sign-flipping layers (an even number, all after ``trained``); every other layer is an identity.
     ``precision`` is the training precision, pinned (fp32 by default) so the fixture never follows the machine;
-    scripts/contrast_hold_rates.py builds it in both precisions and several seeds.
+    scripts/archive/contrast_hold_rates.py builds it in both precisions and several seeds.
     """
     check_int("contrast_model", "seed", seed, 0, 2**31 - 1)
     check_int("contrast_model", "trained", trained, 0, 11)

@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_script(name: str) -> ModuleType:
-    """``scripts/<name>.py`` as the module ``_script_<name>`` (registered, so its dataclasses resolve)."""
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
+    """``scripts/<name>.py`` as the module ``_script_<name>`` (registered, so its dataclasses resolve); an archived
+    one is ``archive/<name>`` (``scripts/archive/<name>.py``)."""
+    spec = importlib.util.spec_from_file_location(f"_script_{name.replace('/', '_')}", ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None, name
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

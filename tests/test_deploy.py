@@ -199,11 +199,11 @@ def test_interleaved_medians_time_every_engine_every_round():
 
 
 def test_bench_deploy_prints_every_row_and_keeps_the_result(runs, pruned_record, monkeypatch, capsys):
-    from core.cli import main as cli
+    from benchmarks import main as benchmarks
 
     store, pruned, _ = runs
     monkeypatch.setenv("PRUNE_STORE_DIR", str(store.root))
-    assert cli.main(["bench", "deploy", pruned, "--repeats", "2", "--warmup", "0", "--int8"]) == 0
+    assert benchmarks(["deploy", pruned, "--repeats", "2", "--warmup", "0", "--int8"]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
     assert [(int(r[0]), int(r[1])) for r in rows] == [(1, 32), (1, 128), (8, 32), (8, 128), (32, 32), (32, 128)]

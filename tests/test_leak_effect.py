@@ -1,5 +1,5 @@
-"""scripts/leak_effect.py's pure parts: which old test rows leaked (their normalised text is in training), and the
-accuracies and differences computed from per-example outcomes split by that flag."""
+"""scripts/archive/leak_effect.py's pure parts: which old test rows leaked (their normalised text is in training),
+and the accuracies and differences computed from per-example outcomes split by that flag."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.scripts import load_script
 ROOT = Path(__file__).resolve().parent.parent
 
 
-le = load_script("leak_effect")
+le = load_script("archive/leak_effect")
 
 
 def test_leaked_mask_compares_normalised_texts_in_test_order():

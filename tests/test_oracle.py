@@ -7,7 +7,6 @@ import random
 import pytest
 import torch
 
-from core.cli.bench_oracle import main as bench_main
 from core.models.surgery import keep_layers, remove_layers
 from core.models.tiny import TINY_WORDS
 from core.pruning.oracle import COLUMNS, compute_oracle, forward_logits, naive_oracle
@@ -130,13 +129,3 @@ def test_other_bert_family_heads(kind, data):
     cached = compute_oracle(model, data, batch_size=16, device=torch.device("cpu"), precision="fp32")
     naive = naive_oracle(model, data, batch_size=16, device=torch.device("cpu"))
     assert (cached["loss"] - naive["loss"]).abs().max() <= 1e-5
-
-
-def test_bench_runs_on_tiny_model(capsys):
-    threads = torch.get_num_threads()
-    try:
-        assert bench_main(["--model", "tiny-bert", "--rows", "24", "--batch-size", "12", "--threads", "1"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    out = capsys.readouterr().out
-    assert "ratio cached/naive:" in out and "model tiny-bert: 12 layers" in out

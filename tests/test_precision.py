@@ -197,12 +197,3 @@ def test_autocast_is_entered_per_step_not_reused():
         after = lin(x)
     assert before.dtype == torch.bfloat16
     assert not torch.allclose(before.float(), after.float())
-
-
-def test_the_crossover_benchmark_times_both_precisions_by_width():
-    """Smoke test of ``python -m core bench precision --crossover`` (what BF16_MIN_HIDDEN was measured with)."""
-    from core.cli.bench_precision import crossover
-
-    rows = crossover(repeats=1, models=("tiny-bert",), sizes=(64,))
-    assert [(label, hidden) for label, hidden, _ in rows] == [("tiny-bert", 32), ("random BERT, 6 layers", 64)]
-    assert all(ms[k] > 0 for _, _, ms in rows for k in ("train_fp32", "train_bf16", "fwd_fp32", "fwd_bf16"))

@@ -378,7 +378,7 @@ def test_missing_labels_is_a_clear_error(tiny_model, calib):
 # ------------------------------------------------------------------------------------------ real model
 @pytest.mark.integration
 def test_all_signals_finite_on_embedded_e5(e5_dir):
-    from core.cli.bench_signals import calibration_frame
+    from benchmarks.signals import calibration_frame
     from core.data.batches import encode
     from core.models.registry import load_classifier, load_tokenizer
 

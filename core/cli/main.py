@@ -258,21 +258,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``python -m core bench WHAT``: the module and function that run each benchmark
-BENCHES = {"signals": ("core.cli.bench_signals", "main"), "oracle": ("core.cli.bench_oracle", "main"),
-           "latency": ("core.cli.bench_latency", "main"), "merge": ("core.cli.bench_merge", "main"),
-           "train": ("core.cli.bench_train", "main"), "e5convert": ("core.cli.bench_e5convert", "main"),
-           "deploy": ("core.cli.deploy", "bench_main"), "study": ("core.cli.bench_study", "main"),
-           "teacher": ("core.cli.bench_teacher", "main"), "precision": ("core.cli.bench_precision", "main"),
-           "parity": ("core.cli.bench_parity", "main"),
-           "playground": ("core.cli.bench_playground", "main")}
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
-    import importlib
-
-    module, name = BENCHES[args.what]
-    return int(getattr(importlib.import_module(module), name)(args.rest) or 0)
+    """``bench`` is gone: the benchmarks are the package ``benchmarks`` beside the library (which never imports
+    them), ``python -m benchmarks NAME``."""
+    name = args.rest[0] if args.rest and not args.rest[0].startswith("-") else "NAME"
+    print(f"error: benchmarks moved: run `python -m benchmarks {name}` (`python -m benchmarks --help` lists them)",
+          file=sys.stderr)
+    return 2
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -375,9 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_reliability)
 
-    p = sub.add_parser("bench", help="benchmarks: signals | oracle | latency | merge | train | e5convert | deploy | "
-                       "teacher | precision | playground")
-    p.add_argument("what", choices=list(BENCHES))
+    p = sub.add_parser("bench", help="moved: the benchmarks are `python -m benchmarks NAME`", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_bench)
     return parser
@@ -392,16 +382,16 @@ def cmd_reliability(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # `merge ...` and `bench WHAT ...` hand the rest of the line to their own parsers as is (argparse's
-    # REMAINDER would stop at the first option, e.g. `merge --model M`)
+    # `merge ...`, `study ...` and `reliability ...` hand the rest of the line to their own parsers as is (argparse's
+    # REMAINDER would stop at the first option, e.g. `merge --model M`); `bench ...` only says where it went
     if argv[:1] == ["merge"]:
         args = argparse.Namespace(fn=cmd_merge, rest=argv[1:])
     elif argv[:1] == ["study"]:
         args = argparse.Namespace(fn=cmd_study, rest=argv[1:])
     elif argv[:1] == ["reliability"]:
         args = argparse.Namespace(fn=cmd_reliability, rest=argv[1:])
-    elif argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
-        args = argparse.Namespace(fn=cmd_bench, what=argv[1], rest=argv[2:])
+    elif argv[:1] == ["bench"]:
+        args = argparse.Namespace(fn=cmd_bench, rest=argv[1:])
     else:
         args = parser.parse_args(argv)
     try:

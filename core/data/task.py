@@ -81,7 +81,7 @@ def task_from_splits(spec: ModelSpec, loaded: Any, splits: Splits, data_cfg: Dat
     """Tokenise splits already drawn from ``loaded`` (a ``LoadedDataset``) for ``spec``: the length chosen from the
     training texts, the evaluation splits (frames row for row) in length order. The fingerprint hashes
     ``split_version``: :data:`SPLIT_VERSION` for :func:`make_splits`; anything else (e.g. the pre-issue-21
-    ``split_rows``, measured by ``scripts/leak_effect.py``) can never share a cached teacher with it."""
+    ``split_rows``, measured by ``scripts/archive/leak_effect.py``) can never share a cached teacher with it."""
     tokenizer = load_tokenizer(spec)
     length = choose_length(token_counts(tokenizer, splits.train["text"]), data_cfg, model_length_limit(tokenizer))
     data_cfg = replace(data_cfg, max_length=length.length)  # "auto" resolved: what the model sees

@@ -1,4 +1,4 @@
-"""``python -m core bench oracle``: the naive oracle (every pruned model built and evaluated) against the
+"""``python -m benchmarks oracle``: the naive oracle (every pruned model built and evaluated) against the
 prefix-cached one, timed in one process on the same synthetic rows, with the largest score difference."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import time
 
 import torch
 
-from core.cli.bench_common import load_bench_model, synthetic_texts
+from benchmarks.common import load_bench_model, synthetic_texts
 from core.models.registry import encoder_layers
 from core.oracle import compute_oracle, naive_oracle
 from core.train import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core bench oracle")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks oracle")
     parser.add_argument("--model", default="e5-small")
     parser.add_argument("--rows", type=int, default=500)
     parser.add_argument("--length", type=int, default=32)
@@ -33,12 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     n = len(encoder_layers(model))
     print(f"model {used}: {n} layers; {args.rows} rows x {enc['input_ids'].shape[1]} tokens; "
           f"batch {args.batch_size}; {torch.get_num_threads()} threads")
-    evaluate(model, {k: v[:args.batch_size] for k, v in data.items()}, args.batch_size, device)  # warm-up
+    evaluate(model, {k: v[:args.batch_size] for k, v in data.items()}, args.batch_size, device,  # warm-up
+             precision="fp32")
     t0 = time.perf_counter()
     naive = naive_oracle(model, data, batch_size=args.batch_size, device=device)
     t_naive = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cached = compute_oracle(model, data, batch_size=args.batch_size, device=device)
+    cached = compute_oracle(model, data, batch_size=args.batch_size, device=device, precision="fp32")
     t_cached = time.perf_counter() - t0
     acc_diff = float((naive["accuracy"] - cached["accuracy"]).abs().max())
     loss_diff = float((naive["loss"] - cached["loss"]).abs().max())

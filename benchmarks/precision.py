@@ -1,4 +1,4 @@
-"""``python -m core bench precision``: fp32 against bf16 mixed precision, side by side in one process.
+"""``python -m benchmarks precision``: fp32 against bf16 mixed precision, side by side in one process.
 
 ``--crossover`` measures where bf16 starts to pay (what ``auto`` decides by, :data:`core.precision.BF16_MIN_HIDDEN`):
 a training step and a forward at batch 32, length 32, for the tiny model, MiniLM-L6 and e5-small, and for 6-layer
@@ -18,16 +18,19 @@ import copy
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from core.cli.bench_common import load_bench_model, synthetic_texts
+from benchmarks.common import load_bench_model, synthetic_texts
 from core.config import TrainConfig
 from core.data.batches import model_inputs
 from core.oracle import compute_oracle
 from core.precision import BF16_MIN_HIDDEN, autocast, cpu_flags, describe, hidden_size_of
 from core.train import fine_tune, run_to_end
+
+#: the two precisions compared side by side
+Compared = Literal["fp32", "bf16"]
 
 
 def _encode(tokenizer: Any, n: int, length: int, num_labels: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -66,11 +69,12 @@ def _sized_bert(hidden: int, num_labels: int) -> torch.nn.Module:
 def _pair_ms(model: torch.nn.Module, batch: dict[str, torch.Tensor], repeats: int) -> dict[str, float]:
     """Median ms of a training step and of a forward, fp32 and bf16 interleaved on copies of ``model``."""
     inputs = model_inputs(batch)
-    models = {prec: copy.deepcopy(model) for prec in ("fp32", "bf16")}
+    both: tuple[Compared, Compared] = ("fp32", "bf16")
+    models = {prec: copy.deepcopy(model) for prec in both}
     opts = {prec: torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=1e-5)
             for prec, m in models.items()}
 
-    def train_step(prec: str) -> None:
+    def train_step(prec: Compared) -> None:
         m = models[prec].train()
         with autocast(prec):
             loss = torch.nn.functional.cross_entropy(m(**inputs).logits.float(), batch["labels"])
@@ -79,17 +83,17 @@ def _pair_ms(model: torch.nn.Module, batch: dict[str, torch.Tensor], repeats: in
         opts[prec].step()
 
     @torch.no_grad()
-    def forward(prec: str) -> None:
+    def forward(prec: Compared) -> None:
         m = models[prec].eval()
         with autocast(prec, inference=True):
             m(**inputs)
 
     times: dict[str, list[float]] = {f"{k}_{p}": [] for k in ("train", "fwd") for p in ("fp32", "bf16")}
     for fn in (train_step, forward):
-        for prec in ("fp32", "bf16"):
+        for prec in both:
             fn(prec)  # warm-up
     for _ in range(repeats):
-        for prec in ("fp32", "bf16"):
+        for prec in both:
             times[f"train_{prec}"].append(_median_ms(lambda: train_step(prec), 1))
             times[f"fwd_{prec}"].append(_median_ms(lambda: forward(prec), 1))
     return {k: statistics.median(v) for k, v in times.items()}
@@ -121,7 +125,7 @@ def _crossover_row(label: str, hidden: int, ms: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core bench precision")
+    p = argparse.ArgumentParser(prog="python -m benchmarks precision")
     p.add_argument("--model", default="e5-small")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)

@@ -1,11 +1,12 @@
-"""The long-text table (issue 23): the teacher's test accuracy, with its 95 % Wilson interval, at length 32
-(head), at the length chosen from the data (auto, head) and auto with head+tail truncation, with the time each
-teacher took to fine-tune and evaluate; plus paired differences (bootstrap over the same test rows) of auto vs 32
-and head+tail vs head.
+"""``python -m benchmarks long-text``: the long-text table of issue 23.
 
-    .venv/bin/python scripts/long_text_table.py                       # e5-small on 20 Newsgroups and Amazon food
-    .venv/bin/python scripts/long_text_table.py --model tiny-bert --datasets keywords --train-cap 160 \\
-        --test-cap 48 --val-cap 48                                     # a smoke run in seconds
+The teacher's test accuracy, with its 95 % Wilson interval, at length 32 (head), at the length chosen from the data
+(auto, head) and auto with head+tail truncation, with the time each teacher took to fine-tune and evaluate; plus
+paired differences (bootstrap over the same test rows) of auto vs 32 and head+tail vs head.
+
+    .venv/bin/python -m benchmarks long-text                 # e5-small on 20 Newsgroups and Amazon food
+    .venv/bin/python -m benchmarks long-text --model tiny-bert --datasets keywords --train-cap 160 \\
+        --test-cap 48 --val-cap 48                             # a smoke run in seconds
 
 Every teacher is the cached default recipe (``core.teacher.default_train_config``) on the default data budget,
 seed 0, so a second run of the same setting costs nothing (its time is then the stored fine-tuning time). The
@@ -20,8 +21,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -55,11 +54,12 @@ def measure(model: str, dataset: str, base: DataConfig, label: str, fields: dict
     task = prepare_task(model, dataset, dataclasses.replace(base, **fields))
     result = ensure_teacher(task, default_train_config(task.model.key, task.num_labels))
     check = check_teacher(result.metrics["test"], task.encoded["train"]["labels"], task.encoded["test"]["labels"],
-                          task.label_names, task.data_cfg.max_length, length=task.length,
+                          task.label_names, task.max_length, length=task.length,
                           teacher_seconds=result.seconds)
-    logits = predict_logits(result.load(), task.encoded["test"])
+    logits = predict_logits(result.load(), task.encoded["test"], precision="fp32")
     correct = (logits.argmax(dim=1) == task.encoded["test"]["labels"]).numpy()
     length = task.length
+    assert length is not None  # prepare_task always chooses one
     return {"dataset": dataset, "setting": label, "length": length.length, "needed": length.needed,
             "truncated": length.truncated, "truncation": task.data_cfg.truncation,
             "accuracy": check.accuracy, "low": check.accuracy_low, "high": check.accuracy_high,
@@ -96,7 +96,8 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     d = DataConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks long-text", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="e5-small")
     p.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS))
     p.add_argument("--max-auto-length", type=int, default=d.max_auto_length,
@@ -135,6 +136,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwritten {out}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

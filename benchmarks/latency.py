@@ -1,4 +1,4 @@
-"""``python -m core bench latency``: CPU latency with k = 0..K layers removed against the ideal encoder-only
+"""``python -m benchmarks latency``: CPU latency with k = 0..K layers removed against the ideal encoder-only
 speedup (latency falling in proportion to the encoder layers while the embeddings and the head stay)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 import torch
 from torch import nn
 
-from core.cli.bench_common import load_bench_model
+from benchmarks.common import load_bench_model
 from core.metrics import LatencyConfig, latency_batch, median_ms
 from core.models.forward import embed, head_logits
 from core.models.registry import encoder_layers
@@ -30,7 +30,7 @@ def _non_encoder_ms(model: nn.Module, cfg: LatencyConfig) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core bench latency")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks latency")
     parser.add_argument("--model", default="e5-small")
     parser.add_argument("--max-removed", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=32)

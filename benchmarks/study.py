@@ -1,4 +1,4 @@
-"""``python -m core bench study``: what the shared tree saves, and what Ray costs, measured in one process.
+"""``python -m benchmarks study``: what the shared tree saves, and what Ray costs, measured in one process.
 
 1. An 18-strategy grid on one dataset, walked as one tree (sharing) and as 18 separate walks (each strategy
    alone), same teacher (cached before timing): time with sharing / time alone (goal <= 0.6), the distinct model
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.pruning.config import strategy_keys
     from core.studies.config import StudyConfig
 
-    p = argparse.ArgumentParser(prog="python -m core bench study")
+    p = argparse.ArgumentParser(prog="python -m benchmarks study")
     p.add_argument("--model", default="tiny-bert")
     p.add_argument("--dataset", default=None, help="default: keywords for tiny-bert, else trec")
     p.add_argument("--layers", type=int, default=None, help="layers to remove (default 3 tiny, 2 otherwise)")

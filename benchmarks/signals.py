@@ -1,4 +1,4 @@
-"""Benchmark: what does computing all twelve signals in one instrumented pass cost?
+"""``python -m benchmarks signals``: what does computing all twelve signals in one instrumented pass cost?
 
 In one process, on the same calibration batches, it times
 
@@ -7,8 +7,7 @@ In one process, on the same calibration batches, it times
 (c) a naive extraction that runs a separate pass per signal (``compute_signals(..., signals=[key])``);
 
 and prints the times and the ratios one-pass / plain (goal: <= 1.5) and naive / one-pass. Each timing is
-the median of ``repeats`` interleaved rounds after one warm-up round. Run it with
-``python -m core.cli.bench_signals`` (the lead wires ``python -m core bench signals`` to :func:`main`).
+the median of ``repeats`` interleaved rounds after one warm-up round.
 
 Calibration text: a seeded generator of varied English sentences with a sentiment keyword as label
 (:func:`calibration_frame`), so the benchmark needs no dataset package.
@@ -125,7 +124,7 @@ def format_result(r: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core bench signals", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks signals", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="e5-small", help="registry key or hub id (default: e5-small)")
     parser.add_argument("--n", type=int, default=256, help="calibration examples (default 256)")
     parser.add_argument("--max-length", type=int, default=32)
@@ -139,6 +138,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_result(result))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

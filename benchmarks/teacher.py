@@ -1,4 +1,4 @@
-"""``python -m core bench teacher``: does the teacher recipe give small, skewed datasets enough optimisation?
+"""``python -m benchmarks teacher``: does the teacher recipe give small, skewed datasets enough optimisation?
 
 Each dataset is subsampled (seeded) to ``--rows`` rows in which its largest class makes ``--majority`` of them
 (the other classes share the rest as evenly as they can); the subsample becomes a task the way an upload does
@@ -115,7 +115,7 @@ def _line(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     d = DataConfig()
-    p = argparse.ArgumentParser(prog="python -m core bench teacher")
+    p = argparse.ArgumentParser(prog="python -m benchmarks teacher")
     p.add_argument("--model", default="e5-small")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--rows", type=int, default=1000, help="rows of the skewed subsample before the train/val/test "

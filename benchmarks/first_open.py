@@ -1,13 +1,16 @@
-"""Measured as a newcomer (issue 30 item 5): a fresh server on a fresh, empty run store with the recorded pack, and
-the seconds from the server's first answer to the first heatmap on Signals and to the first SHAP waterfall on
-Fusion & SHAP, in headless Chromium (Debian's ``/usr/bin/chromium``, as the browser tests drive it)::
+"""``python -m benchmarks first-open``: the first open measured as a newcomer (issue 30 item 5).
 
-    .venv/bin/python scripts/bench_first_open.py                 # data/pack, 3 fresh servers
-    .venv/bin/python scripts/bench_first_open.py --pack DIR --repeats 5
+A fresh server on a fresh, empty run store with the recorded pack, and the seconds from the server's first answer
+to the first heatmap on Signals and to the first SHAP waterfall on Fusion & SHAP, in headless Chromium (Debian's
+``/usr/bin/chromium``, as the browser tests drive it)::
+
+    .venv/bin/python -m benchmarks first-open                    # data/pack, 3 fresh servers
+    .venv/bin/python -m benchmarks first-open --pack DIR --repeats 5
 
 Each repeat starts a new server (nothing cached in it) and opens the two pages one after the other, as a newcomer
 clicking through would, each in a new browser session. The target is 10 s each on a 2-core machine. Printed, never
-asserted; it reads the pack and writes only to a temporary store.
+asserted; it reads the pack and writes only to a temporary store. The server and the browser are the browser
+tests' (``tests/test_browser.py``), imported when it runs.
 """
 
 from __future__ import annotations
@@ -20,11 +23,9 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.test_browser import CHROMIUM, launch, streamlit_server  # noqa: E402
 
 #: the heatmap is the Signals page's first chart; the waterfall its second image on Fusion & SHAP (after the beeswarm)
 HEATMAP = "[data-testid='stPlotlyChart']"
@@ -42,7 +43,7 @@ def _first_answer(url: str) -> float:
             time.sleep(0.1)
 
 
-def _until(browser, url: str, selector: str, count: int, timeout_ms: int = 180_000) -> float:
+def _until(browser: Any, url: str, selector: str, count: int, timeout_ms: int = 180_000) -> float:
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     t0 = time.perf_counter()
     page.goto(url)
@@ -57,6 +58,8 @@ def once(pack: Path) -> tuple[float, float, float]:
     """(server start to first answer, then to the first heatmap, then to the first waterfall), in seconds."""
     from playwright.sync_api import sync_playwright
 
+    from tests.test_browser import launch, streamlit_server
+
     os.environ["PRUNE_PACK_DIR"] = str(pack)
     with tempfile.TemporaryDirectory(prefix="fresh-store-") as tmp, sync_playwright() as pw:
         store = Path(tmp) / "store"
@@ -69,22 +72,25 @@ def once(pack: Path) -> tuple[float, float, float]:
     return heatmap[0], heatmap[1], waterfall
 
 
+def table(rows: list[tuple[float, float, float]]) -> str:
+    """One line per repeat (server up, first heatmap, first waterfall, in seconds) and their medians."""
+    lines = [f"{'repeat':<8}{'server up (s)':>15}{'first heatmap (s)':>20}{'first waterfall (s)':>22}"]
+    lines += [f"{i:<8}{up:>15.1f}{heat:>20.1f}{fall:>22.1f}" for i, (up, heat, fall) in enumerate(rows, 1)]
+    medians = [statistics.median(r[k] for r in rows) for k in range(3)]
+    lines.append(f"{'median':<8}{medians[0]:>15.1f}{medians[1]:>20.1f}{medians[2]:>22.1f}   (target: 10 s each, "
+                 "from the server's first answer)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks first-open", description=__doc__.splitlines()[0])
     parser.add_argument("--pack", type=Path, default=ROOT / "data" / "pack")
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv or [])
+    from tests.test_browser import CHROMIUM
+
     if not CHROMIUM.exists():
         print(f"error: {CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
         return 2
-    rows = [once(args.pack) for _ in range(args.repeats)]
-    print(f"{'repeat':<8}{'server up (s)':>15}{'first heatmap (s)':>20}{'first waterfall (s)':>22}")
-    for i, (up, heat, fall) in enumerate(rows, 1):
-        print(f"{i:<8}{up:>15.1f}{heat:>20.1f}{fall:>22.1f}")
-    print(f"{'median':<8}{statistics.median(r[0] for r in rows):>15.1f}{statistics.median(r[1] for r in rows):>20.1f}"
-          f"{statistics.median(r[2] for r in rows):>22.1f}   (target: 10 s each, from the server's first answer)")
+    print(table([once(args.pack) for _ in range(args.repeats)]))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""``python -m core bench merge``: merge 2/4/6 FFNs against pruning at the matched budget on datasets; prints
+"""``python -m benchmarks merge``: merge 2/4/6 FFNs against pruning at the matched budget on datasets; prints
 accuracy and parameters of both methods and the time of each stage (no run store)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from core.train import DistillConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core bench merge")
+    p = argparse.ArgumentParser(prog="python -m benchmarks merge")
     p.add_argument("--model", default="e5-small")
     p.add_argument("--datasets", nargs="+", default=["trec", "bbc-news"])
     p.add_argument("--sizes", nargs="+", type=int, default=[2, 4, 6])

@@ -1,12 +1,13 @@
-"""What keeping per-example outcomes costs a pruning step: time and bytes (issue 21).
+"""``python -m benchmarks outcomes``: what keeping per-example outcomes costs a pruning step: time and bytes
+(issue 21).
 
 A step evaluates its model on test and validation and measures the oracle on validation. The logits are computed
 either way; keeping outcomes adds building the per-example frames (:func:`core.train.per_example`, KL to the
 teacher included) and writing them as Parquet (test, val, and every oracle candidate on val). This script times
-both on one model state of a real task, ``--repeats`` times, and prints the medians and the bytes written::
+both on one model state of a real task, ``--repeats`` times, and prints the fastest and the bytes written::
 
-    nice -n 10 .venv/bin/python scripts/bench_outcomes.py                                   # tiny model, keywords
-    nice -n 10 .venv/bin/python scripts/bench_outcomes.py --model e5-small --dataset trec   # the default budget
+    nice -n 10 .venv/bin/python -m benchmarks outcomes                                   # tiny model, keywords
+    nice -n 10 .venv/bin/python -m benchmarks outcomes --model e5-small --dataset trec   # the default budget
 
 The untrained classifier stands in for a step's model (cost does not depend on the weights); its own logits
 plus noise stand in for the teacher's.
@@ -16,16 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(name, "1")
 
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from core.config import DataConfig  # noqa: E402
@@ -38,12 +39,14 @@ from core.runs import artifacts  # noqa: E402
 from core.runs.store import RunStore  # noqa: E402
 from core.train import per_example, predict_logits  # noqa: E402
 
+T = TypeVar("T")
 
-def fastest(fn, repeats: int) -> tuple[float, object]:
-    """The shortest of ``repeats`` timed calls (the least disturbed by other work on a shared machine) and the
-    last result."""
-    times, out = [], None
-    for _ in range(repeats):
+
+def fastest(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """The shortest of ``repeats`` (at least one) timed calls (the least disturbed by other work on a shared
+    machine) and the last result."""
+    times = []
+    for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
@@ -51,18 +54,18 @@ def fastest(fn, repeats: int) -> tuple[float, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks outcomes", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="tiny-bert")
     p.add_argument("--dataset", default="keywords")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--precision", default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = p.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     task = prepare_task(args.model, args.dataset, DataConfig())
     model = load_classifier(task.model, task.num_labels, seed=0).eval()
     val, test = task.encoded["val"], task.encoded["test"]
     gen = torch.Generator().manual_seed(0)
-    prec = args.precision
+    prec: Literal["fp32", "bf16"] = "bf16" if args.precision == "bf16" else "fp32"
     # what a step computes anyway: the scores of test and val (latency left out) and the oracle on val
     t_eval, _ = fastest(lambda: measure_model(model, test, val=val, latency=None, precision=prec), args.repeats)
     t_oracle, (table, _, removed) = fastest(lambda: oracle_with_logits(model, val, precision=prec), args.repeats)
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher = {k: v + 0.5 * torch.randn(v.shape, generator=gen) for k, v in logits.items()}
 
     # what keeping outcomes adds: the per-example frames (KL included) and their Parquet files
-    def frames():
+    def frames() -> dict[str, pd.DataFrame]:
         return {artifacts.TEST_OUTCOMES: per_example(logits["test"], test["labels"], teacher["test"]),
                 artifacts.VAL_OUTCOMES: per_example(logits["val"], val["labels"], teacher["val"]),
                 artifacts.ORACLE_OUTCOMES: oracle_outcomes(table, removed, val, teacher["val"])}
@@ -90,6 +93,3 @@ def main(argv: list[str] | None = None) -> int:
           + f"; total {sum(sizes.values()):,}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

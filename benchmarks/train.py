@@ -1,4 +1,4 @@
-"""``python -m core bench train``: one epoch of fine-tuning with random batches against length-grouped batches
+"""``python -m benchmarks train``: one epoch of fine-tuning with random batches against length-grouped batches
 (``TrainConfig.group_by_length``), interleaved in one process from the same starting weights; prints padded
 tokens, seconds and the ratio."""
 
@@ -20,7 +20,7 @@ from core.train import fine_tune, run_to_end
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core bench train")
+    p = argparse.ArgumentParser(prog="python -m benchmarks train")
     p.add_argument("--model", default="e5-small")
     p.add_argument("--dataset", default="trec")
     p.add_argument("--rows", type=int, default=640, help="training rows per epoch")

@@ -1,4 +1,4 @@
-"""``python -m core bench playground RUN_ID``: how fast the playground answers, against the issue's targets.
+"""``python -m benchmarks playground RUN_ID``: how fast the playground answers, against the issue's targets.
 
 - load: the run's compressed model, its teacher and the task (once per session in the app)
 - predict: the teacher and the compressed model on one text of ``--tokens`` tokens (default 128), both together
@@ -56,7 +56,7 @@ def long_text(loaded: Loaded, tokens: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core bench playground", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks playground", description=__doc__.splitlines()[0])
     parser.add_argument("run_id", help="a finished pruning (or merging) run of the store")
     parser.add_argument("--tokens", type=int, default=128, help="length of the timed text in tokens (default 128)")
     parser.add_argument("--repeats", type=int, default=10)
@@ -125,6 +125,3 @@ def main(argv: list[str] | None = None) -> int:
     print(first.stored_note())
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

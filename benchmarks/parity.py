@@ -1,6 +1,7 @@
-"""``python -m core bench parity``: does bf16 mixed precision change what the project measures? (issue 24)
+"""``python -m benchmarks parity``: does bf16 mixed precision change what the project measures? (issue 24)
 
-For each dataset (default: three embedded ones) at the app's default budget:
+For each dataset (default: three embedded ones) at the app's default budget (smaller with ``--train-cap``,
+``--val-cap``, ``--test-cap``):
 
 * the teacher trained in fp32 and in bf16 (both cached), their test accuracies and the **paired** difference on the
   same test rows (bootstrap interval and McNemar counts, :mod:`core.stats`): "within noise" is the bar;
@@ -47,17 +48,23 @@ def main(argv: list[str] | None = None) -> int:
     from core.teacher import default_train_config, ensure_teacher
     from core.train import predict_logits
 
-    p = argparse.ArgumentParser(prog="python -m core bench parity")
+    p = argparse.ArgumentParser(prog="python -m benchmarks parity")
     p.add_argument("--model", default="e5-small")
     p.add_argument("--datasets", nargs="+", default=["trec", "sms-spam", "rotten-tomatoes"])
+    d = DataConfig()
+    p.add_argument("--train-cap", type=int, default=d.train_cap)
+    p.add_argument("--val-cap", type=int, default=d.val_cap)
+    p.add_argument("--test-cap", type=int, default=d.test_cap)
+    p.add_argument("--calibration", type=int, default=256, help="training rows the signals are computed on")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="data/reference/precision")
     args = p.parse_args(argv or [])
+    data_cfg = DataConfig(train_cap=args.train_cap, val_cap=args.val_cap, test_cap=args.test_cap)
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     teachers, oracles, signals = [], [], []
     for dataset in args.datasets:
-        task = prepare_task(args.model, dataset, DataConfig())
+        task = prepare_task(args.model, dataset, data_cfg)
         test, val = task.encoded["test"], task.encoded["val"]
         y = test["labels"].numpy()
         models, correct = {}, {}
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{dataset}] oracle step {step}: {oracles[-1]}", flush=True)
             if step < 3:
                 model = remove_layers(model, [best_layer(o32)], by="original")
-        calib = list(batches(take(task.encoded["train"], 256), 32))
+        calib = list(batches(take(task.encoded["train"], args.calibration), 32))
         s32 = compute_signals(models["fp32"], calib, device=cpu, seed=0)
         with autocast("bf16", cpu):
             s16 = compute_signals(models["fp32"], calib, device=cpu, seed=0)

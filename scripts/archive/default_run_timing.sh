@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measured in round 3 (README, "Precision"): fp32 599 s, auto (bf16 on AVX-512 BF16) 334 s on 2 cores.
 # The whole default first run (teacher included) from a fresh cache and store, at auto and at fp32.
-cd /work/main
+cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 for prec in auto fp32; do
   d=/tmp/defaultrun-$prec; rm -rf $d; mkdir -p $d
