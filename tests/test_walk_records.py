@@ -149,7 +149,7 @@ def test_the_tiny_models_recovery_learning_rate_is_one_value_for_both_walks():
     assert MergeSetup.open(MergeConfig(**tiny, lr=3e-4), CPU).lr == 3e-4  # a merge's own lr wins, as before
     e5 = WalkSetup(PruneConfig(step_lr=5e-5, kd=DistillConfig(lr=2e-4)), CPU, "fp32")
     assert (e5.step_lr, e5.kd_lr) == (5e-5, 2e-4) and recovery_lr("e5-small", 7e-5) == 7e-5
-    for path in ("core/pruning/tree.py", "core/merging/loop.py"):
+    for path in ("core/pruning/tree.py", "core/pruning/context.py", "core/merging/loop.py"):
         source = (ROOT / path).read_text()
         assert "1e-3" not in source and '"tiny-bert"' not in source, f"{path} spells the tiny model's rate itself"
 
@@ -160,7 +160,7 @@ def _functions(path: str) -> list[ast.FunctionDef]:
     return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
 
 
-@pytest.mark.parametrize("path", ["core/pruning/tree.py", "core/merging/loop.py"])
+@pytest.mark.parametrize("path", ["core/pruning/tree.py", "core/pruning/context.py", "core/merging/loop.py"])
 def test_the_walks_are_small_functions(path):
     for fn in _functions(path):
         every = (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)
