@@ -325,8 +325,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     if selected:
         print(f"\nthe best single signal picked without the scored dataset: {selected['regret']:.2f} "
               f"[{selected['low']:.2f}, {selected['high']:.2f}]; picks: {selected['picks']}")
-        for key, name in (("minus_rf", "RF fusion"), ("minus_random", "random (expected)")):
-            m = selected.get(key) or {}
+        for m, name in ((selected.get("minus_rf"), "RF fusion"), (selected.get("minus_random"), "random (expected)")):
             if m:
                 print(f"  minus {name}: {m['estimate']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}], sign-flip p = "
                       f"{m['sign_flip_p']:.3f}")

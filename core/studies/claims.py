@@ -8,14 +8,14 @@ for a difference within noise, how many datasets x seeds would separate it).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import pandas as pd
 
 from core.pruning.config import FUSION
 from core.signals import get_info
 from core.stats import Interval, beyond_noise, win_count
-from core.studies.dataset_tests import best_single, compare, comparison_text
+from core.studies.dataset_tests import DatasetComparison, best_single, compare, comparison_text
 from core.studies.full_path import KD_VS_TEACHER, seed_span
 from core.studies.regret import (
     NOISE_FLOOR,
@@ -38,12 +38,45 @@ PAPER = {
 }
 
 
+class Claim(TypedDict, total=False):
+    """One claim of ``claims.json``: the paper's statement (``paper``) next to ours (``ours``), what it was measured
+    on (``measure``: one-step or full path), its noise verdict (``noise``: "beyond noise", "within noise" or why there
+    is no interval), the wins, losses and ties counted beyond noise where it counts any, the dataset-level test where
+    it has one (``sign_flip_p``, ``power``, ``power_short``), and the budget, seeds and datasets it stands on. The
+    helpers below return the parts they measure; :func:`claims` adds the rest."""
+
+    key: str
+    paper: str
+    ours: str
+    measure: str
+    noise: str
+    wins: int
+    losses: int
+    ties: int
+    sign_flip_p: float | None
+    power: str
+    power_short: str
+    budget: str
+    seeds: int
+    seeds_max: int
+    datasets: int
+
+
+class Boundary(TypedDict):
+    """How often the per-dataset winners and the oracle removed the first or the last layer, over their steps."""
+
+    winner_steps: int
+    winner_removed_boundary: int
+    oracle_steps: int
+    oracle_removed_boundary: int
+
+
 #: what a claim about fusion says when the bank cannot score fusion fairly
 NO_FUSION = ("not measured: fusion is scored leave-one-dataset-out, which needs profiles of at least two "
              "datasets in the bank")
 
 
-def _boundary(table: pd.DataFrame, winners: pd.DataFrame) -> dict[str, Any]:
+def _boundary(table: pd.DataFrame, winners: pd.DataFrame) -> Boundary:
     """How often the winning strategy (per dataset) removed the first or the last layer, over its steps."""
     hits = table.merge(winners[["model", "dataset", "strategy"]], on=["model", "dataset", "strategy"])
     first_last = hits.apply(lambda r: r["chosen_layer"] in (0, r["n_layers"] + r["step"] - 2), axis=1)
@@ -78,7 +111,7 @@ def _scored(table: pd.DataFrame) -> str:
     return "" if held_out(table) else f"; {SAME_ROWS_TEXT}"
 
 
-def _rf_first(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> dict[str, Any]:
+def _rf_first(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> Claim:
     """RF against the best other strategy of each dataset, paired over that dataset's steps."""
     rf = s[s["strategy"] == "rf_fusion"].set_index("dataset")
     if not len(rf):
@@ -110,7 +143,7 @@ def _rf_first(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> dict
             "ties": w.ties}
 
 
-def _rf_beats_lr(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> dict[str, Any]:
+def _rf_beats_lr(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> Claim:
     rf = s[s["strategy"] == "rf_fusion"].set_index("dataset")
     lr = s[s["strategy"] == "lr_fusion"].set_index("dataset")
     both = [d for d in datasets if d in rf.index and d in lr.index]
@@ -132,19 +165,19 @@ def _rf_beats_lr(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> d
         verdict = _noise(beyond_noise(overall))
     else:
         text += comparison_text(c, "RF fusion", "LR fusion")
-        verdict = str(c["verdict"])
+        verdict = c.verdict
     return {"ours": text + _scored(table), "noise": verdict, "wins": w.wins, "losses": w.losses, "ties": w.ties,
             **_dataset_test(c)}
 
 
-def _dataset_test(c: dict[str, Any] | None) -> dict[str, Any]:
+def _dataset_test(c: DatasetComparison | None) -> Claim:
     """A claim's dataset-level test, as fields of claims.json (empty without one)."""
     if c is None:
         return {}
-    return {"sign_flip_p": c["sign_flip_p"], "power": c.get("power", ""), "power_short": c.get("power_short", "")}
+    return {"sign_flip_p": c.sign_flip_p, "power": c.power or "", "power_short": c.power_short or ""}
 
 
-def _rf_lowest(table: pd.DataFrame) -> dict[str, Any]:
+def _rf_lowest(table: pd.DataFrame) -> Claim:
     """The headline, with fair baselines: which strategy has the lowest mean regret over datasets, and RF fusion
     against the best single signal (direction learned leave-one-dataset-out), the best by the registry's a-priori
     end when that is another signal, and random (its expectation), each with the bootstrap and the dataset-level
@@ -166,7 +199,7 @@ def _rf_lowest(table: pd.DataFrame) -> dict[str, Any]:
             + (f"best single signal, its end learned on the other datasets: {_name(best)} {mean(best)}; " if best
                else "")
             + f"random, expected over the candidates: {mean('random')}). ")
-    out: dict[str, Any] = {"noise": "within noise"}
+    out: Claim = {"noise": "within noise"}
     others: list[tuple[str | None, str]] = [(best, _name(best) if best else "")]
     if apriori is not None and apriori != best:
         others.append((apriori, f"{_name(apriori)} (the registry's a-priori best, {get_info(apriori).direction} "
@@ -177,7 +210,7 @@ def _rf_lowest(table: pd.DataFrame) -> dict[str, Any]:
             continue
         text += f"Against {label}: {comparison_text(c, 'RF fusion', _name(str(other)))}. "
         if other == best:
-            out.update({"noise": str(c["verdict"]), **_dataset_test(c)})
+            out.update({"noise": c.verdict, **_dataset_test(c)})
     return {**out, "ours": text.strip() + _scored(table)}
 
 
@@ -186,7 +219,7 @@ _NOT_SINGLE = (*FUSION, "random", "top_down", "block_influence", *REFERENCE_ROWS
 _DIRECTION = " (each single signal pruned from the end learned on the other datasets)"
 
 
-def _no_universal(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> dict[str, Any]:
+def _no_universal(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> Claim:
     """The best single signal per dataset, and which single signals are tied with it within noise; a signal
     tied for best on every dataset means a universal signal is not ruled out."""
     singles = s[~s["strategy"].isin(_NOT_SINGLE)]
@@ -217,7 +250,7 @@ def _no_universal(s: pd.DataFrame, table: pd.DataFrame, datasets: list[str]) -> 
 
 
 def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None = None,
-           budget: str = "", full_budget: str = "") -> list[dict[str, Any]]:
+           budget: str = "", full_budget: str = "") -> list[Claim]:
     """The paper's claims next to ours, each with its numbers (from the one-step table, and the full-path table
     where it has the runs). A comparison counts a win only when its paired interval excludes 0 (:mod:`core.stats`);
     each claim says how many were ties and carries ``noise``: "beyond noise", "within noise" or why there is no
@@ -227,7 +260,7 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
     n = len(datasets)
     seeds = int(s["seeds"].min()) if len(s) else 0
     winners = s[s["position"] == 1]
-    out = [
+    out: list[Claim] = [
         {"key": "rf_first", "paper": PAPER["rf_first"], **_rf_first(s, table, datasets), "measure": "one-step"},
         {"key": "rf_lowest_mean", "paper": PAPER["rf_first"], **_rf_lowest(table), "measure": "one-step"},
         {"key": "rf_beats_lr", "paper": PAPER["rf_beats_lr"], **_rf_beats_lr(s, table, datasets),
@@ -279,7 +312,7 @@ def claims(summary: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame | None
 #: the full-path columns of the distilled model minus its teacher on the test rows (core.runs.noise)
 
 
-def _kd_beats_teacher(rf_full: pd.DataFrame) -> dict[str, Any]:
+def _kd_beats_teacher(rf_full: pd.DataFrame) -> Claim:
     """The distilled RF-pruned model against its teacher, per run: above or below beyond noise where the run's
     difference interval is recorded, else counted by the accuracies alone and said so."""
     n = len(rf_full)

@@ -12,7 +12,7 @@ excludes 0 and the sign-flip p-value is below 0.05.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -59,12 +59,55 @@ def _scored_at_registry_end(table: pd.DataFrame, key: str) -> bool:
     return "direction" not in rows.columns or bool((rows["direction"] == get_info(key).direction).all())
 
 
-def compare(table: pd.DataFrame, a: str, b: str, seeds: tuple[int, ...] | None = None) -> dict[str, Any] | None:
-    """A against B over datasets (see the module doc); None when they share no step. Keys: ``estimate``/``low``/
-    ``high`` (the bootstrap), ``sign_flip_p``, ``favour_a``/``favour_b`` (datasets whose mean difference is above
-    / below 0), ``datasets``, ``seeds``, ``verdict`` ("beyond noise" or "within noise"), and for a comparison
-    within noise ``power`` (the sentence) with ``needed_<s>`` (datasets at ``s`` seeds) and the two standard
-    deviations."""
+@dataclass(frozen=True)
+class DatasetComparison:
+    """Strategy A against B over datasets (see the module doc): ``estimate``/``low``/``high`` (the bootstrap),
+    ``sign_flip_p`` (and the smallest p ``datasets`` means allow), ``favour_a``/``favour_b`` (datasets whose mean
+    difference is above / below 0), ``datasets``, ``seeds`` (the fewest per dataset), ``bootstrap`` and ``verdict``
+    ("beyond noise" or "within noise"), and for a comparison within noise ``power`` (the sentence), its short form,
+    ``needed`` (datasets at ``s`` seeds, None when no count would do) and the two standard deviations."""
+
+    a: str
+    b: str
+    estimate: float
+    low: float
+    high: float
+    sign_flip_p: float
+    sign_flip_min_p: float
+    favour_a: int
+    favour_b: int
+    datasets: int
+    seeds: int
+    bootstrap: str
+    verdict: str
+    power: str | None = None
+    power_short: str | None = None
+    needed: dict[int, int | None] = field(default_factory=dict)
+    dataset_sd: float | None = None
+    seed_sd: float | None = None
+
+    def row(self) -> dict[str, str | int | float]:
+        """The comparison as a row of a table (``dataset_tests.csv``, ``full_path_tests.csv``): the fields, with
+        ``needed_<s>`` columns (NaN: no count would do) and the power fields only within noise."""
+        out: dict[str, str | int | float] = {
+            "a": self.a, "b": self.b, "estimate": self.estimate, "low": self.low, "high": self.high,
+            "sign_flip_p": self.sign_flip_p, "sign_flip_min_p": self.sign_flip_min_p, "favour_a": self.favour_a,
+            "favour_b": self.favour_b, "datasets": self.datasets, "seeds": self.seeds, "bootstrap": self.bootstrap,
+            "verdict": self.verdict}
+        if self.power is not None:
+            out["power"] = self.power
+            out["power_short"] = self.power_short or ""
+            out.update({f"needed_{s}": (n if n is not None else np.nan) for s, n in self.needed.items()})
+            if self.dataset_sd is not None and self.seed_sd is not None:
+                out["dataset_sd"] = self.dataset_sd
+                out["seed_sd"] = self.seed_sd
+        return out
+
+
+def compare(table: pd.DataFrame, a: str, b: str, seeds: tuple[int, ...] | None = None) -> DatasetComparison | None:
+    """A against B over datasets (see the module doc and :class:`DatasetComparison`); None when they share no
+    step. Within noise, the power estimate is for ``seeds`` seeds per dataset (default: the count measured, 3
+    and 5)."""
     d = _paired_steps(table, a, b)
     if d.empty:
         return None
@@ -77,30 +120,26 @@ def compare(table: pd.DataFrame, a: str, b: str, seeds: tuple[int, ...] | None =
     per_dataset = [g.to_numpy() for _, g in path.groupby(level="dataset")]
     n_seeds = int(min(len(g) for g in per_dataset))
     both = beyond_noise(boot) and flip.p < ALPHA
-    out: dict[str, Any] = {"a": a, "b": b, "estimate": boot.estimate, "low": boot.low, "high": boot.high,
-                           "sign_flip_p": flip.p, "sign_flip_min_p": flip.min_p, "favour_a": flip.positive,
-                           "favour_b": flip.negative, "datasets": flip.n, "seeds": n_seeds,
-                           "bootstrap": "beyond noise" if beyond_noise(boot) else "within noise",
-                           "verdict": "beyond noise" if both else "within noise"}
-    if not both:
-        counts = tuple(sorted({n_seeds, 3, 5})) if seeds is None else seeds
-        statement = power_statement(per_dataset, counts)
-        out["power"] = statement.text()
-        out["power_short"] = short_power(statement.needed)
-        out.update({f"needed_{s}": (n if n is not None else np.nan) for s, n in statement.needed.items()})
-        out["dataset_sd"] = float(np.sqrt(statement.components.dataset_var))
-        out["seed_sd"] = float(np.sqrt(statement.components.seed_var))
-    return out
+    found = DatasetComparison(a, b, boot.estimate, boot.low, boot.high, flip.p, flip.min_p, flip.positive,
+                              flip.negative, flip.n, n_seeds, "beyond noise" if beyond_noise(boot) else "within noise",
+                              "beyond noise" if both else "within noise")
+    if both:
+        return found
+    counts = tuple(sorted({n_seeds, 3, 5})) if seeds is None else seeds
+    statement = power_statement(per_dataset, counts)
+    return replace(found, power=statement.text(), power_short=short_power(statement.needed),
+                   needed=dict(statement.needed), dataset_sd=float(np.sqrt(statement.components.dataset_var)),
+                   seed_sd=float(np.sqrt(statement.components.seed_var)))
 
 
-def comparison_text(c: dict[str, Any], name_a: str, name_b: str) -> str:
+def comparison_text(c: DatasetComparison, name_a: str, name_b: str) -> str:
     """One comparison in a claim's words: the bootstrap interval, the sign-flip test, the verdict and, within noise,
     the power estimate in short (the full sentence is in ``dataset_tests.csv`` and on the page)."""
-    text = (f"{name_b} − {name_a} = {c['estimate']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] points (bootstrap "
-            f"{c['bootstrap']}), sign-flip p = {c['sign_flip_p']:.3f} over {c['datasets']} dataset means "
-            f"({c['favour_a']} favour {name_a}): {c['verdict']}")
-    if c.get("power_short"):
-        text += f"; {c['power_short']}"
+    text = (f"{name_b} − {name_a} = {c.estimate:+.2f} [{c.low:+.2f}, {c.high:+.2f}] points (bootstrap "
+            f"{c.bootstrap}), sign-flip p = {c.sign_flip_p:.3f} over {c.datasets} dataset means "
+            f"({c.favour_a} favour {name_a}): {c.verdict}")
+    if c.power_short:
+        text += f"; {c.power_short}"
     return text
 
 
@@ -110,7 +149,7 @@ def dataset_comparisons(table: pd.DataFrame) -> pd.DataFrame:
     published baselines and against the best single signal by the registry's a-priori end when that is another
     signal whose learned end is the registry's (so its rows are that rule's). One row per comparison
     (:func:`compare`); ``best_single`` and ``best_apriori`` name the two signals."""
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, str | int | float | None]] = []
     if table.empty or not {"model", "strategy", "regret_points"} <= set(table.columns):
         return pd.DataFrame(rows)
     for model, t in table.groupby("model", sort=True):
@@ -130,5 +169,5 @@ def dataset_comparisons(table: pd.DataFrame) -> pd.DataFrame:
             if a in present and b in present and a != b:
                 c = compare(t, a, b)
                 if c is not None:
-                    rows.append({"model": model, "best_single": best, "best_apriori": apriori, **c})
+                    rows.append({"model": str(model), "best_single": best, "best_apriori": apriori, **c.row()})
     return pd.DataFrame(rows)

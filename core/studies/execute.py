@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
 
@@ -38,6 +38,9 @@ from core.studies.records import (
     load_snapshot,
     set_status,
 )
+
+if TYPE_CHECKING:
+    from core.pruning.config import PruneConfig
 
 #: per-batch progress events a remote worker does not send back (the driver records one per stage instead)
 _CHATTY = (Stage.TEACHER, Stage.FINETUNE, Stage.DISTILL)
@@ -185,7 +188,23 @@ def _settle(store: RunStore, study_id: str) -> Study:
 
 
 # ------------------------------------------------------------------------------------------------- Ray
-def ray_runtime_env(address: str | None) -> dict[str, Any]:
+class RuntimeEnv(TypedDict, total=False):
+    """The part of Ray's ``runtime_env`` this module sets."""
+
+    env_vars: dict[str, str]
+    working_dir: str
+    excludes: list[str]
+
+
+class RemoteWalk(TypedDict):
+    """What a Ray task sends back: every run's events, and which process on which node walked them."""
+
+    events: dict[str, list[Event]]
+    pid: int
+    node: str
+
+
+def ray_runtime_env(address: str | None) -> RuntimeEnv:
     """How Ray workers find this code: on this machine through ``PYTHONPATH``; on a cluster, Ray uploads the
     project folder (code and the shipped ``data/`` files, not the virtualenv or run stores) as the job's
     working directory. The cluster's nodes need the pinned requirements installed."""
@@ -196,12 +215,11 @@ def ray_runtime_env(address: str | None) -> dict[str, Any]:
     return {"working_dir": str(PROJECT_ROOT), "excludes": [".venv", ".git", "data/runs", "docs", "tests/artifacts"]}
 
 
-def _walk_remote(configs: list[dict[str, Any]], run_ids: list[str], snapshot: pd.DataFrame, dataset: Any,
-                 keep_models: bool, threads: int, pid_dir: str | None) -> dict[str, Any]:
+def _walk_remote(configs: list[PruneConfig], run_ids: list[str], snapshot: pd.DataFrame, dataset: Any,
+                 keep_models: bool, threads: int, pid_dir: str | None) -> RemoteWalk:
     """The body of a Ray task: walk one group, return every run's events (no store access)."""
     import torch
 
-    from core.pruning.config import PruneConfig
     from core.pruning.tree import TreeWalk
 
     if pid_dir:  # lets an operator (or a test) see which worker process runs which group
@@ -209,7 +227,7 @@ def _walk_remote(configs: list[dict[str, Any]], run_ids: list[str], snapshot: pd
         with open(os.path.join(pid_dir, f"{run_ids[0]}.pid"), "w") as fh:
             fh.write(str(os.getpid()))
     torch.set_num_threads(max(1, threads))
-    walk = TreeWalk([PruneConfig.from_dict(c) for c in configs], run_ids, profiles=snapshot, dataset=dataset)
+    walk = TreeWalk(list(configs), run_ids, profiles=snapshot, dataset=dataset)
     events: dict[str, list[Event]] = {rid: [] for rid in run_ids}
     for rid, ev in walk.events():
         if ev.stage in _CHATTY and ev.progress is not None and events[rid] and events[rid][-1].stage == ev.stage \
@@ -217,13 +235,13 @@ def _walk_remote(configs: list[dict[str, Any]], run_ids: list[str], snapshot: pd
             events[rid][-1] = ev  # keep only the latest progress event of a stage
             continue
         events[rid].append(_strip(ev, keep_models))
-    return {"events": events, "pid": os.getpid(), "node": os.uname().nodename}
+    return RemoteWalk(events=events, pid=os.getpid(), node=os.uname().nodename)
 
 
 def run_ray(store: RunStore, study_id: str, *, address: str | None = None, cpus_per_task: int | None = None,
             keep_models: bool = False, max_retries: int = 3, pid_dir: str | None = None,
             on_group_done: Callable[[int, int, dict[str, str]], None] | None = None,
-            ray_init_kwargs: dict[str, Any] | None = None, resume: bool = False) -> Study:
+            ray_init_kwargs: Mapping[str, Any] | None = None, resume: bool = False) -> Study:
     """Run every pending group of the study as a Ray task. ``address`` (or ``RAY_ADDRESS``) attaches to a cluster;
     without either, ``ray.init()`` starts a local instance (Ray's own convention)."""
     import ray
@@ -250,7 +268,7 @@ def run_ray(store: RunStore, study_id: str, *, address: str | None = None, cpus_
             run_ids = _create_runs(store, study, cells)
             for rid in run_ids:
                 store.mark_running(rid, os.getpid())
-            ref = task.remote([c.cfg.to_dict() for c in cells], run_ids, snap_ref,
+            ref = task.remote([c.cfg for c in cells], run_ids, snap_ref,
                               _dataset_for(store, cells[0].cfg.dataset), keep_models, cpus, pid_dir)
             refs[ref] = run_ids
         done_groups = 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -176,8 +176,33 @@ def direction_text(row: pd.Series | dict) -> str:
     return f"{picked} (registry, a priori: {row['registry']})"
 
 
+class SelectedDifference(TypedDict):
+    """The selected single signal's regret minus another strategy's (points; > 0: the pick loses more) over
+    datasets, with the exact sign-flip test over the dataset means and how many of them are above 0."""
+
+    estimate: float
+    low: float
+    high: float
+    sign_flip_p: float
+    datasets_above: int
+
+
+class SelectedSingle(TypedDict):
+    """"The best single signal" picked without the scored dataset (:func:`selected_single`): the pick per dataset,
+    its mean regret with the 95 % interval over ``datasets``, and where measured its difference to RF fusion and to
+    random (expected)."""
+
+    picks: dict[str, str]
+    regret: float
+    low: float
+    high: float
+    datasets: int
+    minus_rf: NotRequired[SelectedDifference]
+    minus_random: NotRequired[SelectedDifference]
+
+
 def selected_single(bank: pd.DataFrame, table: pd.DataFrame, fusion_profiles: pd.DataFrame | None = None
-                    ) -> dict[str, Any] | None:
+                    ) -> SelectedSingle | None:
     """"The best single signal", chosen without the scored dataset: for each dataset, the (signal, end) with the
     lowest mean regret on the rows fusion may train on for it, scored with that end's column of the one-step
     table (``regret_lowest``/``regret_highest``: held-out where the table is). Picking the best of twelve signals
@@ -208,13 +233,15 @@ def selected_single(bank: pd.DataFrame, table: pd.DataFrame, fusion_profiles: pd
             if len(rows) == len(mine):
                 found.append(groups[-1] - rows["regret_points"].to_numpy())
     ci = cluster_interval(groups)
-    out: dict[str, Any] = {"picks": picks, "regret": ci.estimate, "low": ci.low, "high": ci.high,
-                           "datasets": len(groups)}
+    out = SelectedSingle(picks=picks, regret=ci.estimate, low=ci.low, high=ci.high, datasets=len(groups))
     for other, found in diffs.items():  # this pick's regret minus RF's / random's: > 0, the pick loses more
         if len(found) == len(groups) and len(groups) > 1:
             d = cluster_interval(found)
             flip = sign_flip_test([x.mean() for x in found])
-            out["minus_rf" if other == "rf_fusion" else "minus_random"] = {
-                "estimate": d.estimate, "low": d.low, "high": d.high, "sign_flip_p": flip.p,
-                "datasets_above": flip.positive}
+            minus = SelectedDifference(estimate=d.estimate, low=d.low, high=d.high, sign_flip_p=flip.p,
+                                       datasets_above=flip.positive)
+            if other == "rf_fusion":
+                out["minus_rf"] = minus
+            else:
+                out["minus_random"] = minus
     return out

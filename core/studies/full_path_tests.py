@@ -38,6 +38,7 @@ import pandas as pd
 
 from core.paths import atomic_write_text
 from core.stats import paired_accuracy_difference
+from core.studies.claims import PAPER, Claim
 from core.studies.dataset_tests import NOT_SINGLE, compare
 from core.studies.full_path_outcomes import NO_OUTCOMES
 
@@ -210,7 +211,7 @@ def full_path_tests(full: pd.DataFrame | None, outcomes: pd.DataFrame | None, ca
                 c = compare(_as_regret(shared, a, b, stage), a, b, seeds=(1,) if one_seed else None)
                 if c is None:
                     continue
-                test_rows.append({**base, "stage": stage, **c, "trees": len(shared),
+                test_rows.append({**base, "stage": stage, **c.row(), "trees": len(shared),
                                   "seeds_max": int(max(sum(t.dataset == d for t in shared)
                                                        for d in {t.dataset for t in shared})),
                                   "trees_a_ahead": sum(r["verdict"] == "beyond noise" and r["estimate"] > 0
@@ -292,14 +293,12 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
-def claim_rows(tests: pd.DataFrame | None, full_budget: str = "") -> list[dict[str, Any]]:
+def claim_rows(tests: pd.DataFrame | None, full_budget: str = "") -> list[Claim]:
     """The paper check's claims from these tests (``claims.json``): does the choice of layers still matter after
     recovery, and RF fusion against random after KD over datasets; empty without tests."""
-    from core.studies.claims import PAPER
-
     if tests is None or tests.empty:
         return []
-    out: list[dict[str, Any]] = []
+    out: list[Claim] = []
     spread = tests[(tests["a"] == SPREAD) & (tests["stage"] == "after_kd")]
     if len(spread):
         r = spread.iloc[0]

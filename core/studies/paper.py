@@ -35,8 +35,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,7 @@ from core.pruning.config import FUSION
 from core.signals import SIGNAL_KEYS, STRATEGIES, rank_layers
 from core.studies.claims import NO_FUSION as NO_FUSION  # re-exported: the paper check's callers read them here
 from core.studies.claims import PAPER as PAPER
+from core.studies.claims import Claim
 from core.studies.claims import _kd_beats_teacher as _kd_beats_teacher
 from core.studies.claims import claims as claims
 from core.studies.dataset_tests import dataset_comparisons
@@ -86,6 +88,48 @@ ORACLE = "oracle_accuracy"
 #: bootstrap resamples of the paper check's intervals (steps are few: 4,000 as core.stats)
 _RESAMPLES = 4000
 
+#: one row of the one-step table as it is built (pandas makes the frame; nothing reads a row back as a dict)
+Row = dict[str, object]
+
+
+class StepKey(TypedDict):
+    """What every row of one bank step starts with: which step it is and how it was scored."""
+
+    model: str
+    dataset: str
+    seed: int
+    step: int
+    n_layers: int
+    scoring: str
+
+
+class Score(TypedDict):
+    """A strategy's choice at one step against the oracle: the layer it removes, that layer's accuracy, the best
+    layer and its accuracy, whether it picked the best (top-1), its regret in points and its Spearman correlation
+    with the oracle's accuracies (NaN for a constant order)."""
+
+    strategy: str
+    chosen_layer: int
+    chosen_accuracy: float
+    best_accuracy: float
+    best_layer: int
+    top1: bool
+    regret_points: float
+    spearman: float
+
+
+class HeldOut(TypedDict):
+    """Regret (points) and top-1 rate of a choice scored on held-out halves, both ways averaged."""
+
+    regret_points: float
+    top1: float
+
+
+class Floor(HeldOut):
+    """The noise floor of one step: :class:`HeldOut` of the layer best on one half, and that layer."""
+
+    chosen_layer: int
+
 
 def _step_groups(bank: pd.DataFrame) -> Any:
     return bank.groupby(["model", "dataset", "seed", "run_id", "step"], sort=True)
@@ -98,7 +142,7 @@ def _strategy_scores(step: pd.DataFrame, strategy: str, seed: int, step_no: int)
     return np.array([-position[int(l)] for l in step["original_layer"]], dtype=float)
 
 
-def _score(step: pd.DataFrame, scores: np.ndarray, strategy: str) -> dict[str, Any]:
+def _score(step: pd.DataFrame, scores: np.ndarray, strategy: str) -> Score:
     acc = step[ORACLE].to_numpy(dtype=float)
     chosen = int(np.argmax(scores))
     best = acc.max()
@@ -133,7 +177,7 @@ def _step_outcomes(outcomes: pd.DataFrame | None, run_id: str, step_no: int,
     return wide.loc[[int(x) for x in layers]].to_numpy(dtype=float)
 
 
-def _held_out(correct: np.ndarray, halves: tuple[np.ndarray, np.ndarray], scores: np.ndarray) -> dict[str, float]:
+def _held_out(correct: np.ndarray, halves: tuple[np.ndarray, np.ndarray], scores: np.ndarray) -> HeldOut:
     """Regret and top-1 of the choice ``argmax(scores)`` scored on each half against that half's best, both ways
     averaged (the choice never depends on the halves)."""
     chosen = int(np.argmax(scores))
@@ -145,7 +189,7 @@ def _held_out(correct: np.ndarray, halves: tuple[np.ndarray, np.ndarray], scores
     return {"regret_points": float(np.mean(regret)), "top1": float(np.mean(top1))}
 
 
-def _floor(correct: np.ndarray, halves: tuple[np.ndarray, np.ndarray], layers: np.ndarray) -> dict[str, Any]:
+def _floor(correct: np.ndarray, halves: tuple[np.ndarray, np.ndarray], layers: np.ndarray) -> Floor:
     """The noise floor of one step: the layer best on one half, scored on the other against its best, both ways."""
     regret, top1, picks = [], [], []
     for pick_on, score_on in (halves, halves[::-1]):
@@ -157,8 +201,8 @@ def _floor(correct: np.ndarray, halves: tuple[np.ndarray, np.ndarray], layers: n
     return {"regret_points": float(np.mean(regret)), "top1": float(np.mean(top1)), "chosen_layer": picks[0]}
 
 
-def _expected_random_row(base: dict[str, Any], step: pd.DataFrame, correct: np.ndarray | None,
-                         halves: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+def _expected_random_row(base: StepKey, step: pd.DataFrame, correct: np.ndarray | None,
+                         halves: tuple[np.ndarray, np.ndarray] | None) -> Row:
     """The random baseline's row of one step: its exact expectation over the candidates (:mod:`core.studies.fair`),
     never one seeded draw."""
     acc = step[ORACLE].to_numpy(dtype=float)
@@ -169,8 +213,8 @@ def _expected_random_row(base: dict[str, Any], step: pd.DataFrame, correct: np.n
             "spearman": 0.0, **expected}
 
 
-def _signal_row(base: dict[str, Any], step: pd.DataFrame, choice: DirectionChoice, correct: np.ndarray | None,
-                halves: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+def _signal_row(base: StepKey, step: pd.DataFrame, choice: DirectionChoice, correct: np.ndarray | None,
+                halves: tuple[np.ndarray, np.ndarray] | None) -> Row:
     """A single signal's row of one step, scored with the direction ``choice`` decided without this dataset, and
     the regret each fixed direction would have had (scored the same way)."""
     both: dict[str, float] = {}
@@ -179,7 +223,7 @@ def _signal_row(base: dict[str, Any], step: pd.DataFrame, choice: DirectionChoic
         held = _held_out(correct, halves, scores) if correct is not None and halves is not None else None
         both[f"regret_{direction}"] = held["regret_points"] if held else _score(step, scores, "")["regret_points"]
     scores = direction_scores(step, choice.key, choice.direction)
-    row = {**base, **_score(step, scores, choice.key), "direction": choice.direction,
+    row: Row = {**base, **_score(step, scores, choice.key), "direction": choice.direction,
            "direction_rule": choice.rule, **both, "train_regret_lowest": choice.train_lowest,
            "train_regret_highest": choice.train_highest}
     if correct is not None and halves is not None:
@@ -208,16 +252,15 @@ def one_step_table(bank: pd.DataFrame, strategies: tuple[str, ...] | None = None
     fusion_profiles = bank if fusion_profiles is None else fusion_profiles
     signals = tuple(k for k in strategies if k in SIGNAL_KEYS)
     directions = learned_directions(bank, fusion_profiles, signals) if signals else {}
-    rows = []
+    rows: list[Row] = []
     for (model, dataset, seed, run_id, step_no), step in _step_groups(bank):
         step = step.sort_values("layer")
-        base = {"model": model, "dataset": dataset, "seed": int(seed), "step": int(step_no),
-                "n_layers": int(len(step))}
         layers = step["original_layer"].to_numpy()
         correct = _step_outcomes(outcomes, str(run_id), int(step_no), layers)
         halves = split_halves(correct.shape[1], int(seed) + split_seed, str(dataset), int(step_no)) \
             if correct is not None else None
-        base["scoring"] = HELD_OUT if correct is not None else SAME_ROWS
+        base = StepKey(model=model, dataset=dataset, seed=int(seed), step=int(step_no), n_layers=int(len(step)),
+                       scoring=HELD_OUT if correct is not None else SAME_ROWS)
         for strategy in strategies:
             if strategy == "random":
                 rows.append(_expected_random_row(base, step, correct, halves))
@@ -233,11 +276,11 @@ def one_step_table(bank: pd.DataFrame, strategies: tuple[str, ...] | None = None
                 if not choice.protocol.name.startswith("leave_one_dataset_out"):
                     continue  # strictly leave-one-dataset-out: no other dataset profiled, so fusion is not scored
                 scores = np.asarray(choice.scores, dtype=float)
-                extra = {"protocol": choice.protocol.name, "train_rows": choice.protocol.n_rows}
+                extra: dict[str, object] = {"protocol": choice.protocol.name, "train_rows": choice.protocol.n_rows}
             else:
                 scores = _strategy_scores(step, strategy, int(seed), int(step_no))
                 extra = {}
-            row = {**base, **_score(step, scores, strategy), **extra}
+            row: Row = {**base, **_score(step, scores, strategy), **extra}
             if correct is not None and halves is not None:  # the two are None together
                 row.update(_held_out(correct, halves, scores))
             rows.append(row)
@@ -284,8 +327,8 @@ def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
             f"{epochs}; {seeds_text(lo, hi, per_dataset=True)}; {provenance}")
 
 
-def write_reference(table: pd.DataFrame, summary: pd.DataFrame, full: pd.DataFrame | None, claim_rows: list[dict],
-                    folder: Path | None = None, meta: dict[str, Any] | None = None) -> Path:
+def write_reference(table: pd.DataFrame, summary: pd.DataFrame, full: pd.DataFrame | None, claim_rows: list[Claim],
+                    folder: Path | None = None, meta: Mapping[str, object] | None = None) -> Path:
     folder = folder or REFERENCE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / ONE_STEP_FILE, table.to_csv(index=False))

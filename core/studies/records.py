@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -161,7 +162,7 @@ def cell_table(store: RunStore, study: Study) -> pd.DataFrame:
     the current step and message of a running cell."""
     cells = study.cells()
     ids = [c.cell_id for c in cells]
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, sqlite3.Row] = {}
     with store.connection() as con:
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
@@ -170,7 +171,7 @@ def cell_table(store: RunStore, study: Study) -> pd.DataFrame:
                                  "ORDER BY created_at", chunk).fetchall():
                 prev = latest.get(r["cell_id"])
                 if prev is None or prev["status"] != "done":
-                    latest[r["cell_id"]] = dict(r)
+                    latest[r["cell_id"]] = r
     rows = []
     for c in cells:
         run = latest.get(c.cell_id)
