@@ -315,20 +315,19 @@ def comparison_intervals(run_id: str, comparison: pd.DataFrame, read: Reader, n:
     return frame.assign(test_low=lows, test_high=highs, **{"test accuracy [95 %]": texts, "vs teacher [95 %]": vs})
 
 
-def _stored(summary: MergeSummary | Mapping[str, Any]) -> Mapping[str, Any]:
-    return summary.raw if isinstance(summary, MergeSummary) else summary
+def _merge_summary(summary: MergeSummary | Mapping[str, Any]) -> MergeSummary:
+    return summary if isinstance(summary, MergeSummary) else MergeSummary.of(summary)
 
 
 def merge_final(run_id: str, summary: MergeSummary | Mapping[str, Any], read: Reader, n: int | None = None
                 ) -> FinalIntervals:
     """A merge run's teacher and merged model after recovery (distilled when it ran, else fine-tuned) with their
     intervals and the difference (``summary`` typed, or as stored)."""
-    summary = _stored(summary)
-    teacher_acc = (summary.get("teacher") or {}).get("test_accuracy")
-    teacher = measured(teacher_acc, read(run_id, 0, artifacts.TEST_OUTCOMES), n)
-    final_acc = (summary.get("final") or {}).get("test_accuracy")
-    stage = "distilled" if (summary.get("merged") or {}).get("distilled") is not None else "finetuned"
-    final = measured(final_acc, read(run_id, 1, artifacts.comparison_outcomes("merge", stage, "test")), n)
+    s = _merge_summary(summary)
+    teacher = measured(s.teacher_accuracy, read(run_id, 0, artifacts.TEST_OUTCOMES), n)
+    stage = "distilled" if s.merged.get("distilled") is not None else "finetuned"
+    final = measured(s.final_accuracy if s.final else None,
+                     read(run_id, 1, artifacts.comparison_outcomes("merge", stage, "test")), n)
     return FinalIntervals(teacher, final, compare(final, teacher, "merged model", "teacher"))
 
 
@@ -336,12 +335,14 @@ def merge_sides(run_id: str, summary: MergeSummary | Mapping[str, Any], read: Re
                 ) -> dict[str, Measured | None]:
     """A merge run's teacher, merged and pruned model after the same recovery (distilled when both were, else
     fine-tuned), each with its interval: keys ``teacher``, ``merge``, ``prune``."""
-    summary = _stored(summary)
-    merged, pruning = summary.get("merged") or {}, summary.get("pruning") or {}
-    stage = "distilled" if merged.get("distilled") is not None and pruning.get("distilled") is not None \
-        else "finetuned"
-    final = merge_final(run_id, summary, read, n)
-    side = pruning.get(stage) or {}
-    prune = measured(side.get("test_accuracy"), read(run_id, 1, artifacts.comparison_outcomes("prune", stage, "test")),
-                     n) if pruning else None
+    s = _merge_summary(summary)
+    pruning = s.pruning
+    both_distilled = s.merged.get("distilled") is not None and pruning is not None and pruning.distilled is not None
+    stage = "distilled" if both_distilled else "finetuned"
+    final = merge_final(run_id, s, read, n)
+    prune = None
+    if pruning is not None:
+        side = (pruning.distilled if both_distilled else pruning.finetuned) or {}
+        prune = measured(side.get("test_accuracy"),
+                         read(run_id, 1, artifacts.comparison_outcomes("prune", stage, "test")), n)
     return {"teacher": final.teacher, "merge": final.final, "prune": prune}
