@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from core.data.task import Task
 from core.models.registry import load_classifier, load_pretrained, pretrained
 from core.paths import atomic_dir, cache_dir
 from core.precision import resolve
+from core.runs.events import StoredEvent
 from core.train import TrainProgress, evaluate, fine_tune
 
 #: bump when training code changes in a way that changes results (invalidates cached teachers)
@@ -213,6 +214,20 @@ class TeacherCheck:
                 "truncation_first": self.truncation_first, "teacher_seconds": self.teacher_seconds,
                 "message": self.message()}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TeacherCheck:
+        """A stored check (:meth:`to_dict`, the ``teacher_check`` event's payload); the derived keys are ignored."""
+        length = data.get("length")
+        seconds = data.get("teacher_seconds")
+        return cls(accuracy=float(data["accuracy"]), macro_f1=float(data["macro_f1"]),
+                   baseline_accuracy=float(data["baseline_accuracy"]),
+                   baseline_macro_f1=float(data["baseline_macro_f1"]), majority_class=str(data["majority_class"]),
+                   max_length=int(data.get("max_length") or 0), train_rows=int(data.get("train_rows") or 0),
+                   test_rows=int(data.get("test_rows") or 0), accuracy_low=float(data.get("accuracy_low", 0.0)),
+                   accuracy_high=float(data.get("accuracy_high", 1.0)),
+                   length=dict(length) if isinstance(length, Mapping) else None,
+                   teacher_seconds=None if seconds is None else float(seconds))
+
     def scores_text(self) -> str:
         """The teacher beside the baselines, with the accuracy interval."""
         return (f"test accuracy {self.accuracy_text()} ({GUARD_LEVEL:.0%} Wilson interval over {self.test_rows:,} "
@@ -264,7 +279,7 @@ class TeacherCheck:
                 f"for testing) or more teacher epochs, or a different text column.")
 
 
-def teacher_lines(events: list[dict[str, Any]]) -> list[str]:
+def teacher_lines(events: Iterable[StoredEvent]) -> list[str]:
     """What a run's events say about its data and teacher, one line each (the CLI and the Live page print them):
     the sequence length (its ``prepare`` event's :class:`core.data.truncation.LengthChoice`) and the teacher beside
     the majority-class baseline with its accuracy interval (its ``teacher_check`` event)."""
@@ -272,17 +287,17 @@ def teacher_lines(events: list[dict[str, Any]]) -> list[str]:
 
     lines = []
     for ev in events:
-        payload = ev.get("payload") or {}
-        length = (payload.get("task") or {}).get("length") if ev.get("stage") == "prepare" else None
-        if length:
+        task = ev.payload.get("task") if ev.stage == "prepare" else None
+        length = task.get("length") if isinstance(task, dict) else None
+        if isinstance(length, dict) and length:
             lines.append(LengthChoice.from_dict(length).line())
-        if ev.get("stage") == "teacher_check" and "accuracy_low" in payload:
-            c = payload
-            verdict = "weak" if c["weak"] else "beats the baselines beyond the noise"
-            lines.append(f"Teacher: test accuracy {c['accuracy']:.3f} [{c['accuracy_low']:.3f}, "
-                         f"{c['accuracy_high']:.3f}] (95 % Wilson, {c['test_rows']:,} test rows) against "
-                         f"{c['baseline_accuracy']:.3f} for always predicting {c['majority_class']!r}; macro-F1 "
-                         f"{c['macro_f1']:.3f} against {c['baseline_macro_f1']:.3f}: {verdict}.")
+        if ev.stage == "teacher_check" and "accuracy_low" in ev.payload:
+            c = TeacherCheck.from_dict(ev.payload)
+            verdict = "weak" if ev.payload.get("weak", c.weak) else "beats the baselines beyond the noise"
+            lines.append(f"Teacher: test accuracy {c.accuracy:.3f} [{c.accuracy_low:.3f}, "
+                         f"{c.accuracy_high:.3f}] (95 % Wilson, {c.test_rows:,} test rows) against "
+                         f"{c.baseline_accuracy:.3f} for always predicting {c.majority_class!r}; macro-F1 "
+                         f"{c.macro_f1:.3f} against {c.baseline_macro_f1:.3f}: {verdict}.")
     return lines
 
 

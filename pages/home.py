@@ -100,7 +100,7 @@ if active:
     st.subheader("Running now")
     for run in active:
         last = cached_store.store().last_event(run.id)
-        st.markdown(f"- {widgets.run_label(run)}: {last['message'] if last else 'waiting for the worker'}")
+        st.markdown(f"- {widgets.run_label(run)}: {last.message if last else 'waiting for the worker'}")
     widgets.empty_state("Open the Live pruning page to watch them.", widgets.LIVE_PAGE, "Live pruning")
 
 st.subheader("Recent runs")

@@ -227,16 +227,18 @@ def test_guard_names_truncation_first_with_the_covering_length_and_its_cost():
 
 def test_teacher_lines_from_a_runs_events():
     from core.data.truncation import choose_length
-    from core.teacher import check_teacher, teacher_lines
+    from core.runs.events import StoredEvent
+    from core.teacher import TeacherCheck, check_teacher, teacher_lines
 
     choice = choose_length(np.arange(1, 201), DataConfig(max_length="auto"))
     check = check_teacher({"accuracy": 0.56, "macro_f1": 0.559}, _labels(100, 100), _labels(50, 50),
                           ("neg", "pos"), choice.length, length=choice)
-    events = [{"stage": "prepare", "payload": {"task": {"length": choice.to_dict()}}},
-              {"stage": "teacher", "payload": {"loss": 0.5}},
-              {"stage": "teacher_check", "payload": check.to_dict()}]
+    events = [StoredEvent("r", 0, 0.0, "prepare", payload={"task": {"length": choice.to_dict()}}),
+              StoredEvent("r", 1, 1.0, "teacher", payload={"loss": 0.5}),
+              StoredEvent("r", 2, 2.0, "teacher_check", payload=check.to_dict())]
+    assert TeacherCheck.from_dict(check.to_dict()) == check  # the event's payload reads back as the check
     lines = teacher_lines(events)
     assert lines[0] == choice.line()
     assert lines[1] == ("Teacher: test accuracy 0.560 [0.462, 0.653] (95 % Wilson, 100 test rows) against 0.500 for "
                         "always predicting 'neg'; macro-F1 0.559 against 0.500: weak.")
-    assert teacher_lines([{"stage": "prepare", "payload": {}}]) == []  # a run from before issue 23
+    assert teacher_lines([StoredEvent("r", 0, 0.0, "prepare")]) == []  # a run from before issue 23

@@ -64,7 +64,7 @@ def test_prune_run_records_everything(store):
         oracle = store.read_table(rid, artifacts.step_table(k, artifacts.ORACLE_TABLE))
         assert len(signals) == len(oracle) == 13 - k
     assert len(store.profiles("tiny-bert")) == 12 + 11  # profiled before each removal
-    stages = [e["stage"] for e in store.events(rid)]
+    stages = [e.stage for e in store.events(rid)]
     for stage in ("prepare", "signals", "oracle", "choice", "finetune", "step_done", "distill", "done"):
         assert stage in stages
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from core.runs import artifacts
+from core.runs.events import StoredEvent
 from core.runs.store import RunStore, pid_alive
 
 
@@ -36,8 +37,13 @@ def test_wal_mode_and_roundtrip(store):
     store.add_event(rid, "signals", step=1, progress=0.1, message="m", payload={"a": 1})
     store.add_event(rid, "oracle", step=1, progress=0.2)
     evs = store.events(rid)
-    assert [e["seq"] for e in evs] == [0, 1] and evs[0]["payload"] == {"a": 1}
-    assert store.events(rid, after=0)[0]["stage"] == "oracle"
+    assert [e.seq for e in evs] == [0, 1] and evs[0].payload == {"a": 1}
+    assert store.events(rid, after=0)[0].stage == "oracle"
+    # typed records: the columns as attributes, no payload read as an empty one
+    assert (evs[0].run_id, evs[0].step, evs[0].progress, evs[0].message) == (rid, 1, 0.1, "m")
+    assert evs[1].payload == {} and store.last_event(rid) == evs[1]
+    assert StoredEvent.from_row({**evs[1].to_dict(), "step": float("nan"), "payload": '{"b": 2}'}) == \
+        StoredEvent(rid, 1, evs[1].ts, "oracle", None, 0.2, "", {"b": 2})  # a table's gap, JSON text
     store.add_step(rid, 0, {"n_layers": 12, "test_accuracy": 0.9})
     store.add_step(rid, 1, {"n_layers": 11, "test_accuracy": 0.8})
     steps = store.steps(rid)
@@ -67,7 +73,7 @@ def test_stages_are_one_vocabulary_stored_as_plain_strings(store):
         Event("chioce")
     rid = _new(store)
     store.add_event(rid, Stage.STEP_DONE, step=1)
-    stored = store.events(rid)[0]["stage"]
+    stored = store.events(rid)[0].stage
     assert type(stored) is str and stored == "step_done" == Stage.STEP_DONE
     assert all(stage.label and stage_label(stage.value) == stage.label for stage in Stage)  # every stage labelled
     assert stage_label("a_stage_of_an_older_run") == "a_stage_of_an_older_run"
@@ -125,5 +131,5 @@ def test_two_writers_do_not_corrupt(store):
         assert p.wait(120) == 0
     for rid in (a, b):
         evs = store.events(rid)
-        assert [e["seq"] for e in evs] == list(range(60))
+        assert [e.seq for e in evs] == list(range(60))
         assert list(store.steps(rid)["i"]) == list(range(60))

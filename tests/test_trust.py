@@ -59,7 +59,7 @@ def test_a_killed_worker_is_interrupted_at_once_and_reaped(store):
                        seed=4242)
     [rid] = runner.submit("prune", [tiny_cfg(teacher=slow)])
     assert store.get_run(rid).pid, "the worker's pid is recorded while the run is queued"
-    wait_for(lambda: (store.last_event(rid) or {}).get("stage") == "teacher", 180, "the teacher to train")
+    wait_for(lambda: getattr(store.last_event(rid), "stage", None) == "teacher", 180, "the teacher to train")
     pid = store.get_run(rid).pid
     os.kill(pid, signal.SIGKILL)  # what the out-of-memory killer does
     t0 = time.time()
@@ -67,7 +67,7 @@ def test_a_killed_worker_is_interrupted_at_once_and_reaped(store):
     assert time.time() - t0 < 5
     assert "It had reached: Fine-tuning the teacher: step" in run.error
     assert "SIGKILL" in run.error or "stopped" in run.error
-    assert store.last_event(rid)["stage"] == "interrupted"
+    assert store.last_event(rid).stage == "interrupted"
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 5, "the worker to be reaped (no zombie)")
     store.delete_run(rid)
     assert store.get_run(rid) is None
@@ -159,7 +159,7 @@ def test_guard_stops_an_untrained_teacher_and_prune_anyway_flags_the_run(store):
                            config=tiny_cfg(teacher=UNTRAINED))
     assert execute_run(store, rid) == "failed"
     last = store.last_event(rid)
-    assert last["stage"] == "weak_teacher" and last["payload"]["weak"]
+    assert last.stage == "weak_teacher" and last.payload["weak"]
     assert "did not learn the task" in store.get_run(rid).error
     assert store.steps(rid).empty, "nothing was pruned"
 

@@ -170,7 +170,7 @@ def version(run: Run) -> str:
         return f"recorded:{_pack_key()[1]}"
     if run.active:
         last = store().last_event(run.id)
-        return f"{run.status}:{last['seq'] if last else -1}"
+        return f"{run.status}:{last.seq if last else -1}"
     return f"{run.status}:{run.finished_at}"
 
 

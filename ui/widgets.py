@@ -225,7 +225,7 @@ def restart_buttons(run: Run, key_prefix: str) -> None:
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED):
         return
     last = cached_store.store().last_event(run.id)
-    weak = last is not None and last["stage"] == Stage.WEAK_TEACHER
+    weak = last is not None and last.stage == Stage.WEAK_TEACHER
     cols = st.columns(2 if weak else 1)
     if weak and cols[0].button("Prune anyway", key=f"{key_prefix}anyway_{run.id}", icon=":material/warning:",
                                help="Go on with this teacher; the run is flagged 'weak teacher' wherever it is "
@@ -242,8 +242,8 @@ def run_progress(run: Run, failed_hint: str, cancelled: str) -> None:
     ``failed_hint``, interrupted, ``cancelled``, finished in N min)."""
     status = run.status
     last = cached_store.store().last_event(run.id)
-    if status == RunStatus.FAILED and last is not None and last["stage"] == Stage.WEAK_TEACHER:
-        st.warning(f"**Stopped before pruning.** {last['message']}", icon=":material/school:")
+    if status == RunStatus.FAILED and last is not None and last.stage == Stage.WEAK_TEACHER:
+        st.warning(f"**Stopped before pruning.** {last.message}", icon=":material/school:")
     elif status == RunStatus.FAILED:
         st.error(f"The run failed: {run.error or (last or {}).get('message')}. {failed_hint}")
     elif status == RunStatus.INTERRUPTED:
@@ -256,5 +256,5 @@ def run_progress(run: Run, failed_hint: str, cancelled: str) -> None:
     elif last is None:
         st.progress(0.0, text=cached_store.waiting_text(run))  # waiting for a slot (where, when) or its turn
     else:
-        value = min(max(float(last["progress"] or 0.0), 0.0), 1.0)
-        st.progress(value, text=f"**{stage_label(last['stage'])}** · {last['message']}")
+        value = min(max(float(last.progress or 0.0), 0.0), 1.0)
+        st.progress(value, text=f"**{stage_label(last.stage)}** · {last.message}")

@@ -64,8 +64,8 @@ def _dataset(args: argparse.Namespace, value: str | None = None) -> str:
 def _weak_teacher_hint(store: RunStore, run_id: str) -> str:
     """The guard's message and the flag that overrides it, when ``run_id`` stopped on a weak teacher."""
     last = store.last_event(run_id)
-    if last and last["stage"] == "weak_teacher":
-        return f"\nerror: {last['message']}\nTo go on anyway (the run is flagged weak_teacher), add --prune-anyway."
+    if last and last.stage == "weak_teacher":
+        return f"\nerror: {last.message}\nTo go on anyway (the run is flagged weak_teacher), add --prune-anyway."
     return ""
 
 

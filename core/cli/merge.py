@@ -100,6 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {run_id}: {status}" + (f" ({error})" if error else ""))
         if summary:
             print(summary_text(summary, comparison))
-    if (store.last_event(run_id) or {}).get("stage") == "weak_teacher":
+    if (last := store.last_event(run_id)) is not None and last.stage == "weak_teacher":
         print("To go on anyway (the run is flagged weak_teacher), add --prune-anyway.", file=sys.stderr)
     return 0 if status == "done" else 1

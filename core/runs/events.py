@@ -3,10 +3,15 @@ phase every run starts with is :mod:`core.teacher_phase`)."""
 
 from __future__ import annotations
 
+import json
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from core.jsontypes import JSONObject
 
 if TYPE_CHECKING:  # annotations only: the pages read Stage without loading pandas
     import pandas as pd
@@ -105,3 +110,42 @@ class StageClock:
     def summary(self) -> dict[str, float]:
         return {**{k: round(v, 2) for k, v in self.seconds.items()},
                 "total": round(time.perf_counter() - self.start, 2)}
+
+
+def _gap(value: Any) -> bool:
+    """None, or NaN (a gap in a table column)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One row of a run's event log as the store hands it back (:meth:`core.runs.store.RunStore.events`): the run,
+    its sequence number, when it was recorded, the stage (a plain string: a stage of an older run may be one this
+    code does not know, :func:`stage_label`), step, progress, message and the JSON payload the event carried."""
+
+    run_id: str
+    seq: int
+    ts: float
+    stage: str
+    step: int | None = None
+    progress: float | None = None
+    message: str = ""
+    payload: JSONObject = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StoredEvent:
+        """A row of the ``events`` table (the store's, or the recorded pack's): the payload as JSON text, a dict,
+        or empty."""
+        step: Any = row.get("step")
+        progress: Any = row.get("progress")
+        payload: Any = row.get("payload")
+        if isinstance(payload, (str, bytes)):
+            payload = json.loads(payload) if payload else {}
+        return cls(run_id=str(row["run_id"]), seq=int(row["seq"]), ts=float(row["ts"]), stage=str(row["stage"]),
+                   step=None if _gap(step) else int(step), progress=None if _gap(progress) else float(progress),
+                   message=str(row.get("message") or ""), payload=dict(payload) if isinstance(payload, dict) else {})
+
+    def to_dict(self) -> JSONObject:
+        """The event as a JSON object (the table's columns, the payload parsed)."""
+        return {"run_id": self.run_id, "seq": self.seq, "ts": self.ts, "stage": self.stage, "step": self.step,
+                "progress": self.progress, "message": self.message, "payload": dict(self.payload)}

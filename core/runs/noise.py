@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from core.runs import artifacts
+from core.runs.events import StoredEvent
 from core.runs.record import MergeSummary
 from core.stats import (
     LEVEL,
@@ -46,11 +47,11 @@ METHOD_NOTE = (f"Brackets: {LEVEL:.0%} intervals. An accuracy's is Wilson's over
                "unpaired (wider).")
 
 
-def test_size(events: Iterable[Mapping[str, Any]]) -> int | None:
+def test_size(events: Iterable[StoredEvent]) -> int | None:
     """The test split's size of a run, from its events (the teacher guard's ``test_rows``), or None."""
     for ev in events:
-        rows = (ev.get("payload") or {}).get("test_rows")
-        if ev.get("stage") == "teacher_check" and isinstance(rows, int) and rows > 0:
+        rows = ev.payload.get("test_rows")
+        if ev.stage == "teacher_check" and isinstance(rows, int) and rows > 0:
             return rows
     return None
 

@@ -29,7 +29,9 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from core.jsontypes import JSONValue
 from core.paths import PROJECT_ROOT, shown_path
+from core.runs.events import StoredEvent
 from core.runs.record import Run
 from core.runs.store import RunStore
 
@@ -153,15 +155,15 @@ class Pack:
         self._steps: dict[str, list[dict[str, Any]]] = {}
         for row in _rows(folder, "steps"):
             self._steps.setdefault(row["run_id"], []).append({"step": row["step"], **json.loads(row["data"])})
-        self._events: dict[str, list[dict[str, Any]]] = {}
+        self._events: dict[str, list[StoredEvent]] = {}
         for row in _rows(folder, "events"):
-            row["payload"] = json.loads(row["payload"]) if row["payload"] else {}
-            self._events.setdefault(row["run_id"], []).append(row)
+            event = StoredEvent.from_row(row)
+            self._events.setdefault(event.run_id, []).append(event)
         self._profiles = _rows(folder, "profiles")
         for steps in self._steps.values():
             steps.sort(key=lambda r: int(r["step"]))
         for events in self._events.values():
-            events.sort(key=lambda r: int(r["seq"]))
+            events.sort(key=lambda e: e.seq)
 
     @property
     def ids(self) -> set[str]:
@@ -194,12 +196,12 @@ class Pack:
                              "dataset": row["dataset"]} for rec in json.loads(row["rows"])]
         return pd.DataFrame(records)
 
-    def events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
-        return [dict(e) for e in self._events.get(run_id, []) if e["seq"] > after]
+    def events(self, run_id: str, after: int = -1) -> list[StoredEvent]:
+        return [e for e in self._events.get(run_id, []) if e.seq > after]
 
-    def last_event(self, run_id: str) -> dict[str, Any] | None:
+    def last_event(self, run_id: str) -> StoredEvent | None:
         found = self._events.get(run_id)
-        return dict(found[-1]) if found else None
+        return found[-1] if found else None
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / RUNS_DIR / run_id
@@ -306,11 +308,11 @@ class StoreWithPack(RunStore):
         frames = [f for f in (own, recorded) if not f.empty]
         return pd.concat(frames, ignore_index=True) if frames else own
 
-    def events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+    def events(self, run_id: str, after: int = -1) -> list[StoredEvent]:
         pack = self._pack_of(run_id)
         return pack.events(run_id, after) if pack is not None else super().events(run_id, after)
 
-    def last_event(self, run_id: str) -> dict[str, Any] | None:
+    def last_event(self, run_id: str) -> StoredEvent | None:
         pack = self._pack_of(run_id)
         return pack.last_event(run_id) if pack is not None else super().last_event(run_id)
 
@@ -327,12 +329,12 @@ class StoreWithPack(RunStore):
         self._refuse(run_id, "cancelled")
         super().request_cancel(run_id)
 
-    def update_summary(self, run_id: str, fields: dict[str, Any]) -> None:
+    def update_summary(self, run_id: str, fields: Mapping[str, JSONValue]) -> None:
         self._refuse(run_id, "changed")
         super().update_summary(run_id, fields)
 
     def add_event(self, run_id: str, stage: str, *, step: int | None = None, progress: float | None = None,
-                  message: str = "", payload: dict[str, Any] | None = None) -> int:
+                  message: str = "", payload: Mapping[str, JSONValue] | None = None) -> int:
         self._refuse(run_id, "changed")
         return super().add_event(run_id, stage, step=step, progress=progress, message=message, payload=payload)
 

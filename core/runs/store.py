@@ -26,16 +26,17 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from core.jsontypes import JSONValue
 from core.paths import atomic_file, atomic_write_text, store_dir
 from core.runs import artifacts
-from core.runs.events import Stage
+from core.runs.events import Stage, StoredEvent
 from core.runs.liveness import pid_alive
 from core.runs.record import ACTIVE, FINAL, Run, RunStatus
 from core.runs.schema import migrate
@@ -112,7 +113,7 @@ class RunStore:
         return self.root / "runs" / run_id
 
     # ------------------------------------------------------------------ runs
-    def create_run(self, *, kind: str, model: str, dataset: str, strategy: str, config: dict[str, Any],
+    def create_run(self, *, kind: str, model: str, dataset: str, strategy: str, config: Mapping[str, JSONValue],
                    name: str | None = None, group_id: str | None = None, cell_id: str | None = None) -> str:
         """A new queued run; ``group_id`` is the study (or comparison) it belongs to, ``cell_id`` its study cell."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -137,7 +138,7 @@ class RunStore:
             con.execute("UPDATE runs SET heartbeat_at=? WHERE id=?", (time.time(), run_id))
 
     def finish(self, run_id: str, status: str, *, error: str | None = None,
-               summary: dict[str, Any] | None = None) -> None:
+               summary: Mapping[str, JSONValue] | None = None) -> None:
         if status not in FINAL:
             raise ValueError(f"status must be one of {FINAL}, got {status!r}")
         with self._tx() as con:
@@ -156,7 +157,7 @@ class RunStore:
             self.add_event(run_id, Stage.CANCELLED, message="Cancelled by the user (its worker had already stopped)")
             self.finish(run_id, "cancelled", error="The worker had stopped before the cancel.")
 
-    def update_summary(self, run_id: str, fields: dict[str, Any]) -> None:
+    def update_summary(self, run_id: str, fields: Mapping[str, JSONValue]) -> None:
         """Merge ``fields`` into the run's summary (e.g. a flag known before the run finishes)."""
         with self._tx() as con:
             row = con.execute("SELECT summary FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -220,14 +221,14 @@ class RunStore:
     def interrupt(self, run_id: str, reason: str) -> None:
         """End an active run as ``interrupted``: ``reason`` plus the last stage it reached (its last event)."""
         last = self.last_event(run_id)
-        where = f" It had reached: {last['message'] or last['stage']}." if last else " It had not started yet."
+        where = f" It had reached: {last.message or last.stage}." if last else " It had not started yet."
         with self._tx() as con:
             changed = con.execute("UPDATE runs SET status='interrupted', finished_at=?, error=? WHERE id=? AND "
                                   f"status IN {_ACTIVE_SQL}", (time.time(), reason + where, run_id)).rowcount
         if changed:
-            self.add_event(run_id, Stage.INTERRUPTED, step=last["step"] if last else None, message=reason + where,
-                           payload={"reason": reason, "last_stage": last["stage"] if last else None,
-                                    "last_message": last["message"] if last else None})
+            self.add_event(run_id, Stage.INTERRUPTED, step=last.step if last else None, message=reason + where,
+                           payload={"reason": reason, "last_stage": last.stage if last else None,
+                                    "last_message": last.message if last else None})
 
     def _interrupt_dead(self, runs: list[Run]) -> list[str]:
         """Interrupt the active runs among ``runs`` whose recorded worker process is gone (a pid check and a
@@ -264,7 +265,7 @@ class RunStore:
 
     # ------------------------------------------------------------------ events
     def add_event(self, run_id: str, stage: str, *, step: int | None = None, progress: float | None = None,
-                  message: str = "", payload: dict[str, Any] | None = None) -> int:
+                  message: str = "", payload: Mapping[str, JSONValue] | None = None) -> int:
         now = time.time()
         with self._tx() as con:
             seq = con.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id=?",
@@ -274,29 +275,20 @@ class RunStore:
             con.execute("UPDATE runs SET heartbeat_at=? WHERE id=?", (now, run_id))
         return seq
 
-    def events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+    def events(self, run_id: str, after: int = -1) -> list[StoredEvent]:
         with self._connect() as con:
             rows = con.execute("SELECT * FROM events WHERE run_id=? AND seq>? ORDER BY seq",
                                (run_id, after)).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["payload"] = json.loads(d["payload"]) if d["payload"] else {}
-            out.append(d)
-        return out
+        return [StoredEvent.from_row(dict(r)) for r in rows]
 
-    def last_event(self, run_id: str) -> dict[str, Any] | None:
+    def last_event(self, run_id: str) -> StoredEvent | None:
         with self._connect() as con:
             row = con.execute("SELECT * FROM events WHERE run_id=? ORDER BY seq DESC LIMIT 1",
                               (run_id,)).fetchone()
-        if not row:
-            return None
-        d = dict(row)
-        d["payload"] = json.loads(d["payload"]) if d["payload"] else {}
-        return d
+        return StoredEvent.from_row(dict(row)) if row else None
 
     # ------------------------------------------------------------------ steps and profiles
-    def add_step(self, run_id: str, step: int, data: dict[str, Any]) -> None:
+    def add_step(self, run_id: str, step: int, data: Mapping[str, JSONValue]) -> None:
         with self._tx() as con:
             con.execute("INSERT OR REPLACE INTO steps VALUES (?,?,?)", (run_id, step, dumps(data)))
 

@@ -35,6 +35,7 @@ import pandas as pd
 
 from core.paths import atomic_file
 from core.runs import artifacts
+from core.runs.events import StoredEvent
 
 OUTCOMES_FILE = "full_path_outcomes.parquet"
 STAGES = ("teacher", "before_kd", "after_kd")
@@ -64,7 +65,7 @@ class PackReader:
     def steps(self, run_id: str) -> pd.DataFrame:
         return self.pack.steps(run_id)
 
-    def events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+    def events(self, run_id: str, after: int = -1) -> list[StoredEvent]:
         return list(self.pack.events(run_id, after))
 
     def read_json(self, run_id: str, relpath: str) -> Any | None:

@@ -183,6 +183,6 @@ def cell_table(store: RunStore, study: Study) -> pd.DataFrame:
         if run and status == "running":
             ev = store.last_event(run["id"])
             if ev:
-                row["step"], row["message"] = ev["step"], ev["message"]
+                row["step"], row["message"] = ev.step, ev.message
         rows.append(row)
     return pd.DataFrame(rows)
