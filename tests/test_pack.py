@@ -318,3 +318,18 @@ def test_the_shipped_pack_validates_and_agrees_with_itself():
     assert all(r.config["data"]["train_cap"] == 2000 and r.config["layers_to_remove"] == 6 and r.config["distill"]
                for r in runs)
     assert check_pack(pack.steps, pack.run_dir, {r.id: r.summary for r in runs}) == []
+
+
+@pytest.mark.skipif(not (SHIPPED / "manifest.json").exists(), reason="no recorded pack shipped (data/pack)")
+def test_the_shipped_manifest_reads_typed_and_writes_back_the_same_text():
+    """The manifest as a record (issue 32): the file made before it was typed reads back and writes the same bytes,
+    so making the same pack again leaves it unchanged."""
+    from core.runs.pack import PackManifest
+
+    text = (SHIPPED / MANIFEST_FILE).read_text()
+    stored = json.loads(text)
+    manifest = PackManifest.from_dict(stored)
+    assert json.dumps(manifest.to_dict(), indent=1) + "\n" == text
+    assert manifest.total_bytes == stored["total_bytes"] and len(manifest.runs) == len(stored["runs"])
+    assert {r.precision for r in manifest.runs} == set(manifest.precision) and load_pack(SHIPPED).made == manifest.made
+    assert manifest.content() == {k: v for k, v in stored.items() if k not in ("made", "made_by")}

@@ -23,13 +23,14 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from core.jsontypes import JSONValue
+from core.jsontypes import JSONObject, JSONValue
 from core.paths import PROJECT_ROOT, shown_path
 from core.runs.events import StoredEvent
 from core.runs.record import Run
@@ -95,6 +96,93 @@ def budget_text(config: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class FileEntry:
+    """A file of the pack as its manifest lists it: size and sha256."""
+
+    bytes: int
+    sha256: str
+
+    def to_dict(self) -> JSONObject:
+        return {"bytes": self.bytes, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FileEntry:
+        return cls(int(data["bytes"]), str(data["sha256"]))
+
+
+@dataclass(frozen=True)
+class PackedRun:
+    """A run of the pack as its manifest lists it: what it ran, the day it finished, its precision and budget."""
+
+    id: str
+    model: str
+    dataset: str
+    strategy: str
+    seed: int | None
+    recorded: str
+    precision: str | None
+    budget: str
+
+    def to_dict(self) -> JSONObject:
+        return {"id": self.id, "model": self.model, "dataset": self.dataset, "strategy": self.strategy,
+                "seed": self.seed, "recorded": self.recorded, "precision": self.precision, "budget": self.budget}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PackedRun:
+        seed, precision = data.get("seed"), data.get("precision")
+        return cls(str(data["id"]), str(data["model"]), str(data["dataset"]), str(data["strategy"]),
+                   None if seed is None else int(seed), str(data.get("recorded") or ""),
+                   None if precision is None else str(precision), str(data.get("budget") or ""))
+
+
+@dataclass(frozen=True)
+class PackManifest:
+    """``manifest.json``: the format and version, when and by which code version the pack was made, the code
+    versions, precisions and budgets of its runs, the runs, and every other file with its size and checksum."""
+
+    made: str
+    made_by: str
+    code_versions: tuple[str, ...]
+    precision: tuple[str, ...]
+    budget: tuple[str, ...]
+    runs: tuple[PackedRun, ...]
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    limit_bytes: int = LIMIT_BYTES
+    format: str = FORMAT
+    version: int = VERSION
+
+    @property
+    def total_bytes(self) -> int:
+        """The listed files' bytes (the manifest itself not counted)."""
+        return sum(e.bytes for e in self.files.values())
+
+    def content(self) -> JSONObject:
+        """The manifest without when and by which checkout it was written (what decides whether the pack
+        changed)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("made", "made_by")}
+
+    def to_dict(self) -> JSONObject:
+        """The manifest as written (key order kept: an unchanged pack writes the same text)."""
+        return {"format": self.format, "version": self.version, "made": self.made, "made_by": self.made_by,
+                "code_versions": list(self.code_versions), "precision": list(self.precision),
+                "budget": list(self.budget), "runs": [r.to_dict() for r in self.runs],
+                "total_bytes": self.total_bytes, "limit_bytes": self.limit_bytes,
+                "files": {rel: e.to_dict() for rel, e in sorted(self.files.items())}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PackManifest:
+        """A manifest read back (raises ``KeyError``, ``TypeError`` or ``ValueError`` when it is malformed)."""
+        return cls(made=str(data.get("made") or ""), made_by=str(data.get("made_by") or ""),
+                   code_versions=tuple(str(v) for v in data.get("code_versions") or ()),
+                   precision=tuple(str(v) for v in data.get("precision") or ()),
+                   budget=tuple(str(v) for v in data.get("budget") or ()),
+                   runs=tuple(PackedRun.from_dict(r) for r in data.get("runs") or ()),
+                   files={str(rel): FileEntry.from_dict(e) for rel, e in dict(data["files"]).items()},
+                   limit_bytes=int(data.get("limit_bytes") or LIMIT_BYTES), format=str(data["format"]),
+                   version=int(data["version"]))
+
+
 def _fail(folder: Path, what: str) -> PackError:
     return PackError(f"The recorded pack in {shown_path(folder)} was refused: {what}. The app runs without it; "
                      "rebuild it with scripts/make_pack.py or restore it from git.")
@@ -104,7 +192,7 @@ def _listed_files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {MANIFEST_FILE}
 
 
-def validate(folder: Path) -> dict[str, Any]:
+def validate(folder: Path) -> PackManifest:
     """The pack's manifest after checking it and every file it lists (size, then sha256). Raises :class:`PackError`."""
     mpath = folder / MANIFEST_FILE
     try:
@@ -121,22 +209,26 @@ def validate(folder: Path) -> dict[str, Any]:
     files = manifest.get("files")
     if not isinstance(files, dict) or any(table_file(t) not in files for t in TABLES):
         raise _fail(folder, f"{MANIFEST_FILE} does not list the four tables {[table_file(t) for t in TABLES]}")
-    for rel, entry in sorted(files.items()):
+    try:
+        read = PackManifest.from_dict(manifest)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _fail(folder, f"{MANIFEST_FILE} is malformed ({type(exc).__name__}: {exc})") from None
+    for rel, entry in sorted(read.files.items()):
         path = folder / rel
         if not path.is_file():
             raise _fail(folder, f"the file {rel} is missing")
-        if path.stat().st_size != entry.get("bytes"):
+        if path.stat().st_size != entry.bytes:
             raise _fail(folder, f"the file {rel} has {path.stat().st_size:,} bytes, the manifest says "
-                                f"{entry.get('bytes')!r} (changed after the pack was made)")
-        if sha256_file(path) != entry.get("sha256"):
+                                f"{entry.bytes!r} (changed after the pack was made)")
+        if sha256_file(path) != entry.sha256:
             raise _fail(folder, f"the file {rel} does not match its checksum (changed after the pack was made)")
-    extra = sorted(_listed_files(folder) - set(files))
+    extra = sorted(_listed_files(folder) - set(read.files))
     if extra:
         raise _fail(folder, f"{len(extra)} file(s) are not in the manifest, e.g. {extra[0]}")
-    total = sum(int(e["bytes"]) for e in files.values()) + mpath.stat().st_size
+    total = read.total_bytes + mpath.stat().st_size
     if total > LIMIT_BYTES:
         raise _fail(folder, f"it holds {total:,} bytes, more than the limit of {LIMIT_BYTES:,}")
-    return manifest
+    return read
 
 
 def _rows(folder: Path, name: str) -> list[dict[str, Any]]:
@@ -147,7 +239,7 @@ class Pack:
     """A validated pack (use :func:`load_pack`): the read half of :class:`~core.runs.store.RunStore`'s interface,
     from memory (the tables) and the pack's folder (the artifacts). Every run it holds is ``recorded``."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, manifest: PackManifest) -> None:
         self.root = folder
         self.manifest = manifest
         self._runs = [Run.from_dict({**row, "recorded": True}) for row in _rows(folder, "runs")]
@@ -171,7 +263,7 @@ class Pack:
 
     @property
     def made(self) -> str:
-        return str(self.manifest.get("made") or "")
+        return self.manifest.made
 
     def list_runs(self, *, kind: str | None = None, status: str | None = None, model: str | None = None,
                   dataset: str | None = None) -> list[Run]:

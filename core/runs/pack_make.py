@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,7 +28,17 @@ import pyarrow.parquet as pq
 from core.config import ConfigError
 from core.paths import atomic_file, atomic_write_text
 from core.runs import artifacts
-from core.runs.pack import FORMAT, LIMIT_BYTES, MANIFEST_FILE, RUNS_DIR, VERSION, budget_text, sha256_file, table_file
+from core.runs.pack import (
+    LIMIT_BYTES,
+    MANIFEST_FILE,
+    RUNS_DIR,
+    FileEntry,
+    PackedRun,
+    PackManifest,
+    budget_text,
+    sha256_file,
+    table_file,
+)
 from core.runs.pack_check import check_store_run, read_only
 from core.version import code_version
 
@@ -76,7 +86,7 @@ class PackSelection:
         if self.kind not in ("prune", "merge"):
             raise ConfigError(f"PackSelection.kind must be 'prune' or 'merge', got {self.kind!r}")
 
-    def picks(self, row: dict[str, Any]) -> bool:
+    def picks(self, row: sqlite3.Row) -> bool:
         if self.run_ids is not None:
             return row["id"] in self.run_ids
         seed = json.loads(row["config"] or "{}").get("seed")
@@ -104,27 +114,27 @@ class PackReport:
                 f"{len(self.unchanged)} unchanged, {len(self.removed)} removed")
 
 
-def pick_runs(store_dir: Path, selection: PackSelection) -> list[dict[str, Any]]:
+def pick_runs(store_dir: Path, selection: PackSelection) -> list[sqlite3.Row]:
     """The finished (``done``) runs of the store that ``selection`` picks, as rows of the ``runs`` table."""
     with read_only(store_dir) as con:
-        rows = [dict(r) for r in con.execute("SELECT * FROM runs WHERE status='done' ORDER BY id")]
+        rows = list(con.execute("SELECT * FROM runs WHERE status='done' ORDER BY id"))
     return [r for r in rows if selection.picks(r)]
 
 
-def _parquet(name: str, rows: list[dict[str, Any]]) -> bytes:
+def _parquet(name: str, rows: list[sqlite3.Row]) -> bytes:
     schema = _SCHEMAS[name]
-    table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+    table = pa.Table.from_pylist([{k: r[k] if k in r.keys() else None for k in schema.names} for r in rows],
+                                 schema=schema)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
 
 
-def _table_rows(store_dir: Path, name: str, ids: list[str]) -> list[dict[str, Any]]:
+def _table_rows(store_dir: Path, name: str, ids: list[str]) -> list[sqlite3.Row]:
     marks = ",".join("?" * len(ids))
     column = "id" if name == "runs" else "run_id"
     with read_only(store_dir) as con:
-        return [dict(r) for r in con.execute(f"SELECT * FROM {name} WHERE {column} IN ({marks}) "
-                                             f"ORDER BY {_ORDER[name]}", ids)]
+        return list(con.execute(f"SELECT * FROM {name} WHERE {column} IN ({marks}) ORDER BY {_ORDER[name]}", ids))
 
 
 def _artifacts(run_folder: Path) -> list[Path]:
@@ -139,7 +149,7 @@ def _artifacts(run_folder: Path) -> list[Path]:
     return out
 
 
-def plan(store_dir: Path, runs: Sequence[dict[str, Any]]) -> dict[str, bytes | Path]:
+def plan(store_dir: Path, runs: Sequence[sqlite3.Row]) -> dict[str, bytes | Path]:
     """Every file of the pack but the manifest: relative path -> its bytes (tables) or the file to copy."""
     ids = [r["id"] for r in runs]
     files: dict[str, bytes | Path] = {table_file(name): _parquet(name, _table_rows(store_dir, name, ids))
@@ -155,26 +165,26 @@ def _size(content: bytes | Path) -> int:
     return len(content) if isinstance(content, bytes) else content.stat().st_size
 
 
-def _entry(content: bytes | Path) -> dict[str, Any]:
+def _entry(content: bytes | Path) -> FileEntry:
     digest = hashlib.sha256(content).hexdigest() if isinstance(content, bytes) else sha256_file(content)
-    return {"bytes": _size(content), "sha256": digest}
+    return FileEntry(_size(content), digest)
 
 
-def _run_entry(row: dict[str, Any]) -> dict[str, Any]:
+def _run_entry(row: sqlite3.Row) -> PackedRun:
     config, summary = json.loads(row["config"] or "{}"), json.loads(row["summary"] or "{}")
-    return {"id": row["id"], "model": row["model"], "dataset": row["dataset"], "strategy": row["strategy"],
-            "seed": config.get("seed"), "recorded": time.strftime("%Y-%m-%d", time.gmtime(row["finished_at"] or 0)),
-            "precision": summary.get("precision"), "budget": budget_text(config)}
+    seed, precision = config.get("seed"), summary.get("precision")
+    return PackedRun(id=row["id"], model=row["model"], dataset=row["dataset"], strategy=row["strategy"],
+                     seed=None if seed is None else int(seed),
+                     recorded=time.strftime("%Y-%m-%d", time.gmtime(row["finished_at"] or 0)),
+                     precision=None if precision is None else str(precision), budget=budget_text(config))
 
 
-def manifest_for(runs: Sequence[dict[str, Any]], entries: dict[str, dict[str, Any]], code_versions: list[str],
-                 made: str) -> dict[str, Any]:
-    listed = [_run_entry(r) for r in runs]
-    return {"format": FORMAT, "version": VERSION, "made": made, "made_by": code_version(),
-            "code_versions": code_versions, "precision": sorted({str(r["precision"]) for r in listed}),
-            "budget": sorted({r["budget"] for r in listed}), "runs": listed,
-            "total_bytes": sum(e["bytes"] for e in entries.values()), "limit_bytes": LIMIT_BYTES,
-            "files": dict(sorted(entries.items()))}
+def manifest_for(runs: Sequence[sqlite3.Row], entries: dict[str, FileEntry], code_versions: list[str],
+                 made: str) -> PackManifest:
+    listed = tuple(_run_entry(r) for r in runs)
+    return PackManifest(made=made, made_by=code_version(), code_versions=tuple(code_versions),
+                        precision=tuple(sorted({str(r.precision) for r in listed})),
+                        budget=tuple(sorted({r.budget for r in listed})), runs=listed, files=dict(entries))
 
 
 def _code_versions(store_dir: Path, ids: list[str]) -> list[str]:
@@ -205,21 +215,21 @@ def make_pack(store_dir: str | Path, out: str | Path, selection: PackSelection |
     files = plan(store_dir, runs)
     entries = {rel: _entry(content) for rel, content in files.items()}
     unchanged = [rel for rel, e in entries.items() if (out / rel).is_file() and
-                 (out / rel).stat().st_size == e["bytes"] and sha256_file(out / rel) == e["sha256"]]
+                 (out / rel).stat().st_size == e.bytes and sha256_file(out / rel) == e.sha256]
     ids = [r["id"] for r in runs]
     old = _old_manifest(out)
-    manifest = manifest_for(runs, entries, _code_versions(store_dir, ids), str(old.get("made") or ""))
-    same = _content(old) == _content(manifest)  # the same files (checksums) of the same runs: keep its date
-    if same:
-        manifest["made_by"] = old.get("made_by", manifest["made_by"])
+    manifest = manifest_for(runs, entries, _code_versions(store_dir, ids), old.made if old else "")
+    same = old is not None and old.content() == manifest.content()  # the same files of the same runs: keep its date
+    if old is not None and same:
+        manifest = replace(manifest, made_by=old.made_by or manifest.made_by)
     else:
-        manifest["made"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    text = json.dumps(manifest, indent=1) + "\n"
-    total = manifest["total_bytes"] + len(text.encode())
+        manifest = replace(manifest, made=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    text = json.dumps(manifest.to_dict(), indent=1) + "\n"
+    total = manifest.total_bytes + len(text.encode())
     if total > limit:
-        big = sorted(entries.items(), key=lambda kv: -kv[1]["bytes"])[:3]
+        big = sorted(entries.items(), key=lambda kv: -kv[1].bytes)[:3]
         raise PackRefused(f"the pack would hold {total:,} bytes, more than the limit of {limit:,} (largest files: "
-                          + ", ".join(f"{rel} {e['bytes']:,}" for rel, e in big) + "): pick fewer runs")
+                          + ", ".join(f"{rel} {e.bytes:,}" for rel, e in big) + "): pick fewer runs")
     report = PackReport(ids, total_bytes=total, unchanged=sorted(unchanged))
     for rel, content in files.items():
         if rel in unchanged:
@@ -241,14 +251,10 @@ def make_pack(store_dir: str | Path, out: str | Path, selection: PackSelection |
     return report
 
 
-def _content(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A manifest without when and by which checkout it was written (what decides whether the pack changed)."""
-    return {k: v for k, v in manifest.items() if k not in ("made", "made_by")}
-
-
-def _old_manifest(out: Path) -> dict[str, Any]:
+def _old_manifest(out: Path) -> PackManifest | None:
+    """The manifest of the pack already at ``out``; None when there is none or it does not read."""
     try:
         found = json.loads((out / MANIFEST_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
+        return PackManifest.from_dict(found) if isinstance(found, dict) else None
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
