@@ -216,8 +216,9 @@ def _comparison_table(teacher: Mapping[str, Any], merged: Mapping[str, Any], pru
                       ) -> pd.DataFrame:
     """Long table: method x stage -> parameters and accuracy (what the prune-vs-merge chart draws)."""
     rows = [{"method": "teacher", "stage": "teacher", **_row(teacher, teacher)}]
-    side = pruning.to_dict() if pruning is not None else {}
-    for method, scores in (("merge", merged), ("prune", side)):
+    side = {} if pruning is None else {"no_tuning": pruning.no_tuning, "finetuned": pruning.finetuned,
+                                       "distilled": pruning.distilled}
+    for method, scores in (("merge", merged), ("prune", {k: v for k, v in side.items() if v is not None})):
         for stage in ("no_tuning", "finetuned", "distilled"):
             if stage in scores:
                 rows.append({"method": method, "stage": stage, **_row(scores[stage], teacher)})

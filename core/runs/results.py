@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from core.config import Resolved, as_resolved
+from core.jsontypes import JSONObject
 
 
 def _accuracy(block: Any) -> float | None:
@@ -78,7 +79,7 @@ class TeacherOrigin:
     precision: Resolved | None
     weak: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"teacher_cached": self.cached, "teacher_key": self.key, "code_version": self.code_version,
                 "precision": self.precision, **({"weak_teacher": True} if self.weak else {})}
 
@@ -93,7 +94,7 @@ class OracleMark:
     chosen_accuracy: float
     ratio: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"oracle_best": self.best, "oracle_best_accuracy": self.best_accuracy,
                 "chosen_oracle_accuracy": self.chosen_accuracy, "ratio": self.ratio}
 
@@ -105,7 +106,7 @@ class RankerMark:
     spearman: float | None
     top1: bool | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"ranker_spearman": self.spearman, "ranker_top1": self.top1}
 
 
@@ -131,7 +132,7 @@ class StepRow:
     oracle: OracleMark | None = None
     ranker: RankerMark | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         out = {"n_layers": self.n_layers, "removed": self.removed, "removed_order": list(self.removed_order),
                **self.metrics}
         for part in (self.teacher, self.oracle, self.ranker):
@@ -195,18 +196,18 @@ class RunSummary:
                 "after_kd": _opt_mapping(d.get("after_kd")), "timings_s": _mapping(d.get("timings_s")),
                 "precision": _opt_precision(d.get("precision")), "weak_teacher": bool(d.get("weak_teacher"))}
 
-    def _tail(self) -> dict[str, Any]:
+    def _tail(self) -> JSONObject:
         """The keys every summary ends with (timings, precision, the weak-teacher flag when set)."""
         return {"timings_s": dict(self.timings_s), **({"precision": self.precision} if self.precision else {}),
                 **({"weak_teacher": True} if self.weak_teacher else {})}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         """The summary as stored (JSON-ready)."""
         return {"teacher": dict(self.teacher), **_present(before_kd=self.before_kd, after_kd=self.after_kd),
                 **self._tail(), **self.extra}
 
     @property
-    def raw(self) -> dict[str, Any]:
+    def raw(self) -> JSONObject:
         """The summary as a stored dict (:meth:`to_dict`)."""
         return self.to_dict()
 
@@ -239,7 +240,7 @@ class RunSummary:
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def _present(**blocks: Any) -> dict[str, Any]:
+def _present(**blocks: Any) -> JSONObject:
     """The blocks that are there (not None), plain: a summary leaves out what its run did not do."""
     return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in blocks.items() if v is not None}
 
@@ -272,7 +273,7 @@ class PruneSummary(RunSummary):
                 "ratio_after_kd": _opt_float(d.get("ratio_after_kd")), "ratio": _opt_float(d.get("ratio")),
                 "shared": _mapping(d.get("shared"))}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"teacher": dict(self.teacher), "removed_order": list(self.removed_order),
                 **_present(final_layers=self.final_layers, max_accuracy_over_depth=self.max_accuracy_over_depth,
                            before_kd=self.before_kd, after_kd=self.after_kd,
@@ -312,14 +313,14 @@ class PruningSide:
                    distilled=_opt_mapping(d.get("distilled")),
                    extra={k: v for k, v in d.items() if k not in cls.KEYS})
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"strategy": self.strategy, "depth": self.depth, "removed_layers": list(self.removed_layers),
                 "kept_layers": list(self.kept_layers),
                 **_present(no_tuning=self.no_tuning, finetuned=self.finetuned, distilled=self.distilled),
                 **self.extra}
 
     @property
-    def raw(self) -> dict[str, Any]:
+    def raw(self) -> JSONObject:
         return self.to_dict()
 
     @property
@@ -374,7 +375,7 @@ class MergeSummary(RunSummary):
                 "pruning": PruningSide.of(side) if isinstance(side, Mapping) and side else None,
                 "ratio": _opt_float(d.get("ratio"))}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"teacher": dict(self.teacher), "window": list(self.window), "window_label": self.window_label,
                 "selection": self.selection, "reference": self.reference, "params": dict(self.params),
                 "merged": {k: dict(v) for k, v in self.merged.items()}, "final": dict(self.final),
