@@ -90,8 +90,8 @@ def recorded_note(run: Run) -> str:
     day = recorded_day(run)
     if not day:
         return ""
-    precision = (run.summary or {}).get("precision")
-    return " · ".join(p for p in (day, budget_text(run.config), str(precision) if precision else "") if p)
+    precision = summary_of(run.kind, run.summary).precision
+    return " · ".join(p for p in (day, budget_text(run.config), precision or "") if p)
 
 
 def runner() -> Runner:

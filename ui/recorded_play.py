@@ -46,7 +46,7 @@ def estimate(run: Run) -> str:
         return (f"Here: the teacher {_minutes(teach)}, a whole run {_minutes(total)} (from {len(total)} run(s) of "
                 f"{run.model} on this machine).")
     timings = cached_store.run_summary(run).timings
-    precision = (run.summary or {}).get("precision") or "its precision"
+    precision = cached_store.run_summary(run).precision or "its precision"
     if timings.get("teacher") and timings.get("total"):
         return (f"On the machine that recorded it ({precision}): the teacher took {timings['teacher'] / 60:.0f} min, "
                 f"the whole run {timings['total'] / 60:.0f} min; no run of {run.model} has finished here yet to say "
