@@ -29,7 +29,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 import numpy as np
 import pandas as pd
@@ -72,10 +72,53 @@ class BankError(ValueError):
     """The bank's files are missing, damaged or edited by hand."""
 
 
+class BankCoverage(TypedDict):
+    """What the bank holds of one model on one dataset: its seeds, steps and rows."""
+
+    model: str
+    dataset: str
+    seeds: list[int]
+    steps: int
+    rows: int
+
+
+class OutcomesEntry(TypedDict):
+    """The manifest's entry for the per-example outcomes companion: its file, rows, checksum, columns, how many
+    layer-steps and steps it covers, and its size."""
+
+    file: str
+    rows: int
+    sha256: str
+    columns: list[str]
+    layer_steps: int
+    steps: int
+    bytes: int
+    bytes_per_layer_step: float
+
+
+class BankManifest(TypedDict):
+    """``manifest.json`` of the bank, as :func:`write_bank` writes it; :func:`load_bank` checks the first four
+    keys. A bank written before a key existed lacks it (``study``, ``note``, ``precision``, ``split_version``,
+    ``outcomes``): read the others with ``.get``."""
+
+    format: str
+    version: int
+    rows: int
+    sha256: str
+    file: NotRequired[str]
+    columns: NotRequired[list[str]]
+    coverage: NotRequired[list[BankCoverage]]
+    study: NotRequired[str | None]
+    note: NotRequired[str]
+    precision: NotRequired[str]
+    split_version: NotRequired[int]
+    outcomes: NotRequired[OutcomesEntry]
+
+
 @dataclass(frozen=True)
 class Bank:
     rows: pd.DataFrame
-    manifest: dict[str, Any]
+    manifest: BankManifest
 
     @property
     def version(self) -> int:
@@ -86,7 +129,7 @@ class Bank:
         return f"bank v{self.version}"
 
     @property
-    def outcomes(self) -> dict[str, Any] | None:
+    def outcomes(self) -> OutcomesEntry | None:
         """The manifest's entry for the per-example outcomes companion (None: this bank has none)."""
         entry = self.manifest.get("outcomes")
         return entry if isinstance(entry, dict) and entry.get("rows") else None
@@ -170,7 +213,7 @@ def load_bank(folder: str | Path | None = None) -> Bank:
         raise _fail(f"{ppath.name} cannot be read as Parquet ({type(exc).__name__})") from exc
     if len(rows) != manifest.get("rows"):
         raise _fail(f"{ppath.name} has {len(rows)} rows, the manifest says {manifest.get('rows')}")
-    return Bank(validate_rows(rows), manifest)
+    return Bank(validate_rows(rows), cast(BankManifest, manifest))  # format, version, sha256 and rows checked above
 
 
 def bank_or_none(folder: str | Path | None = None) -> tuple[Bank | None, str | None]:
@@ -404,7 +447,7 @@ def merge_rows(kept: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_file: str | None = None,
                note: str = "", outcomes: pd.DataFrame | None = None, precision: str | None = None
-               ) -> dict[str, Any]:
+               ) -> BankManifest:
     """Validate ``rows`` (and ``outcomes``, the per-example companion, when given) and write the bank (Parquet +
     manifest) atomically; returns the manifest. Without outcomes, a companion left from an earlier bank is
     removed: the manifest and the files always describe the same bank."""
@@ -413,7 +456,7 @@ def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_fi
     folder = Path(folder) if folder is not None else bank_dir()
     folder.mkdir(parents=True, exist_ok=True)
     opath = folder / OUTCOMES_FILE
-    entry = None
+    entry: OutcomesEntry | None = None
     if outcomes is not None and len(outcomes):
         outcomes = validate_outcomes(outcomes, rows)
         with atomic_file(opath) as tmp:
@@ -434,10 +477,10 @@ def write_bank(rows: pd.DataFrame, folder: str | Path | None = None, *, study_fi
     with atomic_file(ppath) as tmp:
         rows.to_parquet(tmp, index=False, compression="zstd")
     g = rows.groupby(["model", "dataset"])
-    manifest = {
+    manifest: BankManifest = {
         "format": FORMAT, "version": VERSION, "file": PROFILES_FILE, "rows": int(len(rows)),
-        "sha256": _sha256(ppath), "columns": list(rows.columns),
-        "coverage": [{"model": m, "dataset": d, "seeds": sorted(int(s) for s in f["seed"].unique()),
+        "sha256": _sha256(ppath), "columns": [str(c) for c in rows.columns],
+        "coverage": [{"model": str(m), "dataset": str(d), "seeds": sorted(int(s) for s in f["seed"].unique()),
                       "steps": int(f[["seed", "step"]].drop_duplicates().shape[0]), "rows": int(len(f))}
                      for (m, d), f in g],
         "study": study_file, "note": note,

@@ -10,7 +10,7 @@ to 1e-3 on rank features, which the dashboard's waterfalls cannot afford.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -43,11 +43,49 @@ def _float32_floor(threshold: np.ndarray) -> np.ndarray:
     return t32.astype(np.float64)
 
 
-def _shap_tree_model(forest: RandomForestRegressor) -> dict[str, Any]:
+class ShapTree(TypedDict):
+    """One tree in shap's dictionary format."""
+
+    children_left: np.ndarray
+    children_right: np.ndarray
+    children_default: np.ndarray
+    features: np.ndarray
+    thresholds: np.ndarray
+    values: np.ndarray
+    node_sample_weight: np.ndarray
+
+
+class ShapForest(TypedDict):
+    """A forest in shap's dictionary format (what ``shap.TreeExplainer`` takes as its model)."""
+
+    trees: list[ShapTree]
+    input_dtype: type
+    objective: str
+    tree_output: str
+
+
+class Explanation(TypedDict):
+    """SHAP values of a ranker on some rows, JSON-ready (:func:`explain`): which explainer, how features were
+    perturbed, the base value, one row of values per explained row, the feature names, the rows' feature values,
+    the ranker's predictions, the rows' ids (None when not given) and the background rows used (0: path
+    dependent)."""
+
+    explainer: str
+    feature_perturbation: str
+    base_value: float
+    values: list[list[float]]
+    feature_names: list[str]
+    data: list[list[float]]
+    prediction: list[float]
+    row_ids: list[Any] | None
+    n_background: int
+
+
+def _shap_tree_model(forest: RandomForestRegressor) -> ShapForest:
     """shap's dictionary tree format of a fitted sklearn forest: leaf values divided by the tree count (the
     forest is a mean), inputs compared as float32 like sklearn, thresholds float32-exact."""
     scale = 1.0 / len(forest.estimators_)
-    trees = []
+    trees: list[ShapTree] = []
     for est in forest.estimators_:
         t = est.tree_
         trees.append({"children_left": t.children_left.astype(np.int64),
@@ -82,7 +120,7 @@ def _forest_shap(estimator: ForestFusionRanker, background: np.ndarray, data: np
 
 
 def explain(estimator: FusionRanker, X_background: Any, X: Any, *, row_ids: Sequence[Any] | None = None,
-            max_background: int = 100, random_state: int = 0) -> dict[str, Any]:
+            max_background: int = 100, random_state: int = 0) -> Explanation:
     """SHAP values of ``estimator`` on the rows ``X``, as JSON-ready lists for the dashboard.
 
     Interventional against ``X_background`` (sampled down to ``max_background`` rows, seeded). Additive:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
 from core.fusion.features import GROUP_KEYS, ORACLE, SOURCE, STORE_SOURCE, _plain, _require_columns, upgrade_profiles
+from core.jsontypes import JSONObject
 
 LEAVE_ONE_DATASET_OUT = "leave_one_dataset_out"
 LEAVE_ONE_DATASET_OUT_OTHER_MODELS = "leave_one_dataset_out_other_models"
@@ -45,7 +46,7 @@ class TrainingProtocol:
         """``signal_vote`` when nothing trained a ranker."""
         return "signal_vote" if self.name == NONE else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"name": self.name, "description": self.description, "n_rows": self.n_rows,
                 "datasets": list(self.datasets), "sources": list(self.sources), "models": list(self.models),
                 "runs": list(self.runs), "fallback": self.fallback, "left_out_weak": self.left_out_weak}
@@ -152,8 +153,17 @@ def choose_training_rows(profiles: pd.DataFrame, model: str, dataset: str, run_i
         "means prune first."), nothing, flagged_elsewhere)
 
 
+class RankerQuality(TypedDict):
+    """How one step's ranking agrees with the oracle (:func:`ranker_quality`)."""
+
+    spearman: float | None
+    top1_hit: bool
+    chosen: int
+    best: list[int]
+
+
 def ranker_quality(pred: Sequence[float] | np.ndarray, oracle: Sequence[float] | np.ndarray,
-                   atol: float = 1e-12) -> dict[str, Any]:
+                   atol: float = 1e-12) -> RankerQuality:
     """How one step's ranking agrees with the oracle (both are scores: higher = better to remove).
 
     ``spearman``: rank correlation across the remaining layers (None when undefined: fewer than two

@@ -37,6 +37,7 @@ from core.fusion.rankers import (
     RankerSummary,
     describe_ranker,
 )
+from core.jsontypes import JSONObject
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class FusionChoice:
     def trained(self) -> bool:
         return self.ranker is not None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"candidates": list(self.candidates), "scores": list(self.scores), "chosen_layer": self.chosen_layer,
                 "protocol": self.protocol.to_dict(), "ranker": None if self.ranker is None else self.ranker.to_dict(),
                 "explanation": None if self.explanation is None else dict(self.explanation), "target": self.target,

@@ -23,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from core.config import check_float
+from core.jsontypes import JSONObject
 
 
 class LinearFusionRanker(RegressorMixin, BaseEstimator):
@@ -86,7 +87,7 @@ FusionRanker = LinearFusionRanker | ForestFusionRanker
 RANKER_KINDS: tuple[str, ...] = ("forest", "linear")
 
 
-def _plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+def _plain_params(params: Mapping[str, Any]) -> dict[str, str | int | float | bool | None]:
     return {k: (v if v is None or isinstance(v, (bool, int, float, str)) else repr(v)) for k, v in params.items()}
 
 
@@ -110,9 +111,9 @@ class RankerSummary:
     def weight_label(self) -> str:
         return "impurity importance" if self.kind == "forest" else "coefficient on the standardised feature"
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "params": dict(self.params), "n_train_rows": self.n_train_rows,
-                               "feature_names": list(self.feature_names)}
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {"kind": self.kind, "params": dict(self.params), "n_train_rows": self.n_train_rows,
+                           "feature_names": list(self.feature_names)}
         if self.kind == "forest":
             return out | {"feature_importances": list(self.weights)}
         return out | {"coef": list(self.weights), "intercept": self.intercept}
