@@ -140,12 +140,13 @@ def head_tail(ids: Sequence[int], max_length: int, before: int, after: int) -> l
     return ids[:before] + body[:head] + (body[len(body) - tail:] if tail else []) + ids[len(ids) - after:]
 
 
-def encode_head_tail(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, Any]:
+def encode_head_tail(tokenizer: Any, texts: Sequence[str], max_length: int) -> Batch:
     """Token ids and attention masks of ``texts`` cut by :func:`head_tail`, padded to the longest (torch tensors)."""
     before, after = special_token_frame(tokenizer)
     enc = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
     rows = [head_tail(ids, max_length, before, after) for ids in enc["input_ids"]]
-    return tokenizer.pad({"input_ids": rows}, padding="longest", return_tensors="pt")
+    padded = tokenizer.pad({"input_ids": rows}, padding="longest", return_tensors="pt")
+    return {"input_ids": padded["input_ids"], "attention_mask": padded["attention_mask"]}
 
 
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ from core.data.tables import (
     reject,
     sniff_delimiter,
 )
+from core.jsontypes import JSONObject
 
 #: a file's bytes or its path
 Source = bytes | bytearray | memoryview | str | PathLike[str]
@@ -76,7 +77,7 @@ class Sampling:
                 f"{self.rows_dropped:,} dropped: every split is capped (2,000 training rows by default), so a "
                 f"sample of {self.sample_rows:,} rows fills the splits as the whole file would.")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"file_bytes": self.file_bytes, "rows_read": self.rows_read, "rows_kept": self.rows_kept,
                 "rows_dropped": self.rows_dropped, "sample_rows": self.sample_rows, "seed": self.seed}
 

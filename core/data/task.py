@@ -17,6 +17,7 @@ from core.config import DataConfig, to_dict
 from core.data.batches import Batch, Splits, encode, make_splits, sort_by_length
 from core.data.splits import SPLIT_VERSION
 from core.data.truncation import LengthChoice, choose_length, model_length_limit, token_counts
+from core.jsontypes import JSONObject
 from core.models.registry import ModelSpec, get_model_spec, load_tokenizer
 
 
@@ -47,9 +48,9 @@ class Task:
         """The length every text was tokenised to (``data_cfg.max_length``, resolved)."""
         return int(self.data_cfg.max_length)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         return {"model": self.model.key, "dataset": self.dataset_key, "dataset_name": self.dataset_name,
-                "data": to_dict(self.data_cfg), "sizes": self.splits.sizes(),
+                "data": to_dict(self.data_cfg), "sizes": {k: n for k, n in self.splits.sizes().items()},
                 "labels": list(self.label_names), "fingerprint": self.fingerprint,
                 "data_report": self.splits.report.to_dict(),
                 **({"length": self.length.to_dict()} if self.length is not None else {})}
@@ -102,7 +103,7 @@ def task_from_splits(spec: ModelSpec, loaded: Any, splits: Splits, data_cfg: Dat
                 length=length)
 
 
-def fingerprint_cfg(data_cfg: DataConfig) -> dict[str, Any]:
+def fingerprint_cfg(data_cfg: DataConfig) -> JSONObject:
     """The data config as the fingerprint hashes it: the *resolved* length (``"auto"`` and the number it chose give
     the same data, so the same fingerprint); ``max_auto_length`` only through that length; ``truncation`` only
     when not ``head`` (a config from before these fields keeps its fingerprint and its cached teacher)."""

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -25,6 +26,7 @@ import pandas as pd
 
 from core.config import AUTO_LENGTH, DataConfig
 from core.data.batches import HEAD_SHARE, encode_head_tail, head_tail, special_token_frame  # noqa: F401 (re-exported)
+from core.jsontypes import JSONObject
 
 #: ``max_length="auto"`` covers this percentile of the training texts' token counts (our default)
 AUTO_PERCENTILE = 95.0
@@ -151,12 +153,12 @@ class LengthChoice:
             cut += f" ({'first and last tokens kept' if self.truncation == 'head+tail' else 'first tokens kept'})"
         return f"max length {self.length} tokens: {self.reason()}; {cut}."
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {**asdict(self), "covered": self.covered, "cover_length": self.cover_length,
                 "reason": self.reason()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LengthChoice":
+    def from_dict(cls, data: Mapping[str, Any]) -> "LengthChoice":
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in names})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Union
@@ -69,7 +70,7 @@ def save_upload(store: StoreLike, loaded: LoadedDataset, name: str) -> DatasetRe
     return ref
 
 
-def _info(ref: DatasetRef, meta: dict[str, Any]) -> SavedUpload:
+def _info(ref: DatasetRef, meta: Mapping[str, Any]) -> SavedUpload:
     return SavedUpload(ref=ref, name=str(meta.get("name") or ref.value),
                        labels=tuple(str(x) for x in meta.get("labels") or ()), rows=int(meta.get("rows") or 0),
                        description=str(meta.get("description") or ""))
