@@ -234,7 +234,7 @@ def test_a_cached_teacher_opens_alone(run, loaded):
 
     store, _ = run
     [info] = [t for t in cached_teachers() if t.key == loaded.teacher_key]
-    assert (info.model, info.dataset) == ("tiny-bert", "keywords") and info.data["test_cap"] == SMALL.test_cap
+    assert (info.model, info.dataset) == ("tiny-bert", "keywords") and info.data.test_cap == SMALL.test_cap
     alone = load_teacher(info.key, store)
     assert alone.run is None and alone.compressed is None and alone.task.fingerprint == loaded.task.fingerprint
     result = compare(alone, "great tennis", [2])

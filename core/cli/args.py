@@ -5,7 +5,7 @@ without importing another command."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TypedDict
 
 from core.config import DataConfig
 
@@ -57,7 +57,15 @@ def add_length_args(p: argparse.ArgumentParser) -> None:
                    "tokens, Sun et al. 2019)")
 
 
-def length_settings(args: argparse.Namespace, dataset: str | None) -> dict[str, Any]:
+class LengthSettings(TypedDict):
+    """``DataConfig``'s length fields as the flags set them."""
+
+    max_length: int | str
+    max_auto_length: int
+    truncation: str
+
+
+def length_settings(args: argparse.Namespace, dataset: str | None) -> LengthSettings:
     """``DataConfig``'s length fields from :func:`add_length_args`' flags; ``--max-length`` unset: the dataset's
     default (:func:`core.data.truncation.default_max_length`)."""
     from core.data.registry import DEFAULT_DATASET

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from core.jobs import schedule
 from core.jobs.cancel import cancel_run
 from core.jobs.kinds import RUN_KINDS, job_kind
+from core.jsontypes import JSONValue
 from core.runs.record import RunStatus
 from core.runs.store import RunStore
 
@@ -27,7 +28,7 @@ class Runner:
         self.store.recover()
         schedule.tick(self.store)  # after a restart: dead workers free their slots, waiting jobs take them
 
-    def submit(self, kind: str, configs: list[dict[str, Any]], *, group_id: str | None = None,
+    def submit(self, kind: str, configs: Sequence[Mapping[str, JSONValue]], *, group_id: str | None = None,
                strategy: str | None = None) -> list[str]:
         """Create one run per config and queue one job that runs them in order. A run's strategy is the config's
         own ``strategy`` (pruning), else ``strategy`` (e.g. ``merge-accuracy``), else ``kind``."""
@@ -36,8 +37,8 @@ class Runner:
             raise ValueError(f"Runner.submit: kind must be one of {[k.value for k in RUN_KINDS]}, got {kind!r}")
         if not configs:
             raise ValueError("Runner.submit: configs must hold at least one run's configuration, got []")
-        ids = [self.store.create_run(kind=run_kind, model=cfg["model"], dataset=cfg["dataset"],
-                                     strategy=cfg.get("strategy") or strategy or run_kind, config=cfg,
+        ids = [self.store.create_run(kind=run_kind, model=str(cfg["model"]), dataset=str(cfg["dataset"]),
+                                     strategy=str(cfg.get("strategy") or strategy or run_kind), config=cfg,
                                      group_id=group_id) for cfg in configs]
         schedule.submit(self.store, run_kind, ids, ids, model=str(configs[0]["model"]), units=len(ids))
         return ids

@@ -20,8 +20,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from core.jsontypes import JSONObject, JSONValue
 from core.paths import PROJECT_ROOT, atomic_write_text
 
 if TYPE_CHECKING:
@@ -69,6 +70,20 @@ class Reading:
     def label(self, names: Sequence[str]) -> str:
         return str(names[max(range(len(self.probs)), key=self.probs.__getitem__)])
 
+    def to_dict(self) -> JSONObject:
+        """As the readings file stores it."""
+        return {"probs": list(self.probs), "after": list(self.after), "lens": [list(row) for row in self.lens]}
+
+
+class ReadingsMeta(TypedDict):
+    """Where a readings file came from: the teacher, its length and precision, the code and the day."""
+
+    teacher_key: str | None
+    max_length: int | None
+    precision: str | None
+    code_version: str | None
+    made: str | None
+
 
 @dataclass(frozen=True)
 class Sentence:
@@ -86,7 +101,7 @@ class Readings:
     label_names: tuple[str, ...]
     layers: tuple[int, ...]
     sentences: tuple[Sentence, ...]
-    meta: dict[str, Any]
+    meta: ReadingsMeta
 
     def reading(self, sentence: int, layer_off: int | None) -> Reading:
         s = self.sentences[sentence]
@@ -104,26 +119,26 @@ def file_name(model: str, dataset: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ making them
-def _reading(loaded: Loaded, text: str, off: Sequence[int]) -> dict[str, Any]:
+def _reading(loaded: Loaded, text: str, off: Sequence[int]) -> Reading:
     from core.playground import trace
 
     found = trace(loaded, text, off)
     names = [str(n) for n in loaded.label_names]
-    return {"probs": [round(float(p), 6) for p in found.prediction.probs],
-            "after": [str(a) for a in found.lens["after"]],
-            "lens": [[round(float(v), 6) for v in row] for row in found.lens[names].to_numpy()]}
+    return Reading(probs=tuple(round(float(p), 6) for p in found.prediction.probs),
+                   after=tuple(str(a) for a in found.lens["after"]),
+                   lens=tuple(tuple(round(float(v), 6) for v in row) for row in found.lens[names].to_numpy()))
 
 
-def make_readings(loaded: Loaded, sentences: Sequence[tuple[str, str | None]], code_version: str) -> dict[str, Any]:
+def make_readings(loaded: Loaded, sentences: Sequence[tuple[str, str | None]], code_version: str) -> JSONObject:
     """The readings of ``sentences`` through ``loaded``'s teacher (a JSON-ready dict)."""
     layers = [int(i) for i in loaded.teacher_layers]
     task = loaded.task
     return {"format": FORMAT, "version": VERSION, "model": str(task.model.key), "dataset": str(task.dataset_key),
-            "label_names": [str(n) for n in loaded.label_names], "layers": layers,
+            "label_names": [str(n) for n in loaded.label_names], "layers": [i for i in layers],
             "teacher_key": loaded.teacher_key, "max_length": int(loaded.max_length), "precision": loaded.precision,
             "code_version": code_version, "made": dt.date.today().isoformat(),
-            "sentences": [{"text": text, "expected": expected, "full": _reading(loaded, text, ()),
-                           "off": {str(k): _reading(loaded, text, (k,)) for k in layers}}
+            "sentences": [{"text": text, "expected": expected, "full": _reading(loaded, text, ()).to_dict(),
+                           "off": {str(k): _reading(loaded, text, (k,)).to_dict() for k in layers}}
                           for text, expected in sentences]}
 
 
@@ -131,17 +146,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_readings(data: dict[str, Any], folder: str | Path | None = None) -> Path:
+def write_readings(data: JSONObject, folder: str | Path | None = None) -> Path:
     """Write one readings file and update the folder's manifest; returns the file's path."""
     folder = Path(folder) if folder is not None else readings_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / file_name(str(data["model"]), str(data["dataset"]))
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     mpath = folder / MANIFEST_FILE
-    manifest: dict[str, Any] = json.loads(mpath.read_text()) if mpath.is_file() else {}
-    manifest = {"format": FORMAT, "version": VERSION, "files": dict(manifest.get("files") or {})}
-    manifest["files"][path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path),
-                                    "model": data["model"], "dataset": data["dataset"], "made": data["made"]}
+    old = json.loads(mpath.read_text()) if mpath.is_file() else {}
+    files: dict[str, JSONValue] = dict(old.get("files") or {}) if isinstance(old, dict) else {}
+    files[path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path), "model": data["model"],
+                        "dataset": data["dataset"], "made": data["made"]}
+    manifest: JSONObject = {"format": FORMAT, "version": VERSION, "files": files}
     atomic_write_text(mpath, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
 
@@ -201,7 +217,13 @@ def parse_readings(data: Any) -> Readings:
                                        for k, v in off.items()}))
     if not sentences:
         raise _fail("no sentences")
-    meta = {k: data.get(k) for k in ("teacher_key", "max_length", "precision", "code_version", "made")}
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return None if value is None else str(value)
+
+    length = data.get("max_length")
+    meta = ReadingsMeta(teacher_key=text("teacher_key"), max_length=None if length is None else int(length),
+                        precision=text("precision"), code_version=text("code_version"), made=text("made"))
     return Readings(model=str(data["model"]), dataset=str(data["dataset"]), label_names=names, layers=layers,
                     sentences=tuple(sentences), meta=meta)
 

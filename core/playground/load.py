@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from core.config import Resolved, as_resolved
+from core.config import DataConfig, Resolved, as_resolved, from_dict
 from core.runs import artifacts
 from core.runs.record import MergeSummary, PruneSummary, Run, RunStatus, summary_of
 from core.runs.store import RunStore
@@ -38,14 +38,14 @@ class TeacherInfo:
     path: Path
     model: str
     dataset: str
-    data: dict[str, Any]
+    data: DataConfig
     test_accuracy: float | None
     precision: Resolved
 
     @property
     def label(self) -> str:
         acc = "" if self.test_accuracy is None else f", test accuracy {self.test_accuracy:.3f}"
-        return f"teacher · {self.model} · {self.dataset} ({self.data.get('max_length', '?')} tokens{acc})"
+        return f"teacher · {self.model} · {self.dataset} ({self.data.max_length} tokens{acc})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,7 +247,7 @@ def cached_teachers() -> list[TeacherInfo]:
             info = json.loads(meta.read_text())
             task = info["task"]
             found.append(TeacherInfo(key=meta.parent.name, path=meta.parent, model=str(task["model"]),
-                                     dataset=str(task["dataset"]), data=dict(task.get("data") or {}),
+                                     dataset=str(task["dataset"]), data=from_dict(DataConfig, task.get("data") or {}),
                                      test_accuracy=(info.get("metrics") or {}).get("test", {}).get("accuracy"),
                                      precision=as_resolved(info.get("precision") or "fp32")))
         except (OSError, ValueError, KeyError, TypeError):  # a foreign or unreadable folder: not offered
@@ -257,7 +257,6 @@ def cached_teachers() -> list[TeacherInfo]:
 
 def load_teacher(key: str, store: RunStore) -> Loaded:
     """A cached teacher alone (no compressed model), with the task it was fine-tuned on."""
-    from core.config import DataConfig, from_dict
     from core.teacher import teacher_dir
 
     key = (key or "").strip()
@@ -265,7 +264,7 @@ def load_teacher(key: str, store: RunStore) -> Loaded:
     if info is None:
         raise PlaygroundError(f"No teacher {key!r} in the teacher cache ({teacher_dir('x').parent}). Start a run "
                               "(or `python -m core teach`) to fine-tune one.")
-    task = _task(info.model, info.dataset, from_dict(DataConfig, info.data), store)
+    task = _task(info.model, info.dataset, info.data, store)
     teacher = _load_teacher(key, f"{info.model} on {info.dataset}")
     return Loaded(task=task, teacher=teacher.to(_device()), compressed=None, precision=info.precision,
                   teacher_key=key, run=None)
