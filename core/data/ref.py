@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.data.batches import DataError
+from core.data.datasets import load_dataset
 from core.data.registry import (FILE_SUFFIXES, HUB_PREFIX, REF_KINDS, UPLOAD_PREFIX, DatasetRef, LoadedDataset,
                                 RefKind, RefLike, hub_ref)
+from core.data.upload import read_upload_file
+from core.data.upload_store import load_saved_upload, save_upload
 
 if TYPE_CHECKING:
     from core.data.upload_store import StoreLike
@@ -42,20 +45,16 @@ def load_dataset_ref(ref: RefLike, store: StoreLike | None = None, *, text_colum
     if ref.kind == "upload":
         if store is None:
             raise DataError(f"{ref} is an upload: it is read from a run store, and none was given.")
-        from core.data.upload_store import load_saved_upload
 
         return load_saved_upload(store, ref)
     if ref.kind == "file":
         return _read_file(ref, text_column, label_column)
     _no_columns(ref, text_column, label_column)
-    from core.data.datasets import load_dataset
 
     return load_dataset(str(ref))
 
 
 def _read_file(ref: DatasetRef, text_column: str | None, label_column: str | None) -> LoadedDataset:
-    from core.data.upload import read_upload_file
-
     path = Path(ref.value).expanduser()
     if not path.is_file():
         raise DataError(f"{ref.value}: no such file. Give the path of a CSV, TSV or Parquet file, a dataset key "
@@ -75,8 +74,6 @@ def resolve_dataset_ref(value: RefLike, store: StoreLike, text_column: str | Non
     now, not in the middle of a run); a key or hub id is returned as is (checked when loaded)."""
     ref = DatasetRef.parse(value)
     if ref.kind == "file":
-        from core.data.upload_store import save_upload
-
         return save_upload(store, _read_file(ref, text_column, label_column), Path(ref.value).name)
     if ref.kind == "upload":
         load_dataset_ref(ref, store)

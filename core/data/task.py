@@ -15,6 +15,7 @@ import pandas as pd
 
 from core.config import DataConfig, to_dict
 from core.data.batches import Batch, Splits, encode, make_splits, sort_by_length
+from core.data.datasets import load_dataset
 from core.data.splits import SPLIT_VERSION
 from core.data.truncation import LengthChoice, choose_length, model_length_limit, token_counts
 from core.jsontypes import JSONObject
@@ -69,8 +70,6 @@ def prepare_task(model: str | ModelSpec, dataset: Any, data_cfg: DataConfig | No
 
     ``dataset`` is a registry key (``core.data.registry``) or an already loaded ``LoadedDataset`` (an upload).
     """
-    from core.data.datasets import load_dataset
-
     data_cfg = data_cfg or DataConfig()
     spec = get_model_spec(model) if isinstance(model, str) else model
     loaded = load_dataset(dataset) if isinstance(dataset, str) else dataset

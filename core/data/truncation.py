@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from core.config import AUTO_LENGTH, DataConfig
-from core.data.batches import HEAD_SHARE, encode_head_tail, head_tail, special_token_frame  # noqa: F401 (re-exported)
+from core.data.batches import (HEAD_SHARE, encode_head_tail, head_tail, make_splits,  # noqa: F401 (re-exported)
+                               special_token_frame)
+from core.data.registry import DATASETS, DatasetRef
 from core.jsontypes import JSONObject
 
 #: ``max_length="auto"`` covers this percentile of the training texts' token counts (our default)
@@ -195,9 +197,6 @@ def default_max_length(dataset: Any) -> int | str:
     """The length a dataset gets unless one is set: ``"auto"`` for uploads, files and hub datasets (texts of any
     length), the embedded datasets' measured default (``DataConfig().max_length``, 32) for the registry's package
     and synthetic datasets (short texts, or results measured at 32 such as the shipped profile bank)."""
-    from core.data.registry import DatasetRef
-    from core.data.registry import DATASETS
-
     ref = DatasetRef.parse(dataset)
     spec = DATASETS.get(ref.value) if ref.kind == "key" else None
     if spec is not None and spec.source in ("package", "synthetic"):
@@ -220,8 +219,6 @@ def choose_for_dataset(tokenizer: Any, frame: pd.DataFrame, label_names: Sequenc
                        ) -> LengthChoice:
     """The :class:`LengthChoice` a task on this dataset would make (the same splits, the same training texts as
     :func:`core.data.task.prepare_task`), without tokenising the other splits: what the Setup page shows."""
-    from core.data.batches import make_splits
-
     splits = make_splits(frame, tuple(label_names), cfg)
     return choose_length(token_counts(tokenizer, splits.train["text"]), cfg, model_length_limit(tokenizer))
 
