@@ -116,9 +116,9 @@ with left:
         st.info("No run matches the filters.", icon="💡")
     else:
         report = run_report(ustore.store(), run.id)
-        steps = pd.DataFrame(report["steps"])
+        steps = report.steps
         c1, c2, c3 = st.columns(3)
-        c1.download_button("Report (JSON)", json.dumps(report, indent=1, default=str).encode(),
+        c1.download_button("Report (JSON)", json.dumps(report.to_dict(), indent=1, default=str).encode(),
                            f"{run.id}-report.json", "application/json", key="dl_json", width="stretch")
         c2.download_button("Steps (CSV)", steps.to_csv(index=False).encode(), f"{run.id}-steps.csv",
                            "text/csv", key="dl_csv", width="stretch", disabled=steps.empty)

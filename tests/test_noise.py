@@ -61,7 +61,10 @@ def test_compare_is_paired_with_outcomes_and_unpaired_without_and_says_so():
 
 
 def test_test_size_comes_from_the_teacher_guard_event():
-    events = [{"stage": "prepare", "payload": {}}, {"stage": "teacher_check", "payload": {"test_rows": 808}}]
+    from core.runs.events import StoredEvent
+
+    events = [StoredEvent("r", 0, 0.0, "prepare"),
+              StoredEvent("r", 1, 1.0, "teacher_check", payload={"test_rows": 808})]
     assert noise.test_size(events) == 808 and noise.test_size(events[:1]) is None
 
 

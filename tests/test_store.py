@@ -133,3 +133,22 @@ def test_two_writers_do_not_corrupt(store):
         evs = store.events(rid)
         assert [e.seq for e in evs] == list(range(60))
         assert list(store.steps(rid)["i"]) == list(range(60))
+
+
+def test_run_report_is_a_record_and_downloads_the_stored_json(store):
+    """The Runs page's report (issue 32): the run, its typed summary and its steps; to_dict is the JSON a person
+    downloads, with the summary's keys as stored."""
+    from core.runs.report import run_report
+
+    rid = _new(store)
+    store.mark_running(rid)
+    store.add_step(rid, 0, {"n_layers": 12, "test_accuracy": 0.9})
+    stored = {"teacher": {"test_accuracy": 0.9}, "removed_order": [3], "after_kd": {"test_accuracy": 0.8},
+              "ratio": 1.5, "timings_s": {"total": 12.0}}
+    store.finish(rid, "done", summary=stored)
+    report = run_report(store, rid)
+    assert report.run.id == rid and report.summary.after_kd_accuracy == 0.8 and list(report.steps["n_layers"]) == [12]
+    out = report.to_dict()
+    assert out["run"]["id"] == rid and out["run"]["status"] == "done" and out["config"] == {"model": "tiny-bert",
+                                                                                            "x": None}
+    assert out["summary"] == stored and out["steps"] == [{"step": 0, "n_layers": 12, "test_accuracy": 0.9}]

@@ -146,7 +146,8 @@ class RunFacts:
     steps: pd.DataFrame  # the run's steps table with test_low / test_high / test_ci joined on
     intervals: noise.PruneIntervals
     stories: list[StepStory]
-    budget: dict[str, Any]
+    #: the budget as the report lists it: name -> value, in order
+    budget: dict[str, str | int | float]
     code_version: str
 
     @property
@@ -246,8 +247,8 @@ def step_stories(store: RunStore, run: Run, steps: pd.DataFrame, found: noise.Pr
     return stories
 
 
-def _budget(run: Run, summary: PruneSummary, steps: pd.DataFrame) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _budget(run: Run, summary: PruneSummary, steps: pd.DataFrame) -> dict[str, str | int | float]:
+    out: dict[str, str | int | float] = {}
     for name, path in BUDGET_KEYS:
         value: Any = run.config
         for key in path:

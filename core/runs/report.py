@@ -6,25 +6,41 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
+from core.jsontypes import JSONObject
 from core.runs import artifacts, noise
+from core.runs.record import MergeSummary, PruneSummary, Run, summary_of
 from core.runs.store import RunStore
 
+#: the run row's columns a report keeps
+REPORT_COLUMNS = ("id", "kind", "name", "model", "dataset", "strategy", "status", "created_at", "started_at",
+                  "finished_at", "error")
 
-def run_report(store: RunStore, run_id: str) -> dict[str, Any]:
-    """Everything about one run, JSON-ready: config, status, steps, summary."""
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything about one run: its record (config and status), its summary and its steps table."""
+
+    run: Run
+    summary: PruneSummary | MergeSummary
+    steps: pd.DataFrame
+
+    def to_dict(self) -> JSONObject:
+        """JSON-ready (the report a person downloads): the run's row, config, summary as stored, steps."""
+        row = self.run.to_dict()
+        return {"run": {k: row[k] for k in REPORT_COLUMNS}, "config": self.run.config,
+                "summary": self.summary.to_dict(), "steps": self.steps.to_dict(orient="records")}
+
+
+def run_report(store: RunStore, run_id: str) -> RunReport:
+    """Everything about one run (:class:`RunReport`)."""
     run = store.get_run(run_id)
     if run is None:
         raise ValueError(f"no run {run_id!r}")
-    steps = store.steps(run_id)
-    row = run.to_dict()
-    return {"run": {k: row[k] for k in ("id", "kind", "name", "model", "dataset", "strategy", "status",
-                                         "created_at", "started_at", "finished_at", "error")},
-            "config": run.config, "summary": store.read_json(run_id, artifacts.SUMMARY) or run.summary,
-            "steps": steps.to_dict(orient="records")}
+    return RunReport(run, summary_of(run.kind, store.read_json(run_id, artifacts.SUMMARY) or run.summary),
+                     store.steps(run_id))
 
 
 def run_intervals(store: RunStore, run_id: str) -> noise.PruneIntervals:
@@ -58,7 +74,7 @@ def rankings(store: RunStore, run_ids: list[str], label: Callable[[str], str] = 
     """Per dataset, the pruning runs of ``run_ids`` ranked at the deepest depth all of them reached (two runs of
     the same strategy are told apart by their id); paired comparisons where the runs kept outcomes on the same
     test rows. Datasets with fewer than two runs past the teacher are left out."""
-    by_dataset: dict[str, list[Any]] = {}
+    by_dataset: dict[str, list[Run]] = {}
     for run_id in run_ids:
         run = store.get_run(run_id)
         if run is not None and run.kind == "prune":
@@ -120,10 +136,10 @@ def compare_table(store: RunStore, run_ids: list[str] | None = None, kind: str =
         steps = store.steps(run.id)
         if steps.empty:
             continue
-        summary = store.read_json(run.id, artifacts.SUMMARY) or run.summary
-        row: dict[str, Any] = {"run_id": run.id, "dataset": run.dataset, "model": run.model,
-                               "strategy": run.strategy, "status": str(run.status),
-                               "teacher": float(steps.iloc[0]["test_accuracy"])}
+        summary = PruneSummary.of(store.read_json(run.id, artifacts.SUMMARY) or run.summary)
+        row: dict[str, str | int | float | None] = {"run_id": run.id, "dataset": run.dataset, "model": run.model,
+                                                    "strategy": run.strategy, "status": str(run.status),
+                                                    "teacher": float(steps.iloc[0]["test_accuracy"])}
         for _, s in steps.iloc[1:].iterrows():
             row[f"acc@{int(s['n_layers'])}"] = float(s["test_accuracy"])
         pruned = steps.iloc[1:]
@@ -131,8 +147,8 @@ def compare_table(store: RunStore, run_ids: list[str] | None = None, kind: str =
             best = pruned.loc[pruned["test_accuracy"].idxmax()]
             row["best"] = float(best["test_accuracy"])
             row["best_layers"] = int(best["n_layers"])
-        row["after_kd"] = (summary.get("after_kd") or {}).get("test_accuracy")
-        row["ratio"] = summary.get("ratio")
+        row["after_kd"] = summary.after_kd_accuracy
+        row["ratio"] = summary.ratio
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
