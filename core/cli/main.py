@@ -6,14 +6,29 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.cli.args import add_budget_args, length_settings, precision_line
+from core.cli.deploy import export_onnx_to, print_parity
+from core.cli.merge import main as merge_main
+from core.cli.playground import add_parsers as add_playground_parsers
+from core.cli.reliability import main as reliability_main
 from core.config import ConfigError, DataConfig
+from core.data.ref import load_dataset_ref, resolve_dataset_ref
+from core.data.registry import DEFAULT_DATASET, describe_datasets
+from core.data.task import prepare_task
+from core.jobs.execute import execute_with_bar
+from core.models.registry import MODELS, offline_mode
+from core.pruning.config import PruneConfig
+from core.runs.export import export_model
+from core.runs.progress import StageProgress
+from core.runs.report import compare_table, rankings, run_intervals, with_intervals
+from core.runs.store import RunStore
+from core.teacher import check_teacher, default_train_config, ensure_teacher, teacher_lines
+from core.train import DistillConfig
 
 if TYPE_CHECKING:
-    from core.pruning.config import PruneConfig
-    from core.runs.store import RunStore
     from core.train import TrainProgress
 
 
@@ -45,18 +60,12 @@ def _data_cfg(args: argparse.Namespace, dataset: str | None = None) -> DataConfi
 
 def _teacher_lines(store: RunStore, run_id: str) -> str:
     """The run's length line and its teacher beside the baselines (with the accuracy interval), from its events."""
-    from core.teacher import teacher_lines
-
     return "\n".join(teacher_lines(store.events(run_id)))
 
 
 def _dataset(args: argparse.Namespace, value: str | None = None) -> str:
     """The dataset key of ``--dataset`` (or ``value``): a file is checked and stored like an upload
     (``upload:<id>``)."""
-    from core.data.ref import resolve_dataset_ref
-    from core.data.registry import DEFAULT_DATASET
-    from core.runs.store import RunStore
-
     return str(resolve_dataset_ref(value or args.dataset or DEFAULT_DATASET, RunStore(),
                                    getattr(args, "text_column", None), getattr(args, "label_column", None)))
 
@@ -70,8 +79,6 @@ def _weak_teacher_hint(store: RunStore, run_id: str) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core.models.registry import MODELS, offline_mode
-
     rows = [{"key": s.key, "name": s.display_name, "source": s.source, "layers": s.num_layers,
              "hidden": s.hidden_size, "params_M": s.params_millions,
              "available": "yes" if s.offline else ("no (offline)" if offline_mode() else "needs network"),
@@ -83,20 +90,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from core.data.registry import describe_datasets
-
     table = describe_datasets()
     _emit(args, table.to_dict(orient="records"), table.to_string(index=False))
     return 0
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    from core.data.ref import load_dataset_ref
-    from core.data.task import prepare_task
-    from core.runs.progress import StageProgress
-    from core.runs.store import RunStore
-    from core.teacher import check_teacher, default_train_config, ensure_teacher
-
     dataset = _dataset(args)
     task = prepare_task(args.model, load_dataset_ref(dataset, RunStore()), _data_cfg(args, dataset))
     if task.length is not None and not args.json:
@@ -129,9 +128,6 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
 
 def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str) -> PruneConfig:
-    from core.pruning.config import PruneConfig
-    from core.train import DistillConfig
-
     return PruneConfig(model=args.model, dataset=dataset, strategy=strategy, layers_to_remove=args.layers,
                        step_epochs=args.epochs, distill=args.distill, data=_data_cfg(args, dataset),
                        kd=DistillConfig(epochs=args.kd_epochs), accuracy_floor=args.floor, seed=args.seed,
@@ -141,8 +137,6 @@ def _prune_cfg(args: argparse.Namespace, strategy: str, dataset: str) -> PruneCo
 def _print_steps(store: RunStore, run_id: str) -> str:
     """The steps table, the test accuracy with its 95 % interval (``core.runs.noise``) and its difference to the
     teacher on the same test rows."""
-    from core.runs.report import run_intervals
-
     steps = store.steps(run_id)
     if steps.empty:
         return "(no steps)"
@@ -164,9 +158,6 @@ def _interval_note(paired: bool) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from core.jobs.execute import execute_with_bar
-    from core.runs.store import RunStore
-
     store = RunStore()
     cfg = _prune_cfg(args, args.strategy, _dataset(args))
     if not args.json:
@@ -186,8 +177,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.get("weak_teacher") or run.weak_teacher:
         text += "\nflagged weak_teacher: the teacher did not beat the majority-class baseline (--prune-anyway)"
     if summary.get("after_kd"):
-        from core.runs.report import run_intervals
-
         found = run_intervals(store, run_id)
         last = found.steps.get(found.final_step) if found.final_step is not None else None
         kd = found.after_kd
@@ -204,12 +193,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from core.jobs.execute import execute_with_bar
-    from core.runs.report import compare_table
-    from core.runs.store import RunStore
-
     store = RunStore()
     ids = []
     for dataset in [_dataset(args, d) for d in args.datasets]:
@@ -230,7 +213,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
     table.to_json(out / "compare.json", orient="records", indent=1)
-    from core.runs.report import rankings, with_intervals
 
     shown = with_intervals(store, table)
     ranks = rankings(store, ids)
@@ -242,14 +224,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.runs.export import export_model
-    from core.runs.store import RunStore
-
     store = RunStore()
     path = export_model(store, args.run_id, args.dir)
     if getattr(args, "onnx", False):  # the ONNX file (parity-checked) goes into the same folder
-        from core.cli.deploy import export_onnx_to, print_parity
-
         if not args.json:
             print(f"wrote {path}")
         record, onnx_path = export_onnx_to(store, args.run_id, path, quiet=args.json)
@@ -268,15 +245,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from core.cli.merge import main
-
-    return main(_resolve_rest_dataset(args.rest))
+    return merge_main(_resolve_rest_dataset(args.rest))
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from core.cli.study import main
+    from core.cli.study import main as study_main  # noqa: PLC0415 deferred: cost (shap, matplotlib: the study grid)
 
-    return main(args.rest)
+    return study_main(args.rest)
 
 
 def _resolve_rest_dataset(rest: list[str]) -> list[str]:
@@ -348,8 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_export)
 
-    from core.cli.playground import add_parsers as add_playground_parsers
-
     add_playground_parsers(sub)  # predict RUN_ID "text" [--layers-off 3,7], errors RUN_ID
 
     p = sub.add_parser("merge", help="merge feed-forward sublayers of a layer window (see `merge --help`)",
@@ -374,8 +347,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_reliability(args: argparse.Namespace) -> int:
-    from core.cli.reliability import main as reliability_main
-
     return reliability_main(args.rest)
 
 

@@ -9,6 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from core.playground import compare, error_analysis, load_run
+from core.playground.load import PlaygroundError
+from core.playground.predict import encode_text
+from core.runs.store import RunStore
+
 
 def layers_arg(value: str) -> list[int]:
     """``3,7`` -> ``[3, 7]`` (original layer indices); empty means none."""
@@ -24,11 +29,6 @@ def _probs(names: tuple[str, ...], pred: Any) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from core.playground import compare, load_run
-    from core.playground.load import PlaygroundError
-    from core.playground.predict import encode_text
-    from core.runs.store import RunStore
-
     if not args.text.strip():
         raise PlaygroundError("The text is empty: give a sentence in quotes, e.g. python -m core predict RUN_ID "
                               "\"what is the capital of France?\"")
@@ -66,9 +66,6 @@ def _matrix(names: tuple[str, ...], matrix: np.ndarray) -> str:
 
 
 def cmd_errors(args: argparse.Namespace) -> int:
-    from core.playground import error_analysis, load_run
-    from core.runs.store import RunStore
-
     store = RunStore()
     loaded = load_run(store, args.run_id)
     run, _ = loaded.of_run()

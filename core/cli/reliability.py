@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.config import DataConfig
+from core.data.datasets import load_dataset
+from core.data.task import prepare_task
+from core.oracle import oracle_with_logits
 from core.paths import cache_dir
+from core.precision import resolve
+from core.studies.reliability import Outcomes, across_seeds, outcomes_from_logits, split_half, summarise
+from core.teacher import default_train_config, ensure_teacher
 
 
 def _val_fraction(total_rows: int, want: int, test_fraction: float) -> float:
@@ -27,14 +34,6 @@ def _val_fraction(total_rows: int, want: int, test_fraction: float) -> float:
 
 def measure(dataset: str, seed: int, args: argparse.Namespace, store: Path) -> tuple[pd.DataFrame, dict]:
     """The step-1 outcomes of ``dataset`` at ``seed`` (from the store when already measured)."""
-    from core.config import DataConfig
-    from core.data.datasets import load_dataset
-    from core.data.task import prepare_task
-    from core.oracle import oracle_with_logits
-    from core.precision import resolve
-    from core.studies.reliability import outcomes_from_logits
-    from core.teacher import default_train_config, ensure_teacher
-
     path = store / f"{args.model}_{dataset}_seed{seed}_{args.val_rows}.parquet"
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
@@ -71,8 +70,6 @@ def measure(dataset: str, seed: int, args: argparse.Namespace, store: Path) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.studies.reliability import Outcomes, across_seeds, split_half, summarise
-
     p = argparse.ArgumentParser(prog="python -m core reliability", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="e5-small")
     p.add_argument("--datasets", nargs="+", default=["trec", "rotten-tomatoes", "tweets"])

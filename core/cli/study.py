@@ -12,11 +12,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from core.cli import paper as paper_cmd
-from core.config import DataConfig
+from core.config import ConfigError, DataConfig
+from core.data.ref import resolve_dataset_ref
+from core.fusion.bank import (
+    MANIFEST_FILE,
+    bank_dir,
+    bank_rows_from_store,
+    load_bank,
+    load_outcomes,
+    merge_outcomes,
+    merge_rows,
+    outcomes_from_store,
+    training_profiles,
+    write_bank,
+)
+from core.jobs.studies import refresh_study as refresh
+from core.paths import PROJECT_ROOT
+from core.pruning.config import strategy_keys
+from core.runs.report import run_intervals
+from core.runs.store import RunStore
+from core.studies import execute, records
+from core.studies.config import StudyConfig
+from core.studies.records import cell_table, get_study, list_studies
 
 
 def _subset(cfg: Any, only: list[str] | None, seeds: list[int] | None, strategies: list[str] | None = None) -> Any:
@@ -24,8 +50,6 @@ def _subset(cfg: Any, only: list[str] | None, seeds: list[int] | None, strategie
     ``--strategies``): a grid measured a piece at a time across sessions, each piece's cells the same cells as the
     whole grid's (a cell's id does not hold the study's name), so the whole grid later skips them. A dataset, seed
     or strategy the file does not hold is refused."""
-    from dataclasses import replace
-
     for flag, kind, asked, held in (("--only", "datasets", only, cfg.datasets), ("--seeds", "seeds", seeds, cfg.seeds),
                                     ("--strategies", "strategies", strategies, cfg.strategies)):
         unknown = [str(a) for a in asked or () if a not in held]
@@ -42,14 +66,9 @@ def _subset(cfg: Any, only: list[str] | None, seeds: list[int] | None, strategie
 
 
 def _study_from_args(args: argparse.Namespace) -> Any:
-    from core.studies.config import StudyConfig
-
     if args.config:
         return _subset(StudyConfig.load(args.config), args.only, args.seeds,
                        args.strategies if args.strategies else None)
-    from core.data.ref import resolve_dataset_ref
-    from core.pruning.config import strategy_keys
-    from core.runs.store import RunStore
 
     store = RunStore()
     datasets = tuple(str(resolve_dataset_ref(d, store, args.text_column, args.label_column)) for d in args.datasets)
@@ -67,8 +86,6 @@ class _Bars:
     """A bar over cells and one over the current group's steps (tqdm; plain lines when not a terminal)."""
 
     def __init__(self, total_cells: int, done_cells: int, quiet: bool) -> None:
-        from tqdm import tqdm
-
         tty = sys.stderr.isatty()
         self.quiet = quiet
         self.cells = tqdm(total=total_cells, initial=done_cells, desc="cells", unit="cell", disable=quiet,
@@ -102,17 +119,12 @@ class _Bars:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from core.runs.store import RunStore
-    from core.studies import execute, records
-
     store = RunStore()
     if args.resume:
         study = records.get_study(store, args.resume)
     else:
         profiles = None
         if args.bank_only:  # the same snapshot in every session and piece of a grid, whatever the store holds
-            from core.fusion.bank import training_profiles
-
             profiles = training_profiles(None)
         study = execute.start_study(store, _study_from_args(args), profiles)
     cells = study.cells()
@@ -140,8 +152,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_status(store: Any, study: Any, as_json: bool) -> int:
-    from core.studies.records import cell_table
-
     table = cell_table(store, study)
     if as_json:
         print(json.dumps({"study": study.id, "name": study.name, "status": study.status, "error": study.error,
@@ -162,8 +172,6 @@ def _print_status(store: Any, study: Any, as_json: bool) -> int:
 def _with_results(store: Any, table: Any) -> Any:
     """The cell table with each finished cell's final test accuracy and its difference to the teacher, with
     their 95 % intervals (``core.runs.report.run_intervals``)."""
-    from core.runs.report import run_intervals
-
     acc, vs = [], []
     for status, run_id in zip(table["status"], table["run_id"]):
         found = run_intervals(store, run_id) if status == "done" and run_id else None
@@ -175,10 +183,6 @@ def _with_results(store: Any, table: Any) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from core.jobs.studies import refresh_study as refresh
-    from core.runs.store import RunStore
-    from core.studies.records import get_study, list_studies
-
     store = RunStore()
     if args.study:
         return _print_status(store, refresh(store, get_study(store, args.study)), args.json)
@@ -196,23 +200,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_bank(args: argparse.Namespace) -> int:
-    import subprocess
-    from pathlib import Path
-
-    from core.fusion.bank import (
-        MANIFEST_FILE,
-        bank_dir,
-        bank_rows_from_store,
-        load_bank,
-        load_outcomes,
-        merge_outcomes,
-        merge_rows,
-        outcomes_from_store,
-        write_bank,
-    )
-    from core.paths import PROJECT_ROOT
-    from core.runs.store import RunStore
-
     version = args.code_version
     if version is None:
         try:
@@ -317,8 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.config import ConfigError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
