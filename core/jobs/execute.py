@@ -15,9 +15,11 @@ from collections.abc import Callable
 
 from core.jobs.kinds import run_events
 from core.runs.events import Event, Stage
+from core.runs.progress import StageProgress
 from core.runs.record import RunStatus
 from core.runs.recorder import record_event
 from core.runs.store import RunStore
+from core.teacher import WeakTeacherError
 
 
 class Cancelled(Exception):
@@ -34,7 +36,6 @@ def execute_run(store: RunStore, run_id: str, on_event: Callable[[Event], None] 
     if store.cancel_requested(run_id):
         store.finish(run_id, RunStatus.CANCELLED)
         return RunStatus.CANCELLED
-    from core.teacher import WeakTeacherError
 
     store.mark_running(run_id, os.getpid())
     weak = False
@@ -73,8 +74,6 @@ def execute_run(store: RunStore, run_id: str, on_event: Callable[[Event], None] 
 def execute_with_bar(store: RunStore, run_id: str, quiet: bool = False) -> RunStatus:
     """:func:`execute_run` in this process with the CLI's progress (a bar on a terminal, a line per stage and
     per 10 % in a pipe or log: :class:`core.runs.progress.StageProgress`); returns the final status."""
-    from core.runs.progress import StageProgress
-
     bar = StageProgress(run_id, quiet=quiet)
 
     def on_event(ev: Event) -> None:

@@ -7,9 +7,12 @@ from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import Any
 
+from core.merging.loop import MergeConfig, merge_events
+from core.pruning.config import PruneConfig
 from core.runs.events import Event
 from core.runs.record import Run
 from core.runs.store import RunStore
+from core.teacher_phase import stored_dataset
 
 
 class JobKind(StrEnum):
@@ -24,10 +27,8 @@ RUN_KINDS: tuple[JobKind, ...] = (JobKind.PRUNE, JobKind.MERGE)
 
 
 def _prune_events(store: RunStore, run: Run) -> Iterator[Event]:
-    from core.fusion.bank import training_profiles
-    from core.pruning.config import PruneConfig
-    from core.pruning.loop import prune_events
-    from core.teacher_phase import stored_dataset
+    from core.fusion.bank import training_profiles  # noqa: PLC0415 deferred: cost (shap, matplotlib; python -m core --help)
+    from core.pruning.loop import prune_events  # noqa: PLC0415 deferred: cost (shap, matplotlib; python -m core --help)
 
     cfg = PruneConfig.from_dict(run.config)
     profiles = training_profiles(store)  # the shipped bank + this store's runs (fusion picks leave-one-dataset-out)
@@ -37,9 +38,6 @@ def _prune_events(store: RunStore, run: Run) -> Iterator[Event]:
 
 
 def _merge_events(store: RunStore, run: Run) -> Iterator[Event]:
-    from core.merging.loop import MergeConfig, merge_events
-    from core.teacher_phase import stored_dataset
-
     cfg = MergeConfig.from_dict(run.config)
     return merge_events(cfg, run_id=run.id, dataset=stored_dataset(store, cfg.dataset))
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from core.config import ConfigError
 from core.paths import PROJECT_ROOT
 
@@ -86,8 +88,6 @@ def _reap(proc: subprocess.Popen[bytes], on_exit: Callable[[subprocess.Popen[byt
 
 def worker_setup(settings: WorkerSettings = SETTINGS) -> None:
     """Apply ``settings`` to this (worker) process: torch threads, then niceness."""
-    import torch
-
     torch.set_num_threads(settings.torch_threads)
     if settings.niceness:
         with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice (Windows)

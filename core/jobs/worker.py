@@ -23,6 +23,9 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from core.deploy.bench import DeployBenchConfig
+from core.deploy.worker import run_job
+from core.jobs.execute import execute_run
 from core.jobs.kinds import JobKind, job_kind
 from core.jobs.launcher import JOB_ENV, SETTINGS, WorkerSettings, worker_setup
 from core.jobs.queue import beat, get_job
@@ -30,19 +33,16 @@ from core.jobs.schedule import HEARTBEAT_S
 from core.jobs.slots import max_jobs, threads_per_job
 from core.runs.record import RunStatus
 from core.runs.store import RunStore
+from core.studies.execute import run_local
+from core.studies.records import set_status
 
 
 def _run_worker(store: RunStore, args: Sequence[str]) -> int:
-    from core.jobs.execute import execute_run
-
     statuses = [execute_run(store, run_id) for run_id in args]
     return 0 if all(s == RunStatus.DONE for s in statuses) else 1
 
 
 def _study_worker(store: RunStore, args: Sequence[str]) -> int:
-    from core.studies.execute import run_local
-    from core.studies.records import set_status
-
     study_id, resume = args[0], "--resume" in args[1:]
     try:
         study = run_local(store, study_id, resume=resume)
@@ -53,9 +53,6 @@ def _study_worker(store: RunStore, args: Sequence[str]) -> int:
 
 
 def _deploy_worker(store: RunStore, args: Sequence[str]) -> int:
-    from core.deploy.bench import DeployBenchConfig
-    from core.deploy.worker import run_job
-
     run_id, job, repeats, int8 = args[:4]
     status = run_job(store, run_id, job, DeployBenchConfig(repeats=int(repeats), int8=int8 == "1"))
     print(json.dumps({"run_id": run_id, "job": job, "status": status}))
