@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from core.paths import PROJECT_ROOT
+from core.runs.record import PruneSummary
 
 REFERENCE_DIR = PROJECT_ROOT / "data" / "reference"
 FULL_PATH_FILE = "full_path.csv"
@@ -32,7 +33,7 @@ def full_path_table(store: Any, study_ids: list[str] | None = None, run_ids: lis
             and (run_ids is None or r.id in run_ids)]
     rows = []
     for r in runs:
-        s, c = r.summary, r.config
+        s, c = PruneSummary.of(r.summary), r.config
         steps = store.steps(r.id)
         data = c.get("data", {})
         row = {"run_id": r.id, "study": r.group_id, "cell_id": r.cell_id, "source": source, "model": r.model,
@@ -40,12 +41,11 @@ def full_path_table(store: Any, study_ids: list[str] | None = None, run_ids: lis
                "train_cap": data.get("train_cap"), "val_cap": data.get("val_cap"), "test_cap": data.get("test_cap"),
                "max_length": data.get("max_length"),
                "teacher_key": steps["teacher_key"].iloc[0] if "teacher_key" in steps and len(steps) else None,
-               "layers_removed": len(s.get("removed_order", [])), "removed": json.dumps(s.get("removed_order", [])),
-               "teacher_accuracy": s.get("teacher", {}).get("test_accuracy"),
-               "max_accuracy_over_depth": (s.get("max_accuracy_over_depth") or {}).get("accuracy"),
-               "before_kd": (s.get("before_kd") or {}).get("test_accuracy"),
-               "after_kd": (s.get("after_kd") or {}).get("test_accuracy"),
-               "ratio": s.get("ratio"), "weak_teacher": bool(s.get("weak_teacher")), **_kd_interval(store, r.id)}
+               "layers_removed": len(s.removed_order), "removed": json.dumps(s.removed_order),
+               "teacher_accuracy": s.teacher_accuracy,
+               "max_accuracy_over_depth": (s.max_accuracy_over_depth or {}).get("accuracy"),
+               "before_kd": s.before_kd_accuracy, "after_kd": s.after_kd_accuracy,
+               "ratio": s.ratio, "weak_teacher": s.weak_teacher, **_kd_interval(store, r.id)}
         for _, st in steps.iterrows():
             if int(st["step"]) > 0:
                 row[f"acc_{int(st['n_layers'])}_layers"] = st["test_accuracy"]
@@ -53,7 +53,7 @@ def full_path_table(store: Any, study_ids: list[str] | None = None, run_ids: lis
     return _ranked(pd.DataFrame(rows))
 
 
-def _kd_interval(store: Any, run_id: str) -> dict[str, Any]:
+def _kd_interval(store: Any, run_id: str) -> dict[str, float | bool]:
     """The distilled model minus its teacher on the test rows, with its interval (paired where the run kept
     per-example outcomes; :func:`core.runs.report.run_intervals`); empty when the run has none."""
     from core.runs.report import run_intervals
