@@ -9,6 +9,7 @@ and ``from_dict`` reads it back.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
@@ -106,8 +107,6 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     Nested config dataclasses (fields whose default is a dataclass instance or whose annotation names a
     dataclass) are rebuilt recursively, so ``from_dict(PruneConfig, to_dict(cfg)) == cfg``.
     """
-    import typing
-
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -123,8 +122,6 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
 
 def _dataclass_in(hint: Any) -> type | None:
     """The dataclass type named by a field annotation (``X`` or ``X | None``), if any."""
-    import typing
-
     if dataclasses.is_dataclass(hint):
         return hint  # type: ignore[return-value]
     for arg in typing.get_args(hint):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_model as save_safetensors
 from torch import nn
 
 from core.config import check_float, check_int
@@ -116,8 +117,6 @@ def safetensors_bytes(model: nn.Module) -> int:
     duplicate names itself, so models with weights shared by hand, e.g. merged feed-forward sublayers,
     work too) and measured. For an untied model this equals the ``model.safetensors`` of
     ``save_pretrained``."""
-    from safetensors.torch import save_model as save_safetensors
-
     with tempfile.TemporaryDirectory(prefix="st-size-") as tmp:
         path = Path(tmp) / "model.safetensors"
         save_safetensors(model, str(path), metadata={"format": "pt"})

@@ -25,6 +25,7 @@ from torch import nn
 from core.data.batches import Batch, batches, default_device, num_batches
 from core.models.forward import embed, head_logits, run_layers
 from core.models.registry import encoder_layers, original_layer_indices
+from core.models.surgery import remove_layers
 from core.precision import Resolved, autocast
 from core.train import predict_logits, scores_from_logits
 
@@ -144,8 +145,6 @@ def naive_oracle(model: nn.Module, data: Batch, *, batch_size: int = 128, device
     """The same table as :func:`compute_oracle`, by building each pruned model with
     :func:`core.models.surgery.remove_layers` and evaluating it in full (the reference; slower).
     ``progress(done, total)`` is called after each layer."""
-    from core.models.surgery import remove_layers
-
     n = _check_prunable(model)
     device = device or default_device()
     full = predict_logits(model, data, batch_size, device, precision="fp32")

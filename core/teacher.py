@@ -20,11 +20,13 @@ import torch
 from core.config import TrainConfig, from_dict, to_dict
 from core.data.batches import default_device
 from core.data.task import Task
+from core.data.truncation import MOSTLY_TRUNCATED, LengthChoice
 from core.models.registry import load_classifier, load_pretrained, pretrained
 from core.paths import atomic_dir, cache_dir
 from core.precision import resolve
 from core.runs.events import StoredEvent
-from core.train import TrainProgress, evaluate, fine_tune
+from core.stats import wilson_interval
+from core.train import TrainProgress, evaluate, fine_tune, scores_from_logits
 
 #: bump when training code changes in a way that changes results (invalidates cached teachers)
 TEACHER_VERSION = 1
@@ -196,8 +198,6 @@ class TeacherCheck:
     @property
     def truncation_first(self) -> bool:
         """Whether a refusal leads with truncation: more than half of the training texts were cut."""
-        from core.data.truncation import MOSTLY_TRUNCATED
-
         return self.length is not None and float(self.length.get("truncated", 0.0)) > MOSTLY_TRUNCATED
 
     def accuracy_text(self) -> str:
@@ -239,7 +239,6 @@ class TeacherCheck:
         """What truncation did to the texts, the length that would cover them and its cost ('' when few were cut)."""
         if not self.truncation_first:
             return ""
-        from core.data.truncation import LengthChoice
 
         choice = LengthChoice.from_dict(self.length or {})
         cover = choice.cover_length
@@ -283,8 +282,6 @@ def teacher_lines(events: Iterable[StoredEvent]) -> list[str]:
     """What a run's events say about its data and teacher, one line each (the CLI and the Live page print them):
     the sequence length (its ``prepare`` event's :class:`core.data.truncation.LengthChoice`) and the teacher beside
     the majority-class baseline with its accuracy interval (its ``teacher_check`` event)."""
-    from core.data.truncation import LengthChoice
-
     lines = []
     for ev in events:
         task = ev.payload.get("task") if ev.stage == "prepare" else None
@@ -308,9 +305,6 @@ def check_teacher(test_scores: dict[str, Any], train_labels: torch.Tensor, test_
     accuracy with its Wilson interval (:func:`core.stats.wilson_interval`). ``length`` is the task's
     :class:`core.data.truncation.LengthChoice` (``Task.length``) or its dict: how much of the texts was cut;
     ``teacher_seconds`` the teacher's fine-tuning time (a refusal then puts a time on the longer length)."""
-    from core.stats import wilson_interval
-    from core.train import scores_from_logits
-
     test = test_labels.cpu().long()
     n_classes = max(len(label_names), int(train_labels.max()) + 1, int(test.max()) + 1 if len(test) else 1)
     q = torch.bincount(train_labels.cpu().long(), minlength=n_classes).double()

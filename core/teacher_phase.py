@@ -10,7 +10,11 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from core.config import DataConfig, TrainConfig
+from core.data.ref import DatasetRef, load_dataset_ref
+from core.data.task import prepare_task
+from core.models.registry import config_of
 from core.runs.events import Event, Stage, StageClock
+from core.teacher import TeacherResult, WeakTeacherError, check_teacher, default_train_config, train_teacher
 
 if TYPE_CHECKING:
     import torch
@@ -22,8 +26,6 @@ if TYPE_CHECKING:
 def stored_dataset(store: StoreLike, dataset: str) -> LoadedDataset | None:
     """What a run passes as ``dataset`` to :func:`prepare_and_teach`: an uploaded dataset (``upload:<id>``) read
     from the run store ``store``; ``None`` for a key or hub id (the teacher phase loads those itself)."""
-    from core.data.ref import DatasetRef, load_dataset_ref
-
     ref = DatasetRef.parse(dataset)
     return load_dataset_ref(ref, store) if ref.is_upload else None
 
@@ -40,10 +42,6 @@ def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConf
     split (:func:`core.teacher.check_teacher`); a weak teacher raises :class:`core.teacher.WeakTeacherError`
     before anything is pruned, unless ``allow_weak_teacher`` (then the event's payload says ``weak: true``).
     ``precision`` (the run's setting) replaces the teacher config's own when given."""
-    from core.data.task import prepare_task
-    from core.models.registry import config_of
-    from core.teacher import TeacherResult, WeakTeacherError, check_teacher, default_train_config, train_teacher
-
     yield Event(Stage.PREPARE, message=f"Loading {dataset_key} and tokenising for {model}")
     task = prepare_task(model, dataset if dataset is not None else dataset_key, data)
     yield Event(Stage.PREPARE, progress=1.0, message="Data ready" + (f": {task.length.line()}" if task.length else ""),

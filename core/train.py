@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
@@ -221,8 +222,6 @@ def per_example(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torc
     ``teacher_logits``). Compact dtypes (int32 ids, int16 classes, float32 values): the mean of ``pred ==
     label`` is the accuracy exactly, macro-F1 over ``label``/``pred`` is the macro-F1 exactly, and the mean loss
     equals the aggregate loss to float32 rounding. Returns a ``pandas.DataFrame``."""
-    import pandas as pd
-
     x = logits.detach().float().cpu().numpy()
     y = labels.detach().cpu().numpy().astype(np.int64)
     if x.shape[0] != y.shape[0]:
