@@ -37,7 +37,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core.config import ConfigError
+from core.config import ConfigError, TrainConfig, from_dict
+from core.data.batches import batches
 from core.deploy import onnx_export as ox
 from core.deploy.records import (
     COMPARISONS,
@@ -54,11 +55,13 @@ from core.deploy.records import (
 )
 from core.metrics import LatencyConfig, latency_batch
 from core.models.registry import config_of, encoder_layers
+from core.paths import cache_dir
 from core.runs import artifacts
 from core.runs.record import Run
 from core.runs.store import RunStore
 from core.stats import LEVEL, accuracy_of, beyond_noise, paired_accuracy_of, verdict
 from core.stats.outcomes import aligned
+from core.teacher import cached_teacher, default_train_config
 from core.train import per_example
 
 if TYPE_CHECKING:
@@ -105,9 +108,6 @@ def _ort_call(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], object]
 
 # --------------------------------------------------------------------------------------- models
 def _teacher(store: RunStore, run: Run, task: Task) -> tuple[nn.Module, TeacherResult]:
-    from core.config import TrainConfig, from_dict
-    from core.teacher import cached_teacher, default_train_config
-
     cfg = run.config.get("teacher")
     train_cfg = from_dict(TrainConfig, cfg) if cfg else default_train_config(task.model.key, task.num_labels)
     hit = cached_teacher(task, train_cfg)
@@ -122,8 +122,6 @@ def _teacher_onnx(teacher: nn.Module, key: str, test: dict[str, torch.Tensor]
                   ) -> tuple[Path, Parity, np.ndarray]:
     """The teacher's ONNX file (cached per teacher key), its parity on the run's test texts and its PyTorch
     logits on them (in the split's order)."""
-    from core.paths import cache_dir
-
     path = cache_dir() / "onnx" / f"{key}.onnx"
     if not path.exists():
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -140,8 +138,8 @@ def _int8(src: Path, dest: Path) -> Path:
     """ONNX Runtime dynamic int8 quantization (weights int8, activations quantized at run time) of ``src``.
     The exporter's stored shape annotations (``value_info``) are dropped first: the quantizer's shape
     inference rejects them (``Inferred shape and existing shape differ``) and infers its own."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    import onnx  # noqa: PLC0415 deferred: cost (onnx)
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415 deferred: cost (onnxruntime)
 
     proto = onnx.load(str(src))
     del proto.graph.value_info[:]
@@ -156,8 +154,6 @@ def _int8(src: Path, dest: Path) -> Path:
 
 def _session_logits(session: Any, data: dict[str, torch.Tensor]) -> np.ndarray:
     """An ONNX Runtime session's logits on every row of ``data``, in its order."""
-    from core.data.batches import batches
-
     return np.concatenate([ox.ort_logits(session, batch) for batch in batches(data, 64)])
 
 

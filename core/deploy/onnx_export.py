@@ -33,9 +33,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.config import DataConfig, from_dict
 from core.data.batches import Batch, batches
+from core.data.ref import load_dataset_ref
+from core.data.task import prepare_task
 from core.deploy.records import ExportInfo, FfnCensus, Parity, ParityRecord
+from core.merging.ffn import ffn_linears, load_merged, unique_ffn_count
 from core.models.registry import encoder_layers
+from core.runs.export import run_model_dir
 from core.runs.record import Run
 from core.runs.store import RunStore
 from core.stats import LEVEL, wilson_interval
@@ -71,7 +76,7 @@ def export_onnx(model: nn.Module, path: str | Path) -> tuple[ExportInfo, int]:
     """Export ``model`` (a BERT-family classifier, on the CPU) to one ``.onnx`` file at ``path``; returns
     the exporter used, the seconds taken, the file size and how many duplicate constants were merged, and how
     many FFN weight matrices the exporter itself wrote (before the merge)."""
-    import onnx_ir.passes.common as ir_passes
+    import onnx_ir.passes.common as ir_passes  # noqa: PLC0415 deferred: cost (onnx_ir)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +108,6 @@ def _digest(array: np.ndarray) -> str:
 def count_ffn_weights(arrays: Iterable[np.ndarray], model: nn.Module) -> int:
     """How many of ``arrays`` (a graph's initializers) equal some encoder layer's first or second FFN weight
     of ``model``, as is or transposed (the exporter folds the transpose into the constant)."""
-    from core.merging.ffn import ffn_linears
-
     targets: set[str] = set()
     for layer in encoder_layers(model):
         for linear in ffn_linears(layer):
@@ -117,10 +120,8 @@ def ffn_weight_census(onnx_path: str | Path, model: nn.Module) -> FfnCensus:
     """The FFN weight matrices the ONNX file holds, counted by content (:func:`count_ffn_weights`).
     ``expected`` is two per distinct FFN of ``model`` (tied FFNs once); ``per_layer`` is two per layer (what a
     file that duplicates tied FFNs holds)."""
-    import onnx
-    from onnx import numpy_helper
-
-    from core.merging.ffn import unique_ffn_count
+    import onnx  # noqa: PLC0415 deferred: cost (onnx)
+    from onnx import numpy_helper  # noqa: PLC0415 deferred: cost (onnx)
 
     proto = onnx.load(str(onnx_path))
     found = count_ffn_weights((numpy_helper.to_array(init) for init in proto.graph.initializer), model)
@@ -134,7 +135,7 @@ def ffn_weight_census(onnx_path: str | Path, model: nn.Module) -> FfnCensus:
 def ort_session(path: str | Path, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads (default: torch's count).
     Idle threads do not spin, so a session timed next to PyTorch does not steal its CPU between calls."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # noqa: PLC0415 deferred: cost (onnxruntime)
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads or torch.get_num_threads())
@@ -196,28 +197,21 @@ def check_parity(model: nn.Module, session: Any, data: Batch, atol: float = PARI
 # ------------------------------------------------------------------------------------------ runs
 def load_run_model(store: RunStore, run_id: str) -> nn.Module:
     """A finished run's model in eval mode on the CPU; merged FFNs are tied again (:func:`load_merged`)."""
-    from core.merging.ffn import load_merged
-    from core.runs.export import run_model_dir
-
     return load_merged(run_model_dir(store, run_id)).to("cpu").eval()
 
 
 def run_task(store: RunStore, run: Run) -> Task:
     """The run's task re-created from its stored config (same model, dataset, data config, hence the same
     test texts in the same order)."""
-    from core.config import DataConfig, from_dict
-    from core.data.ref import load_dataset_ref
-    from core.data.task import prepare_task
-
     cfg = run.config
     return prepare_task(cfg["model"], load_dataset_ref(cfg["dataset"], store),
                         from_dict(DataConfig, cfg.get("data") or {}))
 
 
 def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import onnxscript
+    import onnx  # noqa: PLC0415 deferred: cost (onnx)
+    import onnxruntime  # noqa: PLC0415 deferred: cost (onnxruntime)
+    import onnxscript  # noqa: PLC0415 deferred: cost (onnxscript)
 
     return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
             "onnxscript": onnxscript.__version__, "python": platform.python_version()}
