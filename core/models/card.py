@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
+from core.models.registry import count_parameters, model_dir, per_layer_parameters
+
 
 @dataclass(frozen=True)
 class ModelCard:
@@ -39,10 +43,7 @@ class ModelCard:
 
 def model_card(key: str) -> ModelCard:
     """The card of a registry key or hub id (raises ``ModelUnavailableError`` when it cannot be found)."""
-    import torch
-    from transformers import AutoConfig, AutoModel
-
-    from core.models.registry import count_parameters, model_dir, per_layer_parameters
+    from transformers import AutoConfig, AutoModel  # noqa: PLC0415 deferred: cost (transformers)
 
     cfg = AutoConfig.from_pretrained(str(model_dir(key)), trust_remote_code=False)
     with torch.device("meta"):

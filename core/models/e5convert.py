@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from safetensors.numpy import save_file
 
 from core.config import check_choice
 from core.models.e5tokenizer import E5Vocab, build_tokenizer
@@ -243,7 +244,7 @@ def bert_state_dict(e5: E5File) -> dict[str, np.ndarray]:
 
 def bert_config(e5: E5File) -> BertConfig:
     """A ``BertConfig`` with the file's dimensions; exact-erf GELU as in the engine."""
-    from transformers import BertConfig
+    from transformers import BertConfig  # noqa: PLC0415 deferred: cost (transformers)
 
     h, v = e5.header, e5.vocab
     return BertConfig(vocab_size=h.vocab_size, hidden_size=h.hidden_size, num_hidden_layers=h.num_layers,
@@ -285,8 +286,6 @@ def is_converted(folder: Path, variant: str = "enpt") -> bool:
 
 def _write_folder(src: Path, folder: Path, variant: str, label: str) -> None:
     """Write every file of the converted model into ``folder`` (conversion.json last)."""
-    from safetensors.numpy import save_file
-
     start = time.perf_counter()
     data = src.read_bytes()
     e5 = read_e5_file(src)

@@ -15,8 +15,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-if TYPE_CHECKING:  # heavy imports stay lazy at run time
+if TYPE_CHECKING:  # annotations only (transformers stays lazy at run time)
     from tokenizers.normalizers import Normalizer
     from tokenizers.pre_tokenizers import PreTokenizer
     from transformers import PreTrainedTokenizerFast
@@ -44,8 +45,6 @@ def nfkc_changes() -> dict[int, str]:
     different Unicode versions. Newline separates the codepoints: it is a starter that never composes.
     Cached per process; treat the result as read-only.
     """
-    from tokenizers import normalizers
-
     nfkc = normalizers.NFKC()
     cps = [c for c in range(1, 0x110000) if not 0xD800 <= c <= 0xDFFF and c != 0x0A]
     images = nfkc.normalize_str("\n".join(map(chr, cps))).split("\n")
@@ -87,8 +86,6 @@ def build_normalizer(norm_map: dict[int, str], nfkc_images: dict[int, str] | Non
     Unlike the engine, NFKC composes across codepoints: a decomposed ``e`` + U+0301 becomes ``é`` here
     (as in the original XLM-R SentencePiece normaliser) but stays two codepoints in the engine.
     """
-    from tokenizers import Regex, normalizers
-
     images = nfkc_changes() if nfkc_images is None else nfkc_images
     fixes = {cp: out for cp, out in norm_map.items() if out != images.get(cp, chr(cp))}
     fixes.update({cp: chr(cp) for cp in images if cp not in norm_map})
@@ -120,8 +117,6 @@ def build_pre_tokenizer(pieces: Iterable[str]) -> PreTokenizer:
     in some piece but is unknown in context still fuses (the English+Portuguese vocabulary keeps a few
     foreign-script pieces whose characters have no piece of their own).
     """
-    from tokenizers import Regex, pre_tokenizers
-
     pieces = list(pieces)
     known = set("".join(pieces))
     single = {p for p in pieces if len(p) == 1}
@@ -144,8 +139,7 @@ def build_pre_tokenizer(pieces: Iterable[str]) -> PreTokenizer:
 
 def build_tokenizer(vocab: E5Vocab, norm_map: dict[int, str], max_length: int) -> PreTrainedTokenizerFast:
     """The engine's tokenizer as a ``PreTrainedTokenizerFast`` (Unigram, ``<s> A </s>``)."""
-    from tokenizers import Tokenizer, decoders, models, processors
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # noqa: PLC0415 deferred: cost (transformers)
 
     tok = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(vocab.pieces, vocab.scores)],
                                    unk_id=vocab.unk_id, byte_fallback=False))

@@ -24,7 +24,7 @@ def embed(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | 
     (and its RoBERTa/ELECTRA siblings) build them: the model's embeddings module (plus ELECTRA's
     ``embeddings_project``) and transformers' ``create_bidirectional_mask`` (eager: an additive mask with
     large negative values at padding; ``None`` when nothing is padded)."""
-    from transformers.masking_utils import create_bidirectional_mask
+    from transformers.masking_utils import create_bidirectional_mask  # noqa: PLC0415 deferred: cost (transformers)
 
     base = base_model(model)
     config = config_of(base)

