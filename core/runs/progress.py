@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 
 class StageProgress:
     """``update(fraction, message, stage)`` after each event; ``close()`` at the end."""
@@ -22,8 +24,6 @@ class StageProgress:
         self._next = 0.0
         self._start = time.perf_counter()
         if self.tty and not quiet:
-            from tqdm import tqdm
-
             self._bar = tqdm(total=1000, desc=desc, file=self.stream,
                              bar_format="{l_bar}{bar}| {elapsed} {postfix}")
 

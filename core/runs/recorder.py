@@ -5,6 +5,7 @@ job layer's :func:`core.jobs.execute.execute_run`, a study's driver)."""
 
 from __future__ import annotations
 
+from core.models.surgery import save_model
 from core.runs import artifacts
 from core.runs.events import Event, Stage
 from core.runs.store import RunStore
@@ -32,8 +33,6 @@ def record_event(store: RunStore, run_id: str, ev: Event) -> None:
     elif ev.stage == Stage.DONE:
         model = ev.artifacts.get("model")
         if model is not None:
-            from core.models.surgery import save_model
-
             save_model(model, ev.artifacts.get("tokenizer"), store.run_dir(run_id) / artifacts.MODEL_DIR)
         store.write_json(run_id, artifacts.SUMMARY, ev.payload)
     store.add_event(run_id, ev.stage, step=ev.step, progress=ev.progress, message=ev.message, payload=payload)
