@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from core.jsontypes import JSONObject, JSONValue
 from core.paths import PROJECT_ROOT, atomic_write_text
+from core.playground import trace
 
 if TYPE_CHECKING:
     from core.playground import Loaded
@@ -120,8 +121,6 @@ def file_name(model: str, dataset: str) -> str:
 
 # ------------------------------------------------------------------------------------------ making them
 def _reading(loaded: Loaded, text: str, off: Sequence[int]) -> Reading:
-    from core.playground import trace
-
     found = trace(loaded, text, off)
     names = [str(n) for n in loaded.label_names]
     return Reading(probs=tuple(round(float(p), 6) for p in found.prediction.probs),

@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 
 from core.paths import atomic_file, atomic_write_text
-from core.playground.load import Loaded, PlaygroundError
+from core.playground.load import Loaded, PlaygroundError, check_run
+from core.runs.record import MergeSummary, PruneSummary
 from core.runs.store import RunStore
+from core.stats import wilson_interval
+from core.train import predict_logits
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,8 +44,6 @@ Direction = Literal["lost", "gained"]
 
 def _interval(successes: int, n: int) -> tuple[float, float]:
     """95 % Wilson interval of ``successes`` out of ``n`` (:func:`core.stats.wilson_interval`)."""
-    from core.stats import wilson_interval
-
     if n == 0:
         return float("nan"), float("nan")
     ci = wilson_interval(int(successes), int(n))
@@ -181,8 +182,6 @@ class ErrorAnalysis:
 # ------------------------------------------------------------------------------------------------ compute
 def _outcomes(loaded: Loaded, compressed: nn.Module) -> pd.DataFrame:
     """Both models' predictions on the test split, computed as the run scored it."""
-    from core.train import predict_logits
-
     test = loaded.task.encoded["test"]
     frame = loaded.task.splits.test
     device = next(loaded.teacher.parameters()).device
@@ -240,13 +239,10 @@ def error_analysis(store: RunStore, loaded: Loaded, *, refresh: bool = False) ->
 
 def cached_error_analysis(store: RunStore, run_id: str) -> ErrorAnalysis | None:
     """The analysis of ``run_id`` when it was computed before (no model is loaded), else None."""
-    from core.playground.load import check_run
-
     run = check_run(store, run_id)
     hit = _read_cached(store.run_dir(run.id))
     if hit is None:
         return None
-    from core.runs.record import MergeSummary, PruneSummary
 
     frame, info = hit
     summary = (MergeSummary if run.kind == "merge" else PruneSummary).of(run.summary)

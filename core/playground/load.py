@@ -18,9 +18,19 @@ from typing import Any
 from torch import nn
 
 from core.config import DataConfig, Resolved, as_resolved, from_dict
+from core.data.batches import default_device
+from core.data.ref import load_dataset_ref
+from core.data.task import prepare_task
+from core.merging.config import MergeConfig
+from core.merging.ffn import load_merged
+from core.models.registry import load_pretrained, original_layer_indices
+from core.models.surgery import load_model, quiet_hf
+from core.precision import resolve
+from core.pruning.config import PruneConfig
 from core.runs import artifacts
 from core.runs.record import MergeSummary, PruneSummary, Run, RunStatus, summary_of
 from core.runs.store import RunStore
+from core.teacher import default_train_config, teacher_dir, teacher_key
 
 #: the kinds of run whose saved model the playground compares with its teacher
 PLAYABLE_KINDS = ("prune", "merge")
@@ -77,14 +87,10 @@ class Loaded:
 
     @property
     def teacher_layers(self) -> list[int]:
-        from core.models.registry import original_layer_indices
-
         return original_layer_indices(self.teacher)
 
     @property
     def compressed_layers(self) -> list[int]:
-        from core.models.registry import original_layer_indices
-
         return original_layer_indices(self.compressed) if self.compressed is not None else []
 
     @property
@@ -153,23 +159,16 @@ def playable_runs(store: RunStore) -> list[Run]:
 
 def _run_config(run: Run) -> Any:
     if run.kind == "merge":
-        from core.merging.config import MergeConfig
-
         return MergeConfig.from_dict(run.config)
-    from core.pruning.config import PruneConfig
 
     return PruneConfig.from_dict(run.config)
 
 
 def _load_dataset(dataset: str, store: RunStore) -> Any:
-    from core.data.ref import load_dataset_ref
-
     return load_dataset_ref(dataset, store)
 
 
 def _task(model: str, dataset: str, data: Any, store: RunStore) -> Any:
-    from core.data.task import prepare_task
-
     return prepare_task(model, _load_dataset(dataset, store), data)
 
 
@@ -179,7 +178,6 @@ def _teacher_key_of(cfg: Any, task: Any, compressed: nn.Module) -> str:
     key = getattr(compressed.config, "teacher_key", None)
     if key:
         return str(key)
-    from core.teacher import default_train_config, teacher_key
 
     teacher_cfg = cfg.teacher or default_train_config(task.model.key, task.num_labels)
     if teacher_cfg.precision != cfg.precision:
@@ -188,10 +186,6 @@ def _teacher_key_of(cfg: Any, task: Any, compressed: nn.Module) -> str:
 
 
 def _load_teacher(key: str, what: str) -> nn.Module:
-    from core.models.registry import load_pretrained
-    from core.models.surgery import quiet_hf
-    from core.teacher import teacher_dir
-
     folder = teacher_dir(key)
     if not (folder / "teacher.json").exists():
         raise PlaygroundError(f"The teacher of {what} (key {key}) is not in the teacher cache ({folder.parent}): it "
@@ -202,27 +196,19 @@ def _load_teacher(key: str, what: str) -> nn.Module:
 
 
 def _device() -> Any:
-    from core.data.batches import default_device
-
     return default_device()
 
 
 def load_run(store: RunStore, run_id: str) -> Loaded:
     """A finished run's compressed model, its teacher and the task they were trained on (a few seconds for
     e5-small: the splits are rebuilt and tokenised, two models loaded)."""
-    from core.precision import resolve
-
     run = check_run(store, run_id)
     cfg = _run_config(run)
     task = _task(cfg.model, cfg.dataset, cfg.data, store)
     folder = store.run_dir(run.id) / artifacts.MODEL_DIR
     if run.kind == "merge":
-        from core.merging.ffn import load_merged
-
         compressed = load_merged(folder).eval()
     else:
-        from core.models.surgery import load_model
-
         compressed = load_model(folder).eval()
     key = _teacher_key_of(cfg, task, compressed)
     teacher = _load_teacher(key, f"run {run.id}")
@@ -238,8 +224,6 @@ def load_run(store: RunStore, run_id: str) -> Loaded:
 # ------------------------------------------------------------------------------------------------ teachers
 def cached_teachers() -> list[TeacherInfo]:
     """Every fine-tuned teacher in the cache, newest first."""
-    from core.teacher import teacher_dir
-
     root = teacher_dir("x").parent
     found = []
     for meta in sorted(root.glob("*/teacher.json"), key=lambda p: p.stat().st_mtime, reverse=True):
@@ -257,8 +241,6 @@ def cached_teachers() -> list[TeacherInfo]:
 
 def load_teacher(key: str, store: RunStore) -> Loaded:
     """A cached teacher alone (no compressed model), with the task it was fine-tuned on."""
-    from core.teacher import teacher_dir
-
     key = (key or "").strip()
     info = next((t for t in cached_teachers() if t.key == key), None)
     if info is None:

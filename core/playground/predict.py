@@ -17,10 +17,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.data.batches import encode
 from core.models.forward import embed, head_logits
 from core.models.registry import encoder_layers, original_layer_indices
 from core.playground.load import Loaded, PlaygroundError
 from core.precision import Resolved, autocast
+from core.signals.functions import block_influence
+from core.signals.stats import PassStats, update_hidden
 
 #: what the layer-by-layer reading is, in the words the page and the CLI print
 LENS_DEFINITION = ("Our definition: after each layer, the trained classifier head (pooler and classifier) is "
@@ -101,8 +104,6 @@ class Comparison:
 def encode_text(loaded: Loaded, text: str) -> dict[str, torch.Tensor]:
     """One text tokenised as the run's splits were (:func:`core.data.batches.encode`, the run's max length and
     truncation), on the models' device."""
-    from core.data.batches import encode
-
     if not isinstance(text, str) or not text.strip():
         raise PlaygroundError("The text is empty: type or paste a sentence, or draw an example from the test split.")
     batch = encode(loaded.task.tokenizer, pd.DataFrame({"text": [text], "label": [0]}), loaded.max_length,
@@ -195,9 +196,6 @@ def layer_change(hidden: Sequence[torch.Tensor], mask: torch.Tensor, layers: Seq
     """Block Influence of each layer on one text from its hidden states (``hidden[0]`` = the embeddings, then
     one per layer): the signals' own accumulation (:func:`core.signals.stats.update_hidden`) and formula
     (:func:`core.signals.functions.block_influence`) over this text's tokens."""
-    from core.signals.functions import block_influence
-    from core.signals.stats import PassStats, update_hidden
-
     stats = PassStats(layers=list(layers), parts=frozenset({"cosine"}))
     update_hidden(stats, torch.stack(list(hidden)), mask)
     stats.n_examples, stats.n_tokens = int(mask.shape[0]), int(mask.sum())

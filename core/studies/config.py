@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.config import PRECISIONS, SEED, Bound, ConfigError, DataConfig, check_bounds, check_choice, from_dict, to_dict
+from core.models.registry import get_model_spec
+from core.precision import resolve
 from core.pruning.config import FUSION, PruneConfig, strategy_keys
 from core.pruning.tree import group_key
 from core.train import DistillConfig
@@ -156,9 +158,6 @@ class Cell:
 
     @classmethod
     def of(cls, cfg: PruneConfig, snapshot: str) -> Cell:
-        from core.models.registry import get_model_spec
-        from core.precision import resolve
-
         snap = snapshot if cfg.strategy in FUSION else ""
         config = cfg.to_dict()
         # what runs here: auto is bf16 on one machine, fp32 on another (and fp32 for a narrow model everywhere)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from core.signals import get_info
 from core.stats import beyond_noise
 from core.stats.datasets import ALPHA, power_statement, short_power, sign_flip_test
 from core.studies.regret import NOISE_FLOOR, paired_regret
@@ -38,8 +39,6 @@ def best_single(table: pd.DataFrame, rule: str = "learned") -> str | None:
     """The single signal with the lowest mean regret over datasets (each dataset's mean over its steps), each
     pruned from the end the table scored it with (``rule="learned"``) or from the registry's a-priori end
     (``rule="registry"``: its ``regret_lowest``/``regret_highest`` column)."""
-    from core.signals import get_info
-
     singles = table[~table["strategy"].isin(NOT_SINGLE)]
     if singles.empty:
         return None
@@ -53,8 +52,6 @@ def best_single(table: pd.DataFrame, rule: str = "learned") -> str | None:
 
 def _scored_at_registry_end(table: pd.DataFrame, key: str) -> bool:
     """Whether every row of signal ``key`` was scored from the registry's end (learned = a priori everywhere)."""
-    from core.signals import get_info
-
     rows = table[table["strategy"] == key]
     return "direction" not in rows.columns or bool((rows["direction"] == get_info(key).direction).all())
 

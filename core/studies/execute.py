@@ -22,7 +22,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
+import torch
 
+from core.fusion.bank import training_profiles
+from core.paths import PROJECT_ROOT
+from core.pruning.tree import TreeWalk
 from core.runs.events import Event, Stage
 from core.runs.record import ACTIVE, RunStatus
 from core.runs.recorder import record_event
@@ -38,6 +42,7 @@ from core.studies.records import (
     load_snapshot,
     set_status,
 )
+from core.teacher_phase import stored_dataset
 
 if TYPE_CHECKING:
     from core.pruning.config import PruneConfig
@@ -52,8 +57,6 @@ def start_study(store: RunStore, cfg: StudyConfig, profiles: pd.DataFrame | None
     """Record a study. ``profiles`` (default: the shipped bank plus this store's profiles) is the fixed snapshot
     that its fusion cells train on, so no result depends on which cell finished first."""
     if profiles is None:
-        from core.fusion.bank import training_profiles
-
         profiles = training_profiles(store)
     return create_study(store, cfg, profiles)
 
@@ -76,8 +79,6 @@ def _create_runs(store: RunStore, study: Study, cells: list[Cell]) -> list[str]:
 
 
 def _dataset_for(store: RunStore, key: str) -> Any:
-    from core.teacher_phase import stored_dataset
-
     return stored_dataset(store, key)
 
 
@@ -104,8 +105,6 @@ def _fail_open(store: RunStore, run_ids: Iterable[str], status: str, error: str 
 def run_group(store: RunStore, study: Study, cells: list[Cell], snapshot: pd.DataFrame, *, keep_models: bool = False,
               on_event: OnEvent | None = None) -> dict[str, str]:
     """Walk one group's cells together in this process, recording as it goes; returns run id -> status."""
-    from core.pruning.tree import TreeWalk
-
     run_ids = _create_runs(store, study, cells)
     for rid in run_ids:
         store.mark_running(rid, os.getpid())
@@ -208,8 +207,6 @@ def ray_runtime_env(address: str | None) -> RuntimeEnv:
     """How Ray workers find this code: on this machine through ``PYTHONPATH``; on a cluster, Ray uploads the
     project folder (code and the shipped ``data/`` files, not the virtualenv or run stores) as the job's
     working directory. The cluster's nodes need the pinned requirements installed."""
-    from core.paths import PROJECT_ROOT
-
     if not address:
         return {"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}}
     return {"working_dir": str(PROJECT_ROOT), "excludes": [".venv", ".git", "data/runs", "docs", "tests/artifacts"]}
@@ -218,10 +215,6 @@ def ray_runtime_env(address: str | None) -> RuntimeEnv:
 def _walk_remote(configs: list[PruneConfig], run_ids: list[str], snapshot: pd.DataFrame, dataset: Any,
                  keep_models: bool, threads: int, pid_dir: str | None) -> RemoteWalk:
     """The body of a Ray task: walk one group, return every run's events (no store access)."""
-    import torch
-
-    from core.pruning.tree import TreeWalk
-
     if pid_dir:  # lets an operator (or a test) see which worker process runs which group
         os.makedirs(pid_dir, exist_ok=True)
         with open(os.path.join(pid_dir, f"{run_ids[0]}.pid"), "w") as fh:
@@ -244,7 +237,7 @@ def run_ray(store: RunStore, study_id: str, *, address: str | None = None, cpus_
             ray_init_kwargs: Mapping[str, Any] | None = None, resume: bool = False) -> Study:
     """Run every pending group of the study as a Ray task. ``address`` (or ``RAY_ADDRESS``) attaches to a cluster;
     without either, ``ray.init()`` starts a local instance (Ray's own convention)."""
-    import ray
+    import ray  # noqa: PLC0415 deferred: cost (ray)
 
     study = get_study(store, study_id)
     if not _may_start(store, study_id, resume):
@@ -256,8 +249,6 @@ def run_ray(store: RunStore, study_id: str, *, address: str | None = None, cpus_
         ray.init(address=address, runtime_env=ray_runtime_env(address or os.environ.get("RAY_ADDRESS")),
                  **(ray_init_kwargs or {}))
     try:
-        import torch
-
         cpus = cpus_per_task or max(1, int(ray.available_resources().get("CPU", 1)))
         gpus = 1 if torch.cuda.is_available() else 0
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)(_walk_remote)
@@ -304,7 +295,7 @@ def run_ray(store: RunStore, study_id: str, *, address: str | None = None, cpus_
 
 
 def _record_remote(store: RunStore, ref: Any, run_ids: list[str]) -> dict[str, str]:
-    import ray
+    import ray  # noqa: PLC0415 deferred: cost (ray)
 
     try:
         result = ray.get(ref)

@@ -27,7 +27,9 @@ from typing import NotRequired, TypedDict
 import numpy as np
 import pandas as pd
 
+from core.fusion import choose_training_rows
 from core.signals import SIGNAL_KEYS, get_info
+from core.stats.datasets import sign_flip_test
 from core.studies.regret import cluster_interval
 from core.studies.regret import draw_sd as draw_sd  # re-exported: the random baseline's spread lives with it
 
@@ -129,8 +131,6 @@ def learned_directions(bank: pd.DataFrame, fusion_profiles: pd.DataFrame,
     train on for that dataset (``fusion_profiles`` through :func:`core.fusion.choose_training_rows`: other datasets
     only, weak teachers left out). Where fusion would not train leave-one-dataset-out (one dataset profiled), the
     registry's direction is kept and the rule says so."""
-    from core.fusion import choose_training_rows
-
     keys = tuple(keys)
     out: dict[tuple[str, str], dict[str, DirectionChoice]] = {}
     for (model, dataset), _ in bank.groupby(["model", "dataset"], sort=True):
@@ -210,9 +210,6 @@ def selected_single(bank: pd.DataFrame, table: pd.DataFrame, fusion_profiles: pd
     the picks, the mean regret with its 95 % interval (bootstrap over datasets, then steps) and, where RF fusion
     was scored, the paired difference to it with the exact sign-flip test over dataset means; None without a
     leave-one-dataset-out fold or when the table lacks the picked signal (it needs all twelve)."""
-    from core.fusion import choose_training_rows
-    from core.stats.datasets import sign_flip_test
-
     fusion_profiles = bank if fusion_profiles is None else fusion_profiles
     picks: dict[str, str] = {}
     groups: list[np.ndarray] = []

@@ -12,6 +12,7 @@ import pandas as pd
 
 from core.paths import PROJECT_ROOT
 from core.runs.record import PruneSummary
+from core.runs.report import run_intervals
 
 REFERENCE_DIR = PROJECT_ROOT / "data" / "reference"
 FULL_PATH_FILE = "full_path.csv"
@@ -56,8 +57,6 @@ def full_path_table(store: Any, study_ids: list[str] | None = None, run_ids: lis
 def _kd_interval(store: Any, run_id: str) -> dict[str, float | bool]:
     """The distilled model minus its teacher on the test rows, with its interval (paired where the run kept
     per-example outcomes; :func:`core.runs.report.run_intervals`); empty when the run has none."""
-    from core.runs.report import run_intervals
-
     try:
         c = run_intervals(store, run_id).kd_vs_teacher
     except (ValueError, KeyError, OSError):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ import pandas as pd
 from core.paths import atomic_file
 from core.runs import artifacts
 from core.runs.events import StoredEvent
+from core.studies.config import Cell
+from core.studies.full_path import REFERENCE_DIR, full_path_table, load_full_path, merge_full_path
 
 OUTCOMES_FILE = "full_path_outcomes.parquet"
 STAGES = ("teacher", "before_kd", "after_kd")
@@ -69,8 +72,6 @@ class PackReader:
         return list(self.pack.events(run_id, after))
 
     def read_json(self, run_id: str, relpath: str) -> Any | None:
-        import json
-
         path = self.pack.run_dir(run_id) / relpath
         return json.loads(path.read_text()) if path.is_file() else None
 
@@ -224,8 +225,6 @@ def study_runs(pack: Any, study: Any) -> list[str]:
     """The pack's finished runs that are cells of ``study`` (a :class:`core.studies.config.StudyConfig`): the
     run's config, less the study's own keys, is the study's config for its (model, dataset, strategy, seed), and
     its ``cell_id`` is that cell's id (computed with the precision the run recorded and its profile snapshot)."""
-    from core.studies.config import Cell
-
     found = []
     for run in pack.list_runs(kind="prune", status="done"):
         c = dict(run.config or {})
@@ -249,8 +248,6 @@ def study_runs(pack: Any, study: Any) -> list[str]:
 def pack_rows(pack: Any, study: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The full-path rows (``source`` = ``pack``, with their teacher fingerprints) and outcome rows of the pack's
     runs of ``study`` (:func:`study_runs`)."""
-    from core.studies.full_path import full_path_table
-
     reader = PackReader(pack)
     ids = study_runs(pack, study)
     if not ids:
@@ -275,8 +272,6 @@ def collect(store: Any, shipped: Path | None, *, pack: Any = None, study: Any = 
     ``shipped`` (unless ``fresh_only``) grown by ``store``'s finished study runs (a run in both: the store's), then by
     the runs of ``study`` in the recorded ``pack`` that neither holds (:func:`pack_rows`), each run's teacher
     fingerprint and its ``pairing``; only outcome rows of runs the table holds are kept."""
-    from core.studies.full_path import REFERENCE_DIR, full_path_table, load_full_path, merge_full_path
-
     fresh = full_path_table(store) if store is not None else None
     fresh_out, fingerprints = outcomes_of(store, fresh) if fresh is not None else (None, {})
     full = fresh if fresh_only else merge_full_path(load_full_path(shipped), fresh)

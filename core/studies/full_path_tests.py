@@ -40,6 +40,7 @@ from core.paths import atomic_write_text
 from core.stats import paired_accuracy_difference
 from core.studies.claims import PAPER, Claim
 from core.studies.dataset_tests import NOT_SINGLE, compare
+from core.studies.full_path import train_caps
 from core.studies.full_path_outcomes import NO_OUTCOMES
 
 TESTS_FILE = "full_path_tests.csv"
@@ -186,8 +187,6 @@ def full_path_tests(full: pd.DataFrame | None, outcomes: pd.DataFrame | None, ca
                     permutations: int = PERMUTATIONS, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(tests, per_tree)`` for budget ``cap`` (default: the largest with paired outcomes). ``tests``: one row per
     (stage, comparison) over datasets (see the module doc); ``per_tree``: one row per (stage, comparison, tree)."""
-    from core.studies.full_path import train_caps
-
     caps = [c for c in train_caps(full) if outcomes is not None and (outcomes["train_cap"] == c).any()]
     cap = cap if cap is not None else (caps[0] if caps else None)
     found = trees(full, outcomes, cap) if cap is not None else []

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from core.fusion import FusionConfig, rank_step
 from core.paths import PROJECT_ROOT, atomic_write_text
 from core.pruning.config import FUSION
 from core.signals import SIGNAL_KEYS, STRATEGIES, rank_layers
@@ -51,6 +52,7 @@ from core.studies.claims import PAPER as PAPER
 from core.studies.claims import Claim
 from core.studies.claims import _kd_beats_teacher as _kd_beats_teacher
 from core.studies.claims import claims as claims
+from core.studies.config import StudyConfig
 from core.studies.dataset_tests import dataset_comparisons
 from core.studies.fair import (
     DirectionChoice,
@@ -246,8 +248,6 @@ def one_step_table(bank: pd.DataFrame, strategies: tuple[str, ...] | None = None
     single signal is scored with its direction learned on the rows fusion may train on for the dataset
     (``direction``, ``direction_rule``), and each row also carries the regret of both fixed directions
     (``regret_lowest``, ``regret_highest``), scored the same way."""
-    from core.fusion import FusionConfig, rank_step
-
     strategies = strategies or (*STRATEGIES, *FUSION)
     fusion_profiles = bank if fusion_profiles is None else fusion_profiles
     signals = tuple(k for k in strategies if k in SIGNAL_KEYS)
@@ -308,8 +308,6 @@ def bank_budget(bank: Any, summary: pd.DataFrame) -> str:
     name = f"profile bank (format v{bank.version})"  # the study file's name when it can be read
     study = bank.manifest.get("study")
     if study and (PROJECT_ROOT / study).is_file():
-        from core.studies.config import StudyConfig
-
         try:
             cfg = StudyConfig.load(PROJECT_ROOT / study)
             epochs = f"{cfg.step_epochs:g} fine-tuning epoch(s) per step"

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
-
-if TYPE_CHECKING:
-    import torch
 
 SCORES = ("accuracy", "loss", "kl")
 #: for each score, whether larger is better (accuracy) or smaller (loss, KL)
@@ -83,9 +81,6 @@ def outcomes_from_logits(full: torch.Tensor, removed: Iterable[torch.Tensor], la
                          layers: Iterable[int]) -> Outcomes:
     """:class:`Outcomes` from the oracle's logits (:func:`core.oracle.oracle_with_logits`): ``full`` the unpruned
     model's, ``removed[i]`` those without the layer of row ``i``."""
-    import torch
-    import torch.nn.functional as F
-
     y = labels.long().cpu()
     teacher_log = F.log_softmax(full.float(), dim=-1)
     correct, loss, kl = [], [], []
@@ -95,7 +90,6 @@ def outcomes_from_logits(full: torch.Tensor, removed: Iterable[torch.Tensor], la
         loss.append(F.cross_entropy(lg, y, reduction="none").numpy())
         kl.append(F.kl_div(F.log_softmax(lg, -1), teacher_log, reduction="none", log_target=True)
                   .sum(-1).clamp_min(0.0).numpy())
-    del torch
     return Outcomes(tuple(int(x) for x in layers), np.stack(correct), np.stack(loss), np.stack(kl))
 
 
