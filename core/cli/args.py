@@ -7,7 +7,11 @@ from __future__ import annotations
 import argparse
 from typing import TypedDict
 
-from core.config import DataConfig
+from core.config import PRECISIONS, TRUNCATIONS, DataConfig
+from core.data.registry import DEFAULT_DATASET
+from core.data.truncation import AUTO_PERCENTILE, default_max_length, parse_max_length
+from core.models.registry import get_model_spec
+from core.precision import describe
 
 
 def add_budget_args(p: argparse.ArgumentParser) -> None:
@@ -24,8 +28,6 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
 
 def add_precision_arg(p: argparse.ArgumentParser) -> None:
     """``--precision auto|fp32|bf16`` (:mod:`core.precision`; our default auto)."""
-    from core.config import PRECISIONS
-
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto (our default: bf16 mixed precision where the CPU/GPU has bf16 units, else fp32), fp32 "
                    "or bf16; recorded with the results")
@@ -34,17 +36,11 @@ def add_precision_arg(p: argparse.ArgumentParser) -> None:
 def precision_line(precision: str, model: str | None = None) -> str:
     """The one line the commands print before they train: what the setting resolves to here for ``model``
     (its hidden size decides ``auto``), and why; it names the PRUNE_CPU_BF16 override when one is set."""
-    from core.models.registry import get_model_spec
-    from core.precision import describe
-
     return describe(precision, None, get_model_spec(model).hidden_size if model else None)
 
 
 def add_length_args(p: argparse.ArgumentParser) -> None:
     """``--max-length N|auto``, ``--max-auto-length`` and ``--truncation`` (read back by :func:`length_settings`)."""
-    from core.config import TRUNCATIONS
-    from core.data.truncation import AUTO_PERCENTILE, parse_max_length
-
     d = DataConfig()
     p.add_argument("--max-length", type=parse_max_length, default=None,
                    help=f"tokens per text, or 'auto': the {AUTO_PERCENTILE:g}th percentile of the training texts' "
@@ -68,8 +64,5 @@ class LengthSettings(TypedDict):
 def length_settings(args: argparse.Namespace, dataset: str | None) -> LengthSettings:
     """``DataConfig``'s length fields from :func:`add_length_args`' flags; ``--max-length`` unset: the dataset's
     default (:func:`core.data.truncation.default_max_length`)."""
-    from core.data.registry import DEFAULT_DATASET
-    from core.data.truncation import default_max_length
-
     length = args.max_length if args.max_length is not None else default_max_length(dataset or DEFAULT_DATASET)
     return {"max_length": length, "max_auto_length": args.max_auto_length, "truncation": args.truncation}

@@ -24,6 +24,8 @@ from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from core.data.batches import DataError
 from core.data.tables import (
@@ -147,9 +149,6 @@ def _csv_chunks(source: Source, filename: str, delimiter: str, encoding: str
 
 
 def _parquet_chunks(source: Source, filename: str) -> Iterator[pd.DataFrame]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     todo = "Export it again from your tool (pandas: df.to_parquet), or upload it as CSV."
     with _open(source) as fh:
         try:

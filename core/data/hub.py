@@ -39,7 +39,7 @@ def fetch_hub(columns: HubColumns, split: str | None = None) -> Any:
     if var:
         raise DataError(f"Cannot load {columns.name!r} from the Hugging Face hub: offline mode ({var}=1). "
                         + _offline_hint())
-    import datasets
+    import datasets  # noqa: PLC0415 deferred: cost (datasets)
 
     try:
         return datasets.load_dataset(columns.name, columns.config, split=split)

@@ -10,6 +10,8 @@ import io
 from pathlib import PurePath
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from core.data.batches import DataError
 
@@ -172,9 +174,6 @@ def _read_text_table(data: bytes, filename: str,
 
 # ------------------------------------------------------------------------------------------------ parquet
 def _read_parquet(data: bytes, filename: str, max_bytes: int) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     todo = "Export it again from your tool (pandas: df.to_parquet), or upload it as CSV."
     try:
         pf = pq.ParquetFile(io.BytesIO(data))
