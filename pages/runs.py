@@ -15,8 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from core.deploy.bench import read_bench
+from core.deploy.bench_result import COMPARISONS, BenchResult, DeployBenchConfig
 from core.deploy.onnx_export import offered_onnx, read_parity
-from core.deploy.records import COMPARISONS, BenchResult, DeployBenchConfig
 from core.jobs.deploy import deploy_job, start_deploy
 from core.jobs.slots import max_jobs
 from core.paths import shown_path

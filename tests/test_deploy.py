@@ -19,7 +19,8 @@ from core.config import ConfigError, DataConfig
 from core.deploy import bench as B
 from core.deploy import onnx_export as ox
 from core.deploy import worker as W
-from core.deploy.records import AccuracyStatistics, ExportInfo, OutcomeSource
+from core.deploy.bench_result import AccuracyStatistics, OutcomeSource
+from core.deploy.records import ExportInfo
 from core.jobs import deploy as J
 from core.jobs.execute import execute_run
 from core.pruning.config import PruneConfig

@@ -13,7 +13,8 @@ import pytest
 
 from core.deploy import bench as B
 from core.deploy import onnx_export as ox
-from core.deploy.records import AccuracyStatistics, BenchResult, BenchRow, DeployBenchConfig, ParityRecord
+from core.deploy.bench_result import AccuracyStatistics, BenchResult, BenchRow, DeployBenchConfig
+from core.deploy.records import ParityRecord
 from core.runs import artifacts
 from core.runs.store import RunStore
 from core.stats import Interval

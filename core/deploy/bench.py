@@ -40,7 +40,7 @@ from torch import nn
 from core.config import ConfigError, TrainConfig, from_dict
 from core.data.batches import batches
 from core.deploy import onnx_export as ox
-from core.deploy.records import (
+from core.deploy.bench_result import (
     COMPARISONS,
     ENGINES,
     METHOD_NOTE,
@@ -51,8 +51,8 @@ from core.deploy.records import (
     EngineDifference,
     Machine,
     OutcomeSource,
-    Parity,
 )
+from core.deploy.records import Parity
 from core.metrics import LatencyConfig, latency_batch
 from core.models.registry import config_of, encoder_layers
 from core.paths import cache_dir

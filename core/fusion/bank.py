@@ -29,12 +29,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
 from core.data.splits import SPLIT_VERSION
+from core.fusion.bank_manifest import BankManifest, OutcomesEntry
 from core.fusion.features import ORACLE_KL, rename_legacy
 from core.paths import PROJECT_ROOT, atomic_file, atomic_write_text
 from core.signals import DEFAULT_COLUMNS, get_info
@@ -72,49 +73,6 @@ class BankError(ValueError):
     """The bank's files are missing, damaged or edited by hand."""
 
 
-class BankCoverage(TypedDict):
-    """What the bank holds of one model on one dataset: its seeds, steps and rows."""
-
-    model: str
-    dataset: str
-    seeds: list[int]
-    steps: int
-    rows: int
-
-
-class OutcomesEntry(TypedDict):
-    """The manifest's entry for the per-example outcomes companion: its file, rows, checksum, columns, how many
-    layer-steps and steps it covers, and its size."""
-
-    file: str
-    rows: int
-    sha256: str
-    columns: list[str]
-    layer_steps: int
-    steps: int
-    bytes: int
-    bytes_per_layer_step: float
-
-
-class BankManifest(TypedDict):
-    """``manifest.json`` of the bank, as :func:`write_bank` writes it; :func:`load_bank` checks the first four
-    keys. A bank written before a key existed lacks it (``study``, ``note``, ``precision``, ``split_version``,
-    ``outcomes``): read the others with ``.get``."""
-
-    format: str
-    version: int
-    rows: int
-    sha256: str
-    file: NotRequired[str]
-    columns: NotRequired[list[str]]
-    coverage: NotRequired[list[BankCoverage]]
-    study: NotRequired[str | None]
-    note: NotRequired[str]
-    precision: NotRequired[str]
-    split_version: NotRequired[int]
-    outcomes: NotRequired[OutcomesEntry]
-
-
 @dataclass(frozen=True)
 class Bank:
     rows: pd.DataFrame
@@ -131,8 +89,7 @@ class Bank:
     @property
     def outcomes(self) -> OutcomesEntry | None:
         """The manifest's entry for the per-example outcomes companion (None: this bank has none)."""
-        entry = self.manifest.get("outcomes")
-        return entry if isinstance(entry, dict) and entry.get("rows") else None
+        return entry if isinstance(entry := self.manifest.get("outcomes"), dict) and entry.get("rows") else None
 
     def coverage(self) -> pd.DataFrame:
         """Per model and dataset: seeds, steps, rows."""
