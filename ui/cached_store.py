@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.fusion.bank import bank_dir, bank_or_none
 from core.jobs.estimate import Place, batch_text, queue
 from core.jobs.kinds import job_kind
 from core.jobs.queue import get_job, job_for
@@ -31,6 +32,7 @@ from core.paths import shown_path, store_dir
 from core.runs import artifacts, noise
 from core.runs.pack import Pack, StoreWithPack, budget_text, pack_dir, pack_or_none, pack_stamp
 from core.runs.record import MergeSummary, PruneSummary, Run, summary_of
+from ui import paper_plots
 
 
 def root() -> str:
@@ -343,9 +345,6 @@ def _stamp(folder: Path) -> tuple:
 def first_open_lines(label: Any) -> list[str]:
     """Home's "already measured" bullets, read once per change of the bank or reference files (Home reruns on
     every click; the bank's checksum and the reference CSVs need not be read each time)."""
-    from core.fusion.bank import bank_dir
-    from ui import paper_plots
-
     bank_folder, ref_folder = bank_dir(), paper_plots.reference_dir()
     return _first_open_lines(str(bank_folder), str(ref_folder), _stamp(bank_folder), _stamp(ref_folder), label)
 
@@ -353,9 +352,6 @@ def first_open_lines(label: Any) -> list[str]:
 @st.cache_data(show_spinner=False, max_entries=4)
 def _first_open_lines(bank_folder: str, ref_folder: str, bank_stamp: tuple, ref_stamp: tuple,
                       _label: Any) -> list[str]:
-    from core.fusion.bank import bank_or_none
-    from ui import paper_plots
-
     bank, bank_problem = bank_or_none(bank_folder)
     try:
         ref, ref_problem = paper_plots.load_reference(ref_folder), None

@@ -7,12 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from core.lesson import course, reference
 from core.lesson.readings import available
 from core.models.registry import MODELS
 from core.playground import LENS_DEFINITION
 from core.pruning.narrate import shap_pushes
+from core.runs.handout import compression_points
 from core.runs.pack import budget_text
 from core.runs.record import Run
 from core.signals import FAMILIES
@@ -46,8 +48,6 @@ def missing(ctx: Ctx, what: str) -> None:
 
 def open_page(page: str, label: str, run: Run, **params: str | int) -> None:
     """A link that opens the full page on the same view (a link that reopens a view)."""
-    from streamlit.errors import StreamlitAPIException
-
     try:
         st.page_link(page, label=label, icon=":material/open_in_new:",
                      query_params={"run": run.id, **{k: str(v) for k, v in params.items()}})
@@ -300,7 +300,6 @@ def size(ctx: Ctx) -> None:
         missing(ctx, "random-forest fusion")
         return
     run_line(run)
-    from core.runs.handout import compression_points
 
     points = compression_points(facts, theme.strategy_label)
     widgets.chart(compression_bubbles(points), key="lesson_bubbles")

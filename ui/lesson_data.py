@@ -13,6 +13,7 @@ import streamlit as st
 
 from core.config import DataConfig
 from core.fusion import FusionChoice, read_choice
+from core.fusion.bank import BankError, bank_dir, bank_or_none, load_outcomes
 from core.lesson import course, reference
 from core.lesson.readings import Readings, ReadingsError, load_readings, readings_dir
 from core.runs import artifacts
@@ -115,8 +116,6 @@ def _stamp(folder: Path) -> tuple:
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _bank(folder: str, stamp: tuple) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
-    from core.fusion.bank import BankError, bank_or_none, load_outcomes
-
     bank, problem = bank_or_none(folder)
     if bank is None:
         return None, None, problem
@@ -128,8 +127,6 @@ def _bank(folder: str, stamp: tuple) -> tuple[pd.DataFrame | None, pd.DataFrame 
 
 def bank() -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
     """The profile bank's rows, its per-example outcomes (None without) and why it is unusable (None: usable)."""
-    from core.fusion.bank import bank_dir
-
     folder = bank_dir()
     return _bank(str(folder), _stamp(folder))
 
@@ -142,8 +139,6 @@ def _bank_step(folder: str, stamp: tuple, model: str, dataset: str) -> course.Ba
 
 def bank_step(model: str, dataset: str) -> course.BankStep | None:
     """Step 1 of the bank's lowest seed of (model, dataset): what a chapter shows while its run is not in the pack."""
-    from core.fusion.bank import bank_dir
-
     folder = bank_dir()
     return _bank_step(str(folder), _stamp(folder), model, dataset)
 

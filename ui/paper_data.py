@@ -16,6 +16,17 @@ from typing import Any
 import pandas as pd
 
 from core.paths import shown_path
+from core.studies import paper
+from core.studies.full_path_tests import TESTS_FILE, TREES_FILE
+from core.studies.paper import (
+    CLAIMS_FILE,
+    DATASET_TESTS_FILE,
+    DIRECTIONS_FILE,
+    FULL_PATH_FILE,
+    ONE_STEP_FILE,
+    OVERALL_FILE,
+    seeds_text,
+)
 
 SUMMARY_FILE = "one_step_summary.csv"
 MAKE = ("Make them with `python -m core study paper` (from the profile bank in `data/bank/`; the full-path table "
@@ -103,8 +114,6 @@ class Reference:
 
     def seeds(self, model: str) -> str:
         """The one-step table's seeds per dataset in words: "2 seeds", or "1-2 seeds per dataset" when mixed."""
-        from core.studies.paper import seeds_text
-
         s = self.summary[(self.summary["model"] == model) & (self.summary["strategy"] != "oracle")]
         return seeds_text(int(s["seeds"].min()), int(s["seeds"].max())) if len(s) else seeds_text(0)
 
@@ -114,7 +123,6 @@ def reference_dir() -> Path:
     env = os.environ.get("PRUNE_REFERENCE_DIR")
     if env:
         return Path(env)
-    from core.studies import paper
 
     return Path(paper.REFERENCE_DIR)
 
@@ -145,8 +153,6 @@ def _csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 
 def load_reference(folder: str | Path | None = None) -> Reference:
     """Read and check the reference files in ``folder`` (default :func:`reference_dir`)."""
-    from core.studies.paper import CLAIMS_FILE, FULL_PATH_FILE, ONE_STEP_FILE
-
     folder = Path(folder) if folder is not None else reference_dir()
     needed = [folder / ONE_STEP_FILE, folder / SUMMARY_FILE, folder / CLAIMS_FILE]
     missing = [p.name for p in needed if not p.is_file()]
@@ -165,8 +171,6 @@ def load_reference(folder: str | Path | None = None) -> Reference:
         raise ReferenceFilesError(f"`{shown_path(folder / CLAIMS_FILE)}` has no list of claims with 'paper' and "
                                   f"'ours'. {MAKE}")
     meta = {k: v for k, v in raw.items() if k != "claims"}
-    from core.studies.full_path_tests import TESTS_FILE, TREES_FILE
-    from core.studies.paper import DATASET_TESTS_FILE, DIRECTIONS_FILE, OVERALL_FILE
 
     overall = _csv(folder / OVERALL_FILE, OVERALL_COLUMNS) if (folder / OVERALL_FILE).is_file() else None
     return Reference(folder, one_step, summary, full, claims, meta, overall,
@@ -195,8 +199,6 @@ def direction_line(key: str, folder: str | Path | None = None) -> str | None:
     is not a learned signal)."""
     folder = Path(folder) if folder is not None else reference_dir()
     try:
-        from core.studies.paper import DIRECTIONS_FILE
-
         table = _optional(folder / DIRECTIONS_FILE, DIRECTION_COLUMNS)
     except ReferenceFilesError:
         return None

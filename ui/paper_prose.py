@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.studies.paper import seeds_text
+
 from .paper_data import Label, Reference
 
 #: the claims Home shows on first open, in this order (one-step from the shipped bank; full path where measured)
@@ -17,8 +19,6 @@ def first_open_lines(bank: Any | None, bank_problem: str | None, ref: Reference 
     """Markdown bullets for Home: what the shipped bank holds (fusion learns from it before the first run) and
     the paper's claims next to ours (one-step, and the full path where measured), each with its measurement, seed
     and dataset count (and a full-path claim with its budget: it is smaller than the app's)."""
-    from core.studies.paper import seeds_text
-
     lines = []
     if bank is not None:
         cov = bank.coverage()

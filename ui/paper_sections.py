@@ -8,6 +8,8 @@ from typing import Any
 
 import streamlit as st
 
+from core.studies.full_path_tests import choice_sentence
+
 from . import widgets
 from .paper_data import Label, Reference
 from .paper_plots import tree_difference_figure
@@ -129,8 +131,6 @@ def full_path_tests(ref: Reference, model: str, cap: int | None, label: Label) -
     """The full-path study's paired comparisons at budget ``cap``: whether the choice of layers still matters after
     recovery (in words), the comparisons with their intervals and tests, and the per-tree differences against RF
     fusion (figure)."""
-    from core.studies.full_path_tests import choice_sentence
-
     st.markdown("#### Does the choice of layers still matter after recovery?")
     tests = of_budget(ref.full_path_tests, model, cap)
     if tests.empty:

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.studies.full_path_tests import count_text
+
 from . import theme
 from .paper_data import FLOOR_LABEL, FUSION, NOISE_FLOOR, Label
 
@@ -344,7 +346,6 @@ def full_tests_frame(tests: pd.DataFrame | None, model: str, cap: int | None) ->
     t = of_budget(tests, model, cap)
     if t.empty:
         return pd.DataFrame()
-    from core.studies.full_path_tests import count_text
 
     rows = []
     t = pd.concat([t[t["a"] == SPREAD], t[t["a"] != SPREAD]])  # whether the choice matters first

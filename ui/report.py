@@ -28,6 +28,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.data.registry import DATASETS
+from core.models.registry import MODELS
 from core.runs import noise
 from core.runs.handout import ReportFacts, ReportRefused, RunFacts, check_finished, compression_points, report_facts
 from core.runs.store import RunStore
@@ -58,15 +60,11 @@ def _md(text: str) -> str:
 
 
 def dataset_label(key: str) -> str:
-    from core.data.registry import DATASETS
-
     spec = DATASETS.get(key)
     return spec.display_name if spec is not None else key
 
 
 def model_label(key: str) -> str:
-    from core.models.registry import MODELS
-
     spec = MODELS.get(key)
     return spec.display_name if spec is not None else key
 
@@ -248,7 +246,7 @@ def download_button(store: RunStore, run_ids: Sequence[str], key: str, label: st
                     width: str = "stretch") -> None:
     """A download button for the report of ``run_ids``, built when clicked; when the runs cannot make one, the
     button is disabled and the reason shown under it."""
-    import streamlit as st
+    import streamlit as st  # noqa: PLC0415 deferred: cost (streamlit: python -m ui.report draws no page)
 
     try:
         check_finished(store, run_ids)

@@ -12,9 +12,14 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import DataConfig
+from core.config import AUTO_LENGTH, DataConfig
+from core.data.ref import DatasetRef
 from core.data.registry import DATASETS, DEFAULT_DATASET
+from core.data.truncation import default_max_length
+from core.data.upload_store import list_uploads, upload_info
 from core.models.registry import DEFAULT_MODEL, MODELS
+from core.pruning.config import PruneConfig
+from core.train import DistillConfig
 
 MODEL_KEY = "sel_model"
 DATASET_KEY = "sel_dataset"
@@ -54,9 +59,6 @@ TINY_DEMO: dict[str, Any] = {"model": "tiny-bert", "dataset": "keywords", "train
 
 def default_budgets() -> dict[str, Any]:
     """The engine's own defaults (``DataConfig``, ``PruneConfig``, ``DistillConfig``)."""
-    from core.pruning.config import PruneConfig
-    from core.train import DistillConfig
-
     data, kd = DataConfig(), DistillConfig()
     fields = {f.name: f.default for f in dataclasses.fields(PruneConfig)
               if f.default is not dataclasses.MISSING}
@@ -125,9 +127,7 @@ def dataset_options() -> list[str]:
     init()
     keys = sorted(DATASETS, key=lambda k: (not DATASETS[k].offline, k != DEFAULT_DATASET))
     try:
-        from core.data.upload_store import list_uploads
-
-        from .cached_store import store
+        from .cached_store import store  # noqa: PLC0415 deferred: cost (shap: app.py imports ui.state first)
 
         keys += [str(u.ref) for u in list_uploads(store())]
     except Exception:  # no uploads folder yet, or the store is unreadable: the Setup page says so
@@ -152,17 +152,13 @@ def model_short(key: str) -> str:
 
 
 def dataset_label(key: str) -> str:
-    from core.data.ref import DatasetRef
-
     try:
         ref = DatasetRef.parse(key)
     except ValueError:  # a malformed reference is shown as written
         return key
     if ref.is_upload:
         try:
-            from core.data.upload_store import upload_info
-
-            from .cached_store import store
+            from .cached_store import store  # noqa: PLC0415 deferred: cost (shap: app.py imports ui.state first)
 
             info = upload_info(store(), ref)
             if info is not None:
@@ -204,9 +200,6 @@ def max_length_for(dataset_key: str, b: dict[str, Any]) -> int | str:
     """``DataConfig.max_length`` for ``dataset_key`` under budgets ``b``: ``length_mode`` "auto" -> "auto",
     "fixed" -> ``max_length``, "default" -> auto for uploads, files and hub datasets, ``max_length`` for the
     embedded ones (:func:`core.data.truncation.default_max_length`)."""
-    from core.config import AUTO_LENGTH
-    from core.data.truncation import default_max_length
-
     mode = b.get("length_mode", "default")
     if mode == "auto" or (mode == "default" and default_max_length(dataset_key) == AUTO_LENGTH):
         return AUTO_LENGTH
@@ -235,9 +228,6 @@ def prune_config(strategy: str, model_key: str | None = None, dataset_key: str |
 
     Raises :class:`~core.config.ConfigError` with a message naming the bad field.
     """
-    from core.pruning.config import PruneConfig
-    from core.train import DistillConfig
-
     b = {**budgets(), **overrides}
     data = data_config(dataset_key or dataset(), b)
     kd = dataclasses.replace(DistillConfig(), epochs=float(b["kd_epochs"]))

@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from core.data.truncation import relative_cost
 from core.runs.record import PruneSummary, Run, RunStatus
+from core.stats import over_seeds
 
 from . import theme
 
@@ -73,8 +75,6 @@ def with_results(rows: pd.DataFrame, finals: Mapping[str, Any]) -> pd.DataFrame:
 def over_seeds_table(cells: pd.DataFrame, finals: Mapping[str, Any], dataset_label: Any = str) -> pd.DataFrame:
     """Per dataset and strategy, the final test accuracy over the finished seeds: the mean with its t interval
     and spread (``core.stats.over_seeds``), or the one seed's Wilson interval."""
-    from core.stats import over_seeds
-
     rows = []
     done = cells[(cells["status"] == "done") & cells["run_id"].notna()] if not cells.empty else cells
     for (dataset, strategy), g in done.groupby(["dataset", "strategy"], sort=True):
@@ -141,8 +141,6 @@ def _work(cfg: Mapping[str, Any]) -> float:
     """Training row-epochs of one run (every step's fine-tuning plus distillation: the bulk of a run's time),
     scaled by its sequence length relative to 32 (:func:`core.data.truncation.relative_cost`; an ``auto`` length
     counts as its cap, so the estimate stays an upper bound)."""
-    from core.data.truncation import relative_cost
-
     data = cfg.get("data") or {}
     kd = (cfg.get("kd") or {}).get("epochs", 0.0) if cfg.get("distill", True) else 0.0
     epochs = float(cfg.get("layers_to_remove", 1)) * float(cfg.get("step_epochs", 1.0)) + float(kd or 0.0)

@@ -14,6 +14,8 @@ import colorsys
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from core.signals import BASELINES, FAMILIES, SIGNALS
+
 FAMILY_COLORS: dict[str, str] = {
     "activation": "#E4572E",
     "mutual_information": "#8E44AD",
@@ -62,15 +64,11 @@ def family_color(family: str) -> str:
 
 
 def family_label(family: str) -> str:
-    from core.signals import FAMILIES
-
     return FAMILIES.get(family) or GROUP_LABELS.get(family) or family.replace("_", " ").capitalize()
 
 
 def strategy_family(key: str) -> str:
     """The colour group of a strategy: a signal's family, or baseline / oracle / fusion / other."""
-    from core.signals import BASELINES, SIGNALS  # imported on first use: it loads torch, not needed to start
-
     if key in FUSION_LABELS:
         return "fusion"
     if key == "oracle":
@@ -81,8 +79,6 @@ def strategy_family(key: str) -> str:
 
 def strategy_label(key: str) -> str:
     """A strategy's (or signal's) display name: the registry's, or ours for the oracle and fusion."""
-    from core.signals import BASELINES, SIGNALS
-
     if key in FUSION_LABELS:
         return FUSION_LABELS[key]
     if key == "oracle":
@@ -107,7 +103,6 @@ def strategy_color(key: str) -> str:
     """The colour of a strategy on every page (a shade of its family's colour)."""
     if key in FIXED_STRATEGY_COLORS:
         return FIXED_STRATEGY_COLORS[key]
-    from core.signals import SIGNALS
 
     family = strategy_family(key)
     members = [k for k, info in SIGNALS.items() if info.family == family]

@@ -17,7 +17,7 @@ MODULES = ("core.signals", "core.pruning.loop", "transformers", "shap", "matplot
 
 
 def _import_all() -> None:
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 deferred: cost (matplotlib: the warm-up thread imports it)
 
     matplotlib.use("Agg")  # no GUI backend in a server thread
     for name in MODULES:
