@@ -269,7 +269,7 @@ def importance_bars(names: Sequence[str], values: Sequence[float], title: str, x
 def shap_explanation(rows: ShapRows, index: Sequence[int] | int | None = None, scale: float = 1.0) -> Any:
     """A ``shap.Explanation`` built from stored values (the ranker is not re-run); ``scale`` multiplies
     values and base values (e.g. 100: an accuracy gap shown in percentage points)."""
-    import shap
+    import shap  # noqa: PLC0415 deferred: cost (shap)
 
     idx = slice(None) if index is None else index
     names = [theme.strategy_label(n) for n in rows.feature_names]
@@ -278,10 +278,10 @@ def shap_explanation(rows: ShapRows, index: Sequence[int] | int | None = None, s
 
 
 def _png(draw: Any, width: float = 9.0, height: float = 6.0) -> bytes:
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 deferred: cost (matplotlib)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 deferred: cost (matplotlib), after the Agg backend is set
 
     plt.rcParams.update({"font.size": 13})
     fig = plt.figure(figsize=(width, height))
@@ -298,7 +298,7 @@ def _png(draw: Any, width: float = 9.0, height: float = 6.0) -> bytes:
 
 def shap_beeswarm_png(rows: ShapRows, scale: float = 1.0) -> bytes:
     """SHAP's own beeswarm over every (step, layer) row of a run."""
-    import shap
+    import shap  # noqa: PLC0415 deferred: cost (shap)
 
     exp = shap_explanation(rows, scale=scale)
     return _png(lambda: shap.plots.beeswarm(exp, max_display=len(rows.feature_names), show=False), 9.5, 6.5)
@@ -306,7 +306,7 @@ def shap_beeswarm_png(rows: ShapRows, scale: float = 1.0) -> bytes:
 
 def shap_waterfall_png(rows: ShapRows, i: int, scale: float = 1.0) -> bytes:
     """SHAP's own waterfall for one (step, layer) row: how each signal moved the score from the base."""
-    import shap
+    import shap  # noqa: PLC0415 deferred: cost (shap)
 
     exp = shap_explanation(rows, i, scale)
     return _png(lambda: shap.plots.waterfall(exp, max_display=len(rows.feature_names), show=False), 9.5, 6.5)
