@@ -16,6 +16,7 @@ from core.pruning.config import PruneConfig, strategy_keys
 from core.runs import artifacts, noise
 from core.runs.record import PruneSummary, Run
 from core.signals import SIGNAL_KEYS
+from core.teacher import teacher_lines
 from ui import bounds, links, plots, replay, router, state, tables, theme, widgets
 from ui import cached_store as ustore
 
@@ -211,8 +212,6 @@ def _metrics(steps: pd.DataFrame, view: int, run: Run) -> None:
 def _teacher_check(run: Run) -> None:
     """The sequence length the run used (why, share cut) and its teacher beside the majority-class baseline, with
     the accuracy's interval (core.teacher.teacher_lines over the run's events)."""
-    from core.teacher import teacher_lines
-
     for line in teacher_lines(ustore.store().events(run.id)):
         st.caption(line)
 

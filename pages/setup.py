@@ -7,20 +7,28 @@ are loaded); dataset previews load the dataset once (``st.cache_data``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from core.config import PRECISIONS, ConfigError, DataConfig
+from core.data.batches import DataError
+from core.data.bigfile import SAMPLE_ROWS
 from core.data.lengths import LENGTH_SAMPLE, token_lengths, truncated_share, word_lengths
+from core.data.ref import hub_ref, load_dataset_ref
 from core.data.registry import describe_datasets
+from core.data.tables import MAX_UPLOAD_BYTES, READ_WHOLE_BYTES
+from core.data.truncation import choose_for_dataset
+from core.data.upload import inspect_upload, read_upload
+from core.data.upload_store import save_upload
 from core.models.card import ModelCard, model_card
-from core.models.registry import MODELS, get_model_spec
+from core.models.registry import MODELS, ModelUnavailableError, get_model_spec, load_tokenizer
 from core.precision import describe
 from core.pruning.config import PruneConfig
 from core.train import DistillConfig
-from ui import bounds, cached_store, plots, router, state, widgets
+from ui import bounds, cached_store, plots, router, state, study_view, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
 
@@ -44,8 +52,6 @@ def _architecture(key: str) -> ModelCard:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _dataset(key: str, root: str) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
     """(frame with text/label[/split], label names, spec fields) of a registry key, a hub id or a stored upload."""
-    from core.data.ref import load_dataset_ref
-
     loaded = load_dataset_ref(key, cached_store.store())
     spec = loaded.spec
     info = {k: getattr(spec, k, None) for k in ("display_name", "source", "package", "license_note",
@@ -55,8 +61,6 @@ def _dataset(key: str, root: str) -> tuple[pd.DataFrame, tuple[str, ...], dict[s
 
 @st.cache_resource(show_spinner=False)
 def _tokenizer(key: str) -> Any:
-    from core.models.registry import load_tokenizer
-
     return load_tokenizer(key)
 
 
@@ -85,8 +89,6 @@ def _model_section() -> None:
 
 
 def _use_hub_model(hub_id: str) -> None:
-    from core.models.registry import ModelUnavailableError, get_model_spec
-
     try:
         spec = get_model_spec(hub_id)
     except ModelUnavailableError as exc:
@@ -100,8 +102,6 @@ def _use_hub_model(hub_id: str) -> None:
 
 
 def _model_card(key: str) -> None:
-    from core.models.registry import ModelUnavailableError, get_model_spec
-
     try:
         spec = get_model_spec(key)
     except ModelUnavailableError as exc:
@@ -158,8 +158,6 @@ def _dataset_section() -> None:
                                  help="The dataset must have a 'text' and a 'label' column; the paper's nine are "
                                       "in the registry with their column mappings.")
             if st.form_submit_button("Use this hub dataset"):
-                from core.data.ref import hub_ref
-
                 try:
                     key = str(hub_ref(name))
                 except ValueError:
@@ -175,10 +173,6 @@ def _dataset_section() -> None:
 
 
 def _upload() -> None:
-    from core.data.batches import DataError
-    from core.data.upload import inspect_upload, read_upload
-    from core.data.upload_store import save_upload
-
     limit = _upload_limit_text()
     file = st.file_uploader("CSV, TSV or Parquet with a header row", type=["csv", "tsv", "txt", "tab", "parquet", "pq"],
                             key="setup_upload", help=limit)
@@ -224,9 +218,6 @@ def _upload() -> None:
 
 def _upload_limit_text() -> str:
     """The upload limit, which setting sets it and how to raise it; how a big file is read."""
-    from core.data.bigfile import SAMPLE_ROWS
-    from core.data.tables import MAX_UPLOAD_BYTES, READ_WHOLE_BYTES
-
     limit = int(st.get_option("server.maxUploadSize"))
     return (f"At most {limit:,} MB per file: Streamlit's `server.maxUploadSize`. For a bigger file, raise it in "
             f"`.streamlit/config.toml` (`[server]` then `maxUploadSize = 2000`) and restart the app (this engine "
@@ -238,8 +229,6 @@ def _upload_limit_text() -> str:
 @st.cache_data(show_spinner=False, max_entries=32)
 def _length_choice(model_key: str, dataset_key: str, root: str, cfg: dict[str, Any]) -> Any:
     """The sequence length a run would use (core.data.truncation.choose_for_dataset) for the budgets' data config."""
-    from core.data.truncation import choose_for_dataset
-
     frame, names, _ = _dataset(dataset_key, root)
     return choose_for_dataset(_tokenizer(model_key), frame, names, DataConfig(**cfg))
 
@@ -251,10 +240,6 @@ def _set_length(**fields: Any) -> None:
 def _length_panel(model_key: str, dataset_key: str) -> int | None:
     """The length a run would use, why, the share of texts it covers, the time per run it costs, and one-click
     overrides. Returns the length (``None`` when it cannot be computed here)."""
-    import dataclasses
-
-    from ui import study_view
-
     b = state.budgets()
     try:
         cfg = state.data_config(dataset_key, b)

@@ -22,6 +22,7 @@ from core.runs import noise
 from core.runs.record import ACTIVE
 from core.studies import records
 from core.studies.config import StudyConfig
+from core.studies.execute import start_study
 from ui import bounds, cached_store, links, router, state, study_view, theme, widgets
 
 router.ensure_routed()  # a cold server's first deep link runs this file without app.py
@@ -114,7 +115,6 @@ def _start_form() -> None:
 def _start(cfg: StudyConfig | None) -> None:
     if cfg is None:
         return
-    from core.studies.execute import start_study
 
     try:
         with st.spinner("Recording the study and fixing the profiles its fusion cells train on…"):
