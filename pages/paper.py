@@ -56,7 +56,7 @@ else:
                "large by an unknown amount and small differences between strategies are not evidence. Regrow the "
                "bank from runs that store their oracle's outcomes (`scripts/grow_bank.py`) and remake these files "
                "(`python -m core study paper`) to score on held-out halves.", icon=":material/warning:")
-st.table(pp.claims_frame(ref.claims, ref.budget))
+st.table(pp.claims_shown(pp.claims_frame(ref.claims, ref.budget)))
 st.caption("Our numbers stand on this app's CPU-sized budget and models, not the paper's BERT-base and its nine "
            "hub datasets, so they test the *shape* of each claim. The paper publishes no code and no per-dataset "
            "numbers; where it leaves a definition open (regret, the accuracy-to-size ratio) we say ours. "

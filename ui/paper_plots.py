@@ -35,6 +35,7 @@ from .paper_prose import HOME_CLAIMS, first_open_lines  # noqa: F401
 from .paper_tables import (  # noqa: F401
     RANDOM_EXPECTED,
     claims_frame,
+    claims_shown,
     dataset_tests_frame,
     depth_focus,
     directions_frame,

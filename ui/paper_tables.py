@@ -52,6 +52,23 @@ def claims_frame(claims: list[dict[str, Any]], page_budget: str = "") -> pd.Data
     return pd.DataFrame(rows)
 
 
+def claims_shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """The claims table as the page shows it: measurement, budget, seeds and datasets in one narrow "Measured on"
+    column, so the two columns of prose (the paper's words and ours) get the width."""
+    def on(r: pd.Series) -> str:
+        parts = [str(r["Measurement"]) or "?"]
+        if pd.notna(r["Datasets"]) and str(r["Datasets"]):
+            parts.append(f"{r['Datasets']} datasets")
+        if str(r["Seeds"]) not in ("", "0", "nan"):
+            parts.append(f"{r['Seeds']} seed(s)")
+        parts.append(f"budget {r['Budget']}" if r["Budget"] != "as above" else "budget as above")
+        return " · ".join(parts)
+
+    out = frame.drop(columns=["Measurement", "Budget", "Seeds", "Datasets"])
+    out["Measured on"] = frame.apply(on, axis=1) if len(frame) else []
+    return out
+
+
 def _of(summary: pd.DataFrame, model: str) -> pd.DataFrame:
     """The ranked strategies of ``model`` (the oracle and the noise floor are reference rows)."""
     return summary[(summary["model"] == model) & ~summary["strategy"].isin(("oracle", NOISE_FLOOR))]
