@@ -25,6 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests import test_browser
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: the heatmap is the Signals page's first chart; the waterfall its second image on Fusion & SHAP (after the beeswarm)
@@ -56,16 +58,14 @@ def _until(browser: Any, url: str, selector: str, count: int, timeout_ms: int = 
 
 def once(pack: Path) -> tuple[float, float, float]:
     """(server start to first answer, then to the first heatmap, then to the first waterfall), in seconds."""
-    from playwright.sync_api import sync_playwright
-
-    from tests.test_browser import launch, streamlit_server
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 deferred: cost (playwright)
 
     os.environ["PRUNE_PACK_DIR"] = str(pack)
     with tempfile.TemporaryDirectory(prefix="fresh-store-") as tmp, sync_playwright() as pw:
         store = Path(tmp) / "store"
-        with streamlit_server(store, Path(tmp) / "streamlit.log") as (base, started):
+        with test_browser.streamlit_server(store, Path(tmp) / "streamlit.log") as (base, started):
             answered = _first_answer(base)
-            browser = launch(pw)
+            browser = test_browser.launch(pw)
             heatmap = (answered - started, _until(browser, f"{base}/signals", HEATMAP, 1))
             waterfall = _until(browser, f"{base}/fusion", WATERFALL, 2)
             browser.close()
@@ -87,10 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pack", type=Path, default=ROOT / "data" / "pack")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv or [])
-    from tests.test_browser import CHROMIUM
-
-    if not CHROMIUM.exists():
-        print(f"error: {CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
+    if not test_browser.CHROMIUM.exists():  # read now: the smoke test points it at a missing file
+        print(f"error: {test_browser.CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
         return 2
     print(table([once(args.pack) for _ in range(args.repeats)]))
     return 0

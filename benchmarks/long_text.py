@@ -26,7 +26,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import dataclasses
+
+import numpy as np
+
 from core.config import DataConfig  # noqa: E402
+from core.data.task import prepare_task
+from core.stats import paired_accuracy_difference, verdict
+from core.teacher import check_teacher, default_train_config, ensure_teacher
+from core.train import predict_logits
 
 #: long-text datasets that ship offline (core.data.registry): Usenet posts (median 161 words, 95th percentile of
 #: e5-small tokens well over 512) and Amazon fine-food reviews (median 51 words; sentiment often at the end)
@@ -42,14 +50,6 @@ def settings(max_auto_length: int) -> list[tuple[str, dict]]:
 
 def measure(model: str, dataset: str, base: DataConfig, label: str, fields: dict) -> dict:
     """One teacher: prepare the task, fine-tune (or load) it, score it on the test split with its interval."""
-    import dataclasses
-
-    import numpy as np
-
-    from core.data.task import prepare_task
-    from core.teacher import check_teacher, default_train_config, ensure_teacher
-    from core.train import predict_logits
-
     start = time.perf_counter()
     task = prepare_task(model, dataset, dataclasses.replace(base, **fields))
     result = ensure_teacher(task, default_train_config(task.model.key, task.num_labels))
@@ -71,10 +71,6 @@ def measure(model: str, dataset: str, base: DataConfig, label: str, fields: dict
 
 def paired(a: dict, b: dict) -> str:
     """A minus B on the same test texts: the paired bootstrap interval (core.stats) and McNemar's counts."""
-    import numpy as np
-
-    from core.stats import paired_accuracy_difference, verdict
-
     texts = [t for t in a["_correct"] if t in b["_correct"]]
     diff = paired_accuracy_difference(np.array([a["_correct"][t] for t in texts]),
                                       np.array([b["_correct"][t] for t in texts]))

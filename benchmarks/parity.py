@@ -28,6 +28,15 @@ import torch
 from scipy.stats import spearmanr
 
 from core.config import DataConfig
+from core.data.batches import batches, take
+from core.data.task import prepare_task
+from core.models.surgery import remove_layers
+from core.oracle import best_layer, compute_oracle
+from core.precision import autocast
+from core.signals.compute import compute_signals
+from core.stats.intervals import accuracy_interval, paired_accuracy_difference, verdict
+from core.teacher import default_train_config, ensure_teacher
+from core.train import predict_logits
 
 
 def _rho(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
@@ -38,16 +47,6 @@ def _rho(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.data.batches import batches, take
-    from core.data.task import prepare_task
-    from core.models.surgery import remove_layers
-    from core.oracle import best_layer, compute_oracle
-    from core.precision import autocast
-    from core.signals.compute import compute_signals
-    from core.stats.intervals import accuracy_interval, paired_accuracy_difference, verdict
-    from core.teacher import default_train_config, ensure_teacher
-    from core.train import predict_logits
-
     p = argparse.ArgumentParser(prog="python -m benchmarks parity")
     p.add_argument("--model", default="e5-small")
     p.add_argument("--datasets", nargs="+", default=["trec", "sms-spam", "rotten-tomatoes"])

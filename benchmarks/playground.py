@@ -24,6 +24,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from core.playground import compare, error_analysis, load_run, trace
+from core.playground.predict import predict
+from core.runs.store import RunStore
+
 if TYPE_CHECKING:
     from core.playground import Loaded
 
@@ -65,10 +69,6 @@ def main(argv: list[str] | None = None) -> int:
                         "default computes it again first, so the first-time figure is measured)")
     args = parser.parse_args(argv or [])
     torch.set_num_threads(args.threads)
-
-    from core.playground import compare, error_analysis, load_run, trace
-    from core.playground.predict import predict
-    from core.runs.store import RunStore
 
     store = RunStore()
     t0 = time.perf_counter()

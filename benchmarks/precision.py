@@ -21,10 +21,12 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
+from transformers import BertConfig, BertForSequenceClassification
 
 from benchmarks.common import load_bench_model, synthetic_texts
 from core.config import TrainConfig
 from core.data.batches import model_inputs
+from core.models.registry import get_model_spec
 from core.oracle import compute_oracle
 from core.precision import BF16_MIN_HIDDEN, autocast, cpu_flags, describe, hidden_size_of
 from core.train import fine_tune, run_to_end
@@ -56,8 +58,6 @@ def _row(label: str, ms: dict[str, float]) -> str:
 
 def _sized_bert(hidden: int, num_labels: int) -> torch.nn.Module:
     """A 6-layer random BERT classifier of width ``hidden`` (the tiny model's vocabulary), built from a config."""
-    from transformers import BertConfig, BertForSequenceClassification
-
     torch.manual_seed(0)
     heads = max(1, hidden // 64) if hidden >= 64 else max(1, hidden // 8)
     cfg = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=6, num_attention_heads=heads,
@@ -102,8 +102,6 @@ def _pair_ms(model: torch.nn.Module, batch: dict[str, torch.Tensor], repeats: in
 def crossover(repeats: int, models: tuple[str, ...] = ("tiny-bert", "minilm-l6", "e5-small"),
               sizes: tuple[int, ...] = (32, 64, 128, 256, 384)) -> list[tuple[str, int, dict[str, float]]]:
     """Rows of (label, hidden size, median ms) for the real models and the sized random BERTs."""
-    from core.models.registry import get_model_spec
-
     rows = []
     tok = load_bench_model("tiny-bert", 6)[1]
     for key in models:

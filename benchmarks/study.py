@@ -19,11 +19,14 @@ import time
 from typing import Any
 
 from core.config import DataConfig
+from core.pruning.config import strategy_keys
+from core.pruning.tree import TreeWalk
+from core.runs.store import RunStore
+from core.studies import execute
+from core.studies.config import StudyConfig
 
 
 def _walk(cfgs: list[Any], ids: list[str]) -> tuple[float, dict[str, Any], Any]:
-    from core.pruning.tree import TreeWalk
-
     t = time.perf_counter()
     walk = TreeWalk(cfgs, ids)
     done = {rid: ev.payload for rid, ev in walk.events() if ev.stage == "done"}
@@ -31,9 +34,6 @@ def _walk(cfgs: list[Any], ids: list[str]) -> tuple[float, dict[str, Any], Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.pruning.config import strategy_keys
-    from core.studies.config import StudyConfig
-
     p = argparse.ArgumentParser(prog="python -m benchmarks study")
     p.add_argument("--model", default="tiny-bert")
     p.add_argument("--dataset", default=None, help="default: keywords for tiny-bert, else trec")
@@ -85,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench_ray(study: Any) -> None:
-    import ray
-
-    from core.runs.store import RunStore
-    from core.studies import execute
+    import ray  # noqa: PLC0415 deferred: cost (ray): only with --ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     times = {}
