@@ -34,10 +34,13 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from core.config import DataConfig, from_dict
 from core.data.splits import SPLIT_VERSION
+from core.data.task import prepare_task
 from core.fusion.bank_manifest import BankManifest, OutcomesEntry
 from core.fusion.features import ORACLE_KL, rename_legacy
-from core.paths import PROJECT_ROOT, atomic_file, atomic_write_text
+from core.paths import PROJECT_ROOT, atomic_file, atomic_write_text, cache_dir
+from core.runs import artifacts
 from core.signals import DEFAULT_COLUMNS, get_info
 
 if TYPE_CHECKING:  # the run record, for annotations only
@@ -226,8 +229,6 @@ def outcomes_from_store(store: Any, rows: pd.DataFrame) -> pd.DataFrame:
     """The companion for bank ``rows`` built from ``store``: each (run, step)'s oracle outcomes
     (``steps/<k>/outcomes/oracle_val.parquet``) in the compact form. Steps whose run stored none are left out
     (runs from before per-example outcomes); an empty frame when none did."""
-    from core.runs import artifacts
-
     parts = []
     for (run_id, step), _ in rows.groupby(["run_id", "step"], sort=True):
         found = store.read_outcomes(str(run_id), int(step), artifacts.ORACLE_OUTCOMES)
@@ -316,8 +317,6 @@ def _teacher_key(run: Run, task: Any) -> str:
     """The cached teacher a finished run pruned: recorded in its step 0 (runs since studies exist), else the
     teacher in the cache trained on exactly this data (task fingerprint) that existed when the run finished
     (the newest such); ``"unknown"`` when none is left in the cache."""
-    from core.paths import cache_dir
-
     candidates = []
     for meta in (cache_dir() / "teachers").glob("*/teacher.json"):
         try:
@@ -334,9 +333,6 @@ def bank_rows_from_store(store: Any, *, model: str | None = None, code_version: 
                          strategies: tuple[str, ...] | None = ("oracle",)) -> pd.DataFrame:
     """Bank rows from every finished prune run in ``store`` (by default the oracle-path runs only: the bank
     profiles the oracle's own path), with provenance recomputed from each run's stored config."""
-    from core.config import DataConfig, from_dict
-    from core.data.task import prepare_task
-
     # a run whose teacher failed the guard (pruned anyway) measured nothing worth learning from: never banked
     runs = [r for r in store.list_runs(kind="prune", status="done", model=model)
             if (strategies is None or r.strategy in strategies) and not r.weak_teacher]
