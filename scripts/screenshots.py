@@ -8,8 +8,9 @@ store a study is filling::
     .venv/bin/python scripts/screenshots.py --store DIR --out docs/screenshots \\
         "live?run=RUN_ID=guard" "fusion?run=RUN_ID=fusion_bank" "paper=paper_check"
 
-Each shot is ``PATH[?QUERY][@TAB]=NAME``: the url path of the page (``""`` for Home), its query string, the
-label of a tab to click first (optional), and the PNG's file name without the extension.
+Each shot is ``PATH[?QUERY][@TAB][#TEXT]=NAME``: the url path of the page (``""`` for Home), its query string, the
+label of a tab to click first (optional), a text to scroll to (optional: the first element showing it is scrolled
+to the top of the view), and the PNG's file name without the extension.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=1000,
                         help="viewport height: Streamlit scrolls inside the page, so this is what the PNG shows")
     parser.add_argument("--wait", type=float, default=4.0, help="seconds to let charts draw after the page settles")
-    parser.add_argument("shots", nargs="+", help="PATH[?QUERY][@TAB]=NAME")
+    parser.add_argument("shots", nargs="+", help="PATH[?QUERY][@TAB][#TEXT]=NAME")
     args = parser.parse_args(argv)
     if not CHROMIUM.exists():
         print(f"error: {CHROMIUM} is missing; install Debian's chromium (scripts/test.sh does)", file=sys.stderr)
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_page(viewport={"width": args.width, "height": args.height})
             for shot in args.shots:
                 target, _, name = shot.rpartition("=")
+                target, _, anchor = target.partition("#")
                 target, _, tab = target.partition("@")
                 path = target.split("?", 1)[0]
                 page.goto(f"{url}/{target}")
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                 if tab:
                     page.get_by_role("tab", name=tab).click()
                     settled(page, PAGES[path], timeout_ms=180_000)
+                if anchor:
+                    page.get_by_text(anchor).first.evaluate("e => e.scrollIntoView({block: 'start'})")
                 page.wait_for_timeout(int(args.wait * 1000))
                 page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                 print(f"{name}.png  <- /{target}")

@@ -182,5 +182,5 @@ def tree_difference_figure(per_tree: pd.DataFrame, tests: pd.DataFrame | None, l
     fig.add_hline(y=0, line=dict(color="#444", dash="dash", width=1.2))
     fig.update_layout(scattermode="group", scattergap=0.5)
     fig.update_xaxes(title="RF fusion minus …", tickmode="array", tickvals=list(names.values()))
-    fig.update_yaxes(title="accuracy points (> 0: RF fusion more accurate)", zeroline=False)
+    fig.update_yaxes(title="points (> 0: RF fusion ahead)", zeroline=False)
     return apply_layout(fig, title, height=440)
