@@ -340,7 +340,7 @@ def _compact_drop_keys(model: nn.Module) -> set[str]:
 
 def load_merged(folder: str | Path) -> nn.Module:
     """Load a folder written by :func:`save_merged` (or by the run store) with its merged FFNs tied again."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 deferred: cost (transformers)
 
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a compact folder lacks the tied copies on purpose

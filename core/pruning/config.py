@@ -19,14 +19,13 @@ from core.config import (
 )
 from core.models.registry import get_model_spec
 from core.precision import check_run_precision
+from core.signals import BASELINES, SIGNAL_KEYS
 from core.train import DistillConfig
 
 FUSION = ("lr_fusion", "rf_fusion")
 
 
 def strategy_keys() -> tuple[str, ...]:
-    from core.signals import BASELINES, SIGNAL_KEYS
-
     return tuple(SIGNAL_KEYS) + tuple(BASELINES) + ("oracle",) + FUSION
 
 

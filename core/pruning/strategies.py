@@ -21,6 +21,7 @@ import pandas as pd
 from core.fusion import FusionConfig, profile_rows, rank_step
 from core.oracle import best_layer
 from core.pruning.config import FUSION, PruneConfig
+from core.signals import rank_layers
 
 #: which fusion ranker each fusion strategy trains
 FUSION_RANKERS: Mapping[str, str] = {"rf_fusion": "forest", "lr_fusion": "linear"}
@@ -52,8 +53,6 @@ def fusion_config(cfg: PruneConfig) -> FusionConfig:
 
 def choose_ranked(x: StepInputs) -> tuple[int, dict[str, Any]]:
     """A single signal or a baseline: the first layer of its pruning order."""
-    from core.signals import rank_layers
-
     order = [int(i) for i in rank_layers(x.signals, x.cfg.strategy, seed=x.cfg.seed + x.step)]
     return order[0], {"strategy": x.cfg.strategy, "order": order}
 

@@ -57,7 +57,7 @@ from core.runs.events import Event, Stage, StageClock
 from core.runs.results import OracleMark, StepRow, TeacherOrigin
 from core.signals import compute_signals
 from core.teacher_phase import prepare_and_teach
-from core.train import DistillConfig, fine_tune
+from core.train import DistillConfig, fine_tune, per_example
 from core.version import code_version
 
 __all__ = ["Member", "TreeWalk", "WalkContext", "WalkSetup", "WalkStats", "group_key", "oracle_outcomes",
@@ -75,8 +75,6 @@ def oracle_outcomes(oracle: pd.DataFrame, removed_logits: Sequence[torch.Tensor]
                     teacher_val_logits: torch.Tensor | None = None) -> pd.DataFrame:
     """Per-example outcomes of every oracle candidate on the validation split (:func:`core.train.per_example`),
     one block per removed layer (column ``original_layer``) in the oracle table's row order."""
-    from core.train import per_example
-
     frames = [per_example(logits, val["labels"], teacher_val_logits).assign(original_layer=int(layer))
               for logits, layer in zip(removed_logits, oracle["original_layer"])]
     out = pd.concat(frames, ignore_index=True)
