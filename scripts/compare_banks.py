@@ -41,6 +41,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from core.fusion.bank import BankError, load_bank, load_outcomes  # noqa: E402
+
 LEGEND = """\
 legend (old = first bank, new = second; a cell is NaN or '-' where a bank cannot say):
   seeds old/new     seeds of the dataset in each bank
@@ -256,8 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("new", type=Path, help="the second bank's folder")
     parser.add_argument("--markdown", action="store_true", help="print the tables in Markdown")
     args = parser.parse_args(argv)
-
-    from core.fusion.bank import BankError, load_bank, load_outcomes
 
     try:
         banks = [load_bank(args.old), load_bank(args.new)]

@@ -22,6 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.lesson.readings import PRESETS, make_readings, write_readings  # noqa: E402
+from core.playground import PlaygroundError, cached_teachers, load_teacher  # noqa: E402
+from core.runs.store import RunStore  # noqa: E402
+from core.version import code_version  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,11 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cache is not None:
         os.environ["PRUNE_CACHE_DIR"] = str(args.cache)
-
-    from core.lesson.readings import PRESETS, make_readings, write_readings
-    from core.playground import PlaygroundError, cached_teachers, load_teacher
-    from core.runs.store import RunStore
-    from core.version import code_version
 
     key = args.teacher
     if key is None:
