@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if not CHROMIUM.exists():
         print(f"error: {CHROMIUM} is missing; install Debian's chromium (scripts/test.sh does)", file=sys.stderr)
         return 2
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 deferred: cost (playwright)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
