@@ -121,6 +121,17 @@ def validate_rows(rows: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in rows.columns]
     if missing:
         raise _fail(f"columns {missing} are missing")
+    _check_kinds(rows)
+    _check_values(rows)
+    out = rows.copy()
+    for key in SIGNAL_COLUMNS:
+        info = get_info(key)
+        out[info.score_column] = (1.0 if info.direction == "lowest" else -1.0) * out[key]
+    return out
+
+
+def _check_kinds(rows: pd.DataFrame) -> None:
+    """Each column of the bank holds its kind: integers, numbers, text; an optional column non-negative numbers."""
     for c in INT_COLUMNS:
         if not pd.api.types.is_integer_dtype(rows[c]):
             raise _fail(f"column {c!r} must hold integers, it holds {rows[c].dtype}")
@@ -133,6 +144,10 @@ def validate_rows(rows: pd.DataFrame) -> pd.DataFrame:
     for c in (c for c in OPTIONAL_COLUMNS if c in rows.columns):
         if not pd.api.types.is_float_dtype(rows[c]) or (rows[c].dropna() < 0).any():
             raise _fail(f"column {c!r} must hold non-negative numbers (or be empty on older paths)")
+
+
+def _check_values(rows: pd.DataFrame) -> None:
+    """The bank's values: finite signals and oracle scores, accuracies in [0, 1], one row per key, consistent depths."""
     values = rows[list(SIGNAL_COLUMNS) + list(ORACLE_COLUMNS)].to_numpy(dtype=float)
     if not np.isfinite(values).all():
         raise _fail("some signal or oracle values are missing or infinite")
@@ -143,11 +158,6 @@ def validate_rows(rows: pd.DataFrame) -> pd.DataFrame:
     bad_depth = rows["n_layers"] != rows["n_original"] - rows["step"] + 1
     if bad_depth.any():
         raise _fail("n_layers does not equal n_original - step + 1 on some rows")
-    out = rows.copy()
-    for key in SIGNAL_COLUMNS:
-        info = get_info(key)
-        out[info.score_column] = (1.0 if info.direction == "lowest" else -1.0) * out[key]
-    return out
 
 
 def load_bank(folder: str | Path | None = None) -> Bank:
