@@ -53,7 +53,7 @@ def test_ray_executor_matches_local_and_retries_a_killed_worker(tmp_path, local_
 
     t = threading.Thread(target=kill_first_worker)
     t.start()
-    study = execute.run_ray(ray_store, s_ray.id, cpus_per_task=1, pid_dir=str(pid_dir))
+    study = execute.run_ray(ray_store, s_ray.id, execute.RayOptions(cpus_per_task=1, pid_dir=str(pid_dir)))
     t.join()
     assert killed, "no Ray worker was killed"
     assert study.status == "done", study.error

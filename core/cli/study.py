@@ -138,9 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"group {k}/{n} recorded: " + ", ".join(f"{v}" for v in status.values()), file=sys.stderr)
 
         init = {"include_dashboard": False} if not (args.address or os.environ.get("RAY_ADDRESS")) else {}
-        study = execute.run_ray(store, study.id, address=args.address, cpus_per_task=args.cpus_per_task,
-                                keep_models=args.keep_models, on_group_done=on_group, ray_init_kwargs=init,
-                                resume=bool(args.resume))
+        options = execute.RayOptions(address=args.address, cpus_per_task=args.cpus_per_task,
+                                     keep_models=args.keep_models, init_kwargs=init)
+        study = execute.run_ray(store, study.id, options, on_group_done=on_group, resume=bool(args.resume))
     else:
         bars = _Bars(len(cells), done, args.json)
         try:

@@ -18,7 +18,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
@@ -118,15 +118,7 @@ def run_group(store: RunStore, study: Study, cells: list[Cell], snapshot: pd.Dat
                 status[rid] = RunStatus.DONE
             if on_event is not None:
                 on_event(rid, ev)
-            if cancel_requested(store, study.id):
-                for r in run_ids:
-                    store.request_cancel(r)
-            for r in run_ids:
-                if status[r] == "running" and store.cancel_requested(r):
-                    walk.drop(r)
-                    store.add_event(r, Stage.CANCELLED, message="Cancelled by the user")
-                    store.finish(r, "cancelled")
-                    status[r] = "cancelled"
+            _drop_cancelled(store, study.id, walk, status)
             if all(s != "running" for s in status.values()):
                 break
     except KeyboardInterrupt:
@@ -140,6 +132,21 @@ def run_group(store: RunStore, study: Study, cells: list[Cell], snapshot: pd.Dat
                 store.finish(rid, "failed", error=msg)
                 status[rid] = "failed"
     return status
+
+
+def _drop_cancelled(store: RunStore, study_id: str, walk: TreeWalk, status: dict[str, str]) -> None:
+    """A cancelled study cancels each of the group's runs; a run cancelled (by the study or on its own) leaves the
+    walk and is recorded as cancelled (``status`` updated in place)."""
+    run_ids = list(status)
+    if cancel_requested(store, study_id):
+        for r in run_ids:
+            store.request_cancel(r)
+    for r in run_ids:
+        if status[r] == "running" and store.cancel_requested(r):
+            walk.drop(r)
+            store.add_event(r, Stage.CANCELLED, message="Cancelled by the user")
+            store.finish(r, "cancelled")
+            status[r] = "cancelled"
 
 
 def _may_start(store: RunStore, study_id: str, resume: bool) -> bool:
@@ -231,14 +238,31 @@ def _walk_remote(configs: list[PruneConfig], run_ids: list[str], snapshot: pd.Da
     return RemoteWalk(events=events, pid=os.getpid(), node=os.uname().nodename)
 
 
-def run_ray(store: RunStore, study_id: str, *, address: str | None = None, cpus_per_task: int | None = None,
-            keep_models: bool = False, max_retries: int = 3, pid_dir: str | None = None,
-            on_group_done: Callable[[int, int, dict[str, str]], None] | None = None,
-            ray_init_kwargs: Mapping[str, Any] | None = None, resume: bool = False) -> Study:
-    """Run every pending group of the study as a Ray task. ``address`` (or ``RAY_ADDRESS``) attaches to a cluster;
-    without either, ``ray.init()`` starts a local instance (Ray's own convention)."""
+@dataclass(frozen=True)
+class RayOptions:
+    """How :func:`run_ray` uses Ray. ``address`` (or ``RAY_ADDRESS``) attaches to a cluster; without either,
+    ``ray.init()`` starts a local instance (Ray's own convention), with ``init_kwargs``. ``cpus_per_task`` (default:
+    every CPU Ray sees) is each task's ``num_cpus`` and its torch threads; a task is retried ``max_retries`` times;
+    ``pid_dir`` receives a file per task naming its worker process."""
+
+    address: str | None = None
+    cpus_per_task: int | None = None
+    keep_models: bool = False
+    max_retries: int = 3
+    pid_dir: str | None = None
+    init_kwargs: Mapping[str, Any] | None = None
+
+
+OnGroupDone = Callable[[int, int, dict[str, str]], None]
+
+
+def run_ray(store: RunStore, study_id: str, options: RayOptions | None = None, *,
+            on_group_done: OnGroupDone | None = None, resume: bool = False) -> Study:
+    """Run every pending group of the study as a Ray task (:class:`RayOptions`); ``on_group_done(k, n, status)``
+    after each recorded group."""
     import ray  # noqa: PLC0415 deferred: cost (ray)
 
+    opts = options or RayOptions()
     study = get_study(store, study_id)
     if not _may_start(store, study_id, resume):
         return _settle(store, study_id)
@@ -246,52 +270,66 @@ def run_ray(store: RunStore, study_id: str, *, address: str | None = None, cpus_
     todo = pending(store, study)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, runtime_env=ray_runtime_env(address or os.environ.get("RAY_ADDRESS")),
-                 **(ray_init_kwargs or {}))
+        ray.init(address=opts.address, runtime_env=ray_runtime_env(opts.address or os.environ.get("RAY_ADDRESS")),
+                 **(opts.init_kwargs or {}))
     try:
-        cpus = cpus_per_task or max(1, int(ray.available_resources().get("CPU", 1)))
+        cpus = opts.cpus_per_task or max(1, int(ray.available_resources().get("CPU", 1)))
         gpus = 1 if torch.cuda.is_available() else 0
-        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)(_walk_remote)
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=opts.max_retries)(_walk_remote)
         snap_ref = ray.put(snapshot)
-        set_status(store, study_id, "running", executor=f"ray{'@' + address if address else ''}", pid=os.getpid())
+        executor = f"ray{'@' + opts.address if opts.address else ''}"
+        set_status(store, study_id, "running", executor=executor, pid=os.getpid())
         refs: dict[Any, list[str]] = {}
         for cells in todo.values():
             run_ids = _create_runs(store, study, cells)
             for rid in run_ids:
                 store.mark_running(rid, os.getpid())
             ref = task.remote([c.cfg for c in cells], run_ids, snap_ref,
-                              _dataset_for(store, cells[0].cfg.dataset), keep_models, cpus, pid_dir)
+                              _dataset_for(store, cells[0].cfg.dataset), opts.keep_models, cpus, opts.pid_dir)
             refs[ref] = run_ids
-        done_groups = 0
-        waiting = list(refs)
-        try:
-            while waiting:
-                ready, waiting = ray.wait(waiting, num_returns=1, timeout=2.0)
-                if cancel_requested(store, study_id):
-                    for ref in waiting:
-                        ray.cancel(ref, force=True)
-                    for ref in waiting:
-                        _fail_open(store, refs[ref], "cancelled", None)
-                    waiting = []
-                for ref in ready:
-                    run_ids = refs[ref]
-                    status = _record_remote(store, ref, run_ids)
-                    done_groups += 1
-                    if on_group_done is not None:
-                        on_group_done(done_groups, len(refs), status)
-        except KeyboardInterrupt:
-            for ref in waiting:
-                ray.cancel(ref, force=True)
-            for ref in waiting:
-                _fail_open(store, refs[ref], "interrupted", "Stopped (Ctrl-C) before the run finished; the study "
-                           "resumes it.")
-            set_status(store, study_id, "interrupted", error="Stopped (Ctrl-C); run it again to finish the missing "
-                       "cells.")
-            raise
+        _collect_remote(store, study_id, refs, on_group_done)
     finally:
         if started_here:
             ray.shutdown()
     return _settle(store, study_id)
+
+
+def _collect_remote(store: RunStore, study_id: str, refs: dict[Any, list[str]],
+                    on_group_done: OnGroupDone | None) -> None:
+    """Record each group as its task returns (``refs``: task -> its run ids); a cancelled study or Ctrl-C stops
+    the tasks still running and leaves their runs to be resumed."""
+    import ray  # noqa: PLC0415 deferred: cost (ray)
+
+    done_groups = 0
+    waiting = list(refs)
+    try:
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1, timeout=2.0)
+            if cancel_requested(store, study_id):
+                _stop_remote(store, refs, waiting, "cancelled", None)
+                waiting = []
+            for ref in ready:
+                status = _record_remote(store, ref, refs[ref])
+                done_groups += 1
+                if on_group_done is not None:
+                    on_group_done(done_groups, len(refs), status)
+    except KeyboardInterrupt:
+        _stop_remote(store, refs, waiting, "interrupted", "Stopped (Ctrl-C) before the run finished; the study "
+                     "resumes it.")
+        set_status(store, study_id, "interrupted", error="Stopped (Ctrl-C); run it again to finish the missing "
+                   "cells.")
+        raise
+
+
+def _stop_remote(store: RunStore, refs: dict[Any, list[str]], waiting: list[Any], status: str,
+                 error: str | None) -> None:
+    """Cancel the tasks still ``waiting``, then end their open runs with ``status``."""
+    import ray  # noqa: PLC0415 deferred: cost (ray)
+
+    for ref in waiting:
+        ray.cancel(ref, force=True)
+    for ref in waiting:
+        _fail_open(store, refs[ref], status, error)
 
 
 def _record_remote(store: RunStore, ref: Any, run_ids: list[str]) -> dict[str, str]:
