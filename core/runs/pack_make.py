@@ -203,15 +203,7 @@ def make_pack(store_dir: str | Path, out: str | Path, selection: PackSelection |
     picks. Raises :class:`PackRefused` (and writes nothing) when no run is picked, the pack would weigh more than
     ``limit`` bytes, or a run's summary disagrees with its own files (``check``)."""
     store_dir, out = Path(store_dir), Path(out)
-    if not (store_dir / "runs.sqlite").is_file():
-        raise PackRefused(f"no run store at {store_dir} (no runs.sqlite)")
-    runs = pick_runs(store_dir, selection or PackSelection())
-    if not runs:
-        raise PackRefused(f"no finished run in {store_dir} matches the selection {selection or PackSelection()}")
-    if check:
-        problems = [p for r in runs for p in check_store_run(store_dir, r["id"])]
-        if problems:
-            raise PackRefused("runs whose summary disagrees with their own files:\n  " + "\n  ".join(problems))
+    runs = _checked_runs(store_dir, selection or PackSelection(), check)
     files = plan(store_dir, runs)
     entries = {rel: _entry(content) for rel, content in files.items()}
     unchanged = [rel for rel, e in entries.items() if (out / rel).is_file() and
@@ -231,24 +223,45 @@ def make_pack(store_dir: str | Path, out: str | Path, selection: PackSelection |
         raise PackRefused(f"the pack would hold {total:,} bytes, more than the limit of {limit:,} (largest files: "
                           + ", ".join(f"{rel} {e.bytes:,}" for rel, e in big) + "): pick fewer runs")
     report = PackReport(ids, total_bytes=total, unchanged=sorted(unchanged))
+    _write_files(out, files, report)
+    if not same or (out / MANIFEST_FILE).read_text() != text:
+        atomic_write_text(out / MANIFEST_FILE, text)
+        report.written.append(MANIFEST_FILE)
+    return report
+
+
+def _checked_runs(store_dir: Path, selection: PackSelection, check: bool) -> list[sqlite3.Row]:
+    """The runs of the store that ``selection`` picks; :class:`PackRefused` when there is no store or no such run,
+    or (``check``) when a run's summary disagrees with its own files."""
+    if not (store_dir / "runs.sqlite").is_file():
+        raise PackRefused(f"no run store at {store_dir} (no runs.sqlite)")
+    runs = pick_runs(store_dir, selection)
+    if not runs:
+        raise PackRefused(f"no finished run in {store_dir} matches the selection {selection}")
+    if check:
+        problems = [p for r in runs for p in check_store_run(store_dir, r["id"])]
+        if problems:
+            raise PackRefused("runs whose summary disagrees with their own files:\n  " + "\n  ".join(problems))
+    return runs
+
+
+def _write_files(out: Path, files: dict[str, bytes | Path], report: PackReport) -> None:
+    """Write each of ``files`` not in ``report.unchanged``, then remove the files (and the emptied folders) of
+    ``out`` that ``files`` does not hold (the manifest aside); ``report`` says which."""
     for rel, content in files.items():
-        if rel in unchanged:
+        if rel in report.unchanged:
             continue
         with atomic_file(out / rel) as tmp:
             tmp.write_bytes(content if isinstance(content, bytes) else content.read_bytes())
         report.written.append(rel)
     for path in sorted(out.rglob("*")) if out.is_dir() else []:
         rel = path.relative_to(out).as_posix()
-        if path.is_file() and rel != MANIFEST_FILE and rel not in entries:
+        if path.is_file() and rel != MANIFEST_FILE and rel not in files:
             path.unlink()
             report.removed.append(rel)
     for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
         if not any(folder.iterdir()):
             folder.rmdir()
-    if not same or (out / MANIFEST_FILE).read_text() != text:
-        atomic_write_text(out / MANIFEST_FILE, text)
-        report.written.append(MANIFEST_FILE)
-    return report
 
 
 def _old_manifest(out: Path) -> PackManifest | None:
