@@ -194,6 +194,13 @@ def _listed_files(folder: Path) -> set[str]:
 
 def validate(folder: Path) -> PackManifest:
     """The pack's manifest after checking it and every file it lists (size, then sha256). Raises :class:`PackError`."""
+    read = _read_manifest(folder)
+    _check_files(folder, read)
+    return read
+
+
+def _read_manifest(folder: Path) -> PackManifest:
+    """The pack's manifest, checked: readable JSON, this format and version, the four tables listed."""
     mpath = folder / MANIFEST_FILE
     try:
         manifest = json.loads(mpath.read_text())
@@ -213,6 +220,12 @@ def validate(folder: Path) -> PackManifest:
         read = PackManifest.from_dict(manifest)
     except (KeyError, TypeError, ValueError) as exc:
         raise _fail(folder, f"{MANIFEST_FILE} is malformed ({type(exc).__name__}: {exc})") from None
+    return read
+
+
+def _check_files(folder: Path, read: PackManifest) -> None:
+    """Every file the manifest lists is there with its size and sha256, no other file is, and the whole stays
+    under :data:`LIMIT_BYTES`."""
     for rel, entry in sorted(read.files.items()):
         path = folder / rel
         if not path.is_file():
@@ -225,10 +238,9 @@ def validate(folder: Path) -> PackManifest:
     extra = sorted(_listed_files(folder) - set(read.files))
     if extra:
         raise _fail(folder, f"{len(extra)} file(s) are not in the manifest, e.g. {extra[0]}")
-    total = read.total_bytes + mpath.stat().st_size
+    total = read.total_bytes + (folder / MANIFEST_FILE).stat().st_size
     if total > LIMIT_BYTES:
         raise _fail(folder, f"it holds {total:,} bytes, more than the limit of {LIMIT_BYTES:,}")
-    return read
 
 
 def _rows(folder: Path, name: str) -> list[dict[str, Any]]:
