@@ -40,12 +40,8 @@ def execute_run(store: RunStore, run_id: str, on_event: Callable[[Event], None] 
     store.mark_running(run_id, os.getpid())
     weak = False
     try:
-        for ev in run_events(store, run):
-            if ev.stage == Stage.TEACHER_CHECK and ev.payload.get("weak") and ev.payload.get("allowed"):
-                weak = True  # allowed to go on ("prune anyway"): flag the run wherever it is shown
-                store.update_summary(run_id, {"weak_teacher": True})
-            if weak and (ev.stage == Stage.DONE or (ev.stage == Stage.STEP_DONE and ev.step == 0)):
-                ev = dataclasses.replace(ev, payload={**ev.payload, "weak_teacher": True})
+        for raw in run_events(store, run):
+            ev, weak = _flag_weak(store, run_id, raw, weak)
             record_event(store, run_id, ev)
             if on_event is not None:
                 on_event(ev)
@@ -69,6 +65,18 @@ def execute_run(store: RunStore, run_id: str, on_event: Callable[[Event], None] 
                         payload={"traceback": traceback.format_exc()[-4000:]})
         store.finish(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return RunStatus.FAILED
+
+
+def _flag_weak(store: RunStore, run_id: str, ev: Event, weak: bool) -> tuple[Event, bool]:
+    """A weak teacher allowed to go on ("prune anyway") flags the run wherever it is shown: the summary at its
+    ``teacher_check`` event, then the payloads of step 0 and of ``done``. Returns the event to record and whether
+    the run is flagged."""
+    if ev.stage == Stage.TEACHER_CHECK and ev.payload.get("weak") and ev.payload.get("allowed"):
+        weak = True
+        store.update_summary(run_id, {"weak_teacher": True})
+    if weak and (ev.stage == Stage.DONE or (ev.stage == Stage.STEP_DONE and ev.step == 0)):
+        ev = dataclasses.replace(ev, payload={**ev.payload, "weak_teacher": True})
+    return ev, weak
 
 
 def execute_with_bar(store: RunStore, run_id: str, quiet: bool = False) -> RunStatus:
