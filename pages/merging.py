@@ -9,6 +9,8 @@ model. The run id lives in the URL (``?run=<id>``) like on the Live page.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import streamlit as st
 
@@ -60,15 +62,31 @@ def _n_layers(model_key: str) -> int:
     return spec.num_layers if spec is not None else 12
 
 
-def _merge_config(mode: str, k: int, window: tuple[int, int], selection: str, reference: str, epochs: float,
-                  distill: bool, kd_epochs: float, compare: bool, calibration: int) -> MergeConfig:
+@dataclass(frozen=True)
+class MergeForm:
+    """What the start form chose (the sidebar and the Setup page give the model, the dataset and the budgets)."""
+
+    mode: str  # "auto" (K, windows scored by ``selection``) or "fixed" (``window``)
+    k: int
+    window: tuple[int, int]
+    selection: str
+    reference: str
+    epochs: float
+    distill: bool
+    kd_epochs: float
+    compare: bool
+    calibration: int
+
+
+def _merge_config(form: MergeForm) -> MergeConfig:
     b = state.budgets()
     data = state.data_config(state.dataset(), b)  # the length mode, auto length and truncation as Live uses them
     return MergeConfig(model=state.model(), dataset=state.dataset(),
-                       window=f"{window[0]}-{window[1]}" if mode == "fixed" else None,
-                       auto_k=int(k) if mode == "auto" else None, selection=selection, reference=reference,
-                       epochs=float(epochs), distill=bool(distill), kd=DistillConfig(epochs=float(kd_epochs)),
-                       data=data, calibration_size=int(calibration), compare_pruning=bool(compare),
+                       window=f"{form.window[0]}-{form.window[1]}" if form.mode == "fixed" else None,
+                       auto_k=int(form.k) if form.mode == "auto" else None, selection=form.selection,
+                       reference=form.reference, epochs=float(form.epochs), distill=bool(form.distill),
+                       kd=DistillConfig(epochs=float(form.kd_epochs)), data=data,
+                       calibration_size=int(form.calibration), compare_pruning=bool(form.compare),
                        seed=int(b["seed"]), precision=str(b["precision"]))
 
 
@@ -110,8 +128,9 @@ def _start_form() -> None:
         return
     if st.button("Start merging", type="primary", icon=":material/call_merge:", key="merge_start"):
         try:
-            cfg = _merge_config(mode, int(k), window, selection, reference, epochs, distill, kd_epochs, compare,
-                                int(calibration))
+            cfg = _merge_config(MergeForm(mode=mode, k=int(k), window=window, selection=selection, reference=reference,
+                                          epochs=epochs, distill=distill, kd_epochs=kd_epochs, compare=compare,
+                                          calibration=int(calibration)))
         except ConfigError as exc:
             st.error(f"Cannot start: {exc}. Fix the value (or the budgets on the Setup page) and try again.")
             return
