@@ -25,7 +25,7 @@ def outcomes_frame(correct: np.ndarray, labels: np.ndarray | None = None, loss: 
                          "kl_to_teacher": np.zeros(len(correct), dtype=np.float32)})
 
 
-def add_run(store: RunStore, strategy: str, teacher: np.ndarray, before: np.ndarray, after: np.ndarray, *,
+def add_run(store: RunStore, strategy: str, teacher: np.ndarray, before: np.ndarray, after: np.ndarray, *,  # noqa: PLR0913 (a hand-built run's fields)
             dataset: str = "trec", seed: int = 0, cap: int = 2000, teacher_key: str = "tk", cell: str | None = None,
             config: dict | None = None, study: str = "study-1", summary: dict | None = None,
             model: str = "e5-small") -> str:
