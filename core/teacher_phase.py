@@ -30,18 +30,33 @@ def stored_dataset(store: StoreLike, dataset: str) -> LoadedDataset | None:
     return load_dataset_ref(ref, store) if ref.is_upload else None
 
 
-def prepare_and_teach(model: str, dataset_key: str, dataset: Any, data: DataConfig, teacher_cfg: TrainConfig | None,
-                      device: torch.device, clock: StageClock, *, allow_weak_teacher: bool = False,
-                      precision: str | None = None) -> Generator[Event, None, tuple[Any, Any, TrainConfig, bool]]:
+@dataclasses.dataclass(frozen=True)
+class TeacherSpec:
+    """What the teacher phase prepares and fine-tunes: ``model`` on ``dataset_key`` with ``data``. ``dataset`` is
+    a loaded upload (:func:`stored_dataset`; ``None``: ``dataset_key`` is loaded); ``teacher_cfg=None`` is the
+    model's default recipe; ``precision`` (the run's setting) replaces the teacher config's own when given;
+    ``allow_weak_teacher`` goes on past a weak teacher ("prune anyway")."""
+
+    model: str
+    dataset_key: str
+    dataset: Any
+    data: DataConfig
+    teacher_cfg: TrainConfig | None = None
+    allow_weak_teacher: bool = False
+    precision: str | None = None
+
+
+def prepare_and_teach(spec: TeacherSpec, device: torch.device, clock: StageClock
+                      ) -> Generator[Event, None, tuple[Any, Any, TrainConfig, bool]]:
     """The first stages of every kind of run: load and tokenise the data, then fine-tune the teacher (or
-    load it from the cache), yielding ``prepare`` and ``teacher`` events. ``dataset`` may be a loaded upload
-    (else ``dataset_key`` is loaded); ``teacher_cfg=None`` is the model's default. Returns the task, the
-    teacher (eval mode, on ``device``), the teacher's config and whether it came from the cache.
+    load it from the cache), yielding ``prepare`` and ``teacher`` events (:class:`TeacherSpec`). Returns the task,
+    the teacher (eval mode, on ``device``), the teacher's config and whether it came from the cache.
 
     The guard: a ``teacher_check`` event compares the teacher with the majority-class baseline on the test
     split (:func:`core.teacher.check_teacher`); a weak teacher raises :class:`core.teacher.WeakTeacherError`
-    before anything is pruned, unless ``allow_weak_teacher`` (then the event's payload says ``weak: true``).
-    ``precision`` (the run's setting) replaces the teacher config's own when given."""
+    before anything is pruned, unless ``spec.allow_weak_teacher`` (then the event's payload says ``weak: true``)."""
+    model, dataset_key, dataset, data = spec.model, spec.dataset_key, spec.dataset, spec.data
+    teacher_cfg, precision, allow_weak_teacher = spec.teacher_cfg, spec.precision, spec.allow_weak_teacher
     yield Event(Stage.PREPARE, message=f"Loading {dataset_key} and tokenising for {model}")
     task = prepare_task(model, dataset if dataset is not None else dataset_key, data)
     yield Event(Stage.PREPARE, progress=1.0, message="Data ready" + (f": {task.length.line()}" if task.length else ""),

@@ -51,7 +51,7 @@ from core.precision import resolve
 from core.runs import artifacts
 from core.runs.events import Event, Stage, StageClock
 from core.runs.record import MergeSummary, PruningSide
-from core.teacher_phase import prepare_and_teach
+from core.teacher_phase import TeacherSpec, prepare_and_teach
 from core.train import DistillConfig, attach_teacher_logits, fine_tune
 
 __all__ = ["LATENCY", "MergeConfig", "MergeContext", "MergeSetup", "merge_events", "merge_summary"]
@@ -289,9 +289,9 @@ def _recover_both(ctx: MergeContext, merge: tuple[nn.Module, tuple[int, ...]], c
 def _teacher_phase(setup: MergeSetup, dataset: Any) -> Generator[Event, None, MergeContext]:
     """Data, the (cached) teacher and its scores (step 0)."""
     cfg = setup.cfg
-    task, teacher, teacher_cfg, cached = yield from prepare_and_teach(
-        cfg.model, cfg.dataset, dataset, cfg.data, cfg.teacher, setup.device, setup.clock,
-        allow_weak_teacher=getattr(cfg, "allow_weak_teacher", False), precision=cfg.precision)
+    spec = TeacherSpec(cfg.model, cfg.dataset, dataset, cfg.data, cfg.teacher,
+                       allow_weak_teacher=getattr(cfg, "allow_weak_teacher", False), precision=cfg.precision)
+    task, teacher, teacher_cfg, cached = yield from prepare_and_teach(spec, setup.device, setup.clock)
     ctx = MergeContext(setup, task, teacher, teacher_cfg)
     base = ctx.score(teacher, timed=True, teacher=True)
     yield Event(Stage.STEP_DONE, step=0, progress=0.0, message=f"Teacher: test accuracy {base['test_accuracy']:.3f}",

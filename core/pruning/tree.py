@@ -56,7 +56,7 @@ from core.runs import artifacts
 from core.runs.events import Event, Stage, StageClock
 from core.runs.results import OracleMark, StepRow, TeacherOrigin
 from core.signals import compute_signals
-from core.teacher_phase import prepare_and_teach
+from core.teacher_phase import TeacherSpec, prepare_and_teach
 from core.train import DistillConfig, fine_tune, per_example
 from core.version import code_version
 
@@ -129,8 +129,9 @@ class TreeWalk:
     def _teach(self) -> Generator[Routed, None, WalkContext]:
         """The teacher phase, shared: every member gets its events; returns the walk's context."""
         s, cfg, clock = self.setup, self.setup.cfg, StageClock()
-        phase = prepare_and_teach(cfg.model, cfg.dataset, self.dataset, cfg.data, cfg.teacher, s.device, clock,
-                                  allow_weak_teacher=cfg.allow_weak_teacher, precision=cfg.precision)
+        spec = TeacherSpec(cfg.model, cfg.dataset, self.dataset, cfg.data, cfg.teacher,
+                           allow_weak_teacher=cfg.allow_weak_teacher, precision=cfg.precision)
+        phase = prepare_and_teach(spec, s.device, clock)
         weak = False
         while True:
             try:
