@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from core.fusion.bank import training_profiles
-from core.pruning.narrate import narrate, shap_pushes
+from core.pruning.narrate import StoredSteps, narrate, shap_pushes
 from core.runs import artifacts, noise
 from core.runs.pack import MANIFEST_FILE, PackError, ReadOnlyRunError, StoreWithPack, load_pack, pack_dir, table_file
 from core.runs.pack_check import check_pack, check_run
@@ -220,7 +220,7 @@ def test_captions_tell_each_step_from_the_stored_data(tiny_pack):
         choices = {k: store.read_json(run_id, artifacts.step_choice(k)) for k in (1, 2)}
         intervals = noise.prune_intervals(run_id, steps, store.read_json(run_id, artifacts.SUMMARY),
                                           store.read_outcomes)
-        told = narrate(run_id, strategy, steps, choices, intervals, store.read_outcomes,
+        told = narrate(StoredSteps(run_id, strategy, steps, choices), intervals, store.read_outcomes,
                        oracle=lambda k, r=run_id: store.read_table(r, artifacts.step_table(k, artifacts.ORACLE_TABLE)))
         assert sorted(told) == [0, 1, 2]
         for k in (1, 2):
@@ -231,8 +231,8 @@ def test_captions_tell_each_step_from_the_stored_data(tiny_pack):
             regret = (row["oracle_best_accuracy"] - row["chosen_oracle_accuracy"]) * 100
             assert (f"a regret of **{regret:.1f} points**" in told[k]) if regret >= 0.05 else "no regret" in told[k]
         assert "Distillation" in told[2] and intervals.after_kd.text() in told[2] and "Distillation" not in told[1]
-    fusion_told = narrate(ids["rf_fusion"], "rf_fusion", store.steps(ids["rf_fusion"]),
-                          {k: store.read_json(ids["rf_fusion"], artifacts.step_choice(k)) for k in (1, 2)},
+    fusion_told = narrate(StoredSteps(ids["rf_fusion"], "rf_fusion", store.steps(ids["rf_fusion"]),
+                                      {k: store.read_json(ids["rf_fusion"], artifacts.step_choice(k)) for k in (1, 2)}),
                           noise.PruneIntervals({}, {}), store.read_outcomes)
     from core.fusion import read_choice
 

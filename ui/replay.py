@@ -13,7 +13,7 @@ import time
 
 import streamlit as st
 
-from core.pruning.narrate import narrate
+from core.pruning.narrate import StoredSteps, narrate
 from core.runs import artifacts
 from core.runs.record import Run
 
@@ -59,8 +59,9 @@ def _captions(run_id: str, token: str) -> dict[int, str]:
     if run is None:
         return {}
     choices = {k: cached_store.choice(run_id, k) for k in cached_store.artifact_steps(run_id, artifacts.CHOICE)}
-    return narrate(run_id, run.strategy, cached_store.steps(run), choices, cached_store.prune_intervals(run),
-                   cached_store.outcomes, theme.strategy_label, distilled=bool(run.config.get("distill", True)),
+    stored = StoredSteps(run_id, run.strategy, cached_store.steps(run), choices,
+                         distilled=bool(run.config.get("distill", True)))
+    return narrate(stored, cached_store.prune_intervals(run), cached_store.outcomes, theme.strategy_label,
                    oracle=lambda k: cached_store.step_table(run_id, k, artifacts.ORACLE_TABLE))
 
 

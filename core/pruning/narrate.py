@@ -11,6 +11,7 @@ are written the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -129,13 +130,26 @@ def _accuracy_part(layer: int, before: noise.Measured | None, after: noise.Measu
     return text.strip()
 
 
-def narrate(run_id: str, strategy: str, steps: pd.DataFrame, choices: Mapping[int, Mapping[str, Any]],
-            intervals: noise.PruneIntervals, read: noise.Reader, label: Callable[[str], str] = str,
-            distilled: bool = True, oracle: Callable[[int], pd.DataFrame | None] | None = None) -> dict[int, str]:
-    """One caption (Markdown) per stored step of a finished pruning run: step -> text. ``choices`` maps a step to
-    its stored ``choice.json``; ``intervals`` are the run's test accuracies with intervals
-    (:func:`core.runs.noise.prune_intervals`); ``read`` reads its per-example outcomes; ``oracle`` a step's oracle
-    table (``steps/<k>/oracle.csv``: which removal was the most accurate, and whether the oracle picked by KL)."""
+@dataclass(frozen=True, eq=False)
+class StoredSteps:
+    """What a finished pruning run stored that its captions tell: its id and strategy, its steps table, each
+    step's stored ``choice.json`` (step -> dict) and whether it ended with distillation."""
+
+    run_id: str
+    strategy: str
+    steps: pd.DataFrame
+    choices: Mapping[int, Mapping[str, Any]]
+    distilled: bool = True
+
+
+def narrate(run: StoredSteps, intervals: noise.PruneIntervals, read: noise.Reader,
+            label: Callable[[str], str] = str, oracle: Callable[[int], pd.DataFrame | None] | None = None
+            ) -> dict[int, str]:
+    """One caption (Markdown) per stored step of a finished pruning run: step -> text. ``intervals`` are the
+    run's test accuracies with intervals (:func:`core.runs.noise.prune_intervals`); ``read`` reads its per-example
+    outcomes; ``label`` names its strategy; ``oracle`` reads a step's oracle table (``steps/<k>/oracle.csv``:
+    which removal was the most accurate, and whether the oracle picked by KL)."""
+    run_id, strategy, steps, choices, distilled = run.run_id, run.strategy, run.steps, run.choices, run.distilled
     if steps.empty:
         return {}
     table = steps.sort_values("step")
