@@ -122,7 +122,15 @@ def validate_rows(rows: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise _fail(f"columns {missing} are missing")
     _check_kinds(rows)
-    _check_values(rows)
+    values = rows[list(SIGNAL_COLUMNS) + list(ORACLE_COLUMNS)].to_numpy(dtype=float)
+    if not np.isfinite(values).all():
+        raise _fail("some signal or oracle values are missing or infinite")
+    if not rows["oracle_accuracy"].between(0.0, 1.0).all():
+        raise _fail("an oracle accuracy lies outside [0, 1]")
+    if rows.duplicated(list(KEY_COLUMNS)).any():
+        raise _fail("a (model, dataset, seed, run, step, layer) row appears twice")
+    if (rows["n_layers"] != rows["n_original"] - rows["step"] + 1).any():
+        raise _fail("n_layers does not equal n_original - step + 1 on some rows")
     out = rows.copy()
     for key in SIGNAL_COLUMNS:
         info = get_info(key)
@@ -144,20 +152,6 @@ def _check_kinds(rows: pd.DataFrame) -> None:
     for c in (c for c in OPTIONAL_COLUMNS if c in rows.columns):
         if not pd.api.types.is_float_dtype(rows[c]) or (rows[c].dropna() < 0).any():
             raise _fail(f"column {c!r} must hold non-negative numbers (or be empty on older paths)")
-
-
-def _check_values(rows: pd.DataFrame) -> None:
-    """The bank's values: finite signals and oracle scores, accuracies in [0, 1], one row per key, consistent depths."""
-    values = rows[list(SIGNAL_COLUMNS) + list(ORACLE_COLUMNS)].to_numpy(dtype=float)
-    if not np.isfinite(values).all():
-        raise _fail("some signal or oracle values are missing or infinite")
-    if not rows["oracle_accuracy"].between(0.0, 1.0).all():
-        raise _fail("an oracle accuracy lies outside [0, 1]")
-    if rows.duplicated(list(KEY_COLUMNS)).any():
-        raise _fail("a (model, dataset, seed, run, step, layer) row appears twice")
-    bad_depth = rows["n_layers"] != rows["n_original"] - rows["step"] + 1
-    if bad_depth.any():
-        raise _fail("n_layers does not equal n_original - step + 1 on some rows")
 
 
 def load_bank(folder: str | Path | None = None) -> Bank:

@@ -224,8 +224,7 @@ def _read_manifest(folder: Path) -> PackManifest:
 
 
 def _check_files(folder: Path, read: PackManifest) -> None:
-    """Every file the manifest lists is there with its size and sha256, no other file is, and the whole stays
-    under :data:`LIMIT_BYTES`."""
+    """Each listed file is there with its size and sha256, no other file is, the whole is under the limit."""
     for rel, entry in sorted(read.files.items()):
         path = folder / rel
         if not path.is_file():
