@@ -21,8 +21,8 @@ import csv
 import functools
 import importlib.metadata
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 

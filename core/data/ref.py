@@ -21,8 +21,17 @@ from typing import TYPE_CHECKING
 
 from core.data.batches import DataError
 from core.data.datasets import load_dataset
-from core.data.registry import (FILE_SUFFIXES, HUB_PREFIX, REF_KINDS, UPLOAD_PREFIX, DatasetRef, LoadedDataset,
-                                RefKind, RefLike, hub_ref)
+from core.data.registry import (
+    FILE_SUFFIXES,
+    HUB_PREFIX,
+    REF_KINDS,
+    UPLOAD_PREFIX,
+    DatasetRef,
+    LoadedDataset,
+    RefKind,
+    RefLike,
+    hub_ref,
+)
 from core.data.upload import read_upload_file
 from core.data.upload_store import load_saved_upload, save_upload
 

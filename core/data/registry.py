@@ -19,7 +19,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import pandas as pd
 
@@ -102,7 +102,7 @@ class LoadedDataset:
     def num_classes(self) -> int:
         return len(self.label_names)
 
-    def copy(self) -> "LoadedDataset":
+    def copy(self) -> LoadedDataset:
         return dataclasses.replace(self, frame=self.frame.copy(deep=True))
 
 
@@ -315,7 +315,7 @@ class DatasetRef:
         return f"uploaded ({self.value[:8]})" if self.is_upload else str(self)
 
 
-RefLike = Union[str, DatasetRef]
+RefLike = str | DatasetRef
 
 
 def hub_ref(name: str) -> DatasetRef:

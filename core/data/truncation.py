@@ -17,16 +17,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.config import AUTO_LENGTH, DataConfig
-from core.data.batches import (HEAD_SHARE, encode_head_tail, head_tail, make_splits,  # noqa: F401 (re-exported)
-                               special_token_frame)
+from core.data.batches import HEAD_SHARE, encode_head_tail, head_tail, make_splits, special_token_frame  # noqa: F401 (re-exported)
 from core.data.registry import DATASETS, DatasetRef
 from core.jsontypes import JSONObject
 
@@ -160,7 +159,7 @@ class LengthChoice:
                 "reason": self.reason()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LengthChoice":
+    def from_dict(cls, data: Mapping[str, Any]) -> LengthChoice:
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in names})
 

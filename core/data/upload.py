@@ -17,10 +17,11 @@ task. UTF-16 files and binary files are rejected with a message saying how to re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path, PurePath
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import pandas as pd
 
@@ -180,7 +181,8 @@ def clean_upload(table: pd.DataFrame, text_column: str, label_column: str,
         notes.append(f"Dropped {int((~keep).sum())} row(s) with an empty text or label ({', '.join(why)}).")
     pairs = pairs[keep]
     before = len(pairs)
-    pairs = pairs[~pd.DataFrame({"key": normalise_text(pairs["text"]), "label": pairs["label"]}).duplicated().to_numpy()]
+    keys = pd.DataFrame({"key": normalise_text(pairs["text"]), "label": pairs["label"]})
+    pairs = pairs[~keys.duplicated().to_numpy()]
     if before - len(pairs):
         notes.append(f"Dropped {before - len(pairs)} duplicate row(s) (same text, ignoring case and spacing, and "
                      "same label).")
