@@ -201,7 +201,7 @@ def test_paper_page_shows_the_noise_floor_and_the_noise_verdicts(held_out_refere
     assert "Scored on held-out halves, against a noise floor" in shown and not at.warning
     claims = at.table[0].value
     assert "Noise" in claims.columns
-    one_step = claims[claims["Measurement"] == "one-step"]
+    one_step = claims[claims["Measured on"].str.startswith("one-step")]
     assert set(one_step["Noise"]) <= {"beyond noise", "within noise", "counts of choices (no interval)"}
     assert one_step["Noise"].isin(["beyond noise", "within noise"]).sum() == 4
     # whose favour: the counts column says, for every claim that counted wins and ties
