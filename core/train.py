@@ -111,6 +111,14 @@ def class_weights(labels: torch.Tensor, num_labels: int, how: str, device: torch
     return w.float().to(device) if device is not None else w.float()
 
 
+def recovery_config(teacher_cfg: TrainConfig, *, epochs: float, lr: float, seed: int, precision: str) -> TrainConfig:
+    """A recovery's training config (fine-tuning after a removal or a merge, or distillation): the teacher's batch
+    size and embedding freeze, no head multiplier, the run's seed and precision setting."""
+    return TrainConfig(epochs=epochs, lr=lr, batch_size=teacher_cfg.batch_size,
+                       freeze_word_embeddings=teacher_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
+                       seed=seed, precision=precision)
+
+
 def fine_tune(model: nn.Module, data: Batch, cfg: TrainConfig, *, distill: DistillConfig | None = None,
               device: torch.device | None = None, precision: Resolved | None = None) -> Iterator[TrainProgress]:
     """Train ``model`` in place on ``data``; yields progress after every optimiser step.

@@ -52,7 +52,7 @@ from core.runs import artifacts
 from core.runs.events import Event, Stage, StageClock
 from core.runs.record import MergeSummary, PruningSide
 from core.teacher_phase import TeacherSpec, prepare_and_teach
-from core.train import DistillConfig, attach_teacher_logits, fine_tune
+from core.train import DistillConfig, attach_teacher_logits, fine_tune, recovery_config
 
 __all__ = ["LATENCY", "MergeConfig", "MergeContext", "MergeSetup", "merge_events", "merge_summary"]
 
@@ -112,10 +112,8 @@ class MergeSetup:
         return recovery_lr(self.cfg.model, self.cfg.kd.lr)
 
     def recovery(self, teacher_cfg: TrainConfig, epochs: float, lr: float) -> TrainConfig:
-        """A recovery's training config: the teacher's batch size and embedding freeze, no head multiplier."""
-        return TrainConfig(epochs=epochs, lr=lr, batch_size=teacher_cfg.batch_size,
-                           freeze_word_embeddings=teacher_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                           seed=self.cfg.seed, precision=self.cfg.precision)
+        """A recovery's training config (:func:`core.train.recovery_config`)."""
+        return recovery_config(teacher_cfg, epochs=epochs, lr=lr, seed=self.cfg.seed, precision=self.cfg.precision)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from core.pruning.config import PruneConfig
 from core.runs import artifacts
 from core.runs.events import Event, StageClock
 from core.runs.results import PruneSummary, RankerMark, StepRow
-from core.train import attach_teacher_logits
+from core.train import attach_teacher_logits, recovery_config
 
 if TYPE_CHECKING:
     from core.data.batches import Batch
@@ -95,10 +95,8 @@ class WalkSetup:
         return recovery_lr(self.cfg.model, self.cfg.kd.lr)
 
     def recovery(self, teacher_cfg: TrainConfig, epochs: float, lr: float) -> TrainConfig:
-        """A recovery's training config: the teacher's batch size and embedding freeze, no head multiplier."""
-        return TrainConfig(epochs=epochs, lr=lr, batch_size=teacher_cfg.batch_size,
-                           freeze_word_embeddings=teacher_cfg.freeze_word_embeddings, head_lr_multiplier=1.0,
-                           seed=self.cfg.seed, precision=self.cfg.precision)
+        """A recovery's training config (:func:`core.train.recovery_config`)."""
+        return recovery_config(teacher_cfg, epochs=epochs, lr=lr, seed=self.cfg.seed, precision=self.cfg.precision)
 
 
 @dataclass
