@@ -103,8 +103,7 @@ def test_paper_page_shows_claims_heatmap_regret_and_the_oracle_path(reference, m
     at = page("paper").run()
     assert_clean(at)
     claims = at.table[0].value
-    assert list(claims.columns) == ["The paper says", "We measured", "Noise", "Beyond noise: for / against, ties",
-                                    "Over datasets: sign-flip p", "Measured on"]
+    assert list(claims.columns) == ["The paper says", "We measured", "Noise", "Measured on"]
     assert len(claims) == 7
     one_step = claims["Measured on"].str.startswith("one-step")
     assert one_step.sum() == 5 and claims.loc[one_step, "Measured on"].str.contains(" 2 seed\\(s\\)").all()

@@ -53,8 +53,9 @@ def claims_frame(claims: list[dict[str, Any]], page_budget: str = "") -> pd.Data
 
 
 def claims_shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """The claims table as the page shows it: measurement, budget, seeds and datasets in one narrow "Measured on"
-    column, so the two columns of prose (the paper's words and ours) get the width."""
+    """The claims table as the page shows it: the noise verdict with its counts and the sign-flip p in one "Noise"
+    column, measurement, budget, seeds and datasets in one "Measured on" column, so the two columns of prose (the
+    paper's words and ours) get the width."""
     def on(r: pd.Series) -> str:
         parts = [str(r["Measurement"]) or "?"]
         if pd.notna(r["Datasets"]) and str(r["Datasets"]):
@@ -64,7 +65,16 @@ def claims_shown(frame: pd.DataFrame) -> pd.DataFrame:
         parts.append(f"budget {r['Budget']}" if r["Budget"] != "as above" else "budget as above")
         return " · ".join(parts)
 
-    out = frame.drop(columns=["Measurement", "Budget", "Seeds", "Datasets"])
+    def noise(r: pd.Series) -> str:
+        parts = [str(r["Noise"])]
+        if r["Beyond noise: for / against, ties"]:
+            parts.append(f"for / against, ties: {r['Beyond noise: for / against, ties']}")
+        if r["Over datasets: sign-flip p"]:
+            parts.append(f"sign-flip p over datasets {r['Over datasets: sign-flip p']}")
+        return " · ".join(parts)
+
+    out = frame[["The paper says", "We measured"]].copy()
+    out["Noise"] = frame.apply(noise, axis=1) if len(frame) else []
     out["Measured on"] = frame.apply(on, axis=1) if len(frame) else []
     return out
 
