@@ -161,13 +161,15 @@ def browser():
             b.close()
 
 
-#: the test files that take longest (pytest --durations on 2 cores: a browser walk, the class of ten, the Ray study,
-#: mypy), in the order they should start: pytest-xdist's --dist loadfile hands files out in collection order, so
-#: the long ones go first and the many short ones fill in at the end, instead of one long file running alone while
-#: the other process idles (measured: 554 s with the alphabetical order on 2 processes)
-SLOW_FIRST = ("test_job_queue.py", "test_browser.py", "test_lesson_browser.py", "test_pack_browser.py",
-              "test_studies.py", "test_deploy.py", "test_architecture.py", "test_studies_ray.py", "test_pack.py",
-              "test_trust.py", "test_study_pages.py", "test_app_pages.py", "test_lesson.py")
+#: the test files that take longest, longest first (per-file sums of pytest's --junitxml times on 2 cores, quiet
+#: machine, 2026-12-07): pytest-xdist's --dist loadfile hands files out in collection order, so the long ones go
+#: first and the many short ones fill in at the end, instead of one long file running alone while the other
+#: process idles (measured: 554 s in alphabetical order, 509 s with a first guess at this list, 480 s quiet)
+SLOW_FIRST = ("test_lesson_browser.py", "test_browser.py", "test_job_queue.py", "test_pack_browser.py",
+              "test_studies_ray.py", "test_deploy.py", "test_architecture.py", "test_app_pages.py", "test_studies.py",
+              "test_trust.py", "test_pack.py", "test_benchmarks.py", "test_lesson.py", "test_study_pages.py",
+              "test_runs.py", "test_report.py", "test_tiny_everywhere.py", "test_precision.py", "test_merge.py",
+              "test_playground.py")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
