@@ -2,15 +2,17 @@
 resumably across sessions, and remake ``data/reference`` after each tree.
 
 A run store does not outlive a session here, so what is already measured is read from the committed files: the
-full-path table ``data/reference/full_path.csv`` (at the study's budget) together with the recorded pack
-(``data/pack`` holds the study's seed-0 runs of TREC, SMS spam and Rotten Tomatoes for four strategies). For each
-tree still missing a strategy it runs only the missing strategies (``core study run --bank-only --only D --seeds S
---strategies ...``, one tree at a time, the strategies of a tree sharing their teacher and each step's signals),
-then ``core study paper --store STORE``, which folds the tree's runs and their per-example outcomes into
-``data/reference`` (the paired comparisons need the same teacher: a retrained teacher is the same model when the
-machine and code are (same seed, same data, deterministic CPU kernels: TREC's teacher retrained this session scored
-exactly the pack's 0.93804 test accuracy and 0.23972 validation loss); ``core/studies/full_path_outcomes.py``
-pairs runs only when their teachers' fingerprints agree). Commit ``data/reference`` after each tree::
+full-path table ``data/reference/full_path.csv`` (at the study's budget) together with the recorded pack (``data/pack``
+holds the study's seed-0 runs of TREC, SMS spam and Rotten Tomatoes for four strategies). For each tree still
+missing a strategy it runs only the missing strategies (``core study run --bank-folder data/studies/full-path-bank
+--only D --seeds S --strategies ...``: fusion trains on the bank frozen when the study began, so a grown
+``data/bank`` does not change the study's rankers midway; one tree at a time, the strategies of a tree sharing their
+teacher and each step's signals), then ``core study paper --store STORE``, which folds the tree's runs and their
+per-example outcomes into ``data/reference`` (the paired comparisons need the same teacher: a retrained teacher is
+the same model when the machine and code are (same seed, same data, deterministic CPU kernels: TREC's teacher
+retrained this session scored exactly the pack's 0.93804 test accuracy and 0.23972 validation loss);
+``core/studies/full_path_outcomes.py`` pairs runs only when their teachers' fingerprints agree).
+Commit ``data/reference`` after each tree::
 
     nice -n 10 .venv/bin/python scripts/full_path_study.py --store /work/study/store --cache /work/study/cache
     .venv/bin/python scripts/full_path_study.py --dry-run        # what is done and what it would run
@@ -32,6 +34,9 @@ from core.studies.config import StudyConfig  # noqa: E402
 from core.studies.full_path import load_full_path  # noqa: E402
 
 STUDY = ROOT / "data" / "studies" / "full-path.toml"
+#: the bank as it stood when the study began (2 seeds, snapshot 39cbd3731c5bc86d), frozen: the fusion cells of every
+#: tree train on the same rows and keep the pack's cell ids while data/bank grows (its third seed, issue 29 item 6)
+FROZEN_BANK = ROOT / "data" / "studies" / "full-path-bank"
 
 
 def measured(study: StudyConfig) -> set[tuple[str, int, str]]:
@@ -82,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     py = [sys.executable, "-m", "core"]
     for dataset, seed, todo in trees:
         print(f"=== {dataset} seed {seed}: {' '.join(todo)}", flush=True)
-        subprocess.run([*py, "study", "run", "--bank-only", "--config", args.study, "--only", dataset,
-                        "--seeds", str(seed), "--strategies", *todo], env=env, cwd=ROOT, check=True)
+        subprocess.run([*py, "study", "run", "--bank-folder", str(FROZEN_BANK), "--config", args.study,
+                        "--only", dataset, "--seeds", str(seed), "--strategies", *todo], env=env, cwd=ROOT, check=True)
         subprocess.run([*py, "study", "paper", "--store", args.store], env=env, cwd=ROOT, check=True)
         print(f"=== {dataset} seed {seed} done: commit data/reference", flush=True)
     return 0

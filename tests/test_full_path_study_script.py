@@ -33,3 +33,32 @@ def test_the_pack_cells_are_measured_and_a_tree_runs_only_what_it_lacks(monkeypa
     assert script.missing_trees(study)[0] == ("trec", 0, ["lr_fusion", "block_influence"])
     monkeypatch.setenv("PRUNE_PACK_DIR", "off")
     assert script.missing_trees(study)[0][2] == [s for s in study.strategies if s != "random"]
+
+
+def test_the_frozen_bank_is_the_snapshot_the_recorded_fusion_cells_trained_on():
+    """The study's fusion cells train on data/studies/full-path-bank, not data/bank: the pack's rf_fusion runs
+    recorded that snapshot, so a grown data/bank leaves the study's cell ids (and rankers) as they were."""
+    import json
+
+    from core.fusion.bank import training_profiles
+    from core.studies.records import snapshot_digest
+
+    script = load_script("full_path_study")
+    frozen = snapshot_digest(training_profiles(None, bank_folder=script.FROZEN_BANK))
+    recorded = set()
+    for config in (ROOT / "data" / "pack" / "runs").glob("*/config.json"):
+        cfg = json.loads(config.read_text())
+        if cfg.get("strategy") in ("rf_fusion", "lr_fusion"):
+            recorded.add(str(cfg.get("profile_snapshot")))
+    assert recorded == {frozen}, (recorded, frozen)
+
+
+def test_a_pinned_bank_folder_that_holds_no_bank_is_refused_before_anything_runs(monkeypatch, tmp_path, capsys):
+    from core.cli.study import main
+
+    monkeypatch.setenv("PRUNE_STORE_DIR", str(tmp_path / "store"))
+    rc = main(["run", "--bank-folder", str(tmp_path / "nothing"), "--config", str(ROOT / "data" / "studies" /
+               "full-path.toml"), "--only", "trec", "--seeds", "0", "--strategies", "rf_fusion"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no usable profile bank" in err and "manifest.json" in err
+    assert not (tmp_path / "store" / "studies").exists() or not any((tmp_path / "store" / "studies").iterdir())

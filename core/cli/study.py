@@ -26,6 +26,7 @@ from core.data.ref import resolve_dataset_ref
 from core.fusion.bank import (
     MANIFEST_FILE,
     bank_dir,
+    bank_or_none,
     bank_rows_from_store,
     load_bank,
     load_outcomes,
@@ -124,8 +125,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         study = records.get_study(store, args.resume)
     else:
         profiles = None
-        if args.bank_only:  # the same snapshot in every session and piece of a grid, whatever the store holds
-            profiles = training_profiles(None)
+        if args.bank_only or args.bank_folder:  # one snapshot in every session and piece of a grid
+            profiles = training_profiles(None, bank_folder=args.bank_folder)
+            if profiles.empty:
+                _, why = bank_or_none(args.bank_folder)
+                print(f"error: no usable profile bank in {args.bank_folder or 'data/bank'} ({why}): fusion cells "
+                      "would have nothing to train on; pass a folder holding manifest.json and profiles.parquet",
+                      file=sys.stderr)
+                return 2
         study = execute.start_study(store, _study_from_args(args), profiles)
     cells = study.cells()
     done = len(records.done_cells(store, [c.cell_id for c in cells]))
@@ -267,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bank-only", action="store_true",
                    help="fusion cells train on the shipped profile bank only (default: the bank plus this store's "
                    "profiles); a grid measured in pieces then keeps one snapshot, so its fusion cells are not redone")
+    r.add_argument("--bank-folder", default=None,
+                   help="fusion cells train on this bank folder only (implies --bank-only): a study that must keep "
+                   "its snapshot while data/bank grows pins a frozen copy (data/studies/full-path-bank)")
     r.add_argument("--keep-models", action="store_true", help="save every cell's pruned model (large)")
     r.add_argument("--ray", action="store_true", help="run each group as a Ray task")
     r.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
