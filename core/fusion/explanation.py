@@ -14,7 +14,6 @@ from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
-import shap
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
@@ -111,6 +110,8 @@ def _as_float32(a: np.ndarray) -> np.ndarray:
 
 
 def _forest_shap(estimator: ForestFusionRanker, background: np.ndarray, data: np.ndarray) -> tuple[Any, str, Any]:
+    import shap  # noqa: PLC0415 deferred: cost (shap, ~2 s at every page's first paint otherwise)
+
     model = _shap_tree_model(estimator.estimator_)
     small = max(len(t["features"]) for t in model["trees"]) <= _SHAP_MAX_NODES
     perturbation = "interventional" if small else "tree_path_dependent"
@@ -129,6 +130,8 @@ def explain(estimator: FusionRanker, X_background: Any, X: Any, *, row_ids: Sequ
     training data), as ``feature_perturbation`` records. ``row_ids`` (e.g. the original layer indices) label
     the rows, so "why was layer 7 chosen at step 3" is a lookup.
     """
+    import shap  # noqa: PLC0415 deferred: cost (shap, ~2 s at every page's first paint otherwise)
+
     check_is_fitted(estimator)
     data = check_array(X, dtype=np.float64)
     background = check_array(X_background, dtype=np.float64)
