@@ -20,6 +20,13 @@ To regrow the whole bank (after a change that makes the shipped one stale, e.g. 
 empty folder with a fresh store, then copy the folder over ``data/bank`` once every path is in::
 
     nice -n 10 .venv/bin/python scripts/grow_bank.py --store /work/bank/store-v2 --bank /work/bank/v2
+
+When a change moves only some datasets' splits (split version 3 moved TREC, BBC News, Rotten Tomatoes, SMS spam and
+Tweets; the other three draw exactly the rows of version 2), start the new folder from the shipped bank without the
+moved datasets' paths, and grow the rest::
+
+    nice -n 10 .venv/bin/python scripts/grow_bank.py --store /work/bank/store --bank /work/bank/v3 \
+        --start-from data/bank --drop trec bbc-news rotten-tomatoes sms-spam tweets
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.fusion.bank import load_bank, load_outcomes, write_bank  # noqa: E402
 from core.studies.config import StudyConfig  # noqa: E402
 
 
@@ -50,6 +58,24 @@ def _shown(path: str) -> str:
     return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else path
 
 
+def start_from(source: str, folder: str, drop: list[str], study_file: str) -> None:
+    """Write ``folder`` as the bank in ``source`` without the paths of the ``drop`` datasets (their per-example
+    outcomes too); the provenance (precision, note) is the source's."""
+    bank = load_bank(source)
+    unknown = sorted(set(drop) - set(bank.rows["dataset"]))
+    if unknown:
+        raise SystemExit(f"--drop: {', '.join(unknown)} not in the bank at {source} "
+                         f"(it holds {', '.join(sorted(bank.rows['dataset'].unique()))})")
+    rows = bank.rows[~bank.rows["dataset"].isin(drop)].reset_index(drop=True)
+    outcomes = load_outcomes(source, bank)
+    if outcomes is not None:
+        outcomes = outcomes[outcomes["run_id"].isin(set(rows["run_id"]))].reset_index(drop=True)
+    write_bank(rows, folder, study_file=study_file, note=str(bank.manifest.get("note") or ""), outcomes=outcomes,
+               precision=bank.manifest.get("precision"))
+    print(f"started {folder} from {source}: {len(rows)} of {len(bank.rows)} layer-steps kept, "
+          f"without {', '.join(drop)}", flush=True)
+
+
 def _cli(args: list[str], store: str) -> int:
     env = {**os.environ, "PRUNE_STORE_DIR": store, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env).returncode
@@ -63,11 +89,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", help="only these datasets (default: the study's)")
     p.add_argument("--seeds", nargs="+", type=int, help="only these seeds (default: the study's)")
     p.add_argument("--dry-run", action="store_true", help="list the missing paths and stop")
+    p.add_argument("--start-from", default=None, help="a bank to start an empty --bank folder from (with --drop)")
+    p.add_argument("--drop", nargs="+", default=[], help="datasets whose paths --start-from leaves out (regrown)")
     args = p.parse_args(argv)
 
     study = StudyConfig.load(args.study_file)
     manifest_file = Path(args.bank) / "manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    if args.start_from and manifest_file.is_file():
+        print(f"{args.bank} already holds a bank: --start-from is ignored (growing what is there)", flush=True)
+    elif args.start_from and not args.dry_run:
+        start_from(args.start_from, args.bank, args.drop, _shown(args.study_file))
+    if args.start_from and args.dry_run and not manifest_file.is_file():  # what the started folder would hold
+        source = json.loads((Path(args.start_from) / "manifest.json").read_text())
+        manifest = {"coverage": [c for c in source.get("coverage", []) if c["dataset"] not in args.drop]}
+    else:
+        manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     todo = [t for t in missing_paths(study, manifest)
             if (not args.datasets or t[1] in args.datasets) and (not args.seeds or t[2] in args.seeds)]
     print(f"{len(todo)} path(s) missing from {args.bank}: " + ", ".join(f"{d} seed {s}" for _, d, s in todo),
