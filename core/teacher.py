@@ -19,6 +19,7 @@ import torch
 
 from core.config import TrainConfig, from_dict, to_dict
 from core.data.batches import default_device
+from core.data.splits import SPLIT_VERSION
 from core.data.task import Task
 from core.data.truncation import MOSTLY_TRUNCATED, LengthChoice
 from core.models.registry import load_classifier, load_pretrained, pretrained
@@ -125,8 +126,11 @@ def train_teacher(task: Task, train_cfg: TrainConfig | None = None, device: torc
     seconds = time.perf_counter() - start
     key = teacher_key(task, train_cfg)
     final = teacher_dir(key)
+    # the split version is recorded beside the key (the task's fingerprint, which hashes it, is in "task"), not in
+    # it: cached teachers keep their keys, and a reader (the playground) tells a teacher of older splits from a
+    # current one without rebuilding the task
     info = {"metrics": metrics, "train": to_dict(train_cfg), "task": task.describe(), "seconds": seconds,
-            "key": key, "version": TEACHER_VERSION, "precision": precision}
+            "key": key, "version": TEACHER_VERSION, "precision": precision, "split_version": SPLIT_VERSION}
     with atomic_dir(final, replace=False) as tmp:  # another process may win the race: keep theirs
         pretrained(model.to("cpu")).save_pretrained(tmp, safe_serialization=True)
         task.tokenizer.save_pretrained(tmp)

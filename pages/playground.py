@@ -22,6 +22,8 @@ from core.playground import (
     load_run,
     load_teacher,
     playable_runs,
+    stale_note,
+    stale_teachers,
     trace,
 )
 from core.runs.store import RunStore
@@ -81,6 +83,8 @@ root = ustore.root()
 store = ustore.store()
 runs = playable_runs(store)
 teachers = cached_teachers()
+if note := stale_note(stale_teachers()):  # teachers of older splits are left out: say so
+    st.caption(note)
 choices = [r.id for r in runs] + [TEACHER_PREFIX + t.key for t in teachers]
 labels = {r.id: widgets.run_label(r) for r in runs} | {TEACHER_PREFIX + t.key: t.label for t in teachers}
 if not choices:
@@ -115,6 +119,8 @@ try:
 except (PlaygroundError, ValueError, RuntimeError, OSError) as exc:
     st.error(f"This cannot be opened: {exc}")
     router.stop_page()
+if loaded.weak_note:
+    st.warning(loaded.weak_note)
 
 test = loaded.task.splits.test
 compressed = loaded.compressed_name

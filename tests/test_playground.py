@@ -311,3 +311,123 @@ def test_predict_and_errors_commands(run, monkeypatch, capsys):
     assert payload["matches_stored"] is True and payload["cached"] is True
     assert main(["errors", "no-such-run"]) == 2
     assert "No run 'no-such-run'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ stale and weak teachers
+@pytest.fixture()
+def own_cache(loaded, tmp_path, monkeypatch):
+    """A private cache holding a copy of the run's teacher: its teacher.json is the test's to change."""
+    import shutil
+
+    from core.teacher import teacher_dir
+
+    source = teacher_dir(loaded.teacher_key)
+    monkeypatch.setenv("PRUNE_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(source, teacher_dir(loaded.teacher_key))
+    return teacher_dir(loaded.teacher_key) / "teacher.json"
+
+
+def rewrite(meta_path, **changes) -> dict:
+    """Change teacher.json's keys (None: drop the key, as in a teacher fine-tuned before it was recorded)."""
+    meta = json.loads(meta_path.read_text())
+    meta.update(changes)
+    meta = {k: v for k, v in meta.items() if v is not None}
+    meta_path.write_text(json.dumps(meta))
+    return meta
+
+
+def test_a_new_teacher_records_its_splits_and_a_good_one_opens_unflagged(run, loaded, own_cache):
+    from core.data.splits import SPLIT_VERSION
+    from core.playground import cached_teachers, load_teacher, stale_note, stale_teachers
+
+    store, rid = run
+    meta = json.loads(own_cache.read_text())
+    assert meta["split_version"] == SPLIT_VERSION and meta["task"]["fingerprint"] == loaded.task.fingerprint
+    assert [t.key for t in cached_teachers()] == [loaded.teacher_key] and stale_teachers() == []
+    assert stale_note(stale_teachers()) == ""
+    alone = load_teacher(loaded.teacher_key, store)
+    check = alone.teacher_check
+    assert check is not None and not check.weak and alone.weak_note == ""
+    # the check is the one the run made on its teacher: the same numbers on the same rebuilt splits
+    [event] = [e for e in store.events(rid) if e.stage == "teacher_check"]
+    for name in ("accuracy", "accuracy_low", "baseline_accuracy", "baseline_macro_f1", "test_rows"):
+        assert getattr(check, name) == pytest.approx(event.payload[name], abs=1e-12), name
+
+
+def test_a_teacher_of_an_older_split_version_is_not_offered(run, loaded, own_cache):
+    from core.data.splits import SPLIT_VERSION
+    from core.playground import cached_teachers, load_teacher, stale_note, stale_teachers
+
+    store, _ = run
+    rewrite(own_cache, split_version=SPLIT_VERSION - 1)
+    assert cached_teachers() == []
+    [stale] = stale_teachers()
+    assert stale.key == loaded.teacher_key and stale.stale
+    note = stale_note([stale])
+    assert note.startswith("1 cached teacher is not offered") and f"({SPLIT_VERSION - 1}; today's splits are " \
+        f"version {SPLIT_VERSION})" in note
+    with pytest.raises(PlaygroundError, match=rf"its splits are version {SPLIT_VERSION - 1} and today's are version "
+                                              rf"{SPLIT_VERSION}: it was fine-tuned on a different split of the data"):
+        load_teacher(loaded.teacher_key, store)
+
+
+def test_a_teacher_whose_key_no_longer_matches_its_rebuilt_task_is_refused(run, loaded, own_cache):
+    """A teacher fine-tuned before split version 3 and before teacher.json recorded its splits: its folder is named by
+    the key of the task drawn with the old split rules."""
+    import dataclasses
+    import shutil
+
+    from core.config import TrainConfig, from_dict
+    from core.data.batches import make_splits
+    from core.data.datasets import load_dataset
+    from core.data.splits import SPLIT_VERSION
+    from core.data.task import task_from_splits
+    from core.playground import cached_teachers, load_teacher
+    from core.teacher import teacher_dir, teacher_key
+
+    store, _ = run
+    data = loaded.task.data_cfg
+    dataset = load_dataset("keywords")
+    old = task_from_splits(loaded.task.model, dataset, make_splits(dataset.frame, dataset.label_names, data), data,
+                           split_version=SPLIT_VERSION - 1)
+    meta = json.loads(own_cache.read_text())
+    meta = rewrite(own_cache, split_version=None, task={**meta["task"], "fingerprint": old.fingerprint})
+    old_key = teacher_key(old, dataclasses.replace(from_dict(TrainConfig, meta["train"]), precision=meta["precision"]))
+    assert old_key != loaded.teacher_key
+    shutil.move(own_cache.parent, teacher_dir(old_key))
+    assert [t.key for t in cached_teachers()] == [old_key]  # no record: offered, and checked when opened
+    with pytest.raises(PlaygroundError, match=r"fine-tuned on a different split of the data \(older split rules or a "
+                                              r"changed dataset file\), so today's test rows may include rows it "
+                                              r"trained on.*`python -m core teach --model tiny-bert --dataset "
+                                              r"keywords`"):
+        load_teacher(old_key, store)
+    rewrite(teacher_dir(old_key) / "teacher.json", version=0)
+    with pytest.raises(PlaygroundError, match=r"older training code \(teacher version 0"):
+        load_teacher(old_key, store)
+    # today's data under a key that is not its own: the data is not blamed
+    rewrite(teacher_dir(old_key) / "teacher.json", version=meta["version"], task=loaded.task.describe())
+    with pytest.raises(PlaygroundError, match="no longer matches its recorded training settings"):
+        load_teacher(old_key, store)
+
+
+def test_a_weak_teacher_opens_flagged_with_its_interval_and_the_majority_rate(run, loaded, own_cache):
+    from core.playground import load_teacher
+    from core.teacher import check_teacher
+
+    store, _ = run
+    meta = json.loads(own_cache.read_text())
+    task = loaded.task
+    real = check_teacher(meta["metrics"]["test"], task.encoded["train"]["labels"], task.encoded["test"]["labels"],
+                         task.label_names, task.max_length)
+    assert not real.weak  # the run's teacher is good: the rewrite below makes it weak
+    rate = real.baseline_accuracy  # no better than always predicting the majority class
+    rewrite(own_cache, metrics={**meta["metrics"], "test": {**meta["metrics"]["test"], "accuracy": rate,
+                                                              "macro_f1": real.baseline_macro_f1}})
+    alone = load_teacher(loaded.teacher_key, store)
+    check = alone.teacher_check
+    assert check is not None and check.weak and not check.beats_majority and check.accuracy == rate
+    note = alone.weak_note
+    assert note.startswith(f"Weak teacher: its predictions here say little beyond always answering "
+                           f"{check.majority_class!r}")
+    assert check.accuracy_text() in note and f"not above the majority-class rate {rate:.3f}" in note
+    assert compare(alone, "great tennis").teacher.label in alone.label_names  # still opens: flagged, not refused

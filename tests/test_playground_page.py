@@ -141,3 +141,37 @@ def test_an_empty_store_explains_the_next_step(tmp_path, monkeypatch):
     at = page().run()
     assert not at.exception
     assert any("Nothing to play with yet" in i.value for i in at.info)
+
+
+def test_a_weak_teacher_is_flagged_and_a_stale_one_not_offered(env, tmp_path, monkeypatch):
+    """A private cache: the run's teacher made weak (its stored test accuracy the majority-class rate) and a copy
+    claiming an older split version, which the page leaves out and says so."""
+    import shutil
+
+    from core.data.splits import SPLIT_VERSION
+    from core.teacher import check_teacher, teacher_dir
+
+    root, rid = env
+    loaded = load_run(RunStore(root), rid)
+    key, source = loaded.teacher_key, teacher_dir(loaded.teacher_key)
+    monkeypatch.setenv("PRUNE_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(source, teacher_dir(key))
+    shutil.copytree(source, teacher_dir("0" * 20))
+    meta_path = teacher_dir(key) / "teacher.json"
+    meta = json.loads(meta_path.read_text())
+    task = loaded.task
+    base = check_teacher(meta["metrics"]["test"], task.encoded["train"]["labels"], task.encoded["test"]["labels"],
+                         task.label_names, task.max_length)
+    meta["metrics"]["test"] |= {"accuracy": base.baseline_accuracy, "macro_f1": base.baseline_macro_f1}
+    meta_path.write_text(json.dumps(meta))
+    stale = json.loads((teacher_dir("0" * 20) / "teacher.json").read_text()) | {"split_version": SPLIT_VERSION - 1}
+    (teacher_dir("0" * 20) / "teacher.json").write_text(json.dumps(stale))
+
+    at = page(f"teacher:{key}").run()
+    clean(at)
+    assert at.query_params["run"] == f"teacher:{key}"
+    assert len(at.selectbox(key="pg_choice").options) == 2  # the run and the weak teacher; not the stale copy
+    assert any(c.value.startswith("1 cached teacher is not offered") for c in at.caption)
+    [weak] = [w.value for w in at.warning if w.value.startswith("Weak teacher")]
+    assert f"{base.baseline_accuracy:.3f} [" in weak and f"majority-class rate {base.baseline_accuracy:.3f}" in weak
+    assert "Teacher (12 layers)" in metrics(at)  # still opens

@@ -5,6 +5,11 @@ teacher is the fine-tuned model in the teacher cache (:mod:`core.teacher`), name
 pruned or merged model carries in its config (older models without it: the key is computed from the run's
 configuration, as the run computed it). The task (splits, tokenizer) is rebuilt from the run's configuration, so
 the test split is the one the run scored. Everything that goes wrong says why, in a :class:`PlaygroundError`.
+
+A cached teacher is offered alone only when its splits are today's: one whose ``teacher.json`` records an older
+split version is not offered, and one without that record (fine-tuned before it was kept) is opened only when its
+cache key, recomputed on the rebuilt task, is still its key. A teacher that opens is checked against the
+majority-class baseline (:func:`core.teacher.check_teacher`) and a weak one is flagged (:attr:`Loaded.weak_note`).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from typing import Any
 
 from torch import nn
 
-from core.config import DataConfig, Resolved, as_resolved, from_dict
+from core.config import PRECISIONS, DataConfig, Resolved, TrainConfig, as_resolved, from_dict
 from core.data.batches import default_device
 from core.data.ref import load_dataset_ref
+from core.data.splits import SPLIT_VERSION
 from core.data.task import prepare_task
 from core.merging.config import MergeConfig
 from core.merging.ffn import load_merged
@@ -30,7 +36,14 @@ from core.pruning.config import PruneConfig
 from core.runs import artifacts
 from core.runs.record import MergeSummary, PruneSummary, Run, RunStatus, summary_of
 from core.runs.store import RunStore
-from core.teacher import default_train_config, teacher_dir, teacher_key
+from core.teacher import (
+    TEACHER_VERSION,
+    TeacherCheck,
+    check_teacher,
+    default_train_config,
+    teacher_dir,
+    teacher_key,
+)
 
 #: the kinds of run whose saved model the playground compares with its teacher
 PLAYABLE_KINDS = ("prune", "merge")
@@ -51,6 +64,14 @@ class TeacherInfo:
     data: DataConfig
     test_accuracy: float | None
     precision: Resolved
+    #: the split version its ``teacher.json`` records (:data:`core.data.splits.SPLIT_VERSION` when it was fine-tuned);
+    #: None for a teacher fine-tuned before it was recorded
+    split_version: int | None = None
+
+    @property
+    def stale(self) -> bool:
+        """Fine-tuned on splits drawn by older rules: today's test split may hold rows it trained on."""
+        return self.split_version is not None and self.split_version != SPLIT_VERSION
 
     @property
     def label(self) -> str:
@@ -71,6 +92,17 @@ class Loaded:
     precision: Resolved
     teacher_key: str
     run: Run | None = None
+    #: a teacher opened alone: its stored test scores beside the majority-class baseline on the rebuilt task
+    teacher_check: TeacherCheck | None = None
+
+    @property
+    def weak_note(self) -> str:
+        """What to tell the user about a weak teacher (one the project would refuse to prune); '' otherwise."""
+        check = self.teacher_check
+        if check is None or not check.weak:
+            return ""
+        return ("Weak teacher: its predictions here say little beyond always answering "
+                f"{check.majority_class!r}. {check.message(stopped=False)}")
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -222,31 +254,103 @@ def load_run(store: RunStore, run_id: str) -> Loaded:
 
 
 # ------------------------------------------------------------------------------------------------ teachers
-def cached_teachers() -> list[TeacherInfo]:
-    """Every fine-tuned teacher in the cache, newest first."""
+def _read_teachers() -> list[TeacherInfo]:
+    """Every readable teacher in the cache, stale or not, newest first."""
     root = teacher_dir("x").parent
     found = []
     for meta in sorted(root.glob("*/teacher.json"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             info = json.loads(meta.read_text())
             task = info["task"]
+            split_version = info.get("split_version")
             found.append(TeacherInfo(key=meta.parent.name, path=meta.parent, model=str(task["model"]),
                                      dataset=str(task["dataset"]), data=from_dict(DataConfig, task.get("data") or {}),
                                      test_accuracy=(info.get("metrics") or {}).get("test", {}).get("accuracy"),
-                                     precision=as_resolved(info.get("precision") or "fp32")))
+                                     precision=as_resolved(info.get("precision") or "fp32"),
+                                     split_version=None if split_version is None else int(split_version)))
         except (OSError, ValueError, KeyError, TypeError):  # a foreign or unreadable folder: not offered
             continue
     return found
 
 
+def cached_teachers() -> list[TeacherInfo]:
+    """The fine-tuned teachers in the cache the playground offers, newest first: not those whose ``teacher.json``
+    records an older split version (:func:`stale_teachers`); one without the record is checked when it is opened
+    (:func:`load_teacher`)."""
+    return [t for t in _read_teachers() if not t.stale]
+
+
+def stale_teachers() -> list[TeacherInfo]:
+    """The cached teachers left out of :func:`cached_teachers`: fine-tuned on splits of an older split version."""
+    return [t for t in _read_teachers() if t.stale]
+
+
+def stale_note(stale: list[TeacherInfo]) -> str:
+    """One line on the teachers not offered ('' when none)."""
+    if not stale:
+        return ""
+    versions = ", ".join(str(v) for v in sorted({t.split_version for t in stale if t.split_version is not None}))
+    return (f"{len(stale)} cached teacher{'s are' if len(stale) > 1 else ' is'} not offered: fine-tuned on splits of "
+            f"an older version ({versions}; today's splits are version {SPLIT_VERSION}), so today's test rows may "
+            f"include rows {'they' if len(stale) > 1 else 'it'} trained on. Start a run (or `python -m core teach`) "
+            "to fine-tune a current one.")
+
+
+def _stale_error(info: TeacherInfo, why: str) -> PlaygroundError:
+    return PlaygroundError(f"The teacher {info.key} ({info.model} on {info.dataset}) cannot be opened: {why}. Start "
+                           f"a run with this model and dataset (or `python -m core teach --model {info.model} "
+                           f"--dataset {info.dataset}`) to fine-tune a current one.")
+
+
+_OTHER_SPLIT = ("it was fine-tuned on a different split of the data (older split rules or a changed dataset file), "
+                "so today's test rows may include rows it trained on, and the test accuracy it recorded is not what "
+                "it scores on today's test split")
+
+
+def _key_mismatch(info: TeacherInfo, meta: dict[str, Any], task: Any) -> PlaygroundError:
+    """Why the key recomputed on today's task differs from the teacher's, as an error."""
+    version = meta.get("version")
+    if version is not None and version != TEACHER_VERSION:
+        return _stale_error(info, f"it was fine-tuned by older training code (teacher version {version}; today's is "
+                                  f"{TEACHER_VERSION}), so it is not the teacher a run would use today")
+    if (meta.get("task") or {}).get("fingerprint") == task.fingerprint:  # same data: the settings hash differently
+        return _stale_error(info, "its cache key no longer matches its recorded training settings, so it is not the "
+                                  "teacher a run would use today")
+    return _stale_error(info, _OTHER_SPLIT)
+
+
+def _recorded_train(meta: dict[str, Any], precision: Resolved) -> TrainConfig:
+    """The teacher's training config with the precision it resolved to when it was fine-tuned: its key hashes that
+    (``auto`` resolves differently on another machine)."""
+    cfg = from_dict(TrainConfig, meta.get("train") or {})
+    return dataclasses.replace(cfg, precision=precision) if precision in PRECISIONS else cfg
+
+
+def _check(task: Any, meta: dict[str, Any]) -> TeacherCheck | None:
+    """The teacher's stored test scores beside the majority-class baseline on ``task`` (None without them)."""
+    test = (meta.get("metrics") or {}).get("test") or {}
+    if "accuracy" not in test or "macro_f1" not in test:
+        return None
+    return check_teacher(test, task.encoded["train"]["labels"], task.encoded["test"]["labels"], task.label_names,
+                         task.max_length, length=task.length, teacher_seconds=meta.get("seconds"))
+
+
 def load_teacher(key: str, store: RunStore) -> Loaded:
-    """A cached teacher alone (no compressed model), with the task it was fine-tuned on."""
+    """A cached teacher alone (no compressed model), with the task it was fine-tuned on; a
+    :class:`PlaygroundError` for a teacher of other splits, and :attr:`Loaded.teacher_check` says whether it beats
+    the majority class."""
     key = (key or "").strip()
-    info = next((t for t in cached_teachers() if t.key == key), None)
+    info = next((t for t in _read_teachers() if t.key == key), None)
     if info is None:
         raise PlaygroundError(f"No teacher {key!r} in the teacher cache ({teacher_dir('x').parent}). Start a run "
                               "(or `python -m core teach`) to fine-tune one.")
+    if info.stale:
+        raise _stale_error(info, f"its splits are version {info.split_version} and today's are version "
+                                 f"{SPLIT_VERSION}: {_OTHER_SPLIT}")
+    meta = json.loads((info.path / "teacher.json").read_text())
     task = _task(info.model, info.dataset, info.data, store)
+    if teacher_key(task, _recorded_train(meta, info.precision)) != key:
+        raise _key_mismatch(info, meta, task)
     teacher = _load_teacher(key, f"{info.model} on {info.dataset}")
     return Loaded(task=task, teacher=teacher.to(_device()), compressed=None, precision=info.precision,
-                  teacher_key=key, run=None)
+                  teacher_key=key, run=None, teacher_check=_check(task, meta))
