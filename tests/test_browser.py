@@ -141,9 +141,64 @@ def settled(page, title: str, timeout_ms: int = 90_000) -> None:
         }""", arg=title, timeout=timeout_ms)
 
 
+#: arms a watcher on the app's script state: ``window.__reran`` turns true when a run starts (a rerun, a fragment's
+#: run); the records' old values catch a run that starts and ends between two looks
+_WATCH_RUNS = """() => {
+    const app = document.querySelector('[data-test-script-state]');
+    if (window.__runWatch) window.__runWatch.disconnect();
+    window.__reran = false;
+    window.__runWatch = new MutationObserver(records => {
+        if (records.some(r => r.oldValue !== 'notRunning')
+            || app.getAttribute('data-test-script-state') !== 'notRunning') window.__reran = true;
+    });
+    window.__runWatch.observe(app, {attributes: true, attributeOldValue: true,
+                                    attributeFilter: ['data-test-script-state']});
+}"""
+
+
+@contextmanager
+def reran(page, title: str, timeout_ms: int = 90_000) -> Iterator[None]:
+    """The block's action (a click, key presses) reruns the page: wait until that rerun has started and then
+    ``settled``. A watcher armed before the action sees the run start, so no fixed pause is guessed; a run too quick
+    to be seen at all is waited for as before (400 ms for it to start, then settled)."""
+    page.evaluate(_WATCH_RUNS)
+    yield
+    page.wait_for_function("(t0) => window.__reran || performance.now() - t0 > 400",
+                           arg=page.evaluate("() => performance.now()"), timeout=timeout_ms)
+    settled(page, title, timeout_ms)
+
+
 def no_exception(page) -> None:
     shown = page.locator("[data-testid='stException']")
     assert shown.count() == 0, shown.first.inner_text()
+
+
+#: resolves once the page has looked the same for ``quiet`` ms with its script not running (no stale element, every
+#: image loaded, no element moved or resized), or after ``most`` ms whatever it looks like (a replay that plays)
+_QUIET = """([quiet, most]) => new Promise(resolve => {
+    const look = () => {
+        const app = document.querySelector('[data-test-script-state]');
+        const main = document.querySelector('[data-testid="stMain"]');
+        if (!app || !main || app.getAttribute('data-test-script-state') !== 'notRunning'
+            || main.querySelector('[data-stale="true"]')) return null;
+        const parts = [main.scrollHeight, main.innerText.length];
+        for (const el of main.querySelectorAll(
+                '[data-testid="stElementContainer"], .js-plotly-plot .main-svg, canvas, img, iframe')) {
+            const r = el.getBoundingClientRect();
+            parts.push(`${r.x},${r.y},${r.width},${r.height}${el.complete === false ? ' loading' : ''}`);
+        }
+        return parts.join('|');
+    };
+    const start = performance.now();
+    let last = look(), since = start;
+    const tick = () => {
+        const now = look(), t = performance.now();
+        if (now === null || now !== last) { last = now; since = t; }
+        if ((last !== null && t - since >= quiet) || t - start >= most) resolve(true);
+        else requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+})"""
 
 
 def screenshot(page, name: str) -> Path:
@@ -151,7 +206,7 @@ def screenshot(page, name: str) -> Path:
     height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
                            " return m ? m.scrollHeight : 1000; }")
     page.set_viewport_size({"width": 1600, "height": min(int(height) + 40, 7000)})
-    page.wait_for_timeout(1200)  # plotly redraws at the new size
+    page.wait_for_function(_QUIET, arg=[300, 1200])  # quiet at the new size (plotly redraws, a rerun finishes)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -14,7 +15,7 @@ import pytest
 
 from core.lesson.readings import PRESETS
 from tests.lesson_pack import LessonPack, make_lesson_pack
-from tests.test_browser import no_exception, screenshot, settled, streamlit_server
+from tests.test_browser import no_exception, reran, screenshot, settled, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -49,9 +50,9 @@ def _click(page, key: str) -> None:
     page.locator(f".st-key-{key} button").first.click()
 
 
-def _settle(page, title: str = "Lesson") -> None:
-    page.wait_for_timeout(400)  # the click's rerun has started
-    settled(page, title)
+def _rerun(page, title: str = "Lesson") -> AbstractContextManager[None]:
+    """``with _rerun(page): <a click>``: waits until the click's rerun has run (tests.test_browser.reran)."""
+    return reran(page, title)
 
 
 def _score(page) -> str:
@@ -61,13 +62,14 @@ def _score(page) -> str:
 def _guess_layer(page) -> None:
     """Click the L4 column of the step-1 tiles, then reveal."""
     box = page.locator(".st-key-lesson_heat_pick .nsewdrag").first.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 4.5 / 12, box["y"] + box["height"] * 4.5 / 12)
-    _settle(page)
+    with _rerun(page):
+        page.mouse.click(box["x"] + box["width"] * 4.5 / 12, box["y"] + box["height"] * 4.5 / 12)
     picked = page.locator(".st-key-lesson_pick_layer [aria-checked='true']")
     assert picked.count() == 1 and picked.inner_text().strip() == "L4"  # the click on the heatmap made the guess
-    _click(page, "lesson_reveal_layer")
+    with _rerun(page):
+        _click(page, "lesson_reveal_layer")
     _wait_text(page, "Luck or insight")
-    _settle(page)
+    settled(page, "Lesson")
     text = _main(page)
     assert "Your pick: L4" in text and "The forest's pick" in text and "Most accurate removal" in text
     assert "bank seed(s)" in text and INTERVAL.search(text)
@@ -75,11 +77,12 @@ def _guess_layer(page) -> None:
 
 def _guess_duel(page) -> None:
     assert page.locator(".st-key-lesson_reveal_duel button").first.is_disabled()  # commit first
-    page.get_by_text("Too close to call", exact=True).click()
-    _settle(page)
-    _click(page, "lesson_reveal_duel")
+    with _rerun(page):
+        page.get_by_text("Too close to call", exact=True).click()
+    with _rerun(page):
+        _click(page, "lesson_reveal_duel")
     _wait_text(page, "Luck or insight")
-    _settle(page)
+    settled(page, "Lesson")
     text = _main(page)
     assert "Mean regret over the steps" in text and "Final test accuracy" in text and INTERVAL.search(text)
 
@@ -87,12 +90,13 @@ def _guess_duel(page) -> None:
 def _guess_kd(page) -> None:
     thumb = page.locator(".st-key-lesson_pick_kd input[type='range']").first
     thumb.focus()
-    for _ in range(6):  # +3.0 points, in steps of 0.5
-        thumb.press("ArrowRight")
-    _settle(page)
-    _click(page, "lesson_reveal_kd")
+    with _rerun(page):
+        for _ in range(6):  # +3.0 points, in steps of 0.5
+            thumb.press("ArrowRight")
+    with _rerun(page):
+        _click(page, "lesson_reveal_kd")
     _wait_text(page, "Won back")
-    _settle(page)
+    settled(page, "Lesson")
     text = _main(page)
     assert "Your guess: +3.0 points" in text and "Before distillation" in text and INTERVAL.search(text)
 
@@ -110,9 +114,10 @@ def test_walk_the_lesson_from_the_first_chapter_to_the_last(browser, served, tmp
         for n in range(1, N_CHAPTERS + 1):
             _wait_text(page, f"Chapter {n} of {N_CHAPTERS}")
             assert page.locator(".st-key-lesson_action").count() == 0  # the text first, then Next
-            _click(page, f"lesson_go_{n}")
+            with _rerun(page):
+                _click(page, f"lesson_go_{n}")
             page.locator(".st-key-lesson_action").wait_for(timeout=60_000)
-            _settle(page)
+            settled(page, "Lesson")
             no_exception(page)
             if n in GUESSES:
                 GUESSES[n](page)
@@ -123,8 +128,8 @@ def test_walk_the_lesson_from_the_first_chapter_to_the_last(browser, served, tmp
             assert f"chapter={n}" in page.url
             screenshot(page, f"lesson_ch{n:02d}")
             if n < N_CHAPTERS:
-                _click(page, "lesson_next_chapter")
-                _settle(page)
+                with _rerun(page):
+                    _click(page, "lesson_next_chapter")
         _wait_text(page, "Lesson done")
         assert f"of {len(GUESSES)} guesses" in _score(page)
         page.close()
@@ -133,12 +138,13 @@ def test_walk_the_lesson_from_the_first_chapter_to_the_last(browser, served, tmp
 
 
 def _copied_link(page) -> str:
+    from playwright.sync_api import expect
+
     page.get_by_role("button", name="Copy link").click()
     box = page.get_by_test_id("stPopoverBody").frame_locator("iframe").locator("#link")
     box.wait_for(timeout=10_000)
-    page.wait_for_timeout(700)  # the box reads the address twice a second
+    expect(box).to_have_value(page.url, timeout=10_000)  # the address of what is on screen (read twice a second)
     url = box.input_value()
-    assert url == page.url  # the box holds the address of what is on screen
     page.keyboard.press("Escape")
     return url
 
@@ -163,12 +169,12 @@ def test_a_copied_link_opens_the_same_view_in_a_new_browser(browser, served, tmp
         settled(page, "Playground", timeout_ms=120_000)
         box = page.get_by_label("Type or paste a text")
         box.fill(text)
-        box.press("Control+Enter")
-        _settle(page, "Playground")
+        with _rerun(page, "Playground"):
+            box.press("Control+Enter")
         pills = page.get_by_test_id("stButtonGroup").first
         for layer in (2, 5):
-            pills.get_by_role("button", name=f"layer {layer}", exact=True).click()
-            _settle(page, "Playground")
+            with _rerun(page, "Playground"):
+                pills.get_by_role("button", name=f"layer {layer}", exact=True).click()
         _wait_text(page, "Teacher without layers 2, 5")
         link = _copied_link(page)
         assert _query(link) == {"run": run_id, "text": text, "off": "2,5", "dataset": "trec"}
@@ -177,20 +183,21 @@ def test_a_copied_link_opens_the_same_view_in_a_new_browser(browser, served, tmp
         settled(page, "Live pruning", timeout_ms=120_000)
         slider = page.locator(f".st-key-replay_{run_id} input[type='range']").first
         slider.focus()
-        slider.press("ArrowLeft")  # from the last step (2) to step 1
+        with _rerun(page, "Live pruning"):
+            slider.press("ArrowLeft")  # from the last step (2) to step 1
         page.wait_for_function("() => { const b = document.querySelector('.st-key-replay_caption');"
                                " return b && b.innerText.includes('Step 1'); }", timeout=30_000)
-        _settle(page, "Live pruning")
+        settled(page, "Live pruning")
         live_link = _copied_link(page)
         assert _query(live_link)["step"] == "1" and _query(live_link)["run"] == run_id
         # the lesson's first chapter: a sentence and a layer switched off
         page.goto(f"{base}/lesson?chapter=1")
         settled(page, "Lesson", timeout_ms=120_000)
         picked_text = PRESETS["keywords"][1][0]  # the second preset sentence
-        page.locator(".st-key-lesson_sentence").get_by_text(picked_text, exact=True).click()
-        _settle(page)
-        page.locator(".st-key-lesson_off").get_by_role("radio", name="L3", exact=True).click()
-        _settle(page)
+        with _rerun(page):
+            page.locator(".st-key-lesson_sentence").get_by_text(picked_text, exact=True).click()
+        with _rerun(page):
+            page.locator(".st-key-lesson_off").get_by_role("radio", name="L3", exact=True).click()
         _wait_text(page, "Without L3")
         lesson_link = _copied_link(page)
         assert {k: _query(lesson_link)[k] for k in ("chapter", "off", "text")} == {"chapter": "1", "off": "3",
