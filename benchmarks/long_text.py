@@ -33,7 +33,7 @@ import numpy as np
 from core.config import DataConfig  # noqa: E402
 from core.data.task import prepare_task
 from core.stats import paired_accuracy_difference, verdict
-from core.teacher import check_teacher, default_train_config, ensure_teacher
+from core.teacher import check_task_teacher, default_train_config, ensure_teacher
 from core.train import predict_logits
 
 #: long-text datasets that ship offline (core.data.registry): Usenet posts (median 161 words, 95th percentile of
@@ -53,9 +53,7 @@ def measure(model: str, dataset: str, base: DataConfig, label: str, fields: dict
     start = time.perf_counter()
     task = prepare_task(model, dataset, dataclasses.replace(base, **fields))
     result = ensure_teacher(task, default_train_config(task.model.key, task.num_labels))
-    check = check_teacher(result.metrics["test"], task.encoded["train"]["labels"], task.encoded["test"]["labels"],
-                          task.label_names, task.max_length, length=task.length,
-                          teacher_seconds=result.seconds)
+    check = check_task_teacher(task, result.metrics["test"], result.seconds)
     logits = predict_logits(result.load(), task.encoded["test"], precision="fp32")
     correct = (logits.argmax(dim=1) == task.encoded["test"]["labels"]).numpy()
     length = task.length

@@ -335,6 +335,13 @@ def check_teacher(test_scores: dict[str, Any], train_labels: torch.Tensor, test_
                         teacher_seconds=float(teacher_seconds) if teacher_seconds else None)
 
 
+def check_task_teacher(task: Task, test_scores: dict[str, Any], teacher_seconds: float | None = None
+                       ) -> TeacherCheck:
+    """:func:`check_teacher` on ``task``'s own splits: its training and test labels, label names, length."""
+    return check_teacher(test_scores, task.encoded["train"]["labels"], task.encoded["test"]["labels"],
+                         task.label_names, task.max_length, length=task.length, teacher_seconds=teacher_seconds)
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \
         f"{seconds / 3600:.1f} h"

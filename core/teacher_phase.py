@@ -14,7 +14,7 @@ from core.data.ref import DatasetRef, load_dataset_ref
 from core.data.task import prepare_task
 from core.models.registry import config_of
 from core.runs.events import Event, Stage, StageClock
-from core.teacher import TeacherResult, WeakTeacherError, check_teacher, default_train_config, train_teacher
+from core.teacher import TeacherResult, WeakTeacherError, check_task_teacher, default_train_config, train_teacher
 
 if TYPE_CHECKING:
     import torch
@@ -73,9 +73,7 @@ def prepare_and_teach(spec: TeacherSpec, device: torch.device, clock: StageClock
             yield Event(Stage.TEACHER, progress=ev.fraction, message=f"Fine-tuning the teacher: step {ev.step}/"
                         f"{ev.total_steps}, loss {ev.loss:.3f}", payload={"loss": ev.loss})
     assert result is not None
-    check = check_teacher(result.metrics["test"], task.encoded["train"]["labels"], task.encoded["test"]["labels"],
-                          task.label_names, task.max_length, length=task.length,
-                          teacher_seconds=result.seconds)
+    check = check_task_teacher(task, result.metrics["test"], result.seconds)
     message = check.message(stopped=not allow_weak_teacher)
     if check.weak and allow_weak_teacher:
         message += " Going on as asked (prune anyway): this run is flagged weak_teacher."

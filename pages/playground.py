@@ -16,14 +16,13 @@ from core.playground import (
     CHANGE_DEFINITION,
     LENS_DEFINITION,
     PlaygroundError,
-    cached_teachers,
     compare,
     error_analysis,
     load_run,
     load_teacher,
     playable_runs,
     stale_note,
-    stale_teachers,
+    teachers_offered,
     trace,
 )
 from core.runs.store import RunStore
@@ -82,8 +81,8 @@ widgets.page_header("Playground", "Type a sentence, switch layers off, and see w
 root = ustore.root()
 store = ustore.store()
 runs = playable_runs(store)
-teachers = cached_teachers()
-if note := stale_note(stale_teachers()):  # teachers of older splits are left out: say so
+teachers, stale = teachers_offered()  # the cache read once per rerun
+if note := stale_note(stale):  # teachers of older splits are left out: say so
     st.caption(note)
 choices = [r.id for r in runs] + [TEACHER_PREFIX + t.key for t in teachers]
 labels = {r.id: widgets.run_label(r) for r in runs} | {TEACHER_PREFIX + t.key: t.label for t in teachers}

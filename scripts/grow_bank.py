@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.fusion.bank import load_bank, load_outcomes, write_bank  # noqa: E402
+from core.fusion.bank import load_bank, load_outcomes, merge_outcomes, write_bank  # noqa: E402
 from core.studies.config import StudyConfig  # noqa: E402
 
 
@@ -67,9 +67,7 @@ def start_from(source: str, folder: str, drop: list[str], study_file: str) -> No
         raise SystemExit(f"--drop: {', '.join(unknown)} not in the bank at {source} "
                          f"(it holds {', '.join(sorted(bank.rows['dataset'].unique()))})")
     rows = bank.rows[~bank.rows["dataset"].isin(drop)].reset_index(drop=True)
-    outcomes = load_outcomes(source, bank)
-    if outcomes is not None:
-        outcomes = outcomes[outcomes["run_id"].isin(set(rows["run_id"]))].reset_index(drop=True)
+    outcomes = merge_outcomes(load_outcomes(source, bank), None, rows)  # those of the kept runs
     write_bank(rows, folder, study_file=study_file, note=str(bank.manifest.get("note") or ""), outcomes=outcomes,
                precision=bank.manifest.get("precision"))
     print(f"started {folder} from {source}: {len(rows)} of {len(bank.rows)} layer-steps kept, "
@@ -95,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
 
     study = StudyConfig.load(args.study_file)
     manifest_file = Path(args.bank) / "manifest.json"
-    if args.start_from and manifest_file.is_file():
+    starting = bool(args.start_from) and not manifest_file.is_file()
+    if args.start_from and not starting:
         print(f"{args.bank} already holds a bank: --start-from is ignored (growing what is there)", flush=True)
-    elif args.start_from and not args.dry_run:
+    elif starting and not args.dry_run:
         start_from(args.start_from, args.bank, args.drop, _shown(args.study_file))
-    if args.start_from and args.dry_run and not manifest_file.is_file():  # what the started folder would hold
+    if starting and args.dry_run:  # what the started folder would hold
         source = json.loads((Path(args.start_from) / "manifest.json").read_text())
         manifest = {"coverage": [c for c in source.get("coverage", []) if c["dataset"] not in args.drop]}
     else:

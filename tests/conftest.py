@@ -19,8 +19,8 @@ def _ram_temp(min_free_gib: float = 4.0) -> str | None:
 
     Every run the tests make writes its events to a store's SQLite file, one committed transaction on a new
     connection each, and SQLite syncs each commit (and the WAL it check-points when the connection closes) to disk:
-    measured ~15 ms a write on the 2-core VM's disk, 0.2 ms on /dev/shm (a 6-cell tiny study spent half its time
-    there). The tests' stores and caches are thrown away, so they need no disk."""
+    1.1-1.3 ms a write on the 2-core VM's disk when it is quiet, up to ~15 ms beside a training job, 0.2 ms on
+    /dev/shm. The tests' stores and caches are thrown away, so they need no disk."""
     if os.environ.get("TMPDIR"):
         return None
     try:

@@ -25,7 +25,7 @@ from core.runs.export import export_model
 from core.runs.progress import StageProgress
 from core.runs.report import compare_table, rankings, run_intervals, with_intervals
 from core.runs.store import RunStore
-from core.teacher import check_teacher, default_train_config, ensure_teacher, teacher_lines
+from core.teacher import check_task_teacher, default_train_config, ensure_teacher, teacher_lines
 from core.train import DistillConfig
 
 if TYPE_CHECKING:
@@ -116,8 +116,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     payload = {"path": str(result.path), "cached": result.cached, "seconds": round(result.seconds, 1),
                "metrics": result.metrics, "task": task.describe(), "train": cfg.__dict__}
     t = result.metrics["test"]
-    check = check_teacher(t, task.encoded["train"]["labels"], task.encoded["test"]["labels"], task.label_names,
-                          task.max_length, length=task.length, teacher_seconds=result.seconds)
+    check = check_task_teacher(task, t, result.seconds)
     payload["check"] = check.to_dict()
     _emit(args, payload, f"teacher {'(cached) ' if result.cached else ''}{result.path}\n"
                          f"test accuracy {check.accuracy_text()} (95 % Wilson) vs majority class "

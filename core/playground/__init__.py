@@ -22,6 +22,7 @@ from core.playground.load import (
     playable_runs,
     stale_note,
     stale_teachers,
+    teachers_offered,
 )
 from core.playground.predict import (
     CHANGE_DEFINITION,
@@ -37,4 +38,4 @@ from core.playground.predict import (
 __all__ = ["CHANGE_DEFINITION", "LENS_DEFINITION", "PLAYABLE_KINDS", "Comparison", "ErrorAnalysis", "LayerTrace",
            "Loaded", "PlaygroundError", "Prediction", "TeacherInfo", "cached_error_analysis", "cached_teachers",
            "check_run", "compare", "error_analysis", "load_run", "load_teacher", "playable_runs", "skip_logits",
-           "stale_note", "stale_teachers", "trace"]
+           "stale_note", "stale_teachers", "teachers_offered", "trace"]

@@ -39,7 +39,7 @@ from core.runs.store import RunStore
 from core.teacher import (
     TEACHER_VERSION,
     TeacherCheck,
-    check_teacher,
+    check_task_teacher,
     default_train_config,
     teacher_dir,
     teacher_key,
@@ -273,16 +273,23 @@ def _read_teachers() -> list[TeacherInfo]:
     return found
 
 
+def teachers_offered() -> tuple[list[TeacherInfo], list[TeacherInfo]]:
+    """The cache read once: the teachers the playground offers (:func:`cached_teachers`) and those it leaves out
+    (:func:`stale_teachers`), each newest first."""
+    found = _read_teachers()
+    return [t for t in found if not t.stale], [t for t in found if t.stale]
+
+
 def cached_teachers() -> list[TeacherInfo]:
     """The fine-tuned teachers in the cache the playground offers, newest first: not those whose ``teacher.json``
     records an older split version (:func:`stale_teachers`); one without the record is checked when it is opened
     (:func:`load_teacher`)."""
-    return [t for t in _read_teachers() if not t.stale]
+    return teachers_offered()[0]
 
 
 def stale_teachers() -> list[TeacherInfo]:
     """The cached teachers left out of :func:`cached_teachers`: fine-tuned on splits of an older split version."""
-    return [t for t in _read_teachers() if t.stale]
+    return teachers_offered()[1]
 
 
 def stale_note(stale: list[TeacherInfo]) -> str:
@@ -331,8 +338,7 @@ def _check(task: Any, meta: dict[str, Any]) -> TeacherCheck | None:
     test = (meta.get("metrics") or {}).get("test") or {}
     if "accuracy" not in test or "macro_f1" not in test:
         return None
-    return check_teacher(test, task.encoded["train"]["labels"], task.encoded["test"]["labels"], task.label_names,
-                         task.max_length, length=task.length, teacher_seconds=meta.get("seconds"))
+    return check_task_teacher(task, test, meta.get("seconds"))
 
 
 def load_teacher(key: str, store: RunStore) -> Loaded:
