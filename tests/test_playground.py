@@ -371,6 +371,22 @@ def test_a_teacher_of_an_older_split_version_is_not_offered(run, loaded, own_cac
         load_teacher(loaded.teacher_key, store)
 
 
+def test_a_run_whose_teacher_was_trained_on_older_splits_is_refused(run, loaded, own_cache):
+    """The run was pruned and tuned on the splits its teacher saw: when those are not today's, it is not opened."""
+    from core.data.splits import SPLIT_VERSION
+
+    store, rid = run
+    assert load_run(store, rid).teacher_key == loaded.teacher_key  # today's splits: opens from the private cache
+    meta = json.loads(own_cache.read_text())
+    rewrite(own_cache, split_version=SPLIT_VERSION - 1, task={**meta["task"], "fingerprint": "drawn-by-older-rules"})
+    with pytest.raises(PlaygroundError, match=rf"Run {rid} cannot be opened: it and its teacher were trained on splits "
+                                              rf"of version {SPLIT_VERSION - 1} \(today's are version {SPLIT_VERSION}\)"):
+        load_run(store, rid)
+    rewrite(own_cache, split_version=None)  # no version recorded: the fingerprint alone tells
+    with pytest.raises(PlaygroundError, match=r"trained on a different split of the data \(older split rules"):
+        load_run(store, rid)
+
+
 def test_a_teacher_whose_key_no_longer_matches_its_rebuilt_task_is_refused(run, loaded, own_cache):
     """A teacher fine-tuned before split version 3 and before teacher.json recorded its splits: its folder is named by
     the key of the task drawn with the old split rules."""

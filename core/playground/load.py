@@ -227,6 +227,25 @@ def _load_teacher(key: str, what: str) -> nn.Module:
         return load_pretrained(folder).eval()
 
 
+def _check_run_splits(run_id: str, key: str, task: Any) -> None:
+    """A :class:`PlaygroundError` when the run's teacher was fine-tuned on other splits than today's ``task`` (its
+    ``teacher.json`` records another task fingerprint, which hashes the split version): the run pruned and tuned on
+    those splits too, so today's test rows may hold rows both models trained on. A teacher without the record is
+    let through (:func:`_load_teacher` says when it is missing)."""
+    try:
+        meta = json.loads((teacher_dir(key) / "teacher.json").read_text())
+    except (OSError, ValueError):
+        return
+    recorded = (meta.get("task") or {}).get("fingerprint") if isinstance(meta, dict) else None
+    if recorded and recorded != task.fingerprint:
+        version = meta.get("split_version")
+        splits = f"splits of version {version} (today's are version {SPLIT_VERSION})" if version is not None and \
+            int(version) != SPLIT_VERSION else "a different split of the data (older split rules or a changed file)"
+        raise PlaygroundError(f"Run {run_id} cannot be opened: it and its teacher were trained on {splits}, so "
+                              "today's test rows may include rows they trained on. Start the run again with the same "
+                              "settings to compare on today's splits.")
+
+
 def _device() -> Any:
     return default_device()
 
@@ -243,6 +262,7 @@ def load_run(store: RunStore, run_id: str) -> Loaded:
     else:
         compressed = load_model(folder).eval()
     key = _teacher_key_of(cfg, task, compressed)
+    _check_run_splits(run.id, key, task)
     teacher = _load_teacher(key, f"run {run.id}")
     device = _device()
     # a page's preview is an entry: the precision the run recorded (resolved; re-resolved for this device), else
