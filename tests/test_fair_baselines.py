@@ -233,3 +233,45 @@ def test_the_best_single_signal_picked_without_the_scored_dataset():
     assert "minus_rf" in picked and 0 <= picked["minus_rf"]["sign_flip_p"] <= 1
     one, _ = synthetic_bank(datasets=("alpha",), steps=2, n_examples=50)
     assert fair.selected_single(one, paper.one_step_table(one, (PERFECT,))) is None  # no other dataset to pick on
+
+
+def test_the_registry_best_is_compared_from_its_registry_end_even_where_another_end_was_learned():
+    """Weight-Entropy is the best signal by the registry's end (lowest first) but its learned end flips on one
+    dataset, and Inhibition is the best by learned ends: RF fusion against "Weight-Entropy (lowest first)" must read
+    the lowest-first regrets on every step, in the dataset tests and in the headline claim."""
+    from core.studies import claims
+    from core.studies.dataset_tests import best_single, dataset_comparisons, registry_end
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for d in range(6):
+        for step in (1, 2, 3):
+            base = {"model": "m", "dataset": f"d{d}", "seed": 0, "step": step, "n_layers": 13 - step, "chosen_layer": 5,
+                    "top1": 0.0, "spearman": 0.1, "scoring": paper.HELD_OUT}
+            low, high = 1.0 + rng.uniform(0, 0.2), 3.0 + rng.uniform(0, 0.2)  # lowest first is WE's good end
+            learned = "highest" if d == 0 else "lowest"  # the other datasets taught "highest" for d0's fold
+            rows.append({**base, "strategy": "weight_entropy", "regret_lowest": low, "regret_highest": high,
+                         "direction": learned, "regret_points": high if learned == "highest" else low})
+            i_low, i_high = 4.0, 0.5 + rng.uniform(0, 0.2)  # Inhibition: registry lowest (bad), learned highest
+            rows.append({**base, "strategy": "inhibition", "regret_lowest": i_low, "regret_highest": i_high,
+                         "direction": "highest", "regret_points": i_high})
+            rows.append({**base, "strategy": "rf_fusion", "regret_points": 2.0 + rng.uniform(0, 0.2)})
+            rows.append({**base, "strategy": "random", "regret_points": 2.5})
+            rows.append({**base, "strategy": paper.NOISE_FLOOR, "regret_points": 0.4})
+    table = pd.DataFrame(rows)
+    assert best_single(table) == "inhibition" and best_single(table, "registry") == "weight_entropy"
+    scored = registry_end(table, "weight_entropy")
+    we = scored[scored["strategy"] == "weight_entropy"]
+    assert (we["regret_points"] == we["regret_lowest"]).all() and (we["direction"] == "lowest").all()
+    assert scored[scored["strategy"] != "weight_entropy"].equals(table[table["strategy"] != "weight_entropy"])
+
+    tests = dataset_comparisons(table)
+    row = tests[(tests["a"] == "rf_fusion") & (tests["b"] == "weight_entropy")]
+    assert len(row) == 1  # compared although its learned end is not the registry's everywhere
+    per_dataset = (we.groupby("dataset")["regret_lowest"].mean()
+                   - table[table["strategy"] == "rf_fusion"].groupby("dataset")["regret_points"].mean())
+    assert row["estimate"].iloc[0] == pytest.approx(per_dataset.mean())  # lowest first on d0 too: about -1
+    assert row["estimate"].iloc[0] < -0.7
+    text = claims._rf_lowest(table)["ours"]
+    we_part = text.split("Against Weight-Entropy (the registry's a-priori best, lowest first): ")[1].split(". ")[0]
+    assert we_part.startswith(f"Weight-Entropy − RF fusion = {per_dataset.mean():+.2f}")

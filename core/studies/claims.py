@@ -15,7 +15,7 @@ import pandas as pd
 from core.pruning.config import FUSION
 from core.signals import get_info
 from core.stats import Interval, beyond_noise, win_count
-from core.studies.dataset_tests import DatasetComparison, best_single, compare, comparison_text
+from core.studies.dataset_tests import DatasetComparison, best_single, compare, comparison_text, registry_end
 from core.studies.full_path import KD_VS_TEACHER, seed_span
 from core.studies.regret import (
     NOISE_FLOOR,
@@ -205,7 +205,8 @@ def _rf_lowest(table: pd.DataFrame) -> Claim:
         others.append((apriori, f"{_name(apriori)} (the registry's a-priori best, {get_info(apriori).direction} "
                                 "first)"))
     for other, label in (*others, ("random", "random")):
-        c = compare(table, "rf_fusion", other) if other else None
+        scored = registry_end(table, apriori) if apriori is not None and other == apriori != best else table
+        c = compare(scored, "rf_fusion", other) if other else None
         if c is None:
             continue
         text += f"Against {label}: {comparison_text(c, 'RF fusion', _name(str(other)))}. "

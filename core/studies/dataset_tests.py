@@ -50,10 +50,20 @@ def best_single(table: pd.DataFrame, rule: str = "learned") -> str | None:
     return str(per.idxmin())
 
 
-def _scored_at_registry_end(table: pd.DataFrame, key: str) -> bool:
-    """Whether every row of signal ``key`` was scored from the registry's end (learned = a priori everywhere)."""
-    rows = table[table["strategy"] == key]
-    return "direction" not in rows.columns or bool((rows["direction"] == get_info(key).direction).all())
+def registry_end(table: pd.DataFrame, key: str) -> pd.DataFrame:
+    """``table`` with signal ``key`` scored from the registry's a-priori end on every row (its ``regret_lowest`` or
+    ``regret_highest`` as ``regret_points``, ``direction`` the registry's), whatever end was learned: what comparing
+    against "the best single signal by the registry's end" must read. Unchanged without both columns (a table
+    scored before directions were learned is at the registry's end already)."""
+    if not {"regret_lowest", "regret_highest"} <= set(table.columns):
+        return table
+    end = get_info(key).direction
+    rows = table["strategy"] == key
+    out = table.copy()
+    out.loc[rows, "regret_points"] = out.loc[rows, f"regret_{end}"]
+    if "direction" in out.columns:
+        out.loc[rows, "direction"] = end
+    return out
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,7 @@ def dataset_comparisons(table: pd.DataFrame) -> pd.DataFrame:
     """The comparisons the paper check's claims rest on, per model: RF fusion, LR fusion and the best single signal
     against each other, against random (its expectation), against the noise floor, and RF against the two
     published baselines and against the best single signal by the registry's a-priori end when that is another
-    signal whose learned end is the registry's (so its rows are that rule's). One row per comparison
+    signal, scored from that end on every step (:func:`registry_end`). One row per comparison
     (:func:`compare`); ``best_single`` and ``best_apriori`` name the two signals."""
     rows: list[dict[str, str | int | float | None]] = []
     if table.empty or not {"model", "strategy", "regret_points"} <= set(table.columns):
@@ -160,11 +170,11 @@ def dataset_comparisons(table: pd.DataFrame) -> pd.DataFrame:
         pairs += [(a, "random") for a in keys]
         pairs += [(a, NOISE_FLOOR) for a in (*keys, "random")]
         pairs += [("rf_fusion", b) for b in ("block_influence", "top_down")]
-        if apriori is not None and apriori != best and _scored_at_registry_end(t, apriori):
+        if apriori is not None and apriori != best:  # scored from the registry's end, whatever was learned
             pairs += [("rf_fusion", apriori)] + ([(best, apriori)] if best is not None else [])
         for a, b in pairs:
             if a in present and b in present and a != b:
-                c = compare(t, a, b)
+                c = compare(registry_end(t, apriori) if apriori in (a, b) and apriori != best else t, a, b)
                 if c is not None:
                     rows.append({"model": str(model), "best_single": best, "best_apriori": apriori, **c.row()})
     return pd.DataFrame(rows)
