@@ -379,8 +379,8 @@ def test_a_run_whose_teacher_was_trained_on_older_splits_is_refused(run, loaded,
     assert load_run(store, rid).teacher_key == loaded.teacher_key  # today's splits: opens from the private cache
     meta = json.loads(own_cache.read_text())
     rewrite(own_cache, split_version=SPLIT_VERSION - 1, task={**meta["task"], "fingerprint": "drawn-by-older-rules"})
-    with pytest.raises(PlaygroundError, match=rf"Run {rid} cannot be opened: it and its teacher were trained on splits "
-                                              rf"of version {SPLIT_VERSION - 1} \(today's are version {SPLIT_VERSION}\)"):
+    said = rf"Run {rid} cannot be opened: it and its teacher were trained on splits of version {SPLIT_VERSION - 1} "
+    with pytest.raises(PlaygroundError, match=said + rf"\(today's are version {SPLIT_VERSION}\)"):
         load_run(store, rid)
     rewrite(own_cache, split_version=None)  # no version recorded: the fingerprint alone tells
     with pytest.raises(PlaygroundError, match=r"trained on a different split of the data \(older split rules"):
