@@ -14,7 +14,7 @@ from core.jobs.execute import execute_run
 from core.lesson.readings import PRESETS, make_readings, write_readings
 from core.runs.pack_make import PackSelection, make_pack
 from core.runs.store import RunStore
-from tests.packs import tiny_config
+from tests.packs import made_once, tiny_config
 
 STRATEGIES = ("rf_fusion", "oracle", "weight_entropy", "top_down")
 
@@ -56,3 +56,10 @@ def make_lesson_pack(root: Path) -> LessonPack:
     loaded = load_run(store, ids["rf_fusion"])
     write_readings(make_readings(loaded, PRESETS["keywords"], "test"), root / "readings")
     return LessonPack(store.root, root / "pack", root / "bank", root / "readings", ids)
+
+
+
+def shared_lesson_pack(tmp_path_factory) -> LessonPack:
+    """The lesson pack made once per test session (:func:`tests.packs.made_once`; about 25 s): the lesson's test
+    files only read its pack, bank and readings (a test that serves the store copies it first)."""
+    return made_once(tmp_path_factory, "lesson", make_lesson_pack)

@@ -4,7 +4,12 @@ fp32, then packed by ``core.runs.pack_make.make_pack`` (what ``scripts/make_pack
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -18,6 +23,7 @@ from core.train import DistillConfig
 #: the strategies of the test pack (a fusion run with SHAP values, the oracle, a fixed order)
 STRATEGIES = ("rf_fusion", "oracle", "top_down")
 ANY = PackSelection(datasets=None, strategies=None, seeds=None)
+T = TypeVar("T")
 
 
 def tiny_config(strategy: str) -> dict:
@@ -50,3 +56,21 @@ def make_tiny_pack(root: Path) -> tuple[Path, Path, dict[str, str]]:
     ids = make_tiny_store(store)
     make_pack(store, pack, ANY)
     return store, pack, ids
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], T]) -> T:
+    """``make(folder)`` once per test session: under pytest-xdist the workers share the session's temporary folder
+    (the parent of each worker's own); the first worker to take the lock makes it there and the others read what it
+    returned (pickled) once it is done. Only for what the tests read and never change. Without xdist, each call
+    makes its own."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return make(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent / f"{name}-shared"
+    root.mkdir(exist_ok=True)
+    done = root / "made.pickle"
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when ``make`` fails
+        if not done.exists():
+            made = make(root)
+            done.write_bytes(pickle.dumps(made))
+    return pickle.loads(done.read_bytes())

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from core.lesson import course, guesses, reference
 from core.lesson.readings import MANIFEST_FILE, ReadingsError, file_name, load_readings, parse_readings
 from core.runs.record import Run, RunStatus
-from tests.lesson_pack import LessonPack, make_lesson_pack
+from tests.lesson_pack import LessonPack, shared_lesson_pack
 from tests.test_app_pages import assert_clean, texts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ N_CHAPTERS = 10
 
 @pytest.fixture(scope="module")
 def lesson_pack(tmp_path_factory) -> LessonPack:
-    return make_lesson_pack(tmp_path_factory.mktemp("lesson"))
+    return shared_lesson_pack(tmp_path_factory)
 
 
 @pytest.fixture()

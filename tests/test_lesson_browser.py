@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from core.lesson.readings import PRESETS
-from tests.lesson_pack import LessonPack, make_lesson_pack
+from tests.lesson_pack import LessonPack, shared_lesson_pack
 from tests.test_browser import no_exception, reran, screenshot, settled, streamlit_server
 
 pytestmark = pytest.mark.browser
@@ -25,7 +25,7 @@ INTERVAL = re.compile(r"\[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]")
 
 @pytest.fixture(scope="module")
 def lesson_pack(tmp_path_factory) -> LessonPack:
-    return make_lesson_pack(tmp_path_factory.mktemp("lesson"))
+    return shared_lesson_pack(tmp_path_factory)
 
 
 @pytest.fixture()

@@ -18,14 +18,14 @@ from core.runs.pack import MANIFEST_FILE, PackError, ReadOnlyRunError, StoreWith
 from core.runs.pack_check import check_pack, check_run
 from core.runs.pack_make import PackRefused, make_pack
 from core.runs.store import RunStore
-from tests.packs import ANY, make_tiny_pack
+from tests.packs import ANY, made_once, make_tiny_pack
 from tests.scripts import load_script
 from tests.test_app_pages import assert_clean, chart_titles, page, texts
 
 
 @pytest.fixture(scope="module")
 def tiny_pack(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
-    return make_tiny_pack(tmp_path_factory.mktemp("pack"))
+    return made_once(tmp_path_factory, "pack", make_tiny_pack)
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packs import make_tiny_pack
+from tests.packs import made_once, make_tiny_pack
 from tests.test_browser import PAGES, no_exception, open_page, screenshot, settled, streamlit_server
 
 pytestmark = pytest.mark.browser
@@ -26,7 +26,7 @@ CONTENT = {"signals": ("[data-testid='stPlotlyChart']", 2), "fusion": ("[data-te
 
 @pytest.fixture(scope="module")
 def tiny_pack(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
-    return make_tiny_pack(tmp_path_factory.mktemp("pack"))
+    return made_once(tmp_path_factory, "pack", make_tiny_pack)
 
 
 def _wait_count(page, selector: str, at_least: int, timeout_ms: int = 60_000) -> None:
