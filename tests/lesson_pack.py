@@ -58,7 +58,6 @@ def make_lesson_pack(root: Path) -> LessonPack:
     return LessonPack(store.root, root / "pack", root / "bank", root / "readings", ids)
 
 
-
 def shared_lesson_pack(tmp_path_factory) -> LessonPack:
     """The lesson pack made once per test session (:func:`tests.packs.made_once`; about 25 s): the lesson's test
     files only read its pack, bank and readings (a test that serves the store copies it first)."""

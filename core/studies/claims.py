@@ -201,12 +201,13 @@ def _rf_lowest(table: pd.DataFrame) -> Claim:
             + f"random, expected over the candidates: {mean('random')}). ")
     out: Claim = {"noise": "within noise"}
     others: list[tuple[str | None, str]] = [(best, _name(best) if best else "")]
+    at_end = table  # the a-priori best is compared from the registry's end, whatever was learned
     if apriori is not None and apriori != best:
         others.append((apriori, f"{_name(apriori)} (the registry's a-priori best, {get_info(apriori).direction} "
                                 "first)"))
+        at_end = registry_end(table, apriori)
     for other, label in (*others, ("random", "random")):
-        scored = registry_end(table, apriori) if apriori is not None and other == apriori != best else table
-        c = compare(scored, "rf_fusion", other) if other else None
+        c = compare(at_end if other == apriori else table, "rf_fusion", other) if other else None
         if c is None:
             continue
         text += f"Against {label}: {comparison_text(c, 'RF fusion', _name(str(other)))}. "

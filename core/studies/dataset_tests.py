@@ -170,11 +170,13 @@ def dataset_comparisons(table: pd.DataFrame) -> pd.DataFrame:
         pairs += [(a, "random") for a in keys]
         pairs += [(a, NOISE_FLOOR) for a in (*keys, "random")]
         pairs += [("rf_fusion", b) for b in ("block_influence", "top_down")]
-        if apriori is not None and apriori != best:  # scored from the registry's end, whatever was learned
+        at_end = t  # the a-priori best's pairs read it from the registry's end, whatever was learned
+        if apriori is not None and apriori != best:
             pairs += [("rf_fusion", apriori)] + ([(best, apriori)] if best is not None else [])
+            at_end = registry_end(t, apriori)
         for a, b in pairs:
             if a in present and b in present and a != b:
-                c = compare(registry_end(t, apriori) if apriori in (a, b) and apriori != best else t, a, b)
+                c = compare(at_end if apriori in (a, b) else t, a, b)
                 if c is not None:
                     rows.append({"model": str(model), "best_single": best, "best_apriori": apriori, **c.row()})
     return pd.DataFrame(rows)
