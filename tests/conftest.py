@@ -199,9 +199,11 @@ def browser():
 
 
 #: the test files that take longest, longest first (per-file sums of pytest's --junitxml times on 2 cores, quiet
-#: machine, 2026-12-07): pytest-xdist's --dist loadfile hands files out in collection order, so the long ones go
-#: first and the many short ones fill in at the end, instead of one long file running alone while the other
-#: process idles (measured: 554 s in alphabetical order, 509 s with a first guess at this list, 480 s quiet)
+#: machine, 2026-12-07): with ``--no-loadscope-reorder`` (scripts/test.sh) pytest-xdist's --dist loadfile hands files
+#: out in collection order, so the long ones go first and the many short ones fill in at the end, instead of one long
+#: file running alone while the other process idles. Without that flag xdist sorts files by their number of tests and
+#: this list only breaks ties: the one-test Ray file (about a minute) went out among the last (the earlier timings
+#: quoted here, 554 s then 509 s, were measured that way, so their difference was the machine, not this list)
 SLOW_FIRST = ("test_lesson_browser.py", "test_browser.py", "test_job_queue.py", "test_pack_browser.py",
               "test_studies_ray.py", "test_deploy.py", "test_architecture.py", "test_app_pages.py", "test_studies.py",
               "test_trust.py", "test_pack.py", "test_benchmarks.py", "test_lesson.py", "test_study_pages.py",
