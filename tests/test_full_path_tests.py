@@ -94,6 +94,28 @@ def test_sign_flip_over_dataset_means_on_a_known_case(tmp_path):
             assert isinstance(r["power"], str) and "datasets" in r["power"]
 
 
+def test_a_datasets_seeds_are_averaged_before_the_test_over_datasets(tmp_path):
+    """Seeds land one tree at a time, so datasets carry 1 or 2 seeds for a while: a dataset's seeds are averaged
+    first (4 datasets weigh the same, d0's two seeds half each), the rows say 1-2 seeds, and the power statement
+    uses the seed variance the repeated dataset measured."""
+    store = RunStore(tmp_path / "store")
+    for d, seed, extra in ((0, 0, 0), (0, 1, 10), (1, 0, 0), (2, 0, 0), (3, 0, 0)):
+        teacher = ones(wrong=5)
+        add_run(store, "rf_fusion", teacher, ones(wrong=10), ones(wrong=10), dataset=f"d{d}", seed=seed,
+                teacher_key=f"tk{d}{seed}")
+        add_run(store, "random", teacher, ones(wrong=10), ones(wrong=30 + extra), dataset=f"d{d}", seed=seed,
+                teacher_key=f"tk{d}{seed}")
+    full, outcomes = fpo.collect(store, tmp_path / "nothing", fresh_only=True)
+    tests, trees = fpt.full_path_tests(full, outcomes, permutations=200)
+    per = trees[(trees["stage"] == "after_kd") & (trees["a"] == "rf_fusion") & (trees["b"] == "random")]
+    assert sorted(per["estimate"].round(6)) == [10.0, 10.0, 10.0, 10.0, 15.0]  # d0 seed 1: random wrong on 10 more rows
+    r = tests[(tests["stage"] == "after_kd") & (tests["a"] == "rf_fusion") & (tests["b"] == "random")].iloc[0]
+    assert r["estimate"] == pytest.approx((12.5 + 10 + 10 + 10) / 4)  # not the mean of the 5 trees (11.0)
+    assert (r["trees"], r["datasets"], r["seeds"], r["seeds_max"]) == (5, 4, 1, 2)
+    assert r["sign_flip_p"] == pytest.approx(0.125) and r["favour_a"] == 4 and r["verdict"] == "within noise"
+    assert "5 tree(s): 4 dataset(s) × 1-2 seed(s)" in fpt._trees_text(r)
+
+
 def test_a_run_with_another_teacher_is_kept_apart_not_paired(tmp_path):
     """The pack's runs of a tree join the store's only when their teacher is the same: one changed teacher
     prediction makes them two groups, said per run, and no comparison crosses them."""
