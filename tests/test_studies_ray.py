@@ -21,10 +21,15 @@ def local_ray():
     ray = pytest.importorskip("ray")
     from core.studies.execute import ray_runtime_env
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=ray_runtime_env(None))
-    yield ray
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "disabled"))
+        # Ray starts its workers at nice 15 (RAY_worker_niceness): beside the test runner's other process (nice 0)
+        # they got a sliver of a core and this test took 50-120 s; a cluster, and `core study run --ray`, keep
+        # Ray's default
+        env.setenv("RAY_worker_niceness", "0")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=ray_runtime_env(None))
+        yield ray
+        ray.shutdown()
 
 
 def test_ray_executor_matches_local_and_retries_a_killed_worker(tmp_path, local_ray):
