@@ -167,6 +167,10 @@ def test_variance_components_and_the_power_estimate():
     assert small.needed[2] is None or small.needed[2] > s.needed[2]
     assert datasets_needed(variance_components([[0.0, 0.0], [0.0, 0.0]]), 2) is None
     assert "one-way random-effects ANOVA of 4 datasets × 2 seeds" in s.text()
+    # while seeds land one dataset at a time, the text says the range, not the smallest count alone
+    uneven = power_statement([[1.0, 1.2], [0.5], [2.0], [0.1]], (1, 3))
+    assert (uneven.components.seeds, uneven.components.seeds_max) == (1, 2)
+    assert "ANOVA of 4 datasets × 1-2 seeds" in uneven.text()
 
 
 def test_reference_files_carry_directions_and_dataset_tests(tmp_path):

@@ -82,13 +82,20 @@ def sign_flip_test(differences: Sequence[float] | np.ndarray, *, seed: int = 0) 
 class Components:
     """A difference measured per (dataset, seed): its grand ``mean`` (of dataset means), the between-dataset
     variance ``dataset_var`` and the between-seed (within-dataset) variance ``seed_var``, from ``datasets`` and
-    ``seeds`` (per dataset: the smallest count)."""
+    ``seeds`` (per dataset: the smallest count; ``seeds_max`` the largest, where the counts differ)."""
 
     mean: float
     dataset_var: float
     seed_var: float
     datasets: int
     seeds: int
+    seeds_max: int | None = None
+
+    @property
+    def seeds_text(self) -> str:
+        """"2 seeds", or "1-2 seeds" while some datasets have fewer seeds than others."""
+        top = self.seeds_max if self.seeds_max is not None else self.seeds
+        return f"{self.seeds}-{top} seeds" if top > self.seeds else f"{self.seeds} seed{'s' if self.seeds > 1 else ''}"
 
     def se(self, datasets: int, seeds: int) -> float:
         """The standard error of the mean over ``datasets`` dataset means, each over ``seeds`` seeds."""
@@ -110,11 +117,11 @@ def variance_components(values: Sequence[Sequence[float]]) -> Components:
     within_df = total - k
     ms_within = float(sum(((g - g.mean()) ** 2).sum() for g in groups) / within_df) if within_df > 0 else 0.0
     if k < 2:
-        return Components(float(means.mean()), 0.0, ms_within, k, int(sizes.min()))
+        return Components(float(means.mean()), 0.0, ms_within, k, int(sizes.min()), int(sizes.max()))
     ms_between = float(np.sum(sizes * (means - grand) ** 2) / (k - 1))
     n0 = (total - np.sum(sizes ** 2) / total) / (k - 1)
     dataset_var = max(0.0, float((ms_between - ms_within) / n0))
-    return Components(float(means.mean()), dataset_var, ms_within, k, int(sizes.min()))
+    return Components(float(means.mean()), dataset_var, ms_within, k, int(sizes.min()), int(sizes.max()))
 
 
 def t_power(effect: float, se: float, datasets: int, alpha: float = ALPHA) -> float:
@@ -170,7 +177,7 @@ class PowerStatement:
         return (f"{head} (80 % power, 5 % two-sided t-test over dataset means): an estimate taking the observed "
                 f"difference ({c.mean:+.2f} {unit}) and variances (between datasets sd {dataset_sd}, between seeds "
                 f"sd {math.sqrt(c.seed_var):.2f}; one-way random-effects ANOVA of {c.datasets} datasets × "
-                f"{seeds(c.seeds)}) as the true ones")
+                f"{c.seeds_text}) as the true ones")
 
 
 def short_power(needed: dict[int, int | None]) -> str:
