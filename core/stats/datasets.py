@@ -78,6 +78,13 @@ def sign_flip_test(differences: Sequence[float] | np.ndarray, *, seed: int = 0) 
     return SignFlip(float(x.mean()), float(min(1.0, res.pvalue)), n, pos, neg, exact)
 
 
+def seed_words(low: int, high: int | None = None) -> str:
+    """"1 seed", "3 seeds", or "1-2 seeds" when ``high`` (the largest count per dataset) exceeds ``low``."""
+    if high is not None and high > low:
+        return f"{low}-{high} seeds"
+    return f"{low} seed{'s' if low > 1 else ''}"
+
+
 @dataclass(frozen=True)
 class Components:
     """A difference measured per (dataset, seed): its grand ``mean`` (of dataset means), the between-dataset
@@ -94,8 +101,7 @@ class Components:
     @property
     def seeds_text(self) -> str:
         """"2 seeds", or "1-2 seeds" while some datasets have fewer seeds than others."""
-        top = self.seeds_max if self.seeds_max is not None else self.seeds
-        return f"{self.seeds}-{top} seeds" if top > self.seeds else f"{self.seeds} seed{'s' if self.seeds > 1 else ''}"
+        return seed_words(self.seeds, self.seeds_max)
 
     def se(self, datasets: int, seeds: int) -> float:
         """The standard error of the mean over ``datasets`` dataset means, each over ``seeds`` seeds."""
@@ -160,10 +166,7 @@ class PowerStatement:
 
     def text(self, unit: str = "points") -> str:
         c = self.components
-
-        def seeds(n: int) -> str:
-            return f"{n} seed{'s' if n > 1 else ''}"
-        found = [f"{d} datasets × {seeds(s)}" for s, d in self.needed.items() if d is not None]
+        found = [f"{d} datasets × {seed_words(s)}" for s, d in self.needed.items() if d is not None]
         never = [str(s) for s, d in self.needed.items() if d is None]
         if found:
             head = "would be separated at about " + ", or ".join(found)
@@ -186,11 +189,10 @@ def short_power(needed: dict[int, int | None]) -> str:
     found = [(s, d) for s, d in needed.items() if d is not None]
     if not found:
         return f"would need more than {MAX_DATASETS} datasets to be separated (a power estimate)"
-    def seeds(n: int) -> str:
-        return f"{n} seed{'s' if n > 1 else ''}"
     (s0, d0), rest = found[0], found[1:]
-    more = ", ".join(f"{d} × {seeds(s)}" for s, d in rest)
-    return f"would be separated at about {d0} datasets × {seeds(s0)} ({more + '; ' if more else ''}a power estimate)"
+    more = ", ".join(f"{d} × {seed_words(s)}" for s, d in rest)
+    return (f"would be separated at about {d0} datasets × {seed_words(s0)} "
+            f"({more + '; ' if more else ''}a power estimate)")
 
 
 def power_statement(values: Sequence[Sequence[float]], seeds: Sequence[int] = (2, 3, 5)) -> PowerStatement:
