@@ -42,7 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.fusion.bank import load_bank, load_outcomes, merge_outcomes, write_bank  # noqa: E402
+from core.fusion.bank import load_bank, load_outcomes  # noqa: E402
+from core.fusion.bank_build import merge_outcomes, write_bank  # noqa: E402
 from core.studies.config import StudyConfig  # noqa: E402
 
 

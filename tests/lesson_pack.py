@@ -39,7 +39,7 @@ def _run(store: RunStore, strategy: str, seed: int = 0) -> str:
 
 
 def make_lesson_pack(root: Path) -> LessonPack:
-    from core.fusion.bank import bank_rows_from_store, outcomes_from_store, write_bank
+    from core.fusion.bank_build import bank_rows_from_store, outcomes_from_store, write_bank
     from core.playground import load_run
 
     store = RunStore(root / "store")

@@ -10,6 +10,7 @@ import pytest
 
 from core.config import DataConfig
 from core.fusion import bank as B
+from core.fusion import bank_build as BB
 from core.jobs.execute import execute_run
 from core.pruning.config import PruneConfig
 from core.runs.store import RunStore
@@ -31,7 +32,7 @@ def bank_rows(tmp_path_factory) -> pd.DataFrame:
     """Bank rows of a tiny oracle-path run, plus copies standing in for two other datasets."""
     store = RunStore(tmp_path_factory.mktemp("bankstore"))
     _run(store)
-    rows = B.bank_rows_from_store(store, code_version="test")
+    rows = BB.bank_rows_from_store(store, code_version="test")
     assert len(rows) == 12 + 11  # two steps: 12 then 11 remaining layers
     others = [rows.assign(dataset=name, run_id=rows["run_id"] + "-" + name) for name in ("trec", "bbc-news")]
     return pd.concat([rows, *others], ignore_index=True)
@@ -47,7 +48,7 @@ def test_bank_rows_carry_provenance(bank_rows):
 
 
 def test_bank_round_trip_and_coverage(tmp_path, bank_rows):
-    manifest = B.write_bank(bank_rows, tmp_path, study_file="data/studies/bank.toml")
+    manifest = BB.write_bank(bank_rows, tmp_path, study_file="data/studies/bank.toml")
     assert manifest["rows"] == len(bank_rows) and manifest["version"] == B.VERSION
     bank = B.load_bank(tmp_path)
     assert len(bank.rows) == len(bank_rows) and bank.source == f"bank v{B.VERSION}"
@@ -57,17 +58,17 @@ def test_bank_round_trip_and_coverage(tmp_path, bank_rows):
 
 def test_a_bank_grows_path_by_path_over_sessions(tmp_path, bank_rows):
     first = bank_rows[bank_rows["dataset"] != "bbc-news"]
-    B.write_bank(first, tmp_path)
+    BB.write_bank(first, tmp_path)
     # a later session re-ran trec (new numbers) and added bbc-news; keywords it never touched stays
     redo = bank_rows[bank_rows["dataset"].isin(["trec", "bbc-news"])].assign(
         oracle_accuracy=lambda f: f["oracle_accuracy"] * 0.5)
-    grown = B.merge_rows(B.load_bank(tmp_path).rows, redo)
+    grown = BB.merge_rows(B.load_bank(tmp_path).rows, redo)
     assert len(grown) == len(bank_rows)
     by = grown.groupby("dataset")["oracle_accuracy"].sum()
     base = bank_rows.groupby("dataset")["oracle_accuracy"].sum()
     assert by["keywords"] == pytest.approx(base["keywords"])
     assert by["trec"] == pytest.approx(base["trec"] * 0.5) and by["bbc-news"] == pytest.approx(base["bbc-news"] * 0.5)
-    B.write_bank(grown, tmp_path)
+    BB.write_bank(grown, tmp_path)
     assert len(B.load_bank(tmp_path).rows) == len(bank_rows)
 
 
@@ -81,7 +82,7 @@ def test_a_bank_grows_path_by_path_over_sessions(tmp_path, bank_rows):
     ("consistent_but_column", "are missing"),
 ])
 def test_damaged_bank_gives_the_documented_error(tmp_path, bank_rows, damage, message):
-    B.write_bank(bank_rows, tmp_path)
+    BB.write_bank(bank_rows, tmp_path)
     ppath, mpath = tmp_path / B.PROFILES_FILE, tmp_path / B.MANIFEST_FILE
     if damage == "truncate":
         ppath.write_bytes(ppath.read_bytes()[:200])
@@ -102,7 +103,7 @@ def test_damaged_bank_gives_the_documented_error(tmp_path, bank_rows, damage, me
         else:
             edited = edited.drop(columns=["oracle_loss"])
         edited.to_parquet(ppath, index=False)
-        mpath.write_text(json.dumps({**json.loads(mpath.read_text()), "sha256": B._sha256(ppath)}))
+        mpath.write_text(json.dumps({**json.loads(mpath.read_text()), "sha256": B.file_sha256(ppath)}))
     with pytest.raises(B.BankError, match=message) as err:
         B.load_bank(tmp_path)
     assert "python -m core study bank" in str(err.value)  # says what to do
@@ -116,7 +117,7 @@ def test_fresh_store_first_fusion_step_trains_on_the_bank_never_on_its_dataset(t
     from core.fusion import read_choice
 
     bank_folder = tmp_path / "bank"
-    B.write_bank(bank_rows, bank_folder)
+    BB.write_bank(bank_rows, bank_folder)
     monkeypatch.setenv("PRUNE_BANK_DIR", str(bank_folder))
     store = RunStore(tmp_path / "fresh")
     # the tiny model prunes the keyword task under the name it has in this store; the bank's "keywords" rows
@@ -154,7 +155,7 @@ def test_shipped_bank_loads_if_present():
 def test_the_paper_check_budget_is_read_from_the_bank_not_assumed(bank_rows, tmp_path):
     from core.studies import paper
 
-    B.write_bank(bank_rows, tmp_path, study_file="data/studies/bank.toml")
+    BB.write_bank(bank_rows, tmp_path, study_file="data/studies/bank.toml")
     bank = B.load_bank(tmp_path)
     summary = paper.summarise_one_step(paper.one_step_table(bank.rows, ("random", "top_down")))
     text = paper.bank_budget(bank, summary)

@@ -12,6 +12,7 @@ import pytest
 
 from core.config import DataConfig
 from core.fusion import bank as B
+from core.fusion import bank_build as BB
 from core.fusion.protocol import choose_training_rows
 from core.jobs.execute import execute_run
 from core.pruning.config import PruneConfig
@@ -29,20 +30,20 @@ def built(tmp_path_factory):
     rid = store.create_run(kind="prune", model=cfg.model, dataset=cfg.dataset, strategy=cfg.strategy,
                            config=cfg.to_dict())
     assert execute_run(store, rid) == "done", store.get_run(rid).error
-    rows = B.bank_rows_from_store(store, code_version="test")
+    rows = BB.bank_rows_from_store(store, code_version="test")
     return store, rid, rows
 
 
 def test_outcomes_companion_round_trips_and_matches_the_oracle(built, tmp_path):
     store, rid, rows = built
-    outcomes = B.outcomes_from_store(store, rows)
+    outcomes = BB.outcomes_from_store(store, rows)
     # one row per (step, removed layer, validation example): 12 + 11 layer-steps of the validation split
     n_val = outcomes["example"].nunique()
     assert 0 < n_val <= SMALL.val_cap and len(outcomes) == (12 + 11) * n_val
-    manifest = B.write_bank(rows, tmp_path, outcomes=outcomes)
+    manifest = BB.write_bank(rows, tmp_path, outcomes=outcomes)
     entry = manifest["outcomes"]
     assert entry["rows"] == len(outcomes) and entry["layer_steps"] == 23 and entry["steps"] == 2
-    assert entry["sha256"] == B._sha256(tmp_path / B.OUTCOMES_FILE)
+    assert entry["sha256"] == B.file_sha256(tmp_path / B.OUTCOMES_FILE)
     bank = B.load_bank(tmp_path)
     back = B.load_outcomes(tmp_path, bank)
     assert list(back.columns) == list(B.OUTCOME_COLUMNS)
@@ -63,7 +64,7 @@ def test_the_companion_is_compact(tmp_path):
     from tests.paper_synthetic import synthetic_bank
 
     rows, outcomes = synthetic_bank(n_examples=1000)
-    entry = B.write_bank(rows, tmp_path, outcomes=outcomes)["outcomes"]
+    entry = BB.write_bank(rows, tmp_path, outcomes=outcomes)["outcomes"]
     per_row = entry["bytes"] / entry["rows"]
     print(f"{entry['bytes']:,} bytes for {entry['rows']:,} rows: {per_row:.2f} bytes per example, "
           f"{entry['bytes_per_layer_step'] / 1e3:.1f} kB per layer-step of 1,000 examples")
@@ -72,7 +73,7 @@ def test_the_companion_is_compact(tmp_path):
 
 def test_a_damaged_companion_is_refused_and_a_bank_without_one_says_so(built, tmp_path):
     store, rid, rows = built
-    B.write_bank(rows, tmp_path, outcomes=B.outcomes_from_store(store, rows))
+    BB.write_bank(rows, tmp_path, outcomes=BB.outcomes_from_store(store, rows))
     path = tmp_path / B.OUTCOMES_FILE
     edited = pd.read_parquet(path)
     edited.loc[0, "correct"] = 1 - edited.loc[0, "correct"]
@@ -80,30 +81,30 @@ def test_a_damaged_companion_is_refused_and_a_bank_without_one_says_so(built, tm
     with pytest.raises(B.BankError, match="does not match the checksum"):
         B.load_outcomes(tmp_path)
     # rewritten without outcomes: the old companion goes, the manifest names none
-    manifest = B.write_bank(rows, tmp_path)
+    manifest = BB.write_bank(rows, tmp_path)
     assert "outcomes" not in manifest and not path.exists()
     assert B.load_outcomes(tmp_path) is None and B.load_bank(tmp_path).outcomes is None
     # an outcome block whose accuracy disagrees with its profile cannot be written
-    bad = B.outcomes_from_store(store, rows)
+    bad = BB.outcomes_from_store(store, rows)
     bad.loc[bad.index[0], "correct"] = 1 - bad.loc[bad.index[0], "correct"]
     with pytest.raises(B.BankError, match="differs from its profile"):
-        B.write_bank(rows, tmp_path, outcomes=bad)
+        BB.write_bank(rows, tmp_path, outcomes=bad)
 
 
 def test_growing_keeps_the_outcomes_of_paths_the_new_store_did_not_rerun(built, tmp_path):
     store, rid, rows = built
-    outcomes = B.outcomes_from_store(store, rows)
+    outcomes = BB.outcomes_from_store(store, rows)
     other_rows = rows.assign(dataset="trec", run_id=rows["run_id"] + "-trec")
     other_out = outcomes.assign(run_id=outcomes["run_id"] + "-trec")
-    B.write_bank(pd.concat([rows, other_rows], ignore_index=True), tmp_path,
+    BB.write_bank(pd.concat([rows, other_rows], ignore_index=True), tmp_path,
                  outcomes=pd.concat([outcomes, other_out], ignore_index=True))
     old = B.load_bank(tmp_path)
     # a later session re-ran keywords only, in a store without outcomes (an older run): keywords loses its
     # outcomes, trec keeps its own
-    grown = B.merge_rows(old.rows, rows.assign(run_id=rows["run_id"] + "-again"))
-    kept = B.merge_outcomes(B.load_outcomes(tmp_path, old), None, grown)
+    grown = BB.merge_rows(old.rows, rows.assign(run_id=rows["run_id"] + "-again"))
+    kept = BB.merge_outcomes(B.load_outcomes(tmp_path, old), None, grown)
     assert set(kept["run_id"]) == {rid + "-trec"}
-    manifest = B.write_bank(grown, tmp_path, outcomes=kept)
+    manifest = BB.write_bank(grown, tmp_path, outcomes=kept)
     assert manifest["outcomes"]["layer_steps"] == 23 and manifest["rows"] == 46
 
 
@@ -149,7 +150,7 @@ def test_weak_teacher_profiles_never_train_a_ranker(built, tmp_path, monkeypatch
     # the bank is built only from runs with a sound teacher
     store.update_summary(rid, {"weak_teacher": True})
     try:
-        assert B.bank_rows_from_store(store, code_version="t").empty
+        assert BB.bank_rows_from_store(store, code_version="t").empty
     finally:
         store.update_summary(rid, {"weak_teacher": False})
 
@@ -176,7 +177,7 @@ def test_a_study_grown_bank_carries_outcomes_and_the_paper_check_scores_held_out
     # two more datasets (copies under other names) so that fusion is scored leave-one-dataset-out
     extra_rows = [rows.assign(dataset=d, run_id=rows["run_id"] + d) for d in ("trec", "bbc-news")]
     extra_out = [outcomes.assign(run_id=outcomes["run_id"] + d) for d in ("trec", "bbc-news")]
-    B.write_bank(pd.concat([rows[list(B.COLUMNS)], *[r[list(B.COLUMNS)] for r in extra_rows]], ignore_index=True),
+    BB.write_bank(pd.concat([rows[list(B.COLUMNS)], *[r[list(B.COLUMNS)] for r in extra_rows]], ignore_index=True),
                  bank, outcomes=pd.concat([outcomes, *extra_out], ignore_index=True))
     out = tmp_path / "reference"
     assert main(["paper", "--bank", str(bank), "--out", str(out)]) == 0
@@ -195,7 +196,7 @@ def test_a_store_holding_a_path_twice_banks_only_the_newest_run(built):
     finished run is banked (never two runs of one path)."""
     _, rid, rows = built
     older = rows.assign(run_id="older-run", oracle_accuracy=0.0)
-    kept = B._newest_per_path([rows, older], {rid: 200.0, "older-run": 100.0})
+    kept = BB._newest_per_path([rows, older], {rid: 200.0, "older-run": 100.0})
     assert len(kept) == 1 and kept[0]["run_id"].iloc[0] == rid
-    kept = B._newest_per_path([rows, older], {rid: 100.0, "older-run": 200.0})
+    kept = BB._newest_per_path([rows, older], {rid: 100.0, "older-run": 200.0})
     assert kept[0]["run_id"].iloc[0] == "older-run"

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from core.fusion import bank as B
+from core.fusion import bank_build as BB
 from core.fusion import features as F
 from core.oracle import KL_TO_CURRENT, best_layer, compute_oracle, upgrade_oracle_table
 from tests.paper_synthetic import synthetic_bank
@@ -41,12 +42,12 @@ def test_profiles_of_old_and_new_runs_concatenated_keep_one_kl_column():
 
 def _old_named_bank(folder, rows: pd.DataFrame) -> None:
     """A bank written by the code before the rename: the profile column ``oracle_kl``, its checksum matching."""
-    B.write_bank(rows, folder)
+    BB.write_bank(rows, folder)
     path = folder / B.PROFILES_FILE
     table = pd.read_parquet(path).rename(columns={F.ORACLE_KL: "oracle_kl"})
     table.to_parquet(path, index=False)
     manifest = json.loads((folder / B.MANIFEST_FILE).read_text())
-    manifest["sha256"] = B._sha256(path)
+    manifest["sha256"] = B.file_sha256(path)
     (folder / B.MANIFEST_FILE).write_text(json.dumps(manifest))
 
 
@@ -60,12 +61,12 @@ def test_bank_kl_names_round_trip(tmp_path):
     assert F.ORACLE_KL in loaded.rows.columns and "oracle_kl" not in loaded.rows.columns
     assert np.allclose(loaded.rows[F.ORACLE_KL], rows[F.ORACLE_KL])
     again = tmp_path / "new"
-    B.write_bank(loaded.rows[list(B.COLUMNS) + [F.ORACLE_KL]], again)
+    BB.write_bank(loaded.rows[list(B.COLUMNS) + [F.ORACLE_KL]], again)
     written = pd.read_parquet(again / B.PROFILES_FILE)
     assert F.ORACLE_KL in written.columns and "oracle_kl" not in written.columns
     assert np.allclose(B.load_bank(again).rows[F.ORACLE_KL], rows[F.ORACLE_KL])
     # growing an old bank with new rows keeps one column, every value kept
-    grown = B.merge_rows(pd.read_parquet(old / B.PROFILES_FILE), written[written["dataset"] == "beta"])
+    grown = BB.merge_rows(pd.read_parquet(old / B.PROFILES_FILE), written[written["dataset"] == "beta"])
     assert "oracle_kl" not in grown.columns and grown[F.ORACLE_KL].notna().all()
 
 
@@ -73,7 +74,7 @@ def test_the_shipped_bank_loads_and_its_two_kls_have_different_references():
     """The bank's KL is to the step's current model, the outcomes' to the original teacher: equal at step 1 (the
     current model is the teacher), apart from step 2 on. This is what the names say."""
     bank = B.load_bank(B.BANK_DIR)  # the shipped folder (the tests point PRUNE_BANK_DIR elsewhere)
-    assert bank.manifest["sha256"] == B._sha256(B.BANK_DIR / B.PROFILES_FILE)  # the shipped file is untouched
+    assert bank.manifest["sha256"] == B.file_sha256(B.BANK_DIR / B.PROFILES_FILE)  # the shipped file is untouched
     assert F.ORACLE_KL in bank.rows.columns and "oracle_kl" not in bank.rows.columns
     outcomes = B.load_outcomes(B.BANK_DIR, bank)
     if outcomes is None:

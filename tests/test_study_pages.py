@@ -328,7 +328,7 @@ def test_claims_about_fusion_say_not_measured_when_the_bank_holds_one_dataset():
 
 
 def test_home_shows_the_bank_and_the_one_step_claims_on_first_open(reference, tmp_path, monkeypatch):
-    from core.fusion.bank import write_bank
+    from core.fusion.bank_build import write_bank
 
     folder, _ = reference
     bank_folder = tmp_path / "bank"

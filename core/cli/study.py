@@ -23,19 +23,8 @@ from tqdm import tqdm
 from core.cli import paper as paper_cmd
 from core.config import ConfigError, DataConfig
 from core.data.ref import resolve_dataset_ref
-from core.fusion.bank import (
-    MANIFEST_FILE,
-    bank_dir,
-    bank_or_none,
-    bank_rows_from_store,
-    load_bank,
-    load_outcomes,
-    merge_outcomes,
-    merge_rows,
-    outcomes_from_store,
-    training_profiles,
-    write_bank,
-)
+from core.fusion.bank import MANIFEST_FILE, bank_dir, bank_or_none, load_bank, load_outcomes, training_profiles
+from core.fusion.bank_build import bank_rows_from_store, merge_outcomes, merge_rows, outcomes_from_store, write_bank
 from core.jobs.studies import refresh_study as refresh
 from core.paths import PROJECT_ROOT
 from core.pruning.config import strategy_keys

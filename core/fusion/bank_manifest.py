@@ -1,5 +1,6 @@
-"""The profile bank's manifest (``data/bank/manifest.json``) as typed records: what :func:`core.fusion.bank.write_bank`
-writes and :func:`core.fusion.bank.load_bank` hands out after checking its format, version, checksum and rows."""
+"""The profile bank's manifest (``data/bank/manifest.json``) as typed records: what
+:func:`core.fusion.bank_build.write_bank` writes and :func:`core.fusion.bank.load_bank` hands out after checking its
+format, version, checksum and rows."""
 
 from __future__ import annotations
 
