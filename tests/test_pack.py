@@ -14,9 +14,10 @@ import pytest
 from core.fusion.bank import training_profiles
 from core.pruning.narrate import StoredSteps, narrate, shap_pushes
 from core.runs import artifacts, noise
-from core.runs.pack import MANIFEST_FILE, PackError, ReadOnlyRunError, StoreWithPack, load_pack, pack_dir, table_file
+from core.runs.pack import MANIFEST_FILE, PackError, load_pack, pack_dir, table_file
 from core.runs.pack_check import check_pack, check_run
 from core.runs.pack_make import PackRefused, make_pack
+from core.runs.pack_store import ReadOnlyRunError, StoreWithPack
 from core.runs.store import RunStore
 from tests.packs import ANY, made_once, make_tiny_pack
 from tests.scripts import load_script

@@ -30,7 +30,8 @@ from core.jobs.schedule import tick
 from core.merging.verdict import BudgetVerdict, budget_verdict
 from core.paths import shown_path, store_dir
 from core.runs import artifacts, noise
-from core.runs.pack import Pack, StoreWithPack, budget_text, pack_dir, pack_or_none, pack_stamp
+from core.runs.pack import Pack, budget_text, pack_dir, pack_or_none, pack_stamp
+from core.runs.pack_store import StoreWithPack
 from core.runs.record import MergeSummary, PruneSummary, Run, summary_of
 from ui import paper_plots
 
