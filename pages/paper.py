@@ -150,8 +150,14 @@ if full_at is not None and full is not None and not full.empty:
                                       focus=focus, teacher=teacher), key=f"paper_full_{ds}")
     heat, bars = st.columns(2) if len(ds_list) <= 3 else (st.container(), st.container())
     with heat:
-        widgets.chart(pp.rank_heatmap(pp.full_rank_matrix(full_at, model), label,
-                                      "Rank after KD per dataset (1 = most accurate)"), key="paper_full_heatmap")
+        seeded = runs.groupby("dataset")["seed"].nunique().max() > 1
+        per_tree = seeded and st.toggle(
+            "One column per seed", value=True, key="paper_full_by_tree",
+            help="Each tree (dataset and seed) ranked on its own: whether a seed's winner is the next seed's too.")
+        widgets.chart(pp.rank_heatmap(pp.full_rank_matrix(full_at, model, by_tree=per_tree), label,
+                                      "Rank after KD per tree (1 = most accurate)" if per_tree else
+                                      "Rank after KD per dataset (" + ("mean over seeds; " if seeded else "")
+                                      + "1 = most accurate)"), key="paper_full_heatmap")
     with bars:
         widgets.chart(pp.strategy_bars(pp.kd_gain(full_at, model), "gain",
                                        f"After KD minus the teacher, mean over {len(ds_list)} dataset(s)",

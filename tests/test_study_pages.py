@@ -425,4 +425,9 @@ def test_a_dataset_measured_at_a_second_seed_is_averaged_and_labelled_as_a_seed_
     m = paper_plots.full_rank_matrix(full, "e5-small")
     assert m.loc["rf_fusion", "trec"] == 2 and m.loc["lr_fusion", "trec"] == 2.5
     assert "2.5" in [t for row in paper_plots.rank_heatmap(m).data[0].text for t in row]
+    trees = paper_plots.full_rank_matrix(full, "e5-small", by_tree=True)  # a seed's own winner shows
+    assert trees.loc["rf_fusion", ("trec", 0)] == 1 and trees.loc["rf_fusion", ("trec", 1)] == 3
+    heat = paper_plots.rank_heatmap(trees, lambda d: {"trec": "TREC questions (6 coarse types)"}.get(d, d)).data[0]
+    assert list(heat.x) == ["bbc-news · s0", "TREC questions · s0", "TREC questions · s1"]
+    assert heat.customdata[0][2] == "TREC questions (6 coarse types), seed 1"
     assert paper.seeds_text(2) == "2 seeds" and paper.seeds_text(1, 1) == "1 seed"

@@ -17,6 +17,7 @@ import pandas as pd
 
 from core.paths import shown_path
 from core.studies import paper
+from core.studies.full_path_agreement import AGREEMENT_FILE
 from core.studies.full_path_tests import TESTS_FILE, TREES_FILE
 from core.studies.paper import (
     CLAIMS_FILE,
@@ -50,6 +51,9 @@ NOISE_FLOOR = "noise_floor"  # the noise floor's strategy key in the files (core
 #: the full-path comparisons (core.studies.full_path_tests): over datasets, and per tree
 FULL_TEST_COLUMNS = ("model", "train_cap", "stage", "a", "b", "estimate", "datasets", "trees", "verdict")
 FULL_TREE_COLUMNS = ("model", "train_cap", "stage", "dataset", "seed", "a", "b", "estimate")
+#: does the strategies' order repeat from tree to tree (core.studies.full_path_agreement)
+AGREEMENT_COLUMNS = ("model", "train_cap", "stage", "level", "blocks", "strategies", "statistic", "estimate",
+                     "null_high", "p", "permutations", "verdict")
 FLOOR_LABEL = "Noise floor (oracle of the other half)"
 FUSION = ("rf_fusion", "lr_fusion")
 Label = Callable[[str], str]
@@ -79,6 +83,9 @@ class Reference:
     #: ``full_path_trees.csv``; None in files from before them)
     full_path_tests: pd.DataFrame | None = None
     full_path_trees: pd.DataFrame | None = None
+    #: Kendall's W over datasets and trees, Spearman between seeds (``full_path_agreement.csv``; None in files from
+    #: before it)
+    full_path_agreement: pd.DataFrame | None = None
 
     @property
     def shown_folder(self) -> str:
@@ -177,7 +184,8 @@ def load_reference(folder: str | Path | None = None) -> Reference:
                      _optional(folder / DIRECTIONS_FILE, DIRECTION_COLUMNS),
                      _optional(folder / DATASET_TESTS_FILE, TEST_COLUMNS),
                      _optional(folder / TESTS_FILE, FULL_TEST_COLUMNS),
-                     _optional(folder / TREES_FILE, FULL_TREE_COLUMNS))
+                     _optional(folder / TREES_FILE, FULL_TREE_COLUMNS),
+                     _optional(folder / AGREEMENT_FILE, AGREEMENT_COLUMNS))
 
 
 def _optional(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:

@@ -7,6 +7,8 @@ it. Nothing here computes a ranker or calls streamlit.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -61,15 +63,20 @@ from .plots import accuracy_axis, apply_layout, empty_figure
 
 def rank_heatmap(matrix: pd.DataFrame, label: Label = str, title: str = "Rank per dataset (1 = lowest regret)",
                  name: Label = theme.strategy_label) -> go.Figure:
-    """Strategies (rows) x datasets (columns), coloured by rank: dark = first."""
+    """Strategies (rows) x datasets (columns), coloured by rank: dark = first. Columns ``(dataset, seed)`` (a
+    matrix per tree) read "TREC questions · s1"."""
     if matrix.empty:
         return empty_figure("No strategies in the one-step table")
     z = matrix.to_numpy(dtype=float)
     text = [["" if np.isnan(v) else f"{v:.3g}" for v in row] for row in z]  # a mean rank over seeds: 3.5
+
+    def short(d: Any) -> str:  # "TREC questions (6 coarse types)" -> "TREC questions"; a tree adds its seed
+        return f"{label(d[0]).split(' (')[0]} · s{int(d[1])}" if isinstance(d, tuple) else label(d).split(" (")[0]
     names = [name(k) for k in matrix.index]
-    columns = [label(d).split(" (")[0] for d in matrix.columns]  # "TREC questions (6 coarse types)" -> "TREC questions"
+    columns = [short(d) for d in matrix.columns]
+    hover = [f"{label(d[0])}, seed {int(d[1])}" if isinstance(d, tuple) else label(d) for d in matrix.columns]
     fig = go.Figure(go.Heatmap(
-        z=z, x=columns, y=names, text=text, customdata=[[label(d) for d in matrix.columns]] * len(names),
+        z=z, x=columns, y=names, text=text, customdata=[hover] * len(names),
         texttemplate="%{text}", colorscale=theme.HEATMAP_SCALE, reversescale=True, zmin=1,
         zmax=float(np.nanmax(z)) if np.isfinite(z).any() else 1, colorbar=dict(title="rank"),
         hovertemplate="%{y}<br>%{customdata}: rank %{z}<extra></extra>"))

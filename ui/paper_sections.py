@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.studies.full_path_agreement import agreement_sentence
 from core.studies.full_path_tests import choice_sentence
 
 from . import widgets
@@ -19,6 +20,7 @@ from .paper_tables import (
     SPREAD,
     dataset_tests_frame,
     directions_frame,
+    full_path_name,
     full_tests_frame,
     of_budget,
     one_step_name,
@@ -153,6 +155,8 @@ def full_path_tests(ref: Reference, model: str, cap: int | None, label: Label) -
                + (f" **{apart} run(s) kept apart**: their teacher differs from the other runs of their tree "
                   "(column `pairing` of `full_path.csv`)." if apart else ""))
     st.markdown(choice_sentence(tests, model))
+    if order := agreement_sentence(of_budget(ref.full_path_agreement, model, cap), model, name=full_path_name):
+        st.markdown(order)
     st.dataframe(full_tests_frame(tests, model, cap), hide_index=True)
     stage = st.radio("Differences", list(FULL_STAGES), format_func=lambda s: FULL_STAGES[s], horizontal=True,
                      key="paper_full_stage")

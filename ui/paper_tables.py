@@ -238,13 +238,14 @@ def full_path_summary(full: pd.DataFrame, model: str, label: Label = str) -> pd.
                              "after_kd": "after KD", "ratio": "acc-to-size ratio", "rank_after_kd": "rank after KD"})
 
 
-def full_rank_matrix(full: pd.DataFrame, model: str) -> pd.DataFrame:
+def full_rank_matrix(full: pd.DataFrame, model: str, by_tree: bool = False) -> pd.DataFrame:
     """Rank after KD per dataset (mean over seeds; 1 = most accurate after KD): strategies (rows, best on average
-    first) x datasets."""
+    first) x datasets; ``by_tree``: one column per tree, ``(dataset, seed)``, where a seed's own winner shows."""
     f = full[full["model"] == model] if "rank_after_kd" in full.columns else full.iloc[0:0]
     if f.empty:
         return pd.DataFrame()
-    m = f.pivot_table(index="strategy", columns="dataset", values="rank_after_kd", aggfunc="mean")
+    m = f.pivot_table(index="strategy", columns=["dataset", "seed"] if by_tree else "dataset",
+                      values="rank_after_kd", aggfunc="mean")
     return m.reindex(m.mean(axis=1).sort_values(kind="stable").index)
 
 

@@ -14,6 +14,7 @@ from core.fusion.bank import load_bank, load_outcomes
 from core.paths import PROJECT_ROOT
 from core.runs.pack import PackError, load_pack, pack_dir
 from core.runs.store import RunStore
+from core.studies import full_path_agreement as fpa
 from core.studies import full_path_outcomes as fpo
 from core.studies import full_path_tests as fpt
 from core.studies import paper
@@ -76,6 +77,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
     if len(outcomes):
         fpo.write_outcomes(folder, outcomes)
     fpt.write_tests(folder, tests, per_tree)
+    agreement = fpa.agreement(full, cap)  # does the strategies' order repeat from tree to tree?
+    fpa.write_agreement(folder, agreement)
     if args.json:
         print(json.dumps(claim_rows, indent=1))
         return 0
@@ -94,6 +97,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
     for c in claim_rows:
         print(f"\n[{c['key']}] paper: {c['paper']}\n  ours ({c['measure']}, {c.get('noise', '?')}): {c['ours']}")
     _print_full_path(full, tests)
+    for stage in fpa.STAGES:
+        if text := fpa.agreement_sentence(agreement, stage=stage):
+            print(f"\n{stage.replace('_', ' ')}: " + text.replace("**", ""))
     print(f"\nwritten to {folder}")
     return 0
 
