@@ -279,7 +279,7 @@ def test_paper_page_shows_the_full_path_comparisons(tmp_path, monkeypatch):
     shown = texts(at)
     assert "Does the choice of layers still matter after recovery?" in shown
     assert "2,000 training rows" in shown and "4 paired tree(s): 3 dataset(s) × 1-2 seed(s)" in shown
-    assert "Does the order repeat?" in shown and "Kendall's W = " in shown and "trec -1.00" in shown
+    assert "Does the order repeat?" in shown and "Kendall's W = " in shown and "TREC questions -1.00" in shown
     assert "Rank after KD per tree (1 = most accurate)" in chart_titles(at)  # one column per seed at first
     at.toggle(key="paper_full_by_tree").set_value(False).run()
     assert "Rank after KD per dataset (mean over seeds; 1 = most accurate)" in chart_titles(at)

@@ -155,7 +155,8 @@ def full_path_tests(ref: Reference, model: str, cap: int | None, label: Label) -
                + (f" **{apart} run(s) kept apart**: their teacher differs from the other runs of their tree "
                   "(column `pairing` of `full_path.csv`)." if apart else ""))
     st.markdown(choice_sentence(tests, model))
-    if order := agreement_sentence(of_budget(ref.full_path_agreement, model, cap), model, name=full_path_name):
+    if order := agreement_sentence(of_budget(ref.full_path_agreement, model, cap), model, name=full_path_name,
+                                   label=lambda d: label(d).split(" (")[0]):
         st.markdown(order)
     st.dataframe(full_tests_frame(tests, model, cap), hide_index=True)
     stage = st.radio("Differences", list(FULL_STAGES), format_func=lambda s: FULL_STAGES[s], horizontal=True,

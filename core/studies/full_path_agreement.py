@@ -180,9 +180,9 @@ def _rows(acc: pd.DataFrame, base: dict[str, Any], permutations: int, seed: int)
 
 # ------------------------------------------------------------------------------------------ in words
 def agreement_sentence(frame: pd.DataFrame | None, model: str | None = None, stage: str = "after_kd",
-                       name: Any = str) -> str:
-    """Whether the strategies' order repeats, in one paragraph (``name``: a strategy key's display name); "" when
-    the frame holds nothing for ``model`` and ``stage``."""
+                       name: Any = str, label: Any = str) -> str:
+    """Whether the strategies' order repeats, in one paragraph (``name``: a strategy key's display name, ``label``
+    a dataset's); "" when the frame holds nothing for ``model`` and ``stage``."""
     if frame is None or frame.empty:
         return ""
     f = frame[(frame["stage"] == stage) & ((frame["model"] == model) if model is not None else True)]
@@ -207,10 +207,15 @@ def agreement_sentence(frame: pd.DataFrame | None, model: str | None = None, sta
     if s is not None:
         text += (f" From one seed to another of the same dataset the order correlates with Spearman's rho = "
                  f"{s['estimate']:+.2f} on average ({int(s['blocks'])} seed pair(s) of {int(s['datasets'])} "
-                 f"dataset(s): {s['per_dataset']}; p = {s['p']:.3f}, {s['verdict']})"
+                 f"dataset(s): {_per_dataset(str(s['per_dataset']), label)}; p = {s['p']:.3f}, {s['verdict']})"
                  + (": **the order one seed gives is not shown to carry over to another**." if s["verdict"] ==
                     "within noise" else ": the order carries over from seed to seed."))
     return text
+
+
+def _per_dataset(text: str, label: Any) -> str:
+    """"trec +0.29; sms-spam +0.24" with each dataset's display name: "TREC +0.29, SMS spam +0.24"."""
+    return ", ".join(f"{label(d)} {v}" for d, v in (part.rsplit(" ", 1) for part in text.split("; ")))
 
 
 def write_agreement(folder: Path, frame: pd.DataFrame | None) -> None:
