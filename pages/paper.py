@@ -200,6 +200,7 @@ with st.expander("Where these numbers come from"):
                 "`dataset_tests.csv`, `claims.json`"
                 + (", `full_path.csv`" if ref.full_path is not None else "")
                 + (", `full_path_tests.csv`, `full_path_trees.csv`" if ref.full_path_tests is not None else "")
+                + (", `full_path_agreement.csv`" if ref.full_path_agreement is not None else "")
                 + ". Remake them with "
                 "`python -m core study paper`; the profile bank they stand on is in `data/bank/`.")
     if ref.meta:
