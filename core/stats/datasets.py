@@ -61,6 +61,14 @@ class SignFlip:
                 f"{self.negative} below)")
 
 
+def permutation_p(observed: float, null: Sequence[float] | np.ndarray) -> float:
+    """One-sided permutation p-value: (1 + the null draws at or above ``observed``) / (1 + the draws), counting the
+    observed arrangement as one of them so p is never 0; non-finite draws are left out."""
+    draws = np.asarray(null, dtype=float)
+    draws = draws[np.isfinite(draws)]
+    return float((1 + np.sum(draws >= observed - 1e-12)) / (draws.size + 1))
+
+
 def sign_flip_test(differences: Sequence[float] | np.ndarray, *, seed: int = 0) -> SignFlip:
     """Exact (up to :data:`EXACT_UP_TO` datasets) two-sided sign-flip test that the per-dataset ``differences``
     are centred on 0, statistic: their mean. All-zero differences give p = 1."""

@@ -33,15 +33,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+from scipy.stats import rankdata, tiecorrect
 
 from core.paths import atomic_write_text
-from core.studies.full_path import train_caps
+from core.stats.datasets import permutation_p
+from core.studies.full_path import default_cap
 
 AGREEMENT_FILE = "full_path_agreement.csv"
 STAGES = ("after_kd", "before_kd")
-#: the levels of agreement, in the order they are reported
-LEVELS = ("datasets", "trees", "seeds")
 PERMUTATIONS = 5000
 ALPHA = 0.05
 #: fewer strategies than this measured in every tree: no ranking to speak of
@@ -64,7 +63,7 @@ def accuracy_table(full: pd.DataFrame | None, model: str, cap: int | None, stage
 
 def ranks(values: np.ndarray) -> np.ndarray:
     """Ranks within each row (1 = highest value; ties get their average rank)."""
-    return np.vstack([rankdata(-row) for row in np.atleast_2d(values)])
+    return rankdata(-np.atleast_2d(values), axis=1)
 
 
 def kendall_w(r: np.ndarray) -> float:
@@ -75,9 +74,8 @@ def kendall_w(r: np.ndarray) -> float:
 
 
 def _tie_correction(r: np.ndarray) -> float:
-    m, k = r.shape
-    ties = sum(float(((c := np.unique(row, return_counts=True)[1]) ** 3 - c).sum()) for row in r)
-    return 1.0 - ties / (m * k * (k * k - 1))
+    """Friedman's tie correction: 1 - sum(t^3 - t) / (m k (k^2 - 1)), the mean of each block's own correction."""
+    return float(np.mean([tiecorrect(row) for row in r]))
 
 
 def _w(r: np.ndarray, correction: float) -> np.ndarray:
@@ -114,11 +112,6 @@ def _shuffled(r: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
     return np.take_along_axis(np.broadcast_to(r, (n, *r.shape)), order, axis=-1)
 
 
-def _p(observed: float, null: np.ndarray) -> float:
-    null = null[np.isfinite(null)]
-    return float((1 + np.sum(null >= observed - 1e-12)) / (len(null) + 1))
-
-
 def _mean_ranks(r: np.ndarray, strategies: list[str]) -> str:
     means = r.mean(axis=0)
     return "; ".join(f"{strategies[j]} {means[j]:.2f}" for j in np.argsort(means, kind="stable"))
@@ -129,8 +122,7 @@ def agreement(full: pd.DataFrame | None, cap: int | None = None, *, permutations
     """One row per (model, stage, level) at budget ``cap`` (default: the largest in ``full``): the statistic
     (``kendall_w`` or ``spearman``), its permutation p and the 95 % point of its null, the blocks it stands on,
     and the mean rank of each strategy (``mean_ranks``: "key rank; ...", best first). Empty without 2 trees."""
-    caps = train_caps(full)
-    cap = cap if cap is not None else (caps[0] if caps else None)
+    cap = cap if cap is not None else default_cap(full)
     rows: list[dict[str, Any]] = []
     models = sorted(set(full["model"])) if full is not None and not full.empty else []
     for model in models:
@@ -161,7 +153,7 @@ def _rows(acc: pd.DataFrame, base: dict[str, Any], permutations: int, seed: int)
         observed = float(_w(r[None], correction)[0])
         null = _w(_shuffled(r, rng, permutations), correction)
         out.append({**common, "level": level, "blocks": len(r), "statistic": "kendall_w", "estimate": observed,
-                    "null_high": float(np.nanquantile(null, 0.95)), "p": _p(observed, null),
+                    "null_high": float(np.nanquantile(null, 0.95)), "p": permutation_p(observed, null),
                     "mean_ranks": _mean_ranks(r, strategies), "first": strategies[int(np.argmin(r.mean(axis=0)))],
                     "last": strategies[int(np.argmax(r.mean(axis=0)))]})
     pairs = _seed_pairs(trees, by_tree)
@@ -171,7 +163,7 @@ def _rows(acc: pd.DataFrame, base: dict[str, Any], permutations: int, seed: int)
         per = {d: float(_mean_rho(by_tree[None], {d: p})[0]) for d, p in pairs.items()}
         out.append({**common, "level": "seeds", "blocks": sum(len(p) for p in pairs.values()),
                     "datasets": len(pairs), "statistic": "spearman", "estimate": observed,
-                    "null_high": float(np.quantile(null, 0.95)), "p": _p(observed, null),
+                    "null_high": float(np.quantile(null, 0.95)), "p": permutation_p(observed, null),
                     "per_dataset": "; ".join(f"{d} {v:+.2f}" for d, v in per.items())})
     for row in out:
         row["verdict"] = "beyond noise" if row["p"] < ALPHA else "within noise"

@@ -38,6 +38,7 @@ import pandas as pd
 
 from core.paths import atomic_write_text
 from core.stats import paired_accuracy_difference
+from core.stats.datasets import permutation_p
 from core.studies.claims import PAPER, Claim
 from core.studies.dataset_tests import NOT_SINGLE, compare
 from core.studies.full_path import train_caps
@@ -160,7 +161,7 @@ def _spread(found: list[Tree], stage: str, permutations: int, seed: int) -> tupl
         rows.append({"dataset": t.dataset, "seed": t.seed, "teacher": t.teacher, "a": SPREAD,
                      "b": ",".join(keys), "estimate": 100 * spread, "null_mean": 100 * float(null.mean()),
                      "null_high": 100 * float(np.quantile(null, 0.95)),
-                     "p": float((1 + np.sum(null >= spread - 1e-12)) / (permutations + 1)),
+                     "p": permutation_p(spread, null),
                      "best": keys[int(np.argmax(acc))], "worst": keys[int(np.argmin(acc))], "strategies": len(keys),
                      "examples": int(m.shape[1])})
         rows[-1]["verdict"] = "beyond noise" if rows[-1]["p"] < ALPHA else "within noise"
@@ -170,7 +171,7 @@ def _spread(found: list[Tree], stage: str, permutations: int, seed: int) -> tupl
         return np.mean([np.mean([v for v, t in zip(values, used) if t.dataset == d], axis=0) for d in datasets],
                        axis=0)
     obs, null = float(over(observed)), np.asarray(over(nulls))
-    p = float((1 + np.sum(null >= obs - 1e-12)) / (permutations + 1))
+    p = permutation_p(obs, null)
     ks = [int(r["strategies"]) for r in rows]
     total = {"a": SPREAD, "b": ",".join(sorted({k for t in used for k in t.strategies(stage)})),
              "estimate": 100 * obs, "null_mean": 100 * float(null.mean()),
