@@ -36,7 +36,15 @@ def test_the_same_order_on_every_tree_is_full_agreement_beyond_chance():
     assert seeds["estimate"] == pytest.approx(1.0) and seeds["p"] < 0.01 and seeds["blocks"] == 4
     text = fa.agreement_sentence(out, "e5-small")
     assert "W = 1.00" in text and "more agreement than chance gives" in text and "no more" not in text
-    assert "carries over from seed to seed" in text
+    assert "carries over from seed to seed, strongly" in text
+
+
+def test_a_correlation_beyond_noise_says_how_strong_it_is():
+    """A rank correlation can be beyond noise and still weak (the study's +0.24 over 12 seed pairs): the sentence
+    says which of Cohen's bands it is in, never "carries over" alone."""
+    assert fa.strength(0.24).startswith("weakly (|rho| below 0.3")
+    assert fa.strength(0.3).startswith("moderately") and fa.strength(-0.45).startswith("moderately")
+    assert fa.strength(0.5).startswith("strongly") and "our reading" in fa.strength(0.9)
 
 
 def test_w_is_friedmans_chi_square_over_m_k_minus_1_also_with_ties():

@@ -194,15 +194,24 @@ def agreement_sentence(frame: pd.DataFrame | None, model: str | None = None, sta
     t = rows.get("trees")
     if t is not None and d["level"] == "datasets":
         text += (f" Over the {int(t['blocks'])} trees (a dataset's seeds counted as blocks of their own, so not "
-                 f"independent): W = {t['estimate']:.2f}, p = {t['p']:.3f}.")
+                 f"independent): W = {t['estimate']:.2f}, p = {t['p']:.3f}, {t['verdict']}.")
     s = rows.get("seeds")
     if s is not None:
         text += (f" From one seed to another of the same dataset the order correlates with Spearman's rho = "
                  f"{s['estimate']:+.2f} on average ({int(s['blocks'])} seed pair(s) of {int(s['datasets'])} "
                  f"dataset(s): {_per_dataset(str(s['per_dataset']), label)}; p = {s['p']:.3f}, {s['verdict']})"
                  + (": **the order one seed gives is not shown to carry over to another**." if s["verdict"] ==
-                    "within noise" else ": the order carries over from seed to seed."))
+                    "within noise" else f": the order carries over from seed to seed, {strength(s['estimate'])}."))
     return text
+
+
+def strength(rho: float) -> str:
+    """How strong a rank correlation is, in words: below 0.3 weakly, below 0.5 moderately, else strongly (our
+    reading of Cohen's conventional bands for a correlation: 0.1 small, 0.3 medium, 0.5 large)."""
+    size = abs(rho)
+    word = "weakly" if size < 0.3 else "moderately" if size < 0.5 else "strongly"
+    return f"{word} (|rho| {'below 0.3' if size < 0.3 else 'below 0.5' if size < 0.5 else 'of 0.5 or more'}: " \
+           "Cohen's bands for a correlation, our reading)"
 
 
 def _per_dataset(text: str, label: Any) -> str:
