@@ -149,7 +149,7 @@ def full_path_tests(ref: Reference, model: str, cap: int | None, label: Label) -
     pack = int((full["source"] == "pack").sum()) if full is not None and "source" in full.columns else 0
     st.caption(f"**Budget:** {cap:,} training rows; {int(r['trees'])} paired tree(s): {int(r['datasets'])} "
                f"dataset(s) × {seeds_of(r)} seed(s) (every number says what it stands on; nothing is extrapolated to "
-               f"trees not measured)."
+               "trees not measured)."
                + (f" {pack} of these runs are the recorded pack's (seed 0, recorded in an earlier session), paired "
                   "with this budget's other runs only where their teacher is the same." if pack else "")
                + (f" **{apart} run(s) kept apart**: their teacher differs from the other runs of their tree "

@@ -205,13 +205,16 @@ def agreement_sentence(frame: pd.DataFrame | None, model: str | None = None, sta
     return text
 
 
+#: Cohen's conventional bands for a correlation (0.1 small, 0.3 medium, 0.5 large), read as words: (upper bound of
+#: |rho|, the word, the band as said)
+STRENGTH_BANDS = ((0.3, "weakly", "below 0.3"), (0.5, "moderately", "below 0.5"),
+                  (float("inf"), "strongly", "of 0.5 or more"))
+
+
 def strength(rho: float) -> str:
-    """How strong a rank correlation is, in words: below 0.3 weakly, below 0.5 moderately, else strongly (our
-    reading of Cohen's conventional bands for a correlation: 0.1 small, 0.3 medium, 0.5 large)."""
-    size = abs(rho)
-    word = "weakly" if size < 0.3 else "moderately" if size < 0.5 else "strongly"
-    return f"{word} (|rho| {'below 0.3' if size < 0.3 else 'below 0.5' if size < 0.5 else 'of 0.5 or more'}: " \
-           "Cohen's bands for a correlation, our reading)"
+    """How strong a rank correlation is, in words (:data:`STRENGTH_BANDS`; our reading of Cohen's bands)."""
+    word, band = next((w, b) for bound, w, b in STRENGTH_BANDS if abs(rho) < bound)
+    return f"{word} (|rho| {band}: Cohen's bands for a correlation, our reading)"
 
 
 def _per_dataset(text: str, label: Any) -> str:
