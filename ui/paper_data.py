@@ -59,6 +59,12 @@ FUSION = ("rf_fusion", "lr_fusion")
 Label = Callable[[str], str]
 
 
+def short(label: str) -> str:
+    """A display label without its parenthesised detail, for axes and legends: "TREC questions (6 coarse types)" ->
+    "TREC questions"."""
+    return label.split(" (")[0]
+
+
 class ReferenceFilesError(Exception):
     """The reference files are missing or damaged; the message says which and how to make them."""
 

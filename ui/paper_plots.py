@@ -31,6 +31,7 @@ from .paper_data import (  # noqa: F401  (re-exported: the page and Home read th
     direction_line,
     load_reference,
     reference_dir,
+    short,
     shown_path,
 )
 from .paper_prose import HOME_CLAIMS, first_open_lines  # noqa: F401
@@ -70,10 +71,10 @@ def rank_heatmap(matrix: pd.DataFrame, label: Label = str, title: str = "Rank pe
     z = matrix.to_numpy(dtype=float)
     text = [["" if np.isnan(v) else f"{v:.3g}" for v in row] for row in z]  # a mean rank over seeds: 3.5
 
-    def short(d: Any) -> str:  # "TREC questions (6 coarse types)" -> "TREC questions"; a tree adds its seed
-        return f"{label(d[0]).split(' (')[0]} · s{int(d[1])}" if isinstance(d, tuple) else label(d).split(" (")[0]
+    def column(d: Any) -> str:  # "TREC questions (6 coarse types)" -> "TREC questions"; a tree adds its seed
+        return f"{short(label(d[0]))} · s{int(d[1])}" if isinstance(d, tuple) else short(label(d))
     names = [name(k) for k in matrix.index]
-    columns = [short(d) for d in matrix.columns]
+    columns = [column(d) for d in matrix.columns]
     hover = [f"{label(d[0])}, seed {int(d[1])}" if isinstance(d, tuple) else label(d) for d in matrix.columns]
     fig = go.Figure(go.Heatmap(
         z=z, x=columns, y=names, text=text, customdata=[hover] * len(names),
@@ -167,7 +168,7 @@ def tree_difference_figure(per_tree: pd.DataFrame, tests: pd.DataFrame | None, l
     for ds in datasets:
         g = per_tree[per_tree["dataset"] == ds]
         fig.add_trace(go.Scatter(
-            x=[names[k] for k in g["b"]], y=g["estimate"], mode="markers", name=label(ds).split(" (")[0],
+            x=[names[k] for k in g["b"]], y=g["estimate"], mode="markers", name=short(label(ds)),
             marker=dict(size=10, symbol=[["circle", "square", "triangle-up"][int(s) % 3] for s in g["seed"]]),
             error_y=dict(type="data", symmetric=False, array=g["high"] - g["estimate"],
                          arrayminus=g["estimate"] - g["low"], thickness=1.2, width=3),

@@ -12,7 +12,7 @@ from core.studies.full_path_agreement import agreement_sentence
 from core.studies.full_path_tests import choice_sentence
 
 from . import widgets
-from .paper_data import Label, Reference
+from .paper_data import Label, Reference, short
 from .paper_plots import tree_difference_figure
 from .paper_tables import (
     FULL_STAGES,
@@ -156,7 +156,7 @@ def full_path_tests(ref: Reference, model: str, cap: int | None, label: Label) -
                   "(column `pairing` of `full_path.csv`)." if apart else ""))
     st.markdown(choice_sentence(tests, model))
     if order := agreement_sentence(of_budget(ref.full_path_agreement, model, cap), model, name=full_path_name,
-                                   label=lambda d: label(d).split(" (")[0]):
+                                   label=lambda d: short(label(d))):
         st.markdown(order)
     st.dataframe(full_tests_frame(tests, model, cap), hide_index=True)
     stage = st.radio("Differences", list(FULL_STAGES), format_func=lambda s: FULL_STAGES[s], horizontal=True,
